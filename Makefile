@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:
+#   make run    installs everything, creates the database, seeds the demo, starts the app
+#   make test   installs everything and runs the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: install run test demo bench clean
+
+$(BIN)/stillroom: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(BIN)/stillroom
+
+run: install
+	$(BIN)/stillroom init
+	$(BIN)/stillroom demo
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/pytest -q -ra
+
+bench: install
+	$(BIN)/python benchmarks/bench_audit_verify.py
+	$(BIN)/python benchmarks/bench_portfolio.py
+
+clean:
+	rm -rf $(VENV) data/stillroom.db data/stillroom.db-*

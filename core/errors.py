@@ -1,0 +1,56 @@
+"""Named errors, each carrying one sentence a person can act on.
+
+``InvalidInput`` means the request was malformed (CLI exit code 2);
+``GovernanceViolation`` means the request was well formed but breaks a rule of
+the playbook (CLI exit code 3).
+"""
+
+from __future__ import annotations
+
+
+class StillroomError(Exception):
+    """Base class: ``str(error)`` is the sentence shown to the person."""
+
+    exit_code = 1
+
+
+class InvalidInput(StillroomError):
+    """Input that cannot be accepted; names the field and the fix."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(InvalidInput):
+    """A named user, project or record does not exist."""
+
+
+class AuthenticationFailed(StillroomError):
+    """Wrong username or password (deliberately does not say which)."""
+
+    exit_code = 2
+
+
+class GovernanceViolation(StillroomError):
+    """A rule of the playbook forbids this action."""
+
+    exit_code = 3
+
+
+class PermissionDenied(GovernanceViolation):
+    """The person lacks the role this action needs."""
+
+
+class SeparationOfDuties(GovernanceViolation):
+    """The driver and the validator of a project must be different people."""
+
+
+class GateNotLocked(GovernanceViolation):
+    """Work that needs a locked success gate was attempted without one."""
+
+
+class ProjectBlocked(GovernanceViolation):
+    """The project cannot proceed (for example the teacher's terms forbid it)."""

@@ -1,0 +1,1 @@
+"""Governance: people, projects, roles, the trigger, the gate and the audit chain."""

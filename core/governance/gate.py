@@ -1,0 +1,277 @@
+"""Step 2 of the playbook: the success gate, locked before anyone trains.
+
+A gate version is inserted already locked and never changes (database triggers
+refuse UPDATE and DELETE); its content hash covers the spec, the version, the
+reason and the hash of the version it supersedes. Changing the bar means a new
+version with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlmodel import Session, col, select
+
+from core.errors import GateNotLocked, GovernanceViolation, InvalidInput
+from core.governance import audit, qualification
+from core.governance.audit import canonical_json, sha256_hex
+from core.governance.projects import require_role
+from core.governance.qualification import Play, Recommendation
+from core.models import GateVersion, Project, Role, User
+from core.validation import parse
+
+
+class Metric(StrEnum):
+    ACCURACY = "accuracy"
+    MACRO_F1 = "macro-f1"
+    AGREEMENT = "teacher-agreement"
+    EXACT_MATCH = "exact-match"
+    FIELD_ACCURACY = "field-accuracy"
+
+
+class FloorKind(StrEnum):
+    ABSOLUTE = "absolute"  # metric >= value
+    RELATIVE_TO_TEACHER = "relative-to-teacher"  # metric >= value x teacher's metric
+    RELATIVE_TO_BASELINE = "relative-to-baseline"  # metric >= baseline's metric + value
+
+
+FLOOR_MEANING = {
+    FloorKind.ABSOLUTE: "the student's score must reach this value",
+    FloorKind.RELATIVE_TO_TEACHER: "the student must keep this share of the teacher's score (0.98 = 98 %)",
+    FloorKind.RELATIVE_TO_BASELINE: "the student must beat the baseline's score by this margin",
+}
+
+Unit = Field(ge=0.0, le=1.0)
+
+
+class QualityFloor(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+    kind: FloorKind
+    value: float = Unit
+
+
+class SliceFloor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    column: str = Field(min_length=1, max_length=64)
+    value: str = Field(min_length=1, max_length=200)
+    floor: float = Unit
+    min_n: int = Field(ge=1, le=10**9)
+
+    @field_validator("column", "value", mode="before")
+    @classmethod
+    def _strip(cls, v: Any) -> Any:
+        return str(v).strip() if v is not None else v
+
+
+class SevereErrors(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    classes: list[str] = Field(default_factory=list, max_length=200)
+    max_rate: float = Unit
+
+    @field_validator("classes")
+    @classmethod
+    def _clean(cls, v: list[str]) -> list[str]:
+        out = [str(c).strip() for c in v]
+        if any(not c for c in out):
+            raise ValueError("severe classes must not be blank")
+        if len(set(out)) != len(out):
+            raise ValueError("severe classes are listed twice; list each once")
+        return sorted(out)
+
+
+class GateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+    metric: Metric
+    quality_floor: QualityFloor
+    slice_floors: list[SliceFloor] = Field(default_factory=list, max_length=500)
+    severe_errors: SevereErrors = Field(default_factory=lambda: SevereErrors(classes=[], max_rate=0.0))
+    p95_latency_ms: float = Field(gt=0, le=1e6)
+    cost_per_1k: float = Field(ge=0, le=1e6)
+    payback_months: float = Field(gt=0, le=120)
+    min_reviews_per_critical_slice: int = Field(default=0, ge=0, le=100_000)
+    notes: str = Field(default="", max_length=5000)
+
+    @model_validator(mode="after")
+    def _unique_slices(self) -> GateSpec:
+        seen: set[tuple[str, str]] = set()
+        for i, s in enumerate(self.slice_floors, start=1):
+            key = (s.column, s.value)
+            if key in seen:
+                raise ValueError(
+                    f"slice floor {i} repeats {s.column}={s.value}: keep one floor per slice"
+                )
+            seen.add(key)
+        return self
+
+
+def template(play: Play | str, inputs: dict | None = None) -> dict:
+    """A starting gate for the play, filled from the qualification where known."""
+    play = Play(play)
+    inputs = inputs or {}
+    teacher_cost = float(inputs.get("teacher_cost_per_1k") or 1.0)
+    target_p95 = float(inputs.get("target_p95_ms") or 50.0)
+    base = {
+        "metric": Metric.ACCURACY.value,
+        "quality_floor": {"kind": FloorKind.RELATIVE_TO_TEACHER.value, "value": 0.98},
+        "slice_floors": [],
+        "severe_errors": {"classes": [], "max_rate": 0.01},
+        "p95_latency_ms": target_p95,
+        "cost_per_1k": round(teacher_cost * 0.2, 4),
+        "payback_months": 12.0,
+        "min_reviews_per_critical_slice": 0,
+        "notes": "",
+    }
+    if play == Play.COST:
+        base["notes"] = "Cost play: quality must hold; the student keeps 98 % of the teacher's accuracy."
+    elif play == Play.LATENCY:
+        base["quality_floor"]["value"] = 0.95
+        base["notes"] = "Latency play: the p95 target binds; rare inputs may give a little quality."
+    elif play == Play.STABILITY:
+        base["metric"] = Metric.AGREEMENT.value
+        base["quality_floor"] = {"kind": FloorKind.ABSOLUTE.value, "value": 0.95}
+        base["notes"] = "Stability play: the student must agree with today's teacher on 95 % of inputs."
+    elif play == Play.SPECIALIZATION:
+        base["metric"] = Metric.MACRO_F1.value
+        base["quality_floor"] = {"kind": FloorKind.RELATIVE_TO_BASELINE.value, "value": 0.02}
+        base["notes"] = "Specialization play: the student must beat the generalist baseline by 2 points."
+    return base
+
+
+def spec_hash(*, project_id: int, version: int, spec_json: str, reason: str, supersedes: str | None) -> str:
+    return sha256_hex(canonical_json({
+        "project_id": project_id, "version": version, "spec": json.loads(spec_json),
+        "reason": reason, "supersedes": supersedes,
+    }))
+
+
+def verify_gate(gate: GateVersion) -> bool:
+    """True when the stored content still matches the hash taken at lock time."""
+    return spec_hash(
+        project_id=gate.project_id, version=gate.version, spec_json=gate.spec_json,
+        reason=gate.reason, supersedes=gate.supersedes_hash,
+    ) == gate.content_hash
+
+
+def lock(
+    session: Session, *, actor: User, project: Project, spec: GateSpec | dict, reason: str = ""
+) -> GateVersion:
+    """Lock a gate: the first version, or a new one that supersedes the current."""
+    require_role(session, actor=actor, project=project, role=Role.SPONSOR, doing="lock or version its gate")
+    spec = parse(GateSpec, spec)
+    q = qualification.latest(session, project_id=project.id)
+    if q is None or q.verdict != Recommendation.PROCEED.value:
+        state = "has not been qualified" if q is None else f"was qualified with verdict {q.verdict!r}"
+        raise GovernanceViolation(
+            f"Project {project.name!r} {state}: record a 'proceed' qualification before locking a gate."
+        )
+    prev = current(session, project_id=project.id)
+    reason = (reason or "").strip()
+    spec_json = canonical_json(spec.model_dump(mode="json"))
+    if prev is not None:
+        if not reason:
+            raise InvalidInput(
+                f"the gate of {project.name!r} is locked at version {prev.version}: "
+                "a new version needs a reason for changing the bar.",
+                field="reason",
+            )
+        if prev.spec_json == spec_json:
+            raise InvalidInput(
+                f"this gate is identical to version {prev.version}: change a criterion or keep the current one.",
+                field="spec",
+            )
+    version = 1 + (prev.version if prev else 0)
+    supersedes = prev.content_hash if prev else None
+    gate = GateVersion(
+        project_id=project.id, version=version, spec_json=spec_json, reason=reason,
+        supersedes_hash=supersedes, locked_by=actor.id,
+        content_hash=spec_hash(project_id=project.id, version=version, spec_json=spec_json,
+                               reason=reason, supersedes=supersedes),
+    )
+    session.add(gate)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="gate.lock", entity="gate", entity_id=gate.id, project_id=project.id,
+        payload={"version": version, "content_hash": gate.content_hash, "reason": reason,
+                 "supersedes": supersedes},
+    )
+    session.commit()
+    return gate
+
+
+def current(session: Session, *, project_id: int) -> GateVersion | None:
+    return session.exec(
+        select(GateVersion).where(GateVersion.project_id == project_id)
+        .order_by(col(GateVersion.version).desc()).limit(1)
+    ).first()
+
+
+def require_locked(session: Session, *, project: Project, doing: str) -> GateVersion:
+    """The current locked gate, or GateNotLocked naming what was attempted."""
+    gate = current(session, project_id=project.id)
+    if gate is None:
+        raise GateNotLocked(
+            f"The gate for project {project.name!r} is not locked: the sponsor must lock it before {doing}."
+        )
+    return gate
+
+
+def history(session: Session, *, project_id: int) -> list[GateVersion]:
+    return list(session.exec(
+        select(GateVersion).where(GateVersion.project_id == project_id).order_by(GateVersion.version)
+    ).all())
+
+
+def get_version(session: Session, *, project: Project, version: int) -> GateVersion:
+    gate = session.exec(
+        select(GateVersion).where(GateVersion.project_id == project.id, GateVersion.version == version)
+    ).first()
+    if gate is None:
+        raise InvalidInput(f"project {project.name!r} has no gate version {version}.", field="version")
+    return gate
+
+
+def spec_of(gate: GateVersion) -> dict:
+    return json.loads(gate.spec_json)
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list) and obj and all(isinstance(x, dict) and "column" in x for x in obj):
+        out = {}
+        for x in obj:
+            rest = {k: v for k, v in x.items() if k not in ("column", "value")}
+            out.update(_flatten(rest, f"{prefix}[{x['column']}={x['value']}]"))
+        return out
+    return {prefix: obj}
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    change: Literal["added", "removed", "changed"]
+    old: Any
+    new: Any
+
+
+def diff(old: GateVersion | dict, new: GateVersion | dict) -> list[Change]:
+    """Criterion-level differences between two gate specs."""
+    a = _flatten(spec_of(old) if isinstance(old, GateVersion) else old)
+    b = _flatten(spec_of(new) if isinstance(new, GateVersion) else new)
+    changes = []
+    for path in sorted(a.keys() | b.keys()):
+        if path not in b:
+            changes.append(Change(path, "removed", a[path], None))
+        elif path not in a:
+            changes.append(Change(path, "added", None, b[path]))
+        elif a[path] != b[path]:
+            changes.append(Change(path, "changed", a[path], b[path]))
+    return changes

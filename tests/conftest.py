@@ -1,0 +1,113 @@
+"""Shared fixtures: a fresh real SQLite file (WAL) per test, with or without the demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlmodel import Session
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch) -> str:
+    """Point the whole process (settings, engine cache) at a fresh database file."""
+    from core import config, db
+
+    url = f"sqlite:///{tmp_path / 'stillroom.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("STILLROOM_DATA_DIR", str(tmp_path))
+    config.get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    yield url
+    db.get_engine.cache_clear()
+    config.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory):
+    """A database file seeded with the demo once; tests that use the demo copy it
+    (argon2 hashing of five demo passwords per test would dominate the suite)."""
+    from core import demo as demo_mod
+    from core.db import init_db, make_engine
+
+    path = tmp_path_factory.mktemp("template") / "demo.db"
+    eng = make_engine(f"sqlite:///{path}")
+    init_db(eng)
+    with Session(eng) as s:
+        demo_mod.seed(s)
+    with eng.begin() as conn:  # fold the WAL into the main file before copying it
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    eng.dispose()
+    return path
+
+
+@pytest.fixture
+def engine(db_url, request):
+    from core.db import get_engine, init_db
+
+    if "demo" in request.fixturenames:
+        shutil.copy(request.getfixturevalue("demo_template"), db_url.split("///", 1)[1])
+    eng = get_engine(db_url)
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+def demo(session):
+    """The demo people and projects (copied from the seeded template); {username: User}."""
+    from core import demo as demo_mod
+    from core.governance import people
+
+    return {p.username: people.get_user(session, p.username) for p in demo_mod.DEMO_PEOPLE}
+
+
+def good_qualification(**overrides) -> dict:
+    """A qualification that Stillroom recommends proceeding with."""
+    from core.governance.qualification import BetterMove
+
+    data = {
+        "play": "cost-pressure",
+        "evidence": "The teacher bill is the largest line of our inference budget.",
+        "task_scope": "narrow",
+        "monthly_volume": 1_000_000,
+        "teacher_cost_per_1k": 4.0,
+        "current_p95_ms": 800.0,
+        "target_p95_ms": 50.0,
+        "better_first_moves": {m.value: "ruled-out" for m in BetterMove},
+        "teacher_third_party": False,
+        "build_cost": 10_000.0,
+        "student_cost_per_1k": 0.4,
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def moderation(session, demo):
+    """The demo's unqualified project (sam sponsors, dana drives, val validates)."""
+    from core import demo as demo_mod
+    from core.governance import projects
+
+    return projects.get_project(session, demo_mod.MODERATION)
+
+
+@pytest.fixture
+def qualified(session, demo, moderation):
+    """The moderation project, qualified with verdict proceed by its sponsor."""
+    from core.governance import qualification
+
+    qualification.record(session, actor=demo["sam"], project=moderation,
+                         inputs=good_qualification(), verdict="proceed")
+    return moderation

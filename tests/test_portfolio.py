@@ -1,0 +1,45 @@
+"""The portfolio: stage in the cadence, roles, and what waits on whom."""
+
+from conftest import good_qualification
+
+from core.governance import gate, portfolio, projects, qualification
+
+
+def _row(session, user, name):
+    return {r.name: r for r in portfolio.portfolio(session, user=user)}[name]
+
+
+def test_stage_moves_from_qualify_to_gate_to_data(session, demo, moderation):
+    sam, dana = demo["sam"], demo["dana"]
+    assert (_row(session, sam, moderation.name).stage, _row(session, sam, moderation.name).waiting_on_you) == (
+        1, ["Qualify the trigger"])
+    qualification.record(session, actor=sam, project=moderation, inputs=good_qualification(), verdict="proceed")
+    row = _row(session, sam, moderation.name)
+    assert (row.stage, row.stage_name, row.waiting_on_you) == (2, "Lock the success gate", ["Lock the success gate"])
+    assert _row(session, dana, moderation.name).waiting_on_you == []
+    gate.lock(session, actor=sam, project=moderation, spec=gate.template("cost-pressure"))
+    assert _row(session, sam, moderation.name).waiting_on_you == []
+    row = _row(session, dana, moderation.name)
+    assert (row.stage, row.gate_version, row.waiting_on_you) == (3, 1, ["Import production inputs"])
+
+
+def test_a_do_nothing_verdict_keeps_the_project_at_step_one(session, demo, moderation):
+    qualification.record(session, actor=demo["sam"], project=moderation,
+                         inputs=good_qualification(task_scope="broad"), verdict="do-nothing")
+    row = _row(session, demo["sam"], moderation.name)
+    assert row.stage == 1 and "do-nothing" in row.status
+
+
+def test_roles_are_listed_and_admin_is_asked_to_fill_missing_ones(session, demo, moderation):
+    fresh = projects.create_project(session, actor=demo["admin"], name="Empty")
+    projects.assign_role(session, actor=demo["admin"], project=fresh, username="sam", role="sponsor")
+    row = _row(session, demo["admin"], "Empty")
+    assert row.roles == {"sponsor": ["sam"]}
+    assert row.waiting_on_you == ["Assign driver, validator, operator"]
+    full = _row(session, demo["admin"], moderation.name)
+    assert full.roles == {"sponsor": ["sam"], "driver": ["dana"], "validator": ["val"], "operator": ["oscar"]}
+
+
+def test_people_see_only_their_projects(session, demo):
+    projects.create_project(session, actor=demo["admin"], name="Secret")
+    assert "Secret" not in {r.name for r in portfolio.portfolio(session, user=demo["val"])}
