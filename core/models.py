@@ -106,6 +106,152 @@ class AuditEvent(SQLModel, table=True):
     hash: str = Field(max_length=64, unique=True)
 
 
+# --- Step 3 and 4: data, teacher outputs, training -------------------------------------------
+
+
+class Artifact(SQLModel, table=True):
+    """A file under the data directory whose SHA-256 the database vouches for (append-only)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    kind: str = Field(max_length=32)  # inputs, production, holdout, teacher-outputs, model, ...
+    path: str = Field(sa_column=Column(Text, nullable=False))  # relative to the data directory
+    sha256: str = Field(max_length=64)
+    n_rows: int | None = None
+    n_bytes: int
+    meta: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Dataset(SQLModel, table=True):
+    """A version of a project's inputs: imported, or derived from a parent (append-only)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    name: str = Field(max_length=120)
+    purpose: str = Field(max_length=16)  # "prompts" (to distil on) or "production" (the log)
+    artifact_id: int = Field(foreign_key="artifact.id")
+    parent_id: int | None = Field(default=None, foreign_key="dataset.id")
+    operation: str = Field(max_length=32)  # import, dedup, oversample, ...
+    mapping: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stats: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    n_rows: int
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Holdout(SQLModel, table=True):
+    """The project's held-out set, fixed once before any training (append-only, one per project)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", unique=True)
+    dataset_id: int = Field(foreign_key="dataset.id")
+    artifact_id: int = Field(foreign_key="artifact.id")
+    fingerprint: str = Field(max_length=64)
+    n_rows: int
+    stratify_by: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    seed: int
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    """Long work run outside the UI's script run; pages and the CLI poll its progress."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    kind: str = Field(max_length=32)  # teacher-run, train, ...
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="queued", max_length=16)  # queued, running, done, failed
+    progress: float = 0.0
+    message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    result: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    pid: int | None = None
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+
+
+class TeacherRun(SQLModel, table=True):
+    """The teacher's full outputs on a dataset (append-only, written when a run completes)."""
+
+    __tablename__ = "teacher_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    dataset_id: int = Field(foreign_key="dataset.id")
+    adapter: str = Field(max_length=32)  # local, http, file, ensemble
+    # Adapter settings with secrets removed: never an API key.
+    config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    artifact_id: int = Field(foreign_key="artifact.id")
+    n_rows: int
+    labels: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    stats: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    job_id: int | None = Field(default=None, foreign_key="job.id")
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TeacherFilter(SQLModel, table=True):
+    """A filtering of teacher outputs by policy, with the counts per reason (append-only)."""
+
+    __tablename__ = "teacher_filter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    teacher_run_id: int = Field(foreign_key="teacher_run.id")
+    policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    counts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    kept_artifact_id: int = Field(foreign_key="artifact.id")
+    dropped_artifact_id: int = Field(foreign_key="artifact.id")
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingRun(SQLModel, table=True):
+    """One student trained by distillation; status and best figures change as it runs."""
+
+    __tablename__ = "training_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    job_id: int | None = Field(default=None, foreign_key="job.id")
+    gate_version_id: int = Field(foreign_key="gate_version.id")
+    teacher_filter_id: int | None = Field(default=None, foreign_key="teacher_filter.id")
+    teacher_run_id: int = Field(foreign_key="teacher_run.id")
+    family: str = Field(max_length=32)  # transformer, ngram
+    size: str = Field(max_length=32)
+    config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="queued", max_length=16)
+    epochs_done: int = 0
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    checkpoint_dir: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class TrainingPoint(SQLModel, table=True):
+    """A point of a run's loss curve."""
+
+    __tablename__ = "training_point"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="training_run.id", index=True)
+    epoch: int
+    step: int
+    train_loss: float
+    val_loss: float | None = None
+    val_agreement: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -113,5 +259,10 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "audit_event": (("id",), ("prev_hash",), ("hash",)),
     "gate_version": (("id",), ("project_id", "version")),
     "qualification": (("id",), ("project_id", "version")),
+    "artifact": (("id",),),
+    "dataset": (("id",),),
+    "holdout": (("id",), ("project_id",)),
+    "teacher_run": (("id",),),
+    "teacher_filter": (("id",),),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)

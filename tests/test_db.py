@@ -5,6 +5,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from core import config, db
+from core.models import APPEND_ONLY_TABLES
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys_and_busy_timeout(engine):
@@ -31,7 +32,7 @@ def test_default_database_lives_in_the_data_dir(monkeypatch, tmp_path):
 
 def test_schema_is_versioned_with_alembic(engine):
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_init_is_idempotent(engine):
@@ -39,4 +40,4 @@ def test_init_is_idempotent(engine):
     db.init_db(engine)
     with engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")).scalar()
-    assert n == 9  # three append-only tables x (update, delete, replace)
+    assert n == 3 * len(APPEND_ONLY_TABLES)  # update, delete and replace guards per table

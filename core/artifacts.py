@@ -1,0 +1,108 @@
+"""Artifact files (Parquet tables, model directories) whose SHA-256 the database records.
+
+Large data never goes into the database: it lives under the data directory and
+the database vouches for it by hash, so a sign-off can name exactly what it saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from sqlmodel import Session
+
+from core.config import get_settings
+from core.errors import GovernanceViolation
+from core.models import Artifact, Project, User
+
+
+def data_dir() -> Path:
+    return Path(get_settings().data_dir).resolve()
+
+
+def project_dir(project_id: int, *parts: str) -> Path:
+    path = data_dir() / "artifacts" / f"project-{project_id}" / Path(*parts) if parts else (
+        data_dir() / "artifacts" / f"project-{project_id}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dir_sha256(path: Path) -> str:
+    """One hash over every file of a directory (names and contents, in sorted order)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def store_table(
+    session: Session, *, project: Project, actor: User, df: pd.DataFrame, kind: str, meta: dict | None = None
+) -> Artifact:
+    """Write ``df`` as Parquet and add its Artifact row to the caller's transaction.
+
+    The file is written under a temporary name and renamed, so a crash never
+    leaves a half-written file under a recorded name.
+    """
+    folder = project_dir(project.id)
+    name = f"{kind}-{uuid.uuid4().hex[:12]}.parquet"
+    tmp = folder / f".{name}.tmp"
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, folder / name)
+    return register(session, project=project, actor=actor, path=folder / name, kind=kind,
+                    n_rows=len(df), meta=meta)
+
+
+def register(
+    session: Session, *, project: Project, actor: User, path: Path, kind: str,
+    n_rows: int | None = None, meta: dict | None = None,
+) -> Artifact:
+    """Record an existing file or directory under the data directory by its hash."""
+    path = Path(path).resolve()
+    is_dir = path.is_dir()
+    art = Artifact(
+        project_id=project.id, kind=kind, path=str(path.relative_to(data_dir())),
+        sha256=dir_sha256(path) if is_dir else file_sha256(path),
+        n_rows=n_rows,
+        n_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if is_dir else path.stat().st_size,
+        meta=meta or {}, created_by=actor.id,
+    )
+    session.add(art)
+    session.flush()
+    return art
+
+
+def path_of(artifact: Artifact) -> Path:
+    return data_dir() / artifact.path
+
+
+def verify(artifact: Artifact) -> None:
+    """Raise unless the file still has the hash recorded when it was stored."""
+    path = path_of(artifact)
+    if not path.exists():
+        raise GovernanceViolation(
+            f"Artifact #{artifact.id} ({artifact.kind}) is missing at {artifact.path}: restore it from backup."
+        )
+    actual = dir_sha256(path) if path.is_dir() else file_sha256(path)
+    if actual != artifact.sha256:
+        raise GovernanceViolation(
+            f"Artifact #{artifact.id} ({artifact.kind}) was changed after it was recorded: "
+            "its SHA-256 no longer matches. Restore the original file."
+        )
+
+
+def load_table(artifact: Artifact, *, check: bool = True) -> pd.DataFrame:
+    if check:
+        verify(artifact)
+    return pd.read_parquet(path_of(artifact))

@@ -1,0 +1,14 @@
+"""The ``stillroom`` command: a thin shell over core for scripts, pipelines and CI.
+
+Every rule lives in core; the command modules parse arguments, call one core
+function and print what comes back. Named errors become one sentence on stderr
+and an exit code (2 invalid input, 3 governance violation).
+"""
+
+from core.cli import governance, jobs  # noqa: F401  (each registers its commands)
+from core.cli.base import cli, load_mapping  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="stillroom")

@@ -1,0 +1,47 @@
+"""Job commands: run a queued job here with a progress bar, list and inspect jobs."""
+
+from __future__ import annotations
+
+import click
+from tqdm import tqdm
+
+from core import jobs
+from core.cli.base import _engine, _session, _table, _viewable, cli
+
+
+def run_with_bar(job_id: int, label: str) -> None:
+    """Run a job in this process, drawing a terminal progress bar as it reports."""
+    engine = _engine()
+    with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:
+
+        def on_progress(fraction: float, message: str) -> None:
+            bar.update(int(fraction * 1000) - bar.n)
+            bar.set_postfix_str(message[:60], refresh=False)
+
+        job = jobs.run(job_id, engine=engine, on_progress=on_progress)
+    click.echo(f"job #{job.id} {job.status}" + (f": {job.error}" if job.error else "."))
+    jobs.result_or_raise(job)
+
+
+@cli.group("jobs")
+def jobs_group() -> None:
+    """Long work (teacher runs, training) and its progress."""
+
+
+@jobs_group.command("run")
+@click.argument("job_id", type=int)
+def jobs_run(job_id: int) -> None:
+    """Run a queued (or failed, to resume) job in this process."""
+    run_with_bar(job_id, f"job #{job_id}")
+
+
+@jobs_group.command("list")
+@click.argument("project")
+def jobs_list(project: str) -> None:
+    """The project's recent jobs."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        rows = [(j.id, j.kind, j.status, f"{j.progress:.0%}", j.message[:50] or j.error[:50])
+                for j in jobs.list_jobs(session, project_id=p.id)]
+    _table(["ID", "KIND", "STATUS", "PROGRESS", "MESSAGE"], rows)

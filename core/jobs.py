@@ -1,0 +1,191 @@
+"""Long work (teacher runs, training) as jobs that run outside the UI's script run.
+
+A job is a database row; ``run`` executes it in the current process (the CLI
+does this, with a terminal progress bar) and ``start_detached`` starts it in a
+separate process (the app does this, then polls the row). Handlers register
+for a kind and report progress through ``JobContext.progress``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from core.artifacts import data_dir
+from core.db import get_engine
+from core.errors import InvalidInput, StillroomError
+from core.governance import audit
+from core.models import Job, Project, User, utcnow
+
+Handler = Callable[["JobContext"], dict]
+HANDLERS: dict[str, Handler] = {}
+# A running job whose heartbeat is older than this, and whose process is gone, died.
+STALE_AFTER = timedelta(seconds=60)
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that does the work of jobs of ``kind``."""
+
+    def wrap(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return wrap
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    project_id: int
+    params: dict
+    engine: Engine
+    on_progress: Callable[[float, str], None] | None = None
+    min_interval_s: float = 0.5
+    _last: float = field(default=0.0, repr=False)
+
+    def progress(self, fraction: float, message: str = "", *, force: bool = False) -> None:
+        """Record progress (0..1); writes at most every ``min_interval_s`` unless forced."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if self.on_progress:
+            self.on_progress(fraction, message)
+        now = time.monotonic()
+        if not force and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        with Session(self.engine) as s:
+            job = s.get(Job, self.job_id)
+            job.progress, job.message, job.heartbeat_at = fraction, message, utcnow()
+            s.add(job)
+            s.commit()
+
+
+def submit(session: Session, *, actor: User, project: Project, kind: str, params: dict) -> Job:
+    if kind not in HANDLERS:
+        _load_handlers()
+    if kind not in HANDLERS:
+        raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(sorted(HANDLERS))}.", field="kind")
+    job = Job(project_id=project.id, kind=kind, params=params, created_by=actor.id)
+    session.add(job)
+    session.flush()
+    audit.record(session, actor=actor, action="job.submit", entity="job", entity_id=job.id,
+                 project_id=project.id, payload={"kind": kind, "params": params})
+    session.commit()
+    return job
+
+
+def run(job_id: int, *, engine: Engine | None = None,
+        on_progress: Callable[[float, str], None] | None = None) -> Job:
+    """Run a queued job to completion in this process; returns the finished row."""
+    _load_handlers()
+    engine = engine or get_engine()
+    with Session(engine, expire_on_commit=False) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise InvalidInput(f"no job #{job_id}.", field="job")
+        if job.status not in ("queued", "failed"):
+            raise InvalidInput(f"job #{job_id} is {job.status}: only a queued or failed job can run.", field="job")
+        job.status, job.pid, job.started_at, job.heartbeat_at, job.error = (
+            "running", os.getpid(), utcnow(), utcnow(), "")
+        s.add(job)
+        s.commit()
+        ctx = JobContext(job.id, job.project_id, dict(job.params), engine, on_progress)
+    status, result, error = "done", {}, ""
+    try:
+        result = HANDLERS[job.kind](ctx) or {}
+    except StillroomError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 (a job must record why it died)
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    return _finish(engine, job_id, status, result, error)
+
+
+def _finish(engine: Engine, job_id: int, status: str, result: dict, error: str) -> Job:
+    with Session(engine, expire_on_commit=False) as s:
+        job = s.get(Job, job_id)
+        job.status, job.result, job.error, job.finished_at = status, result, error, utcnow()
+        if status == "done":
+            job.progress = 1.0
+        s.add(job)
+        actor = s.get(User, job.created_by)
+        audit.record(s, actor=actor, action=f"job.{status}", entity="job", entity_id=job.id,
+                     project_id=job.project_id, payload={"kind": job.kind, "error": error})
+        s.commit()
+        return job
+
+
+def start_detached(job_id: int) -> int:
+    """Start ``stillroom jobs run ID`` in its own process session; returns its pid."""
+    logs = data_dir() / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"job-{job_id}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "jobs", "run", str(job_id)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=os.environ.copy(),
+        )
+    return proc.pid
+
+
+def get(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise InvalidInput(f"no job #{job_id}.", field="job")
+    return mark_if_dead(session, job)
+
+
+def mark_if_dead(session: Session, job: Job) -> Job:
+    """A running job whose process is gone and whose heartbeat went quiet has failed."""
+    if job.status != "running" or job.heartbeat_at is None:
+        return job
+    beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=utcnow().tzinfo)
+    if utcnow() - beat > STALE_AFTER and not _alive(job.pid):
+        job.status, job.error, job.finished_at = "failed", "The job's process stopped before it finished: run it again to resume.", utcnow()
+        session.add(job)
+        session.commit()
+    return job
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def list_jobs(session: Session, *, project_id: int, limit: int = 50) -> list[Job]:
+    return list(session.exec(
+        select(Job).where(Job.project_id == project_id).order_by(col(Job.id).desc()).limit(limit)
+    ).all())
+
+
+def _load_handlers() -> None:
+    """Import the modules that register handlers (kept lazy: they import torch)."""
+    import importlib
+
+    for module in ("core.teacher.jobs", "core.training.jobs"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # Only "that family is not installed here" is ignored, never a broken import inside it.
+            if not (exc.name and module.startswith(exc.name)):
+                raise
+
+
+def result_or_raise(job: Job) -> dict[str, Any]:
+    if job.status != "done":
+        raise StillroomError(f"Job #{job.id} {job.status}: {job.error or job.message}")
+    return job.result
