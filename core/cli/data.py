@@ -1,0 +1,1 @@
+"""data commands (being written)."""

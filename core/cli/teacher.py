@@ -1,0 +1,1 @@
+"""teacher commands (being written)."""

@@ -1,0 +1,1 @@
+"""Production inputs: import and validation, deduplication, coverage, the holdout."""

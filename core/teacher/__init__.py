@@ -1,0 +1,1 @@
+"""Teacher adapters (local model directory, OpenAI-compatible HTTP, file), ensembles, filtering."""

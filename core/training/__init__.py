@@ -1,0 +1,1 @@
+"""Students and their distillation: builders, the KD loss, the training loop, jobs."""
