@@ -150,7 +150,8 @@ def mark_if_dead(session: Session, job: Job) -> Job:
         return job
     beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=utcnow().tzinfo)
     if utcnow() - beat > STALE_AFTER and not _alive(job.pid):
-        job.status, job.error, job.finished_at = "failed", "The job's process stopped before it finished: run it again to resume.", utcnow()
+        job.status, job.finished_at = "failed", utcnow()
+        job.error = "The job's process stopped before it finished: run it again to resume."
         session.add(job)
         session.commit()
     return job

@@ -15,11 +15,11 @@ import yaml
 from click.testing import CliRunner
 from sqlmodel import Session, func, select
 
+from conftest import good_qualification
 from core import demo as demo_mod
 from core.cli import cli
 from core.governance import gate, people, projects, qualification
 from core.models import AuditEvent, User
-from conftest import good_qualification
 
 MODERATION = demo_mod.MODERATION
 

@@ -1,9 +1,9 @@
 """Qualifying the trigger: the recommendation, its reasons, and the sponsor's verdict."""
 
 import pytest
-from conftest import good_qualification
 from sqlmodel import func, select
 
+from conftest import good_qualification
 from core.errors import InvalidInput, PermissionDenied, ProjectBlocked
 from core.governance import qualification
 from core.governance.qualification import Recommendation, assess

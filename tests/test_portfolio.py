@@ -1,7 +1,6 @@
 """The portfolio: stage in the cadence, roles, and what waits on whom."""
 
 from conftest import good_qualification
-
 from core.governance import gate, portfolio, projects, qualification
 
 

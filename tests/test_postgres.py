@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import good_qualification
 from sqlalchemy import text
 from sqlmodel import Session
 
+from conftest import good_qualification
 from core import demo
 from core.db import init_db, make_engine
 from core.errors import SeparationOfDuties

@@ -18,11 +18,17 @@ def test_failed_audit_append_leaves_no_state_change(session, demo, monkeypatch):
     assert session.exec(select(Project).where(Project.name == "Half written")).first() is None
 
 
-def test_failed_state_change_leaves_no_audit_event(session, demo):
+def test_failure_after_the_event_is_written_rolls_back_both(session, demo, monkeypatch):
+    real_record = audit.record
     before = session.exec(select(func.count()).select_from(AuditEvent)).one()
-    projects.create_project(session, actor=demo["admin"], name="Unique")
-    with pytest.raises(Exception):
-        projects.create_project(session, actor=demo["admin"], name="Unique")
+
+    def record_then_fail(*args, **kwargs):
+        real_record(*args, **kwargs)  # the event is flushed into the transaction...
+        raise RuntimeError("crash before commit")  # ...and the process dies before the commit
+
+    monkeypatch.setattr(audit, "record", record_then_fail)
+    with pytest.raises(RuntimeError):
+        projects.create_project(session, actor=demo["admin"], name="Half written")
     session.rollback()
-    after = session.exec(select(func.count()).select_from(AuditEvent)).one()
-    assert after == before + 1
+    assert session.exec(select(Project).where(Project.name == "Half written")).first() is None
+    assert session.exec(select(func.count()).select_from(AuditEvent)).one() == before

@@ -8,7 +8,15 @@ from sqlmodel import Session
 
 from core import demo as demo_mod
 from core.cli.base import (
-    _actor, _engine, _new_password, _session, _table, _username, _viewable, _yes, cli,
+    _actor,
+    _engine,
+    _new_password,
+    _session,
+    _table,
+    _username,
+    _viewable,
+    _yes,
+    cli,
     load_mapping,
 )
 from core.db import session_scope

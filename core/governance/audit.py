@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -66,7 +66,7 @@ def record(
     """
     actor_name = actor if isinstance(actor, str) else actor.username
     prev = head_hash(session)
-    ts = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    ts = datetime.now(UTC).isoformat(timespec="microseconds")
     body = canonical_json(payload or {})
     eid = str(entity_id)
     ev = AuditEvent(
