@@ -1,1 +1,110 @@
-"""train commands (being written)."""
+"""Train commands: distil a student as a job with a terminal progress bar, resume it, compare runs."""
+
+from __future__ import annotations
+
+import click
+
+from core import jobs
+from core.cli.base import _actor, _session, _table, _viewable, cli
+from core.cli.jobs import run_with_bar
+from core.governance import projects
+from core.training import runs
+from core.training.config import FAMILIES
+
+
+def _fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _run_or_detach(run_id: int, job_id: int, detach: bool) -> None:
+    if detach:
+        pid = jobs.start_detached(job_id)
+        click.echo(f"Job #{job_id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        return
+    run_with_bar(job_id, f"train run #{run_id}")
+    with _session() as session:
+        run = runs.get_run(session, run_id)
+    m = run.metrics
+    click.echo(f"Training run #{run.id} done: best epoch {run.best_epoch} of {run.epochs_done}, validation "
+               f"agreement with the teacher {_fmt(m.get('val_agreement'), '.3f')}, accuracy "
+               f"{_fmt(m.get('val_accuracy'), '.3f') or 'n/a'}; student saved at {m.get('model_path')}.")
+
+
+@cli.group("train")
+def train_group() -> None:
+    """Step 4: distil students from the teacher's outputs (driver only, under a locked gate)."""
+
+
+@train_group.command("start")
+@click.argument("project")
+@click.option("--teacher-run", "teacher_run", type=int, required=True, help="The teacher run to distil from.")
+@click.option("--filter", "filter_id", type=int, help="A filtering of that run (default: all its outputs).")
+@click.option("--family", type=click.Choice(FAMILIES), default="transformer", show_default=True,
+              help="A small transformer, or hashed word and character n-grams for the tightest latency.")
+@click.option("--size", default="tiny", show_default=True, help="tiny or small.")
+@click.option("--epochs", type=int, help="Most epochs to train (early stopping may end sooner).")
+@click.option("--temperature", type=float, help="Distillation temperature T.")
+@click.option("--alpha", type=float, help="Weight of the KD term; 1 − alpha weighs cross-entropy on references.")
+@click.option("--patience", type=int, help="Epochs without a better validation loss before stopping.")
+@click.option("--batch-size", "batch_size", type=int, help="Rows per step.")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--seed", type=int, help="Seed of the validation split and the initialisation.")
+@click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
+def train_start(project: str, teacher_run: int, filter_id: int | None, detach: bool, **settings) -> None:
+    """Distil a student for PROJECT from a teacher run, showing a progress bar."""
+    config = {k: v for k, v in settings.items() if v is not None}
+    with _session() as session:
+        actor = _actor(session)
+        p = projects.get_project(session, project)
+        run, job = runs.start_training(session, actor=actor, project=p, teacher_run_id=teacher_run,
+                                       filter_id=filter_id, config=config)
+    click.echo(f"Training run #{run.id} ({run.family} {run.size}) queued as job #{job.id}.")
+    _run_or_detach(run.id, job.id, detach)
+
+
+@train_group.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
+def train_resume(run_id: int, detach: bool) -> None:
+    """Carry a failed training run on from its last checkpoint."""
+    with _session() as session:
+        run, job = runs.resume_training(session, actor=_actor(session), run_id=run_id)
+    click.echo(f"Training run #{run.id} resumes after epoch {run.epochs_done} as job #{job.id}.")
+    _run_or_detach(run.id, job.id, detach)
+
+
+@train_group.command("runs")
+@click.argument("project")
+def train_runs(project: str) -> None:
+    """PROJECT's training runs side by side: family, size, agreement, accuracy, speed."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        rows = runs.compare_runs(session, project_id=p.id)
+    if not rows:
+        click.echo(f"Project {p.name!r} has no training runs yet: start one with `stillroom train start`.")
+        return
+    _table(["RUN", "FAMILY", "SIZE", "STATUS", "PARAMS", "EPOCHS", "AGREEMENT", "ACCURACY", "MS/EX", "P95 MS",
+            "TEACHER RUN", "GATE"],
+           [(r.run_id, r.family, r.size, r.status, _fmt(r.params, ","), r.epochs_done,
+             _fmt(r.val_agreement, ".3f"), _fmt(r.val_accuracy, ".3f"), _fmt(r.ms_per_example, ".3f"),
+             _fmt(r.single_p95_ms, ".2f"), r.teacher_run_id, f"v{r.gate_version}" if r.gate_version else "")
+            for r in rows])
+
+
+@train_group.command("show")
+@click.argument("run_id", type=int)
+def train_show(run_id: int) -> None:
+    """A training run's settings and its loss curve, one line per epoch."""
+    with _session() as session:
+        run = runs.get_run(session, run_id)
+        _viewable(session, str(run.project_id))
+        curve = runs.loss_curve(session, run_id=run.id)
+    click.echo(f"Training run #{run.id}: {run.family} {run.size}, {run.status}, {run.epochs_done} epochs done, "
+               f"best epoch {run.best_epoch}.")
+    click.echo("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.config.items())))
+    if run.metrics.get("error"):
+        click.echo(f"Error: {run.metrics['error']}")
+    epochs = curve[curve["val_loss"].notna()]
+    _table(["EPOCH", "STEP", "TRAIN LOSS", "VAL LOSS", "AGREEMENT"],
+           [(int(r.epoch), int(r.step), f"{r.train_loss:.4f}", f"{r.val_loss:.4f}", f"{r.val_agreement:.3f}")
+            for r in epochs.itertuples()])

@@ -1,0 +1,165 @@
+"""The "train" job: distils one TrainingRun, recording its loss curve and progress as it goes.
+
+Run by ``core.jobs.run`` (the CLI, with a terminal bar) or in a detached
+process (the app, which polls the run and its points). Running the job again
+after a crash resumes from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from sqlmodel import Session, col, delete, select
+
+from core.artifacts import data_dir, register
+from core.errors import InvalidInput
+from core.governance import audit
+from core.jobs import JobContext, handler
+from core.models import Job, Project, TrainingPoint, TrainingRun, User, utcnow
+from core.training import pool, runs
+from core.training.config import TrainConfig
+
+
+@handler(runs.JOB_KIND)
+def train(ctx: JobContext) -> dict:
+    from core.training import loop, students  # torch: imported only when a job really trains
+
+    run_id = int(ctx.params["run_id"])
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        run = s.get(TrainingRun, run_id)
+        if run is None or run.project_id != ctx.project_id:
+            raise InvalidInput(f"job #{ctx.job_id} names no training run #{run_id} of its project.", field="run")
+        if run.status == "done":
+            raise InvalidInput(f"training run #{run_id} has already finished: start a new run instead.", field="run")
+        actor_id = s.get(Job, ctx.job_id).created_by
+    try:
+        cfg = TrainConfig(**run.config)
+        data, tokenizer_dir, resumed = _start(ctx, run_id, actor_id, cfg)
+        out_dir = runs.checkpoint_path(run)
+        ctx.progress(resumed / cfg.epochs, f"resuming after epoch {resumed}" if resumed else "starting", force=True)
+        result = loop.fit(
+            data, cfg, out_dir=out_dir,
+            new_student=lambda: students.new_student(cfg, labels=data.labels, texts=data.texts,
+                                                     tokenizer_dir=tokenizer_dir),
+            on_step=lambda r: _record_step(ctx, run_id, r, cfg),
+            on_epoch=lambda r: _record_epoch(ctx, run_id, r, cfg),
+        )
+        return _finish(ctx, run_id, actor_id, result, data, cfg)
+    except BaseException as exc:
+        _fail(ctx, run_id, actor_id, exc)
+        raise
+
+
+def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
+    """Check the rules again, load the rows, line the curve up with the checkpoints, mark the run running."""
+    from core.training import loop
+
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
+        project = s.get(Project, run.project_id)
+        gate_version = runs.require_can_train(s, actor=actor, project=project)
+        teacher_run, teacher_filter = pool.teacher_source(s, project=project, teacher_run_id=run.teacher_run_id,
+                                                          filter_id=run.teacher_filter_id)
+        ctx.progress(0.0, "loading rows", force=True)
+        data, stats = pool.training_rows(s, project=project, teacher_run=teacher_run, teacher_filter=teacher_filter)
+        tokenizer_dir = runs.teacher_tokenizer_dir(teacher_run) if cfg.family == "transformer" else None
+        found = loop.checkpoints(runs.checkpoint_path(run))
+        resumed = max(found) if found else 0
+        _align_points(s, run, loop.read_state(found[resumed]) if found else None)
+        run.status, run.gate_version_id, run.job_id = "running", gate_version.id, ctx.job_id
+        run.metrics = {**{k: v for k, v in (run.metrics or {}).items() if k != "error"}, "rows": asdict(stats),
+                       "tokenizer": _tokenizer_source(cfg, tokenizer_dir)}
+        s.add(run)
+        audit.record(s, actor=actor, action="training.start", entity="training_run", entity_id=run.id,
+                     project_id=project.id, payload={"job": ctx.job_id, "gate_version": gate_version.version,
+                                                     "resumed_after_epoch": resumed, "rows": stats.rows})
+        s.commit()
+    return data, tokenizer_dir, resumed
+
+
+def _tokenizer_source(cfg: TrainConfig, tokenizer_dir) -> str | None:
+    if cfg.family != "transformer":
+        return None
+    return f"teacher: {tokenizer_dir}" if tokenizer_dir else "trained on the training rows"
+
+
+def _align_points(s: Session, run: TrainingRun, state: dict | None) -> None:
+    """Drop points past the last checkpoint (that work is redone) and restore epoch points it holds."""
+    last = state["epoch"] if state else 0
+    s.exec(delete(TrainingPoint).where(col(TrainingPoint.run_id) == run.id, col(TrainingPoint.epoch) > last))
+    have = set(s.exec(select(TrainingPoint.epoch).where(
+        TrainingPoint.run_id == run.id, col(TrainingPoint.val_loss).is_not(None))).all())
+    for h in (state or {}).get("history", []):
+        if h["epoch"] not in have:
+            s.add(TrainingPoint(run_id=run.id, epoch=h["epoch"], step=h["step"], train_loss=h["train_loss"],
+                                val_loss=h["val_loss"], val_agreement=h["val_agreement"]))
+    if state:
+        run.epochs_done, run.best_epoch, run.best_val_loss = state["epoch"], state["best_epoch"], state["best_val_loss"]
+
+
+def _record_step(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
+    with Session(ctx.engine) as s:
+        s.add(TrainingPoint(run_id=run_id, epoch=r.epoch, step=r.step, train_loss=r.train_loss))
+        s.commit()
+    ctx.progress(r.fraction, f"epoch {r.epoch}/{cfg.epochs} · loss {r.train_loss:.4f}")
+
+
+def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
+    with Session(ctx.engine) as s:
+        s.add(TrainingPoint(run_id=run_id, epoch=r.epoch, step=r.step, train_loss=r.train_loss,
+                            val_loss=r.val_loss, val_agreement=r.val_agreement))
+        run = s.get(TrainingRun, run_id)
+        run.epochs_done = r.epoch
+        if r.improved:
+            run.best_epoch, run.best_val_loss = r.epoch, r.val_loss
+        run.metrics = {**run.metrics, "last_val_agreement": r.val_agreement, "last_val_loss": r.val_loss}
+        s.add(run)
+        s.commit()
+    ctx.progress(r.epoch / cfg.epochs, f"epoch {r.epoch}/{cfg.epochs} · val loss {r.val_loss:.4f} · "
+                                       f"agreement {r.val_agreement:.3f}", force=True)
+
+
+def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: TrainConfig) -> dict:
+    """Measure the best checkpoint, record it as an artifact, and mark the run done."""
+    from core.training import loop, students
+
+    ctx.progress(0.99, "measuring the best checkpoint", force=True)
+    best = next(h for h in result.history if h.epoch == result.best_epoch)
+    student = students.load(result.best_dir)
+    _, val_idx = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
+    speed = students.measure_speed(student, [data.texts[i] for i in val_idx[:512]], singles=100, rounds=1)
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
+        project = s.get(Project, run.project_id)
+        art = register(s, project=project, actor=actor, path=result.best_dir, kind="student",
+                       meta={"training_run": run.id, "family": run.family, "size": run.size, "epoch": best.epoch})
+        run.metrics = {
+            **run.metrics, "val_agreement": best.val_agreement, "val_accuracy": best.val_accuracy,
+            "val_labelled": best.val_labelled, "n_train": result.n_train, "n_val": result.n_val,
+            "params": student.n_params, "ms_per_example": speed.ms_per_example,
+            "examples_per_s": speed.examples_per_s, "single_p95_ms": speed.single_p95_ms,
+            "stopped_early": result.stopped_early, "model_artifact_id": art.id, "model_sha256": art.sha256,
+            "model_path": str(result.best_dir.resolve().relative_to(data_dir())),
+        }
+        run.status, run.finished_at = "done", utcnow()
+        run.epochs_done, run.best_epoch, run.best_val_loss = result.epochs_done, best.epoch, best.val_loss
+        s.add(run)
+        audit.record(s, actor=actor, action="training.finish", entity="training_run", entity_id=run.id,
+                     project_id=project.id, payload={"best_epoch": best.epoch, "val_agreement": best.val_agreement,
+                                                     "val_accuracy": best.val_accuracy, "model_sha256": art.sha256,
+                                                     "epochs_done": result.epochs_done})
+        s.commit()
+    return {"training_run": run_id, "best_epoch": best.epoch, "val_agreement": best.val_agreement,
+            "val_accuracy": best.val_accuracy, "model_artifact": art.id}
+
+
+def _fail(ctx: JobContext, run_id: int, actor_id: int, exc: BaseException) -> None:
+    error = str(exc) or type(exc).__name__
+    with Session(ctx.engine) as s:
+        run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
+        run.status = "failed"
+        run.metrics = {**run.metrics, "error": error}
+        s.add(run)
+        audit.record(s, actor=actor, action="training.fail", entity="training_run", entity_id=run.id,
+                     project_id=run.project_id, payload={"error": error, "epochs_done": run.epochs_done})
+        s.commit()
