@@ -121,7 +121,7 @@ def _targets(joined: pd.DataFrame, *, labels: list[str], run_id: int) -> tuple[K
     with_probs = 0
     has_probs = "probs" in joined.columns
     for i, row in enumerate(joined.itertuples(index=False)):
-        p = getattr(row, "probs") if has_probs else None
+        p = row.probs if has_probs else None
         if p is not None and not (isinstance(p, float) and math.isnan(p)):
             probs[i] = _distribution(p, n=len(labels), row_id=row.id, run_id=run_id)
             with_probs += 1
