@@ -170,6 +170,12 @@ def projects_for(session: Session, *, user: User) -> list[Project]:
     return list(session.exec(q).all())
 
 
+def roles_held(session: Session, *, user_id: int) -> set[Role]:
+    """Every role a person holds on any project (what the app's navigation offers them)."""
+    rows = session.exec(select(RoleAssignment.role).where(RoleAssignment.user_id == user_id).distinct()).all()
+    return {Role(r) for r in rows}
+
+
 def can_view(session: Session, *, user: User, project: Project) -> None:
     if user.is_admin or roles_of(session, project_id=project.id, user_id=user.id):
         return

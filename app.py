@@ -1,0 +1,58 @@
+"""Stillroom's entry point: login, the project picker, and the pages grouped by role."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.governance.projects import roles_held
+from core.models import Role
+from pages._ui import current_user, db, visible_projects
+
+st.set_page_config(page_title="Stillroom", page_icon="🫙", layout="wide")
+
+OVERVIEW = [
+    st.Page("pages/portfolio.py", title="Portfolio", icon="📊", default=True),
+    st.Page("pages/audit.py", title="Audit log", icon="🧾"),
+]
+BY_ROLE = {
+    Role.SPONSOR: ("Sponsor", [
+        st.Page("pages/qualify.py", title="Qualify the trigger", icon="🧭"),
+        st.Page("pages/gate.py", title="Success gate", icon="🔒"),
+    ]),
+}
+ADMIN = [st.Page("pages/admin.py", title="People & projects", icon="👥")]
+ACCOUNT = [st.Page("pages/account.py", title="My account", icon="🔑")]
+
+
+def _sidebar(user, projects) -> None:
+    st.sidebar.markdown(f"**{user.display_name}** · `{user.username}`" + (" · admin" if user.is_admin else ""))
+    ids = [p.id for p in projects]
+    names = {p.id: p.name for p in projects}
+    if st.session_state.get("project_id") not in ids:
+        st.session_state["project_id"] = ids[0] if ids else None
+    if ids:
+        st.sidebar.selectbox("Project", ids, format_func=names.get, key="project_id")
+    else:
+        st.sidebar.caption("You hold no role on any project yet.")
+    if st.sidebar.button("Log out", icon="🚪"):
+        st.session_state.clear()
+        st.rerun()
+
+
+with db() as session:
+    user = current_user(session)
+    if user is None:
+        nav = st.navigation([st.Page("pages/login.py", title="Log in", icon="🔑")])
+    else:
+        held = roles_held(session, user_id=user.id)
+        sections = {"Overview": OVERVIEW}
+        for role, (title, pages) in BY_ROLE.items():
+            if role in held or user.is_admin:
+                sections[title] = pages
+        if user.is_admin:
+            sections["Admin"] = ADMIN
+        sections["Account"] = ACCOUNT
+        nav = st.navigation(sections)
+        _sidebar(user, visible_projects(session, user))
+
+nav.run()

@@ -1,0 +1,112 @@
+"""What every page shares: the database session, the person logged in, the project in view,
+and one way to show what core answered. No business rule lives here: pages ask core.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import streamlit as st
+from sqlmodel import Session
+
+from core.config import get_settings
+from core.db import get_engine, init_db, session_scope
+from core.errors import StillroomError
+from core.governance.projects import can_view, projects_for
+from core.models import Project, User
+
+T = TypeVar("T")
+
+# Markdown's active characters; user text is shown escaped so a name like
+# "[click](http://x)" or "**boss**" renders as typed, never as a link or markup.
+_MD_ACTIVE = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
+
+
+def esc(text: object) -> str:
+    return _MD_ACTIVE.sub(r"\\\1", str(text))
+
+
+@st.cache_resource(show_spinner=False)
+def _schema_ready(url: str) -> bool:
+    # Cached per database URL: migrations and guards run once per server, not per script run.
+    init_db(get_engine(url))
+    return True
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    url = get_settings().db_url
+    _schema_ready(url)
+    with session_scope(get_engine(url)) as session:
+        yield session
+
+
+def current_user(session: Session) -> User | None:
+    uid = st.session_state.get("user_id")
+    user = session.get(User, uid) if uid is not None else None
+    if user is None or not user.is_active:
+        st.session_state.pop("user_id", None)
+        return None
+    return user
+
+
+def require_user(session: Session) -> User:
+    user = current_user(session)
+    if user is None:
+        st.warning("Your session ended: log in again.")
+        st.stop()
+    return user
+
+
+def visible_projects(session: Session, user: User) -> list[Project]:
+    return projects_for(session, user=user)
+
+
+def current_project(session: Session, user: User) -> Project:
+    """The project picked in the sidebar; stops the page when there is none to show."""
+    pid = st.session_state.get("project_id")
+    project = session.get(Project, pid) if pid is not None else None
+    if project is None:
+        st.info("Pick a project in the sidebar (an admin creates projects on the People & projects page).")
+        st.stop()
+    try:
+        can_view(session, user=user, project=project)
+    except StillroomError as exc:
+        st.error(str(exc))
+        st.stop()
+    return project
+
+
+def act(fn: Callable[[], T], success: str | Callable[[T], str] | None = None, *, rerun: bool = False) -> T | None:
+    """Run one core call; show its refusal as the sentence core wrote, or a success line.
+
+    With ``rerun`` the page starts over so it shows the new state, and the success
+    line is carried across the rerun.
+    """
+    try:
+        result = fn()
+    except StillroomError as exc:
+        st.error(str(exc), icon="⛔")
+        return None
+    message = (success(result) if callable(success) else success) if success else None
+    if rerun:
+        if message:
+            st.session_state["flash"] = message
+        st.rerun()
+    if message:
+        st.success(message, icon="✅")
+    return result
+
+
+def show_flash() -> None:
+    """The success line of the action that caused this rerun, shown once."""
+    message = st.session_state.pop("flash", None)
+    if message:
+        st.success(message, icon="✅")
+
+
+def short_hash(h: str | None) -> str:
+    return f"{h[:12]}…" if h else ""

@@ -1,0 +1,49 @@
+"""The audit log: every state change as a link in a hash chain, and a check of the chain."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.db import get_engine
+from core.governance.audit import list_events, verify
+from pages._ui import db, esc, require_user, visible_projects
+
+st.title("🧾 Audit log")
+PAGE = 100
+
+with db() as session:
+    user = require_user(session)
+    projects = visible_projects(session, user)
+
+scopes = ([None] if user.is_admin else []) + [p.id for p in projects]
+if not scopes:
+    st.info("You hold no role on any project, so there is no audit trail to show you.")
+    st.stop()
+names = {p.id: p.name for p in projects} | {None: "Everything (admin)"}
+default = st.session_state.get("project_id")
+c1, c2, c3 = st.columns([2, 2, 1])
+scope = c1.selectbox("Events of", scopes, format_func=names.get,
+                     index=scopes.index(default) if default in scopes else 0)
+action = c2.text_input("Action filter", placeholder="e.g. gate.lock").strip() or None
+page = c3.number_input("Page", min_value=1, value=1, step=1)
+
+with db() as session:
+    events, total = list_events(session, project_id=scope, action=action, limit=PAGE, offset=(page - 1) * PAGE)
+
+st.caption(f"{total} events; newest first.")
+if events and page == 1:
+    last = events[0]
+    st.markdown(f"Latest: **{esc(last.action)}** by {esc(last.actor)} at {last.ts[:19].replace('T', ' ')} UTC "
+                f"(event #{last.id}, hash `{last.hash[:16]}`)")
+st.dataframe(pd.DataFrame([{
+    "#": e.id, "When (UTC)": e.ts[:19].replace("T", " "), "Who": e.actor, "Action": e.action,
+    "Entity": f"{e.entity} {e.entity_id}", "Details": e.payload, "Hash": e.hash[:16],
+} for e in events]), hide_index=True, width="stretch")
+
+st.subheader("Verify the chain")
+st.caption("Recomputes every event's hash from its content and its predecessor: an edit, a deletion or a "
+           "reordering made outside the app breaks a link.")
+if st.button("Verify the audit chain", icon="🔎"):
+    report = verify(get_engine())
+    (st.success if report.ok else st.error)(report.sentence())

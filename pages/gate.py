@@ -1,0 +1,153 @@
+"""Sponsor, step 2: define the success gate and lock it before any training.
+
+A locked gate never changes; raising or lowering the bar locks a new version
+with a reason, and the versions can be compared here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from core.governance import gate, qualification
+from core.governance.gate import FLOOR_MEANING, FloorKind, Metric
+from core.governance.projects import roles_of
+from core.models import Role
+from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+
+METRIC_LABELS = {
+    Metric.ACCURACY: "Accuracy", Metric.MACRO_F1: "Macro-F1", Metric.AGREEMENT: "Agreement with the teacher",
+    Metric.EXACT_MATCH: "Exact match", Metric.FIELD_ACCURACY: "Field-level accuracy (structured outputs)",
+}
+SLICE_COLUMNS = ["column", "value", "floor", "min_n"]
+
+st.title("🔒 Success gate")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_sponsor = Role.SPONSOR in roles_of(session, project_id=project.id, user_id=user.id)
+    versions = gate.history(session, project_id=project.id)
+    latest_q = qualification.latest(session, project_id=project.id)
+
+st.caption(f"Project: {esc(project.name)}. The bar is fixed before training, so nobody grades their own work.")
+current = versions[-1] if versions else None
+
+
+def _render_spec(spec: dict) -> None:
+    floor = spec["quality_floor"]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Metric", METRIC_LABELS[Metric(spec["metric"])])
+    c2.metric(f"Floor ({floor['kind']})", f"{floor['value']:g}")
+    c3.metric("p95 latency target", f"{spec['p95_latency_ms']:g} ms")
+    c4.metric("Cost per 1k target", f"${spec['cost_per_1k']:g}")
+    st.caption(FLOOR_MEANING[FloorKind(floor["kind"])] + f"; payback within {spec['payback_months']:g} months.")
+    if spec["slice_floors"]:
+        st.markdown("**Production-critical slices**")
+        st.dataframe(pd.DataFrame(spec["slice_floors"], columns=SLICE_COLUMNS), hide_index=True)
+    severe = spec["severe_errors"]
+    st.markdown(f"**Severe errors**: at most {severe['max_rate']:.2%} of answers in "
+                + (", ".join(f"`{esc(c)}`" for c in severe["classes"]) or "no class named yet") + " wrongly handled.")
+    if spec.get("min_reviews_per_critical_slice"):
+        st.markdown(f"Validators review at least {spec['min_reviews_per_critical_slice']} items per critical slice.")
+    if spec.get("notes"):
+        st.caption(esc(spec["notes"]))
+
+
+if current is None:
+    st.info("No gate is locked yet: training is refused until the sponsor locks one.")
+else:
+    ok = gate.verify_gate(current)
+    (st.success if ok else st.error)(
+        f"Gate v{current.version} locked {current.locked_at:%Y-%m-%d %H:%M} UTC · "
+        f"hash `{short_hash(current.content_hash)}` · "
+        + ("content hash verifies" if ok else "CONTENT HASH DOES NOT VERIFY: the row was changed outside Stillroom"),
+        icon="🔒" if ok else "⚠️")
+    if current.reason:
+        st.markdown(f"Reason for this version: {esc(current.reason)}")
+    _render_spec(gate.spec_of(current))
+
+if len(versions) > 1:
+    st.subheader("History")
+    st.dataframe(pd.DataFrame([{"Version": v.version, "Locked (UTC)": f"{v.locked_at:%Y-%m-%d %H:%M}",
+                                "Reason": v.reason, "Hash": v.content_hash[:16],
+                                "Supersedes": (v.supersedes_hash or "")[:16]} for v in versions]),
+                 hide_index=True, width="stretch")
+    nums = [v.version for v in versions]
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Compare version", nums, index=len(nums) - 2)
+    b = c2.selectbox("with version", nums, index=len(nums) - 1)
+    changes = gate.diff(versions[nums.index(a)], versions[nums.index(b)])
+    if changes:
+        st.dataframe(pd.DataFrame([{"Criterion": c.path, "Change": c.change, f"v{a}": str(c.old),
+                                    f"v{b}": str(c.new)} for c in changes]), hide_index=True, width="stretch")
+    else:
+        st.caption("The two versions set the same bar.")
+
+if not is_sponsor:
+    st.info(f"Only a sponsor of {esc(project.name)} locks or versions its gate.")
+    st.stop()
+
+st.subheader("Lock a new version" if current else "Define and lock the gate")
+if current:
+    base = gate.spec_of(current)
+    st.caption("Starts from the locked version; changing the bar needs a reason.")
+else:
+    play = latest_q.inputs["play"] if latest_q else "cost-pressure"
+    base = gate.template(play, latest_q.inputs if latest_q else None)
+    st.caption(f"Starts from the template of the {esc(play)} play; edit it before locking.")
+
+k = f"{project.id}_{current.version if current else 0}"
+metrics, kinds = list(Metric), list(FloorKind)
+with st.form(f"gate_{k}"):
+    c1, c2, c3 = st.columns(3)
+    metric = c1.selectbox("Metric", metrics, format_func=METRIC_LABELS.get, index=metrics.index(Metric(base["metric"])))
+    kind = c2.selectbox("Quality floor", kinds, index=kinds.index(FloorKind(base["quality_floor"]["kind"])),
+                        help="; ".join(f"{k_.value}: {m}" for k_, m in FLOOR_MEANING.items()))
+    floor = c3.number_input("Floor value", value=float(base["quality_floor"]["value"]), step=0.01, format="%.3f")
+    st.markdown("**Floors for production-critical slices** (column and value as in the data, the floor, "
+                "and the fewest examples the slice needs in the holdout)")
+    slices = st.data_editor(pd.DataFrame(base["slice_floors"], columns=SLICE_COLUMNS), num_rows="dynamic",
+                            key=f"slices_{k}", hide_index=True, width="stretch",
+                            column_config={"floor": st.column_config.NumberColumn(format="%.3f"),
+                                           "min_n": st.column_config.NumberColumn(step=1)})
+    c4, c5 = st.columns(2)
+    severe_classes = c4.text_input("Severe classes (comma-separated)",
+                                   value=", ".join(base["severe_errors"]["classes"]),
+                                   help="Answers whose wrong handling is severe: a refund, compliance or safety class.")
+    severe_rate = c5.number_input("Most severe errors allowed (rate)", value=float(base["severe_errors"]["max_rate"]),
+                                  step=0.001, format="%.3f")
+    c6, c7, c8, c9 = st.columns(4)
+    p95 = c6.number_input("p95 latency target (ms)", value=float(base["p95_latency_ms"]), step=5.0)
+    cost = c7.number_input("Cost per 1k target ($)", value=float(base["cost_per_1k"]), step=0.05)
+    payback = c8.number_input("Payback window (months)", value=float(base["payback_months"]), step=1.0)
+    reviews = c9.number_input("Reviews per critical slice", value=int(base.get("min_reviews_per_critical_slice", 0)),
+                              step=1)
+    notes = st.text_area("Notes", value=base.get("notes", ""))
+    reason = st.text_input("Reason for this version" + (" (required)" if current else " (optional)"))
+    submitted = st.form_submit_button(f"Lock gate v{(current.version if current else 0) + 1}", type="primary")
+
+
+def _cell(v):
+    # Empty editor cells arrive as NaN or None: pass None so core names the missing field.
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+if submitted:
+    rows = [{c: _cell(r.get(c)) for c in SLICE_COLUMNS} for r in slices.to_dict("records")]
+    spec = {
+        "metric": metric.value,
+        "quality_floor": {"kind": kind.value, "value": floor},
+        "slice_floors": [r for r in rows if any(v not in (None, "") for v in r.values())],
+        "severe_errors": {"classes": [c.strip() for c in severe_classes.split(",") if c.strip()],
+                          "max_rate": severe_rate},
+        "p95_latency_ms": p95, "cost_per_1k": cost, "payback_months": payback,
+        "min_reviews_per_critical_slice": int(reviews), "notes": notes,
+    }
+    with db() as session:
+        user = require_user(session)
+        act(lambda: gate.lock(session, actor=user, project=project, spec=spec, reason=reason),
+            lambda g: f"Gate v{g.version} locked; content hash {g.content_hash[:16]}.", rerun=True)

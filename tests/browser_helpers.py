@@ -1,0 +1,109 @@
+"""A real Stillroom server and a real Chromium for end-to-end journeys.
+
+On a developer machine without Chromium the browser tests skip with a message;
+in CI (``CI`` set) a missing browser is a failure, since `.ci/run` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("STILLROOM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FINISHED = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def require_chromium() -> str:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    message = f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install chromium)."
+    if os.environ.get("CI"):
+        pytest.fail(message + " CI makes the browser journeys mandatory.")
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env, cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=300)
+
+
+class Server:
+    """`streamlit run app.py` on a free loopback port, on its own database and data directory."""
+
+    def __init__(self, workdir: Path):
+        self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'stillroom.db'}",
+                    "STILLROOM_DATA_DIR": str(workdir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(workdir / "streamlit.log", "w")  # noqa: SIM115 (closed in stop)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
+        self.proc = subprocess.Popen(
+            [streamlit, "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"streamlit did not answer on {self.url} within 60 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """Wait until Streamlit has finished the script run the last action started."""
+    page.wait_for_timeout(150)
+    page.locator(FINISHED).wait_for(timeout=timeout)
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    page.goto(url)
+    wait_idle(page)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.locator('[data-testid="stSidebarNav"]').wait_for(timeout=30_000)
+    wait_idle(page)
+
+
+def go_to(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    wait_idle(page)
+
+
+def pick_project(page, name: str) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').click()
+    page.get_by_role("option", name=name).click()
+    wait_idle(page)

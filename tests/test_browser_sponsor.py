@@ -1,0 +1,80 @@
+"""The sponsor's journey in a real Chromium: log in, qualify the trigger, lock the gate, see it audited."""
+
+from __future__ import annotations
+
+import pytest
+from browser_helpers import Server, cli, go_to, log_in, pick_project, require_chromium, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_chromium()
+    workdir = tmp_path_factory.mktemp("browser-sponsor")
+    srv = Server(workdir)
+    cli(srv.env, "init")
+    cli(srv.env, "demo")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    from browser_helpers import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 2200})
+        yield pg
+        browser.close()
+
+
+def test_sponsor_qualifies_locks_the_gate_and_sees_it_audited(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, "sam", "sponsor-demo-pass")
+    expect(page.get_by_text("Sam Sponsor")).to_be_visible()
+    pick_project(page, "Comment moderation")
+
+    go_to(page, "Qualify the trigger")
+    page.get_by_label("Evidence").fill("Moderation calls cost $9k a month at 3M comments; finance flagged it.")
+    page.get_by_label("Evidence").blur()
+    wait_idle(page)
+    terms = page.locator('[data-testid="stRadio"]').filter(has_text="Do its terms permit training")
+    terms.get_by_text("yes", exact=True).click()
+    wait_idle(page)
+    expect(page.locator('[data-testid="stAlertContentSuccess"]').first).to_contain_text("proceed")
+    page.get_by_role("button", name="Record verdict").click()
+    wait_idle(page)
+    expect(page.get_by_text("Verdict recorded as version 1: proceed.")).to_be_visible()
+
+    go_to(page, "Success gate")
+    expect(page.get_by_text("No gate is locked yet")).to_be_visible()
+    page.get_by_role("button", name="Lock gate v1").click()
+    wait_idle(page)
+    expect(page.get_by_text("Gate v1 locked;")).to_be_visible()
+    expect(page.get_by_text("content hash verifies")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "gate-locked.png"))
+
+    go_to(page, "Audit log")
+    expect(page.get_by_text("Latest: gate.lock by sam")).to_be_visible()
+    page.get_by_role("button", name="Verify the audit chain").click()
+    wait_idle(page)
+    expect(page.get_by_text("Audit chain intact")).to_be_visible()
+
+
+def test_a_wrong_password_keeps_the_visitor_out(server, page):
+    from playwright.sync_api import expect
+
+    page.goto(server.url)
+    wait_idle(page)
+    page.get_by_role("textbox", name="Username").fill("sam")
+    page.get_by_role("textbox", name="Password").fill("guess-guess")
+    page.get_by_role("button", name="Log in").click()
+    wait_idle(page)
+    expect(page.get_by_text("Wrong username or password.")).to_be_visible()
+    expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
