@@ -1,1 +1,172 @@
-"""data commands (being written)."""
+"""Data commands (step 3): import, list, dedup, coverage, oversample, holdout and leakage."""
+
+from __future__ import annotations
+
+import click
+
+from core.cli.base import _actor, _session, _table, _viewable, cli
+from core.data import coverage as coverage_mod
+from core.data import datasets, dedup, holdout, importer, readers
+from core.data.similarity import DEFAULT_THRESHOLD
+from core.governance import projects
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Step 3: production inputs, deduplication, coverage and the holdout."""
+
+
+def _labels(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",")] if value else None
+
+
+@data_group.command("preview")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--rows", "n", type=click.IntRange(1, 1000), default=5, show_default=True)
+def data_preview(file: str, n: int) -> None:
+    """Show FILE's columns and first rows (checks the file, stores nothing)."""
+    p = importer.preview(path=file, n=n)
+    click.echo(f"{p.format}: {p.n_rows:,} rows; columns: {', '.join(p.columns)}")
+    _table(p.columns, p.rows.astype(str).to_numpy().tolist())
+
+
+@data_group.command("import")
+@click.argument("project")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--id", "id_col", required=True, help="The column holding each row's unique id.")
+@click.option("--text", "text_col", required=True, help="The column holding the input text.")
+@click.option("--slice", "slices", multiple=True, help="A slice column (queue, channel, tier...); repeatable.")
+@click.option("--reference", help="The column holding the reference answer, if any.")
+@click.option("--timestamp", help="The column holding each row's time (ISO 8601), if any.")
+@click.option("--labels", help="Allowed reference labels, comma-separated (e.g. billing,refund).")
+@click.option("--purpose", type=click.Choice(datasets.PURPOSES), default="prompts", show_default=True)
+@click.option("--name", help="The dataset's name (default: the file name).")
+@click.option("--max-mb", type=click.FloatRange(min=0.001), default=readers.MAX_UPLOAD_BYTES / 2**20,
+              show_default=True, help="Refuse files larger than this many MiB.")
+def data_import(project: str, file: str, id_col: str, text_col: str, slices: tuple[str, ...],
+                reference: str | None, timestamp: str | None, labels: str | None, purpose: str,
+                name: str | None, max_mb: float) -> None:
+    """Validate FILE (CSV, JSONL or Parquet) and store it as a dataset of PROJECT (drivers only)."""
+    mapping = {"id": id_col, "text": text_col, "slices": list(slices), "reference": reference,
+               "timestamp": timestamp, "labels": _labels(labels)}
+    with _session() as session:
+        p = projects.get_project(session, project)
+        ds = importer.import_dataset(session, actor=_actor(session), project=p, path=file, mapping=mapping,
+                                     purpose=purpose, name=name, max_bytes=int(max_mb * 2**20))
+    click.echo(f"Imported dataset #{ds.id} {ds.name!r} ({ds.purpose}): {ds.n_rows:,} rows.")
+
+
+@data_group.command("list")
+@click.argument("project")
+def data_list(project: str) -> None:
+    """PROJECT's datasets, with the holdout when one is fixed."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        rows = [(d.id, d.name, d.purpose, d.operation, d.parent_id or "", d.n_rows, f"{d.created_at:%Y-%m-%d %H:%M}")
+                for d in datasets.list_datasets(session, project_id=p.id)]
+        held = holdout.get_holdout(session, project_id=p.id)
+    _table(["ID", "NAME", "PURPOSE", "OPERATION", "PARENT", "ROWS", "CREATED"], rows)
+    if held:
+        click.echo(f"Holdout: {held.n_rows:,} rows from dataset #{held.dataset_id}, fingerprint {held.fingerprint}")
+
+
+@data_group.command("dedup")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+@click.option("--threshold", type=float, default=DEFAULT_THRESHOLD, show_default=True,
+              help="Estimated word-shingle similarity from which two texts are near duplicates.")
+@click.option("--apply", "apply_", is_flag=True, help="Store the deduplicated dataset (default: only report).")
+def data_dedup(project: str, dataset_id: int, threshold: float, apply_: bool) -> None:
+    """Count exact and near duplicates of a dataset, and drop them with --apply."""
+    with _session() as session:
+        actor, p = _viewable(session, project)
+        if apply_:
+            child, report = dedup.apply_dedup(session, actor=actor, project=p, dataset_id=dataset_id,
+                                              threshold=threshold)
+        else:
+            child, report = None, dedup.preview_dedup(session, project=p, dataset_id=dataset_id, threshold=threshold)
+    click.echo(report.sentence())
+    _table(["KIND", "SIMILARITY", "KEPT", "DROPPED"],
+           [(e.kind, f"{e.similarity:.2f}", f"{e.kept_id}: {e.kept_text[:50]}",
+             f"{e.dropped_id}: {e.dropped_text[:50]}") for e in report.examples])
+    if child is not None:
+        click.echo(f"Stored dataset #{child.id} {child.name!r}: {child.n_rows:,} rows.")
+    elif report.drop.any():
+        click.echo("Nothing dropped yet: run again with --apply to store the deduplicated dataset.")
+
+
+@data_group.command("coverage")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+@click.option("--production", "production_id", type=int, help="A production dataset to compare shares with.")
+def data_coverage(project: str, dataset_id: int, production_id: int | None) -> None:
+    """Slice shares against production and the gate's slice minimums."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        report = coverage_mod.coverage(session, project=p, dataset_id=dataset_id, production_id=production_id)
+    for col in report.columns:
+        js = "" if col.js_distance is None else f" (Jensen-Shannon distance to production {col.js_distance:.3f})"
+        click.echo(f"{col.column}{js}")
+        _table(["  VALUE", "ROWS", "SHARE", "PRODUCTION"],
+               [(f"  {s.value}", s.count, f"{s.share:.1%}",
+                 "" if s.production_share is None else f"{s.production_share:.1%}") for s in col.shares])
+    if report.floors:
+        click.echo("Gate slices (rows outside the holdout):")
+        _table(["  SLICE", "ROWS", "IN HOLDOUT", "MIN", "OK"],
+               [(f"  {f.column}={f.value}", f.count, f.in_holdout, f.min_n, "yes" if f.ok else "no")
+                for f in report.floors])
+    for s in report.sparse:
+        click.echo(f"Sparse: {s.column}={s.value} is {s.share:.1%} of rows ({s.count}).")
+    for sentence in report.missing:
+        click.echo(f"Missing: {sentence}")
+    for item in report.plan:
+        click.echo(f"Oversampling offered: {item.copies:,} copies of {item.column}={item.value} to reach "
+                   f"{item.target:,} (`stillroom data oversample`).")
+
+
+@data_group.command("oversample")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_oversample(project: str, dataset_id: int, seed: int) -> None:
+    """Copy rows of the gate's under-sampled slices until each reaches its minimum (drivers only)."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        child = coverage_mod.apply_oversample(session, actor=_actor(session), project=p, dataset_id=dataset_id,
+                                              seed=seed)
+    for item in child.stats["plan"]:
+        click.echo(f"{item['column']}={item['value']}: {item['have']:,} -> {item['target']:,} rows "
+                   f"({item['copies']:,} copies)")
+    click.echo(f"Stored dataset #{child.id} {child.name!r}: {child.n_rows:,} rows.")
+
+
+@data_group.command("holdout")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+@click.option("--fraction", type=float, help="The share of rows to hold out (e.g. 0.2).")
+@click.option("--n", "n_rows", type=int, help="Or the number of rows to hold out.")
+@click.option("--stratify", multiple=True, help="A slice column to stratify by; repeatable.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_holdout(project: str, dataset_id: int, fraction: float | None, n_rows: int | None,
+                 stratify: tuple[str, ...], seed: int) -> None:
+    """Fix PROJECT's holdout once, drawn from a dataset (drivers only; a second attempt exits 3)."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        h = holdout.fix_holdout(session, actor=_actor(session), project=p, dataset_id=dataset_id,
+                                fraction=fraction, n=n_rows, stratify_by=stratify, seed=seed)
+    click.echo(f"Fixed the holdout of {p.name!r}: {h.n_rows:,} rows from dataset #{h.dataset_id}, "
+               f"fingerprint {h.fingerprint}.")
+
+
+@data_group.command("leakage")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+def data_leakage(project: str, dataset_id: int) -> None:
+    """Rows of a dataset that equal or nearly equal a holdout row."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        report = holdout.dataset_leakage(session, project=p, dataset_id=dataset_id)
+    click.echo(report.sentence())
+    _table(["KIND", "SIMILARITY", "ROW", "HOLDOUT ROW"],
+           [(e.kind, f"{e.similarity:.2f}", f"{e.row_id}: {e.text[:50]}", f"{e.holdout_id}: {e.holdout_text[:50]}")
+            for e in report.examples])
