@@ -1,0 +1,77 @@
+"""Dataset versions: looking them up, reading their rows, and storing a new one with its audit event."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pandas as pd
+from sqlmodel import Session, col, select
+
+from core.artifacts import load_table, path_of, store_table
+from core.errors import NotFound
+from core.governance import audit
+from core.governance.projects import require_role
+from core.models import Artifact, Dataset, Project, Role, User
+
+PURPOSES = ("prompts", "production")
+# The schema's fixed columns; every other column of a dataset is a slice.
+BASE_COLUMNS = ("id", "text", "reference", "timestamp")
+
+
+def get_dataset(session: Session, *, project: Project, dataset_id: int) -> Dataset:
+    dataset = session.get(Dataset, int(dataset_id))
+    if dataset is None or dataset.project_id != project.id:
+        raise NotFound(f"project {project.name!r} has no dataset #{dataset_id}: pick one from "
+                       "`stillroom data list`.", field="dataset")
+    return dataset
+
+
+def list_datasets(session: Session, *, project_id: int) -> list[Dataset]:
+    return list(session.exec(select(Dataset).where(Dataset.project_id == project_id)
+                             .order_by(col(Dataset.id))).all())
+
+
+def rows(session: Session, dataset: Dataset) -> pd.DataFrame:
+    """The dataset's rows, after checking the file still has its recorded SHA-256."""
+    return load_table(session.get(Artifact, dataset.artifact_id))
+
+
+def slice_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in BASE_COLUMNS]
+
+
+def store(
+    session: Session, *, actor: User, project: Project, df: pd.DataFrame, name: str, purpose: str,
+    operation: str, mapping: dict, stats: dict, parent: Dataset | None = None,
+) -> Dataset:
+    """Write ``df`` as the artifact of a new Dataset and record it, in one transaction.
+
+    The caller has validated everything; if recording fails the file is removed
+    again so no unrecorded artifact is left behind.
+    """
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing=f"{operation} data")
+    kind = "production" if purpose == "production" else "inputs"
+    written = None
+    try:
+        art = store_table(session, project=project, actor=actor, df=df.reset_index(drop=True), kind=kind,
+                          meta={"operation": operation})
+        written = path_of(art)
+        dataset = Dataset(
+            project_id=project.id, name=name, purpose=purpose, artifact_id=art.id,
+            parent_id=parent.id if parent else None, operation=operation, mapping=mapping, stats=stats,
+            n_rows=len(df), created_by=actor.id,
+        )
+        session.add(dataset)
+        session.flush()
+        audit.record(session, actor=actor, action=f"dataset.{operation}", entity="dataset",
+                     entity_id=dataset.id, project_id=project.id,
+                     payload={"name": name, "purpose": purpose, "parent_id": dataset.parent_id,
+                              "n_rows": len(df), "sha256": art.sha256, "stats": stats})
+        session.commit()
+    except BaseException:
+        session.rollback()
+        if written is not None:
+            with contextlib.suppress(OSError):
+                written.unlink()
+        raise
+    return dataset

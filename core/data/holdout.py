@@ -1,0 +1,198 @@
+"""The holdout: fixed once per project before any training, stratified by slice, and never trained on.
+
+Training reads ``holdout_ids`` and ``check_no_overlap`` (core.training.pool):
+rows whose text equals or nearly equals a holdout row are refused, with the
+same normalisation and MinHash threshold as deduplication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session, select
+
+from core.artifacts import load_table, path_of, store_table
+from core.data import datasets, similarity
+from core.errors import GovernanceViolation, InvalidInput
+from core.governance import audit
+from core.governance.projects import require_role
+from core.models import Artifact, Holdout, Project, Role, User
+
+MAX_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Leak:
+    kind: str  # "exact" or "near"
+    row_id: str
+    text: str
+    holdout_id: str
+    holdout_text: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """Rows outside the holdout whose text equals or nearly equals a holdout row."""
+
+    checked: int
+    exact: int
+    near: int
+    threshold: float
+    examples: list[Leak]
+
+    @property
+    def leaked(self) -> int:
+        return self.exact + self.near
+
+    def sentence(self) -> str:
+        if not self.leaked:
+            return f"No overlap: none of {self.checked:,} rows matches a holdout row."
+        return (f"{self.leaked:,} of {self.checked:,} rows overlap the holdout ({self.exact:,} exact, "
+                f"{self.near:,} near duplicates at similarity >= {self.threshold:g}).")
+
+
+def fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 over the sorted (id, normalised text) pairs: the holdout's identity, whatever the file."""
+    lines = (df["id"].astype(str) + "\x1f" + similarity.normalise(df["text"])).sort_values()
+    return hashlib.sha256("\n".join(lines.tolist()).encode("utf-8")).hexdigest()
+
+
+def get_holdout(session: Session, *, project_id: int) -> Holdout | None:
+    return session.exec(select(Holdout).where(Holdout.project_id == project_id)).first()
+
+
+def holdout_rows(session: Session, *, project_id: int) -> pd.DataFrame | None:
+    holdout = get_holdout(session, project_id=project_id)
+    return None if holdout is None else load_table(session.get(Artifact, holdout.artifact_id))
+
+
+def holdout_ids(session: Session, *, project_id: int) -> set[str]:
+    """The ids of the project's holdout rows (empty when no holdout is fixed)."""
+    rows = holdout_rows(session, project_id=project_id)
+    return set() if rows is None else set(rows["id"].astype(str))
+
+
+def stratified_mask(df: pd.DataFrame, *, by: Sequence[str], target: int, seed: int) -> np.ndarray:
+    """Pick ``target`` rows at random so each stratum keeps its share (largest remainders round)."""
+    n = len(df)
+    groups = df.groupby(list(by), sort=True).ngroup().to_numpy() if by else np.zeros(n, dtype=np.int64)
+    sizes = np.bincount(groups)
+    exact = sizes * target / n
+    quota = np.floor(exact).astype(np.int64)
+    extra = target - int(quota.sum())
+    quota[np.argsort(-(exact - quota), kind="stable")[:extra]] += 1
+    key = np.random.default_rng(seed).random(n)
+    order = np.lexsort((key, groups))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts[groups[order]]
+    return rank < quota[groups]
+
+
+def _target(n_rows: int, fraction: float | None, n: int | None) -> int:
+    if (fraction is None) == (n is None):
+        raise InvalidInput("give the holdout's size as a fraction or as a number of rows, not both or neither.",
+                           field="fraction")
+    if fraction is not None:
+        if not 0 < fraction <= MAX_FRACTION:
+            raise InvalidInput(f"holdout fraction {fraction} is outside 0 to {MAX_FRACTION}; a fifth (0.2) is "
+                               "usual.", field="fraction")
+        n = round(fraction * n_rows)
+    if not 1 <= n < n_rows:
+        raise InvalidInput(f"a holdout of {n} rows does not fit a dataset of {n_rows} rows; pick between 1 and "
+                           f"{n_rows - 1} rows.", field="n")
+    return n
+
+
+def fix_holdout(
+    session: Session, *, actor: User, project: Project, dataset_id: int, fraction: float | None = None,
+    n: int | None = None, stratify_by: Sequence[str] = (), seed: int = 0,
+) -> Holdout:
+    """Draw and record the project's holdout; refused when one is already fixed (driver only)."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="fix the holdout")
+    existing = get_holdout(session, project_id=project.id)
+    if existing is not None:
+        raise GovernanceViolation(
+            f"Project {project.name!r} already has its holdout ({existing.n_rows:,} rows from dataset "
+            f"#{existing.dataset_id}, fingerprint {existing.fingerprint[:16]}): it is fixed once so every "
+            "evaluation is scored on the same unseen rows; evaluate on it as it is.")
+    dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
+    df = datasets.rows(session, dataset)
+    stratify_by = list(dict.fromkeys(stratify_by))
+    unknown = [c for c in stratify_by if c not in datasets.slice_columns(df)]
+    if unknown:
+        raise InvalidInput(f"dataset #{dataset.id} has no slice column {unknown[0]!r} to stratify by; use one of: "
+                           f"{', '.join(datasets.slice_columns(df)) or 'none'}.", field="stratify_by")
+    chosen = df[stratified_mask(df, by=stratify_by, target=_target(len(df), fraction, n), seed=seed)]
+    chosen = chosen.reset_index(drop=True)
+    digest = fingerprint(chosen)
+    written = None
+    try:
+        art = store_table(session, project=project, actor=actor, df=chosen, kind="holdout",
+                          meta={"dataset_id": dataset.id, "fingerprint": digest})
+        written = path_of(art)
+        holdout = Holdout(project_id=project.id, dataset_id=dataset.id, artifact_id=art.id, fingerprint=digest,
+                          n_rows=len(chosen), stratify_by=stratify_by, seed=seed, created_by=actor.id)
+        session.add(holdout)
+        session.flush()
+        audit.record(session, actor=actor, action="holdout.fix", entity="holdout", entity_id=holdout.id,
+                     project_id=project.id,
+                     payload={"dataset_id": dataset.id, "n_rows": len(chosen), "fingerprint": digest,
+                              "stratify_by": stratify_by, "seed": seed, "sha256": art.sha256})
+        session.commit()
+    except BaseException:
+        session.rollback()
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
+    return holdout
+
+
+def leakage(session: Session, *, project: Project, df: pd.DataFrame,
+            threshold: float = similarity.DEFAULT_THRESHOLD, examples: int = 5) -> LeakageReport:
+    """Rows of ``df`` outside the holdout (by id) whose text equals or nearly equals a holdout row."""
+    held = holdout_rows(session, project_id=project.id)
+    if held is None:
+        return LeakageReport(checked=len(df), exact=0, near=0, threshold=threshold, examples=[])
+    rows = df[~df["id"].astype(str).isin(set(held["id"].astype(str)))].reset_index(drop=True)
+    h_norm = similarity.normalise(held["text"]).reset_index(drop=True)
+    r_norm = similarity.normalise(rows["text"]).reset_index(drop=True)
+    first_of = pd.Series(np.arange(len(h_norm)), index=h_norm.to_numpy()).groupby(level=0).first()
+    exact = r_norm.isin(first_of.index).to_numpy()
+    leaks = [Leak("exact", str(rows["id"].iloc[i]), str(rows["text"].iloc[i]),
+                  str(held["id"].iloc[first_of[r_norm.iloc[i]]]), str(held["text"].iloc[first_of[r_norm.iloc[i]]]),
+                  1.0) for i in np.flatnonzero(exact)[:examples]]
+    rest = np.flatnonzero(~exact)
+    both = pd.concat([h_norm, r_norm.iloc[rest]], ignore_index=True)
+    sig, usable = similarity.signatures(both)
+    priority = np.r_[np.zeros(len(h_norm), np.int8), np.ones(len(rest), np.int8)]
+    left, right, sim = similarity.candidate_pairs(sig, usable, threshold=threshold, priority=priority)
+    cross = (left < len(h_norm)) & (right >= len(h_norm))
+    near_rows, first = np.unique(right[cross] - len(h_norm), return_index=True)
+    for j, k in zip(near_rows[:examples], first[:examples], strict=True):
+        i, h = rest[j], left[cross][k]
+        leaks.append(Leak("near", str(rows["id"].iloc[i]), str(rows["text"].iloc[i]), str(held["id"].iloc[h]),
+                          str(held["text"].iloc[h]), round(float(sim[cross][k]), 3)))
+    return LeakageReport(checked=len(rows), exact=int(exact.sum()), near=len(near_rows), threshold=threshold,
+                         examples=leaks)
+
+
+def dataset_leakage(session: Session, *, project: Project, dataset_id: int) -> LeakageReport:
+    """The leakage check of a stored dataset, for the Data page."""
+    dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
+    return leakage(session, project=project, df=datasets.rows(session, dataset))
+
+
+def check_no_overlap(session: Session, *, project: Project, df: pd.DataFrame) -> None:
+    """Refuse training rows that equal or nearly equal a holdout row (GovernanceViolation)."""
+    report = leakage(session, project=project, df=df)
+    if report.leaked:
+        ex = report.examples[0]
+        raise GovernanceViolation(
+            f"{report.sentence()[:-1]}: e.g. id {ex.row_id!r} matches holdout id {ex.holdout_id!r}; training on "
+            "them would inflate the holdout score, so drop those rows from the training data first.")
