@@ -19,6 +19,9 @@ BY_ROLE = {
         st.Page("pages/qualify.py", title="Qualify the trigger", icon="🧭"),
         st.Page("pages/gate.py", title="Success gate", icon="🔒"),
     ]),
+    Role.DRIVER: ("Driver", [
+        st.Page("pages/data.py", title="Data", icon="📥"),
+    ]),
 }
 ADMIN = [st.Page("pages/admin.py", title="People & projects", icon="👥")]
 ACCOUNT = [st.Page("pages/account.py", title="My account", icon="🔑")]

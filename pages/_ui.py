@@ -110,3 +110,37 @@ def show_flash() -> None:
 
 def short_hash(h: str | None) -> str:
     return f"{h[:12]}…" if h else ""
+
+
+def job_panel(job_id: int, *, label: str = "") -> str:
+    """A job's progress bar, refreshed every second while it runs; returns the job's status.
+
+    The work itself runs in its own process (``core.jobs.start_detached``): the
+    page only reads the progress the job writes to the database.
+    """
+    from core import jobs
+
+    def _read():
+        with db() as session:
+            return jobs.get(session, job_id)
+
+    def _draw(job) -> None:
+        title = f"{label or job.kind} · job #{job.id} · {job.status}"
+        st.progress(job.progress, text=f"{title}: {job.message}" if job.message else title)
+        if job.status == "failed":
+            st.error(job.error or "The job failed without a message.", icon="⛔")
+
+    job = _read()
+    if job.status not in ("queued", "running"):
+        _draw(job)
+        return job.status
+
+    @st.fragment(run_every=1.0)
+    def _poll() -> None:
+        current = _read()
+        _draw(current)
+        if current.status not in ("queued", "running"):
+            st.rerun(scope="app")  # the finished job's results appear on the whole page
+
+    _poll()
+    return job.status

@@ -1,0 +1,300 @@
+"""Teacher runs: started by the driver as a job (local model or chat endpoint), imported from a file,
+or combined from earlier runs; each stored as a Parquet artifact with its TeacherRun row and audit event.
+
+Settings recorded with a run never include a secret: a chat endpoint's API key
+reaches the job from the environment (or, in this process, ``api_key_scope``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session, col, select
+
+from core import jobs
+from core.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
+from core.errors import InvalidInput, NotFound
+from core.governance import audit
+from core.governance.projects import require_role
+from core.models import Artifact, Dataset, Job, Project, Role, TeacherRun, User
+from core.teacher import chat, ensemble, files
+from core.teacher.local import LocalAdapter, model_labels
+from core.teacher.outputs import Adapter, check_labels, run_stats
+from core.validation import parse
+
+JOB_KIND = "teacher-run"
+JOB_ADAPTERS = ("local", "http")
+SECRET_WORDS = ("api_key", "apikey", "secret", "password", "token", "authorization", "bearer")
+NOT_SECRET = {"api_key_env", "max_tokens", "top_logprobs"}
+CONFIDENCE_BINS = [i / 10 for i in range(11)]
+
+_API_KEY: ContextVar[str | None] = ContextVar("teacher_api_key", default=None)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _reject_secrets(config: dict) -> None:
+    for key, value in config.items():
+        if key.lower() in NOT_SECRET:
+            continue
+        if any(word in key.lower() for word in SECRET_WORDS) or (
+                isinstance(value, str) and value.lower().startswith(("bearer ", "sk-"))):
+            raise InvalidInput(f"setting {key!r} looks like a secret, and run settings are recorded: put the API key "
+                               "in the environment variable named by api_key_env instead.", field=key)
+
+
+def _stored_path(path: Path) -> str:
+    """A model directory as recorded: relative to the data directory when it is inside it."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(data_dir()))
+    except ValueError:
+        return str(path)
+
+
+def resolve_path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else data_dir() / path
+
+
+def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
+    """Validated, secret-free settings for a job of ``adapter`` on ``dataset`` (what the job and the run record)."""
+    _reject_secrets(config)
+    if adapter == "local":
+        extra = set(config) - {"model_dir", "batch_size", "max_length"}
+        if extra or not config.get("model_dir"):
+            raise InvalidInput("the local teacher takes model_dir (a saved classifier's folder), and optionally "
+                               "batch_size and max_length.", field="model_dir")
+        path = Path(config["model_dir"]).expanduser()
+        model_labels(path)
+        for key in ("batch_size", "max_length"):
+            value = config.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise InvalidInput(f"{key} {value!r}: give a whole number of at least 1.", field=key)
+        return {**config, "model_dir": _stored_path(path)}
+    if adapter == "http":
+        cfg = parse(chat.ChatConfig, config)
+        labels = cfg.labels or dataset.mapping.get("labels")
+        if not labels:
+            raise InvalidInput(f"dataset #{dataset.id} has no label set: pass the labels the teacher chooses from "
+                               "(--labels a,b,c).", field="labels")
+        cfg.labels = check_labels(labels)
+        if cfg.base_url:
+            cfg.base_url = chat.public_url(cfg.base_url)
+        return cfg.model_dump()
+    raise InvalidInput(f"adapter {adapter!r}: a job runs local or http; import files with --adapter file and "
+                       "combine runs with `teacher combine`.", field="adapter")
+
+
+# --------------------------------------------------------------------------- datasets and runs
+
+
+def get_dataset(session: Session, *, project: Project, dataset_id: int) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.project_id != project.id:
+        raise NotFound(f"project {project.name!r} has no dataset #{dataset_id}: pick one from `stillroom data list`.",
+                       field="dataset")
+    return dataset
+
+
+def dataset_table(session: Session, dataset: Dataset) -> pd.DataFrame:
+    df = load_table(session.get(Artifact, dataset.artifact_id))
+    df["id"] = df["id"].astype(str)
+    return df
+
+
+def get_run(session: Session, run_id: int) -> TeacherRun:
+    run = session.get(TeacherRun, run_id)
+    if run is None:
+        raise NotFound(f"no teacher run #{run_id}: list them with `stillroom teacher runs PROJECT`.", field="run")
+    return run
+
+
+def list_runs(session: Session, *, project_id: int, dataset_id: int | None = None) -> list[TeacherRun]:
+    query = select(TeacherRun).where(TeacherRun.project_id == project_id)
+    if dataset_id is not None:
+        query = query.where(TeacherRun.dataset_id == dataset_id)
+    return list(session.exec(query.order_by(col(TeacherRun.id).desc())).all())
+
+
+def load_outputs(session: Session, run: TeacherRun) -> pd.DataFrame:
+    """The run's full outputs (teacher-run schema), hash-checked."""
+    return load_table(session.get(Artifact, run.artifact_id))
+
+
+def record_run(session: Session, *, actor: User, project: Project, dataset: Dataset, adapter: str, config: dict,
+               labels: list[str], frame: pd.DataFrame, stats: dict, job_id: int | None = None) -> TeacherRun:
+    """Store the outputs and add the TeacherRun row and its audit event, in one transaction."""
+    art = store_table(session, project=project, actor=actor, df=frame, kind="teacher-outputs",
+                      meta={"dataset": dataset.id, "adapter": adapter})
+    run = TeacherRun(project_id=project.id, dataset_id=dataset.id, adapter=adapter, config=config,
+                     artifact_id=art.id, n_rows=len(frame), labels=list(labels), stats=stats, job_id=job_id,
+                     created_by=actor.id)
+    session.add(run)
+    session.flush()
+    audit.record(session, actor=actor, action="teacher.run", entity="teacher_run", entity_id=run.id,
+                 project_id=project.id, payload={"dataset": dataset.id, "adapter": adapter, "config": config,
+                                                 "labels": list(labels), "n_rows": len(frame), "sha256": art.sha256,
+                                                 "n_unparseable": stats.get("n_unparseable"), "job": job_id})
+    session.commit()
+    return run
+
+
+def references_of(df: pd.DataFrame) -> pd.Series | None:
+    if "reference" not in df.columns:
+        return None
+    return df.set_index("id")["reference"]
+
+
+# --------------------------------------------------------------------------- jobs (local, http)
+
+
+def start_run(session: Session, *, actor: User, project: Project, dataset_id: int, adapter: str,
+              config: dict) -> Job:
+    """Queue a teacher run (driver only); run it with ``jobs.run`` here or ``start_detached``."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="run the teacher")
+    dataset = get_dataset(session, project=project, dataset_id=dataset_id)
+    params = {"adapter": adapter, "config": prepare_config(adapter=adapter, config=config, dataset=dataset),
+              "dataset_id": dataset.id}
+    return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=params)
+
+
+@contextmanager
+def api_key_scope(api_key: str | None) -> Iterator[None]:
+    """Hand a caller's API key (e.g. from Streamlit secrets) to teacher jobs run in this thread, unrecorded."""
+    token = _API_KEY.set(api_key)
+    try:
+        yield
+    finally:
+        _API_KEY.reset(token)
+
+
+def start_detached(job_id: int, *, api_key: str | None = None,
+                   api_key_env: str = chat.DEFAULT_API_KEY_ENV) -> int:
+    """Start the job in its own process; a caller's API key travels only in that process's environment."""
+    if api_key is None:
+        return jobs.start_detached(job_id)
+    logs = data_dir() / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"job-{job_id}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "jobs", "run", str(job_id)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, api_key_env: api_key},
+        )
+    return proc.pid
+
+
+def chat_cache(project_id: int) -> chat.ResponseCache:
+    return chat.ResponseCache(project_dir(project_id, "teacher-cache") / "chat-answers.sqlite")
+
+
+def build_adapter(*, adapter: str, config: dict, project_id: int) -> tuple[Adapter, list[str], dict]:
+    """The adapter a job runs, its labels and the settings to record (resolved, still secret-free)."""
+    if adapter == "local":
+        path = resolve_path(config["model_dir"])
+        local = LocalAdapter(path, batch_size=int(config.get("batch_size", 64)),
+                             max_length=config.get("max_length"))
+        return local, local.labels, {**config, "model_sha256": dir_sha256(path)}
+    cfg = chat.ChatConfig(**config)
+    base_url = cfg.base_url or os.environ.get(cfg.base_url_env, "")
+    if not base_url:
+        raise InvalidInput(f"no base URL for the teacher endpoint: pass --base-url or set ${cfg.base_url_env}.",
+                           field="base_url")
+    api_key = _API_KEY.get() or os.environ.get(cfg.api_key_env, "")
+    adapter_obj = chat.ChatAdapter(cfg, base_url=base_url, api_key=api_key, cache=chat_cache(project_id))
+    return adapter_obj, list(cfg.labels), {**config, "base_url": chat.public_url(base_url)}
+
+
+def estimate_cost(session: Session, *, project: Project, dataset_id: int, config: dict) -> chat.CostEstimate:
+    """A chat teacher's dry run: the calls still to make (cached answers are free) and their estimated cost."""
+    dataset = get_dataset(session, project=project, dataset_id=dataset_id)
+    cfg = chat.ChatConfig(**prepare_config(adapter="http", config=config, dataset=dataset))
+    texts = dataset_table(session, dataset)["text"].astype(str).tolist()
+    cache = chat_cache(project.id)
+    try:
+        # No key is needed to estimate: nothing is sent.
+        adapter = chat.ChatAdapter(cfg, base_url="http://unused", api_key="dry-run", cache=cache)
+        return adapter.estimate(texts, labels=cfg.labels)
+    finally:
+        cache.close()
+
+
+# --------------------------------------------------------------------------- file and ensemble
+
+
+def import_file(session: Session, *, actor: User, project: Project, dataset_id: int, path: Path | str,
+                labels: Sequence[str] | None = None, source_name: str | None = None) -> TeacherRun:
+    """Record outputs produced elsewhere as a teacher run (driver only); nothing is stored if a row is bad."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="import teacher outputs")
+    dataset = get_dataset(session, project=project, dataset_id=dataset_id)
+    df = dataset_table(session, dataset)
+    frame, labels = files.read_outputs(path, dataset_ids=df["id"], labels=labels or dataset.mapping.get("labels"),
+                                       dataset_name=f"dataset #{dataset.id}")
+    config = {"source": source_name or Path(path).name, "source_sha256": file_sha256(Path(path))}
+    stats = run_stats(frame, labels=labels, references=references_of(df))
+    stats["dataset_rows_without_output"] = int(len(df) - len(frame))
+    return record_run(session, actor=actor, project=project, dataset=dataset, adapter="file", config=config,
+                      labels=labels, frame=frame, stats=stats)
+
+
+def combine_runs(session: Session, *, actor: User, project: Project, run_ids: Sequence[int],
+                 method: str) -> TeacherRun:
+    """A new run combining earlier runs on one dataset (their own outputs stay as they are)."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="combine teacher runs")
+    runs = [get_run(session, run_id) for run_id in dict.fromkeys(run_ids)]
+    for run in runs:
+        if run.project_id != project.id:
+            raise NotFound(f"project {project.name!r} has no teacher run #{run.id}.", field="runs")
+    if len({run.dataset_id for run in runs}) > 1:
+        raise InvalidInput("the runs to combine answer different datasets (" + ", ".join(
+            f"run #{r.id}: dataset #{r.dataset_id}" for r in runs) + "); combine runs of one dataset.", field="runs")
+    members = [ensemble.Member(run.id, list(run.labels), load_outputs(session, run)) for run in runs]
+    frame, labels = ensemble.combine(members, method=method)
+    dataset = session.get(Dataset, runs[0].dataset_id)
+    stats = run_stats(frame, labels=labels, references=references_of(dataset_table(session, dataset)))
+    return record_run(session, actor=actor, project=project, dataset=dataset, adapter="ensemble",
+                      config={"method": method, "runs": [r.id for r in runs]}, labels=labels, frame=frame,
+                      stats=stats)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    adapter: str
+    n_rows: int
+    labels: list[str]
+    label_counts: dict[str, int]
+    n_unparseable: int
+    n_with_probs: int
+    mean_confidence: float | None
+    confidence_bins: list[float]  # histogram edges, 0 to 1
+    confidence_counts: list[int]  # rows per bin (rows without a confidence are not counted)
+    agreement_with_reference: float | None
+    n_with_reference: int
+
+
+def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
+    frame = load_outputs(session, run)
+    dataset = session.get(Dataset, run.dataset_id)
+    stats = run_stats(frame, labels=list(run.labels), references=references_of(dataset_table(session, dataset)))
+    counts, _ = np.histogram(frame["confidence"].dropna().clip(0, 1), bins=CONFIDENCE_BINS)
+    return RunSummary(run_id=run.id, adapter=run.adapter, n_rows=len(frame), labels=list(run.labels),
+                      label_counts=stats["label_counts"], n_unparseable=stats["n_unparseable"],
+                      n_with_probs=stats["n_with_probs"], mean_confidence=stats["mean_confidence"],
+                      confidence_bins=CONFIDENCE_BINS, confidence_counts=[int(c) for c in counts],
+                      agreement_with_reference=stats.get("agreement_with_reference"),
+                      n_with_reference=stats.get("n_with_reference", 0))

@@ -1,0 +1,193 @@
+"""Driver, step 3: production inputs in, duplicates out, coverage audited, the holdout fixed once."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.data import coverage as cov
+from core.data import datasets, dedup, holdout, importer
+from core.data.similarity import DEFAULT_THRESHOLD
+from core.governance.projects import roles_of
+from core.models import Role
+from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+
+st.title("📥 Data")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
+    all_sets = datasets.list_datasets(session, project_id=project.id)
+    fixed = holdout.get_holdout(session, project_id=project.id)
+
+st.caption(f"Project: {esc(project.name)}. Most of a distillation project's time goes here: real inputs, "
+           "no duplicates, every critical slice covered, a holdout nobody trains on.")
+if not is_driver:
+    st.info(f"Only a driver of {esc(project.name)} imports and changes its data; you can look.")
+
+names = {d.id: f"#{d.id} {d.name} ({d.purpose}, {d.n_rows:,} rows)" for d in all_sets}
+prompt_sets = [d.id for d in all_sets if d.purpose == "prompts"]
+tab_import, tab_sets, tab_cov, tab_hold = st.tabs(["Import", "Datasets and duplicates", "Coverage", "Holdout"])
+
+with tab_import:
+    upload = st.file_uploader("Production inputs (CSV, JSONL or Parquet)", type=["csv", "jsonl", "ndjson", "parquet"],
+                              disabled=not is_driver)
+    if upload is not None:
+        data = upload.getvalue()
+        pv = act(lambda: importer.preview(data=data, filename=upload.name))
+        if pv is not None:
+            st.caption(f"{pv.n_rows:,} rows, {len(pv.columns)} columns ({pv.format}); the first rows:")
+            st.dataframe(pv.rows, hide_index=True, width="stretch")
+            cols = pv.columns
+            none = ["(none)", *cols]
+
+            def _at(options: list[str], guess: str | None) -> int:
+                return options.index(guess) if guess in options else 0
+
+            with st.form("mapping"):
+                c1, c2, c3, c4 = st.columns(4)
+                id_col = c1.selectbox("Id column", cols, index=_at(cols, pv.suggested.get("id")))
+                text_col = c2.selectbox("Input text column", cols, index=_at(cols, pv.suggested.get("text")))
+                ref_col = c3.selectbox("Reference answer (optional)", none,
+                                       index=_at(none, pv.suggested.get("reference")))
+                ts_col = c4.selectbox("Timestamp (optional)", none, index=_at(none, pv.suggested.get("timestamp")))
+                taken = {id_col, text_col, ref_col, ts_col}
+                slices = st.multiselect("Slice columns (queue, channel, tier, language…)",
+                                        [c for c in cols if c not in taken])
+                labels = st.text_input("Allowed reference labels (comma-separated, optional)",
+                                       help="Rows whose reference is not one of these are refused.")
+                c5, c6 = st.columns(2)
+                purpose = c5.radio("These rows are", ["prompts", "production"], horizontal=True,
+                                   format_func={"prompts": "inputs to distil on",
+                                                "production": "the production log (for coverage)"}.get)
+                name = c6.text_input("Dataset name", value=upload.name.rsplit(".", 1)[0])
+                go = st.form_submit_button("Import", type="primary")
+            if go:
+                mapping = {"id": id_col, "text": text_col, "slices": slices,
+                           "reference": None if ref_col == "(none)" else ref_col,
+                           "timestamp": None if ts_col == "(none)" else ts_col,
+                           "labels": [x.strip() for x in labels.split(",")] if labels.strip() else None}
+                with db() as session:
+                    act(lambda: importer.import_dataset(session, actor=require_user(session), project=project,
+                                                        mapping=mapping, data=data, filename=upload.name,
+                                                        purpose=purpose, name=name),
+                        lambda d: f"Dataset #{d.id} {d.name!r} imported: {d.n_rows:,} rows.", rerun=True)
+
+with tab_sets:
+    if not all_sets:
+        st.info("No data yet: import production inputs first.")
+    else:
+        st.dataframe(pd.DataFrame([{
+            "#": d.id, "Name": d.name, "Purpose": d.purpose, "How": d.operation, "Rows": d.n_rows,
+            "From": f"#{d.parent_id}" if d.parent_id else "", "When (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}",
+        } for d in all_sets]), hide_index=True, width="stretch")
+        pick = st.selectbox("Look for duplicates in", [d.id for d in all_sets], format_func=names.get,
+                            index=len(all_sets) - 1)
+        threshold = st.slider("Near-duplicate similarity", dedup.MIN_THRESHOLD, dedup.MAX_THRESHOLD,
+                              DEFAULT_THRESHOLD, 0.05, help="Share of shared words above which two texts count "
+                              "as near duplicates.")
+        if st.button("Find duplicates", icon="🔍"):
+            with db() as session:
+                st.session_state["dedup_preview"] = (pick, threshold, act(
+                    lambda: dedup.preview_dedup(session, project=project, dataset_id=pick, threshold=threshold)))
+        shown = st.session_state.get("dedup_preview")
+        if shown and shown[0] == pick and shown[1] == threshold and shown[2] is not None:
+            report = shown[2]
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Exact duplicates", f"{report.exact:,}")
+            m2.metric("Near duplicates", f"{report.near:,}")
+            m3.metric("Rows kept", f"{report.kept:,}")
+            if report.examples:
+                st.markdown("**Examples of what would be dropped** (nothing is dropped until you confirm)")
+                st.dataframe(pd.DataFrame([{"Kind": e.kind, "Similarity": e.similarity, "Dropped id": e.dropped_id,
+                                            "Dropped text": e.dropped_text, "Kept id": e.kept_id,
+                                            "Kept text": e.kept_text} for e in report.examples]),
+                             hide_index=True, width="stretch")
+            if report.exact + report.near and st.button(f"Drop {report.exact + report.near:,} duplicates",
+                                                        type="primary", disabled=not is_driver):
+                with db() as session:
+                    act(lambda: dedup.apply_dedup(session, actor=require_user(session), project=project,
+                                                  dataset_id=pick, threshold=threshold)[0],
+                        lambda d: f"Dataset #{d.id} {d.name!r} stored: {d.n_rows:,} rows.", rerun=True)
+
+with tab_cov:
+    if not prompt_sets:
+        st.info("Import inputs to distil on first.")
+    else:
+        c1, c2 = st.columns(2)
+        ds_id = c1.selectbox("Audit", prompt_sets, format_func=names.get, index=len(prompt_sets) - 1)
+        prods = [None] + [d.id for d in all_sets if d.purpose == "production"]
+        prod_id = c2.selectbox("Against the production log", prods,
+                               format_func=lambda i: "(none imported)" if i is None else names[i])
+        with db() as session:
+            report = act(lambda: cov.coverage(session, project=project, dataset_id=ds_id, production_id=prod_id))
+        if report is not None:
+            if report.floors:
+                st.markdown("**Slices the locked gate names** (rows outside the holdout against the minimum)")
+                st.dataframe(pd.DataFrame([{"Slice": f"{f.column}={f.value}", "Rows": f.count,
+                                            "In holdout": f.in_holdout, "Minimum": f.min_n,
+                                            "OK": "✅" if f.ok else f"short by {f.short_by:,}"}
+                                           for f in report.floors]), hide_index=True, width="stretch")
+            for sentence in report.missing:
+                st.warning(sentence)
+            if report.sparse:
+                st.caption("Sparse slices (under 2 % of rows): " + ", ".join(
+                    f"{esc(s.column)}={esc(s.value)} ({s.count:,})" for s in report.sparse))
+            frame = report.shares_frame()
+            for col in report.columns:
+                part = frame[frame["column"] == col.column]
+                title = f"{col.column}: share of rows" + (
+                    f" · Jensen-Shannon distance to production {col.js_distance:.3f}"
+                    if col.js_distance is not None else "")
+                fig = px.bar(part, x="value", y="share", color="source", barmode="group", title=title,
+                             hover_data=["count"], height=300)
+                fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), yaxis_tickformat=".0%")
+                st.plotly_chart(fig, width="stretch")
+            if report.plan:
+                st.markdown("**Oversampling offered** for critical slices under their minimum "
+                            "(copies of rows outside the holdout; recorded as a new dataset version)")
+                st.dataframe(pd.DataFrame([{"Slice": f"{p.column}={p.value}", "Have": p.have, "Target": p.target,
+                                            "Copies": p.copies} for p in report.plan]), hide_index=True)
+                if st.button("Oversample", disabled=not is_driver):
+                    with db() as session:
+                        act(lambda: cov.apply_oversample(session, actor=require_user(session), project=project,
+                                                         dataset_id=ds_id, plan=report.plan),
+                            lambda d: f"Dataset #{d.id} {d.name!r} stored: {d.n_rows:,} rows.", rerun=True)
+
+with tab_hold:
+    if fixed is not None:
+        st.success(f"Holdout fixed: {fixed.n_rows:,} rows from dataset #{fixed.dataset_id}, stratified by "
+                   f"{', '.join(fixed.stratify_by) or 'nothing'}, seed {fixed.seed}, fingerprint "
+                   f"`{short_hash(fixed.fingerprint)}`. It never changes; training refuses rows that overlap it.",
+                   icon="🔒")
+        if all_sets:
+            check = st.selectbox("Check a dataset for overlap with the holdout", [d.id for d in all_sets],
+                                 format_func=names.get, index=len(all_sets) - 1)
+            if st.button("Check overlap"):
+                with db() as session:
+                    leak = act(lambda: holdout.dataset_leakage(session, project=project, dataset_id=check))
+                if leak is not None:
+                    (st.warning if leak.leaked else st.success)(leak.sentence())
+                    if leak.examples:
+                        st.dataframe(pd.DataFrame([vars(e) for e in leak.examples]), hide_index=True)
+    elif not prompt_sets:
+        st.info("Import inputs first; then fix the holdout, before any training.")
+    else:
+        st.info("Fix the holdout once, before any training: every evaluation is scored on these rows.")
+        ds_id = st.selectbox("Draw it from", prompt_sets, format_func=names.get, index=len(prompt_sets) - 1)
+        slice_cols = next(d for d in all_sets if d.id == ds_id).mapping.get("slices", [])
+        with st.form("holdout"):
+            c1, c2, c3 = st.columns(3)
+            fraction = c1.number_input("Share of rows", min_value=0.01, max_value=0.5, value=0.2, step=0.05)
+            by = c2.multiselect("Stratify by", slice_cols, default=slice_cols[:1])
+            seed = c3.number_input("Seed", min_value=0, value=0, step=1)
+            if st.form_submit_button("Fix the holdout", type="primary", disabled=not is_driver):
+                with db() as session:
+                    act(lambda: holdout.fix_holdout(session, actor=require_user(session), project=project,
+                                                    dataset_id=ds_id, fraction=fraction, stratify_by=by,
+                                                    seed=int(seed)),
+                        lambda h: f"Holdout fixed: {h.n_rows:,} rows, fingerprint {h.fingerprint[:16]}.",
+                        rerun=True)
