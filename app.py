@@ -21,6 +21,8 @@ BY_ROLE = {
     ]),
     Role.DRIVER: ("Driver", [
         st.Page("pages/data.py", title="Data", icon="📥"),
+        st.Page("pages/teacher.py", title="Teacher", icon="🧑‍🏫"),
+        st.Page("pages/train.py", title="Train students", icon="🏋️"),
     ]),
 }
 ADMIN = [st.Page("pages/admin.py", title="People & projects", icon="👥")]

@@ -19,6 +19,9 @@ from core.models import Job, Project, TrainingPoint, TrainingRun, User, utcnow
 from core.training import pool, runs
 from core.training.config import TrainConfig
 
+# Share of the progress bar for the epochs; the rest is measuring and recording the best checkpoint.
+TRAIN_SHARE = 0.95
+
 
 @handler(runs.JOB_KIND)
 def train(ctx: JobContext) -> dict:
@@ -36,7 +39,8 @@ def train(ctx: JobContext) -> dict:
         cfg = TrainConfig(**run.config)
         data, tokenizer_dir, resumed = _start(ctx, run_id, actor_id, cfg)
         out_dir = runs.checkpoint_path(run)
-        ctx.progress(resumed / cfg.epochs, f"resuming after epoch {resumed}" if resumed else "starting", force=True)
+        ctx.progress(TRAIN_SHARE * resumed / cfg.epochs,
+                     f"resuming after epoch {resumed}" if resumed else "starting", force=True)
         result = loop.fit(
             data, cfg, out_dir=out_dir,
             new_student=lambda: students.new_student(cfg, labels=data.labels, texts=data.texts,
@@ -101,7 +105,7 @@ def _record_step(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
     with Session(ctx.engine) as s:
         s.add(TrainingPoint(run_id=run_id, epoch=r.epoch, step=r.step, train_loss=r.train_loss))
         s.commit()
-    ctx.progress(r.fraction, f"epoch {r.epoch}/{cfg.epochs} · loss {r.train_loss:.4f}")
+    ctx.progress(TRAIN_SHARE * r.fraction, f"epoch {r.epoch}/{cfg.epochs} · loss {r.train_loss:.4f}")
 
 
 def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
@@ -115,7 +119,7 @@ def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
         run.metrics = {**run.metrics, "last_val_agreement": r.val_agreement, "last_val_loss": r.val_loss}
         s.add(run)
         s.commit()
-    ctx.progress(r.epoch / cfg.epochs, f"epoch {r.epoch}/{cfg.epochs} · val loss {r.val_loss:.4f} · "
+    ctx.progress(TRAIN_SHARE * r.epoch / cfg.epochs, f"epoch {r.epoch}/{cfg.epochs} · val loss {r.val_loss:.4f} · "
                                        f"agreement {r.val_agreement:.3f}", force=True)
 
 
@@ -123,7 +127,7 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
     """Measure the best checkpoint, record it as an artifact, and mark the run done."""
     from core.training import loop, students
 
-    ctx.progress(0.99, "measuring the best checkpoint", force=True)
+    ctx.progress(TRAIN_SHARE, "measuring the best checkpoint", force=True)
     best = next(h for h in result.history if h.epoch == result.best_epoch)
     student = students.load(result.best_dir)
     _, val_idx = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)

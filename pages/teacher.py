@@ -1,0 +1,201 @@
+"""Driver, step 3: run the teacher over the inputs, keep its full outputs, filter its errors by policy."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.data import datasets
+from core.governance.projects import roles_of
+from core.models import Role
+from core.teacher import chat, runs
+from core.teacher import filter as tfilter
+from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash
+
+st.title("🧑‍🏫 Teacher")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
+    all_sets = datasets.list_datasets(session, project_id=project.id)
+    teacher_runs = runs.list_runs(session, project_id=project.id)
+    filters = tfilter.list_filters(session, project_id=project.id)
+    open_jobs = [j for j in jobs.list_jobs(session, project_id=project.id, limit=20)
+                 if j.kind in (runs.JOB_KIND, "demo-setup") and j.status in ("queued", "running", "failed")][:3]
+
+st.caption(f"Project: {esc(project.name)}. The teacher's full answers are kept: label, probabilities, raw text.")
+if not is_driver:
+    st.info(f"Only a driver of {esc(project.name)} runs and filters the teacher; you can look.")
+
+for job in open_jobs:
+    job_panel(job.id, label="Teacher run" if job.kind == runs.JOB_KIND else "Demo set-up")
+
+prompt_sets = [d for d in all_sets if d.purpose == "prompts"]
+set_names = {d.id: f"#{d.id} {d.name} ({d.n_rows:,} rows)" for d in all_sets}
+run_names = {r.id: f"run #{r.id} · {r.adapter} · dataset #{r.dataset_id} · {r.n_rows:,} rows" for r in teacher_runs}
+tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter errors"])
+
+
+def _secret_key() -> str | None:
+    try:
+        return st.secrets.get("teacher_api_key")
+    except FileNotFoundError:  # no secrets file: the key comes from the environment
+        return None
+
+
+with tab_run:
+    if not prompt_sets:
+        st.info("Import inputs on the Data page first.")
+    else:
+        ds_id = st.selectbox("Inputs", [d.id for d in prompt_sets], format_func=set_names.get,
+                             index=len(prompt_sets) - 1)
+        kind = st.radio("Teacher", ["local", "http", "file"], horizontal=True, format_func={
+            "local": "Local model directory", "http": "OpenAI-compatible endpoint",
+            "file": "Outputs produced elsewhere"}.get, disabled=not is_driver)
+        if kind == "local":
+            from core.demo_teacher import default_dir
+
+            with st.form("local"):
+                model_dir = st.text_input("Model directory (a saved transformers classifier)",
+                                          value=str(default_dir()) if default_dir().exists() else "")
+                batch = st.number_input("Batch size", min_value=1, max_value=1024, value=64)
+                if st.form_submit_button("Start teacher run", type="primary", disabled=not is_driver):
+                    with db() as session:
+                        job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
+                                                         dataset_id=ds_id, adapter="local",
+                                                         config={"model_dir": model_dir, "batch_size": int(batch)}))
+                    if job is not None:
+                        jobs.start_detached(job.id)
+                        st.rerun()
+        elif kind == "http":
+            with st.form("http"):
+                c1, c2 = st.columns(2)
+                base_url = c1.text_input("Base URL (with /v1)", placeholder="https://api.example.com/v1")
+                model = c2.text_input("Model")
+                ds = next(d for d in prompt_sets if d.id == ds_id)
+                labels = st.text_input("Labels the teacher chooses from", value=",".join(ds.mapping.get("labels")
+                                                                                         or []))
+                c3, c4, c5, c6 = st.columns(4)
+                key_env = c3.text_input("API key variable", value=chat.DEFAULT_API_KEY_ENV,
+                                        help="The key is read from this environment variable or from Streamlit "
+                                             "secrets (teacher_api_key); it is never stored.")
+                max_cost = c4.number_input("Budget cap ($)", min_value=0.0, value=10.0, step=1.0)
+                price_in = c5.number_input("$ per 1k input tokens", min_value=0.0, value=0.0005, format="%.5f")
+                price_out = c6.number_input("$ per 1k output tokens", min_value=0.0, value=0.0015, format="%.5f")
+                concurrency = st.slider("Concurrent requests", 1, 32, 4)
+                b1, b2 = st.columns(2)
+                estimate = b1.form_submit_button("Estimate cost (dry run)")
+                start = b2.form_submit_button("Start teacher run", type="primary", disabled=not is_driver)
+            config = {"base_url": base_url or None, "model": model, "api_key_env": key_env,
+                      "labels": [x.strip() for x in labels.split(",") if x.strip()] or None,
+                      "max_cost": max_cost, "price_in_per_1k": price_in, "price_out_per_1k": price_out,
+                      "concurrency": concurrency}
+            if estimate:
+                with db() as session:
+                    est = act(lambda: runs.estimate_cost(session, project=project, dataset_id=ds_id, config=config))
+                if est is not None:
+                    (st.info if est.within_budget else st.warning)(est.sentence())
+            if start:
+                with db() as session:
+                    job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
+                                                     dataset_id=ds_id, adapter="http", config=config))
+                if job is not None:
+                    runs.start_detached(job.id, api_key=_secret_key(), api_key_env=key_env)
+                    st.rerun()
+        else:
+            upload = st.file_uploader("Teacher outputs (CSV, JSONL or Parquet: id, label, optional confidence, "
+                                      "probs or prob_<label> columns, raw)", type=["csv", "jsonl", "parquet"],
+                                      disabled=not is_driver)
+            if upload is not None and st.button("Import outputs", type="primary", disabled=not is_driver):
+                with tempfile.TemporaryDirectory() as tmp, db() as session:
+                    path = Path(tmp) / Path(upload.name).name
+                    path.write_bytes(upload.getvalue())
+                    act(lambda: runs.import_file(session, actor=require_user(session), project=project,
+                                                 dataset_id=ds_id, path=path, source_name=upload.name),
+                        lambda r: f"Teacher run #{r.id} imported: {r.n_rows:,} outputs.", rerun=True)
+
+with tab_runs:
+    if not teacher_runs:
+        st.info("No teacher runs yet.")
+    else:
+        st.dataframe(pd.DataFrame([{
+            "Run": r.id, "Teacher": r.adapter, "Dataset": r.dataset_id, "Rows": r.n_rows, "Labels": len(r.labels),
+            "Agrees with reference": r.stats.get("agreement_with_reference"),
+            "Mean confidence": r.stats.get("mean_confidence"), "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+        } for r in teacher_runs]), hide_index=True, width="stretch",
+            column_config={"Agrees with reference": st.column_config.NumberColumn(format="%.3f"),
+                           "Mean confidence": st.column_config.NumberColumn(format="%.3f")})
+        pick = st.selectbox("Look at", [r.id for r in teacher_runs], format_func=run_names.get,
+                            index=len(teacher_runs) - 1)
+        with db() as session:
+            summary = act(lambda: runs.summarize(session, run=runs.get_run(session, pick)))
+        if summary is not None:
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Outputs", f"{summary.n_rows:,}")
+            m2.metric("Unparseable", f"{summary.n_unparseable:,}")
+            m3.metric("Agrees with reference", f"{summary.agreement_with_reference:.1%}"
+                      if summary.agreement_with_reference is not None else "n/a")
+            c1, c2 = st.columns(2)
+            fig = go.Figure(go.Bar(x=list(summary.label_counts), y=list(summary.label_counts.values())))
+            fig.update_layout(title="Teacher's labels", height=300, margin=dict(l=10, r=10, t=40, b=10))
+            c1.plotly_chart(fig, width="stretch")
+            edges = summary.confidence_bins
+            fig = go.Figure(go.Bar(x=[f"{a:.1f}–{b:.1f}" for a, b in zip(edges, edges[1:], strict=False)],
+                                   y=summary.confidence_counts))
+            fig.update_layout(title="Teacher's confidence", height=300, margin=dict(l=10, r=10, t=40, b=10))
+            c2.plotly_chart(fig, width="stretch")
+        if len(teacher_runs) > 1:
+            with st.form("combine"):
+                members = st.multiselect("Combine runs of one dataset", [r.id for r in teacher_runs],
+                                         format_func=run_names.get)
+                method = st.radio("By", ["mean", "vote"], horizontal=True,
+                                  format_func={"mean": "averaged probabilities", "vote": "majority vote"}.get)
+                if st.form_submit_button("Combine", disabled=not is_driver):
+                    with db() as session:
+                        act(lambda: runs.combine_runs(session, actor=require_user(session), project=project,
+                                                      run_ids=members, method=method),
+                            lambda r: f"Teacher run #{r.id} combines runs {', '.join(map(str, members))}.",
+                            rerun=True)
+
+with tab_filter:
+    if not teacher_runs:
+        st.info("Run the teacher first.")
+    else:
+        with st.form("filter"):
+            run_id = st.selectbox("Filter run", [r.id for r in teacher_runs], format_func=run_names.get,
+                                  index=len(teacher_runs) - 1)
+            use_conf = st.checkbox("Drop answers below a confidence threshold", value=True)
+            threshold = st.slider("Confidence threshold", 0.0, 1.0, 0.6, 0.05)
+            disagree = st.checkbox("Drop answers the reference contradicts", value=True)
+            if st.form_submit_button("Apply filter", type="primary", disabled=not is_driver):
+                with db() as session:
+                    act(lambda: tfilter.apply_filter(session, actor=require_user(session), project=project,
+                                                     run_id=run_id, policy=tfilter.FilterPolicy(
+                                                         min_confidence=threshold if use_conf else None,
+                                                         drop_reference_disagreement=disagree)),
+                        lambda f: f"Filter #{f.id}: kept {f.counts['kept']:,} of {f.counts['total']:,} outputs.",
+                        rerun=True)
+        if filters:
+            st.dataframe(pd.DataFrame([{
+                "Filter": f.id, "Run": f.teacher_run_id, "Min confidence": f.policy.get("min_confidence"),
+                "Drop disagreement": f.policy.get("drop_reference_disagreement"), "Kept": f.counts["kept"],
+                "Dropped": f.counts["dropped"],
+                **{reason: f.counts["by_reason"].get(reason, 0) for reason in tfilter.REASONS},
+            } for f in filters]), hide_index=True, width="stretch")
+            c1, c2 = st.columns(2)
+            fid = c1.selectbox("See what a filter dropped", [f.id for f in filters],
+                               format_func=lambda i: f"filter #{i}")
+            reason = c2.selectbox("Reason", [None, *tfilter.REASONS],
+                                  format_func=lambda r: "every reason" if r is None else tfilter.REASONS[r])
+            with db() as session:
+                dropped = act(lambda: tfilter.dropped_rows(session, filter_id=fid, reason=reason))
+            if dropped is not None:
+                st.caption(f"{len(dropped):,} rows dropped.")
+                st.dataframe(dropped.head(500), hide_index=True, width="stretch")

@@ -1,0 +1,128 @@
+"""Driver, step 4: distil students from the teacher's outputs, as jobs, under the locked gate."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.governance import gate
+from core.governance.projects import roles_of
+from core.models import Role
+from core.teacher import filter as tfilter
+from core.teacher import runs as teacher_runs
+from core.training import runs
+from core.training.build import SIZES
+from core.training.config import FAMILIES, NGRAM_SIZES, TrainConfig
+from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash
+
+st.title("🏋️ Train students")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
+    locked = gate.current(session, project_id=project.id)
+    t_runs = teacher_runs.list_runs(session, project_id=project.id)
+    filters = tfilter.list_filters(session, project_id=project.id)
+    comparison = runs.compare_runs(session, project_id=project.id)
+    training = runs.list_runs(session, project_id=project.id)
+
+st.caption(f"Project: {esc(project.name)}. Students learn the teacher's distribution (soft labels) and the "
+           "reference where there is one; the holdout is never trained on.")
+if locked is None:
+    st.warning("The gate is not locked: training is refused until the sponsor locks it.", icon="🔒")
+else:
+    st.caption(f"Training runs under gate v{locked.version} ({locked.content_hash[:12]}…).")
+if not is_driver:
+    st.info(f"Only a driver of {esc(project.name)} trains its students; you can look.")
+
+for r in training:
+    if r.job_id and r.status in ("queued", "running"):
+        job_panel(r.job_id, label=f"Training run #{r.id} ({r.family} {r.size})")
+
+defaults = TrainConfig()
+with st.expander("Start a training run", expanded=not training):
+    if not t_runs:
+        st.info("Run the teacher first (Teacher page).")
+    else:
+        names = {r.id: f"run #{r.id} · {r.adapter} · {r.n_rows:,} outputs" for r in t_runs}
+        t_id = st.selectbox("Teacher run", [r.id for r in t_runs], format_func=names.get, index=len(t_runs) - 1)
+        mine = [f for f in filters if f.teacher_run_id == t_id]
+        f_id = st.selectbox("Filtered outputs", [None] + [f.id for f in mine], format_func=lambda i: (
+            "all readable outputs" if i is None else
+            f"filter #{i}: {next(f for f in mine if f.id == i).counts['kept']:,} kept"),
+            index=1 if mine else 0)
+        family = st.radio("Family", FAMILIES, horizontal=True, format_func={
+            "transformer": "small transformer", "ngram": "hashed word and character n-grams (fastest)"}.get)
+        sizes = list(NGRAM_SIZES) if family == "ngram" else [s for s in SIZES if s != "teacher"]
+        with st.form("train"):
+            c1, c2, c3, c4 = st.columns(4)
+            size = c1.selectbox("Size", sizes)
+            epochs = c2.number_input("Epochs (at most)", min_value=1, max_value=200, value=defaults.epochs)
+            temperature = c3.number_input("Temperature T", min_value=0.1, max_value=50.0,
+                                          value=defaults.temperature, step=0.5)
+            alpha = c4.slider("α (weight of the KD term)", 0.0, 1.0, defaults.alpha, 0.05)
+            c5, c6, c7 = st.columns(3)
+            patience = c5.number_input("Early-stopping patience", min_value=1, max_value=100,
+                                       value=defaults.patience)
+            val_fraction = c6.number_input("Validation share (not the holdout)", min_value=0.01, max_value=0.5,
+                                           value=defaults.val_fraction, step=0.05)
+            seed = c7.number_input("Seed", min_value=0, value=defaults.seed)
+            go_train = st.form_submit_button("Start training", type="primary", disabled=not is_driver)
+        if go_train:
+            config = {"family": family, "size": size, "epochs": int(epochs), "temperature": temperature,
+                      "alpha": alpha, "patience": int(patience), "val_fraction": val_fraction, "seed": int(seed)}
+            with db() as session:
+                started = act(lambda: runs.start_training(session, actor=require_user(session), project=project,
+                                                          teacher_run_id=t_id, filter_id=f_id, config=config))
+            if started is not None:
+                jobs.start_detached(started[1].id)
+                st.session_state["flash"] = f"Training run #{started[0].id} started as job #{started[1].id}."
+                st.rerun()
+
+if not comparison:
+    st.info("No training runs yet.")
+    st.stop()
+
+st.subheader("Runs side by side")
+st.dataframe(pd.DataFrame([{
+    "Run": c.run_id, "Family": c.family, "Size": c.size, "Status": c.status, "Parameters": c.params,
+    "Epochs": c.epochs_done, "Best epoch": c.best_epoch, "Agreement with teacher (val)": c.val_agreement,
+    "Accuracy (val)": c.val_accuracy, "ms/example (batched)": c.ms_per_example, "p95 ms (single)": c.single_p95_ms,
+    "Teacher run": c.teacher_run_id, "Gate": f"v{c.gate_version}" if c.gate_version else "",
+} for c in comparison]), hide_index=True, width="stretch", column_config={
+    "Agreement with teacher (val)": st.column_config.NumberColumn(format="%.3f"),
+    "Accuracy (val)": st.column_config.NumberColumn(format="%.3f"),
+    "ms/example (batched)": st.column_config.NumberColumn(format="%.3f"),
+    "p95 ms (single)": st.column_config.NumberColumn(format="%.2f")})
+
+by_id = {r.id: r for r in training}
+pick = st.selectbox("Loss curve of", list(by_id), format_func=lambda i: f"run #{i} ({by_id[i].family} "
+                    f"{by_id[i].size}, {by_id[i].status})", index=len(by_id) - 1)
+with db() as session:
+    curve = runs.loss_curve(session, run_id=pick)
+if curve.empty:
+    st.caption("No points yet: the first appear within the first epoch.")
+else:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=curve["step"], y=curve["train_loss"], mode="lines", name="training loss"))
+    val = curve.dropna(subset=["val_loss"])
+    fig.add_trace(go.Scatter(x=val["step"], y=val["val_loss"], mode="lines+markers", name="validation loss"))
+    fig.add_trace(go.Scatter(x=val["step"], y=val["val_agreement"], mode="lines+markers", yaxis="y2",
+                             name="validation agreement with the teacher"))
+    fig.update_layout(title=f"Run #{pick}", height=360, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
+                      yaxis_title="loss", yaxis2=dict(title="agreement", overlaying="y", side="right",
+                                                      range=[0, 1]))
+    st.plotly_chart(fig, width="stretch")
+run = by_id[pick]
+if run.status == "failed":
+    st.error(f"Run #{run.id} failed after {run.epochs_done} epochs; it can resume from its last checkpoint.")
+    if st.button("Resume from the last checkpoint", disabled=not is_driver):
+        with db() as session:
+            resumed = act(lambda: runs.resume_training(session, actor=require_user(session), run_id=run.id))
+        if resumed is not None:
+            jobs.start_detached(resumed[1].id)
+            st.rerun()
