@@ -31,7 +31,7 @@ def assert_figures(out: str, labels: list[str]) -> None:
 def test_audit_verify_benchmark_checks_a_seeded_chain_and_prints_its_figures():
     out = run_quick("bench_audit_verify.py")
     assert_figures(out, ["verify(engine)", "naive ORM load + rehash", "ratio naive / verify",
-                         "CLI `stillroom audit verify`", "CLI start-up alone (--help)"])
+                         "CLI `stillroom audit verify`", "CLI start-up (audit --help)"])
     # The bulk-seeded chain is one that Stillroom's own CLI accepts.
     assert "CLI said: Audit chain intact: 5000 events verified" in out
 

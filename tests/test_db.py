@@ -41,3 +41,13 @@ def test_init_is_idempotent(engine):
     with engine.connect() as conn:
         n = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")).scalar()
     assert n == 3 * len(APPEND_ONLY_TABLES)  # update, delete and replace guards per table
+
+
+def test_head_revision_constant_matches_alembic_head(engine):
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == db.HEAD_REVISION
+    assert db.schema_revision(engine) == db.HEAD_REVISION

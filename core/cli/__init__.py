@@ -5,8 +5,7 @@ function and print what comes back. Named errors become one sentence on stderr
 and an exit code (2 invalid input, 3 governance violation).
 """
 
-from core.cli import data, governance, jobs, teacher, train  # noqa: F401  (each registers its commands)
-from core.cli.base import cli, load_mapping  # noqa: F401
+from core.cli.base import LAZY_COMMANDS, cli, load_mapping  # noqa: F401  (command modules load on first use)
 
 
 def main() -> None:

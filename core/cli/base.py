@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -25,8 +26,24 @@ from core.models import Project, User
 # --------------------------------------------------------------------------- edge
 
 
+# Command name -> the module of core.cli that registers it. Modules load on first use,
+# so `stillroom audit verify` does not pay for pandas, torch or scipy.
+LAZY_COMMANDS = {
+    **dict.fromkeys(("init", "demo", "users", "projects", "roles", "qualify", "gate", "audit"), "governance"),
+    "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train",
+}
+
+
 class StillroomGroup(click.Group):
-    """Turns Stillroom's named errors into one sentence and an exit code."""
+    """Turns Stillroom's named errors into one sentence and an exit code; loads command modules lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in LAZY_COMMANDS:
+            importlib.import_module(f"core.cli.{LAZY_COMMANDS[name]}")
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -7,6 +7,7 @@ the exception (it bootstraps the first admin).
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,9 +20,13 @@ from core.models import User
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 8
-# Verified against when the username is unknown, so a wrong username costs as
-# long as a wrong password and timing does not reveal which accounts exist.
-_DUMMY_HASH = _hasher.hash("stillroom-timing-equaliser")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so a wrong username costs as
+    long as a wrong password and timing does not reveal which accounts exist."""
+    return _hasher.hash("stillroom-timing-equaliser")
 
 
 def require_admin(actor: User) -> None:
@@ -130,7 +135,7 @@ def set_password(session: Session, *, actor: User, username: str, password: str)
 def authenticate(session: Session, *, username: str, password: str) -> User:
     user = session.exec(select(User).where(User.username == (username or "").strip().lower())).first()
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password or "")
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password or "")
     except (VerificationError, InvalidHashError):
         raise AuthenticationFailed("Wrong username or password.") from None
     if user is None:
