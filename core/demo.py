@@ -64,11 +64,11 @@ ROUTING_QUALIFICATION = {
 def routing_gate() -> dict:
     spec = gate.template("cost-pressure", ROUTING_QUALIFICATION)
     spec["slice_floors"] = [
-        {"column": "queue", "value": "security", "floor": 0.95, "min_n": 100},
+        {"column": "queue", "value": "legal_compliance", "floor": 0.9, "min_n": 60},
         {"column": "tier", "value": "enterprise", "floor": 0.95, "min_n": 200},
         {"column": "language", "value": "de", "floor": 0.92, "min_n": 150},
     ]
-    spec["severe_errors"] = {"classes": ["security", "refund"], "max_rate": 0.005}
+    spec["severe_errors"] = {"classes": ["legal_compliance", "refunds"], "max_rate": 0.005}
     spec["min_reviews_per_critical_slice"] = 20
     return spec
 

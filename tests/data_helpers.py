@@ -31,12 +31,12 @@ def csv_bytes(rows: list[dict]) -> bytes:
     return pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
 
 
-QUEUES = ["billing", "refund", "shipping", "security"]
+QUEUES = ["billing", "refund", "shipping", "legal_compliance"]
 CHANNELS = ["email", "chat"]
 
 
 def ticket_rows(n: int = 200, *, seed: int = 0) -> list[dict]:
-    """Distinct short tickets with queue and channel slices (security is rare: every 20th)."""
+    """Distinct short tickets with queue and channel slices (legal_compliance is rare: every 20th)."""
     import random
 
     rng = random.Random(seed)
@@ -44,7 +44,7 @@ def ticket_rows(n: int = 200, *, seed: int = 0) -> list[dict]:
              "missing", "account", "locked", "refund", "please", "help", "urgent", "parcel", "address", "wrong"]
     rows = []
     for i in range(n):
-        queue = "security" if i % 20 == 0 else QUEUES[i % 3]
+        queue = "legal_compliance" if i % 20 == 0 else QUEUES[i % 3]
         text = f"ticket {i} " + " ".join(rng.sample(words, 6))
         rows.append({"ticket_id": f"T{i:05d}", "body": text, "queue": queue, "channel": CHANNELS[i % 2],
                      "label": queue})

@@ -26,7 +26,7 @@ def _import(tmp_path, rows, *extra: str):
     path = write(tmp_path, "tickets.csv", csv_bytes(rows))
     return run("--as", "dana", "data", "import", "Support ticket routing", str(path), "--id", "ticket_id",
                "--text", "body", "--slice", "queue", "--slice", "channel", "--reference", "label",
-               "--labels", "billing,refund,shipping,security", *extra)
+               "--labels", "billing,refund,shipping,legal_compliance", *extra)
 
 
 def test_import_list_and_preview(engine, demo, session, tmp_path):
@@ -80,11 +80,11 @@ def test_holdout_coverage_oversample_and_leakage(engine, demo, tmp_path):
                  "already has its holdout")
     cov = run("--as", "sam", "data", "coverage", "Support ticket routing", "1")
     assert cov.exit_code == 0, cov.output
-    assert "queue=security" in cov.stdout and "Oversampling offered:" in cov.stdout
+    assert "queue=legal_compliance" in cov.stdout and "Oversampling offered:" in cov.stdout
     assert "Missing: the gate's slice tier=enterprise cannot be checked" in cov.stdout
     over = run("--as", "dana", "data", "oversample", "Support ticket routing", "1")
     assert over.exit_code == 0, over.output
-    assert "queue=security:" in over.stdout and "Stored dataset #2" in over.stdout
+    assert "queue=legal_compliance:" in over.stdout and "Stored dataset #2" in over.stdout
     leak = run("--as", "dana", "data", "leakage", "Support ticket routing", "2")
     assert leak.exit_code == 0 and "No overlap" in leak.stdout
 

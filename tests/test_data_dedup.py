@@ -94,3 +94,12 @@ def test_apply_without_duplicates_or_by_a_non_driver_is_refused(session, demo):
     with pytest.raises(PermissionDenied):
         dedup.apply_dedup(session, actor=demo["sam"], project=routing(session), dataset_id=ds.id)
     assert snapshot(session) == before
+
+
+def test_case_folding_catches_german_sharp_s():
+    import pandas as pd
+
+    from core.data.similarity import normalise
+
+    texts = pd.Series(["Lieferung in die Hauptstraße 5", "LIEFERUNG IN DIE HAUPTSTRASSE 5"])
+    assert normalise(texts).nunique() == 1

@@ -112,7 +112,7 @@ def _teacher_run(session, project, dataset, actor):
                             "raw": df["reference"]})
     art = store_table(session, project=project, actor=actor, df=outputs, kind="teacher-outputs")
     run = TeacherRun(project_id=project.id, dataset_id=dataset.id, adapter="file", artifact_id=art.id,
-                     n_rows=len(df), labels=["billing", "refund", "shipping", "security"], created_by=actor.id)
+                     n_rows=len(df), labels=["billing", "refund", "shipping", "legal_compliance"], created_by=actor.id)
     session.add(run)
     session.commit()
     return run

@@ -140,7 +140,7 @@ def test_csv_import_stores_the_schema_with_its_hash_and_an_audit_event(session, 
     ds = importer.import_dataset(
         session, actor=demo["dana"], project=routing(session), data=csv_bytes(rows), filename="tickets.csv",
         mapping={"id": "ticket_id", "text": "body", "slices": ["queue", "channel"], "reference": "label",
-                 "timestamp": "at", "labels": ["billing", "refund", "shipping", "security"]},
+                 "timestamp": "at", "labels": ["billing", "refund", "shipping", "legal_compliance"]},
     )
     assert (ds.operation, ds.purpose, ds.n_rows, ds.name) == ("import", "prompts", 30, "tickets")
     assert ds.mapping["slices"] == ["queue", "channel"] and ds.mapping["format"] == "csv"
@@ -150,7 +150,7 @@ def test_csv_import_stores_the_schema_with_its_hash_and_an_audit_event(session, 
     assert list(df.columns) == ["id", "text", "reference", "timestamp", "queue", "channel"]
     assert df.loc[0, "timestamp"] == pd.Timestamp("2024-05-01T08:00:00Z")
     assert df["timestamp"].isna().sum() == 29
-    assert df.loc[0, "id"] == "T00000" and df.loc[0, "reference"] == "security"
+    assert df.loc[0, "id"] == "T00000" and df.loc[0, "reference"] == "legal_compliance"
     event = session.exec(AuditEvent.__table__.select().order_by(AuditEvent.id.desc())).first()
     assert event.action == "dataset.import" and event.entity_id == str(ds.id)
     assert json.loads(event.payload)["sha256"] == art.sha256

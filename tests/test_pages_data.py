@@ -67,7 +67,7 @@ def test_coverage_compares_with_production_and_checks_the_gate_slices(demo, sess
     at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
     by_label(at.selectbox, "Against the production log").select_index(1).run()
     floors = frame_with(at, "Minimum")
-    assert "queue=security" in floors["Slice"].tolist()
+    assert "queue=legal_compliance" in floors["Slice"].tolist()
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any("Jensen-Shannon distance" in c["layout"]["title"]["text"] for c in charts)
 

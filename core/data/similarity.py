@@ -30,8 +30,10 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def normalise(texts: pd.Series) -> pd.Series:
-    """Unicode NFKC, lower case, runs of whitespace collapsed to one space, trimmed."""
+    """Unicode NFKC, lower case (ß folded to ss, as casefold does), runs of whitespace collapsed, trimmed."""
     arr = pc.utf8_lower(pc.utf8_normalize(_arrow(texts), "NFKC"))
+    # Arrow has no casefold; ß is the case-folding difference that real text meets ("STRASSE" = "straße").
+    arr = pc.replace_substring(arr, "ß", "ss")
     # Only runs of two or more, or a lone tab or newline, need replacing: far cheaper than every \s+.
     arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"\s\s+|[^\S ]", " "))
     return pd.Series(arr, index=texts.index, dtype="str")

@@ -29,8 +29,9 @@ class KDData:
     labels: list[str]
 
     def __post_init__(self) -> None:
-        self.probs = np.asarray(self.probs, dtype=np.float32)
-        self.reference = np.asarray(self.reference, dtype=np.int64)
+        # Copies: pandas 3 hands out read-only arrays, and training writes into these.
+        self.probs = np.array(self.probs, dtype=np.float32)
+        self.reference = np.array(self.reference, dtype=np.int64)
 
     @property
     def teacher_label(self) -> np.ndarray:

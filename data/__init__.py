@@ -1,0 +1,1 @@
+"""The demo's data: a generator of synthetic support tickets (our own code, fixed seed)."""

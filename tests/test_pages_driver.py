@@ -1,0 +1,107 @@
+"""The driver's Teacher and Train pages: runs start as jobs in their own process, progress and
+results come back through the database."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+from pages_helpers import app_as, by_label, frame_with
+from sqlmodel import Session
+from teacher_helpers import LABELS, make_dataset, routing, save_tiny_classifier
+from test_training_runs import FAST, _rows
+
+from core import jobs
+from core.data import holdout
+from core.models import Job
+from core.teacher import filter as tfilter
+from core.teacher import runs as teacher_runs
+from core.training import runs
+
+
+def wait_for(engine, job_id: int, timeout: float = 120) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(engine) as s:
+            job = s.get(Job, job_id)
+            if job.status in ("done", "failed"):
+                return job
+        time.sleep(0.3)
+    raise AssertionError(f"job #{job_id} did not finish within {timeout} s")
+
+
+@pytest.fixture
+def prepared(session, demo, tmp_path):
+    """Routing with inputs, a fixed holdout and a teacher run imported from a file."""
+    project = routing(session)
+    df = _rows()
+    dataset = make_dataset(session, actor=demo["dana"], project=project, df=df)
+    holdout.fix_holdout(session, actor=demo["dana"], project=project, dataset_id=dataset.id, fraction=0.2,
+                        stratify_by=["queue"])
+    path = tmp_path / "teacher.csv"
+    pd.DataFrame({"id": df["id"], "label": df["queue"], "confidence": 0.9}).to_csv(path, index=False)
+    run = teacher_runs.import_file(session, actor=demo["dana"], project=project, dataset_id=dataset.id, path=path)
+    return project, dataset, run
+
+
+def test_the_local_teacher_runs_as_a_job_and_its_outputs_are_summarised(demo, session, engine, tmp_path):
+    project = routing(session)
+    dataset = make_dataset(session, actor=demo["dana"], project=project)
+    model_dir = save_tiny_classifier(tmp_path / "teacher")
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    by_label(at.text_input, "Model directory (a saved transformers classifier)").input(str(model_dir))
+    by_label(at.button, "Start teacher run").click().run()
+    assert not at.error, [e.value for e in at.error]
+    [job] = [j for j in jobs.list_jobs(session, project_id=project.id) if j.kind == "teacher-run"]
+    assert wait_for(engine, job.id).status == "done"
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    runs_table = frame_with(at, "Teacher")
+    assert runs_table["Teacher"].tolist() == ["local"] and runs_table["Rows"].tolist() == [30]
+    assert {m.label: m.value for m in at.metric}["Outputs"] == "30"
+    charts = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert charts == ["Teacher's labels", "Teacher's confidence"]
+    assert dataset.id
+
+
+def test_filter_by_policy_and_look_at_what_was_dropped(demo, session, prepared):
+    project, _, run = prepared
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    by_label(at.slider, "Confidence threshold").set_value(0.95)
+    by_label(at.button, "Apply filter").click().run()
+    [f] = tfilter.list_filters(session, project_id=project.id)
+    assert (f.counts["kept"], f.counts["by_reason"]["below-confidence"]) == (0, run.n_rows)
+    assert any(f"Filter #{f.id}: kept 0 of {run.n_rows}" in s.value for s in at.success)
+    dropped = frame_with(at, "reasons")
+    assert len(dropped) == run.n_rows and set(dropped["reasons"]) == {"below-confidence"}
+
+
+def test_training_starts_as_a_job_and_the_page_shows_the_run_and_its_loss_curve(demo, session, engine, prepared):
+    project, _, run = prepared
+    at = app_as(demo["dana"], page="pages/train.py", project_id=project.id)
+    assert "Training runs under gate v1" in at.caption[1].value
+    by_label(at.radio, "Family").set_value("ngram").run()
+    by_label(at.number_input, "Epochs (at most)").set_value(FAST["epochs"])
+    by_label(at.number_input, "Early-stopping patience").set_value(FAST["patience"])
+    by_label(at.button, "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    [training] = runs.list_runs(session, project_id=project.id)
+    assert (training.family, training.teacher_run_id) == ("ngram", run.id)
+    assert wait_for(engine, training.job_id).status == "done"
+    at = app_as(demo["dana"], page="pages/train.py", project_id=project.id)
+    table = frame_with(at, "Family")
+    assert table["Status"].tolist() == ["done"] and table["Agreement with teacher (val)"].iloc[0] > 0
+    curve = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in curve["data"]] == ["training loss", "validation loss",
+                                                   "validation agreement with the teacher"]
+    assert len(curve["data"][0]["x"]) >= 2
+
+
+def test_the_train_page_refuses_before_the_gate_is_locked(demo, session):
+    from core.governance import projects
+
+    moderation = projects.get_project(session, "Comment moderation")
+    at = app_as(demo["dana"], page="pages/train.py", project_id=moderation.id)
+    assert "The gate is not locked" in at.warning[0].value
+    assert LABELS
