@@ -103,3 +103,77 @@ def seed(session: Session) -> dict[str, int]:
                                  verdict="proceed")
             gate.lock(session, actor=sam, project=project, spec=routing_gate())
     return added
+
+
+# --------------------------------------------------------------------------- the routing project's data
+
+SETUP_JOB = "demo-setup"
+PRODUCTION_ROWS = 6_000
+
+
+@dataclass(frozen=True)
+class DemoData:
+    prompts_id: int  # the imported tickets
+    deduped_id: int  # the same without duplicates: what the teacher labels and students train on
+    production_id: int  # a production log to compare coverage with
+    holdout_rows: int
+
+
+def _tickets_parquet(n: int, seed: int) -> bytes:
+    """Generated tickets as a file a driver would upload: the agent's resolved queue is the reference."""
+    import io
+
+    from data import demo_tickets
+
+    df = demo_tickets.generate(n, seed)
+    df["resolved_queue"] = df["queue"]
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def seed_data(session: Session, *, n: int | None = None) -> DemoData | None:
+    """Import the routing project's generated tickets, drop duplicates and fix the holdout, as its driver.
+
+    Idempotent: nothing happens once the project has data. Seconds of work; the
+    teacher is trained by the "demo-setup" job (see ``submit_setup``).
+    """
+    from core.data import datasets, dedup, holdout, importer
+    from data import demo_tickets
+
+    project = projects.get_project(session, ROUTING)
+    if datasets.list_datasets(session, project_id=project.id):
+        return None
+    dana = people.get_user(session, "dana")
+    n = n or demo_tickets.DEFAULT_N
+    mapping = {"id": "id", "text": "text", "reference": "resolved_queue", "timestamp": "timestamp",
+               "slices": list(demo_tickets.SLICES), "labels": sorted(demo_tickets.QUEUE_SHARES)}
+    prompts = importer.import_dataset(session, actor=dana, project=project, mapping=mapping,
+                                      data=_tickets_parquet(n, demo_tickets.DEFAULT_SEED),
+                                      filename="demo_tickets.parquet", name="Support tickets, Aug-Nov")
+    production = importer.import_dataset(
+        session, actor=dana, project=project, mapping=mapping, purpose="production",
+        data=_tickets_parquet(max(n // 4, 200), demo_tickets.DEFAULT_SEED + 7),
+        filename="production_log.parquet", name="Production log, last week")
+    deduped, _ = dedup.apply_dedup(session, actor=dana, project=project, dataset_id=prompts.id)
+    fixed = holdout.fix_holdout(session, actor=dana, project=project, dataset_id=deduped.id, fraction=0.2,
+                                stratify_by=["queue"], seed=0)
+    return DemoData(prompts.id, deduped.id, production.id, fixed.n_rows)
+
+
+def submit_setup(session: Session, *, size: str = "teacher", n: int | None = None) -> int | None:
+    """Queue the job that trains the demo teacher and runs it over the tickets; None if one exists."""
+    from core import jobs
+    from core.data import datasets
+    from core.models import Job
+
+    project = projects.get_project(session, ROUTING)
+    if session.exec(select(Job).where(Job.project_id == project.id, Job.kind == SETUP_JOB,
+                                      Job.status != "failed")).first():
+        return None
+    deduped = [d for d in datasets.list_datasets(session, project_id=project.id) if d.operation == "dedup"]
+    if not deduped:
+        return None
+    params = {"dataset_id": deduped[-1].id, "size": size, **({"n": n} if n else {})}
+    return jobs.submit(session, actor=people.get_user(session, "dana"), project=project, kind=SETUP_JOB,
+                       params=params).id

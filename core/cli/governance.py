@@ -49,14 +49,44 @@ def init(admin_name: str | None, display_name: str | None) -> None:
 
 
 @cli.command()
-def demo() -> None:
-    """Seed the demo people and projects (idempotent) and print the demo logins."""
+@click.option("--people-only", is_flag=True, help="Only the people and projects: no tickets, no teacher.")
+@click.option("--teacher", type=click.Choice(["background", "wait", "skip"]), default="background",
+              show_default=True, help="Train the demo teacher in the background, here with a progress bar, or not.")
+@click.option("--tickets", "n", type=click.IntRange(1000, 200_000), help="How many tickets to generate "
+              "(default 24,000).")
+@click.option("--teacher-size", type=click.Choice(["teacher", "small", "tiny"]), default="teacher",
+              show_default=True, help="The demo teacher's size (tiny: seconds instead of minutes).")
+def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str) -> None:
+    """Seed the demo (idempotent): people, projects, the routing project's tickets and holdout, and a job
+    that trains the demo teacher and labels the tickets with it."""
     with _session() as session:
         added = demo_mod.seed(session)
     click.echo(f"Demo seeded: {added['people']} people and {added['projects']} projects added.")
     click.echo("Demo logins (public demo passwords: never reuse them for real accounts):")
     _table(["USERNAME", "NAME", "PASSWORD", "ADMIN"],
            [(p.username, p.display_name, p.password, _yes(p.is_admin)) for p in demo_mod.DEMO_PEOPLE])
+    if people_only:
+        return
+    with _session() as session:
+        data = demo_mod.seed_data(session, n=n)
+        job_id = demo_mod.submit_setup(session, size=teacher_size, n=n) if teacher != "skip" else None
+    if data:
+        click.echo(f"Imported the generated tickets (dataset #{data.prompts_id}), dropped duplicates "
+                   f"(dataset #{data.deduped_id}), a production log (#{data.production_id}), and fixed a "
+                   f"holdout of {data.holdout_rows:,} rows.")
+    if job_id is None:
+        return
+    if teacher == "wait":
+        from core.cli.jobs import run_with_bar
+
+        run_with_bar(job_id, "demo teacher")
+    else:
+        from core import jobs
+
+        jobs.start_detached(job_id)
+        click.echo(f"The demo teacher trains in the background as job #{job_id} (about 2-4 minutes on 2 cores); "
+                   "its progress shows on the Teacher page and in `stillroom jobs list "
+                   f"{demo_mod.ROUTING!r}`.")
 
 
 # --------------------------------------------------------------------------- users
