@@ -14,7 +14,7 @@ def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("browser-sponsor")
     srv = Server(workdir)
     cli(srv.env, "init")
-    cli(srv.env, "demo")
+    cli(srv.env, "demo", "--people-only")
     srv.start()
     yield srv
     srv.stop()
