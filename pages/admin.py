@@ -24,7 +24,7 @@ if not user.is_admin:
 
 usernames = [u.username for u in users]
 roles = list(Role)
-tab_people, tab_projects = st.tabs(["People", "Projects and roles"])
+tab_people, tab_projects = st.tabs(["People", "Projects and roles"], key="admin_tab")
 
 with tab_people:
     st.dataframe(pd.DataFrame([{"Username": u.username, "Name": u.display_name, "Admin": u.is_admin,

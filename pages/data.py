@@ -30,7 +30,8 @@ if not is_driver:
 
 names = {d.id: f"#{d.id} {d.name} ({d.purpose}, {d.n_rows:,} rows)" for d in all_sets}
 prompt_sets = [d.id for d in all_sets if d.purpose == "prompts"]
-tab_import, tab_sets, tab_cov, tab_hold = st.tabs(["Import", "Datasets and duplicates", "Coverage", "Holdout"])
+tab_import, tab_sets, tab_cov, tab_hold = st.tabs(["Import", "Datasets and duplicates", "Coverage", "Holdout"],
+                                                  key="data_tab")
 
 with tab_import:
     upload = st.file_uploader("Production inputs (CSV, JSONL or Parquet)", type=["csv", "jsonl", "ndjson", "parquet"],

@@ -40,7 +40,7 @@ for job in open_jobs:
 prompt_sets = [d for d in all_sets if d.purpose == "prompts"]
 set_names = {d.id: f"#{d.id} {d.name} ({d.n_rows:,} rows)" for d in all_sets}
 run_names = {r.id: f"run #{r.id} · {r.adapter} · dataset #{r.dataset_id} · {r.n_rows:,} rows" for r in teacher_runs}
-tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter errors"])
+tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter errors"], key="teacher_tab")
 
 
 def _secret_key() -> str | None:
