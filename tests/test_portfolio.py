@@ -42,3 +42,19 @@ def test_roles_are_listed_and_admin_is_asked_to_fill_missing_ones(session, demo,
 def test_people_see_only_their_projects(session, demo):
     projects.create_project(session, actor=demo["admin"], name="Secret")
     assert "Secret" not in {r.name for r in portfolio.portfolio(session, user=demo["val"])}
+
+
+def test_the_data_steps_move_the_project_on_and_tell_the_driver_what_is_next(session, demo):
+    from data_helpers import import_rows, routing, ticket_rows
+
+    from core.data import holdout
+
+    dana = demo["dana"]
+    name = routing(session).name
+    assert _row(session, dana, name).waiting_on_you == ["Import production inputs"]
+    ds = import_rows(session, dana, ticket_rows(100))
+    row = _row(session, dana, name)
+    assert (row.stage, row.waiting_on_you) == (3, ["Fix the holdout"])
+    holdout.fix_holdout(session, actor=dana, project=routing(session), dataset_id=ds.id, fraction=0.2)
+    assert _row(session, dana, name).waiting_on_you == ["Run the teacher"]
+    assert "holdout fixed" in _row(session, dana, name).status

@@ -1,7 +1,7 @@
 """The portfolio: where every project stands in the five-step cadence, who holds
 which role, and what is waiting on the person looking.
 
-Built from four queries whatever the number of projects, so the page stays
+Built from a fixed handful of queries whatever the number of projects, so the page stays
 fast with hundreds of projects and a long audit log.
 """
 
@@ -13,7 +13,17 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from core.governance.projects import projects_for, roster
-from core.models import GateVersion, Qualification, Role, RoleAssignment, User
+from core.models import (
+    Dataset,
+    GateVersion,
+    Holdout,
+    Qualification,
+    Role,
+    RoleAssignment,
+    TeacherRun,
+    TrainingRun,
+    User,
+)
 
 STAGES = (
     "Qualify the trigger",
@@ -55,24 +65,58 @@ def _latest_per_project(session: Session, model, project_ids: list[int]) -> dict
     return {r.project_id: r for r in rows}
 
 
-def _stage(q: Qualification | None, g: GateVersion | None) -> tuple[int, str]:
+@dataclass(frozen=True)
+class DataState:
+    """How far a project's data has come (counts from one grouped query each)."""
+
+    datasets: int = 0
+    holdout: bool = False
+    teacher_runs: int = 0
+    students: int = 0
+
+
+def _counts(session: Session, model, project_ids: list[int]) -> dict[int, int]:  # noqa: ANN001
+    rows = session.exec(select(model.project_id, func.count()).where(model.project_id.in_(project_ids))
+                        .group_by(model.project_id)).all()
+    return dict(rows)
+
+
+def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataState]:
+    sets, holdouts = _counts(session, Dataset, project_ids), _counts(session, Holdout, project_ids)
+    runs, students = _counts(session, TeacherRun, project_ids), _counts(session, TrainingRun, project_ids)
+    return {pid: DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0))
+            for pid in project_ids}
+
+
+def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataState()) -> tuple[int, str]:
     if q is None:
         return 1, "Trigger not qualified yet"
     if q.verdict != "proceed":
         return 1, f"Qualified: {q.verdict} (recommended {q.recommendation})"
     if g is None:
         return 2, "Qualified to proceed; gate not locked"
-    return 3, f"Gate v{g.version} locked"
+    gate_part = f"Gate v{g.version} locked"
+    if not d.datasets:
+        return 3, f"{gate_part}; no data yet"
+    if not d.holdout:
+        return 3, f"{gate_part}; data imported, holdout not fixed"
+    if not d.teacher_runs:
+        return 3, f"{gate_part}; holdout fixed, no teacher outputs yet"
+    return 4, f"{gate_part}; teacher outputs ready; {d.students} student(s) trained"
 
 
-def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: bool) -> list[str]:
+def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: bool,
+             d: DataState = DataState()) -> list[str]:
     todo = []
     if stage == 1 and Role.SPONSOR in mine:
         todo.append("Qualify the trigger")
     if stage == 2 and Role.SPONSOR in mine:
         todo.append("Lock the success gate")
     if stage == 3 and Role.DRIVER in mine:
-        todo.append("Import production inputs")
+        todo.append("Import production inputs" if not d.datasets else
+                    "Fix the holdout" if not d.holdout else "Run the teacher")
+    if stage == 4 and Role.DRIVER in mine and not d.students:
+        todo.append("Train a student")
     if is_admin:
         missing = [r.value for r in Role if not roles.get(r.value)]
         if missing:
@@ -88,6 +132,7 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
     people = roster(session, project_ids=ids)
     quals = _latest_per_project(session, Qualification, ids)
     gates = _latest_per_project(session, GateVersion, ids)
+    data = _data_states(session, ids)
     mine_rows = session.exec(
         select(RoleAssignment.project_id, RoleAssignment.role).where(RoleAssignment.user_id == user.id)
     ).all()
@@ -97,7 +142,7 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
     out = []
     for p in projects:
         q, g = quals.get(p.id), gates.get(p.id)
-        stage, status = _stage(q, g)
+        stage, status = _stage(q, g, data[p.id])
         roles = {r: list(v) for r, v in people.get(p.id, {}).items()}
         out.append(ProjectStatus(
             project_id=p.id, name=p.name, stage=stage, status=status, roles=roles,
@@ -105,6 +150,6 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
             payback_months=q.payback_months if q else None,
             gate_version=g.version if g else None,
             gate_hash=g.content_hash if g else None,
-            waiting_on_you=_waiting(stage, mine.get(p.id, set()), roles, user.is_admin),
+            waiting_on_you=_waiting(stage, mine.get(p.id, set()), roles, user.is_admin, data[p.id]),
         ))
     return out
