@@ -25,8 +25,7 @@ test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/pytest -q -ra
 
 bench: install
-	$(BIN)/python benchmarks/bench_audit_verify.py
-	$(BIN)/python benchmarks/bench_portfolio.py
+	for f in benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) data/stillroom.db data/stillroom.db-*
