@@ -114,7 +114,7 @@ PRODUCTION_ROWS = 6_000
 @dataclass(frozen=True)
 class DemoData:
     prompts_id: int  # the imported tickets
-    deduped_id: int  # the same without duplicates: what the teacher labels and students train on
+    deduped_id: int  # without duplicates (and rows overlapping the holdout): what the teacher labels
     production_id: int  # a production log to compare coverage with
     holdout_rows: int
 
@@ -158,6 +158,9 @@ def seed_data(session: Session, *, n: int | None = None) -> DemoData | None:
     deduped, _ = dedup.apply_dedup(session, actor=dana, project=project, dataset_id=prompts.id)
     fixed = holdout.fix_holdout(session, actor=dana, project=project, dataset_id=deduped.id, fraction=0.2,
                                 stratify_by=["queue"], seed=0)
+    # Near duplicates that straddle the split would be refused at training: drop them as a driver would.
+    if holdout.dataset_leakage(session, project=project, dataset_id=deduped.id).leaked:
+        deduped, _ = holdout.drop_overlap(session, actor=dana, project=project, dataset_id=deduped.id)
     return DemoData(prompts.id, deduped.id, production.id, fixed.n_rows)
 
 
@@ -171,9 +174,10 @@ def submit_setup(session: Session, *, size: str = "teacher", n: int | None = Non
     if session.exec(select(Job).where(Job.project_id == project.id, Job.kind == SETUP_JOB,
                                       Job.status != "failed")).first():
         return None
-    deduped = [d for d in datasets.list_datasets(session, project_id=project.id) if d.operation == "dedup"]
-    if not deduped:
+    ready = [d for d in datasets.list_datasets(session, project_id=project.id)
+             if d.purpose == "prompts" and d.operation in ("dedup", "drop-overlap")]
+    if not ready:
         return None
-    params = {"dataset_id": deduped[-1].id, "size": size, **({"n": n} if n else {})}
+    params = {"dataset_id": ready[-1].id, "size": size, **({"n": n} if n else {})}
     return jobs.submit(session, actor=people.get_user(session, "dana"), project=project, kind=SETUP_JOB,
                        params=params).id

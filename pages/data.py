@@ -170,10 +170,21 @@ with tab_hold:
             if st.button("Check overlap"):
                 with db() as session:
                     leak = act(lambda: holdout.dataset_leakage(session, project=project, dataset_id=check))
-                if leak is not None:
-                    (st.warning if leak.leaked else st.success)(leak.sentence())
-                    if leak.examples:
-                        st.dataframe(pd.DataFrame([vars(e) for e in leak.examples]), hide_index=True)
+                st.session_state["leak_check"] = (check, leak)
+            shown = st.session_state.get("leak_check")
+            if shown and shown[0] == check and shown[1] is not None:
+                leak = shown[1]
+                (st.warning if leak.leaked else st.success)(leak.sentence())
+                if leak.examples:
+                    st.dataframe(pd.DataFrame([vars(e) for e in leak.examples]),
+                                 hide_index=True)
+                if leak.leaked and st.button(f"Drop the {leak.leaked:,} overlapping rows", type="primary",
+                                             disabled=not is_driver):
+                    with db() as session:
+                        act(lambda: holdout.drop_overlap(session, actor=require_user(session), project=project,
+                                                         dataset_id=check)[0],
+                            lambda d: f"Dataset #{d.id} {d.name!r} stored: {d.n_rows:,} rows; run the teacher "
+                                      "on it before training.", rerun=True)
     elif not prompt_sets:
         st.info("Import inputs first; then fix the holdout, before any training.")
     else:

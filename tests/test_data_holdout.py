@@ -131,3 +131,24 @@ def test_training_pool_leaves_out_the_holdout_and_refuses_overlap(session, demo)
                                                         "body": held["text"][0] + " again"}], name="leaky")
     with pytest.raises(GovernanceViolation, match="overlap the holdout"):
         pool.training_rows(session, project=project, teacher_run=_teacher_run(session, project, leaky, demo["dana"]))
+
+
+def test_drop_overlap_stores_a_version_without_the_rows_that_match_the_holdout(session, demo):
+    from data_helpers import import_rows, routing, ticket_rows
+
+    from core.errors import InvalidInput, PermissionDenied
+
+    project = routing(session)
+    rows = ticket_rows(60)
+    rows += [{**r, "ticket_id": r["ticket_id"] + "-again", "body": r["body"].upper()} for r in rows]
+    ds = import_rows(session, demo["dana"], rows)
+    holdout.fix_holdout(session, actor=demo["dana"], project=project, dataset_id=ds.id, fraction=0.3, seed=2)
+    before = holdout.dataset_leakage(session, project=project, dataset_id=ds.id)
+    assert before.leaked > 0 and len(before.leaked_ids) == before.leaked
+    with pytest.raises(PermissionDenied):
+        holdout.drop_overlap(session, actor=demo["val"], project=project, dataset_id=ds.id)
+    child, report = holdout.drop_overlap(session, actor=demo["dana"], project=project, dataset_id=ds.id)
+    assert (child.parent_id, child.operation, child.n_rows) == (ds.id, "drop-overlap", 120 - report.leaked)
+    assert holdout.dataset_leakage(session, project=project, dataset_id=child.id).leaked == 0
+    with pytest.raises(InvalidInput, match="does not overlap the holdout"):
+        holdout.drop_overlap(session, actor=demo["dana"], project=project, dataset_id=child.id)

@@ -170,3 +170,15 @@ def data_leakage(project: str, dataset_id: int) -> None:
     _table(["KIND", "SIMILARITY", "ROW", "HOLDOUT ROW"],
            [(e.kind, f"{e.similarity:.2f}", f"{e.row_id}: {e.text[:50]}", f"{e.holdout_id}: {e.holdout_text[:50]}")
             for e in report.examples])
+
+
+@data_group.command("drop-overlap")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+def data_drop_overlap(project: str, dataset_id: int) -> None:
+    """Store a dataset without the rows that equal or nearly equal a holdout row (drivers only)."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        child, report = holdout.drop_overlap(session, actor=_actor(session), project=p, dataset_id=dataset_id)
+    click.echo(f"{report.sentence()} Stored dataset #{child.id} {child.name!r} without them ({child.n_rows:,} rows); "
+               "run the teacher on it before training.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from core.data import datasets, similarity
 from core.errors import GovernanceViolation, InvalidInput
 from core.governance import audit
 from core.governance.projects import require_role
-from core.models import Artifact, Holdout, Project, Role, User
+from core.models import Artifact, Dataset, Holdout, Project, Role, User
 
 MAX_FRACTION = 0.5
 
@@ -44,6 +44,7 @@ class LeakageReport:
     near: int
     threshold: float
     examples: list[Leak]
+    leaked_ids: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def leaked(self) -> int:
@@ -178,14 +179,35 @@ def leakage(session: Session, *, project: Project, df: pd.DataFrame,
         i, h = rest[j], left[cross][k]
         leaks.append(Leak("near", str(rows["id"].iloc[i]), str(rows["text"].iloc[i]), str(held["id"].iloc[h]),
                           str(held["text"].iloc[h]), round(float(sim[cross][k]), 3)))
+    ids = rows["id"].astype(str).to_numpy()
+    leaked_ids = frozenset(ids[exact]) | frozenset(ids[rest[near_rows]])
     return LeakageReport(checked=len(rows), exact=int(exact.sum()), near=len(near_rows), threshold=threshold,
-                         examples=leaks)
+                         examples=leaks, leaked_ids=leaked_ids)
 
 
 def dataset_leakage(session: Session, *, project: Project, dataset_id: int) -> LeakageReport:
     """The leakage check of a stored dataset, for the Data page."""
     dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
     return leakage(session, project=project, df=datasets.rows(session, dataset))
+
+
+def drop_overlap(session: Session, *, actor: User, project: Project, dataset_id: int,
+                 threshold: float = similarity.DEFAULT_THRESHOLD) -> tuple[Dataset, LeakageReport]:
+    """Store the dataset without the rows that equal or nearly equal a holdout row, as a new version."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="drop rows overlapping the holdout")
+    parent = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
+    df = datasets.rows(session, parent)
+    report = leakage(session, project=project, df=df, threshold=threshold)
+    if not report.leaked:
+        raise InvalidInput(f"dataset #{parent.id} does not overlap the holdout: nothing to drop, train on it as it "
+                           "is.", field="dataset")
+    kept = df[~df["id"].astype(str).isin(report.leaked_ids)]
+    stats = {"parent_rows": len(df), "dropped_exact": report.exact, "dropped_near": report.near,
+             "threshold": report.threshold}
+    child = datasets.store(session, actor=actor, project=project, df=kept, name=f"{parent.name[:100]} (no overlap)",
+                           purpose=parent.purpose, operation="drop-overlap", mapping=parent.mapping, stats=stats,
+                           parent=parent)
+    return child, report
 
 
 def check_no_overlap(session: Session, *, project: Project, df: pd.DataFrame) -> None:
@@ -195,4 +217,5 @@ def check_no_overlap(session: Session, *, project: Project, df: pd.DataFrame) ->
         ex = report.examples[0]
         raise GovernanceViolation(
             f"{report.sentence()[:-1]}: e.g. id {ex.row_id!r} matches holdout id {ex.holdout_id!r}; training on "
-            "them would inflate the holdout score, so drop those rows from the training data first.")
+            "them would inflate the holdout score, so drop those rows first (`stillroom data drop-overlap` or the "
+            "Data page's Holdout tab) and run the teacher on the new version.")
