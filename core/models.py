@@ -252,6 +252,94 @@ class TrainingPoint(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Evaluation(SQLModel, table=True):
+    """A student (trained here or imported predictions) scored on the holdout against the locked gate.
+
+    Append-only: the report's hash is what a validator signs off and the sponsor decides on.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    round: int = 1
+    gate_version_id: int = Field(foreign_key="gate_version.id")
+    training_run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    source: str = Field(max_length=16)  # trained, imported
+    job_id: int | None = Field(default=None, foreign_key="job.id")
+    predictions_artifact_id: int = Field(foreign_key="artifact.id")  # one row per holdout example
+    report_artifact_id: int = Field(foreign_key="artifact.id")  # the full report, canonical JSON
+    report_hash: str = Field(max_length=64)
+    passed: bool
+    summary: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReviewVerdict(SQLModel, table=True):
+    """A validator's verdict on one holdout example of an evaluation (append-only)."""
+
+    __tablename__ = "review_verdict"
+    __table_args__ = (UniqueConstraint("evaluation_id", "item_id", "validator_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    evaluation_id: int = Field(foreign_key="evaluation.id", index=True)
+    item_id: str = Field(max_length=200)
+    verdict: str = Field(max_length=32)  # teacher-right, student-right, both-wrong, ambiguous
+    rating: int | None = None  # optional human rating of the student's output, 1 to 5
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    validator_id: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SignOff(SQLModel, table=True):
+    """A validator's approval or rejection of exactly one evaluation, named by its hash (append-only)."""
+
+    __tablename__ = "sign_off"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    evaluation_id: int = Field(foreign_key="evaluation.id", index=True)
+    evaluation_hash: str = Field(max_length=64)
+    approve: bool
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    validator_id: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ThresholdProposal(SQLModel, table=True):
+    """The confidence threshold proposed for rollout: below it, the teacher answers (append-only)."""
+
+    __tablename__ = "threshold_proposal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    evaluation_id: int = Field(foreign_key="evaluation.id")
+    threshold: float
+    served_share: float
+    student_accuracy: float | None = None
+    fallback_rate: float
+    blended_cost_per_1k: float | None = None
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Decision(SQLModel, table=True):
+    """The sponsor's ship, iterate or kill for a round, on an evaluation named by its hash (append-only)."""
+
+    __table_args__ = (UniqueConstraint("project_id", "round"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    round: int
+    decision: str = Field(max_length=16)  # ship, iterate, kill
+    rationale: str = Field(sa_column=Column(Text, nullable=False))
+    evaluation_id: int | None = Field(default=None, foreign_key="evaluation.id")
+    evaluation_hash: str | None = Field(default=None, max_length=64)
+    data_request: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -264,5 +352,10 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "holdout": (("id",), ("project_id",)),
     "teacher_run": (("id",),),
     "teacher_filter": (("id",),),
+    "evaluation": (("id",),),
+    "review_verdict": (("id",), ("evaluation_id", "item_id", "validator_id")),
+    "sign_off": (("id",),),
+    "threshold_proposal": (("id",),),
+    "decision": (("id",), ("project_id", "round")),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)

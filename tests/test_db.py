@@ -32,7 +32,7 @@ def test_default_database_lives_in_the_data_dir(monkeypatch, tmp_path):
 
 def test_schema_is_versioned_with_alembic(engine):
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == db.HEAD_REVISION
 
 
 def test_init_is_idempotent(engine):
