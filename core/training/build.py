@@ -78,5 +78,8 @@ def build_classifier(size: Size | str, *, labels: list[str], vocab_size: int, ma
 
 def load_classifier(model_dir: Path | str):
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
+    # transformers draws its own "Loading weights" bar on stderr; Stillroom shows progress its own way.
+    hf_logging.disable_progress_bar()
     return AutoModelForSequenceClassification.from_pretrained(str(model_dir), local_files_only=True)
