@@ -121,8 +121,9 @@ with tab_cov:
         c1, c2 = st.columns(2)
         ds_id = c1.selectbox("Audit", prompt_sets, format_func=names.get, index=len(prompt_sets) - 1)
         prods = [None] + [d.id for d in all_sets if d.purpose == "production"]
-        prod_id = c2.selectbox("Against the production log", prods,
-                               format_func=lambda i: "(none imported)" if i is None else names[i])
+        prod_id = c2.selectbox("Against the production log", prods, index=len(prods) - 1,
+                               format_func=lambda i: names[i] if i is not None else
+                               "(don't compare)" if len(prods) > 1 else "(none imported)")
         with db() as session:
             report = act(lambda: cov.coverage(session, project=project, dataset_id=ds_id, production_id=prod_id))
         if report is not None:
