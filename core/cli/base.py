@@ -31,6 +31,7 @@ from core.models import Project, User
 LAZY_COMMANDS = {
     **dict.fromkeys(("init", "demo", "users", "projects", "roles", "qualify", "gate", "audit"), "governance"),
     "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train",
+    "review": "review", "decide": "review", "record": "review",
 }
 
 

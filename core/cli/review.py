@@ -1,0 +1,153 @@
+"""Review, decision and record commands (step 5): the validator's queue, verdicts, kappa, sign-off and
+threshold; the sponsor's ship, iterate or kill; the project's decision record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core.cli.base import _actor, _session, _table, _viewable, cli
+from core.errors import InvalidInput, NotFound
+from core.governance import decision, projects, record, review
+from core.models import Evaluation
+
+
+def _slice(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    column, sep, val = value.partition("=")
+    if not sep or not column.strip() or not val.strip():
+        raise InvalidInput(f"--slice {value!r} is not COLUMN=VALUE, e.g. --slice queue=legal.", field="slice")
+    return column.strip(), val.strip()
+
+
+def _fmt(x, spec: str = ".3f") -> str:
+    return "" if x is None or x != x else format(x, spec)
+
+
+@cli.group("review")
+def review_group() -> None:
+    """Step 5: review the disagreements, agree, sign off and choose the fallback threshold (validators)."""
+
+
+@review_group.command("queue")
+@click.argument("project")
+@click.argument("evaluation", type=int)
+@click.option("--slice", "slice_", metavar="COLUMN=VALUE", help="Only rows of this slice.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+def review_queue(project: str, evaluation: int, slice_: str | None, limit: int) -> None:
+    """EVALUATION's disagreements, critical slices and severe classes first, least confident first."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        q = review.disagreement_queue(session, project=p, evaluation_id=evaluation, slice=_slice(slice_),
+                                      limit=limit)
+    click.echo(f"{q.total:,} disagreements; showing {len(q.items):,}.")
+    _table(["item", "reference", "teacher", "student", "confidence", "critical", "text"],
+           [[r.id, r.reference, r.teacher_label, r.student_label, _fmt(r.student_confidence),
+             "yes" if r.critical_slice or r.severe_class else "", str(r.text)[:60]] for r in q.items.itertuples()])
+
+
+@review_group.command("verdict")
+@click.argument("project")
+@click.argument("evaluation", type=int)
+@click.argument("item")
+@click.option("--verdict", type=click.Choice(review.VERDICTS), required=True)
+@click.option("--comment", default="", help="What you saw.")
+@click.option("--rating", type=int, help="Your rating of the student's output, 1 to 5.")
+def review_verdict(project: str, evaluation: int, item: str, verdict: str, comment: str,
+                   rating: int | None) -> None:
+    """Record your verdict on ITEM of EVALUATION (validators; never the project's driver)."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        row = review.record_verdict(session, actor=_actor(session), project=p, evaluation_id=evaluation,
+                                    item_id=item, verdict=verdict, comment=comment, rating=rating)
+    click.echo(f"Verdict #{row.id} recorded: item {row.item_id} {row.verdict}.")
+
+
+@review_group.command("kappa")
+@click.argument("evaluation", type=int)
+def review_kappa(evaluation: int) -> None:
+    """Cohen's kappa between each pair of validators of EVALUATION."""
+    with _session() as session:
+        ev = session.get(Evaluation, evaluation)
+        if ev is None:
+            raise NotFound(f"no evaluation #{evaluation}: check the id.", field="evaluation")
+        _viewable(session, str(ev.project_id))
+        pairs = review.agreement(session, evaluation_id=evaluation)
+    if not pairs:
+        click.echo("Fewer than two validators have reviewed this evaluation: no agreement to show.")
+        return
+    _table(["validator", "validator", "shared items", "kappa"],
+           [[x.validator_a, x.validator_b, x.n_items, "undefined" if x.kappa is None else f"{x.kappa:.3f}"]
+            for x in pairs])
+
+
+@review_group.command("signoff")
+@click.argument("project")
+@click.argument("evaluation", type=int)
+@click.option("--approve/--reject", required=True, help="Approve or reject this evaluation.")
+@click.option("--comment", default="", help="Required when rejecting.")
+def review_signoff(project: str, evaluation: int, approve: bool, comment: str) -> None:
+    """Approve or reject EVALUATION, named by its report's hash (validators; never the driver)."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        row = review.sign_off(session, actor=_actor(session), project=p, evaluation_id=evaluation,
+                              approve=approve, comment=comment)
+    click.echo(f"Evaluation #{row.evaluation_id} {'approved' if row.approve else 'rejected'} "
+               f"(hash {row.evaluation_hash}).")
+
+
+@review_group.command("threshold")
+@click.argument("project")
+@click.argument("evaluation", type=int)
+@click.option("--threshold", type=float, help="Propose this confidence threshold; without it, show the curve.")
+def review_threshold(project: str, evaluation: int, threshold: float | None) -> None:
+    """Show EVALUATION's fallback curve, or propose a threshold for rollout (validators and operators)."""
+    with _session() as session:
+        actor, p = _viewable(session, project)
+        if threshold is None:
+            curve = review.evaluation_curve(session, project=p, evaluation_id=evaluation)
+            _table(["threshold", "served", "student accuracy", "fallback", "cost per 1k"],
+                   [[_fmt(r.threshold, ".2f"), _fmt(r.served_share), _fmt(r.student_accuracy),
+                     _fmt(r.fallback_rate), _fmt(r.blended_cost_per_1k, ".4f")]
+                    for r in curve.iloc[::5].itertuples()])
+            return
+        row = review.propose_threshold(session, actor=actor, project=p, evaluation_id=evaluation,
+                                       threshold=threshold)
+    click.echo(f"Threshold {row.threshold:g} proposed: the student serves {row.served_share:.1%} "
+               f"(accuracy {_fmt(row.student_accuracy)}), the teacher {row.fallback_rate:.1%}; "
+               f"blended cost {_fmt(row.blended_cost_per_1k, '.4f')} per 1,000.")
+
+
+@cli.command("decide")
+@click.argument("project")
+@click.option("--decision", "choice", type=click.Choice([c.value for c in decision.Choice]), required=True)
+@click.option("--evaluation", type=int, help="The evaluation decided on (required to ship or iterate).")
+@click.option("--rationale", required=True, help="Why, in a sentence.")
+def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str) -> None:
+    """Record the sponsor's ship, iterate or kill for PROJECT's open round."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        row = decision.decide(session, actor=_actor(session), project=p, decision=choice, rationale=rationale,
+                              evaluation_id=evaluation)
+    click.echo(f"Round {row.round} of {p.name!r}: {row.decision} recorded (decision #{row.id}).")
+    for w in row.data_request.get("slices", []):
+        click.echo(f"  data request: {w['column']}={w['value']} ({w['status']}): "
+                   f"{w['more_examples']} more {w['for']} examples.")
+
+
+@cli.command("record")
+@click.argument("project")
+@click.option("--format", "fmt", type=click.Choice(record.FORMATS), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+def record_cmd(project: str, fmt: str, out: str | None) -> None:
+    """Export PROJECT's decision record as Markdown or one self-contained HTML file."""
+    with _session() as session:
+        actor, p = _viewable(session, project)
+        text = record.export(session, actor=actor, project=p, fmt=fmt)
+    if out is None:
+        click.echo(text)
+        return
+    Path(out).write_text(text, encoding="utf-8")
+    click.echo(f"Decision record of {p.name!r} written to {out}.")
