@@ -13,16 +13,21 @@ st.set_page_config(page_title="Stillroom", page_icon="🫙", layout="wide")
 OVERVIEW = [
     st.Page("pages/portfolio.py", title="Portfolio", icon="📊", default=True),
     st.Page("pages/audit.py", title="Audit log", icon="🧾"),
+    st.Page("pages/record.py", title="Decision record", icon="📜"),
 ]
 BY_ROLE = {
     Role.SPONSOR: ("Sponsor", [
         st.Page("pages/qualify.py", title="Qualify the trigger", icon="🧭"),
         st.Page("pages/gate.py", title="Success gate", icon="🔒"),
+        st.Page("pages/decide.py", title="Decide", icon="⚖️"),
     ]),
     Role.DRIVER: ("Driver", [
         st.Page("pages/data.py", title="Data", icon="📥"),
         st.Page("pages/teacher.py", title="Teacher", icon="🧑‍🏫"),
         st.Page("pages/train.py", title="Train students", icon="🏋️"),
+    ]),
+    Role.VALIDATOR: ("Validator", [
+        st.Page("pages/review.py", title="Review and sign off", icon="🔍"),
     ]),
 }
 ADMIN = [st.Page("pages/admin.py", title="People & projects", icon="👥")]

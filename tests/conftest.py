@@ -8,6 +8,9 @@ import shutil
 import pytest
 from sqlmodel import Session
 
+# Fixtures of the review and decision tests (a gated moderation project and its evaluations).
+pytest_plugins = ["review_helpers"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -8,8 +8,6 @@ from review_helpers import make_evaluation, moderation_predictions
 from core.errors import GovernanceViolation, InvalidInput
 from core.governance import decision
 
-pytest_plugins = ["review_helpers"]
-
 
 def _iterate(session, demo, project, ev):
     return decision.decide(session, actor=demo["sam"], project=project, decision="iterate",

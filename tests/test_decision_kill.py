@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from core.governance import decision
 
-pytest_plugins = ["review_helpers"]
-
 
 def _round(threat: float, overall: float = 0.99, threat_status: str = "FAIL") -> list[dict]:
     return [{"name": "overall", "status": "PASS", "value": overall, "n": 1000},

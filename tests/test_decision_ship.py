@@ -11,8 +11,6 @@ from core.errors import GovernanceViolation, InvalidInput, PermissionDenied
 from core.governance import decision, review
 from core.models import AuditEvent, Decision
 
-pytest_plugins = ["review_helpers"]
-
 
 def _ship(session, demo, project, ev, rationale="meets the bar"):
     return decision.decide(session, actor=demo["sam"], project=project, decision="ship", rationale=rationale,

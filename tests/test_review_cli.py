@@ -9,8 +9,6 @@ from sqlmodel import select
 from core.cli import cli
 from core.models import Decision, ReviewVerdict
 
-pytest_plugins = ["review_helpers"]
-
 MOD = "Comment moderation"
 
 

@@ -9,8 +9,6 @@ from sklearn.metrics import cohen_kappa_score
 
 from core.governance import review
 
-pytest_plugins = ["review_helpers"]
-
 
 @pytest.mark.parametrize("seed", range(5))
 def test_kappa_matches_scikit_learn(seed):

@@ -8,8 +8,6 @@ from review_helpers import make_evaluation, moderation_predictions
 from core.errors import InvalidInput, NotFound
 from core.governance import review
 
-pytest_plugins = ["review_helpers"]
-
 
 def test_queue_holds_only_disagreements(session, gated, failing_eval):
     q = review.disagreement_queue(session, project=gated, evaluation_id=failing_eval.id, limit=None)

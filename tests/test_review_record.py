@@ -10,8 +10,6 @@ from review_helpers import approve
 from core.errors import PermissionDenied
 from core.governance import audit, decision, people, record
 
-pytest_plugins = ["review_helpers"]
-
 EVIL = "<script>alert('owned')</script> & | pipes"
 
 

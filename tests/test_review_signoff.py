@@ -11,8 +11,6 @@ from core.errors import GovernanceViolation, InvalidInput, SeparationOfDuties
 from core.governance import review
 from core.models import Artifact, AuditEvent, SignOff
 
-pytest_plugins = ["review_helpers"]
-
 
 def _review_threats(session, demo, project, ev, n):
     for item in review_items(session, ev, column="category", value="threat", n=n):

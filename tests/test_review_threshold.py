@@ -12,8 +12,6 @@ from core.errors import InvalidInput, PermissionDenied
 from core.governance import review
 from core.models import AuditEvent
 
-pytest_plugins = ["review_helpers"]
-
 COSTS = review.Costs(student_per_1k=0.4, teacher_per_1k=4.0)
 
 

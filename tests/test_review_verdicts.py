@@ -10,8 +10,6 @@ from core.errors import InvalidInput, PermissionDenied, SeparationOfDuties
 from core.governance import review
 from core.models import AuditEvent, ReviewVerdict
 
-pytest_plugins = ["review_helpers"]
-
 
 def _verdict(session, actor, project, ev, item="c0", verdict="teacher-right", **kw):
     return review.record_verdict(session, actor=actor, project=project, evaluation_id=ev.id, item_id=item,

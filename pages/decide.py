@@ -1,0 +1,74 @@
+"""Sponsor, step 5: the evidence on one page, then ship, iterate or kill, recorded and audited."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.governance import decision, record
+from core.governance.projects import roles_of
+from core.models import Role
+from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+
+st.title("⚖️ Decide")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_sponsor = Role.SPONSOR in roles_of(session, project_id=project.id, user_id=user.id)
+    ev = act(lambda: decision.evidence(session, project=project))
+    past = decision.decisions(session, project_id=project.id)
+if ev is None:
+    st.stop()
+
+st.caption(f"Project: {esc(project.name)} · round {ev.round}. The bar was locked before training; the evidence "
+           "below cannot be rewritten.")
+for d in past:
+    st.markdown(f"- Round {d.round}: **{d.decision}** by the sponsor on {d.created_at:%Y-%m-%d}"
+                + (f" (evaluation `{short_hash(d.evaluation_hash)}`)" if d.evaluation_hash else "")
+                + f": {esc(d.rationale)}")
+    if d.data_request:
+        st.json(d.data_request, expanded=False)
+
+if ev.evaluation is None:
+    st.info("No evaluation in this round yet: the driver evaluates a student on the holdout, then a validator "
+            "reviews it.")
+else:
+    e = ev.evaluation
+    (st.success if ev.passed else st.error)(
+        f"Evaluation #{e.id} (hash `{short_hash(e.report_hash)}`): "
+        + ("every criterion passes." if ev.passed else "the gate is not met."))
+    st.dataframe(pd.DataFrame(ev.criteria)[[c for c in ("status", "name", "value", "threshold", "n", "detail")
+                                             if ev.criteria and c in ev.criteria[0]]],
+                 hide_index=True, width="stretch")
+    c1, c2, c3 = st.columns(3)
+    approvals = [s for s in ev.sign_offs if s.approve]
+    c1.metric("Validator approvals", len(approvals), help="Sign-offs that name this evaluation's hash.")
+    c2.metric("Fallback threshold", f"{ev.threshold.threshold:.2f}" if ev.threshold else "none proposed")
+    c3.metric("Payback", f"{ev.payback_months:.1f} months" if ev.payback_months else "n/a")
+    if ev.targets:
+        st.dataframe(pd.DataFrame([{"Target": t.name, "Measured": t.value, "Target value": t.target,
+                                    "Met": {True: "yes", False: "no", None: "n/a"}[t.met]} for t in ev.targets]),
+                     hide_index=True)
+    for blocker in ev.ship_blockers:
+        st.warning(f"Ship is refused: {blocker}")
+if len(ev.rounds) > 1:
+    st.plotly_chart(record.rounds_figure(ev.rounds), width="stretch")
+if ev.kill:
+    st.error(f"Stillroom recommends kill: {ev.kill.reason}", icon="🛑")
+
+if not is_sponsor:
+    st.info(f"Only a sponsor of {esc(project.name)} decides.")
+    st.stop()
+with st.form("decide"):
+    choice = st.radio("Decision", [c.value for c in decision.Choice], horizontal=True, format_func={
+        "ship": "Ship: roll out behind the safety net", "iterate": "Iterate: a new round with more data",
+        "kill": "Kill: keep the teacher"}.get)
+    rationale = st.text_area("Rationale")
+    if st.form_submit_button("Record the decision", type="primary"):
+        with db() as session:
+            act(lambda: decision.decide(session, actor=require_user(session), project=project, decision=choice,
+                                        rationale=rationale,
+                                        evaluation_id=ev.evaluation.id if ev.evaluation else None),
+                lambda d: f"Round {d.round}: {d.decision} recorded.", rerun=True)

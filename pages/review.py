@@ -1,0 +1,149 @@
+"""Validator, step 4: per-slice results beside the teacher, the disagreement queue, verdicts, the fallback
+threshold and the sign-off. A driver of the project is refused by core whatever this page shows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.governance import decision, review
+from core.governance.projects import roles_of
+from core.models import Role
+from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+
+st.title("🔍 Review and sign off")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    roles = roles_of(session, project_id=project.id, user_id=user.id)
+    evals = decision.evaluations(session, project_id=project.id)
+
+can_review = Role.VALIDATOR in roles and Role.DRIVER not in roles
+if not evals:
+    st.info("No evaluation yet: the driver evaluates a student on the holdout first.")
+    st.stop()
+if not can_review:
+    st.info(f"Only a validator of {esc(project.name)} who did not build the student records verdicts and signs "
+            "off; you can look.")
+
+labels = {e.id: f"evaluation #{e.id} · round {e.round} · {'PASS' if e.passed else 'FAIL'} · "
+                f"{short_hash(e.report_hash)}" for e in evals}
+ev_id = st.selectbox("Evaluation", [e.id for e in evals], format_func=labels.get, index=len(evals) - 1)
+with db() as session:
+    report = act(lambda: review._report(session, review.get_evaluation(session, project=project,
+                                                                        evaluation_id=ev_id)))
+if report is None:
+    st.stop()
+
+st.subheader("The gate, criterion by criterion")
+crit = pd.DataFrame(report.get("criteria", []))
+if not crit.empty:
+    st.dataframe(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]],
+                 hide_index=True, width="stretch")
+
+METRICS = ("accuracy", "macro_f1", "agreement")
+slices = report.get("slices", [])
+if slices:
+    rows, z, text = [], [], []
+    for s in slices:
+        stu, tea = s.get("student", {}), s.get("teacher", {})
+        gaps = [(stu.get(m) - tea[m]) if stu.get(m) is not None and tea.get(m) is not None else
+                (stu.get(m) - 1.0 if stu.get(m) is not None and m == "agreement" else None) for m in METRICS]
+        rows.append((min((g for g in gaps if g is not None), default=0.0), f"{s['column']}={s['value']} "
+                     f"(n={s['n']:,})", gaps, [stu.get(m) for m in METRICS]))
+    rows.sort(key=lambda r: r[0])  # worst slices first
+    rows = rows[:40]
+    fig = go.Figure(go.Heatmap(
+        z=[r[2] for r in rows], x=list(METRICS), y=[r[1] for r in rows], colorscale="RdBu", zmid=0,
+        text=[[f"{v:.3f}" if v is not None else "" for v in r[3]] for r in rows], texttemplate="%{text}",
+        colorbar={"title": "gap to teacher"}))
+    fig.update_layout(title="Slices, worst first: the student's score, coloured by its gap to the teacher",
+                      height=max(300, 26 * len(rows) + 120), margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis={"autorange": "reversed"})
+    st.plotly_chart(fig, width="stretch")
+
+st.subheader("Disagreements")
+with db() as session:
+    preds = review._predictions(session, review.get_evaluation(session, project=project, evaluation_id=ev_id))
+slice_cols = review.slice_columns(preds)
+c1, c2 = st.columns(2)
+col = c1.selectbox("Slice column", [None, *slice_cols], format_func=lambda c: "every slice" if c is None else c)
+val = c2.selectbox("Value", sorted(preds[col].astype(str).unique()) if col else [None], disabled=col is None)
+with db() as session:
+    queue = act(lambda: review.disagreement_queue(session, project=project, evaluation_id=ev_id,
+                                                  slice=(col, val) if col else None, limit=200))
+    mine = {v.item_id: v.verdict for v in review.my_verdicts(session, actor=user, evaluation_id=ev_id)}
+if queue is not None:
+    st.caption(f"{queue.total:,} examples where student and teacher differ or either misses the reference; "
+               f"critical slices and severe classes first. You have reviewed {len(mine):,}.")
+    shown = queue.items.assign(your_verdict=[mine.get(i, "") for i in queue.items["id"].astype(str)])
+    st.dataframe(shown[["id", "text", "reference", "teacher_label", "student_label", "student_confidence",
+                        "critical_slice", "severe_class", "your_verdict"]], hide_index=True, width="stretch")
+    todo = [i for i in queue.items["id"].astype(str) if i not in mine]
+    if can_review and todo:
+        with st.form("verdict", clear_on_submit=True):
+            item = st.selectbox("Example", todo)
+            row = queue.items[queue.items["id"].astype(str) == item].iloc[0]
+            st.text(row["text"])  # user text rendered as text
+            st.caption(f"reference: {row['reference']} · teacher: {row['teacher_label']} · student: "
+                       f"{row['student_label']}")
+            verdict = st.radio("Verdict", review.VERDICTS, horizontal=True)
+            rating = st.select_slider("Rating of the student's answer (optional)", [None, 1, 2, 3, 4, 5],
+                                      format_func=lambda r: "no rating" if r is None else str(r))
+            comment = st.text_input("Comment")
+            if st.form_submit_button("Record verdict", type="primary"):
+                with db() as session:
+                    act(lambda: review.record_verdict(session, actor=require_user(session), project=project,
+                                                      evaluation_id=ev_id, item_id=item, verdict=verdict,
+                                                      comment=comment, rating=rating),
+                        f"Verdict on {item} recorded.", rerun=True)
+
+with db() as session:
+    pairs = review.agreement(session, evaluation_id=ev_id)
+    coverage = review.review_coverage(session, project=project, evaluation_id=ev_id)
+    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id)
+    signed = review.sign_offs(session, evaluation_id=ev_id)
+if pairs:
+    st.dataframe(pd.DataFrame([{"Validators": f"{p.validator_a} / {p.validator_b}", "Shared items": p.n_items,
+                                "Cohen's kappa": p.kappa} for p in pairs]), hide_index=True)
+if coverage:
+    st.dataframe(pd.DataFrame([{"Critical slice": f"{c.column}={c.value}", "Reviewed": c.reviewed,
+                                "Required": c.required} for c in coverage]), hide_index=True)
+
+st.subheader("Fallback threshold")
+fig = go.Figure()
+fig.add_trace(go.Scatter(x=curve["threshold"], y=curve["served_share"], name="share the student serves"))
+fig.add_trace(go.Scatter(x=curve["threshold"], y=curve["student_accuracy"], name="student accuracy there"))
+fig.add_trace(go.Scatter(x=curve["threshold"], y=curve["fallback_rate"], name="fallback to the teacher"))
+if curve["blended_cost_per_1k"].notna().any():
+    fig.add_trace(go.Scatter(x=curve["threshold"], y=curve["blended_cost_per_1k"], name="blended $ per 1k",
+                             yaxis="y2"))
+fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
+                  yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
+st.plotly_chart(fig, width="stretch")
+can_propose = bool(roles & {Role.VALIDATOR, Role.OPERATOR}) and Role.DRIVER not in roles
+with st.form("threshold"):
+    threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0, 0.7, 0.01)
+    if st.form_submit_button("Propose this threshold for rollout", disabled=not can_propose):
+        with db() as session:
+            act(lambda: review.propose_threshold(session, actor=require_user(session), project=project,
+                                                 evaluation_id=ev_id, threshold=threshold),
+                lambda p: f"Threshold {p.threshold:.2f} proposed: the student serves {p.served_share:.1%}.",
+                rerun=True)
+
+st.subheader("Sign-off")
+for s in signed:
+    st.markdown(f"- {'✅ approved' if s.approve else '❌ rejected'} {s.created_at:%Y-%m-%d %H:%M} UTC, hash "
+                f"`{short_hash(s.evaluation_hash)}`" + (f": {esc(s.comment)}" if s.comment else ""))
+with st.form("signoff"):
+    choice = st.radio("Your sign-off", ["approve", "reject"], horizontal=True)
+    comment = st.text_area("Comment (required to reject)")
+    if st.form_submit_button(f"Sign off evaluation #{ev_id}", type="primary", disabled=not can_review):
+        with db() as session:
+            act(lambda: review.sign_off(session, actor=require_user(session), project=project, evaluation_id=ev_id,
+                                        approve=choice == "approve", comment=comment),
+                lambda s: f"Evaluation #{ev_id} {'approved' if s.approve else 'rejected'}; the sign-off names "
+                          f"{s.evaluation_hash[:16]}.", rerun=True)
