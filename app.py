@@ -25,6 +25,7 @@ BY_ROLE = {
         st.Page("pages/data.py", title="Data", icon="📥"),
         st.Page("pages/teacher.py", title="Teacher", icon="🧑‍🏫"),
         st.Page("pages/train.py", title="Train students", icon="🏋️"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon="🎯"),
     ]),
     Role.VALIDATOR: ("Validator", [
         st.Page("pages/review.py", title="Review and sign off", icon="🔍"),

@@ -177,7 +177,8 @@ def _load_handlers() -> None:
     """Import the modules that register handlers (kept lazy: they import torch)."""
     import importlib
 
-    for module in ("core.teacher.jobs", "core.training.jobs", "core.demo_teacher", "core.demo_setup"):
+    for module in ("core.teacher.jobs", "core.training.jobs", "core.evaluation.jobs", "core.demo_teacher",
+                   "core.demo_setup"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

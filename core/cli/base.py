@@ -30,7 +30,7 @@ from core.models import Project, User
 # so `stillroom audit verify` does not pay for pandas, torch or scipy.
 LAZY_COMMANDS = {
     **dict.fromkeys(("init", "demo", "users", "projects", "roles", "qualify", "gate", "audit"), "governance"),
-    "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train",
+    "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train", "eval": "evaluate",
     "review": "review", "decide": "review", "record": "review",
 }
 

@@ -7,8 +7,6 @@ The validator or the operator also proposes the confidence threshold below which
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -17,12 +15,10 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core import artifacts
 from core.errors import GovernanceViolation, InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
 from core.governance import audit, gate, qualification
 from core.governance.projects import require_role, roles_of
 from core.models import (
-    Artifact,
     Evaluation,
     GateVersion,
     Project,
@@ -54,25 +50,17 @@ def get_evaluation(session: Session, *, project: Project, evaluation_id: int) ->
 
 
 def _predictions(session: Session, evaluation: Evaluation) -> pd.DataFrame:
-    """The evaluation's predictions table, hash-checked (later: core.evaluation.runs.load_predictions)."""
-    return artifacts.load_table(session.get(Artifact, evaluation.predictions_artifact_id))
+    """The evaluation's predictions table, hash-checked (core.evaluation owns the artifact)."""
+    from core.evaluation.runs import load_predictions
+
+    return load_predictions(session, evaluation)
 
 
 def _report(session: Session, evaluation: Evaluation) -> dict:
     """The evaluation's report, refused unless its bytes still hash to Evaluation.report_hash."""
-    art = session.get(Artifact, evaluation.report_artifact_id)
-    path = artifacts.path_of(art)
-    if not path.exists():
-        raise GovernanceViolation(
-            f"The report of evaluation #{evaluation.id} is missing at {art.path}: restore it from backup."
-        )
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != evaluation.report_hash:
-        raise GovernanceViolation(
-            f"The report of evaluation #{evaluation.id} no longer matches the hash {evaluation.report_hash[:16]} "
-            "recorded when it was evaluated: it was changed on disk. Restore the original file or evaluate again."
-        )
-    return json.loads(data)
+    from core.evaluation.runs import load_report
+
+    return load_report(session, evaluation)
 
 
 def _gate_spec(session: Session, evaluation: Evaluation) -> dict:

@@ -1,0 +1,108 @@
+"""Eval commands: evaluate a trained student as a job, import predictions made elsewhere, list and show results."""
+
+from __future__ import annotations
+
+import click
+
+from core import jobs
+from core.cli.base import _actor, _session, _table, _viewable, cli
+from core.cli.jobs import run_with_bar
+from core.errors import NotFound
+from core.evaluation import imports, runs
+from core.governance import projects
+from core.models import Evaluation
+
+
+def _fmt(value, spec: str = ".4g") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _verdict(passed: bool) -> str:
+    return "PASSED the gate" if passed else "did NOT pass the gate"
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Step 5: score a student on the locked holdout against the gate (driver only)."""
+
+
+@eval_group.command("start")
+@click.argument("project")
+@click.option("--run", "run_id", type=int, required=True, help="The finished training run to evaluate.")
+@click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
+def eval_start(project: str, run_id: int, detach: bool) -> None:
+    """Evaluate training run --run of PROJECT on the holdout, beside the teacher and the baselines."""
+    with _session() as session:
+        actor = _actor(session)
+        p = projects.get_project(session, project)
+        job = runs.start_evaluation(session, actor=actor, project=p, training_run_id=run_id)
+    click.echo(f"Evaluation of training run #{run_id} queued as job #{job.id}.")
+    if detach:
+        pid = jobs.start_detached(job.id)
+        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        return
+    run_with_bar(job.id, f"evaluate run #{run_id}")
+    with _session() as session:
+        ev = session.get(Evaluation, jobs.get(session, job.id).result["evaluation"])
+    click.echo(f"Evaluation #{ev.id} {_verdict(ev.passed)}; report hash {ev.report_hash}. "
+               f"See it with `stillroom eval show {ev.id}`.")
+
+
+@eval_group.command("import")
+@click.argument("project")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(imports.KINDS), default="label", show_default=True,
+              help="What the outputs are: labels, free text, JSON objects, or per-query ranking scores.")
+def eval_import(project: str, file: str, kind: str) -> None:
+    """Evaluate predictions for PROJECT's holdout made elsewhere (id, student, teacher, optional reference)."""
+    with _session() as session:
+        actor = _actor(session)
+        p = projects.get_project(session, project)
+        ev = imports.import_predictions(session, actor=actor, project=p, path=file, kind=kind)
+    click.echo(f"Evaluation #{ev.id} of imported {kind} predictions {_verdict(ev.passed)}; report hash "
+               f"{ev.report_hash}.")
+
+
+@eval_group.command("list")
+@click.argument("project")
+def eval_list(project: str) -> None:
+    """PROJECT's evaluations: round, source, gate version, result."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        rows = []
+        for ev in runs.list_evaluations(session, project_id=p.id):
+            version = runs.gate_of(session, ev).version
+            superseded = " (superseded)" if runs.is_superseded(session, ev) else ""
+            rows.append((ev.id, ev.round, ev.source, ev.training_run_id or "", f"v{version}{superseded}",
+                         "PASS" if ev.passed else "FAIL", _fmt(ev.summary.get("student_accuracy"), ".3f"),
+                         ev.report_hash[:16]))
+    if not rows:
+        click.echo(f"Project {p.name!r} has no evaluations yet: start one with `stillroom eval start`.")
+        return
+    _table(["ID", "ROUND", "SOURCE", "RUN", "GATE", "RESULT", "ACCURACY", "REPORT HASH"], rows)
+
+
+@eval_group.command("show")
+@click.argument("evaluation_id", type=int)
+def eval_show(evaluation_id: int) -> None:
+    """An evaluation's gate check: every criterion PASS, FAIL or INSUFFICIENT DATA with its numbers."""
+    with _session() as session:
+        row = session.get(Evaluation, evaluation_id)
+        if row is None:
+            raise NotFound(f"no evaluation #{evaluation_id}: list them with `stillroom eval list PROJECT`.",
+                                field="evaluation")
+        _, p = _viewable(session, str(row.project_id))
+        ev = runs.get_evaluation(session, project=p, evaluation_id=evaluation_id)
+        report = runs.load_report(session, ev)
+        superseded = runs.is_superseded(session, ev)
+    meta = report["evaluation"]
+    click.echo(f"Evaluation #{ev.id} of {p.name!r}, round {ev.round}, {ev.source}, gate v{meta['gate_version']}"
+               f"{' (SUPERSEDED by a newer gate version)' if superseded else ''}: {_verdict(ev.passed)}.")
+    click.echo(f"Report hash {ev.report_hash}; {meta['n']} holdout rows.")
+    student, teacher = report["overall"]["student"], report["overall"]["teacher"]
+    click.echo(f"Student accuracy {_fmt(student.get('accuracy'), '.3f') or 'n/a'}, macro-F1 "
+               f"{_fmt(student.get('macro_f1'), '.3f') or 'n/a'}, agreement {_fmt(student.get('agreement'), '.3f')}"
+               f"; teacher accuracy {_fmt(teacher.get('accuracy'), '.3f') or 'n/a'}.")
+    _table(["STATUS", "CRITERION", "VALUE", "THRESHOLD", "N", "DETAIL"],
+           [(c["status"], c["name"], _fmt(c["value"]), _fmt(c["threshold"]), c["n"] if c["n"] is not None else "",
+             c["detail"]) for c in report["criteria"]])

@@ -1,0 +1,1 @@
+"""Step 5 of the playbook: a trained or imported student scored on the locked holdout against the gate."""

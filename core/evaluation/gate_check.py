@@ -1,0 +1,133 @@
+"""The gate check: each criterion of the locked gate set against the evaluation's numbers.
+
+A pure function of (spec, numbers): PASS, FAIL or INSUFFICIENT DATA per criterion, each with
+the value, the threshold, the sample size and one sentence a sponsor can read. The gate passes
+only when every criterion passes, so a rare, severe slice below its floor fails the gate however
+good the average is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from core.governance.gate import FloorKind, GateSpec
+from core.validation import parse
+
+PASS, FAIL, INSUFFICIENT = "PASS", "FAIL", "INSUFFICIENT DATA"
+# Scores are ratios of counts: allow for float rounding when a score sits exactly on its floor.
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SliceNumbers:
+    n: int  # rows the gate's metric is measured on in this slice (labelled rows for accuracy-type metrics)
+    value: float | None  # the student's score on the gate's metric in this slice
+    rows: int = 0  # all holdout rows of the slice
+
+
+@dataclass(frozen=True)
+class GateNumbers:
+    """What an evaluation measured, keyed by gate metric name (accuracy, macro-f1, teacher-agreement, ...)."""
+
+    student: dict[str, float | None]
+    teacher: dict[str, float | None]
+    baseline: dict[str, float | None]  # the better of the majority class and TF-IDF, metric by metric
+    n: dict[str, int]  # rows each metric is measured on
+    slices: dict[tuple[str, str], SliceNumbers] = field(default_factory=dict)
+    severe_rate: float | None = None
+    n_severe: int = 0
+    n_rows: int = 0
+    p95_latency_ms: float | None = None
+    cost_per_1k: float | None = None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    status: str  # PASS, FAIL or INSUFFICIENT DATA
+    value: float | None
+    threshold: float | None
+    n: int | None
+    detail: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def _at_least(name: str, value: float | None, threshold: float | None, n: int | None, what: str) -> Criterion:
+    if value is None or threshold is None:
+        missing = "the student's score" if value is None else "the comparison score"
+        return Criterion(name, INSUFFICIENT, value, threshold, n,
+                         f"{what}: {missing} could not be measured on this holdout (n={n or 0}).")
+    ok = value + EPS >= threshold
+    verb = "reaches" if ok else "falls short of"
+    return Criterion(name, PASS if ok else FAIL, value, threshold, n,
+                     f"{what}: {_fmt(value)} {verb} the floor of {_fmt(threshold)} (n={n}).")
+
+
+def _at_most(name: str, value: float | None, limit: float, n: int | None, what: str, unit: str = "") -> Criterion:
+    if value is None:
+        return Criterion(name, INSUFFICIENT, None, limit, n, f"{what} was not measured, so it cannot be checked.")
+    ok = value <= limit + EPS
+    verb = "is within" if ok else "exceeds"
+    return Criterion(name, PASS if ok else FAIL, value, limit, n,
+                     f"{what} of {_fmt(value)}{unit} {verb} the limit of {_fmt(limit)}{unit}.")
+
+
+def quality(spec: GateSpec, numbers: GateNumbers) -> Criterion:
+    metric, floor = str(spec.metric), spec.quality_floor
+    value, n = numbers.student.get(metric), numbers.n.get(metric, 0)
+    name = f"quality floor: {metric}"
+    if floor.kind == FloorKind.ABSOLUTE:
+        return _at_least(name, value, floor.value, n, f"the student's {metric}")
+    if floor.kind == FloorKind.RELATIVE_TO_TEACHER:
+        teacher = numbers.teacher.get(metric)
+        threshold = None if teacher is None else floor.value * teacher
+        return _at_least(name, value, threshold, n,
+                         f"the student's {metric} against {floor.value:g} x the teacher's {_fmt(teacher)}")
+    baseline = numbers.baseline.get(metric)
+    threshold = None if baseline is None else baseline + floor.value
+    return _at_least(name, value, threshold, n,
+                     f"the student's {metric} against the best baseline's {_fmt(baseline)} + {floor.value:g}")
+
+
+def slice_floor(spec: GateSpec, numbers: GateNumbers, s) -> Criterion:
+    metric = str(spec.metric)
+    name = f"slice {s.column}={s.value}: {metric}"
+    got = numbers.slices.get((s.column, s.value)) or SliceNumbers(n=0, value=None)
+    if got.n < s.min_n:
+        return Criterion(name, INSUFFICIENT, got.value, s.floor, got.n,
+                         f"the holdout has {got.n} scored rows in {s.column}={s.value}, fewer than the {s.min_n} "
+                         "the gate requires: add examples of this slice to the holdout's source data.")
+    return _at_least(name, got.value, s.floor, got.n, f"the student's {metric} on {s.column}={s.value}")
+
+
+def severe(spec: GateSpec, numbers: GateNumbers) -> Criterion:
+    rule = spec.severe_errors
+    name = "severe error rate"
+    if not rule.classes:
+        return Criterion(name, PASS, numbers.severe_rate or 0.0, rule.max_rate, numbers.n_rows,
+                         "the gate marks no class as severe, so no answer counts as a severe error.")
+    what = f"{numbers.n_severe} severe errors in {numbers.n_rows} rows ({', '.join(rule.classes)}): a rate"
+    return _at_most(name, numbers.severe_rate, rule.max_rate, numbers.n_rows, what)
+
+
+def check(spec: GateSpec | dict, numbers: GateNumbers) -> list[Criterion]:
+    """Every criterion of the gate, in the gate's order: quality, slices, severe errors, latency, cost."""
+    spec = parse(GateSpec, spec) if isinstance(spec, dict) else spec
+    out = [quality(spec, numbers)]
+    out += [slice_floor(spec, numbers, s) for s in spec.slice_floors]
+    out.append(severe(spec, numbers))
+    out.append(_at_most("p95 latency", numbers.p95_latency_ms, spec.p95_latency_ms, None,
+                        "the student's single-request p95 latency", " ms"))
+    out.append(_at_most("cost per 1,000 requests", numbers.cost_per_1k, spec.cost_per_1k, None,
+                        "the student's cost per 1,000 requests", ""))
+    return out
+
+
+def passed(criteria: list[Criterion]) -> bool:
+    return bool(criteria) and all(c.status == PASS for c in criteria)

@@ -1,0 +1,143 @@
+"""The "evaluate" job: a finished student, its teacher and two baselines scored on the locked holdout.
+
+Latency is measured on this machine. Cost per 1,000 requests: the teacher's from the latest qualification;
+the student's by ``runs.cost_figures`` (the sponsor's figure, else measured compute, else an assumed share).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session
+
+from core.data import datasets
+from core.data.holdout import get_holdout, holdout_rows
+from core.errors import InvalidInput
+from core.evaluation import baselines, report, runs
+from core.governance import gate
+from core.jobs import JobContext, handler
+from core.models import Job, Project, TeacherRun, TrainingRun, User
+from core.teacher import runs as teacher_runs
+from core.training import pool
+from core.training import runs as training_runs
+
+SPEED_SAMPLE = 256  # texts timed for batched throughput; the first 100 also one at a time
+
+
+class _Timed:
+    """A local teacher behind ``predict_proba(texts, batch_size=)``, the shape ``measure_speed`` times."""
+
+    def __init__(self, adapter):
+        self.adapter = adapter
+
+    def predict_proba(self, texts, *, batch_size: int = 64):
+        self.adapter.batch_size = batch_size
+        return self.adapter.predict_proba(texts)
+
+
+def _speed(speed) -> dict:
+    return {"p50_ms": speed.single_p50_ms, "p95_ms": speed.single_p95_ms,
+            "batch_throughput": speed.examples_per_s, "ms_per_example": speed.ms_per_example}
+
+
+def _local_adapter(teacher_run: TeacherRun):
+    if teacher_run.adapter != "local" or not (teacher_run.config or {}).get("model_dir"):
+        return None
+    from core.teacher.local import LocalAdapter
+
+    return LocalAdapter(teacher_runs.resolve_path(teacher_run.config["model_dir"]),
+                        batch_size=teacher_run.config.get("batch_size") or 64)
+
+
+def teacher_answers(s: Session, teacher_run: TeacherRun, held: pd.DataFrame, adapter) -> pd.DataFrame:
+    """(teacher_label, teacher_confidence) per holdout row: the local teacher run now, else its stored outputs."""
+    if adapter is not None:
+        probs = adapter.predict_proba(held["text"].astype(str).tolist())
+        best = probs.argmax(axis=1)
+        return pd.DataFrame({"teacher_label": [adapter.labels[i] for i in best],
+                             "teacher_confidence": probs.max(axis=1).astype(float)})
+    out = teacher_runs.load_outputs(s, teacher_run).astype({"id": str}).drop_duplicates("id").set_index("id")
+    ids = held["id"].astype(str)
+    conf = out["confidence"] if "confidence" in out.columns else pd.Series(np.nan, index=out.index)
+    return pd.DataFrame({"teacher_label": ids.map(out["label"]).astype("object").to_numpy(),
+                         "teacher_confidence": ids.map(conf).astype(float).to_numpy()})
+
+
+def _baselines(s: Session, project: Project, run: TrainingRun, teacher_run: TeacherRun, texts: list[str]) -> dict:
+    _, teacher_filter = pool.teacher_source(s, project=project, teacher_run_id=teacher_run.id,
+                                            filter_id=run.teacher_filter_id)
+    data, _ = pool.training_rows(s, project=project, teacher_run=teacher_run, teacher_filter=teacher_filter)
+    y = baselines.targets(reference=data.reference, teacher_label=data.teacher_label, labels=data.labels)
+    return {"majority": baselines.majority(y, texts).predictions,
+            "tfidf": baselines.tfidf(data.texts, y, texts).predictions}
+
+
+def measure_latency(student, adapter, sample: list[str]) -> dict:
+    """Single-request p50/p95 and batched throughput on this machine; the teacher only when it runs here."""
+    from core.training import students  # torch: only when a job really evaluates
+
+    return {"student": _speed(students.measure_speed(student, sample, singles=100, rounds=1)),
+            "teacher": _speed(students.measure_speed(_Timed(adapter), sample, singles=50, rounds=1))
+            if adapter is not None else report.NOT_MEASURED}
+
+
+@handler(runs.JOB_KIND)
+def evaluate(ctx: JobContext) -> dict:
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        actor = s.get(User, s.get(Job, ctx.job_id).created_by)
+        project = s.get(Project, ctx.project_id)
+        locked = runs.require_can_evaluate(s, actor=actor, project=project)
+        run = runs.finished_run(s, project=project, training_run_id=int(ctx.params["training_run_id"]))
+        teacher_run = s.get(TeacherRun, run.teacher_run_id)
+        ctx.progress(0.02, "loading the holdout", force=True)
+        held = holdout_rows(s, project_id=project.id).reset_index(drop=True)
+        holdout = get_holdout(s, project_id=project.id)
+        spec = gate.GateSpec(**gate.spec_of(locked))
+        texts = held["text"].astype(str).tolist()
+
+        ctx.progress(0.1, "the student predicts the holdout", force=True)
+        student = training_runs.load_student(run)
+        probs = student.predict_proba(texts)
+        ctx.progress(0.35, "the teacher answers the holdout", force=True)
+        adapter = _local_adapter(teacher_run)
+        teacher = teacher_answers(s, teacher_run, held, adapter)
+        ctx.progress(0.55, "training the baselines", force=True)
+        base = _baselines(s, project, run, teacher_run, texts)
+
+        ctx.progress(0.7, "measuring latency", force=True)
+        latency = measure_latency(student, adapter, texts[:SPEED_SAMPLE])
+        ctx.progress(0.85, "scoring against the gate", force=True)
+        slices = datasets.slice_columns(held)
+        predictions = predictions_table(held, slices, teacher, student.labels, probs)
+        predictions["severe"] = report.severe_flags(predictions, spec.severe_errors.classes)
+        scored = report.score(predictions, spec=spec, slices=slices, labels=list(student.labels), baselines=base)
+        meta = {"project_id": project.id, "round": runs.current_round(s, project_id=project.id),
+                "gate_version": locked.version, "gate_hash": locked.content_hash, "gate_superseded": False,
+                "training_run_id": run.id, "teacher_run_id": teacher_run.id, "source": "trained",
+                "holdout_fingerprint": holdout.fingerprint, "n": len(held)}
+        body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
+                                  cost=runs.cost_figures(s, project_id=project.id, latency=latency))
+        ev = runs.record(s, actor=actor, project=project, gate_version=locked, predictions=predictions,
+                         report=body, summary=report.summary(body), source="trained", training_run_id=run.id,
+                         job_id=ctx.job_id)
+    ctx.progress(1.0, f"evaluation #{ev.id}: {'passed' if ev.passed else 'failed'} the gate", force=True)
+    return {"evaluation": ev.id, "passed": ev.passed, "report_hash": ev.report_hash}
+
+
+def predictions_table(held: pd.DataFrame, slices: list[str], teacher: pd.DataFrame, labels: list[str],
+                      probs: np.ndarray) -> pd.DataFrame:
+    if len(probs) != len(held):
+        raise InvalidInput(f"the student returned {len(probs)} answers for {len(held)} holdout rows.", field="run")
+    best = probs.argmax(axis=1)
+    ref = held["reference"] if "reference" in held.columns else pd.Series([None] * len(held))
+    frame = pd.DataFrame({
+        "id": held["id"].astype(str), "text": held["text"].astype(str),
+        "reference": ref.astype("object").where(ref.notna(), None),
+        "teacher_label": teacher["teacher_label"].astype("object").where(teacher["teacher_label"].notna(), None),
+        "teacher_confidence": teacher["teacher_confidence"].astype(float),
+        "student_label": [labels[i] for i in best], "student_confidence": probs.max(axis=1).astype(float),
+        "severe": False,
+    })
+    for c in slices:
+        frame[c] = held[c].astype("object").where(held[c].notna(), None)
+    return frame

@@ -1,0 +1,173 @@
+"""Evaluations: started by the driver as a job on a finished training run, stored with their hash, read back
+hash-checked by the review and decision side.
+
+An evaluation is scored against the gate locked when it ran; ``is_superseded`` says when that gate has
+since been replaced by a newer version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pandas as pd
+from sqlmodel import Session, col, select
+
+from core import jobs
+from core.artifacts import load_table, path_of, project_dir, register, store_table, verify
+from core.errors import GovernanceViolation, InvalidInput, NotFound
+from core.governance import audit, gate, qualification
+from core.governance.audit import canonical_json, sha256_hex
+from core.governance.projects import require_role
+from core.models import Artifact, Evaluation, GateVersion, Job, Project, Role, TrainingRun, User
+from core.training import pool
+
+JOB_KIND = "evaluate"
+REPORT_KIND = "evaluation-report"
+PREDICTIONS_KIND = "evaluation-predictions"
+
+
+def require_can_evaluate(session: Session, *, actor: User, project: Project) -> GateVersion:
+    """The gate an evaluation is scored against; only the driver evaluates, only under a locked gate and holdout."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="evaluate students")
+    locked = gate.require_locked(session, project=project, doing="evaluating a student")
+    pool.require_holdout(session, project=project)
+    return locked
+
+
+def finished_run(session: Session, *, project: Project, training_run_id: int) -> TrainingRun:
+    run = session.get(TrainingRun, training_run_id)
+    if run is None or run.project_id != project.id:
+        raise NotFound(f"project {project.name!r} has no training run #{training_run_id}: pick one from "
+                       "`stillroom train runs`.", field="run")
+    if run.status != "done":
+        raise InvalidInput(f"training run #{run.id} is {run.status}: only a finished run can be evaluated.",
+                           field="run")
+    return run
+
+
+def start_evaluation(session: Session, *, actor: User, project: Project, training_run_id: int) -> Job:
+    """Queue the evaluation of a finished training run as a job of kind "evaluate"."""
+    require_can_evaluate(session, actor=actor, project=project)
+    finished_run(session, project=project, training_run_id=training_run_id)
+    return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND,
+                       params={"training_run_id": training_run_id})
+
+
+def current_round(session: Session, *, project_id: int) -> int:
+    """The project's open round (core.governance.decision owns the rule)."""
+    from core.governance.decision import current_round as open_round
+
+    return open_round(session, project_id=project_id)
+
+
+def cost_figures(session: Session, *, project_id: int, latency: dict) -> dict:
+    """Cost per 1,000 requests. The teacher's comes from the latest qualification. The student's: the
+    qualification's figure when the sponsor gave one; else the teacher's cost x (student batched ms per example
+    / teacher batched ms per example), both measured on this machine, when the teacher ran here; else the
+    qualification's assumed share of the teacher's cost (``DEFAULT_STUDENT_COST_SHARE``)."""
+    q = qualification.latest(session, project_id=project_id)
+    inputs = (q.inputs if q else {}) or {}
+    teacher = inputs.get("teacher_cost_per_1k")
+    if inputs.get("student_cost_per_1k") is not None:
+        return {"teacher_per_1k": teacher, "student_per_1k": inputs["student_cost_per_1k"], "basis": "qualification"}
+    if teacher is None:
+        return {"teacher_per_1k": None, "student_per_1k": None, "basis": "no qualification figures"}
+    t, st = latency.get("teacher") or {}, latency.get("student") or {}
+    if t.get("ms_per_example") and st.get("ms_per_example"):
+        return {"teacher_per_1k": teacher, "student_per_1k": teacher * st["ms_per_example"] / t["ms_per_example"],
+                "basis": "teacher cost x measured compute ratio"}
+    return {"teacher_per_1k": teacher, "student_per_1k": teacher * qualification.DEFAULT_STUDENT_COST_SHARE,
+            "basis": f"assumed {qualification.DEFAULT_STUDENT_COST_SHARE:.0%} of the teacher's cost"}
+
+
+def _write_report(project: Project, report: dict) -> tuple[str, bytes]:
+    body = canonical_json(report).encode("utf-8")
+    folder = project_dir(project.id, "evaluations")
+    name = f"report-{uuid.uuid4().hex[:12]}.json"
+    tmp = folder / f".{name}.tmp"
+    tmp.write_bytes(body)
+    os.replace(tmp, folder / name)
+    return str(folder / name), body
+
+
+def record(session: Session, *, actor: User, project: Project, gate_version: GateVersion, predictions: pd.DataFrame,
+           report: dict, summary: dict, source: str, training_run_id: int | None = None,
+           job_id: int | None = None) -> Evaluation:
+    """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction."""
+    written = []
+    try:
+        preds = store_table(session, project=project, actor=actor, df=predictions, kind=PREDICTIONS_KIND,
+                            meta={"source": source, "training_run": training_run_id})
+        written.append(path_of(preds))
+        report_path, body = _write_report(project, report)
+        written.append(report_path)
+        art = register(session, project=project, actor=actor, path=report_path, kind=REPORT_KIND,
+                       meta={"source": source})
+        row = Evaluation(project_id=project.id, round=report["evaluation"]["round"], gate_version_id=gate_version.id,
+                         training_run_id=training_run_id, source=source, job_id=job_id,
+                         predictions_artifact_id=preds.id, report_artifact_id=art.id,
+                         report_hash=sha256_hex(body.decode("utf-8")), passed=bool(report["passed"]),
+                         summary=summary, created_by=actor.id)
+        session.add(row)
+        session.flush()
+        audit.record(session, actor=actor, action="evaluation.record", entity="evaluation", entity_id=row.id,
+                     project_id=project.id,
+                     payload={"source": source, "training_run": training_run_id, "round": row.round,
+                              "gate_version": gate_version.version, "gate_hash": gate_version.content_hash,
+                              "report_hash": row.report_hash, "predictions_sha256": preds.sha256,
+                              "passed": row.passed, "failing": summary.get("failing", [])})
+        session.commit()
+        return row
+    except BaseException:
+        session.rollback()
+        for path in written:
+            _remove(path)
+        raise
+
+
+def _remove(path) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def get_evaluation(session: Session, *, project: Project, evaluation_id: int) -> Evaluation:
+    row = session.get(Evaluation, evaluation_id)
+    if row is None or row.project_id != project.id:
+        raise NotFound(f"project {project.name!r} has no evaluation #{evaluation_id}: list them with "
+                       "`stillroom eval list`.", field="evaluation")
+    return row
+
+
+def list_evaluations(session: Session, *, project_id: int) -> list[Evaluation]:
+    return list(session.exec(
+        select(Evaluation).where(Evaluation.project_id == project_id).order_by(col(Evaluation.id))).all())
+
+
+def load_predictions(session: Session, evaluation: Evaluation) -> pd.DataFrame:
+    """The per-example table, hash-checked."""
+    return load_table(session.get(Artifact, evaluation.predictions_artifact_id))
+
+
+def load_report(session: Session, evaluation: Evaluation) -> dict:
+    """The report, refused unless its bytes still hash to the evaluation's report_hash."""
+    art = session.get(Artifact, evaluation.report_artifact_id)
+    verify(art)
+    body = path_of(art).read_bytes()
+    if sha256_hex(body.decode("utf-8")) != evaluation.report_hash:
+        raise GovernanceViolation(f"the report of evaluation #{evaluation.id} no longer matches its recorded hash: "
+                                  "restore the original file from backup.")
+    return json.loads(body)
+
+
+def gate_of(session: Session, evaluation: Evaluation) -> GateVersion:
+    return session.get(GateVersion, evaluation.gate_version_id)
+
+
+def is_superseded(session: Session, evaluation: Evaluation) -> bool:
+    """True when the project's gate has a newer version than the one this evaluation was scored against."""
+    latest = gate.current(session, project_id=evaluation.project_id)
+    return latest is not None and latest.id != evaluation.gate_version_id

@@ -1,0 +1,113 @@
+"""Driver, step 4: score a student on the locked holdout against the locked gate, beside the teacher and
+cheap baselines; or bring predictions made elsewhere and score them the same way."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.evaluation import runs as evals
+from core.evaluation.imports import KINDS, import_predictions
+from core.governance.projects import roles_of
+from core.models import Role
+from core.training import runs as training
+from pages._ui import act, current_project, db, esc, job_panel, require_user, short_hash, show_flash
+
+st.title("🎯 Evaluate")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
+    done_runs = [r for r in training.list_runs(session, project_id=project.id) if r.status == "done"]
+    evaluations = evals.list_evaluations(session, project_id=project.id)
+    open_jobs = [j for j in jobs.list_jobs(session, project_id=project.id, limit=20)
+                 if j.kind == "evaluate" and j.status in ("queued", "running", "failed")][:2]
+
+st.caption(f"Project: {esc(project.name)}. Scored on the holdout fixed before training, against the gate locked "
+           "before training.")
+if not is_driver:
+    st.info(f"Only a driver of {esc(project.name)} starts evaluations; you can read them.")
+for job in open_jobs:
+    job_panel(job.id, label="Evaluation")
+
+c1, c2 = st.columns(2)
+with c1.form("evaluate"):
+    st.markdown("**Evaluate a trained student**")
+    names = {r.id: f"run #{r.id} · {r.family} {r.size}" for r in done_runs}
+    run_id = st.selectbox("Training run", list(names), format_func=names.get, index=len(names) - 1 if names else 0)
+    if st.form_submit_button("Start evaluation", type="primary", disabled=not (is_driver and done_runs)):
+        with db() as session:
+            job = act(lambda: evals.start_evaluation(session, actor=require_user(session), project=project,
+                                                     training_run_id=run_id))
+        if job is not None:
+            jobs.start_detached(job.id)
+            st.rerun()
+with c2:
+    st.markdown("**Bring your own predictions** for the holdout")
+    kind = st.selectbox("Output kind", KINDS, format_func={
+        "label": "labels", "text": "text (exact and normalised match)", "json": "JSON (field-level accuracy)",
+        "ranking": "ranking (NDCG, pairwise order)"}.get)
+    upload = st.file_uploader("Predictions file (id, student, teacher, optional reference and scores)",
+                              type=["csv", "jsonl", "parquet"], disabled=not is_driver)
+    if upload is not None and st.button("Import and evaluate", disabled=not is_driver):
+        with tempfile.TemporaryDirectory() as tmp, db() as session:
+            path = Path(tmp) / Path(upload.name).name
+            path.write_bytes(upload.getvalue())
+            act(lambda: import_predictions(session, actor=require_user(session), project=project, path=path,
+                                           kind=kind),
+                lambda e: f"Evaluation #{e.id} recorded: {'PASS' if e.passed else 'FAIL'}.", rerun=True)
+
+if not evaluations:
+    st.info("No evaluation yet.")
+    st.stop()
+
+labels = {e.id: f"evaluation #{e.id} · round {e.round} · {e.source} · {'PASS' if e.passed else 'FAIL'}"
+          for e in evaluations}
+ev_id = st.selectbox("Read", list(labels), format_func=labels.get, index=len(labels) - 1)
+with db() as session:
+    ev = evals.get_evaluation(session, project=project, evaluation_id=ev_id)
+    report = act(lambda: evals.load_report(session, ev))
+    superseded = evals.is_superseded(session, ev)
+if report is None:
+    st.stop()
+if superseded:
+    st.warning("This evaluation was made under a gate version that has since been superseded: evaluate again "
+               "under the current gate before anyone decides on it.")
+(st.success if ev.passed else st.error)(f"Gate {'passed' if ev.passed else 'not met'} · report hash "
+                                         f"`{short_hash(ev.report_hash)}`")
+crit = pd.DataFrame(report.get("criteria", []))
+if not crit.empty:
+    st.dataframe(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]],
+                 hide_index=True, width="stretch")
+
+overall = report.get("overall", {})
+models = [m for m in ("student", "teacher", "tfidf", "majority") if overall.get(m)]
+if models:
+    metrics = ("accuracy", "macro_f1", "agreement")
+    fig = go.Figure([go.Bar(name=m, x=list(metrics), y=[overall[m].get(k) for k in metrics]) for m in models])
+    fig.update_layout(barmode="group", title="Overall, on the holdout", height=320, yaxis={"range": [0, 1]},
+                      margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+slices = report.get("slices", [])
+if slices:
+    st.dataframe(pd.DataFrame([{
+        "Slice": f"{s['column']}={s['value']}", "n": s["n"], "Student accuracy": s["student"].get("accuracy"),
+        "95 % interval": f"{s['student'].get('ci_low', 0):.3f}–{s['student'].get('ci_high', 0):.3f}"
+        if s["student"].get("ci_low") is not None else "", "Teacher accuracy": (s.get("teacher") or {}).get("accuracy"),
+        "Gap": s.get("gap")} for s in slices]).sort_values("Gap", na_position="last"),
+        hide_index=True, width="stretch")
+latency = report.get("latency") or {}
+if latency.get("student"):
+    cols = st.columns(4)
+    cols[0].metric("Student p95", f"{latency['student'].get('p95_ms', 0):.2f} ms")
+    cols[1].metric("Teacher p95", f"{(latency.get('teacher') or {}).get('p95_ms') or 0:.2f} ms")
+    cols[2].metric("Student throughput", f"{latency['student'].get('batch_throughput') or 0:,.0f}/s")
+    cost = report.get("cost") or {}
+    cols[3].metric("Student $ per 1k", f"{cost.get('student_per_1k') or 0:.4f}")
