@@ -1,0 +1,102 @@
+"""The validator's and the sponsor's journeys in a real Chromium: review the disagreements, record a verdict,
+reject the evaluation; then see ship refused and open the next round with a data request."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    Server,
+    cli,
+    go_to,
+    log_in,
+    pick_project,
+    require_chromium,
+    wait_idle,
+)
+
+pytestmark = pytest.mark.browser
+
+# Run in the server's environment: the moderation project qualified, its gate naming the rare "threat"
+# category locked, and an evaluation where aggregate accuracy passes but that category fails its floor.
+SEED = """
+from sqlmodel import Session
+from conftest import good_qualification
+from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
+from core.db import get_engine
+from core.governance import people, projects, qualification
+with Session(get_engine(), expire_on_commit=False) as s:
+    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
+    p = projects.get_project(s, "Comment moderation")
+    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
+    lock_moderation_gate(s, demo, p)
+    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_chromium()
+    srv = Server(tmp_path_factory.mktemp("browser-review"))
+    cli(srv.env, "init")
+    cli(srv.env, "demo", "--people-only")
+    env = {**srv.env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    subprocess.run([sys.executable, "-c", SEED], env=env, cwd=ROOT, check=True, timeout=120)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 3000})
+        browser.close()
+
+
+def test_the_validator_reviews_a_disagreement_and_rejects_the_evaluation(server, page):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, "val", "validator-demo-pass")
+    pick_project(page, "Comment moderation")
+    go_to(page, "Review and sign off")
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+    expect(page.get_by_text("examples where student and teacher differ")).to_be_visible()
+    verdict = page.locator('[data-testid="stRadio"]').filter(has_text="Verdict")
+    verdict.get_by_text("both-wrong", exact=True).click()
+    page.get_by_role("button", name="Record verdict").click()
+    wait_idle(page)
+    expect(page.get_by_text("recorded.").first).to_be_visible()
+    signoff = page.locator('[data-testid="stRadio"]').filter(has_text="Your sign-off")
+    signoff.get_by_text("reject", exact=True).click()
+    page.get_by_label("Comment (required to reject)").fill("The threat category misses its floor.")
+    page.get_by_role("button", name="Sign off evaluation #1").click()
+    wait_idle(page)
+    expect(page.get_by_text("Evaluation #1 rejected").first).to_be_visible()
+
+
+def test_the_sponsor_sees_ship_refused_and_iterates_with_a_data_request(server, page):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, "sam", "sponsor-demo-pass")
+    pick_project(page, "Comment moderation")
+    go_to(page, "Decide")
+    expect(page.get_by_text("the gate is not met")).to_be_visible()
+    expect(page.get_by_text("Ship is refused").first).to_be_visible()
+    page.get_by_text("Iterate: a new round with more data").click()
+    page.get_by_label("Rationale").fill("The threat category needs more examples before we ship.")
+    page.get_by_role("button", name="Record the decision").click()
+    wait_idle(page)
+    expect(page.get_by_text("Round 1: iterate recorded.")).to_be_visible()
+    go_to(page, "Decision record")
+    expect(page.get_by_role("button", name="Download HTML (self-contained)")).to_be_visible()
+    expect(page.get_by_text("iterate").first).to_be_visible()
