@@ -10,7 +10,7 @@ from core import demo as demo_mod
 from core.cli import cli
 from core.data import datasets, holdout
 from core.governance import projects
-from core.models import Job, TeacherFilter, TeacherRun
+from core.models import Evaluation, Job, TeacherFilter, TeacherRun, TrainingRun
 
 
 def test_seed_data_imports_dedups_and_fixes_the_holdout_once(session, demo):
@@ -38,6 +38,10 @@ def test_the_demo_command_trains_a_teacher_and_labels_the_tickets(engine, demo, 
     assert set(run.labels) == set(demo_mod_labels())
     filt = session.exec(select(TeacherFilter)).one()
     assert filt.counts["kept"] + filt.counts["dropped"] == run.n_rows
+    student = session.exec(select(TrainingRun)).one()
+    evaluation = session.exec(select(Evaluation)).one()
+    assert student.status == "done" and student.teacher_run_id == run.id
+    assert (evaluation.training_run_id, job.result["evaluation"]) == (student.id, evaluation.id)
     again = CliRunner().invoke(cli, ["demo", "--teacher", "wait", "--tickets", "1500"])
     assert again.exit_code == 0 and "job #" not in again.stdout  # nothing is done twice
 
