@@ -42,3 +42,12 @@ def test_portfolio_benchmark_renders_the_page_and_prints_its_figures():
     assert_figures(out, ["page script run (AppTest)", "page script run, slowest", "portfolio() alone",
                          "naive N+1 queries", "ratio naive / portfolio()"])
     assert re.search(r"page script run \(AppTest\)\s+[\d,.]+ ms\s+< 300 ms", out)
+
+
+@pytest.mark.skipif(not (REPO / "pages" / "review.py").exists(), reason="pages/review.py is not written yet")
+def test_review_page_benchmark_renders_the_page_and_prints_its_figures():
+    out = run_quick("bench_review_page.py")
+    assert_figures(out, ["page script run (AppTest)", "page script run, slowest", "load predictions (hash + Parquet)",
+                         "disagreement_queue() alone", "evaluation_curve() alone", "review_coverage() alone",
+                         "naive queue (itertuples + sorted)", "ratio naive / disagreement_queue()"])
+    assert re.search(r"page script run \(AppTest\)\s+[\d,.]+ ms\s+< 1,000 ms", out)

@@ -8,10 +8,10 @@ import time
 
 import pandas as pd
 import pytest
+from eval_helpers import FAST, ticket_rows
 from pages_helpers import app_as, by_label, frame_with
 from sqlmodel import Session
 from teacher_helpers import LABELS, make_dataset, routing, save_tiny_classifier
-from test_training_runs import FAST, _rows
 
 from core import jobs
 from core.data import holdout
@@ -36,7 +36,7 @@ def wait_for(engine, job_id: int, timeout: float = 120) -> Job:
 def prepared(session, demo, tmp_path):
     """Routing with inputs, a fixed holdout and a teacher run imported from a file."""
     project = routing(session)
-    df = _rows()
+    df = ticket_rows()
     dataset = make_dataset(session, actor=demo["dana"], project=project, df=df)
     holdout.fix_holdout(session, actor=demo["dana"], project=project, dataset_id=dataset.id, fraction=0.2,
                         stratify_by=["queue"])

@@ -3,11 +3,10 @@ a job that trains, records its loss curve, saves a loadable student, and is audi
 
 from __future__ import annotations
 
-import random
-
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from eval_helpers import FAST, ticket_rows
 from sqlmodel import select
 from teacher_helpers import LABELS
 
@@ -18,28 +17,6 @@ from core.governance import projects
 from core.models import AuditEvent, TrainingPoint, TrainingRun
 from core.teacher import runs as teacher_runs
 from core.training import runs
-
-FAST = {"family": "ngram", "size": "tiny", "epochs": 40, "patience": 5, "lr": 0.05}
-
-
-KEYWORDS = {"billing": ["invoice", "refund", "charge", "payment", "billed"],
-            "technical": ["crash", "error", "bug", "freezes", "timeout"],
-            "account": ["password", "login", "email", "profile", "username"]}
-FILLER = ("please help me with my the this today again since yesterday urgent issue hello thanks customer order "
-          "app phone it not working team support question need box parcel monday friday soon still").split()
-
-
-def _rows(n: int = 240) -> pd.DataFrame:
-    """Distinct tickets: one keyword of the label among random filler words (no near duplicates)."""
-    rng = random.Random(7)
-    rows = []
-    for i in range(n):
-        label = LABELS[i % 3]
-        words = rng.sample(FILLER, 4) + [rng.choice(KEYWORDS[label])]
-        rng.shuffle(words)
-        rows.append({"id": f"T{i:04d}", "text": " ".join(words), "reference": label if i % 2 else None,
-                     "queue": label})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture
@@ -52,7 +29,7 @@ def teacher_run(session, demo, routing, tmp_path):
     """Imported rows, a holdout, and a teacher's outputs (imported from a file, labels with probabilities)."""
     from teacher_helpers import make_dataset
 
-    df = _rows()
+    df = ticket_rows()
     dataset = make_dataset(session, actor=demo["dana"], project=routing, df=df)
     holdout.fix_holdout(session, actor=demo["dana"], project=routing, dataset_id=dataset.id, fraction=0.2,
                         stratify_by=["queue"])
@@ -89,7 +66,7 @@ def test_only_the_driver_trains(session, demo, routing, teacher_run):
 def test_training_without_a_holdout_is_refused(session, demo, routing, tmp_path):
     from teacher_helpers import make_dataset
 
-    df = _rows(30)
+    df = ticket_rows(30)
     dataset = make_dataset(session, actor=demo["dana"], project=routing, df=df)
     path = tmp_path / "t.csv"
     df[["id"]].assign(label=df["queue"]).to_csv(path, index=False)
