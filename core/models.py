@@ -340,6 +340,53 @@ class Decision(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class RolloutEvent(SQLModel, table=True):
+    """An operator's step in a rollout: start a stage, advance, or roll back (append-only).
+
+    The current stage is the latest event's; stages are shadow, then percentages of traffic.
+    """
+
+    __tablename__ = "rollout_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    action: str = Field(max_length=16)  # start, advance, rollback
+    stage: str = Field(max_length=16)  # the stage in force after this event: shadow, 5, 25, 100, off
+    evaluation_id: int | None = Field(default=None, foreign_key="evaluation.id")
+    training_run_id: int | None = Field(default=None, foreign_key="training_run.id")
+    threshold: float | None = None  # the fallback threshold in force
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    criteria: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MonitorConfig(SQLModel, table=True):
+    """A project's monitoring thresholds (PSI warn and alert, agreement floor); changes are audited."""
+
+    __tablename__ = "monitor_config"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", unique=True)
+    settings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_by: int = Field(foreign_key="user.id")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RedistillRequest(SQLModel, table=True):
+    """An operator's request for a new round drawn from drifted live traffic (append-only)."""
+
+    __tablename__ = "redistill_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    drift: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dataset_id: int | None = Field(default=None, foreign_key="dataset.id")  # the drifted traffic, as data
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -357,5 +404,7 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "sign_off": (("id",),),
     "threshold_proposal": (("id",),),
     "decision": (("id",), ("project_id", "round")),
+    "rollout_event": (("id",),),
+    "redistill_request": (("id",),),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)
