@@ -103,9 +103,13 @@ if queue is not None:
 
 with db() as session:
     pairs = review.agreement(session, evaluation_id=ev_id)
+    rated = review.ratings(session, evaluation_id=ev_id)
     coverage = review.review_coverage(session, project=project, evaluation_id=ev_id)
     curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id)
     signed = review.sign_offs(session, evaluation_id=ev_id)
+if rated.n:
+    st.metric("Human rating of the student's answers", f"{rated.mean:.2f} / 5",
+              help=f"{rated.n} ratings: " + ", ".join(f"{k}: {v}" for k, v in rated.counts.items()))
 if pairs:
     st.dataframe(pd.DataFrame([{"Validators": f"{p.validator_a} / {p.validator_b}", "Shared items": p.n_items,
                                 "Cohen's kappa": p.kappa} for p in pairs]), hide_index=True)

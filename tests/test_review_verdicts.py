@@ -65,3 +65,16 @@ def test_validators_see_only_their_own_verdicts(session, demo, gated, failing_ev
 def test_fractional_rating_is_refused(session, demo, gated, failing_eval):
     with pytest.raises(InvalidInput, match="whole number from 1 to 5"):
         _verdict(session, demo["val"], gated, failing_eval, rating=2.5)
+
+
+def test_ratings_give_the_human_rating_metric(session, demo, gated, failing_eval):
+    from review_helpers import review_items
+
+    from core.governance import review
+
+    items = review_items(session, failing_eval, column="category", value="threat", n=3)
+    for item, rating in zip(items, (5, 4, 2), strict=True):
+        review.record_verdict(session, actor=demo["val"], project=gated, evaluation_id=failing_eval.id,
+                              item_id=item, verdict="student-right", rating=rating)
+    rated = review.ratings(session, evaluation_id=failing_eval.id)
+    assert (rated.n, round(rated.mean, 4), rated.counts[4]) == (3, 3.6667, 1)

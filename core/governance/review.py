@@ -192,6 +192,23 @@ def _all_verdicts(session: Session, *, evaluation_id: int) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class Ratings:
+    """The human-rating metric: validators' 1-5 ratings of the student's outputs."""
+
+    n: int
+    mean: float | None
+    counts: dict[int, int]
+
+
+def ratings(session: Session, *, evaluation_id: int) -> Ratings:
+    rows = session.exec(select(ReviewVerdict.rating).where(ReviewVerdict.evaluation_id == evaluation_id,
+                                                         col(ReviewVerdict.rating).is_not(None))).all()
+    values = [int(r) for r in rows]
+    return Ratings(n=len(values), mean=sum(values) / len(values) if values else None,
+                   counts={k: values.count(k) for k in range(1, 6)})
+
+
+@dataclass(frozen=True)
 class PairAgreement:
     validator_a: str
     validator_b: str
