@@ -58,3 +58,19 @@ def test_the_data_steps_move_the_project_on_and_tell_the_driver_what_is_next(ses
     holdout.fix_holdout(session, actor=dana, project=routing(session), dataset_id=ds.id, fraction=0.2)
     assert _row(session, dana, name).waiting_on_you == ["Run the teacher"]
     assert "holdout fixed" in _row(session, dana, name).status
+
+
+def test_evaluation_review_and_decision_move_the_project_to_the_last_step(session, demo, gated, failing_eval):
+    from core.governance import decision, review
+
+    name = gated.name
+    assert _row(session, demo["val"], name).waiting_on_you == [f"Review evaluation #{failing_eval.id}"]
+    assert "awaiting review" in _row(session, demo["sam"], name).status
+    review.sign_off(session, actor=demo["val"], project=gated, evaluation_id=failing_eval.id, approve=False,
+                    comment="the threat slice fails")
+    row = _row(session, demo["sam"], name)
+    assert (row.stage, row.waiting_on_you) == (5, ["Decide: ship, iterate or kill"])
+    decision.decide(session, actor=demo["sam"], project=gated, decision="iterate", rationale="more threats",
+                    evaluation_id=failing_eval.id)
+    row = _row(session, demo["sam"], name)
+    assert row.stage == 3 and "round 2" in row.status and row.waiting_on_you == []

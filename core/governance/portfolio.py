@@ -15,11 +15,14 @@ from sqlmodel import Session, select
 from core.governance.projects import projects_for, roster
 from core.models import (
     Dataset,
+    Decision,
+    Evaluation,
     GateVersion,
     Holdout,
     Qualification,
     Role,
     RoleAssignment,
+    SignOff,
     TeacherRun,
     TrainingRun,
     User,
@@ -73,6 +76,11 @@ class DataState:
     holdout: bool = False
     teacher_runs: int = 0
     students: int = 0
+    evaluation_id: int | None = None  # the latest evaluation of the open round
+    evaluation_passed: bool | None = None
+    sign_offs: int = 0  # on that evaluation
+    decision: str | None = None  # the latest decision
+    round: int = 1  # the open round
 
 
 def _counts(session: Session, model, project_ids: list[int]) -> dict[int, int]:  # noqa: ANN001
@@ -81,11 +89,28 @@ def _counts(session: Session, model, project_ids: list[int]) -> dict[int, int]: 
     return dict(rows)
 
 
+def _latest_by_id(session: Session, model, project_ids: list[int]) -> dict[int, object]:  # noqa: ANN001
+    newest = (select(func.max(model.id)).where(model.project_id.in_(project_ids)).group_by(model.project_id))
+    return {r.project_id: r for r in session.exec(select(model).where(model.id.in_(newest))).all()}
+
+
 def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataState]:
     sets, holdouts = _counts(session, Dataset, project_ids), _counts(session, Holdout, project_ids)
     runs, students = _counts(session, TeacherRun, project_ids), _counts(session, TrainingRun, project_ids)
-    return {pid: DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0))
-            for pid in project_ids}
+    evals, decided = _latest_by_id(session, Evaluation, project_ids), _latest_by_id(session, Decision, project_ids)
+    signed = dict(session.exec(select(SignOff.evaluation_id, func.count())
+                               .where(SignOff.evaluation_id.in_([e.id for e in evals.values()]))
+                               .group_by(SignOff.evaluation_id)).all()) if evals else {}
+    out = {}
+    for pid in project_ids:
+        d, e = decided.get(pid), evals.get(pid)
+        open_round = (d.round + 1 if d.decision == "iterate" else d.round) if d else 1
+        if e is not None and e.round != open_round:
+            e = None  # an evaluation of an earlier round does not count for this one
+        out[pid] = DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0),
+                             e.id if e else None, e.passed if e else None, signed.get(e.id, 0) if e else 0,
+                             d.decision if d else None, open_round)
+    return out
 
 
 def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataState()) -> tuple[int, str]:
@@ -96,13 +121,21 @@ def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataSt
     if g is None:
         return 2, "Qualified to proceed; gate not locked"
     gate_part = f"Gate v{g.version} locked"
+    if d.decision in ("ship", "kill"):
+        return 5, f"{'Shipped' if d.decision == 'ship' else 'Killed'} in round {d.round}"
+    round_part = f"round {d.round}; " if d.round > 1 else ""
+    if d.evaluation_id is not None:
+        result = "passes the gate" if d.evaluation_passed else "fails the gate"
+        if not d.sign_offs:
+            return 4, f"{gate_part}; {round_part}evaluation #{d.evaluation_id} {result}, awaiting review"
+        return 5, f"{gate_part}; {round_part}evaluation #{d.evaluation_id} {result}, signed off"
     if not d.datasets:
-        return 3, f"{gate_part}; no data yet"
+        return 3, f"{gate_part}; {round_part}no data yet"
     if not d.holdout:
-        return 3, f"{gate_part}; data imported, holdout not fixed"
+        return 3, f"{gate_part}; {round_part}data imported, holdout not fixed"
     if not d.teacher_runs:
-        return 3, f"{gate_part}; holdout fixed, no teacher outputs yet"
-    return 4, f"{gate_part}; teacher outputs ready; {d.students} student(s) trained"
+        return 3, f"{gate_part}; {round_part}holdout fixed, no teacher outputs yet"
+    return 4, f"{gate_part}; {round_part}teacher outputs ready; {d.students} student(s) trained"
 
 
 def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: bool,
@@ -115,8 +148,12 @@ def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: 
     if stage == 3 and Role.DRIVER in mine:
         todo.append("Import production inputs" if not d.datasets else
                     "Fix the holdout" if not d.holdout else "Run the teacher")
-    if stage == 4 and Role.DRIVER in mine and not d.students:
-        todo.append("Train a student")
+    if stage == 4 and Role.DRIVER in mine and d.evaluation_id is None:
+        todo.append("Evaluate a student" if d.students else "Train a student")
+    if stage == 4 and Role.VALIDATOR in mine and d.evaluation_id is not None:
+        todo.append(f"Review evaluation #{d.evaluation_id}")
+    if stage == 5 and Role.SPONSOR in mine and d.decision not in ("ship", "kill"):
+        todo.append("Decide: ship, iterate or kill")
     if is_admin:
         missing = [r.value for r in Role if not roles.get(r.value)]
         if missing:
