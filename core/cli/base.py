@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     **dict.fromkeys(("init", "demo", "users", "projects", "roles", "qualify", "gate", "audit"), "governance"),
     "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train", "eval": "evaluate",
     "review": "review", "decide": "review", "record": "review",
+    "rollout": "monitor", "monitor": "monitor",
 }
 
 
