@@ -30,6 +30,9 @@ BY_ROLE = {
     Role.VALIDATOR: ("Validator", [
         st.Page("pages/review.py", title="Review and sign off", icon="🔍"),
     ]),
+    Role.OPERATOR: ("Operator", [
+        st.Page("pages/operate.py", title="Rollout and monitoring", icon="🚦"),
+    ]),
 }
 ADMIN = [st.Page("pages/admin.py", title="People & projects", icon="👥")]
 ACCOUNT = [st.Page("pages/account.py", title="My account", icon="🔑")]

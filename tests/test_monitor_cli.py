@@ -28,7 +28,7 @@ def assert_fails(result, code: int, fragment: str) -> None:
 
 def test_rollout_refused_without_ship_and_to_non_operators(gated, passing_eval):
     assert_fails(run("--as", "oscar", "rollout", "start", MOD), 3, "only a project its sponsor decided to ship")
-    assert_fails(run("--as", "dana", "rollout", "start", MOD), 3, "Only a operator")
+    assert_fails(run("--as", "dana", "rollout", "start", MOD), 3, "Only an operator")
 
 
 def test_rollout_journey(session, shipped):
@@ -56,7 +56,7 @@ def test_monitor_summary_drift_and_config(shipped):
     shown = run("--as", "oscar", "monitor", "config", MOD, "--psi-warn", "0.15", "--must-escalate", "threat,legal")
     assert shown.exit_code == 0 and "0.15" in shown.output and "legal,threat" in shown.output
     assert_fails(run("--as", "oscar", "monitor", "config", MOD, "--psi-warn", "0.5"), 2, "below psi_alert")
-    assert_fails(run("--as", "dana", "monitor", "config", MOD, "--psi-warn", "0.05"), 3, "Only a operator")
+    assert_fails(run("--as", "dana", "monitor", "config", MOD, "--psi-warn", "0.05"), 3, "Only an operator")
     assert run("--as", "dana", "monitor", "config", MOD).exit_code == 0  # anyone on the project may look
 
 

@@ -49,5 +49,5 @@ def test_invalid_settings_are_refused_and_nothing_is_written(session, demo, gate
 
 
 def test_only_the_operator_changes_settings(session, demo, gated):
-    with pytest.raises(PermissionDenied, match="Only a operator"):
+    with pytest.raises(PermissionDenied, match="Only an operator"):
         config.set_config(session, actor=demo["dana"], project=gated, changes={"psi_warn": 0.05})

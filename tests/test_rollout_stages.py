@@ -27,7 +27,7 @@ def test_cannot_start_without_a_ship_decision(session, demo, gated, passing_eval
 
 
 def test_only_the_operator_starts(session, demo, shipped):
-    with pytest.raises(PermissionDenied, match="Only a operator"):
+    with pytest.raises(PermissionDenied, match="Only an operator"):
         rollout.start(session, actor=demo["dana"], project=shipped, reason="go")
 
 

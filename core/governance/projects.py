@@ -86,8 +86,9 @@ def require_role(session: Session, *, actor: User, project: Project, role: Role,
     held = roles_of(session, project_id=project.id, user_id=actor.id)
     if role not in held:
         holds = ", ".join(sorted(r.value for r in held)) or "no role"
+        article = "an" if role.value[0] in "aeiou" else "a"
         raise PermissionDenied(
-            f"Only a {role.value} of project {project.name!r} can {doing}; "
+            f"Only {article} {role.value} of project {project.name!r} can {doing}; "
             f"{actor.username} holds {holds} there."
         )
 

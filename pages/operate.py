@@ -1,0 +1,139 @@
+"""Operator, after the ship decision: the staged rollout behind its safety net, live traffic, drift, and
+re-distillation when traffic moves away from what the student learned."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.governance.projects import roles_of
+from core.models import Role
+from core.monitoring import config as mconfig
+from core.monitoring import drift, logs, redistill, rollout
+from pages._ui import act, current_project, db, esc, require_user, show_flash
+
+st.title("🚦 Rollout and monitoring")
+show_flash()
+
+with db() as session:
+    user = require_user(session)
+    project = current_project(session, user)
+    is_operator = Role.OPERATOR in roles_of(session, project_id=project.id, user_id=user.id)
+    state = rollout.state(session, project_id=project.id)
+    events = rollout.history(session, project_id=project.id)
+    stage_list = rollout.stages(session, project_id=project.id)
+    settings = mconfig.get_config(session, project_id=project.id)
+    check = rollout.check_advance(session, project_id=project.id) if state.stage != rollout.OFF else None
+    requests_ = list(reversed(redistill.list_redistill(session, project.id)))
+
+st.caption(f"Project: {esc(project.name)}. Shadow first; each stage advances only on what the logged traffic "
+           "shows; the teacher answers below the confidence threshold and for must-escalate answers.")
+if not is_operator:
+    st.info(f"Only an operator of {esc(project.name)} starts, advances or rolls back; you can look.")
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Stage", state.stage if state.stage in (rollout.OFF, "shadow") else f"{state.percent} %")
+c2.metric("Fallback threshold", f"{state.threshold:.2f}" if state.stage != rollout.OFF else "-")
+c3.metric("Teacher sampled", f"{state.teacher_sample_rate:.0%}")
+c4.metric("Must escalate", ", ".join(state.must_escalate) or "none")
+st.caption("Stages: " + " → ".join(stage_list) + ". Serve with `stillroom serve "
+           f"{project.name!r} --port 8700`.")
+
+if check is not None:
+    st.markdown(f"**Advance from {check.stage} to {check.next_stage or '(last stage)'}**: "
+                f"{check.n_requests:,} requests logged at this stage")
+    st.dataframe(pd.DataFrame([vars(c) for c in check.criteria]), hide_index=True, width="stretch")
+
+with st.form("rollout"):
+    action = st.radio("Action", ["start", "advance", "rollback"], horizontal=True, format_func={
+        "start": "Start in shadow", "advance": "Advance one stage", "rollback": "Roll back"}.get)
+    reason = st.text_input("Reason (required to roll back)")
+    if st.form_submit_button("Apply", type="primary", disabled=not is_operator):
+        with db() as session:
+            actor = require_user(session)
+            do = {"start": rollout.start, "advance": rollout.advance, "rollback": rollout.rollback}[action]
+            act(lambda: do(session, actor=actor, project=project, reason=reason),
+                lambda e: f"Rollout {e.action}: now at stage {e.stage}.", rerun=True)
+if events:
+    st.dataframe(pd.DataFrame([{"When (UTC)": f"{e.created_at:%Y-%m-%d %H:%M}", "Action": e.action,
+                                "Stage": e.stage, "Threshold": e.threshold, "Reason": e.reason}
+                               for e in reversed(events)]), hide_index=True, width="stretch")
+
+st.subheader("Live traffic")
+live = logs.read_requests(project.id)
+if live.empty:
+    st.info("No request logged yet: start the rollout and serve the student.")
+else:
+    summary = logs.traffic_summary(live, threshold=state.threshold, must_escalate=state.must_escalate)
+    o = summary.overall
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Requests", f"{o.get('requests', 0):,}")
+    m2.metric("Fallback rate", f"{o['fallback_rate']:.1%}" if o.get("fallback_rate") is not None else "n/a")
+    m3.metric("p95 latency", f"{o['p95_ms']:.1f} ms" if o.get("p95_ms") is not None else "n/a")
+    m4.metric("Sampled agreement", f"{o['agreement']:.1%}" if o.get("agreement") is not None else "n/a")
+    t = summary.over_time
+    fig = make_subplots(rows=2, cols=2, subplot_titles=("requests", "fallback rate", "latency (ms)",
+                                                        "sampled agreement with the teacher"))
+    fig.add_trace(go.Bar(x=t["bucket"], y=t["requests"], name="requests"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t["bucket"], y=t["fallback_rate"], name="fallback rate"), row=1, col=2)
+    fig.add_trace(go.Scatter(x=t["bucket"], y=t["p50_ms"], name="p50"), row=2, col=1)
+    fig.add_trace(go.Scatter(x=t["bucket"], y=t["p95_ms"], name="p95"), row=2, col=1)
+    fig.add_trace(go.Scatter(x=t["bucket"], y=t["agreement"], name="agreement"), row=2, col=2)
+    fig.update_layout(height=520, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+    c1, c2 = st.columns(2)
+    conf = summary.confidence
+    fig = go.Figure(go.Bar(x=(conf["bin_left"] + conf["bin_right"]) / 2, y=conf["requests"], width=0.045))
+    fig.add_vline(x=state.threshold, line_dash="dot")
+    fig.update_layout(title="Student confidence", height=300, margin=dict(l=10, r=10, t=40, b=10))
+    c1.plotly_chart(fig, width="stretch")
+    if not summary.slices.empty:
+        c2.markdown("**Sampled agreement per slice**")
+        c2.dataframe(summary.slices, hide_index=True, width="stretch")
+
+st.subheader("Drift against the training data")
+with db() as session:
+    report = act(lambda: drift.drift_report(session, project_id=project.id, live=live))
+if report is not None and report.features:
+    st.caption(f"PSI warns at {report.psi_warn:g} and alerts at {report.psi_alert:g}; reference: "
+               f"{esc(report.reference)}; {report.n_live:,} live requests.")
+    st.dataframe(pd.DataFrame([{"Feature": f.feature, "PSI": f.psi, "Jensen-Shannon": f.js,
+                                "Status": f.status, "Live n": f.n_live} for f in report.features]),
+                 hide_index=True, width="stretch")
+    worst = max(report.features, key=lambda f: f.psi or 0.0)
+    if worst.bins:
+        bins = pd.DataFrame(worst.bins)
+        fig = go.Figure([go.Bar(name="training", x=bins["bin"], y=bins["reference_share"]),
+                         go.Bar(name="live", x=bins["bin"], y=bins["live_share"])])
+        fig.update_layout(barmode="group", title=f"{worst.feature}: training against live", height=300,
+                          margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch")
+elif report is not None:
+    st.caption("No drift figures yet: they need a shipped evaluation and logged traffic.")
+
+with st.form("redistill"):
+    st.markdown("**Re-distill**: open a new round whose data request is drawn from the drifted traffic")
+    why = st.text_input("Why")
+    if st.form_submit_button("Open a re-distillation round", disabled=not is_operator):
+        with db() as session:
+            act(lambda: redistill.open_redistill(session, actor=require_user(session), project=project, reason=why),
+                lambda r: f"Re-distillation request #{r.id} opened; the driver sees it.", rerun=True)
+for r in requests_:
+    st.markdown(f"- Request #{r.id}, {r.created_at:%Y-%m-%d}: {esc(r.reason)}")
+
+with st.expander("Monitoring settings"):
+    with st.form("settings"):
+        c1, c2, c3 = st.columns(3)
+        warn = c1.number_input("PSI warn", value=float(settings.psi_warn), step=0.05)
+        alert = c2.number_input("PSI alert", value=float(settings.psi_alert), step=0.05)
+        sample = c3.number_input("Teacher sample rate", value=float(settings.teacher_sample_rate), step=0.01)
+        escalate = st.text_input("Must-escalate labels (comma-separated; blank = the gate's severe classes)",
+                                 value=", ".join(settings.must_escalate or []))
+        if st.form_submit_button("Save settings", disabled=not is_operator):
+            changes = {"psi_warn": warn, "psi_alert": alert, "teacher_sample_rate": sample,
+                       "must_escalate": [x.strip() for x in escalate.split(",") if x.strip()] or None}
+            with db() as session:
+                act(lambda: mconfig.set_config(session, actor=require_user(session), project=project,
+                                               changes=changes), "Monitoring settings saved.", rerun=True)
