@@ -1,0 +1,275 @@
+"""The HTTP service behind ``stillroom serve``: the shipped student, the teacher as fallback, every request logged.
+
+Starlette on uvicorn: one event loop answers the student inline (a fraction of a millisecond) and hands teacher
+calls to the thread pool, so a slow teacher never holds up confident student answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as HttpRoute
+
+from core.errors import GovernanceViolation, InvalidInput
+from core.governance import decision as decisions_mod
+from core.models import Evaluation, Project, TeacherRun, TrainingRun
+from core.serving import router
+from core.serving.requestlog import RequestLog, log_dir
+from core.serving.state import RolloutState
+from core.serving.state import state as rollout_state
+
+DEFAULT_MAX_CHARS = 10_000
+DEFAULT_MAX_CONCURRENCY = 64
+LIVE_ADAPTERS = ("local", "http")
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str = Field(min_length=1)
+    id: str | None = Field(default=None, min_length=1, max_length=200)
+    slices: dict[str, str | int | float | bool] | None = None
+
+
+@dataclass
+class Service:
+    """Everything one serving process holds: loaded once at start, the rollout state refreshed while it runs."""
+
+    project_id: int
+    state: RolloutState
+    student: Any  # predict_proba(texts) and .labels (core.training.students)
+    teacher: Any  # a core.teacher adapter: predict(texts, labels=) -> [Prediction]
+    teacher_labels: list[str]
+    log: RequestLog
+    escalate_to: Literal["teacher", "queue"] = "teacher"
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_chars: int = DEFAULT_MAX_CHARS
+    model: dict = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+    refresh: Callable[[], RolloutState] | None = None  # re-reads the rollout state; None in unit tests
+    refresh_s: float = 5.0
+    started: float = field(default_factory=time.monotonic)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_service(session: Session, *, project: Project, escalate_to: str = "teacher",
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, max_chars: int = DEFAULT_MAX_CHARS) -> Service:
+    """The service for a project in rollout: refused (GovernanceViolation) unless it shipped and a stage is on."""
+    if escalate_to not in ("teacher", "queue"):
+        raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
+    made = decisions_mod.decisions(session, project_id=project.id)
+    if not made or made[-1].decision != "ship":
+        raise GovernanceViolation(f"project {project.name!r} has no ship decision: only a shipped student is served.")
+    st = rollout_state(session, project_id=project.id)
+    if st.stage == "off":
+        raise GovernanceViolation(f"project {project.name!r} has no rollout stage in force: start the rollout "
+                                  "(shadow first) before serving.")
+    run = _training_run(session, st)
+    student = _load_student(run)
+    teacher, labels, teacher_name = _load_teacher(session, project_id=project.id, run=run)
+    return Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
+                   log=RequestLog(log_dir(project.id)), escalate_to=escalate_to, max_concurrency=max_concurrency,
+                   max_chars=max_chars, model={"training_run_id": run.id, "family": run.family, "size": run.size,
+                                               "labels": list(student.labels), "teacher": teacher_name})
+
+
+def _training_run(session: Session, st: RolloutState) -> TrainingRun:
+    run_id = st.training_run_id
+    if run_id is None and st.evaluation_id is not None:
+        run_id = session.get(Evaluation, st.evaluation_id).training_run_id
+    run = session.get(TrainingRun, run_id) if run_id else None
+    if run is None:
+        raise GovernanceViolation("the rollout names no trained student (its evaluation was of imported "
+                                  "predictions): ship a student trained here to serve it.")
+    return run
+
+
+def _load_student(run: TrainingRun):
+    from core.training.runs import load_student
+
+    student = load_student(run)
+    student.predict_proba(["warm up"])  # the first call pays for lazy set-up; not a request's latency
+    return student
+
+
+def _load_teacher(session: Session, *, project_id: int, run: TrainingRun) -> tuple[Any, list[str], str]:
+    from core.teacher.runs import build_adapter
+
+    teacher_run = session.get(TeacherRun, run.teacher_run_id)
+    if teacher_run.adapter not in LIVE_ADAPTERS:
+        raise GovernanceViolation(
+            f"the student learned from teacher run #{teacher_run.id}, a {teacher_run.adapter} teacher that cannot "
+            "answer live requests: serve a student distilled from a local or http teacher.")
+    adapter, labels, _ = build_adapter(adapter=teacher_run.adapter, config=teacher_run.config, project_id=project_id)
+    if teacher_run.adapter == "local":
+        adapter.predict(["warm up"], labels=labels)  # loads the model now, once, not on the first request
+    return adapter, labels, teacher_run.adapter
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def error_sentence(exc: ValidationError, *, max_chars: int) -> tuple[str, str]:
+    """The first validation problem as (field, one sentence naming it and the fix)."""
+    err = exc.errors()[0]
+    kind, loc = err["type"], [str(x) for x in err.get("loc", ())]
+    name = ".".join(loc) or "body"
+    if kind == "json_invalid":
+        return "body", (f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')}): "
+                        'send an object like {"text": "..."}.')
+    if kind in ("model_type", "model_attributes_type"):
+        return "body", 'the body must be a JSON object with a "text" field, like {"text": "..."}.'
+    if kind == "missing":
+        return name, f"field {name} is missing: send the text to classify as a string."
+    if kind == "string_too_short":
+        return name, f"field {name} is empty: send a non-empty string."
+    if kind == "string_too_long":
+        return name, f"field {name} is over {err['ctx']['max_length']} characters: send a shorter string."
+    if kind == "string_type" and loc[:1] != ["slices"]:
+        return name, f"field {name} must be a string, not {type(err['input']).__name__}."
+    if kind == "dict_type" or loc[:1] == ["slices"]:
+        return "slices", "field slices must be an object mapping each slice column to a string value."
+    if kind == "extra_forbidden":
+        return name, f"field {name} is not known: send only text, id and slices."
+    return name, f"field {name}: {err['msg']}."
+
+
+def _bad_request(fld: str, sentence: str) -> JSONResponse:
+    return JSONResponse({"error": sentence, "field": fld}, status_code=400)
+
+
+def _parse(body: bytes, max_chars: int) -> ClassifyRequest | JSONResponse:
+    if len(body) > 8 * max_chars + 4096:  # a UTF-8 character is at most 4 bytes, JSON escapes at most 6
+        return _bad_request("text", f"the body is {len(body):,} bytes: field text may hold at most "
+                                    f"{max_chars:,} characters.")
+    try:
+        req = ClassifyRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return _bad_request(*error_sentence(exc, max_chars=max_chars))
+    if len(req.text) > max_chars:
+        return _bad_request("text", f"field text has {len(req.text):,} characters, over the limit of "
+                                    f"{max_chars:,}: send a shorter text.")
+    return req
+
+
+def _ask_teacher(service: Service, text: str):
+    return service.teacher.predict([text], labels=service.teacher_labels)[0]
+
+
+async def classify(service: Service, req: ClassifyRequest) -> tuple[dict, int]:
+    """Route one request, answer it, log it; the log line is written before the answer leaves."""
+    start = time.perf_counter()
+    st = service.state
+    probs = service.student.predict_proba([req.text])[0]
+    k = int(probs.argmax())
+    s_label, s_conf = service.student.labels[k], float(probs[k])
+    request_id = req.id or uuid.uuid4().hex
+    decision = router.route(st, bucket=router.bucket(req.id or req.text), student_label=s_label,
+                            student_confidence=s_conf, draw=service.rng.random(), escalate_to=service.escalate_to)
+    teacher = None
+    if decision.ask_teacher:
+        try:
+            teacher = await run_in_threadpool(_ask_teacher, service, req.text)
+        except Exception as exc:  # noqa: BLE001  (a failing teacher must not lose the request's log line)
+            if decision.served_by == "teacher":
+                _write(service, req, request_id, s_label, s_conf, decision, None, start)
+                return {"error": f"the teacher did not answer ({type(exc).__name__}): retry shortly."}, 503
+    if decision.served_by == "student":
+        label, conf = s_label, s_conf
+    elif decision.served_by == "teacher":
+        label, conf = teacher.label, teacher.confidence
+    else:
+        label, conf = None, None  # a person answers from the queue
+    _write(service, req, request_id, s_label, s_conf, decision, teacher, start)
+    return {"label": label, "confidence": conf, "served_by": decision.served_by, "stage": st.stage,
+            "request_id": request_id}, 200
+
+
+def _write(service: Service, req: ClassifyRequest, request_id: str, s_label: str, s_conf: float,
+           decision: router.Route, teacher, start: float) -> None:
+    service.log.write({
+        "request_id": request_id,
+        "input_sha256": hashlib.sha256(req.text.encode("utf-8")).hexdigest(),
+        "input_chars": len(req.text),
+        "slices": {str(k): str(v) for k, v in (req.slices or {}).items()},
+        "stage": service.state.stage, "served_by": decision.served_by,
+        "student_label": s_label, "student_confidence": round(s_conf, 6),
+        "teacher_label": teacher.label if teacher is not None else None,
+        "teacher_asked": decision.ask_teacher, "reason": decision.reason,
+        "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+    })
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def build_app(service: Service) -> Starlette:
+    limit = asyncio.Semaphore(service.max_concurrency)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "project_id": service.project_id, "stage": service.state.stage,
+                             "percent": service.state.percent, "model": service.model,
+                             "uptime_s": round(time.monotonic() - service.started, 3)})
+
+    async def classify_endpoint(request: Request) -> JSONResponse:
+        if limit.locked():
+            return JSONResponse({"error": f"the service is answering {service.max_concurrency} requests already: "
+                                          "retry shortly."}, status_code=503)
+        async with limit:
+            parsed = _parse(await request.body(), service.max_chars)
+            if isinstance(parsed, JSONResponse):
+                return parsed
+            body, status = await classify(service, parsed)
+            return JSONResponse(body, status_code=status)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        task = asyncio.create_task(_refresh_loop(service)) if service.refresh else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+            service.log.close()
+
+    return Starlette(routes=[HttpRoute("/health", health, methods=["GET"]),
+                             HttpRoute("/v1/classify", classify_endpoint, methods=["POST"])], lifespan=lifespan)
+
+
+async def _refresh_loop(service: Service) -> None:
+    """Follow the operator's advances and rollbacks without a restart (the student itself stays loaded)."""
+    while True:
+        await asyncio.sleep(service.refresh_s)
+        try:
+            new = await run_in_threadpool(service.refresh)
+        except Exception:  # noqa: BLE001,S112  (a busy database keeps the last known state)
+            continue
+        if new.training_run_id in (None, service.model.get("training_run_id")):
+            service.state = new  # a new student needs a restart; until then the loaded one keeps its state
+
+
+def state_reader(project_id: int) -> Callable[[], RolloutState]:
+    """A function that reads the project's rollout state in a fresh session (for the refresh loop)."""
+    from core.db import get_engine
+
+    def read() -> RolloutState:
+        with Session(get_engine()) as session:
+            return rollout_state(session, project_id=project_id)
+
+    return read

@@ -1,0 +1,52 @@
+"""Who answers one request: a pure decision from the rollout state, the request's bucket and the student's answer.
+
+No I/O here, so every branch is a unit test; the service (core/serving/app.py) acts on the Route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ServedBy = Literal["student", "teacher", "queue"]
+Reason = Literal["confident", "below-threshold", "must-escalate", "not-in-percentage", "shadow", "sampled"]
+
+
+class RoutingState(Protocol):
+    """The fields of RolloutState routing reads (core.monitoring.rollout's or core.serving.state's)."""
+
+    stage: str
+    percent: int
+    threshold: float
+    must_escalate: list[str]
+    teacher_sample_rate: float
+
+
+@dataclass(frozen=True)
+class Route:
+    served_by: ServedBy
+    ask_teacher: bool  # whether the teacher is called for this request (to answer, or to measure agreement)
+    reason: Reason
+
+
+def bucket(key: str) -> float:
+    """A stable position in [0, 100) for a request id or input: the same request always lands the same way."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
+
+
+def route(state: RoutingState, *, bucket: float, student_label: str, student_confidence: float, draw: float,
+          escalate_to: Literal["teacher", "queue"] = "teacher") -> Route:
+    """The route for one request; ``draw`` is a uniform [0, 1) number deciding the teacher sample."""
+    if state.percent <= 0:  # shadow (and off): the teacher answers everything, the student is only logged
+        return Route("teacher", True, "shadow")
+    if student_label in state.must_escalate:
+        return Route(escalate_to, escalate_to == "teacher", "must-escalate")
+    if bucket >= state.percent:
+        return Route("teacher", True, "not-in-percentage")
+    if student_confidence < state.threshold:
+        return Route("teacher", True, "below-threshold")
+    if draw < state.teacher_sample_rate:
+        return Route("student", True, "sampled")
+    return Route("student", False, "confident")

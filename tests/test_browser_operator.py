@@ -1,0 +1,99 @@
+"""The operator's journey in a real Chromium: a shipped project, start the rollout in shadow, watch the logged
+traffic and its drift, advance to the first percentage stage, then roll back with a reason."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    Server,
+    cli,
+    go_to,
+    log_in,
+    pick_project,
+    require_chromium,
+    wait_idle,
+)
+
+pytestmark = pytest.mark.browser
+
+# In the server's environment: the moderation project shipped on an approved, passing evaluation.
+SEED = """
+from sqlmodel import Session
+from conftest import good_qualification
+from monitor_helpers import ship
+from review_helpers import lock_moderation_gate
+from core.db import get_engine
+from core.governance import people, projects, qualification
+with Session(get_engine(), expire_on_commit=False) as s:
+    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
+    p = projects.get_project(s, "Comment moderation")
+    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
+    lock_moderation_gate(s, demo, p)
+    ship(s, demo, p)
+"""
+# Traffic logged in shadow: 300 requests, the teacher asked on each, one in ten answered differently.
+TRAFFIC = """
+from core.governance import projects
+from core.db import get_engine
+from sqlmodel import Session
+from monitor_helpers import traffic, write_log
+with Session(get_engine()) as s:
+    p = projects.get_project(s, "Comment moderation")
+write_log(p.id, traffic(300, stage="shadow", disagree_every=40))
+"""
+
+
+def _python(env: dict, code: str) -> None:
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_chromium()
+    srv = Server(tmp_path_factory.mktemp("browser-operator"))
+    cli(srv.env, "init")
+    cli(srv.env, "demo", "--people-only")
+    _python(srv.env, SEED)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_the_operator_starts_in_shadow_advances_on_traffic_and_rolls_back(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 3200})
+        log_in(page, server.url, "oscar", "operator-demo-pass")
+        pick_project(page, "Comment moderation")
+        go_to(page, "Rollout and monitoring")
+        expect(page.get_by_text("No request logged yet")).to_be_visible()
+        page.get_by_role("button", name="Apply").click()
+        wait_idle(page)
+        expect(page.get_by_text("Rollout start: now at stage shadow.")).to_be_visible()
+
+        _python(server.env, TRAFFIC)
+        go_to(page, "Portfolio")  # and back: the page reads the log afresh
+        go_to(page, "Rollout and monitoring")
+        expect(page.get_by_text("Sampled agreement", exact=True)).to_be_visible()
+        expect(page.get_by_text("Drift against the training data")).to_be_visible()
+        page.get_by_text("Advance one stage").click()
+        page.get_by_role("button", name="Apply").click()
+        wait_idle(page)
+        expect(page.get_by_text("Rollout advance: now at stage 5.")).to_be_visible()
+
+        page.get_by_text("Roll back", exact=True).click()
+        page.get_by_label("Reason (required to roll back)").fill("Agreement dipped on threats overnight.")
+        page.get_by_role("button", name="Apply").click()
+        wait_idle(page)
+        expect(page.get_by_text("Rollout rollback: now at stage off.")).to_be_visible()
+        browser.close()
