@@ -11,6 +11,7 @@ from core.data import datasets, dedup, holdout, importer
 from core.data.similarity import DEFAULT_THRESHOLD
 from core.governance.projects import roles_of
 from core.models import Role
+from core.monitoring import redistill
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
 
 st.title("📥 Data")
@@ -22,11 +23,17 @@ with db() as session:
     is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
     all_sets = datasets.list_datasets(session, project_id=project.id)
     fixed = holdout.get_holdout(session, project_id=project.id)
+    redistill_requests = redistill.list_redistill(session, project.id)
 
 st.caption(f"Project: {esc(project.name)}. Most of a distillation project's time goes here: real inputs, "
            "no duplicates, every critical slice covered, a holdout nobody trains on.")
 if not is_driver:
     st.info(f"Only a driver of {esc(project.name)} imports and changes its data; you can look.")
+for r in redistill_requests[-3:]:
+    wanted = ", ".join(f"{s['column']}={s['value']} ({s.get('examples_wanted', '?')} examples)"
+                       for s in r.drift.get("slices", []))
+    st.warning(f"Re-distillation request #{r.id} from the operator ({r.created_at:%Y-%m-%d}): {esc(r.reason)}"
+               + (f" Collect: {esc(wanted)}." if wanted else ""), icon="🔁")
 
 names = {d.id: f"#{d.id} {d.name} ({d.purpose}, {d.n_rows:,} rows)" for d in all_sets}
 prompt_sets = [d.id for d in all_sets if d.purpose == "prompts"]

@@ -56,3 +56,18 @@ def test_falling_agreement_opens_a_request(session, demo, shipped):
     row = redistill.open_redistill(session, actor=demo["oscar"], project=shipped, reason="agreement fell")
     assert any(t.startswith("sampled agreement 0.667") for t in row.drift["triggers"])
     assert session.exec(select(RedistillRequest)).one().drift["agreement"] == pytest.approx(2 / 3)
+
+
+def test_the_request_reaches_the_drivers_queue_and_data_page(session, demo, shipped):
+    from pages_helpers import app_as
+
+    from core.governance import portfolio
+
+    write_log(shipped.id, live_like(predictions(session, shipped), n=400))
+    row = redistill.open_redistill(session, actor=demo["oscar"], project=shipped, reason="threats surged")
+    mine = {r.name: r for r in portfolio.portfolio(session, user=demo["dana"])}[shipped.name]
+    assert f"Collect the data of re-distillation request #{row.id}" in mine.waiting_on_you
+    assert "re-distillation requested" in mine.status
+    at = app_as(demo["dana"], page="pages/data.py", project_id=shipped.id)
+    assert any(f"Re-distillation request #{row.id}" in w.value and "category=threat" in w.value
+               for w in at.warning)

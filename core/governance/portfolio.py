@@ -8,6 +8,7 @@ fast with hundreds of projects and a long audit log.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -20,6 +21,7 @@ from core.models import (
     GateVersion,
     Holdout,
     Qualification,
+    RedistillRequest,
     Role,
     RoleAssignment,
     SignOff,
@@ -81,6 +83,7 @@ class DataState:
     sign_offs: int = 0  # on that evaluation
     decision: str | None = None  # the latest decision
     round: int = 1  # the open round
+    redistill_id: int | None = None  # an operator's re-distillation request no import has answered yet
 
 
 def _counts(session: Session, model, project_ids: list[int]) -> dict[int, int]:  # noqa: ANN001
@@ -94,10 +97,18 @@ def _latest_by_id(session: Session, model, project_ids: list[int]) -> dict[int, 
     return {r.project_id: r for r in session.exec(select(model).where(model.id.in_(newest))).all()}
 
 
+def _utc(ts: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything Stillroom writes is UTC.
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataState]:
     sets, holdouts = _counts(session, Dataset, project_ids), _counts(session, Holdout, project_ids)
     runs, students = _counts(session, TeacherRun, project_ids), _counts(session, TrainingRun, project_ids)
     evals, decided = _latest_by_id(session, Evaluation, project_ids), _latest_by_id(session, Decision, project_ids)
+    redistill = _latest_by_id(session, RedistillRequest, project_ids)
+    newest_data = dict(session.exec(select(Dataset.project_id, func.max(Dataset.created_at))
+                                    .where(Dataset.project_id.in_(project_ids)).group_by(Dataset.project_id)).all())
     signed = dict(session.exec(select(SignOff.evaluation_id, func.count())
                                .where(SignOff.evaluation_id.in_([e.id for e in evals.values()]))
                                .group_by(SignOff.evaluation_id)).all()) if evals else {}
@@ -107,9 +118,11 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
         open_round = (d.round + 1 if d.decision == "iterate" else d.round) if d else 1
         if e is not None and e.round != open_round:
             e = None  # an evaluation of an earlier round does not count for this one
+        r = redistill.get(pid)
+        answered = r is not None and newest_data.get(pid) is not None and _utc(newest_data[pid]) > _utc(r.created_at)
         out[pid] = DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0),
                              e.id if e else None, e.passed if e else None, signed.get(e.id, 0) if e else 0,
-                             d.decision if d else None, open_round)
+                             d.decision if d else None, open_round, r.id if r and not answered else None)
     return out
 
 
@@ -122,7 +135,10 @@ def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataSt
         return 2, "Qualified to proceed; gate not locked"
     gate_part = f"Gate v{g.version} locked"
     if d.decision in ("ship", "kill"):
-        return 5, f"{'Shipped' if d.decision == 'ship' else 'Killed'} in round {d.round}"
+        shipped = f"{'Shipped' if d.decision == 'ship' else 'Killed'} in round {d.round}"
+        if d.redistill_id:
+            return 5, f"{shipped}; re-distillation requested (#{d.redistill_id})"
+        return 5, shipped
     round_part = f"round {d.round}; " if d.round > 1 else ""
     if d.evaluation_id is not None:
         result = "passes the gate" if d.evaluation_passed else "fails the gate"
@@ -154,6 +170,8 @@ def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: 
         todo.append(f"Review evaluation #{d.evaluation_id}")
     if stage == 5 and Role.SPONSOR in mine and d.decision not in ("ship", "kill"):
         todo.append("Decide: ship, iterate or kill")
+    if d.redistill_id and Role.DRIVER in mine:
+        todo.append(f"Collect the data of re-distillation request #{d.redistill_id}")
     if is_admin:
         missing = [r.value for r in Role if not roles.get(r.value)]
         if missing:
