@@ -51,3 +51,10 @@ def test_review_page_benchmark_renders_the_page_and_prints_its_figures():
                          "disagreement_queue() alone", "evaluation_curve() alone", "review_coverage() alone",
                          "naive queue (itertuples + sorted)", "ratio naive / disagreement_queue()"])
     assert re.search(r"page script run \(AppTest\)\s+[\d,.]+ ms\s+< 1,000 ms", out)
+
+
+def test_serve_benchmark_drives_the_real_service_and_prints_its_figures():
+    out = run_quick("bench_serve.py")
+    for label in ("student at stage 100", "teacher-only (stage shadow)"):  # req/s, then four latencies
+        assert re.search(rf"^{re.escape(label)}\s+[\d,]+\.\d(\s+[\d.]+ms){{4}}$", out, re.MULTILINE), out
+    assert re.search(r"ratio student / teacher-only req/s\s+[\d.]+x", out), out
