@@ -92,6 +92,14 @@ else:
     if not summary.slices.empty:
         c2.markdown("**Sampled agreement per slice**")
         c2.dataframe(summary.slices, hide_index=True, width="stretch")
+    per_slice = logs.slice_agreement_over_time(live)
+    if not per_slice.empty:
+        fig = go.Figure([go.Scatter(x=part["bucket"], y=part["agreement"], mode="lines+markers", name=name,
+                                    customdata=part["asked"], hovertemplate="%{y:.1%} of %{customdata} asked")
+                         for name, part in per_slice.groupby("slice", sort=True)])
+        fig.update_layout(title="Sampled agreement per slice, over time", height=340, yaxis={"range": [0, 1.02]},
+                          margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch")
 
 st.subheader("Drift against the training data")
 with db() as session:

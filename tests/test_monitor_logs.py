@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from monitor_helpers import request, traffic, write_log
 
@@ -67,3 +68,18 @@ def test_summary_figures_match_numpy(db_url):
     assert ok["agreement"] == pytest.approx(np.mean([r["teacher_label"] == r["student_label"] for r in ok_rows]))
     assert s.confidence["requests"].sum() == 120
     assert json.dumps(s.overall)  # plain numbers, ready for a page or the CLI
+
+
+def test_agreement_per_slice_over_time_matches_a_direct_count():
+    start = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    records = traffic(120, stage="5", disagree_every=4, start=start) + traffic(
+        60, stage="5", start=start + timedelta(hours=1))
+    df = pd.DataFrame(records)
+    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
+    table = logs.slice_agreement_over_time(df, freq="1h")
+    first = table[(table["bucket"] == pd.Timestamp(start)) & (table["slice"] == "category=ok")].iloc[0]
+    ok = [r for r in records[:120] if r["slices"]["category"] == "ok"]
+    assert first["asked"] == len(ok)
+    assert first["agreement"] == pytest.approx(sum(r["teacher_label"] == r["student_label"] for r in ok) / len(ok))
+    second = table[table["bucket"] == pd.Timestamp(start + timedelta(hours=1))]
+    assert (second["agreement"] == 1.0).all()

@@ -112,6 +112,24 @@ def fallback_rate(df: pd.DataFrame, **kwargs) -> float | None:
     return float(fallback_mask(judged, **kwargs).mean()) if len(judged) else None
 
 
+def slice_agreement_over_time(df: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
+    """Per time bucket and slice value: teacher-asked requests and the agreement on them (for a chart)."""
+    both = asked(df)
+    columns = ["bucket", "slice", "asked", "agreement"]
+    if both.empty:
+        return pd.DataFrame(columns=columns)
+    slices = slice_frame(both)
+    agree = (both["student_label"] == both["teacher_label"]).astype(float)
+    bucket = both["ts"].dt.floor(freq)
+    parts = [pd.DataFrame({"bucket": bucket, "slice": column + "=" + slices[column].astype(str), "agree": agree})
+             for column in slices.columns]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = (pd.concat(parts).groupby(["bucket", "slice"], sort=True)["agree"].agg(["size", "mean"])
+           .reset_index().rename(columns={"size": "asked", "mean": "agreement"}))
+    return out[columns]
+
+
 @dataclass(frozen=True)
 class TrafficSummary:
     overall: dict
