@@ -124,15 +124,18 @@ def _finish(engine: Engine, job_id: int, status: str, result: dict, error: str) 
         return job
 
 
-def start_detached(job_id: int) -> int:
-    """Start ``stillroom jobs run ID`` in its own process session; returns its pid."""
+def start_detached(job_id: int, *, extra_env: dict[str, str] | None = None) -> int:
+    """Start ``stillroom jobs run ID`` in its own process session; returns its pid.
+
+    ``extra_env`` reaches only that process (a teacher's API key, say), never a file or the database.
+    """
     logs = data_dir() / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"job-{job_id}.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "jobs", "run", str(job_id)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=os.environ.copy(),
+            start_new_session=True, env={**os.environ, **(extra_env or {})},
         )
     return proc.pid
 

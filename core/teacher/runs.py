@@ -8,8 +8,6 @@ reaches the job from the environment (or, in this process, ``api_key_scope``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -182,17 +180,7 @@ def api_key_scope(api_key: str | None) -> Iterator[None]:
 def start_detached(job_id: int, *, api_key: str | None = None,
                    api_key_env: str = chat.DEFAULT_API_KEY_ENV) -> int:
     """Start the job in its own process; a caller's API key travels only in that process's environment."""
-    if api_key is None:
-        return jobs.start_detached(job_id)
-    logs = data_dir() / "jobs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"job-{job_id}.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "jobs", "run", str(job_id)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, api_key_env: api_key},
-        )
-    return proc.pid
+    return jobs.start_detached(job_id, extra_env={api_key_env: api_key} if api_key is not None else None)
 
 
 def chat_cache(project_id: int) -> chat.ResponseCache:
