@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,32 @@ def pick_project(page, name: str) -> None:
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').click()
     page.get_by_role("option", name=name).click()
     wait_idle(page)
+
+
+def run_python(env: dict, code: str) -> None:
+    """Run ``code`` in the server's environment, with the test helpers importable (to seed its database)."""
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
+
+
+def demo_server(workdir: Path, *, seed: str | None = None) -> Server:
+    """A started server on a fresh database holding the demo's people and projects (and ``seed``'s data)."""
+    require_chromium()
+    srv = Server(workdir)
+    cli(srv.env, "init")
+    cli(srv.env, "demo", "--people-only")
+    if seed:
+        run_python(srv.env, seed)
+    return srv.start()
+
+
+@contextmanager
+def chromium_page(*, height: int = 2400) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": height})
+        finally:
+            browser.close()

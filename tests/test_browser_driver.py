@@ -6,17 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Server,
-    cli,
-    go_to,
-    log_in,
-    pick_project,
-    require_chromium,
-    wait_idle,
-)
+from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, require_chromium, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -34,21 +24,16 @@ def setup(tmp_path_factory):
     tickets[["id", "text", "label", "channel"]].to_csv(csv, index=False)
     model_dir = save_tiny_classifier(workdir / "teacher-model", labels=sorted(tickets["label"].unique()),
                                      texts=tickets["text"].tolist())
-    srv = Server(workdir)
-    cli(srv.env, "init")
-    cli(srv.env, "demo", "--people-only")
-    srv.start()
+    srv = demo_server(workdir)
     yield srv, csv, model_dir
     srv.stop()
 
 
 def test_driver_imports_runs_the_teacher_and_trains_with_progress(setup, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     srv, csv, model_dir = setup
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    with chromium_page() as page:
         log_in(page, srv.url, "dana", "driver-demo-pass")
         pick_project(page, "Support ticket routing")
 
@@ -92,4 +77,3 @@ def test_driver_imports_runs_the_teacher_and_trains_with_progress(setup, tmp_pat
                                                                                  timeout=30_000)
         expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
         page.screenshot(path=str(tmp_path / "training-done.png"))
-        browser.close()

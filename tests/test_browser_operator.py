@@ -3,23 +3,8 @@ traffic and its drift, advance to the first percentage stage, then roll back wit
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    Server,
-    cli,
-    go_to,
-    log_in,
-    pick_project,
-    require_chromium,
-    wait_idle,
-)
+from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, run_python, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -50,29 +35,17 @@ write_log(p.id, traffic(300, stage="shadow", disagree_every=40))
 """
 
 
-def _python(env: dict, code: str) -> None:
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    require_chromium()
-    srv = Server(tmp_path_factory.mktemp("browser-operator"))
-    cli(srv.env, "init")
-    cli(srv.env, "demo", "--people-only")
-    _python(srv.env, SEED)
-    srv.start()
+    srv = demo_server(tmp_path_factory.mktemp("browser-operator"), seed=SEED)
     yield srv
     srv.stop()
 
 
 def test_the_operator_starts_in_shadow_advances_on_traffic_and_rolls_back(server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 3200})
+    with chromium_page(height=3200) as page:
         log_in(page, server.url, "oscar", "operator-demo-pass")
         pick_project(page, "Comment moderation")
         go_to(page, "Rollout and monitoring")
@@ -81,7 +54,7 @@ def test_the_operator_starts_in_shadow_advances_on_traffic_and_rolls_back(server
         wait_idle(page)
         expect(page.get_by_text("Rollout start: now at stage shadow.")).to_be_visible()
 
-        _python(server.env, TRAFFIC)
+        run_python(server.env, TRAFFIC)
         go_to(page, "Portfolio")  # and back: the page reads the log afresh
         go_to(page, "Rollout and monitoring")
         expect(page.get_by_text("Sampled agreement", exact=True)).to_be_visible()
@@ -96,4 +69,3 @@ def test_the_operator_starts_in_shadow_advances_on_traffic_and_rolls_back(server
         page.get_by_role("button", name="Apply").click()
         wait_idle(page)
         expect(page.get_by_text("Rollout rollback: now at stage off.")).to_be_visible()
-        browser.close()

@@ -3,23 +3,8 @@ reject the evaluation; then see ship refused and open the next round with a data
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    Server,
-    cli,
-    go_to,
-    log_in,
-    pick_project,
-    require_chromium,
-    wait_idle,
-)
+from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -42,25 +27,15 @@ with Session(get_engine(), expire_on_commit=False) as s:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    require_chromium()
-    srv = Server(tmp_path_factory.mktemp("browser-review"))
-    cli(srv.env, "init")
-    cli(srv.env, "demo", "--people-only")
-    env = {**srv.env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    subprocess.run([sys.executable, "-c", SEED], env=env, cwd=ROOT, check=True, timeout=120)
-    srv.start()
+    srv = demo_server(tmp_path_factory.mktemp("browser-review"), seed=SEED)
     yield srv
     srv.stop()
 
 
 @pytest.fixture
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 3000})
-        browser.close()
+    with chromium_page(height=3000) as pg:
+        yield pg
 
 
 def test_the_validator_reviews_a_disagreement_and_rejects_the_evaluation(server, page):

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from browser_helpers import Server, cli, go_to, log_in, pick_project, require_chromium, wait_idle
+from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, wait_idle
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    require_chromium()
-    workdir = tmp_path_factory.mktemp("browser-sponsor")
-    srv = Server(workdir)
-    cli(srv.env, "init")
-    cli(srv.env, "demo", "--people-only")
-    srv.start()
+    srv = demo_server(tmp_path_factory.mktemp("browser-sponsor"))
     yield srv
     srv.stop()
 
 
 @pytest.fixture
 def page(server):
-    from browser_helpers import CHROMIUM, CHROMIUM_ARGS
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 2200})
+    with chromium_page(height=2200) as pg:
         yield pg
-        browser.close()
 
 
 def test_sponsor_qualifies_locks_the_gate_and_sees_it_audited(server, page, tmp_path):
