@@ -285,3 +285,12 @@ def print_table(title: str, rows: Sequence[Sequence[str]]) -> None:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
+
+
+def page_row(timing: Timing | None, *, page: str, budget_s: float) -> tuple[str, str, str, str]:
+    """The table row of a page's median script run against its budget ("skipped" when the page is absent)."""
+    budget = f"< {budget_s * 1000:,.0f} ms"
+    if timing is None:
+        return ("page script run (AppTest)", "skipped", budget, f"{page} not found")
+    return ("page script run (AppTest)", ms(timing.median), budget,
+            "ok" if timing.median < budget_s else "OVER BUDGET")

@@ -83,14 +83,6 @@ def check_page(at: AppTest, n_projects: int) -> None:
         raise SystemExit(f"{PAGE} shows {shown.get('Projects')!r} projects, expected {n_projects}.")
 
 
-def _page_row(page: _seed.Timing | None) -> tuple[str, str, str, str]:
-    budget = f"< {BUDGET_S * 1000:,.0f} ms"
-    if page is None:
-        return ("page script run (AppTest)", "skipped", budget, f"{PAGE} not found")
-    return ("page script run (AppTest)", _seed.ms(page.median), budget,
-            "ok" if page.median < BUDGET_S else "OVER BUDGET")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 projects, 2,000 events: a smoke run.")
@@ -123,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(seeded in {seeded.seconds:.1f} s), median of {repeat} after a warm-up",
         [
             ("measure", "time", "budget", "verdict"),
-            _page_row(page),
+            _seed.page_row(page, page=PAGE, budget_s=BUDGET_S),
             ("page script run, slowest", _seed.ms(page.worst) if page else "skipped", "", ""),
             ("first view, cold (imports, 2 runs)", _seed.ms(cold.best) if cold else "skipped", "", ""),
             ("portfolio() alone", _seed.ms(core.median), "", ""),

@@ -259,14 +259,6 @@ def check_page(at: AppTest, total: int) -> None:
                          "and coverage.")
 
 
-def _page_row(page: _seed.Timing | None) -> tuple[str, str, str, str]:
-    budget = f"< {BUDGET_S * 1000:,.0f} ms"
-    if page is None:
-        return ("page script run (AppTest)", "skipped", budget, f"{PAGE} not found")
-    return ("page script run (AppTest)", _seed.ms(page.median), budget,
-            "ok" if page.median < BUDGET_S else "OVER BUDGET")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5,000 rows: a smoke run.")
@@ -304,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {repeat} after a warm-up",
         [
             ("measure", "time", "budget", "verdict"),
-            _page_row(page),
+            _seed.page_row(page, page=PAGE, budget_s=BUDGET_S),
             ("page script run, slowest", _seed.ms(page.worst) if page else "skipped", "", ""),
             ("first view, cold (imports, 2 runs)", _seed.ms(cold.best) if cold else "skipped", "", ""),
             ("load predictions (hash + Parquet)", _seed.ms(load.median), "", ""),
