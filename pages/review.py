@@ -74,7 +74,8 @@ col = c1.selectbox("Slice column", [None, *slice_cols], format_func=lambda c: "e
 val = c2.selectbox("Value", sorted(preds[col].astype(str).unique()) if col else [None], disabled=col is None)
 with db() as session:
     queue = act(lambda: review.disagreement_queue(session, project=project, evaluation_id=ev_id,
-                                                  slice=(col, val) if col else None, limit=200))
+                                                  slice=(col, val) if col else None, limit=200,
+                                                  predictions=preds))
     mine = {v.item_id: v.verdict for v in review.my_verdicts(session, actor=user, evaluation_id=ev_id)}
 if queue is not None:
     st.caption(f"{queue.total:,} examples where student and teacher differ or either misses the reference; "
@@ -104,8 +105,8 @@ if queue is not None:
 with db() as session:
     pairs = review.agreement(session, evaluation_id=ev_id)
     rated = review.ratings(session, evaluation_id=ev_id)
-    coverage = review.review_coverage(session, project=project, evaluation_id=ev_id)
-    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id)
+    coverage = review.review_coverage(session, project=project, evaluation_id=ev_id, predictions=preds)
+    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds)
     signed = review.sign_offs(session, evaluation_id=ev_id)
 if rated.n:
     st.metric("Human rating of the student's answers", f"{rated.mean:.2f} / 5",

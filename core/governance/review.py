@@ -101,6 +101,7 @@ def _in_critical_slice(df: pd.DataFrame, floors: list[dict]) -> pd.Series:
 def disagreement_queue(
     session: Session, *, project: Project, evaluation_id: int,
     slice: tuple[str, str] | None = None, limit: int | None = 200,  # noqa: A002 (the contract's name)
+    predictions: pd.DataFrame | None = None,
 ) -> Queue:
     """Rows where student and teacher differ, or either differs from the reference.
 
@@ -108,7 +109,8 @@ def disagreement_queue(
     student's least confident answers.
     """
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
-    df = _predictions(session, evaluation)
+    # A caller that already loaded (and hash-checked) the table passes it, so a page reads it once.
+    df = _predictions(session, evaluation) if predictions is None else predictions
     spec = _gate_spec(session, evaluation)
     if slice is not None:
         column, value = slice
@@ -260,12 +262,13 @@ class SliceCoverage:
         return self.reviewed >= self.required
 
 
-def review_coverage(session: Session, *, project: Project, evaluation_id: int) -> list[SliceCoverage]:
+def review_coverage(session: Session, *, project: Project, evaluation_id: int,
+                    predictions: pd.DataFrame | None = None) -> list[SliceCoverage]:
     """Reviewed items per critical slice (each slice floor of the gate) against the gate's minimum."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     spec = _gate_spec(session, evaluation)
     required = int(spec.get("min_reviews_per_critical_slice", 0))
-    df = _predictions(session, evaluation)
+    df = _predictions(session, evaluation) if predictions is None else predictions
     reviewed = set(_all_verdicts(session, evaluation_id=evaluation.id)["item_id"])
     df = df[df["id"].astype(str).isin(reviewed)]
     out = []
@@ -361,10 +364,12 @@ def fallback_curve(df: pd.DataFrame, costs: Costs | None, thresholds: np.ndarray
     return out
 
 
-def evaluation_curve(session: Session, *, project: Project, evaluation_id: int) -> pd.DataFrame:
+def evaluation_curve(session: Session, *, project: Project, evaluation_id: int,
+                     predictions: pd.DataFrame | None = None) -> pd.DataFrame:
     """The fallback curve of one evaluation, priced with the latest qualification's figures."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
-    return fallback_curve(_predictions(session, evaluation), qualification_costs(session, project_id=project.id))
+    df = _predictions(session, evaluation) if predictions is None else predictions
+    return fallback_curve(df, qualification_costs(session, project_id=project.id))
 
 
 def _none_if_nan(x: float) -> float | None:
