@@ -15,22 +15,24 @@ OVERVIEW = [
     st.Page("pages/audit.py", title="Audit log", icon="🧾"),
     st.Page("pages/record.py", title="Decision record", icon="📜"),
 ]
+# Section title -> (the roles that see it, its pages). The operator sees the review page too: choosing the
+# fallback threshold is the validator's and the operator's.
 BY_ROLE = {
-    Role.SPONSOR: ("Sponsor", [
+    "Sponsor": ({Role.SPONSOR}, [
         st.Page("pages/qualify.py", title="Qualify the trigger", icon="🧭"),
         st.Page("pages/gate.py", title="Success gate", icon="🔒"),
         st.Page("pages/decide.py", title="Decide", icon="⚖️"),
     ]),
-    Role.DRIVER: ("Driver", [
+    "Driver": ({Role.DRIVER}, [
         st.Page("pages/data.py", title="Data", icon="📥"),
         st.Page("pages/teacher.py", title="Teacher", icon="🧑‍🏫"),
         st.Page("pages/train.py", title="Train students", icon="🏋️"),
         st.Page("pages/evaluate.py", title="Evaluate", icon="🎯"),
     ]),
-    Role.VALIDATOR: ("Validator", [
+    "Validator": ({Role.VALIDATOR, Role.OPERATOR}, [
         st.Page("pages/review.py", title="Review and sign off", icon="🔍"),
     ]),
-    Role.OPERATOR: ("Operator", [
+    "Operator": ({Role.OPERATOR}, [
         st.Page("pages/operate.py", title="Rollout and monitoring", icon="🚦"),
     ]),
 }
@@ -60,8 +62,8 @@ with db() as session:
     else:
         held = roles_held(session, user_id=user.id)
         sections = {"Overview": OVERVIEW}
-        for role, (title, pages) in BY_ROLE.items():
-            if role in held or user.is_admin:
+        for title, (roles, pages) in BY_ROLE.items():
+            if roles & held or user.is_admin:
                 sections[title] = pages
         if user.is_admin:
             sections["Admin"] = ADMIN

@@ -83,3 +83,12 @@ def test_the_record_page_offers_markdown_and_html_with_the_chain_head(demo, gate
     preview = at.code[0].value
     assert "head" in preview.lower() and gated.name in preview
     assert len(at.get("download_button")) == 2
+
+
+def test_the_operator_reaches_the_review_page_and_proposes_the_threshold(demo, session, gated, failing_eval):
+    at = app_as(demo["oscar"], page="pages/review.py", project_id=gated.id)
+    assert by_label(at.button, f"Sign off evaluation #{failing_eval.id}").disabled  # sign-off is the validator's
+    by_label(at.slider, "Below this confidence the teacher answers").set_value(0.8)
+    by_label(at.button, "Propose this threshold for rollout").click().run()
+    [proposal] = review.threshold_proposals(session, evaluation_id=failing_eval.id)
+    assert (proposal.threshold, proposal.created_by) == (0.8, demo["oscar"].id)
