@@ -47,20 +47,27 @@ if not crit.empty:
 METRICS = ("accuracy", "macro_f1", "agreement")
 slices = report.get("slices", [])
 if slices:
-    rows, z, text = [], [], []
+    # Accuracy and macro-F1 are coloured by the gap to the teacher on the same slice; agreement (which the
+    # teacher has no counterpart for) by its gap to the student's overall agreement.
+    overall_agreement = (report.get("overall", {}).get("student") or {}).get("agreement")
+    rows = []
     for s in slices:
-        stu, tea = s.get("student", {}), s.get("teacher", {})
-        gaps = [(stu.get(m) - tea[m]) if stu.get(m) is not None and tea.get(m) is not None else
-                (stu.get(m) - 1.0 if stu.get(m) is not None and m == "agreement" else None) for m in METRICS]
-        rows.append((min((g for g in gaps if g is not None), default=0.0), f"{s['column']}={s['value']} "
-                     f"(n={s['n']:,})", gaps, [stu.get(m) for m in METRICS]))
+        stu, tea = s.get("student", {}), s.get("teacher") or {}
+        gaps = [stu[m] - tea[m] if stu.get(m) is not None and tea.get(m) is not None else None
+                for m in METRICS[:2]]
+        gaps.append(stu["agreement"] - overall_agreement
+                    if stu.get("agreement") is not None and overall_agreement is not None else None)
+        worst = min((g for g in gaps if g is not None), default=0.0)
+        rows.append((worst, f"{s['column']}={s['value']} (n={s['n']:,})", gaps, [stu.get(m) for m in METRICS]))
     rows.sort(key=lambda r: r[0])  # worst slices first
     rows = rows[:40]
     fig = go.Figure(go.Heatmap(
-        z=[r[2] for r in rows], x=list(METRICS), y=[r[1] for r in rows], colorscale="RdBu", zmid=0,
+        z=[r[2] for r in rows], x=["accuracy", "macro-F1", "agreement"], y=[r[1] for r in rows],
+        colorscale="RdBu", zmid=0, colorbar={"title": "gap"},
         text=[[f"{v:.3f}" if v is not None else "" for v in r[3]] for r in rows], texttemplate="%{text}",
-        colorbar={"title": "gap to teacher"}))
-    fig.update_layout(title="Slices, worst first: the student's score, coloured by its gap to the teacher",
+        hovertemplate="%{y} · %{x}: %{text} (gap %{z:+.3f})<extra></extra>"))
+    fig.update_layout(title="Slices, worst first: the student's score, coloured by its gap (to the teacher; "
+                            "agreement: to its overall agreement)",
                       height=max(300, 26 * len(rows) + 120), margin=dict(l=10, r=10, t=50, b=10),
                       yaxis={"autorange": "reversed"})
     st.plotly_chart(fig, width="stretch")
