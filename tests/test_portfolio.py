@@ -74,3 +74,17 @@ def test_evaluation_review_and_decision_move_the_project_to_the_last_step(sessio
                     evaluation_id=failing_eval.id)
     row = _row(session, demo["sam"], name)
     assert row.stage == 3 and "round 2" in row.status and row.waiting_on_you == []
+
+
+def test_a_shipped_project_waits_on_its_operator_to_start_the_rollout(session, demo, gated):
+    from monitor_helpers import ship
+
+    from core.monitoring import rollout
+
+    ship(session, demo, gated)
+    row = _row(session, demo["oscar"], gated.name)
+    assert (row.stage, row.waiting_on_you) == (5, ["Start the rollout in shadow"])
+    assert "Shipped in round 1; rollout off" in row.status
+    rollout.start(session, actor=demo["oscar"], project=gated, reason="go")
+    row = _row(session, demo["oscar"], gated.name)
+    assert row.waiting_on_you == [] and "rollout at shadow" in row.status

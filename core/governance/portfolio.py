@@ -24,6 +24,7 @@ from core.models import (
     RedistillRequest,
     Role,
     RoleAssignment,
+    RolloutEvent,
     SignOff,
     TeacherRun,
     TrainingRun,
@@ -84,6 +85,7 @@ class DataState:
     decision: str | None = None  # the latest decision
     round: int = 1  # the open round
     redistill_id: int | None = None  # an operator's re-distillation request no import has answered yet
+    rollout_stage: str = "off"
 
 
 def _counts(session: Session, model, project_ids: list[int]) -> dict[int, int]:  # noqa: ANN001
@@ -107,6 +109,7 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
     runs, students = _counts(session, TeacherRun, project_ids), _counts(session, TrainingRun, project_ids)
     evals, decided = _latest_by_id(session, Evaluation, project_ids), _latest_by_id(session, Decision, project_ids)
     redistill = _latest_by_id(session, RedistillRequest, project_ids)
+    rollouts = _latest_by_id(session, RolloutEvent, project_ids)
     newest_data = dict(session.exec(select(Dataset.project_id, func.max(Dataset.created_at))
                                     .where(Dataset.project_id.in_(project_ids)).group_by(Dataset.project_id)).all())
     signed = dict(session.exec(select(SignOff.evaluation_id, func.count())
@@ -122,7 +125,8 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
         answered = r is not None and newest_data.get(pid) is not None and _utc(newest_data[pid]) > _utc(r.created_at)
         out[pid] = DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0),
                              e.id if e else None, e.passed if e else None, signed.get(e.id, 0) if e else 0,
-                             d.decision if d else None, open_round, r.id if r and not answered else None)
+                             d.decision if d else None, open_round, r.id if r and not answered else None,
+                             rollouts[pid].stage if pid in rollouts else "off")
     return out
 
 
@@ -136,6 +140,8 @@ def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataSt
     gate_part = f"Gate v{g.version} locked"
     if d.decision in ("ship", "kill"):
         shipped = f"{'Shipped' if d.decision == 'ship' else 'Killed'} in round {d.round}"
+        if d.decision == "ship":
+            shipped += f"; rollout {'off' if d.rollout_stage == 'off' else 'at ' + d.rollout_stage}"
         if d.redistill_id:
             return 5, f"{shipped}; re-distillation requested (#{d.redistill_id})"
         return 5, shipped
@@ -170,6 +176,8 @@ def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: 
         todo.append(f"Review evaluation #{d.evaluation_id}")
     if stage == 5 and Role.SPONSOR in mine and d.decision not in ("ship", "kill"):
         todo.append("Decide: ship, iterate or kill")
+    if d.decision == "ship" and d.rollout_stage == "off" and Role.OPERATOR in mine:
+        todo.append("Start the rollout in shadow")
     if d.redistill_id and Role.DRIVER in mine:
         todo.append(f"Collect the data of re-distillation request #{d.redistill_id}")
     if is_admin:
