@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     busy_timeout_s: float = 10.0
     # The person the CLI acts as when --as is not given.
     user: str | None = None
+    # Stillroom recommends kill after this many rounds in which no failing criterion moved by kill_margin.
+    kill_after_rounds: int = Field(default=3, ge=1, le=100)
+    kill_margin: float = Field(default=0.01, ge=0.0, le=1.0)
 
     @property
     def db_url(self) -> str:

@@ -54,3 +54,19 @@ def test_evidence_carries_the_recommendation(session, demo, gated):
                             evaluation_id=ev.id)
     advice = decision.evidence(session, project=gated).kill
     assert advice is not None and "slice category=threat" in advice.stuck
+
+
+def test_the_number_of_rounds_before_kill_is_a_setting(monkeypatch):
+    from core import config
+    from core.governance.decision import kill_recommendation
+
+    stuck = [[{"name": "slice category=threat", "status": "FAIL", "value": 0.80}]] * 2
+    assert kill_recommendation(stuck) is None  # two rounds: under the default three
+    monkeypatch.setenv("STILLROOM_KILL_AFTER_ROUNDS", "2")
+    config.get_settings.cache_clear()
+    try:
+        advice = kill_recommendation(stuck)
+    finally:
+        monkeypatch.delenv("STILLROOM_KILL_AFTER_ROUNDS")
+        config.get_settings.cache_clear()
+    assert advice is not None and "last 2 rounds" in advice.reason

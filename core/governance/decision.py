@@ -19,8 +19,6 @@ from core.governance import audit, gate, qualification, review
 from core.governance.projects import require_role
 from core.models import Decision, Evaluation, Project, Role, SignOff, ThresholdProposal, User
 
-KILL_AFTER_ROUNDS = 3
-KILL_MARGIN = 0.01
 # A slice that fails its floor needs more training examples of its kind. Stated heuristic:
 # ask for as many again as the holdout holds of it, and never fewer than this.
 MIN_EXTRA_EXAMPLES = 100
@@ -96,12 +94,18 @@ def _progress_measure(window: list[list[dict]], name: str) -> tuple[list[float],
 
 
 def kill_recommendation(
-    rounds: list[list[dict]], *, after_rounds: int = KILL_AFTER_ROUNDS, margin: float = KILL_MARGIN,
+    rounds: list[list[dict]], *, after_rounds: int | None = None, margin: float | None = None,
 ) -> KillAdvice | None:
     """Recommend kill when, over the last ``after_rounds`` rounds, no failing criterion moved by ``margin``.
 
-    ``rounds`` holds each round's criteria (oldest first), as in the evaluation report.
+    ``rounds`` holds each round's criteria (oldest first), as in the evaluation report. The defaults
+    come from the settings (STILLROOM_KILL_AFTER_ROUNDS, STILLROOM_KILL_MARGIN).
     """
+    from core.config import get_settings
+
+    settings = get_settings()
+    after_rounds = settings.kill_after_rounds if after_rounds is None else after_rounds
+    margin = settings.kill_margin if margin is None else margin
     if after_rounds < 1 or len(rounds) < after_rounds:
         return None
     window = rounds[-after_rounds:]
