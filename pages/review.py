@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.governance import decision, review
+from core.evaluation import runs as evaluations
+from core.governance import review
 from core.governance.projects import roles_of
 from core.models import Role
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
@@ -19,7 +20,7 @@ with db() as session:
     user = require_user(session)
     project = current_project(session, user)
     roles = roles_of(session, project_id=project.id, user_id=user.id)
-    evals = decision.evaluations(session, project_id=project.id)
+    evals = evaluations.list_evaluations(session, project_id=project.id)
 
 can_review = Role.VALIDATOR in roles and Role.DRIVER not in roles
 if not evals:
@@ -33,8 +34,8 @@ labels = {e.id: f"evaluation #{e.id} · round {e.round} · {'PASS' if e.passed e
                 f"{short_hash(e.report_hash)}" for e in evals}
 ev_id = st.selectbox("Evaluation", [e.id for e in evals], format_func=labels.get, index=len(evals) - 1)
 with db() as session:
-    report = act(lambda: review._report(session, review.get_evaluation(session, project=project,
-                                                                        evaluation_id=ev_id)))
+    report = act(lambda: evaluations.load_report(session, evaluations.get_evaluation(
+        session, project=project, evaluation_id=ev_id)))
 if report is None:
     st.stop()
 
@@ -74,7 +75,8 @@ if slices:
 
 st.subheader("Disagreements")
 with db() as session:
-    preds = review._predictions(session, review.get_evaluation(session, project=project, evaluation_id=ev_id))
+    preds = evaluations.load_predictions(session, evaluations.get_evaluation(session, project=project,
+                                                                           evaluation_id=ev_id))
 slice_cols = review.slice_columns(preds)
 c1, c2 = st.columns(2)
 col = c1.selectbox("Slice column", [None, *slice_cols], format_func=lambda c: "every slice" if c is None else c)

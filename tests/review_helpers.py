@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from conftest import good_qualification
 from core import artifacts
+from core.evaluation.runs import load_predictions
 from core.governance import gate, projects
 from core.governance.audit import canonical_json
 from core.models import Evaluation, GateVersion, Project, User
@@ -167,9 +168,8 @@ def passing_eval(session, demo, gated) -> Evaluation:
 
 
 def review_items(session: Session, evaluation: Evaluation, *, column: str, value: str, n: int) -> list[str]:
-    from core.governance import review
 
-    df = review._predictions(session, evaluation)
+    df = load_predictions(session, evaluation)
     return df.loc[df[column] == value, "id"].head(n).tolist()
 
 

@@ -8,6 +8,7 @@ from review_helpers import approve, lock_moderation_gate, make_evaluation, passi
 from sqlmodel import select
 
 from core.errors import GovernanceViolation, InvalidInput, PermissionDenied
+from core.evaluation.runs import load_report
 from core.governance import decision, review
 from core.models import AuditEvent, Decision
 
@@ -19,7 +20,7 @@ def _ship(session, demo, project, ev, rationale="meets the bar"):
 
 def test_moderation_case_aggregate_passes_but_the_rare_slice_fails_and_ship_is_refused(
         session, demo, gated, failing_eval):
-    report = review._report(session, failing_eval)
+    report = load_report(session, failing_eval)
     status = {c["name"]: c["status"] for c in report["criteria"]}
     assert status["quality floor (accuracy vs teacher)"] == "PASS"
     assert status["slice category=threat"] == "FAIL" and not report["passed"]

@@ -6,12 +6,13 @@ import pytest
 from review_helpers import make_evaluation, moderation_predictions
 
 from core.errors import InvalidInput, NotFound
+from core.evaluation.runs import load_predictions
 from core.governance import review
 
 
 def test_queue_holds_only_disagreements(session, gated, failing_eval):
     q = review.disagreement_queue(session, project=gated, evaluation_id=failing_eval.id, limit=None)
-    df = review._predictions(session, failing_eval)
+    df = load_predictions(session, failing_eval)
     expected = df[(df.student_label != df.teacher_label) | (df.student_label != df.reference)
                   | (df.teacher_label != df.reference)]
     assert set(q.items["id"]) == set(expected["id"]) and q.total == len(expected)

@@ -9,6 +9,7 @@ from review_helpers import moderation_predictions
 from sqlmodel import select
 
 from core.errors import InvalidInput, PermissionDenied
+from core.evaluation.runs import load_predictions
 from core.governance import review
 from core.models import AuditEvent
 
@@ -43,7 +44,7 @@ def test_curve_without_costs_leaves_cost_empty():
 def test_operator_proposes_a_threshold_with_its_figures(session, demo, gated, failing_eval):
     row = review.propose_threshold(session, actor=demo["oscar"], project=gated, evaluation_id=failing_eval.id,
                                    threshold=0.7)
-    share, acc = _naive(review._predictions(session, failing_eval), 0.7)
+    share, acc = _naive(load_predictions(session, failing_eval), 0.7)
     assert row.served_share == pytest.approx(share) and row.student_accuracy == pytest.approx(acc)
     # The qualification's figures: student 0.4, teacher 4.0 per 1,000.
     assert row.blended_cost_per_1k == pytest.approx(share * 0.4 + (1 - share) * 4.0)

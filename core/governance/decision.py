@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput
+from core.evaluation.runs import get_evaluation, list_evaluations, load_report
 from core.governance import audit, gate, qualification, review
 from core.governance.projects import require_role
 from core.models import Decision, Evaluation, Project, Role, SignOff, ThresholdProposal, User
@@ -49,11 +50,6 @@ def current_round(session: Session, *, project_id: int) -> int:
     return last.round + 1 if last.decision == Choice.ITERATE else last.round
 
 
-def evaluations(session: Session, *, project_id: int) -> list[Evaluation]:
-    return list(session.exec(select(Evaluation).where(Evaluation.project_id == project_id)
-                             .order_by(col(Evaluation.id))).all())
-
-
 @dataclass(frozen=True)
 class RoundSummary:
     round: int
@@ -67,7 +63,7 @@ class RoundSummary:
 def rounds_history(session: Session, *, project_id: int) -> list[RoundSummary]:
     """Per round, its latest evaluation's criteria and the decision taken on it."""
     latest: dict[int, Evaluation] = {}
-    for ev in evaluations(session, project_id=project_id):
+    for ev in list_evaluations(session, project_id=project_id):
         latest[ev.round] = ev
     decided = {d.round: d.decision for d in decisions(session, project_id=project_id)}
     return [RoundSummary(r, ev.id, ev.report_hash, ev.passed, list(ev.summary.get("criteria", [])), decided.get(r))
@@ -222,13 +218,13 @@ def evidence(session: Session, *, project: Project) -> Evidence:
     payback = q.payback_months if q else None
     history = rounds_history(session, project_id=project.id)
     kill = kill_recommendation([r.criteria for r in history])
-    evs = evaluations(session, project_id=project.id)
+    evs = list_evaluations(session, project_id=project.id)
     rnd = current_round(session, project_id=project.id)
     if not evs:
         return Evidence(project, rnd, None, [], False, [], None, _targets(spec, {}, payback), payback,
                         history, kill, ["no evaluation has been run"])
     ev = evs[-1]
-    report = review._report(session, ev)
+    report = load_report(session, ev)
     proposals = review.threshold_proposals(session, evaluation_id=ev.id)
     return Evidence(
         project=project, round=rnd, evaluation=ev, criteria=report.get("criteria", []),
@@ -265,13 +261,13 @@ def decide(
             raise InvalidInput(f"to {choice.value}, name the evaluation you decide on (--evaluation ID).",
                                field="evaluation")
     else:
-        evaluation = review.get_evaluation(session, project=project, evaluation_id=evaluation_id)
+        evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
         if evaluation.round != rnd:
             raise GovernanceViolation(
                 f"Evaluation #{evaluation.id} belongs to round {evaluation.round} but round {rnd} is open: "
                 "decide on an evaluation of this round."
             )
-        report = review._report(session, evaluation)
+        report = load_report(session, evaluation)
     if choice == Choice.SHIP:
         blockers = ship_blockers(session, project=project, evaluation=evaluation, report=report)
         if blockers:

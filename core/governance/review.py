@@ -15,7 +15,8 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.errors import GovernanceViolation, InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
+from core.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
+from core.evaluation.runs import get_evaluation, load_predictions, load_report
 from core.governance import audit, gate, qualification
 from core.governance.projects import require_role, roles_of
 from core.models import (
@@ -37,30 +38,6 @@ THRESHOLD_STEP = 0.01
 
 
 # --------------------------------------------------------------------------- reading an evaluation
-
-
-def get_evaluation(session: Session, *, project: Project, evaluation_id: int) -> Evaluation:
-    evaluation = session.get(Evaluation, evaluation_id)
-    if evaluation is None or evaluation.project_id != project.id:
-        raise NotFound(
-            f"project {project.name!r} has no evaluation #{evaluation_id}: check the id on its evaluation page.",
-            field="evaluation",
-        )
-    return evaluation
-
-
-def _predictions(session: Session, evaluation: Evaluation) -> pd.DataFrame:
-    """The evaluation's predictions table, hash-checked (core.evaluation owns the artifact)."""
-    from core.evaluation.runs import load_predictions
-
-    return load_predictions(session, evaluation)
-
-
-def _report(session: Session, evaluation: Evaluation) -> dict:
-    """The evaluation's report, refused unless its bytes still hash to Evaluation.report_hash."""
-    from core.evaluation.runs import load_report
-
-    return load_report(session, evaluation)
 
 
 def _gate_spec(session: Session, evaluation: Evaluation) -> dict:
@@ -110,7 +87,7 @@ def disagreement_queue(
     """
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     # A caller that already loaded (and hash-checked) the table passes it, so a page reads it once.
-    df = _predictions(session, evaluation) if predictions is None else predictions
+    df = load_predictions(session, evaluation) if predictions is None else predictions
     spec = _gate_spec(session, evaluation)
     if slice is not None:
         column, value = slice
@@ -149,7 +126,7 @@ def record_verdict(
         raise InvalidInput(f"rating {rating!r} is not a whole number from 1 to 5: give 1 to 5 or none.",
                            field="rating")
     item_id = str(item_id)
-    if item_id not in set(_predictions(session, evaluation)["id"].astype(str)):
+    if item_id not in set(load_predictions(session, evaluation)["id"].astype(str)):
         raise InvalidInput(f"item {item_id!r} is not in evaluation #{evaluation.id}: pick one from its queue.",
                            field="item")
     if _existing_verdict(session, evaluation_id=evaluation.id, item_id=item_id, validator_id=actor.id):
@@ -268,7 +245,7 @@ def review_coverage(session: Session, *, project: Project, evaluation_id: int,
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     spec = _gate_spec(session, evaluation)
     required = int(spec.get("min_reviews_per_critical_slice", 0))
-    df = _predictions(session, evaluation) if predictions is None else predictions
+    df = load_predictions(session, evaluation) if predictions is None else predictions
     reviewed = set(_all_verdicts(session, evaluation_id=evaluation.id)["item_id"])
     df = df[df["id"].astype(str).isin(reviewed)]
     out = []
@@ -291,7 +268,7 @@ def sign_off(
     if not approve and not comment:
         raise InvalidInput("a rejection needs a comment: say what must change before you would approve.",
                            field="comment")
-    _report(session, evaluation)  # refuses a report changed since it was evaluated
+    load_report(session, evaluation)  # refuses a report changed since it was evaluated
     if approve:
         short = [c for c in review_coverage(session, project=project, evaluation_id=evaluation.id) if not c.met]
         if short:
@@ -368,7 +345,7 @@ def evaluation_curve(session: Session, *, project: Project, evaluation_id: int,
                      predictions: pd.DataFrame | None = None) -> pd.DataFrame:
     """The fallback curve of one evaluation, priced with the latest qualification's figures."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
-    df = _predictions(session, evaluation) if predictions is None else predictions
+    df = load_predictions(session, evaluation) if predictions is None else predictions
     return fallback_curve(df, qualification_costs(session, project_id=project.id))
 
 
@@ -393,7 +370,7 @@ def propose_threshold(
         threshold = float("nan")
     if not 0.0 <= threshold <= 1.0:
         raise InvalidInput("the threshold must be a confidence between 0 and 1, e.g. 0.7.", field="threshold")
-    point = fallback_curve(_predictions(session, evaluation), qualification_costs(session, project_id=project.id),
+    point = fallback_curve(load_predictions(session, evaluation), qualification_costs(session, project_id=project.id),
                            np.array([threshold])).iloc[0]
     row = ThresholdProposal(
         project_id=project.id, evaluation_id=evaluation.id, threshold=threshold,
