@@ -182,12 +182,7 @@ def _load_handlers() -> None:
 
     for module in ("core.teacher.jobs", "core.training.jobs", "core.evaluation.jobs", "core.demo_teacher",
                    "core.demo_setup"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # Only "that family is not installed here" is ignored, never a broken import inside it.
-            if not (exc.name and module.startswith(exc.name)):
-                raise
+        importlib.import_module(module)
 
 
 def result_or_raise(job: Job) -> dict[str, Any]:

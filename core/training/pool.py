@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from core.artifacts import load_table
 from core.errors import GovernanceViolation, InvalidInput
 from core.models import Artifact, Dataset, Holdout, Project, TeacherFilter, TeacherRun
+from core.teacher.filter import kept_outputs
 
 
 @dataclass
@@ -75,19 +76,6 @@ def teacher_source(session: Session, *, project: Project, teacher_run_id: int,
     return run, filt
 
 
-def kept_outputs(session: Session, *, teacher_run: TeacherRun, teacher_filter: TeacherFilter | None) -> pd.DataFrame:
-    """The teacher outputs training reads (core.teacher.filter owns the rule)."""
-    try:
-        from core.teacher.filter import kept_outputs as teacher_kept
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("core.teacher.filter", "core.teacher"):
-            raise
-        # Until core.teacher.filter lands: the kept artifact (or the run's own) by the contract's schema.
-        art_id = teacher_filter.kept_artifact_id if teacher_filter else teacher_run.artifact_id
-        return load_table(session.get(Artifact, art_id))
-    return teacher_kept(session, filter_or_run=teacher_filter or teacher_run)
-
-
 def training_rows(session: Session, *, project: Project, teacher_run: TeacherRun,
                   teacher_filter: TeacherFilter | None = None) -> tuple[KDData, PoolStats]:
     """The distillation rows, refusing when no holdout is fixed or the rows overlap it."""
@@ -98,7 +86,7 @@ def training_rows(session: Session, *, project: Project, teacher_run: TeacherRun
     df = load_table(session.get(Artifact, dataset.artifact_id))
     held = holdout_rules.holdout_ids(session, project_id=project.id)
     pool = df[~df["id"].astype(str).isin(held)]
-    outputs = kept_outputs(session, teacher_run=teacher_run, teacher_filter=teacher_filter)
+    outputs = kept_outputs(session, filter_or_run=teacher_filter or teacher_run)
     cols = [c for c in ("label", "probs") if c in outputs.columns]
     joined = pool.merge(outputs[["id", *cols]].astype({"id": str}), on="id", how="inner")
     joined = joined.sort_values("id", kind="stable").reset_index(drop=True)
