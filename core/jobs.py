@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -168,6 +168,16 @@ def _alive(pid: int | None) -> bool:
     except OSError:
         return False
     return True
+
+
+def open_jobs(session: Session, *, project_id: int, kinds: Sequence[str], limit: int = 3) -> list[Job]:
+    """The project's newest jobs of these kinds that are queued, running, or failed (to show or resume)."""
+    rows = session.exec(
+        select(Job).where(Job.project_id == project_id, col(Job.kind).in_(list(kinds)),
+                          col(Job.status).in_(("queued", "running", "failed")))
+        .order_by(col(Job.id).desc()).limit(limit)
+    ).all()
+    return [mark_if_dead(session, job) for job in rows]
 
 
 def list_jobs(session: Session, *, project_id: int, limit: int = 50) -> list[Job]:

@@ -108,6 +108,11 @@ def show_flash() -> None:
         st.success(message, icon="✅")
 
 
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated form field, trimmed, blanks left out (core validates them)."""
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
 def short_hash(h: str | None) -> str:
     return f"{h[:12]}…" if h else ""
 

@@ -12,7 +12,7 @@ from core.data.similarity import DEFAULT_THRESHOLD
 from core.governance.projects import roles_of
 from core.models import Role
 from core.monitoring import redistill
-from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
 
 st.title("📥 Data")
 show_flash()
@@ -77,7 +77,7 @@ with tab_import:
                 mapping = {"id": id_col, "text": text_col, "slices": slices,
                            "reference": None if ref_col == "(none)" else ref_col,
                            "timestamp": None if ts_col == "(none)" else ts_col,
-                           "labels": [x.strip() for x in labels.split(",")] if labels.strip() else None}
+                           "labels": comma_list(labels) or None}
                 with db() as session:
                     act(lambda: importer.import_dataset(session, actor=require_user(session), project=project,
                                                         mapping=mapping, data=data, filename=upload.name,

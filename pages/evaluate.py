@@ -3,9 +3,6 @@ cheap baselines; or bring predictions made elsewhere and score them the same way
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -27,8 +24,7 @@ with db() as session:
     is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
     done_runs = [r for r in training.list_runs(session, project_id=project.id) if r.status == "done"]
     evaluations = evals.list_evaluations(session, project_id=project.id)
-    open_jobs = [j for j in jobs.list_jobs(session, project_id=project.id, limit=20)
-                 if j.kind == "evaluate" and j.status in ("queued", "running", "failed")][:2]
+    open_jobs = jobs.open_jobs(session, project_id=project.id, kinds=("evaluate",), limit=2)
 
 st.caption(f"Project: {esc(project.name)}. Scored on the holdout fixed before training, against the gate locked "
            "before training.")
@@ -57,11 +53,9 @@ with c2:
     upload = st.file_uploader("Predictions file (id, student, teacher, optional reference and scores)",
                               type=["csv", "jsonl", "parquet"], disabled=not is_driver)
     if upload is not None and st.button("Import and evaluate", disabled=not is_driver):
-        with tempfile.TemporaryDirectory() as tmp, db() as session:
-            path = Path(tmp) / Path(upload.name).name
-            path.write_bytes(upload.getvalue())
-            act(lambda: import_predictions(session, actor=require_user(session), project=project, path=path,
-                                           kind=kind),
+        with db() as session:
+            act(lambda: import_predictions(session, actor=require_user(session), project=project, kind=kind,
+                                           data=upload.getvalue(), filename=upload.name),
                 lambda e: f"Evaluation #{e.id} recorded: {'PASS' if e.passed else 'FAIL'}.", rerun=True)
 
 if not evaluations:

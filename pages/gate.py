@@ -15,7 +15,7 @@ from core.governance import gate, qualification
 from core.governance.gate import FLOOR_MEANING, FloorKind, Metric
 from core.governance.projects import roles_of
 from core.models import Role
-from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
 
 METRIC_LABELS = {
     Metric.ACCURACY: "Accuracy", Metric.MACRO_F1: "Macro-F1", Metric.AGREEMENT: "Agreement with the teacher",
@@ -142,7 +142,7 @@ if submitted:
         "metric": metric.value,
         "quality_floor": {"kind": kind.value, "value": floor},
         "slice_floors": [r for r in rows if any(v not in (None, "") for v in r.values())],
-        "severe_errors": {"classes": [c.strip() for c in severe_classes.split(",") if c.strip()],
+        "severe_errors": {"classes": comma_list(severe_classes),
                           "max_rate": severe_rate},
         "p95_latency_ms": p95, "cost_per_1k": cost, "payback_months": payback,
         "min_reviews_per_critical_slice": int(reviews), "notes": notes,

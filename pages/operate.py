@@ -12,7 +12,7 @@ from core.governance.projects import roles_of
 from core.models import Role
 from core.monitoring import config as mconfig
 from core.monitoring import drift, logs, redistill, rollout
-from pages._ui import act, current_project, db, esc, require_user, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash
 
 st.title("🚦 Rollout and monitoring")
 show_flash()
@@ -141,7 +141,7 @@ with st.expander("Monitoring settings"):
                                  value=", ".join(settings.must_escalate or []))
         if st.form_submit_button("Save settings", disabled=not is_operator):
             changes = {"psi_warn": warn, "psi_alert": alert, "teacher_sample_rate": sample,
-                       "must_escalate": [x.strip() for x in escalate.split(",") if x.strip()] or None}
+                       "must_escalate": comma_list(escalate) or None}
             with db() as session:
                 act(lambda: mconfig.set_config(session, actor=require_user(session), project=project,
                                                changes=changes), "Monitoring settings saved.", rerun=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,7 +12,7 @@ from core.governance.projects import roles_of
 from core.models import Role
 from core.teacher import chat, runs
 from core.teacher import filter as tfilter
-from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash
 
 st.title("🧑‍🏫 Teacher")
 show_flash()
@@ -27,8 +24,7 @@ with db() as session:
     all_sets = datasets.list_datasets(session, project_id=project.id)
     teacher_runs = runs.list_runs(session, project_id=project.id)
     filters = tfilter.list_filters(session, project_id=project.id)
-    open_jobs = [j for j in jobs.list_jobs(session, project_id=project.id, limit=20)
-                 if j.kind in (runs.JOB_KIND, "demo-setup") and j.status in ("queued", "running", "failed")][:3]
+    open_jobs = jobs.open_jobs(session, project_id=project.id, kinds=(runs.JOB_KIND, "demo-setup"))
 
 st.caption(f"Project: {esc(project.name)}. The teacher's full answers are kept: label, probabilities, raw text.")
 if not is_driver:
@@ -94,7 +90,7 @@ with tab_run:
                 estimate = b1.form_submit_button("Estimate cost (dry run)")
                 start = b2.form_submit_button("Start teacher run", type="primary", disabled=not is_driver)
             config = {"base_url": base_url or None, "model": model, "api_key_env": key_env,
-                      "labels": [x.strip() for x in labels.split(",") if x.strip()] or None,
+                      "labels": comma_list(labels) or None,
                       "max_cost": max_cost, "price_in_per_1k": price_in, "price_out_per_1k": price_out,
                       "concurrency": concurrency}
             if estimate:
@@ -114,11 +110,9 @@ with tab_run:
                                       "probs or prob_<label> columns, raw)", type=["csv", "jsonl", "parquet"],
                                       disabled=not is_driver)
             if upload is not None and st.button("Import outputs", type="primary", disabled=not is_driver):
-                with tempfile.TemporaryDirectory() as tmp, db() as session:
-                    path = Path(tmp) / Path(upload.name).name
-                    path.write_bytes(upload.getvalue())
-                    act(lambda: runs.import_file(session, actor=require_user(session), project=project,
-                                                 dataset_id=ds_id, path=path, source_name=upload.name),
+                with db() as session:
+                    act(lambda: runs.import_upload(session, actor=require_user(session), project=project,
+                                                   dataset_id=ds_id, data=upload.getvalue(), filename=upload.name),
                         lambda r: f"Teacher run #{r.id} imported: {r.n_rows:,} outputs.", rerun=True)
 
 with tab_runs:

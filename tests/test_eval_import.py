@@ -153,3 +153,10 @@ def test_the_round_counts_the_sponsors_iterate_decisions(session, demo, routing,
     path = _write(tmp_path, pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}))
     ev, report = _import(session, demo, routing, path, "label")
     assert ev.round == report["evaluation"]["round"] == 2
+
+
+def test_an_upload_is_evaluated_from_its_bytes(session, demo, routing, held):
+    df = pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]})
+    ev = imports.import_predictions(session, actor=demo["dana"], project=routing, kind="label",
+                                    data=df.to_csv(index=False).encode(), filename="vendor-preds.csv")
+    assert runs.load_report(session, ev)["evaluation"]["file"] == "vendor-preds.csv"

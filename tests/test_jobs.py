@@ -62,3 +62,16 @@ def test_a_running_job_whose_process_died_is_marked_failed(session, demo, modera
     session.commit()
     assert jobs.get(session, job.id).status == "failed"
     assert "run it again to resume" in jobs.get(session, job.id).error
+
+
+def test_open_jobs_are_the_newest_queued_running_or_failed_of_the_kinds_asked(session, engine, demo, moderation,
+                                                                             counting_kind):
+    done = jobs.submit(session, actor=demo["dana"], project=moderation, kind=counting_kind, params={})
+    jobs.run(done.id, engine=engine)
+    failed = jobs.submit(session, actor=demo["dana"], project=moderation, kind=counting_kind, params={"fail": True})
+    jobs.run(failed.id, engine=engine)
+    queued = jobs.submit(session, actor=demo["dana"], project=moderation, kind=counting_kind, params={})
+    session.expire_all()
+    assert [j.id for j in jobs.open_jobs(session, project_id=moderation.id, kinds=[counting_kind])] == [
+        queued.id, failed.id]
+    assert jobs.open_jobs(session, project_id=moderation.id, kinds=["train"]) == []

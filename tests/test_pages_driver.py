@@ -105,3 +105,15 @@ def test_the_train_page_refuses_before_the_gate_is_locked(demo, session):
     at = app_as(demo["dana"], page="pages/train.py", project_id=moderation.id)
     assert "The gate is not locked" in at.warning[0].value
     assert LABELS
+
+
+def test_teacher_outputs_made_elsewhere_are_uploaded_and_imported(demo, session):
+    project = routing(session)
+    dataset = make_dataset(session, actor=demo["dana"], project=project)
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    by_label(at.radio, "Teacher").set_value("file").run()
+    at.file_uploader[0].upload("vendor.csv", b"id,label\nT0000,billing\nT0001,technical\n", "text/csv").run()
+    by_label(at.button, "Import outputs").click().run()
+    [run] = teacher_runs.list_runs(session, project_id=project.id)
+    assert (run.adapter, run.n_rows, run.dataset_id, run.config["source"]) == ("file", 2, dataset.id, "vendor.csv")
+    assert any(f"Teacher run #{run.id} imported: 2 outputs." in s.value for s in at.success)

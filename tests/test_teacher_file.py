@@ -112,3 +112,11 @@ def test_only_the_driver_imports_outputs(session, demo, dataset, tmp_path):
     path.write_text("id,label\nT0000,billing\n", encoding="utf-8")
     with pytest.raises(PermissionDenied, match="import teacher outputs"):
         runs.import_file(session, actor=demo["val"], project=routing(session), dataset_id=dataset.id, path=path)
+
+
+def test_an_upload_is_imported_from_its_bytes_under_its_own_name(session, demo, dataset):
+    data = b"id,label\nT0000,billing\nT0001,technical\n"
+    run = runs.import_upload(session, actor=demo["dana"], project=routing(session), dataset_id=dataset.id,
+                             data=data, filename="from-the-vendor.csv")
+    assert (run.n_rows, run.config["source"]) == (2, "from-the-vendor.csv")
+    assert run.config["source_sha256"] == __import__("hashlib").sha256(data).hexdigest()

@@ -33,15 +33,16 @@ NDCG_K = 10
 KNOWN = ("id", "student", "teacher", "reference", "query_id")
 
 
-def import_predictions(session: Session, *, actor: User, project: Project, path: str | Path,
-                       kind: str = "label") -> Evaluation:
-    """Validate the file against the holdout, score it against the locked gate, and record the evaluation."""
+def import_predictions(session: Session, *, actor: User, project: Project, path: str | Path | None = None,
+                       kind: str = "label", data: bytes | None = None, filename: str | None = None) -> Evaluation:
+    """Validate the file (a path, or an upload's bytes and name) against the holdout, score it against the
+    locked gate, and record the evaluation."""
     if kind not in KINDS:
         raise InvalidInput(f"kind {kind!r} is not known: use one of {', '.join(KINDS)}.", field="kind")
     locked = runs.require_can_evaluate(session, actor=actor, project=project)
     spec = gate.GateSpec(**gate.spec_of(locked))
-    data, name = readers.read_bytes(data=None, path=path, filename=None)
-    source = readers.read_source(data, name)
+    raw, name = readers.read_bytes(data=data, path=path, filename=filename)
+    source = readers.read_source(raw, name)
     held = holdout_rows(session, project_id=project.id).reset_index(drop=True)
     frame, scores = validate(source, held, kind=kind, name=name)
     slices = datasets.slice_columns(held)

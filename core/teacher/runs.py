@@ -8,6 +8,7 @@ reaches the job from the environment (or, in this process, ``api_key_scope``).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -234,6 +235,16 @@ def import_file(session: Session, *, actor: User, project: Project, dataset_id: 
     stats["dataset_rows_without_output"] = int(len(df) - len(frame))
     return record_run(session, actor=actor, project=project, dataset=dataset, adapter="file", config=config,
                       labels=labels, frame=frame, stats=stats)
+
+
+def import_upload(session: Session, *, actor: User, project: Project, dataset_id: int, data: bytes,
+                  filename: str, labels: Sequence[str] | None = None) -> TeacherRun:
+    """An uploaded file of outputs (the Teacher page's), read from a private temporary copy."""
+    with tempfile.TemporaryDirectory(prefix="stillroom-upload-") as tmp:
+        path = Path(tmp) / (Path(filename).name or "outputs")
+        path.write_bytes(data)
+        return import_file(session, actor=actor, project=project, dataset_id=dataset_id, path=path, labels=labels,
+                           source_name=filename)
 
 
 def combine_runs(session: Session, *, actor: User, project: Project, run_ids: Sequence[int],
