@@ -29,6 +29,8 @@ from sqlmodel import Session
 from core import artifacts
 from core import demo as demo_mod
 from core.db import init_db, make_engine
+from core.evaluation.runs import get_evaluation
+from core.evaluation.runs import load_predictions as load_predictions_of
 from core.governance import gate, people, projects, qualification, review
 from core.governance.audit import canonical_json
 from core.governance.qualification import BetterMove
@@ -195,8 +197,8 @@ def core_queue(engine: Engine, project_id: int, ev_id: int) -> review.Queue:
 def naive_queue(engine: Engine, project_id: int, ev_id: int) -> tuple[list[str], int]:
     """The same queue the obvious way: load the same table, then a Python loop over rows and ``sorted``."""
     with Session(engine) as session:
-        evaluation = review.get_evaluation(session, project=session.get(Project, project_id), evaluation_id=ev_id)
-        df = review._predictions(session, evaluation)
+        evaluation = get_evaluation(session, project=session.get(Project, project_id), evaluation_id=ev_id)
+        df = load_predictions_of(session, evaluation)
         spec = review._gate_spec(session, evaluation)
     floors = [(f["column"], f["value"]) for f in spec.get("slice_floors", []) if f["column"] in df.columns]
     severe = set(spec.get("severe_errors", {}).get("classes", []))
@@ -220,8 +222,8 @@ def naive_queue(engine: Engine, project_id: int, ev_id: int) -> tuple[list[str],
 
 def load_predictions(engine: Engine, project_id: int, ev_id: int) -> pd.DataFrame:
     with Session(engine) as session:
-        evaluation = review.get_evaluation(session, project=session.get(Project, project_id), evaluation_id=ev_id)
-        return review._predictions(session, evaluation)
+        evaluation = get_evaluation(session, project=session.get(Project, project_id), evaluation_id=ev_id)
+        return load_predictions_of(session, evaluation)
 
 
 def curve(engine: Engine, project_id: int, ev_id: int) -> pd.DataFrame:
