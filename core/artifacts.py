@@ -12,11 +12,31 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import event
 from sqlmodel import Session
 
 from core.config import get_settings
 from core.errors import GovernanceViolation
 from core.models import Artifact, Project, User
+
+# Files store_table (or track_new_file) wrote in a session's open transaction: kept when it commits,
+# deleted when it rolls back, so a failed state change never leaves an unrecorded file behind.
+_NEW_FILES = "stillroom_new_files"
+
+
+def track_new_file(session: Session, path: Path) -> None:
+    session.info.setdefault(_NEW_FILES, []).append(Path(path))
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_new_files(session: Session) -> None:
+    session.info.pop(_NEW_FILES, None)
+
+
+@event.listens_for(Session, "after_rollback")
+def _remove_new_files(session: Session) -> None:
+    for path in session.info.pop(_NEW_FILES, []):
+        path.unlink(missing_ok=True)
 
 
 def data_dir() -> Path:
@@ -60,6 +80,7 @@ def store_table(
     tmp = folder / f".{name}.tmp"
     df.to_parquet(tmp, index=False)
     os.replace(tmp, folder / name)
+    track_new_file(session, folder / name)
     return register(session, project=project, actor=actor, path=folder / name, kind=kind,
                     n_rows=len(df), meta=meta)
 

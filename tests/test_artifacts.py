@@ -29,3 +29,19 @@ def test_a_directory_is_hashed_over_names_and_contents(tmp_path):
     first = artifacts.dir_sha256(tmp_path)
     (tmp_path / "a.txt").write_text("two")
     assert artifacts.dir_sha256(tmp_path) != first
+
+
+def test_a_file_written_in_a_rolled_back_transaction_is_removed_and_a_committed_one_kept(session, demo, moderation):
+    import pandas as pd
+
+    from core.artifacts import path_of, store_table
+
+    df = pd.DataFrame({"id": ["a"], "text": ["x"]})
+    lost = path_of(store_table(session, project=moderation, actor=demo["dana"], df=df, kind="inputs"))
+    assert lost.exists()
+    session.rollback()  # as when the state change after it fails
+    assert not lost.exists()
+    kept = path_of(store_table(session, project=moderation, actor=demo["dana"], df=df, kind="inputs"))
+    session.commit()
+    session.rollback()  # a later rollback does not touch what was committed
+    assert kept.exists()

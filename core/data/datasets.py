@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core.artifacts import load_table, path_of, store_table
+from core.artifacts import load_table, store_table
 from core.errors import NotFound
 from core.governance import audit
 from core.governance.projects import require_role
@@ -51,11 +49,9 @@ def store(
     """
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing=f"{operation} data")
     kind = "production" if purpose == "production" else "inputs"
-    written = None
     try:
         art = store_table(session, project=project, actor=actor, df=df.reset_index(drop=True), kind=kind,
                           meta={"operation": operation})
-        written = path_of(art)
         dataset = Dataset(
             project_id=project.id, name=name, purpose=purpose, artifact_id=art.id,
             parent_id=parent.id if parent else None, operation=operation, mapping=mapping, stats=stats,
@@ -69,9 +65,6 @@ def store(
                               "n_rows": len(df), "sha256": art.sha256, "stats": stats})
         session.commit()
     except BaseException:
-        session.rollback()
-        if written is not None:
-            with contextlib.suppress(OSError):
-                written.unlink()
+        session.rollback()  # and core.artifacts removes the file this transaction wrote
         raise
     return dataset

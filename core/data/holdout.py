@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, select
 
-from core.artifacts import load_table, path_of, store_table
+from core.artifacts import load_table, store_table
 from core.data import datasets, similarity
 from core.errors import GovernanceViolation, InvalidInput
 from core.governance import audit
@@ -132,11 +132,9 @@ def fix_holdout(
     chosen = df[stratified_mask(df, by=stratify_by, target=_target(len(df), fraction, n), seed=seed)]
     chosen = chosen.reset_index(drop=True)
     digest = fingerprint(chosen)
-    written = None
     try:
         art = store_table(session, project=project, actor=actor, df=chosen, kind="holdout",
                           meta={"dataset_id": dataset.id, "fingerprint": digest})
-        written = path_of(art)
         holdout = Holdout(project_id=project.id, dataset_id=dataset.id, artifact_id=art.id, fingerprint=digest,
                           n_rows=len(chosen), stratify_by=stratify_by, seed=seed, created_by=actor.id)
         session.add(holdout)
@@ -147,9 +145,7 @@ def fix_holdout(
                               "stratify_by": stratify_by, "seed": seed, "sha256": art.sha256})
         session.commit()
     except BaseException:
-        session.rollback()
-        if written is not None:
-            written.unlink(missing_ok=True)
+        session.rollback()  # and core.artifacts removes the file this transaction wrote
         raise
     return holdout
 

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core import jobs
-from core.artifacts import load_table, path_of, project_dir, register, store_table, verify
+from core.artifacts import load_table, path_of, project_dir, register, store_table, track_new_file, verify
 from core.errors import GovernanceViolation, InvalidInput, NotFound
 from core.governance import audit, gate, qualification
 from core.governance.audit import canonical_json, sha256_hex
@@ -96,13 +96,11 @@ def record(session: Session, *, actor: User, project: Project, gate_version: Gat
            report: dict, summary: dict, source: str, training_run_id: int | None = None,
            job_id: int | None = None) -> Evaluation:
     """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction."""
-    written = []
     try:
         preds = store_table(session, project=project, actor=actor, df=predictions, kind=PREDICTIONS_KIND,
                             meta={"source": source, "training_run": training_run_id})
-        written.append(path_of(preds))
         report_path, body = _write_report(project, report)
-        written.append(report_path)
+        track_new_file(session, report_path)
         art = register(session, project=project, actor=actor, path=report_path, kind=REPORT_KIND,
                        meta={"source": source})
         row = Evaluation(project_id=project.id, round=report["evaluation"]["round"], gate_version_id=gate_version.id,
@@ -121,17 +119,8 @@ def record(session: Session, *, actor: User, project: Project, gate_version: Gat
         session.commit()
         return row
     except BaseException:
-        session.rollback()
-        for path in written:
-            _remove(path)
+        session.rollback()  # and core.artifacts removes the file this transaction wrote
         raise
-
-
-def _remove(path) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def get_evaluation(session: Session, *, project: Project, evaluation_id: int) -> Evaluation:
