@@ -25,7 +25,8 @@ with db() as session:
     events = rollout.history(session, project_id=project.id)
     stage_list = rollout.stages(session, project_id=project.id)
     settings = mconfig.get_config(session, project_id=project.id)
-    check = rollout.check_advance(session, project_id=project.id) if state.stage != rollout.OFF else None
+    live = logs.read_requests(project.id)  # read once: the advance check, the charts and drift use it
+    check = rollout.check_advance(session, project_id=project.id, live=live) if state.stage != rollout.OFF else None
     requests_ = list(reversed(redistill.list_redistill(session, project.id)))
 
 st.caption(f"Project: {esc(project.name)}. Shadow first; each stage advances only on what the logged traffic "
@@ -62,7 +63,6 @@ if events:
                                for e in reversed(events)]), hide_index=True, width="stretch")
 
 st.subheader("Live traffic")
-live = logs.read_requests(project.id)
 if live.empty:
     st.info("No request logged yet: start the rollout and serve the student.")
 else:

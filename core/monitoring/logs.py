@@ -49,7 +49,7 @@ def _read_file(path: Path) -> pd.DataFrame:
         return pd.DataFrame.from_records(records)
 
 
-def _as_utc(since: datetime | str | pd.Timestamp) -> pd.Timestamp:
+def as_utc(since: datetime | str | pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(since)
     return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
 
@@ -58,7 +58,7 @@ def read_requests(project_id: int, *, since: datetime | str | None = None) -> pd
     """Every logged request of the project (from ``since`` on), oldest first, in the contract's columns."""
     folder = log_dir(project_id)
     files = sorted(folder.glob("requests-*.jsonl")) if folder.is_dir() else []
-    start = _as_utc(since) if since is not None else None
+    start = as_utc(since) if since is not None else None
     if start is not None:
         files = [f for f in files if _day(f) >= start.strftime("%Y%m%d")]
     frames = [f for f in (_read_file(p) for p in files) if len(f)]

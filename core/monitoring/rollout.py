@@ -122,23 +122,23 @@ def _latency(session: Session, project_id: int, traffic: pd.DataFrame) -> Criter
                       at_most=True, detail="requests served by the student")
 
 
-def stage_traffic(session: Session, *, project_id: int) -> pd.DataFrame:
-    """The logged requests of the current stage, since it began."""
+def stage_traffic(session: Session, *, project_id: int, live: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The logged requests of the current stage, since it began (from ``live`` when the caller read the log)."""
     last = _last(session, project_id)
+    df = logs.read_requests(project_id) if live is None else live
     if last is None or last.stage == OFF:
-        return logs.read_requests(project_id).iloc[0:0]
-    df = logs.read_requests(project_id, since=last.created_at)
-    return df[df["stage"] == last.stage]
+        return df.iloc[0:0]
+    return df[(df["ts"] >= logs.as_utc(last.created_at)) & (df["stage"] == last.stage)]
 
 
-def check_advance(session: Session, *, project_id: int) -> AdvanceCheck:
+def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | None = None) -> AdvanceCheck:
     """The advance criteria, with their numbers, from the current stage's logged traffic."""
     settings = config.get_config(session, project_id=project_id)
     last = _last(session, project_id)
     stage = last.stage if last else OFF
     order = settings.stages
     nxt = order[order.index(stage) + 1] if stage in order[:-1] else None
-    traffic = stage_traffic(session, project_id=project_id)
+    traffic = stage_traffic(session, project_id=project_id, live=live)
     floor = config.agreement_floor(session, project_id=project_id, settings=settings)
     threshold = last.threshold if last and last.threshold is not None else None
     n_asked = len(logs.asked(traffic))
