@@ -1,0 +1,25 @@
+"""attack surface
+
+issue 11 (attack surface): service tokens, API tokens, login attempts. Kept as its own revision so the work of one issue lands in one
+migration; empty revisions are harmless.
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+import sqlalchemy as sa  # noqa: F401
+import sqlmodel  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
