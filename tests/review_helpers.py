@@ -110,7 +110,8 @@ def build_report(df: pd.DataFrame, spec: dict, *, evaluation: dict) -> dict:
 
 
 def make_evaluation(session: Session, *, project: Project, actor: User, df: pd.DataFrame,
-                    round_: int = 1, report_overrides: dict | None = None) -> Evaluation:
+                    round_: int = 1, report_overrides: dict | None = None,
+                    training_run_id: int | None = None) -> Evaluation:
     gv = gate.current(session, project_id=project.id)
     spec = gate.spec_of(gv)
     pred = artifacts.store_table(session, project=project, actor=actor, df=df, kind="predictions")
@@ -123,7 +124,8 @@ def make_evaluation(session: Session, *, project: Project, actor: User, df: pd.D
     path = artifacts.project_dir(project.id, "evaluations") / f"report-{pred.id}.json"
     path.write_bytes(data)
     art = artifacts.register(session, project=project, actor=actor, path=path, kind="evaluation-report")
-    ev = Evaluation(project_id=project.id, round=round_, gate_version_id=gv.id, source="imported",
+    ev = Evaluation(project_id=project.id, round=round_, gate_version_id=gv.id, training_run_id=training_run_id,
+                    source="trained" if training_run_id else "imported",
                     predictions_artifact_id=pred.id, report_artifact_id=art.id,
                     report_hash=hashlib.sha256(data).hexdigest(), passed=report["passed"],
                     summary={"passed": report["passed"], "criteria": report["criteria"]}, created_by=actor.id)

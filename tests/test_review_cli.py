@@ -35,7 +35,7 @@ def test_verdict_by_validator_and_refused_to_driver(session, gated, failing_eval
              "--comment", "missed")
     assert ok.exit_code == 0 and "recorded" in ok.output
     assert_fails(run("--as", "dana", "review", "verdict", MOD, failing_eval.id, "c1", "--verdict",
-                     "ambiguous"), 3, "dana drives")
+                     "ambiguous"), 3, "dana built evidence")
     assert_fails(run("--as", "val", "review", "verdict", MOD, failing_eval.id, "c0", "--verdict",
                      "ambiguous"), 2, "already recorded")
     assert len(session.exec(select(ReviewVerdict)).all()) == 1

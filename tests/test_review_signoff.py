@@ -45,7 +45,7 @@ def test_rejection_needs_a_comment_but_no_reviews(session, demo, gated, failing_
 
 
 def test_driver_can_never_sign_off(session, demo, gated, passing_eval):
-    with pytest.raises(SeparationOfDuties, match="dana drives"):
+    with pytest.raises(SeparationOfDuties, match="dana built evidence behind evaluation"):
         review.sign_off(session, actor=demo["dana"], project=gated, evaluation_id=passing_eval.id,
                         approve=False, comment="looks bad")
 

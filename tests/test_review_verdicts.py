@@ -24,7 +24,7 @@ def test_validator_records_a_verdict_with_its_audit_event(session, demo, gated, 
 
 
 def test_driver_can_never_record_a_verdict(session, demo, gated, failing_eval):
-    with pytest.raises(SeparationOfDuties, match="dana drives"):
+    with pytest.raises(SeparationOfDuties, match="dana built evidence behind evaluation"):
         _verdict(session, demo["dana"], gated, failing_eval)
     assert session.exec(select(ReviewVerdict)).all() == []
 

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
 from core.evaluation.runs import get_evaluation, load_predictions, load_report
-from core.governance import audit, gate, qualification
+from core.governance import audit, gate, qualification, separation
 from core.governance.projects import require_role, roles_of
 from core.models import (
     Evaluation,
@@ -48,14 +48,37 @@ def slice_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in PREDICTION_COLUMNS]
 
 
-def _require_reviewer(session: Session, *, actor: User, project: Project, doing: str) -> None:
-    """Validator only; a driver of the project is named as such, whatever else they hold."""
-    if Role.DRIVER in roles_of(session, project_id=project.id, user_id=actor.id):
-        raise SeparationOfDuties(
-            f"{actor.username} drives project {project.name!r} and cannot {doing}: "
-            "whoever builds the student must not validate it. Ask a validator."
-        )
-    require_role(session, actor=actor, project=project, role=Role.VALIDATOR, doing=doing)
+def _reviewer_problem(session: Session, *, actor: User, project: Project, evaluation: Evaluation,
+                      doing: str) -> GovernanceViolation | None:
+    # Whoever created any evidence behind the evaluation is refused whatever roles they hold now
+    # (core.governance.separation); then a driver of the project; then anyone who is not its validator.
+    sentence = separation.refusal(session, actor=actor, project=project, evaluation=evaluation, doing=doing)
+    if sentence:
+        return SeparationOfDuties(sentence)
+    held = roles_of(session, project_id=project.id, user_id=actor.id)
+    if Role.DRIVER in held:
+        return SeparationOfDuties(f"{actor.username} drives project {project.name!r} and cannot {doing}: "
+                                  "whoever builds the student must not validate it. Ask a validator.")
+    try:
+        require_role(session, actor=actor, project=project, role=Role.VALIDATOR, doing=doing)
+    except PermissionDenied as exc:
+        return exc
+    return None
+
+
+def review_refusal(session: Session, *, actor: User, project: Project, evaluation_id: int,
+                   doing: str = "record verdicts or sign off") -> str | None:
+    """Why ``actor`` may not judge the evaluation (record a verdict, sign off), or None when they may."""
+    evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+    problem = _reviewer_problem(session, actor=actor, project=project, evaluation=evaluation, doing=doing)
+    return str(problem) if problem else None
+
+
+def _require_reviewer(session: Session, *, actor: User, project: Project, evaluation: Evaluation,
+                      doing: str) -> None:
+    problem = _reviewer_problem(session, actor=actor, project=project, evaluation=evaluation, doing=doing)
+    if problem:
+        raise problem
 
 
 # --------------------------------------------------------------------------- the disagreement queue
@@ -118,8 +141,8 @@ def record_verdict(
     session: Session, *, actor: User, project: Project, evaluation_id: int, item_id: str, verdict: str,
     comment: str = "", rating: int | None = None,
 ) -> ReviewVerdict:
-    _require_reviewer(session, actor=actor, project=project, doing="record a review verdict")
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+    _require_reviewer(session, actor=actor, project=project, evaluation=evaluation, doing="record a review verdict")
     if verdict not in VERDICTS:
         raise InvalidInput(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}.", field="verdict")
     if rating is not None and (type(rating) is not int or not 1 <= rating <= 5):
@@ -262,8 +285,8 @@ def sign_off(
     session: Session, *, actor: User, project: Project, evaluation_id: int, approve: bool, comment: str = "",
 ) -> SignOff:
     """Approve or reject exactly this evaluation, named by the hash of its report."""
-    _require_reviewer(session, actor=actor, project=project, doing="sign off an evaluation")
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+    _require_reviewer(session, actor=actor, project=project, evaluation=evaluation, doing="sign off an evaluation")
     comment = (comment or "").strip()
     if not approve and not comment:
         raise InvalidInput("a rejection needs a comment: say what must change before you would approve.",
