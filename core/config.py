@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,27 @@ class Settings(BaseSettings):
     # Stillroom recommends kill after this many rounds in which no failing criterion moved by kill_margin.
     kill_after_rounds: int = Field(default=3, ge=1, le=100)
     kill_margin: float = Field(default=0.01, ge=0.0, le=1.0)
+    # Issue 11. The chat teacher may call only these base URLs (comma-separated, with their /v1 prefix) and read
+    # its key only from these environment variables: set by the admin who runs the server, never by a run.
+    teacher_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    teacher_key_vars: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["STILLROOM_TEACHER_API_KEY"])
+    # Login protection: after login_max_failures failed tries (per account and per client, within
+    # login_window_s) each further try waits login_backoff_s, doubling per failure up to login_lockout_max_s.
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window_s: float = Field(default=900.0, gt=0)
+    login_backoff_s: float = Field(default=30.0, ge=0)
+    login_lockout_max_s: float = Field(default=900.0, ge=0)
+    # A browser session unused for this long is logged out.
+    session_idle_minutes: float = Field(default=60.0, gt=0)
+    # The CLI refuses to act without a personal API token (`stillroom login`, or STILLROOM_TOKEN).
+    cli_require_token: bool = False
+    token: str | None = None  # STILLROOM_TOKEN: a CLI token given in the environment
+    token_file: Path | None = None  # default: $XDG_CONFIG_HOME/stillroom/token (~/.config/stillroom/token)
+
+    @field_validator("teacher_endpoints", "teacher_key_vars", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
     @property
     def db_url(self) -> str:

@@ -32,6 +32,8 @@ class User(SQLModel, table=True):
     is_admin: bool = False
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    # Bumped when the password is reset: the app ends every session opened under an older epoch (issue 11).
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Project(SQLModel, table=True):
@@ -387,6 +389,40 @@ class RedistillRequest(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+# --- Issue 11 (attack surface): login attempts, personal API tokens and serving tokens ---------------
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One login try, by account and by client: what backoff and lockout count (append-only)."""
+
+    __tablename__ = "login_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, max_length=64)
+    client: str = Field(index=True, max_length=200)
+    succeeded: bool
+    refused: bool = False  # refused unchecked because the account or the client was locked out
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AccessToken(SQLModel, table=True):
+    """A bearer secret, stored only as its SHA-256: a person's CLI token (kind "cli") or a project's serving
+    token (kind "serve", created by an operator for the clients of ``stillroom serve``)."""
+
+    __tablename__ = "access_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8, index=True)
+    name: str = Field(max_length=120)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)  # the first characters, to tell tokens apart in lists
+    user_id: int = Field(foreign_key="user.id", index=True)  # the owner (cli) or the creator (serve)
+    project_id: int | None = Field(default=None, foreign_key="project.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+    revoked_by: int | None = Field(default=None, foreign_key="user.id")
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -406,5 +442,6 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "decision": (("id",), ("project_id", "round")),
     "rollout_event": (("id",),),
     "redistill_request": (("id",),),
+    "login_attempt": (("id",),),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)

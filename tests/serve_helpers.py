@@ -95,12 +95,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_token(project: str, *, actor: str = "oscar") -> str:
+    """A new serving token for ``project``, made by ``actor`` (an operator) in the test's database."""
+    from core.db import get_engine
+    from core.governance import people, projects, tokens
+
+    with Session(get_engine()) as s:
+        proj = projects.get_project(s, project)
+        return tokens.create_serve_token(s, actor=people.get_user(s, actor), project=proj, name="tests").secret
+
+
 class Server:
-    """``python -m core.cli --as NAME serve PROJECT`` on a free loopback port, waited for until /health answers."""
+    """``python -m core.cli --as NAME serve PROJECT`` on a free loopback port, waited for until /health answers.
+
+    Unless ``args`` holds ``--no-auth``, a serving token is created first; ``headers`` carries it.
+    """
 
     def __init__(self, project: str, *, actor: str = "oscar", args: tuple[str, ...] = (), env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token = None if "--no-auth" in args else serve_token(project, actor=actor)
+        self.headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         cmd = [sys.executable, "-m", "core.cli", "--as", actor, "serve", project, "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -91,12 +92,26 @@ class FakeChatServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def __enter__(self) -> FakeChatServer:
+        # The admin's allow-list names this endpoint while it runs (STILLROOM_TEACHER_ENDPOINTS), as an admin
+        # would name a real one; the variable reaches CLI subprocesses too.
+        from core.config import get_settings
+
+        self._endpoints_before = os.environ.get("STILLROOM_TEACHER_ENDPOINTS")
+        os.environ["STILLROOM_TEACHER_ENDPOINTS"] = self.base_url
+        get_settings.cache_clear()
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        from core.config import get_settings
+
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self._endpoints_before is None:
+            os.environ.pop("STILLROOM_TEACHER_ENDPOINTS", None)
+        else:
+            os.environ["STILLROOM_TEACHER_ENDPOINTS"] = self._endpoints_before
+        get_settings.cache_clear()
 
     def answer(self, prompt: str) -> dict:
         import math

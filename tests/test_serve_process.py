@@ -29,7 +29,7 @@ def _lines(project_id: int) -> list[dict]:
 
 
 def _classify(server: Server, n: int) -> list[dict]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, timeout=10, headers=server.headers) as client:
         out = []
         for i in range(n):
             r = client.post("/v1/classify", json={"text": TEXTS[i % len(TEXTS)], "id": f"r{i}",
@@ -46,7 +46,7 @@ def test_shadow_serves_the_teacher_and_logs_the_student_beside_it(session, demo,
         health = httpx.get(f"{server.url}/health").json()
         assert health["stage"] == "shadow" and health["model"]["training_run_id"] == shipped_eval.training_run_id
         answers = _classify(server, 6)
-        bad = httpx.post(f"{server.url}/v1/classify", content=b'{"text": 5}')
+        bad = httpx.post(f"{server.url}/v1/classify", content=b'{"text": 5}', headers=server.headers)
     finally:
         server.stop()
     assert {a["served_by"] for a in answers} == {"teacher"} and {a["stage"] for a in answers} == {"shadow"}

@@ -63,7 +63,8 @@ def test_http_dry_run_prints_the_estimate_and_sends_nothing(session, dataset):
     assert server.calls == 0 and count(session, Job) == 0
 
 
-def test_http_run_reads_the_key_from_the_named_variable(session, dataset):
+def test_http_run_reads_the_key_from_the_named_variable(session, dataset, monkeypatch):
+    monkeypatch.setenv("STILLROOM_TEACHER_KEY_VARS", "STILLROOM_TEACHER_API_KEY,MY_TEACHER_KEY")  # the admin's list
     with FakeChatServer() as server:
         result = run("teacher", "run", PROJECT, "--dataset", str(dataset.id), "--adapter", "http", "--base-url",
                      server.base_url, "--model", "m", "--api-key-env", "MY_TEACHER_KEY", "--concurrency", "2",

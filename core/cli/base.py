@@ -31,7 +31,7 @@ from core.models import Project, User
 LAZY_COMMANDS = {
     **dict.fromkeys(("init", "demo", "users", "projects", "roles", "qualify", "gate", "audit"), "governance"),
     "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train", "eval": "evaluate",
-    "review": "review", "decide": "review", "record": "review", "serve": "serve",
+    "review": "review", "decide": "review", "record": "review", "serve": "serve", "serve-token": "serve",
     "rollout": "monitor", "monitor": "monitor",
 }
 

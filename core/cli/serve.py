@@ -1,10 +1,12 @@
-"""``stillroom serve``: the shipped student over HTTP, behind the project's rollout stage."""
+"""``stillroom serve``: the shipped student over HTTP, behind the project's rollout stage; ``serve-token``: the
+bearer tokens its clients send."""
 
 from __future__ import annotations
 
 import click
 
-from core.cli.base import _session, _viewable, cli
+from core.cli.base import _session, _table, _username, _viewable, cli
+from core.governance import tokens
 from core.governance.projects import require_role
 from core.models import Role
 from core.serving import app as serving
@@ -18,9 +20,17 @@ from core.serving import app as serving
               type=click.IntRange(1, 100_000), help="Requests answered at once; more are refused with 503.")
 @click.option("--max-chars", default=serving.DEFAULT_MAX_CHARS, show_default=True, type=click.IntRange(1),
               help="The longest text accepted.")
+@click.option("--max-body-bytes", type=click.IntRange(64), default=None,
+              help="Bodies larger than this get 413 unread [default: 8 x max-chars + 4096].")
+@click.option("--read-timeout", default=serving.DEFAULT_READ_TIMEOUT_S, show_default=True,
+              type=click.FloatRange(0.05, 600), help="Seconds a client has to send its whole body (else 408).")
 @click.option("--escalate-to", type=click.Choice(["teacher", "queue"]), default="teacher", show_default=True,
               help="Who answers must-escalate labels: the teacher, or a person's queue.")
-def serve(project: str, host: str, port: int, max_concurrency: int, max_chars: int, escalate_to: str) -> None:
+@click.option("--no-auth", is_flag=True,
+              help="Accept requests without a serving token. Local development only: anyone who reaches the port "
+                   "can then add traffic to the log that rollout advances are judged on.")
+def serve(project: str, host: str, port: int, max_concurrency: int, max_chars: int, max_body_bytes: int | None,
+          read_timeout: float, escalate_to: str, no_auth: bool) -> None:
     """Serve PROJECT's shipped student at its rollout stage (operator only; refused when the rollout is off)."""
     import uvicorn
 
@@ -28,9 +38,63 @@ def serve(project: str, host: str, port: int, max_concurrency: int, max_chars: i
         actor, proj = _viewable(session, project)
         require_role(session, actor=actor, project=proj, role=Role.OPERATOR, doing="serve the student")
         service = serving.load_service(session, project=proj, escalate_to=escalate_to,
-                                       max_concurrency=max_concurrency, max_chars=max_chars)
+                                       max_concurrency=max_concurrency, max_chars=max_chars,
+                                       require_token=not no_auth)
     service.refresh = serving.state_reader(proj.id)
+    service.read_timeout_s = read_timeout
+    if max_body_bytes is not None:
+        service.max_body_bytes = max_body_bytes
+    if no_auth:
+        click.echo("WARNING: --no-auth: every client that reaches this port is served and logged as traffic "
+                   "without a token. Use it for local development only.", err=True)
+    else:
+        service.refresh_tokens = serving.token_reader(proj.id)
     click.echo(f"serving {proj.name!r} at stage {service.state.stage} (student of training run "
                f"#{service.model['training_run_id']}, {service.model['teacher']} teacher) on http://{host}:{port}",
                err=True)
-    uvicorn.run(serving.build_app(service), host=host, port=port, log_level="warning", access_log=False)
+    # timeout_keep_alive closes idle connections; the body deadline and size cap are enforced by the app.
+    uvicorn.run(serving.build_app(service), host=host, port=port, log_level="warning", access_log=False,
+                timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+
+
+@cli.group("serve-token")
+def serve_token_group() -> None:
+    """The bearer tokens the clients of `stillroom serve` send (operator; stored hashed, audited)."""
+
+
+@serve_token_group.command("create")
+@click.argument("project")
+@click.argument("name")
+def serve_token_create(project: str, name: str) -> None:
+    """Create a serving token for PROJECT named NAME (e.g. the client that uses it); printed once."""
+    with _session() as session:
+        actor, proj = _viewable(session, project)
+        made = tokens.create_serve_token(session, actor=actor, project=proj, name=name)
+        click.echo(f"serving token #{made.row.id} {made.row.name!r} for {proj.name!r}; it is shown only now, "
+                   "send it as 'Authorization: Bearer TOKEN':", err=True)
+        click.echo(made.secret)
+
+
+@serve_token_group.command("list")
+@click.argument("project")
+def serve_token_list(project: str) -> None:
+    """PROJECT's serving tokens (prefix only; the secrets are not stored)."""
+    with _session() as session:
+        actor, proj = _viewable(session, project)
+        require_role(session, actor=actor, project=proj, role=Role.OPERATOR, doing="list serving tokens")
+        rows = tokens.serve_tokens(session, project_id=proj.id)
+        _table(["id", "name", "prefix", "created by", "created", "revoked"],
+               [[t.id, t.name, t.prefix + "...", _username(session, t.user_id),
+                 t.created_at.isoformat(timespec="seconds"),
+                 t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else ""] for t in rows])
+
+
+@serve_token_group.command("revoke")
+@click.argument("project")
+@click.argument("token_id", type=int)
+def serve_token_revoke(project: str, token_id: int) -> None:
+    """Revoke PROJECT's serving token TOKEN_ID (a running service stops accepting it within seconds)."""
+    with _session() as session:
+        actor, proj = _viewable(session, project)
+        row = tokens.revoke_serve_token(session, actor=actor, project=proj, token_id=token_id)
+        click.echo(f"revoked serving token #{row.id} {row.name!r}.")

@@ -2,15 +2,24 @@
 
 Starlette on uvicorn: one event loop answers the student inline (a fraction of a millisecond) and hands teacher
 calls to the thread pool, so a slow teacher never holds up confident student answers.
+
+Before a request takes one of the ``max_concurrency`` slots it must show a serving token (``Authorization: Bearer``,
+checked against the SHA-256s of the project's unrevoked tokens) and its body must arrive whole within
+``read_timeout_s`` and ``max_body_bytes``: an oversized Content-Length is refused unread, a chunked body is
+refused as soon as it passes the cap, and a slow client is cut off at the deadline, so neither memory nor the
+slots can be held by a client. Every refusal is counted (``/health``) and written to ``refused-YYYYMMDD.jsonl``
+beside the request log, never into it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from core.errors import GovernanceViolation, InvalidInput
@@ -34,6 +43,12 @@ from core.serving.state import state as rollout_state
 
 DEFAULT_MAX_CHARS = 10_000
 DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_READ_TIMEOUT_S = 10.0
+
+
+def default_max_body_bytes(max_chars: int) -> int:
+    """The largest body a text of ``max_chars`` needs: a UTF-8 character is at most 4 bytes, a JSON escape 6."""
+    return 8 * max_chars + 4096
 LIVE_ADAPTERS = ("local", "http")
 
 
@@ -63,14 +78,30 @@ class Service:
     refresh: Callable[[], RolloutState] | None = None  # re-reads the rollout state; None in unit tests
     refresh_s: float = 5.0
     started: float = field(default_factory=time.monotonic)
+    # SHA-256s of the serving tokens accepted; None only when the operator turned auth off (--no-auth).
+    token_hashes: frozenset[str] | None = None
+    refresh_tokens: Callable[[], frozenset[str]] | None = None
+    max_body_bytes: int | None = None  # default: default_max_body_bytes(max_chars)
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    refused: Counter = field(default_factory=Counter)  # "400", "401", ... or "disconnected" -> requests turned away
+    refused_log: RequestLog | None = None  # default: refused-YYYYMMDD.jsonl beside the request log
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes is None:
+            self.max_body_bytes = default_max_body_bytes(self.max_chars)
+        if self.refused_log is None:
+            self.refused_log = RequestLog(self.log.directory, prefix="refused")
 
 
 # --------------------------------------------------------------------------- loading
 
 
 def load_service(session: Session, *, project: Project, escalate_to: str = "teacher",
-                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, max_chars: int = DEFAULT_MAX_CHARS) -> Service:
-    """The service for a project in rollout: refused (GovernanceViolation) unless it shipped and a stage is on."""
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, max_chars: int = DEFAULT_MAX_CHARS,
+                 require_token: bool = True) -> Service:
+    """The service for a project in rollout: refused (GovernanceViolation) unless it shipped, a stage is on and,
+    with ``require_token``, an operator has created at least one serving token."""
+    from core.governance.tokens import active_serve_hashes
     if escalate_to not in ("teacher", "queue"):
         raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
     made = decisions_mod.decisions(session, project_id=project.id)
@@ -80,13 +111,19 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
     if st.stage == "off":
         raise GovernanceViolation(f"project {project.name!r} has no rollout stage in force: start the rollout "
                                   "(shadow first) before serving.")
+    hashes = active_serve_hashes(session, project_id=project.id) if require_token else None
+    if require_token and not hashes:
+        raise GovernanceViolation(f"project {project.name!r} has no serving token, so no client could call the "
+                                  "service: create one with `stillroom serve-token create` (or pass --no-auth "
+                                  "for local development only).")
     run = _training_run(session, st)
-    student = _load_student(run)
+    student = _load_student(session, run)
     teacher, labels, teacher_name = _load_teacher(session, project_id=project.id, run=run)
     return Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
                    log=RequestLog(log_dir(project.id)), escalate_to=escalate_to, max_concurrency=max_concurrency,
                    max_chars=max_chars, model={"training_run_id": run.id, "family": run.family, "size": run.size,
-                                               "labels": list(student.labels), "teacher": teacher_name})
+                                               "labels": list(student.labels), "teacher": teacher_name},
+                   token_hashes=hashes)
 
 
 def _training_run(session: Session, st: RolloutState) -> TrainingRun:
@@ -100,10 +137,10 @@ def _training_run(session: Session, st: RolloutState) -> TrainingRun:
     return run
 
 
-def _load_student(run: TrainingRun):
+def _load_student(session: Session, run: TrainingRun):
     from core.training.runs import load_student
 
-    student = load_student(run)
+    student = load_student(session, run)
     student.predict_proba(["warm up"])  # the first call pays for lazy set-up; not a request's latency
     return student
 
@@ -155,9 +192,6 @@ def _bad_request(fld: str, sentence: str) -> JSONResponse:
 
 
 def _parse(body: bytes, max_chars: int) -> ClassifyRequest | JSONResponse:
-    if len(body) > 8 * max_chars + 4096:  # a UTF-8 character is at most 4 bytes, JSON escapes at most 6
-        return _bad_request("text", f"the body is {len(body):,} bytes: field text may hold at most "
-                                    f"{max_chars:,} characters.")
     try:
         req = ClassifyRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -219,43 +253,129 @@ def _write(service: Service, req: ClassifyRequest, request_id: str, s_label: str
 # --------------------------------------------------------------------------- the app
 
 
+class Refused(Exception):
+    """A request turned away before it took a slot: the HTTP status, the field and the sentence."""
+
+    def __init__(self, status: int, fld: str, sentence: str):
+        super().__init__(sentence)
+        self.status, self.field, self.sentence = status, fld, sentence
+
+
+def check_token(service: Service, authorization: str | None) -> None:
+    """Refused(401) unless the Authorization header carries one of the project's unrevoked serving tokens."""
+    if service.token_hashes is None:
+        return
+    scheme, _, secret = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Refused(401, "authorization", "send a serving token as 'Authorization: Bearer TOKEN' (an operator "
+                                            "creates one with `stillroom serve-token create`).")
+    if hashlib.sha256(secret.strip().encode("utf-8")).hexdigest() not in service.token_hashes:
+        raise Refused(401, "authorization", "the serving token is unknown or revoked: ask the operator for a "
+                                            "valid one.")
+
+
+async def read_body(service: Service, request: Request) -> bytes:
+    """The whole body, or Refused: 413 past ``max_body_bytes`` (from Content-Length unread, or while streaming),
+    408 when it has not arrived within ``read_timeout_s``."""
+    cap = service.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
+        raise Refused(413, "body", f"the body is {int(declared):,} bytes, over the {cap:,} accepted: field text "
+                                   f"may hold at most {service.max_chars:,} characters.")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(service.read_timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise Refused(413, "body", f"the body passed {cap:,} bytes: field text may hold at most "
+                                               f"{service.max_chars:,} characters.")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(408, "body", f"the body did not arrive within {service.read_timeout_s:g} s: send the "
+                                   "whole request at once.") from None
+    return b"".join(chunks)
+
+
+def note_refusal(service: Service, request: Request, status: int | None, fld: str, sentence: str) -> None:
+    """Count a request turned away and write its line to the refusal log (``status`` None: the client left)."""
+    service.refused["disconnected" if status is None else str(status)] += 1
+    service.refused_log.write({"status": status, "field": fld, "error": sentence,
+                               "client": request.client.host if request.client else None,
+                               "path": request.url.path})
+
+
+def refuse(service: Service, request: Request, status: int | None, fld: str, sentence: str) -> Response:
+    """Count and log a request turned away, then answer it (with ``Connection: close`` when its body is unread)."""
+    note_refusal(service, request, status, fld, sentence)
+    if status is None:  # the client went away: nobody is left to read an answer
+        return Response(status_code=400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status in (408, 413):
+        headers["Connection"] = "close"
+    return JSONResponse({"error": sentence, "field": fld}, status_code=status, headers=headers)
+
+
 def build_app(service: Service) -> Starlette:
     limit = asyncio.Semaphore(service.max_concurrency)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "project_id": service.project_id, "stage": service.state.stage,
                              "percent": service.state.percent, "model": service.model,
+                             "auth": service.token_hashes is not None,
+                             "refused": dict(sorted(service.refused.items())),
                              "uptime_s": round(time.monotonic() - service.started, 3)})
 
-    async def classify_endpoint(request: Request) -> JSONResponse:
+    async def classify_endpoint(request: Request) -> Response:
+        try:
+            check_token(service, request.headers.get("authorization"))
+            # Read before taking a slot: a slow or oversized body can hold neither a slot nor memory.
+            raw = await read_body(service, request)
+        except Refused as exc:
+            return refuse(service, request, exc.status, exc.field, exc.sentence)
+        except ClientDisconnect:
+            return refuse(service, request, None, "body", "the client disconnected before sending the whole body.")
         if limit.locked():
-            return JSONResponse({"error": f"the service is answering {service.max_concurrency} requests already: "
-                                          "retry shortly."}, status_code=503)
+            return refuse(service, request, 503, "service", f"the service is answering {service.max_concurrency} "
+                                                            "requests already: retry shortly.")
         async with limit:
-            parsed = _parse(await request.body(), service.max_chars)
+            parsed = _parse(raw, service.max_chars)
             if isinstance(parsed, JSONResponse):
+                problem = json.loads(parsed.body)
+                note_refusal(service, request, 400, problem["field"], problem["error"])
                 return parsed
             body, status = await classify(service, parsed)
+            if status != 200:
+                note_refusal(service, request, status, "teacher", body["error"])
             return JSONResponse(body, status_code=status)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        task = asyncio.create_task(_refresh_loop(service)) if service.refresh else None
+        task = asyncio.create_task(_refresh_loop(service)) if service.refresh or service.refresh_tokens else None
         try:
             yield
         finally:
             if task:
                 task.cancel()
             service.log.close()
+            service.refused_log.close()
 
     return Starlette(routes=[HttpRoute("/health", health, methods=["GET"]),
                              HttpRoute("/v1/classify", classify_endpoint, methods=["POST"])], lifespan=lifespan)
 
 
 async def _refresh_loop(service: Service) -> None:
-    """Follow the operator's advances and rollbacks without a restart (the student itself stays loaded)."""
+    """Follow the operator's advances, rollbacks and token revocations without a restart (the student itself
+    stays loaded)."""
     while True:
         await asyncio.sleep(service.refresh_s)
+        if service.refresh_tokens is not None and service.token_hashes is not None:
+            try:
+                service.token_hashes = await run_in_threadpool(service.refresh_tokens)
+            except Exception:  # noqa: BLE001,S110  (a busy database keeps the last known tokens)
+                pass
+        if service.refresh is None:
+            continue
         try:
             new = await run_in_threadpool(service.refresh)
         except Exception:  # noqa: BLE001,S112  (a busy database keeps the last known state)
@@ -271,5 +391,18 @@ def state_reader(project_id: int) -> Callable[[], RolloutState]:
     def read() -> RolloutState:
         with Session(get_engine()) as session:
             return rollout_state(session, project_id=project_id)
+
+    return read
+
+
+def token_reader(project_id: int) -> Callable[[], frozenset[str]]:
+    """A function that reads the project's unrevoked serving tokens in a fresh session (revocation takes effect
+    within one refresh period)."""
+    from core.db import get_engine
+    from core.governance.tokens import active_serve_hashes
+
+    def read() -> frozenset[str]:
+        with Session(get_engine()) as session:
+            return active_serve_hashes(session, project_id=project_id)
 
     return read

@@ -23,17 +23,22 @@ def log_dir(project_id: int) -> Path:
 
 
 class RequestLog:
-    """Appends records to ``requests-YYYYMMDD.jsonl`` under ``directory``, switching files when the day changes."""
+    """Appends records to ``PREFIX-YYYYMMDD.jsonl`` under ``directory``, switching files when the day changes.
 
-    def __init__(self, directory: Path):
+    The prefix is ``requests`` for answered traffic (what rollout is judged on) and ``refused`` for the requests
+    the service turned away (400, 401, 408, 413, 503), which must never count as traffic.
+    """
+
+    def __init__(self, directory: Path, *, prefix: str = "requests"):
         self.directory = Path(directory)
+        self.prefix = prefix
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._day: str | None = None
         self._file: TextIO | None = None
 
     def path_for(self, day: str) -> Path:
-        return self.directory / f"requests-{day}.jsonl"
+        return self.directory / f"{self.prefix}-{day}.jsonl"
 
     def write(self, record: dict, *, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)

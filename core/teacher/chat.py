@@ -2,9 +2,15 @@
 
 The API key comes from the environment (or from the caller, e.g. Streamlit
 secrets) and lives only in this object's HTTP client: it is never part of the
-settings recorded with a run, never cached and never logged. Every answer is
-cached on disk under the project's artifacts folder, keyed by the model and the
-exact prompt, so a rerun never pays twice.
+settings recorded with a run, never cached and never logged. The endpoint and
+the variable the key is read from must be on the admin's allow-lists
+(``STILLROOM_TEACHER_ENDPOINTS``, ``STILLROOM_TEACHER_KEY_VARS``), so a run's
+settings cannot send a server secret to a host of the driver's choosing; and
+whatever an endpoint answers is redacted of anything resembling a key before it
+reaches a job's error or the audit log. Every answer is cached on disk under the
+project's artifacts folder, keyed by every request parameter that changes it
+(endpoint, model, prompt, temperature, max tokens, log-probability settings), so
+a rerun never pays twice and a changed request is never answered from the cache.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.config import get_settings
 from core.errors import GovernanceViolation, InvalidInput, StillroomError
-from core.governance.audit import sha256_hex
+from core.governance.audit import canonical_json, sha256_hex
 from core.teacher.outputs import Prediction, Progress
 
 DEFAULT_API_KEY_ENV = "STILLROOM_TEACHER_API_KEY"
@@ -89,12 +96,69 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+# --------------------------------------------------------------------------- allow-lists and redaction
+
+
+def check_key_var(api_key_env: str) -> None:
+    """GovernanceViolation unless the admin listed ``api_key_env`` in STILLROOM_TEACHER_KEY_VARS."""
+    allowed = get_settings().teacher_key_vars
+    if api_key_env not in allowed:
+        raise GovernanceViolation(
+            f"the API key variable {api_key_env!r} is not on the admin's list (STILLROOM_TEACHER_KEY_VARS: "
+            f"{', '.join(allowed) or 'empty'}): use a listed variable, or ask the admin who runs the server to "
+            "add it.")
+
+
+def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
+    """The base URL as called, or GovernanceViolation unless it is on STILLROOM_TEACHER_ENDPOINTS exactly.
+
+    ``source`` names where the URL came from; a URL read from a variable is not echoed (the variable might hold
+    anything).
+    """
+    allowed = {public_url(u) for u in get_settings().teacher_endpoints}
+    shown = f"{public_url(base_url)!r}" if source == "--base-url" else f"the URL in ${source}"
+    if public_url(base_url) != base_url.strip().rstrip("/"):
+        raise GovernanceViolation(f"the teacher base URL {shown} carries user info, a query or a fragment: give "
+                                  "it as scheme://host[:port]/path, exactly as the admin listed it.")
+    if public_url(base_url) not in allowed:
+        listed = ", ".join(sorted(allowed)) or "none"
+        raise GovernanceViolation(f"the teacher endpoint {shown} is not on the admin's list "
+                                  f"(STILLROOM_TEACHER_ENDPOINTS: {listed}): use a listed endpoint, or ask the "
+                                  "admin who runs the server to add it.")
+    return base_url.strip().rstrip("/")
+
+
+_SECRET_SHAPES = re.compile(
+    r"(?i)(?:bearer|basic)\s+[^\s\"',;]+"  # an Authorization header echoed back
+    r"|(?:api[_-]?key|secret|token|password|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
+    r"|\b(?:sk|pk|rk|ghp|gho|xox[abp]|AKIA)[-_A-Za-z0-9]{8,}"  # well-known key prefixes
+    r"|[A-Za-z0-9+/_\-]{32,}={0,2}"  # long random-looking strings: hex, base64, url-safe tokens
+)
+
+
+def redact(text: str, *, secrets: Sequence[str] = ()) -> str:
+    """``text`` with the given secrets and anything shaped like a key replaced by [redacted]."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _SECRET_SHAPES.sub(lambda m: (m.group(0)[:m.start(1) - m.start(0)] + m.group(1) + "[redacted]")
+                              if m.group(1) is not None else "[redacted]", text)
+
+
 class BudgetExceeded(GovernanceViolation):
     """The run reached its cost cap; answers received so far are cached."""
 
 
 class TeacherUnavailable(StillroomError):
     """The endpoint failed in a way retrying did not cure."""
+
+
+def request_key(config: ChatConfig, base_url: str, prompt: str) -> str:
+    """The cache key: every request parameter that changes the answer (the key and the budget do not)."""
+    return sha256_hex(canonical_json({
+        "base_url": public_url(base_url) if base_url else "", "model": config.model, "prompt": prompt,
+        "temperature": config.temperature, "max_tokens": config.max_tokens, "logprobs": config.logprobs,
+        "top_logprobs": config.top_logprobs if config.logprobs else 0}))
 
 
 # --------------------------------------------------------------------------- cost
@@ -160,7 +224,8 @@ class _Budget:
 
 
 class ResponseCache:
-    """Answers on disk, keyed by sha256(model, prompt); SQLite so an interrupted run keeps what it got."""
+    """Answers on disk, keyed by the sha256 of everything sent that changes the answer (``request_key``); SQLite
+    so an interrupted run keeps what it got."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,8 +236,8 @@ class ResponseCache:
         self._db.commit()
 
     @staticmethod
-    def key(model: str, prompt: str) -> str:
-        return sha256_hex(f"{model}\x1f{prompt}")
+    def key(config: ChatConfig, base_url: str, prompt: str) -> str:
+        return request_key(config, base_url, prompt)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
@@ -278,29 +343,38 @@ class ChatAdapter:
 
     name = "http"
 
-    def __init__(self, config: ChatConfig, *, base_url: str, api_key: str, cache: ResponseCache):
-        if not api_key:
-            raise InvalidInput(f"no API key for the teacher endpoint: set ${config.api_key_env} in the environment "
-                               "the run starts from.", field="api_key")
-        self.config, self.cache = config, cache
+    def __init__(self, config: ChatConfig, *, base_url: str, api_key: str, cache: ResponseCache,
+                 base_url_source: str = "--base-url", dry_run: bool = False):
+        if not dry_run:
+            # Checked here, where the key is attached: no other path sends it anywhere.
+            check_key_var(config.api_key_env)
+            base_url = check_endpoint(base_url, source=base_url_source)
+            if not api_key:
+                raise InvalidInput(f"no API key for the teacher endpoint: set ${config.api_key_env} in the "
+                                   "environment the run starts from.", field="api_key")
+        self.config, self.cache, self.base_url = config, cache, base_url
         self.endpoint = base_url.rstrip("/") + "/chat/completions"
+        self._api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self.stats = CallStats()
 
+    def _key(self, prompt: str) -> str:
+        return request_key(self.config, self.base_url, prompt)
+
     def estimate(self, texts: Sequence[str], *, labels: Sequence[str]) -> CostEstimate:
-        prompts = {self.cache.key(self.config.model, p): p for p in (self.config.render(t, labels) for t in texts)}
+        prompts = {self._key(p): p for p in (self.config.render(t, labels) for t in texts)}
         cached = self.cache.get_many(list(prompts))
         todo = [p for k, p in prompts.items() if k not in cached]
         tokens = [_call_estimate(self.config, p, labels) for p in todo]
         t_in, t_out = sum(t[0] for t in tokens), sum(t[1] for t in tokens)
-        rendered = [self.cache.key(self.config.model, self.config.render(t, labels)) for t in texts]
+        rendered = [self._key(self.config.render(t, labels)) for t in texts]
         return CostEstimate(rows=len(texts), cached=sum(k in cached for k in rendered), calls=len(todo),
                             input_tokens=t_in, output_tokens=t_out, cost=_cost(self.config, t_in, t_out),
                             max_cost=self.config.max_cost)
 
     def predict(self, texts: Sequence[str], *, labels: list[str], progress: Progress | None = None
                 ) -> list[Prediction]:
-        keys = [self.cache.key(self.config.model, self.config.render(t, labels)) for t in texts]
+        keys = [self._key(self.config.render(t, labels)) for t in texts]
         answers = self.cache.get_many(keys)
         self.stats.add(cache_hits=sum(k in answers for k in keys))
         todo = {k: self.config.render(t, labels) for k, t in zip(keys, texts, strict=True) if k not in answers}
@@ -394,7 +468,7 @@ class ChatAdapter:
                 continue
             if response.status_code != 200:
                 raise TeacherUnavailable(self._refusal(response, where, attempt))
-            return _answer_body(response, where)
+            return _answer_body(response, where, secrets=(self._api_key,))
         raise AssertionError("unreachable")
 
     def _wait(self, attempt: int, retry_after: str | None) -> None:
@@ -414,18 +488,20 @@ class ChatAdapter:
         if response.status_code in RETRY_STATUS:
             return (f"the teacher endpoint {where} still answered HTTP {response.status_code} after {attempt + 1} "
                     "tries: try again later or lower --concurrency; answers so far are cached.")
-        return (f"the teacher endpoint {where} answered HTTP {response.status_code} ({response.text[:200]!r}): "
+        said = redact(response.text[:200], secrets=(self._api_key,))
+        return (f"the teacher endpoint {where} answered HTTP {response.status_code} ({said!r}): "
                 "check the model name and the endpoint.")
 
 
-def _answer_body(response, where: str) -> dict:
+def _answer_body(response, where: str, *, secrets: Sequence[str] = ()) -> dict:
     """What is kept of an answer: its text, its token log-probabilities and the token usage."""
     try:
         data = response.json()
         choice = data["choices"][0]
         content = choice["message"].get("content") or ""
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        said = redact(response.text[:200], secrets=secrets)
         raise TeacherUnavailable(f"the teacher endpoint {where} answered something that is not a chat completion "
-                                 f"({response.text[:200]!r}): check that it is OpenAI-compatible.") from None
+                                 f"({said!r}): check that it is OpenAI-compatible.") from None
     return {"content": content, "logprobs": choice.get("logprobs"), "usage": data.get("usage"),
             "finish_reason": choice.get("finish_reason")}

@@ -88,8 +88,9 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
             raise InvalidInput(f"dataset #{dataset.id} has no label set: pass the labels the teacher chooses from "
                                "(--labels a,b,c).", field="labels")
         cfg.labels = check_labels(labels)
+        chat.check_key_var(cfg.api_key_env)  # refused now, not when the job runs
         if cfg.base_url:
-            cfg.base_url = chat.public_url(cfg.base_url)
+            cfg.base_url = chat.check_endpoint(cfg.base_url)
         return cfg.model_dump()
     raise InvalidInput(f"adapter {adapter!r}: a job runs local or http; import files with --adapter file and "
                        "combine runs with `teacher combine`.", field="adapter")
@@ -200,8 +201,10 @@ def build_adapter(*, adapter: str, config: dict, project_id: int) -> tuple[Adapt
     if not base_url:
         raise InvalidInput(f"no base URL for the teacher endpoint: pass --base-url or set ${cfg.base_url_env}.",
                            field="base_url")
+    chat.check_key_var(cfg.api_key_env)  # before the key is read from the environment at all
     api_key = _API_KEY.get() or os.environ.get(cfg.api_key_env, "")
-    adapter_obj = chat.ChatAdapter(cfg, base_url=base_url, api_key=api_key, cache=chat_cache(project_id))
+    adapter_obj = chat.ChatAdapter(cfg, base_url=base_url, api_key=api_key, cache=chat_cache(project_id),
+                                   base_url_source="--base-url" if cfg.base_url else cfg.base_url_env)
     return adapter_obj, list(cfg.labels), {**config, "base_url": chat.public_url(base_url)}
 
 
@@ -212,8 +215,9 @@ def estimate_cost(session: Session, *, project: Project, dataset_id: int, config
     texts = dataset_table(session, dataset)["text"].astype(str).tolist()
     cache = chat_cache(project.id)
     try:
-        # No key is needed to estimate: nothing is sent.
-        adapter = chat.ChatAdapter(cfg, base_url="http://unused", api_key="dry-run", cache=cache)
+        # No key is needed to estimate: nothing is sent. The base URL is part of each answer's cache key.
+        base_url = cfg.base_url or os.environ.get(cfg.base_url_env, "")
+        adapter = chat.ChatAdapter(cfg, base_url=base_url, api_key="", cache=cache, dry_run=True)
         return adapter.estimate(texts, labels=cfg.labels)
     finally:
         cache.close()
