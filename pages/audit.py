@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core.db import get_engine
-from core.governance.audit import list_events, verify
+from core.governance.audit import verify
+from core.governance.visibility import audit_scopes, visible_events
 from pages._ui import db, esc, require_user, visible_projects
 
 st.title("🧾 Audit log")
@@ -15,8 +16,8 @@ PAGE = 100
 with db() as session:
     user = require_user(session)
     projects = visible_projects(session, user)
+    scopes = audit_scopes(session, viewer=user)
 
-scopes = ([None] if user.is_admin else []) + [p.id for p in projects]
 if not scopes:
     st.info("You hold no role on any project, so there is no audit trail to show you.")
     st.stop()
@@ -29,16 +30,18 @@ action = c2.text_input("Action filter", placeholder="e.g. gate.lock").strip() or
 page = c3.number_input("Page", min_value=1, value=1, step=1)
 
 with db() as session:
-    events, total = list_events(session, project_id=scope, action=action, limit=PAGE, offset=(page - 1) * PAGE)
+    events, total = visible_events(session, viewer=user, project_id=scope, action=action, limit=PAGE,
+                                   offset=(page - 1) * PAGE)
 
-st.caption(f"{total} events; newest first.")
+st.caption(f"{total} events; newest first. Blind review: another validator's verdict shows as \"verdict "
+           "recorded\" until you have recorded your own on that item or a validator has approved the evaluation.")
 if events and page == 1:
     last = events[0]
     st.markdown(f"Latest: **{esc(last.action)}** by {esc(last.actor)} at {last.ts[:19].replace('T', ' ')} UTC "
                 f"(event #{last.id}, hash `{last.hash[:16]}`)")
 st.dataframe(pd.DataFrame([{
     "#": e.id, "When (UTC)": e.ts[:19].replace("T", " "), "Who": e.actor, "Action": e.action,
-    "Entity": f"{e.entity} {e.entity_id}", "Details": e.payload, "Hash": e.hash[:16],
+    "Entity": f"{e.entity} {e.entity_id}", "Details": e.details, "Hash": e.hash[:16],
 } for e in events]), hide_index=True, width="stretch")
 
 st.subheader("Verify the chain")

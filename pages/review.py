@@ -9,8 +9,6 @@ import streamlit as st
 
 from core.evaluation import runs as evaluations
 from core.governance import review
-from core.governance.projects import roles_of
-from core.models import Role
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
 
 st.title("🔍 Review and sign off")
@@ -19,16 +17,11 @@ show_flash()
 with db() as session:
     user = require_user(session)
     project = current_project(session, user)
-    roles = roles_of(session, project_id=project.id, user_id=user.id)
     evals = evaluations.list_evaluations(session, project_id=project.id)
 
-can_review = Role.VALIDATOR in roles and Role.DRIVER not in roles
 if not evals:
     st.info("No evaluation yet: the driver evaluates a student on the holdout first.")
     st.stop()
-if not can_review:
-    st.info(f"Only a validator of {esc(project.name)} who did not build the student records verdicts and signs "
-            "off; you can look.")
 
 labels = {e.id: f"evaluation #{e.id} · round {e.round} · {'PASS' if e.passed else 'FAIL'} · "
                 f"{short_hash(e.report_hash)}" for e in evals}
@@ -36,8 +29,13 @@ ev_id = st.selectbox("Evaluation", [e.id for e in evals], format_func=labels.get
 with db() as session:
     report = act(lambda: evaluations.load_report(session, evaluations.get_evaluation(
         session, project=project, evaluation_id=ev_id)))
+    refusal = review.review_refusal(session, actor=user, project=project, evaluation_id=ev_id)
+    threshold_refusal = review.threshold_refusal(session, actor=user, project=project)
 if report is None:
     st.stop()
+can_review = refusal is None
+if not can_review:
+    st.info(f"{refusal} You can look.")
 
 st.subheader("The gate, criterion by criterion")
 crit = pd.DataFrame(report.get("criteria", []))
@@ -45,27 +43,12 @@ if not crit.empty:
     st.dataframe(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]],
                  hide_index=True, width="stretch")
 
-METRICS = ("accuracy", "macro_f1", "agreement")
-slices = report.get("slices", [])
-if slices:
-    # Accuracy and macro-F1 are coloured by the gap to the teacher on the same slice; agreement (which the
-    # teacher has no counterpart for) by its gap to the student's overall agreement.
-    overall_agreement = (report.get("overall", {}).get("student") or {}).get("agreement")
-    rows = []
-    for s in slices:
-        stu, tea = s.get("student", {}), s.get("teacher") or {}
-        gaps = [stu[m] - tea[m] if stu.get(m) is not None and tea.get(m) is not None else None
-                for m in METRICS[:2]]
-        gaps.append(stu["agreement"] - overall_agreement
-                    if stu.get("agreement") is not None and overall_agreement is not None else None)
-        worst = min((g for g in gaps if g is not None), default=0.0)
-        rows.append((worst, f"{s['column']}={s['value']} (n={s['n']:,})", gaps, [stu.get(m) for m in METRICS]))
-    rows.sort(key=lambda r: r[0])  # worst slices first
-    rows = rows[:40]
+rows = review.heatmap_rows(report)
+if rows:
     fig = go.Figure(go.Heatmap(
-        z=[r[2] for r in rows], x=["accuracy", "macro-F1", "agreement"], y=[r[1] for r in rows],
+        z=[r.gaps for r in rows], x=["accuracy", "macro-F1", "agreement"], y=[r.label for r in rows],
         colorscale="RdBu", zmid=0, colorbar={"title": "gap"},
-        text=[[f"{v:.3f}" if v is not None else "" for v in r[3]] for r in rows], texttemplate="%{text}",
+        text=[[f"{v:.3f}" if v is not None else "" for v in r.values] for r in rows], texttemplate="%{text}",
         hovertemplate="%{y} · %{x}: %{text} (gap %{z:+.3f})<extra></extra>"))
     fig.update_layout(title="Slices, worst first: the student's score, coloured by its gap (to the teacher; "
                             "agreement: to its overall agreement)",
@@ -112,8 +95,8 @@ if queue is not None:
                         f"Verdict on {item} recorded.", rerun=True)
 
 with db() as session:
-    pairs = review.agreement(session, evaluation_id=ev_id)
-    rated = review.ratings(session, evaluation_id=ev_id)
+    pairs = review.agreement(session, evaluation_id=ev_id, viewer=user)
+    rated = review.ratings(session, evaluation_id=ev_id, viewer=user)
     coverage = review.review_coverage(session, project=project, evaluation_id=ev_id, predictions=preds)
     curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds)
     signed = review.sign_offs(session, evaluation_id=ev_id)
@@ -138,7 +121,7 @@ if curve["blended_cost_per_1k"].notna().any():
 fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
                   yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
 st.plotly_chart(fig, width="stretch")
-can_propose = bool(roles & {Role.VALIDATOR, Role.OPERATOR}) and Role.DRIVER not in roles
+can_propose = threshold_refusal is None
 with st.form("threshold"):
     threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0, 0.7, 0.01)
     if st.form_submit_button("Propose this threshold for rollout", disabled=not can_propose):

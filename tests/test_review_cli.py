@@ -43,7 +43,7 @@ def test_verdict_by_validator_and_refused_to_driver(session, gated, failing_eval
 
 def test_kappa_with_one_validator_says_so(gated, failing_eval):
     result = run("--as", "val", "review", "kappa", failing_eval.id)
-    assert result.exit_code == 0 and "Fewer than two validators" in result.output
+    assert result.exit_code == 0 and "fewer than two validators" in result.output
     assert_fails(run("--as", "val", "review", "kappa", 999), 2, "no evaluation #999")
 
 

@@ -36,10 +36,10 @@ def test_agreement_per_pair_on_shared_items(session, demo, gated, failing_eval):
     # An item only one of them reviewed does not count.
     review.record_verdict(session, actor=vera, project=gated, evaluation_id=failing_eval.id, item_id="c99",
                           verdict="ambiguous")
-    [pair] = review.agreement(session, evaluation_id=failing_eval.id)
+    [pair] = review.agreement(session, evaluation_id=failing_eval.id, viewer=demo["val"])
     assert (pair.validator_a, pair.validator_b, pair.n_items) == ("val", "vera", 30)
     assert pair.kappa == pytest.approx(cohen_kappa_score(a, b))
 
 
-def test_no_verdicts_no_pairs(session, failing_eval):
-    assert review.agreement(session, evaluation_id=failing_eval.id) == []
+def test_no_verdicts_no_pairs(session, demo, failing_eval):
+    assert review.agreement(session, evaluation_id=failing_eval.id, viewer=demo["val"]) == []

@@ -76,5 +76,5 @@ def test_ratings_give_the_human_rating_metric(session, demo, gated, failing_eval
     for item, rating in zip(items, (5, 4, 2), strict=True):
         review.record_verdict(session, actor=demo["val"], project=gated, evaluation_id=failing_eval.id,
                               item_id=item, verdict="student-right", rating=rating)
-    rated = review.ratings(session, evaluation_id=failing_eval.id)
+    rated = review.ratings(session, evaluation_id=failing_eval.id, viewer=demo["val"])
     assert (rated.n, round(rated.mean, 4), rated.counts[4]) == (3, 3.6667, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import yaml
 from sqlmodel import Session
@@ -21,7 +23,7 @@ from core.cli.base import (
 )
 from core.db import session_scope
 from core.errors import GovernanceViolation, InvalidInput
-from core.governance import audit, gate, people, portfolio, projects, qualification
+from core.governance import audit, gate, people, portfolio, projects, qualification, visibility
 from core.models import GateVersion, Project
 
 
@@ -56,7 +58,9 @@ def init(admin_name: str | None, display_name: str | None) -> None:
               "(default 24,000).")
 @click.option("--teacher-size", type=click.Choice(["teacher", "small", "tiny"]), default="teacher",
               show_default=True, help="The demo teacher's size (tiny: seconds instead of minutes).")
-def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str) -> None:
+@click.option("--showcase/--no-showcase", default=True, show_default=True,
+              help="Also seed a project waiting on its validator and one shipped at its 5 % stage (seconds).")
+def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str, showcase: bool) -> None:
     """Seed the demo (idempotent): people, projects, the routing project's tickets and holdout, and a job
     that trains the demo teacher and labels the tickets with it."""
     with _session() as session:
@@ -74,6 +78,15 @@ def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str) -> N
         click.echo(f"Imported the generated tickets (dataset #{data.prompts_id}), dropped duplicates "
                    f"(dataset #{data.deduped_id}), a production log (#{data.production_id}), and fixed a "
                    f"holdout of {data.holdout_rows:,} rows.")
+    if showcase:
+        from core import demo_projects
+
+        with _session() as session:
+            shown = demo_projects.seed(session, _engine())
+        if shown:
+            click.echo(f"{demo_projects.REVIEW!r} waits on its validator (evaluation #{shown.review_evaluation}); "
+                       f"{demo_projects.SHIPPED!r} shipped and serves at stage {shown.stage} ({shown.requests} "
+                       f"requests answered by the router) ({shown.seconds:.1f} s).")
     if job_id is None:
         return
     if teacher == "wait":
@@ -141,6 +154,16 @@ def users_deactivate(username: str) -> None:
 def users_activate(username: str) -> None:
     """Reactivate an account."""
     _set_active(username, True)
+
+
+@users.command("admin")
+@click.argument("username")
+@click.option("--revoke", is_flag=True, help="Take the admin flag away instead of granting it.")
+def users_admin(username: str, revoke: bool) -> None:
+    """Grant (or with --revoke take away) an account's admin flag; audited."""
+    with _session() as session:
+        user = people.set_admin(session, actor=_actor(session), username=username, admin=not revoke)
+    click.echo(f"{user.username} is {'now' if user.is_admin else 'no longer'} an admin.")
 
 
 @users.command("passwd")
@@ -410,12 +433,34 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
-def audit_verify() -> None:
-    """Check every link of the audit chain (exit 3 when it is broken)."""
-    report = audit.verify(_engine())
+@click.option("--expect-head", metavar="HASH",
+              help="A head hash quoted earlier (a decision record, an exported checkpoint): fails unless it is in "
+                   "the chain, and says how many events follow it.")
+@click.option("--no-files", is_flag=True, help="Skip re-hashing every artifact file (the slow part).")
+def audit_verify(expect_head: str | None, no_files: bool) -> None:
+    """Check the audit chain, its anchors and checkpoints, every recorded row and artifact (exit 3 on a problem)."""
+    report = audit.verify(_engine(), expect_head=expect_head, files=not no_files)
     if not report.ok:
-        raise GovernanceViolation(report.sentence())
-    click.echo(report.sentence())
+        raise GovernanceViolation("\n".join(report.lines()))
+    click.echo("\n".join(report.lines()))
+
+
+@audit_group.group("checkpoint")
+def audit_checkpoint() -> None:
+    """The head checkpoints written outside the database."""
+
+
+@audit_checkpoint.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout.")
+def audit_checkpoint_export(out: str | None) -> None:
+    """Print (or write) every head checkpoint as JSON lines, to keep where the database's users cannot write."""
+    engine = _engine()
+    text_ = audit.export_checkpoints(engine)
+    if out:
+        Path(out).write_text(text_, encoding="utf-8")
+        click.echo(f"{len(text_.splitlines())} checkpoint(s) of {audit.checkpoint_path(engine)} written to {out}.")
+    else:
+        click.echo(text_, nl=False)
 
 
 @audit_group.command("log")
@@ -423,14 +468,12 @@ def audit_verify() -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
               help="How many of the newest events to show.")
 def audit_log(project: str | None, limit: int) -> None:
-    """The newest audit events (a project's, or all of them for an admin)."""
+    """The newest audit events (a project's, or all of them for an admin); hidden verdicts show as recorded."""
     with _session() as session:
-        if project:
-            project_id = _viewable(session, project)[1].id
-        else:
-            people.require_admin(_actor(session))
-            project_id = None
-        events, total = audit.list_events(session, project_id=project_id, limit=limit)
-    rows = [(e.id, e.ts[:19].replace("T", " "), e.actor, e.action, f"{e.entity}:{e.entity_id}") for e in events]
-    _table(["ID", "TIME", "ACTOR", "ACTION", "ENTITY"], rows)
+        actor = _actor(session)
+        project_id = _viewable(session, project)[1].id if project else None
+        events, total = visibility.visible_events(session, viewer=actor, project_id=project_id, limit=limit)
+    rows = [(e.id, e.ts[:19].replace("T", " "), e.actor, e.action, f"{e.entity}:{e.entity_id}", e.details)
+            for e in events]
+    _table(["ID", "TIME", "ACTOR", "ACTION", "ENTITY", "DETAILS"], rows)
     click.echo(f"{len(events)} of {total} events shown.")

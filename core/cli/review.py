@@ -73,10 +73,11 @@ def review_kappa(evaluation: int) -> None:
         ev = session.get(Evaluation, evaluation)
         if ev is None:
             raise NotFound(f"no evaluation #{evaluation}: check the id.", field="evaluation")
-        _viewable(session, str(ev.project_id))
-        pairs = review.agreement(session, evaluation_id=evaluation)
+        actor, _ = _viewable(session, str(ev.project_id))
+        pairs = review.agreement(session, evaluation_id=evaluation, viewer=actor)
     if not pairs:
-        click.echo("Fewer than two validators have reviewed this evaluation: no agreement to show.")
+        click.echo("No agreement to show you: fewer than two validators reviewed this evaluation, or (blind "
+                   "review) you share no reviewed items with them and no validator has approved it yet.")
         return
     _table(["validator", "validator", "shared items", "kappa"],
            [[x.validator_a, x.validator_b, x.n_items, "undefined" if x.kappa is None else f"{x.kappa:.3f}"]

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, func, select
 
 from core import artifacts
 from core.errors import InvalidInput
-from core.governance import audit, decision, gate, qualification, review
+from core.governance import audit, decision, gate, qualification, review, visibility
 from core.governance.projects import can_view
 from core.models import (
     Artifact,
@@ -137,7 +137,9 @@ def _evaluations(session: Session, project: Project, evs: list[Evaluation]) -> S
     return s
 
 
-def _reviews(session: Session, project: Project, evs: list[Evaluation], names: dict[int, str]) -> Section:
+def _reviews(session: Session, project: Project, evs: list[Evaluation], names: dict[int, str],
+             viewer: User) -> Section:
+    """Verdicts per evaluation; their content only as far as blind review lets ``viewer`` see it."""
     s = Section("Reviews")
     verdicts = _rows(session, ReviewVerdict, project.id)
     rows = []
@@ -145,12 +147,19 @@ def _reviews(session: Session, project: Project, evs: list[Evaluation], names: d
         mine = [v for v in verdicts if v.evaluation_id == e.id]
         if not mine:
             continue
-        counts = Counter(v.verdict for v in mine)
+        seen = visibility.visible_verdicts(session, viewer=viewer, evaluation_id=e.id)
+        counts = Counter(v.verdict for v in seen)
         kappas = "; ".join(f"{p.validator_a}/{p.validator_b}: "
                            f"{'undefined' if p.kappa is None else f'{p.kappa:.3f}'} on {p.n_items}"
-                           for p in review.agreement(session, evaluation_id=e.id))
+                           for p in review.agreement(session, evaluation_id=e.id, viewer=viewer))
+        hidden = len(mine) - len(seen)
+        by_verdict = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+        if hidden:
+            by_verdict = (by_verdict + "; " if by_verdict else "") + (
+                f"{hidden} hidden until you review those items or a validator approves (blind review)")
         rows.append([e.id, len(mine), ", ".join(sorted({names.get(v.validator_id, '?') for v in mine})),
-                     ", ".join(f"{k} {n}" for k, n in sorted(counts.items())), kappas or "one validator"])
+                     by_verdict, kappas or ("one validator" if len({v.validator_id for v in mine}) < 2
+                                            else "hidden until sign-off (blind review)")])
     s.tables.append(Table(["evaluation", "verdicts", "validators", "by verdict", "Cohen's kappa"], rows))
     return s
 
@@ -195,7 +204,7 @@ def gather(session: Session, *, actor: User, project: Project) -> Record:
     sections = [
         _trigger(session, project), _gates(session, project), _data(session, project),
         _training(session, project), _evaluations(session, project, evs),
-        _reviews(session, project, evs, names), _signoffs(session, project, names),
+        _reviews(session, project, evs, names, actor), _signoffs(session, project, names),
         _thresholds(session, project, names), _decisions(session, project, names),
     ]
     n_events = session.exec(select(func.count()).select_from(AuditEvent)).one()

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
 from core.evaluation.runs import get_evaluation, load_predictions, load_report
-from core.governance import audit, gate, qualification, separation
+from core.governance import audit, gate, integrity, qualification, separation, visibility
 from core.governance.projects import require_role, roles_of
 from core.models import (
     Evaluation,
@@ -134,6 +134,37 @@ def disagreement_queue(
     return Queue(items=out.reset_index(drop=True), total=total)
 
 
+# --------------------------------------------------------------------------- the slice heatmap
+
+HEATMAP_METRICS = ("accuracy", "macro_f1", "agreement")
+
+
+@dataclass(frozen=True)
+class HeatmapRow:
+    label: str  # "column=value (n=...)"
+    values: list[float | None]  # the student's score per HEATMAP_METRICS
+    gaps: list[float | None]  # the colour: accuracy and macro-F1 against the teacher, agreement against overall
+    worst: float  # the most negative gap (0 when none): the ordering key
+
+
+def heatmap_rows(report: dict, *, limit: int = 40) -> list[HeatmapRow]:
+    """Slices worst first: accuracy and macro-F1 by their gap to the teacher on the same slice; agreement
+    (which the teacher has no counterpart for) by its gap to the student's overall agreement."""
+    overall_agreement = (report.get("overall", {}).get("student") or {}).get("agreement")
+    rows = []
+    for s in report.get("slices", []):
+        stu, tea = s.get("student") or {}, s.get("teacher") or {}
+        gaps = [stu[m] - tea[m] if stu.get(m) is not None and tea.get(m) is not None else None
+                for m in HEATMAP_METRICS[:2]]
+        gaps.append(stu["agreement"] - overall_agreement
+                    if stu.get("agreement") is not None and overall_agreement is not None else None)
+        worst = min((g for g in gaps if g is not None), default=0.0)
+        rows.append(HeatmapRow(f"{s['column']}={s['value']} (n={s['n']:,})",
+                               [stu.get(m) for m in HEATMAP_METRICS], gaps, worst))
+    rows.sort(key=lambda r: r.worst)
+    return rows[:limit]
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
@@ -202,10 +233,10 @@ class Ratings:
     counts: dict[int, int]
 
 
-def ratings(session: Session, *, evaluation_id: int) -> Ratings:
-    rows = session.exec(select(ReviewVerdict.rating).where(ReviewVerdict.evaluation_id == evaluation_id,
-                                                         col(ReviewVerdict.rating).is_not(None))).all()
-    values = [int(r) for r in rows]
+def ratings(session: Session, *, evaluation_id: int, viewer: User) -> Ratings:
+    """The ratings ``viewer`` may see (blind review: core.governance.visibility)."""
+    values = [int(v.rating) for v in visibility.visible_verdicts(session, viewer=viewer, evaluation_id=evaluation_id)
+              if v.rating is not None]
     return Ratings(n=len(values), mean=sum(values) / len(values) if values else None,
                    counts={k: values.count(k) for k in range(1, 6)})
 
@@ -235,16 +266,23 @@ def cohen_kappa(a: list[str] | pd.Series, b: list[str] | pd.Series) -> float | N
     return (observed - expected) / (1.0 - expected)
 
 
-def agreement(session: Session, *, evaluation_id: int) -> list[PairAgreement]:
-    """Kappa between each pair of validators, over the items both reviewed."""
+def agreement(session: Session, *, evaluation_id: int, viewer: User) -> list[PairAgreement]:
+    """Kappa between each pair of validators, over the items both reviewed.
+
+    Blind review: before an approving sign-off, a viewer sees only the pairs they belong to (every item of
+    such a pair carries the viewer's own verdict); afterwards every pair.
+    """
     df = _all_verdicts(session, evaluation_id=evaluation_id)
     if df.empty:
         return []
+    rule = visibility.blind(session, viewer=viewer, evaluation_id=evaluation_id)
     names = {u.id: u.username for u in session.exec(
         select(User).where(col(User.id).in_(df["validator_id"].unique().tolist()))).all()}
     wide = df.pivot(index="item_id", columns="validator_id", values="verdict")
     out = []
     for x, y in combinations(sorted(wide.columns, key=lambda v: names[v]), 2):
+        if not (rule.signed_off or viewer.id in (x, y)):
+            continue
         both = wide[[x, y]].dropna()
         out.append(PairAgreement(names[x], names[y], len(both), cohen_kappa(both[x], both[y])))
     return out
@@ -312,8 +350,10 @@ def sign_off(
 
 
 def sign_offs(session: Session, *, evaluation_id: int) -> list[SignOff]:
-    return list(session.exec(select(SignOff).where(SignOff.evaluation_id == evaluation_id)
+    """The evaluation's sign-offs the audit chain vouches for (a row forged or flipped with raw SQL is not one)."""
+    rows = list(session.exec(select(SignOff).where(SignOff.evaluation_id == evaluation_id)
                              .order_by(col(SignOff.id))).all())
+    return integrity.only_vouched(session, "sign_off", rows)
 
 
 # --------------------------------------------------------------------------- fallback threshold
@@ -376,16 +416,25 @@ def _none_if_nan(x: float) -> float | None:
     return None if x is None or np.isnan(x) else float(x)
 
 
+def threshold_refusal(session: Session, *, actor: User, project: Project) -> str | None:
+    """Why ``actor`` may not propose the fallback threshold, or None: a validator or an operator of the
+    project may, a driver of it never (the builder does not set the net under their own student)."""
+    held = roles_of(session, project_id=project.id, user_id=actor.id)
+    if held & {Role.VALIDATOR, Role.OPERATOR} and Role.DRIVER not in held:
+        return None
+    why = " and drives it" if Role.DRIVER in held else ""
+    return (f"Only a validator or an operator of project {project.name!r} who does not drive it can propose the "
+            f"fallback threshold; {actor.username} holds {', '.join(sorted(r.value for r in held)) or 'no role'} "
+            f"there{why}.")
+
+
 def propose_threshold(
     session: Session, *, actor: User, project: Project, evaluation_id: int, threshold: float,
 ) -> ThresholdProposal:
     """Save the confidence threshold for rollout, with its figures from the curve."""
-    held = roles_of(session, project_id=project.id, user_id=actor.id)
-    if not held & {Role.VALIDATOR, Role.OPERATOR}:
-        raise PermissionDenied(
-            f"Only a validator or an operator of project {project.name!r} can propose the fallback threshold; "
-            f"{actor.username} holds {', '.join(sorted(r.value for r in held)) or 'no role'} there."
-        )
+    refused = threshold_refusal(session, actor=actor, project=project)
+    if refused:
+        raise PermissionDenied(refused)
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     try:
         threshold = float(threshold)

@@ -1,0 +1,254 @@
+"""Rows the audit chain vouches for: each recorded row's content hash, carried by the event that wrote it.
+
+Every audit event about a tracked row carries the SHA-256 of that row as stored after the change (see
+``core.governance.audit.record``). A row counts as vouched when its current content still hashes to what
+its latest event recorded (and, with ``STILLROOM_AUDIT_KEY``, that event's HMAC is right). Governance
+readers (sign-offs, decisions) take only vouched rows, so a row INSERTed or edited with raw SQL is ignored;
+``audit verify`` reports it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, SQLModel
+
+from core import models
+from core.errors import GateTampered, RecordTampered
+from core.governance.audit import canonical_json, event_hash, event_mac, legacy_boundary, sha256_hex
+from core.models import AuditEvent, GateVersion
+
+DELETED = "deleted"
+LEGACY = "legacy"  # written before row hashes existed: vouches for the row's existence only
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A table whose rows audit events vouch for; ``fields`` None means every column."""
+
+    entity: str  # the audit events' entity name
+    model: type[SQLModel]
+    fields: tuple[str, ...] | None = None
+
+    @property
+    def table(self) -> str:
+        return self.model.__tablename__
+
+    def columns(self) -> list:
+        table = self.model.__table__
+        return [table.c[f] for f in self.fields] if self.fields else list(table.c)
+
+
+# Mutable tables name the columns their events account for; a job's progress or a training run's live
+# figures change without an event and are not part of the record.
+_TRACKED = [
+    Tracked("user", models.User, ("id", "username", "display_name", "password_hash", "is_admin", "is_active")),
+    Tracked("project", models.Project, ("id", "name", "description")),
+    Tracked("role", models.RoleAssignment, ("id", "project_id", "user_id", "role")),
+    Tracked("job", models.Job, ("id", "project_id", "kind", "params", "created_by")),
+    Tracked("training_run", models.TrainingRun, ("id", "project_id", "job_id", "gate_version_id",
+                                                 "teacher_filter_id", "teacher_run_id", "family", "size",
+                                                 "config", "created_by")),
+    Tracked("monitor_config", models.MonitorConfig),
+    Tracked("qualification", models.Qualification),
+    Tracked("gate", models.GateVersion),
+    Tracked("artifact", models.Artifact),
+    Tracked("dataset", models.Dataset),
+    Tracked("holdout", models.Holdout),
+    Tracked("teacher_run", models.TeacherRun),
+    Tracked("teacher_filter", models.TeacherFilter),
+    Tracked("evaluation", models.Evaluation),
+    Tracked("review_verdict", models.ReviewVerdict),
+    Tracked("sign_off", models.SignOff),
+    Tracked("threshold_proposal", models.ThresholdProposal),
+    Tracked("decision", models.Decision),
+    Tracked("rollout_event", models.RolloutEvent),
+    Tracked("redistill_request", models.RedistillRequest),
+]
+if hasattr(models, "AccessToken"):  # issue 11's bearer tokens: a forged row would be a working credential
+    _TRACKED.append(Tracked("access_token", models.AccessToken))
+TRACKED: dict[str, Tracked] = {t.entity: t for t in _TRACKED}
+
+
+# --------------------------------------------------------------------------- row hashes
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):  # SQLite hands back naive UTC, PostgreSQL aware: one form for both
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds")
+    return value
+
+
+def row_digest(names: Iterable[str], values: Iterable[object]) -> str:
+    return sha256_hex(canonical_json({n: _plain(v) for n, v in zip(names, values, strict=True)}))
+
+
+def _digests(conn: Connection, spec: Tracked, *, where=None) -> dict[str, str]:  # noqa: ANN001
+    cols = spec.columns()
+    names = [c.name for c in cols]
+    stmt = select(*cols)
+    if where is not None:
+        stmt = stmt.where(where)
+    return {str(r[0]): row_digest(names, r) for r in conn.execute(stmt)}
+
+
+def row_state(session: Session, *, entity: str, entity_id: str) -> str | None:
+    """The hash of the row an event is about, as stored now; DELETED when it is gone; None when untracked."""
+    spec = TRACKED.get(entity)
+    if spec is None or not str(entity_id).isdigit():
+        return None
+    table = spec.model.__table__
+    got = _digests(session.connection(), spec, where=table.c.id == int(entity_id))
+    return got.get(str(int(entity_id)), DELETED)
+
+
+# --------------------------------------------------------------------------- what the events say
+
+
+_EVENT_COLUMNS = ("id", "entity_id", "row_hash", "prev_hash", "ts", "actor", "project_id", "action", "entity",
+                  "payload", "hash", "mac")
+
+
+def _expected(conn: Connection, spec: Tracked, *, key: bytes | None, boundary: int,
+              project_ids: list[int] | None = None) -> dict[str, tuple[int, str | None]]:
+    """Per row id, the latest event about it and the row hash it recorded (None: that event fails its HMAC)."""
+    t = AuditEvent.__table__
+    stmt = select(*(t.c[c] for c in _EVENT_COLUMNS)).where(t.c.entity == spec.entity).order_by(t.c.id)
+    if project_ids is not None:
+        stmt = stmt.where(t.c.project_id.in_(project_ids))
+    out: dict[str, tuple[int, str | None]] = {}
+    for eid, entity_id, row_hash, prev, ts, actor, pid, action, entity, payload, stored, mac in conn.execute(stmt):
+        if row_hash is None:
+            out[entity_id] = (eid, LEGACY if eid <= boundary else None)
+            continue
+        if key is not None and not _keyed(key, stored, mac, (prev, ts, actor, pid, action, entity, entity_id,
+                                                                payload, row_hash)):
+            out[entity_id] = (eid, None)
+            continue
+        out[entity_id] = (eid, row_hash)
+    return out
+
+
+def _keyed(key: bytes, stored: str, mac: str | None, fields: tuple) -> bool:
+    return (mac is not None and event_hash(*fields) == stored
+            and hmac.compare_digest(mac, event_mac(key, stored)))
+
+
+def _boundary(conn: Connection) -> int:
+    rows = conn.exec_driver_sql("SELECT id, event_id, head_hash, entity, entity_id FROM audit_anchor").all()
+    return legacy_boundary([tuple(r) for r in rows])
+
+
+def vouched_ids(session: Session, entity: str, *, project_ids: list[int] | None = None) -> set[int]:
+    """Ids of the rows of ``entity`` whose content still matches the latest audit event about them.
+
+    Two queries (the rows and their events) per call, whatever the number of rows.
+    """
+    from core.governance.audit import audit_key
+
+    spec = TRACKED[entity]
+    conn = session.connection()
+    table = spec.model.__table__
+    where = table.c.project_id.in_(project_ids) if project_ids is not None and "project_id" in table.c else None
+    rows = _digests(conn, spec, where=where)
+    expected = _expected(conn, spec, key=audit_key(), boundary=_boundary(conn),
+                         project_ids=project_ids if where is not None else None)
+    return {int(i) for i, d in rows.items() if expected.get(i, (0, None))[1] in (d, LEGACY)}
+
+
+def only_vouched(session: Session, entity: str, rows: list, *, project_ids: list[int] | None = None) -> list:
+    """``rows`` (ORM objects of ``entity``) without those the chain does not vouch for."""
+    if not rows:
+        return rows
+    if project_ids is None and hasattr(rows[0], "project_id"):
+        project_ids = sorted({r.project_id for r in rows})
+    ok = vouched_ids(session, entity, project_ids=project_ids)
+    return [r for r in rows if r.id in ok]
+
+
+def require_vouched(session: Session, entity: str, row: SQLModel) -> None:
+    """Raise RecordTampered unless the chain vouches for ``row`` as it is now."""
+    pids = [row.project_id] if getattr(row, "project_id", None) is not None else None
+    if row.id not in vouched_ids(session, entity, project_ids=pids):
+        raise RecordTampered(
+            f"{TRACKED[entity].table} #{row.id} does not match the audit event that recorded it: it was inserted "
+            "or edited outside Stillroom. Run `stillroom audit verify` and restore the database from backup."
+        )
+
+
+def require_gate_intact(session: Session, gate: GateVersion) -> GateVersion:
+    """Raise GateTampered unless the gate's content still hashes to its lock-time hash and its lock event."""
+    from core.governance.gate import verify_gate
+
+    if gate is None:
+        return gate
+    vouched = gate.id in vouched_ids(session, "gate", project_ids=[gate.project_id])
+    if not (verify_gate(gate) and vouched):
+        raise GateTampered(
+            f"Gate version {gate.version} of project #{gate.project_id} was changed after it was locked: its "
+            "content no longer matches its lock-time hash and audit event. Nothing is scored, decided or rolled "
+            "out against it; restore the database from backup and run `stillroom audit verify`."
+        )
+    return gate
+
+
+# --------------------------------------------------------------------------- verify's checks
+
+
+def record_problems(engine: Engine, *, key: bytes | None) -> list[str]:
+    """Every tracked row that differs from the latest event about it, has none, or is gone."""
+    out: list[str] = []
+    with engine.connect() as conn:
+        boundary = _boundary(conn)
+        for spec in TRACKED.values():
+            rows = _digests(conn, spec)
+            expected = _expected(conn, spec, key=key, boundary=boundary)
+            out += _compare(spec, rows, expected)
+    return out
+
+
+def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int, str | None]]) -> list[str]:
+    out = []
+    for rid, digest in sorted(rows.items(), key=lambda kv: int(kv[0])):
+        what = f"{spec.table} #{rid}"
+        if rid not in expected:
+            out.append(f"{what} has no audit event: it was inserted outside Stillroom.")
+            continue
+        eid, want = expected[rid]
+        if want == LEGACY:
+            continue
+        if want is None:
+            out.append(f"{what}: the event that recorded it (#{eid}) fails its HMAC.")
+        elif want == DELETED:
+            out.append(f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom.")
+        elif want != digest:
+            out.append(f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom.")
+    for rid, (eid, want) in expected.items():
+        if rid not in rows and want not in (DELETED, LEGACY, None) and rid.isdigit():
+            out.append(f"{spec.table} #{rid}, recorded by event #{eid}, is gone: it was deleted outside Stillroom.")
+    return out
+
+
+def artifact_problems(engine: Engine) -> list[str]:
+    """Every artifact file that is missing or whose SHA-256 changed since it was recorded."""
+    from core.artifacts import data_dir, dir_sha256, file_sha256
+
+    root = data_dir()
+    out = []
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, kind, path, sha256 FROM artifact ORDER BY id").all()
+    for aid, kind, rel, sha in rows:
+        path = root / Path(rel)
+        if not path.exists():
+            out.append(f"artifact #{aid} ({kind}) is missing at {rel}: restore it from backup.")
+        elif (dir_sha256(path) if path.is_dir() else file_sha256(path)) != sha:
+            out.append(f"artifact #{aid} ({kind}) at {rel} no longer has its recorded SHA-256: it was changed.")
+    return out
