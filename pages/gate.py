@@ -6,13 +6,11 @@ with a reason, and the versions can be compared here.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
 from core.governance import gate, qualification
-from core.governance.gate import FLOOR_MEANING, FloorKind, Metric
+from core.governance.gate import FLOOR_MEANING, FloorKind, GateSpec, Metric, SliceFloor
 from core.governance.projects import roles_of
 from core.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
@@ -22,6 +20,11 @@ METRIC_LABELS = {
     Metric.EXACT_MATCH: "Exact match", Metric.FIELD_ACCURACY: "Field-level accuracy (structured outputs)",
 }
 SLICE_COLUMNS = ["column", "value", "floor", "min_n"]
+
+
+def label(model, name: str) -> str:
+    # The form's labels are the spec's field titles, so core's refusals name the fields as shown here.
+    return model.model_fields[name].title
 
 st.title("🔒 Success gate")
 show_flash()
@@ -44,13 +47,14 @@ def _render_spec(spec: dict) -> None:
     c2.metric(f"Floor ({floor['kind']})", f"{floor['value']:g}")
     c3.metric("p95 latency target", f"{spec['p95_latency_ms']:g} ms")
     c4.metric("Cost per 1k target", f"${spec['cost_per_1k']:g}")
-    st.caption(FLOOR_MEANING[FloorKind(floor["kind"])] + f"; payback within {spec['payback_months']:g} months.")
+    meaning = gate.floor_sentence(metric=spec["metric"], kind=floor["kind"], value=floor["value"])
+    st.caption(f"{meaning[:1].upper()}{meaning[1:]}; payback within {spec['payback_months']:g} months.")
     if spec["slice_floors"]:
         st.markdown("**Production-critical slices**")
         st.dataframe(pd.DataFrame(spec["slice_floors"], columns=SLICE_COLUMNS), hide_index=True)
     severe = spec["severe_errors"]
     st.markdown(f"**Severe errors**: at most {severe['max_rate']:.2%} of answers in "
-                + (", ".join(f"`{esc(c)}`" for c in severe["classes"]) or "no class named yet") + " wrongly handled.")
+                + (", ".join(esc(c) for c in severe["classes"]) or "no class named yet") + " wrongly handled.")
     if spec.get("min_reviews_per_critical_slice"):
         st.markdown(f"Validators review at least {spec['min_reviews_per_critical_slice']} items per critical slice.")
     if spec.get("notes"):
@@ -102,18 +106,38 @@ else:
 
 k = f"{project.id}_{current.version if current else 0}"
 metrics, kinds = list(Metric), list(FloorKind)
+# Plain inputs, not a data grid: a grid's cell editor drops or shifts keystrokes typed quickly across Tab.
+base_floors = base["slice_floors"]
+n_floors = st.number_input("Slice floors to fill in", min_value=len(base_floors), max_value=50,
+                           value=max(3, len(base_floors) + 1), step=1, key=f"n_floors_{k}",
+                           help="Rows left empty are ignored; raise this to name more slices.")
 with st.form(f"gate_{k}"):
     c1, c2, c3 = st.columns(3)
-    metric = c1.selectbox("Metric", metrics, format_func=METRIC_LABELS.get, index=metrics.index(Metric(base["metric"])))
+    metric = c1.selectbox(label(GateSpec, "metric"), metrics, format_func=METRIC_LABELS.get,
+                          index=metrics.index(Metric(base["metric"])))
     kind = c2.selectbox("Quality floor", kinds, index=kinds.index(FloorKind(base["quality_floor"]["kind"])),
                         help="; ".join(f"{k_.value}: {m}" for k_, m in FLOOR_MEANING.items()))
-    floor = c3.number_input("Floor value", value=float(base["quality_floor"]["value"]), step=0.01, format="%.3f")
+    floor = c3.number_input("Floor value", min_value=0.0, max_value=1.0, value=float(base["quality_floor"]["value"]),
+                            step=0.01, format="%.3f", help="Its meaning is spelled out under the locked gate.")
     st.markdown("**Floors for production-critical slices** (column and value as in the data, the floor, "
                 "and the fewest examples the slice needs in the holdout)")
-    slices = st.data_editor(pd.DataFrame(base["slice_floors"], columns=SLICE_COLUMNS), num_rows="dynamic",
-                            key=f"slices_{k}", hide_index=True, width="stretch",
-                            column_config={"floor": st.column_config.NumberColumn(format="%.3f"),
-                                           "min_n": st.column_config.NumberColumn(step=1)})
+    floor_rows = []
+    for i in range(int(n_floors)):
+        row = base_floors[i] if i < len(base_floors) else {}
+        shown = "visible" if i == 0 else "collapsed"
+        c0, c1, c2, c3, c4 = st.columns([1, 3, 3, 2, 2], vertical_alignment="bottom")
+        c0.markdown(f"{label(GateSpec, 'slice_floors')} {i + 1}")
+        floor_rows.append({
+            "column": c1.text_input(label(SliceFloor, "column"), value=row.get("column", ""),
+                                    key=f"sf_column_{k}_{i}", label_visibility=shown),
+            "value": c2.text_input(label(SliceFloor, "value"), value=row.get("value", ""),
+                                   key=f"sf_value_{k}_{i}", label_visibility=shown),
+            "floor": c3.number_input(label(SliceFloor, "floor"), min_value=0.0, max_value=1.0,
+                                     value=row.get("floor"), step=0.01, format="%.3f", key=f"sf_floor_{k}_{i}",
+                                     label_visibility=shown),
+            "min_n": c4.number_input(label(SliceFloor, "min_n"), min_value=1, value=row.get("min_n"), step=1,
+                                     key=f"sf_min_n_{k}_{i}", label_visibility=shown),
+        })
     c4, c5 = st.columns(2)
     severe_classes = c4.text_input("Severe classes (comma-separated)",
                                    value=", ".join(base["severe_errors"]["classes"]),
@@ -121,27 +145,25 @@ with st.form(f"gate_{k}"):
     severe_rate = c5.number_input("Most severe errors allowed (rate)", value=float(base["severe_errors"]["max_rate"]),
                                   step=0.001, format="%.3f")
     c6, c7, c8, c9 = st.columns(4)
-    p95 = c6.number_input("p95 latency target (ms)", value=float(base["p95_latency_ms"]), step=5.0)
-    cost = c7.number_input("Cost per 1k target ($)", value=float(base["cost_per_1k"]), step=0.05)
-    payback = c8.number_input("Payback window (months)", value=float(base["payback_months"]), step=1.0)
-    reviews = c9.number_input("Reviews per critical slice", value=int(base.get("min_reviews_per_critical_slice", 0)),
-                              step=1)
-    notes = st.text_area("Notes", value=base.get("notes", ""))
+    p95 = c6.number_input(label(GateSpec, "p95_latency_ms"), value=float(base["p95_latency_ms"]), step=5.0)
+    cost = c7.number_input(label(GateSpec, "cost_per_1k"), value=float(base["cost_per_1k"]), step=0.05)
+    payback = c8.number_input(label(GateSpec, "payback_months"), value=float(base["payback_months"]), step=1.0)
+    reviews = c9.number_input(label(GateSpec, "min_reviews_per_critical_slice"),
+                              value=int(base.get("min_reviews_per_critical_slice", 0)), step=1)
+    notes = st.text_area(label(GateSpec, "notes"), value=base.get("notes", ""))
     reason = st.text_input("Reason for this version" + (" (required)" if current else " (optional)"))
     submitted = st.form_submit_button(f"Lock gate v{(current.version if current else 0) + 1}", type="primary")
 
 
-def _cell(v):
-    # Empty editor cells arrive as NaN or None: pass None so core names the missing field.
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+def _filled(row: dict) -> bool:
+    return any(v not in (None, "") for v in row.values())
 
 
 if submitted:
-    rows = [{c: _cell(r.get(c)) for c in SLICE_COLUMNS} for r in slices.to_dict("records")]
     spec = {
         "metric": metric.value,
         "quality_floor": {"kind": kind.value, "value": floor},
-        "slice_floors": [r for r in rows if any(v not in (None, "") for v in r.values())],
+        "slice_floors": [r for r in floor_rows if _filled(r)],
         "severe_errors": {"classes": comma_list(severe_classes),
                           "max_rate": severe_rate},
         "p95_latency_ms": p95, "cost_per_1k": cost, "payback_months": payback,

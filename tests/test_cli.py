@@ -191,7 +191,7 @@ def test_gate_floor_outside_unit_range_exits_2_and_writes_nothing(engine, qualif
     spec = gate_spec(slice_floors=[{"column": "queue", "value": "security", "floor": 1.5, "min_n": 100}])
     before = audit_count(engine)
     result = run("--as", "sam", "gate", "lock", MODERATION, "--file", write_yaml(tmp_path, "gate.yaml", spec))
-    assert_fails(result, 2, "slice_floors[1].floor")
+    assert_fails(result, 2, "Slice floor 1, floor must be at most 1")
     with Session(engine) as s:
         assert gate.history(s, project_id=qualified.id) == []
     assert audit_count(engine) == before

@@ -103,7 +103,7 @@ MALFORMED = [
     ("labels-without-reference", "t.csv", _csv("id,text\n1,a\n"), {**MAPPING, "labels": ["a", "b"]}, {},
      ["allowed labels are given but no reference column is mapped"]),
     ("mapping-without-text", "t.csv", _csv("id,text\n1,a\n"), {"id": "id"}, {},
-     ["column mapping, text: is required", "map the id and text fields"]),
+     ["Input text column must be filled in", "map the id and text fields"]),
 ]
 
 

@@ -68,7 +68,7 @@ def test_invalid_gate_names_the_field_and_writes_nothing(session, demo, qualifie
 
 def test_duplicate_slice_floors_are_refused(session, demo, qualified):
     twice = [{"column": "queue", "value": "security", "floor": 0.9, "min_n": 50}] * 2
-    with pytest.raises(InvalidInput, match="slice floor 2 repeats queue=security"):
+    with pytest.raises(InvalidInput, match="Slice floor 2 repeats queue=security"):
         gate.lock(session, actor=demo["sam"], project=qualified, spec=_spec(slice_floors=twice))
 
 

@@ -45,11 +45,11 @@ def test_qualify_names_the_field_to_fix_and_records_nothing(demo, session, moder
     before = (_count(session, Qualification), _count(session, AuditEvent))
     at = app_as(demo["sam"], page="pages/qualify.py", project_id=moderation.id)
     by_label(at.text_area, "Evidence").input("too short").run()
-    assert "evidence" in at.warning[0].value and "10 characters" in at.warning[0].value
+    assert "answers to see a recommendation: Evidence must be at least 10 characters" in at.warning[0].value
     assert not [b for b in at.button if b.label == "Record verdict"]
     by_label(at.text_area, "Evidence").input("A real bill of $9k a month.").run()
     by_label(at.number_input, "Current p95 latency (ms)").set_value(0.0).run()
-    assert "current_p95_ms" in at.warning[0].value
+    assert "Current p95 latency (ms) must be more than 0" in at.warning[0].value
     assert (_count(session, Qualification), _count(session, AuditEvent)) == before
 
 
@@ -77,9 +77,7 @@ def test_lock_a_gate_from_the_template_with_a_slice_floor(demo, session, moderat
     _qualified(session, demo, moderation)
     at = app_as(demo["sam"], page="pages/gate.py", project_id=moderation.id)
     assert "No gate is locked yet" in at.info[0].value
-    editor_key = f"slices_{moderation.id}_0"
-    at.session_state[editor_key] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
-        {"column": "category", "value": "self-harm", "floor": 0.9, "min_n": 50}]}
+    _fill_floors(at, moderation, [{"column": "category", "value": "self-harm", "floor": 0.9, "min_n": 50}])
     by_label(at.text_input, "Severe classes (comma-separated)").input("self-harm, threats")
     by_label(at.button, "Lock gate v1").click().run()
     assert not at.error, texts(at.error)
@@ -92,19 +90,30 @@ def test_lock_a_gate_from_the_template_with_a_slice_floor(demo, session, moderat
     assert "Gate v1 locked" in at.success[1].value and "content hash verifies" in at.success[1].value
 
 
+def _fill_floors(at, project, rows: list[dict]) -> None:
+    """Type the rows into the gate form's slice-floor inputs (one text or number input per cell)."""
+    for i, row in enumerate(rows):
+        for field, value in row.items():
+            widget = at.text_input(key=f"sf_{field}_{project.id}_0_{i}") if field in ("column", "value") else \
+                at.number_input(key=f"sf_{field}_{project.id}_0_{i}")
+            if value is not None:
+                widget.set_value(value)
+
+
 @pytest.mark.parametrize(("rows", "says"), [
-    ([{"column": "category", "value": "spam", "floor": 1.5, "min_n": 10}], "slice_floors[1].floor"),
+    ([{"column": "", "value": "spam", "floor": 0.9, "min_n": 10}], "Slice floor 1, column must not be blank."),
     ([{"column": "category", "value": "spam", "floor": 0.9, "min_n": 10},
-      {"column": "category", "value": "spam", "floor": 0.8, "min_n": 10}], "repeats category=spam"),
-    ([{"column": "category", "value": "spam", "floor": 0.9, "min_n": None}], "slice_floors[1].min_n"),
+      {"column": "category", "value": "spam", "floor": 0.8, "min_n": 10}], "Slice floor 2 repeats category=spam"),
+    ([{"column": "category", "value": "spam", "floor": 0.9, "min_n": None}],
+     "Slice floor 1, fewest holdout examples must be filled in."),
 ])
 def test_a_bad_slice_floor_is_named_and_nothing_is_locked(demo, session, moderation, rows, says):
     _qualified(session, demo, moderation)
     events = _count(session, AuditEvent)
     at = app_as(demo["sam"], page="pages/gate.py", project_id=moderation.id)
-    at.session_state[f"slices_{moderation.id}_0"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": rows}
+    _fill_floors(at, moderation, rows)
     by_label(at.button, "Lock gate v1").click().run()
-    assert says in at.error[0].value
+    assert says in at.error[0].value and "slice_floors[" not in at.error[0].value
     assert gate.current(session, project_id=moderation.id) is None
     assert _count(session, AuditEvent) == events
 

@@ -41,12 +41,13 @@ class ColumnMapping(BaseModel):
     """Which source column fills each field of the dataset schema."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=200)
-    text: str = Field(min_length=1, max_length=200)
-    slices: list[str] = Field(default_factory=list)
-    reference: str | None = None
-    timestamp: str | None = None
-    labels: list[str] | None = None
+    # Titles are the Data page's labels, so a refusal names the field as the driver sees it.
+    id: str = Field(min_length=1, max_length=200, title="Id column")
+    text: str = Field(min_length=1, max_length=200, title="Input text column")
+    slices: list[str] = Field(default_factory=list, title="Slice columns")
+    reference: str | None = Field(default=None, title="Reference answer column")
+    timestamp: str | None = Field(default=None, title="Timestamp column")
+    labels: list[str] | None = Field(default=None, title="Allowed reference labels")
 
     @field_validator("id", "text", "reference", "timestamp", mode="before")
     @classmethod
@@ -148,7 +149,7 @@ def parse_mapping(mapping: ColumnMapping | dict) -> ColumnMapping:
     try:
         return parse(ColumnMapping, mapping)
     except InvalidInput as exc:
-        raise InvalidInput(f"column mapping, {str(exc).rstrip('.')}; map the id and text fields to columns of "
+        raise InvalidInput(f"Column mapping: {str(exc).rstrip('.')}; map the id and text fields to columns of "
                            "the file (slices, reference and timestamp are optional).", field=exc.field) from None
 
 

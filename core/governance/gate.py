@@ -41,25 +41,38 @@ class FloorKind(StrEnum):
 
 FLOOR_MEANING = {
     FloorKind.ABSOLUTE: "the student's score must reach this value",
-    FloorKind.RELATIVE_TO_TEACHER: "the student must keep this share of the teacher's score (0.98 = 98 %)",
+    FloorKind.RELATIVE_TO_TEACHER: "the student must keep this share of the teacher's score",
     FloorKind.RELATIVE_TO_BASELINE: "the student must beat the baseline's score by this margin",
 }
+
+
+def floor_sentence(*, metric: str, kind: str, value: float) -> str:
+    """The quality floor in words, with its own number (never an example that could contradict it)."""
+    name = {Metric.AGREEMENT: "agreement with the teacher", Metric.MACRO_F1: "macro-F1"}.get(
+        Metric(metric), Metric(metric).value.replace("-", " "))
+    kind = FloorKind(kind)
+    if kind == FloorKind.RELATIVE_TO_TEACHER:
+        return f"the student's {name} must reach at least {value:.1%} of the teacher's {name} on the holdout"
+    if kind == FloorKind.RELATIVE_TO_BASELINE:
+        return (f"the student's {name} must beat the best cheap baseline's by at least {value * 100:.1f} points "
+                "on the holdout")
+    return f"the student's {name} must reach at least {value:.3g} on the holdout"
 
 Unit = Field(ge=0.0, le=1.0)
 
 
 class QualityFloor(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
-    kind: FloorKind
-    value: float = Unit
+    kind: FloorKind = Field(title="Quality floor")
+    value: float = Field(ge=0.0, le=1.0, title="Floor value")
 
 
 class SliceFloor(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    column: str = Field(min_length=1, max_length=64)
-    value: str = Field(min_length=1, max_length=200)
-    floor: float = Unit
-    min_n: int = Field(ge=1, le=10**9)
+    column: str = Field(min_length=1, max_length=64, title="Column")
+    value: str = Field(min_length=1, max_length=200, title="Value")
+    floor: float = Field(ge=0.0, le=1.0, title="Floor")
+    min_n: int = Field(ge=1, le=10**9, title="Fewest holdout examples")
 
     @field_validator("column", "value", mode="before")
     @classmethod
@@ -68,9 +81,14 @@ class SliceFloor(BaseModel):
 
 
 class SevereErrors(BaseModel):
+    """Items whose truth is one of ``classes``: ``max_rate`` is the ceiling on the share of them the student
+    misses or mislabels, judged only when the holdout holds at least ``min_n`` of them (else INSUFFICIENT
+    DATA). Non-severe items labelled severe (false alarms) are reported beside it, not gated."""
+
     model_config = ConfigDict(extra="forbid")
-    classes: list[str] = Field(default_factory=list, max_length=200)
-    max_rate: float = Unit
+    classes: list[str] = Field(default_factory=list, max_length=200, title="Severe classes")
+    max_rate: float = Field(ge=0.0, le=1.0, title="Most severe errors allowed (rate)")
+    min_n: int = Field(default=30, ge=1, le=10**9, title="Fewest severe items in the holdout")
 
     @field_validator("classes")
     @classmethod
@@ -86,15 +104,16 @@ class SevereErrors(BaseModel):
 class GateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
-    metric: Metric
-    quality_floor: QualityFloor
-    slice_floors: list[SliceFloor] = Field(default_factory=list, max_length=500)
-    severe_errors: SevereErrors = Field(default_factory=lambda: SevereErrors(classes=[], max_rate=0.0))
-    p95_latency_ms: float = Field(gt=0, le=1e6)
-    cost_per_1k: float = Field(ge=0, le=1e6)
-    payback_months: float = Field(gt=0, le=120)
-    min_reviews_per_critical_slice: int = Field(default=0, ge=0, le=100_000)
-    notes: str = Field(default="", max_length=5000)
+    metric: Metric = Field(title="Metric")
+    quality_floor: QualityFloor = Field(title="Quality floor")
+    slice_floors: list[SliceFloor] = Field(default_factory=list, max_length=500, title="Slice floor")
+    severe_errors: SevereErrors = Field(default_factory=lambda: SevereErrors(classes=[], max_rate=0.0),
+                                        title="Severe errors")
+    p95_latency_ms: float = Field(gt=0, le=1e6, title="p95 latency target (ms)")
+    cost_per_1k: float = Field(ge=0, le=1e6, title="Cost per 1k target ($)")
+    payback_months: float = Field(gt=0, le=120, title="Payback window (months)")
+    min_reviews_per_critical_slice: int = Field(default=0, ge=0, le=100_000, title="Reviews per critical slice")
+    notes: str = Field(default="", max_length=5000, title="Notes")
 
     @model_validator(mode="after")
     def _unique_slices(self) -> GateSpec:
@@ -103,7 +122,7 @@ class GateSpec(BaseModel):
             key = (s.column, s.value)
             if key in seen:
                 raise ValueError(
-                    f"slice floor {i} repeats {s.column}={s.value}: keep one floor per slice"
+                    f"Slice floor {i} repeats {s.column}={s.value}: keep one floor per slice"
                 )
             seen.add(key)
         return self
@@ -119,7 +138,7 @@ def template(play: Play | str, inputs: dict | None = None) -> dict:
         "metric": Metric.ACCURACY.value,
         "quality_floor": {"kind": FloorKind.RELATIVE_TO_TEACHER.value, "value": 0.98},
         "slice_floors": [],
-        "severe_errors": {"classes": [], "max_rate": 0.01},
+        "severe_errors": {"classes": [], "max_rate": 0.05, "min_n": 30},
         "p95_latency_ms": target_p95,
         "cost_per_1k": round(teacher_cost * 0.2, 4),
         "payback_months": 12.0,
@@ -127,18 +146,18 @@ def template(play: Play | str, inputs: dict | None = None) -> dict:
         "notes": "",
     }
     if play == Play.COST:
-        base["notes"] = "Cost play: quality must hold; the student keeps 98 % of the teacher's accuracy."
+        base["notes"] = "Cost play: quality must hold against the teacher while the cost per request falls."
     elif play == Play.LATENCY:
         base["quality_floor"]["value"] = 0.95
-        base["notes"] = "Latency play: the p95 target binds; rare inputs may give a little quality."
+        base["notes"] = "Latency play: the p95 target binds; the quality floor gives a little room."
     elif play == Play.STABILITY:
         base["metric"] = Metric.AGREEMENT.value
         base["quality_floor"] = {"kind": FloorKind.ABSOLUTE.value, "value": 0.95}
-        base["notes"] = "Stability play: the student must agree with today's teacher on 95 % of inputs."
+        base["notes"] = "Stability play: the student must answer as today's teacher does."
     elif play == Play.SPECIALIZATION:
         base["metric"] = Metric.MACRO_F1.value
         base["quality_floor"] = {"kind": FloorKind.RELATIVE_TO_BASELINE.value, "value": 0.02}
-        base["notes"] = "Specialization play: the student must beat the generalist baseline by 2 points."
+        base["notes"] = "Specialization play: the student must beat the generalist baseline."
     return base
 
 

@@ -73,18 +73,20 @@ DEFAULT_STUDENT_COST_SHARE = 0.10
 class QualificationInput(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
-    play: Play
-    evidence: str = Field(min_length=10, max_length=5000)
-    task_scope: Literal["narrow", "broad"] = "narrow"
-    monthly_volume: int = Field(ge=0, le=10**12)
-    teacher_cost_per_1k: float = Field(ge=0, le=1e6)
-    current_p95_ms: float = Field(gt=0, le=1e7)
-    target_p95_ms: float = Field(gt=0, le=1e7)
-    better_first_moves: dict[BetterMove, MoveAnswer]
-    teacher_third_party: bool
-    terms_permit_training: Literal["yes", "no", "unknown"] | None = None
-    build_cost: float = Field(default=20_000.0, ge=0, le=1e9)
-    student_cost_per_1k: float | None = Field(default=None, ge=0, le=1e6)
+    # Titles are the Qualify form's labels: a refusal names the field as the sponsor sees it.
+    play: Play = Field(title="Play")
+    evidence: str = Field(min_length=10, max_length=5000, title="Evidence")
+    task_scope: Literal["narrow", "broad"] = Field(default="narrow", title="Task scope")
+    monthly_volume: int = Field(ge=0, le=10**12, title="Monthly volume (requests)")
+    teacher_cost_per_1k: float = Field(ge=0, le=1e6, title="Teacher cost per 1k requests ($)")
+    current_p95_ms: float = Field(gt=0, le=1e7, title="Current p95 latency (ms)")
+    target_p95_ms: float = Field(gt=0, le=1e7, title="Target p95 latency (ms)")
+    better_first_moves: dict[BetterMove, MoveAnswer] = Field(title="Better first moves")
+    teacher_third_party: bool = Field(title="The teacher is a third-party service")
+    terms_permit_training: Literal["yes", "no", "unknown"] | None = Field(
+        default=None, title="Do its terms permit training on its outputs?")
+    build_cost: float = Field(default=20_000.0, ge=0, le=1e9, title="Build cost ($)")
+    student_cost_per_1k: float | None = Field(default=None, ge=0, le=1e6, title="Student cost per 1k ($)")
 
     @model_validator(mode="after")
     def _complete(self) -> QualificationInput:
@@ -95,8 +97,8 @@ class QualificationInput(BaseModel):
             )
         if self.teacher_third_party and self.terms_permit_training is None:
             raise ValueError(
-                "terms_permit_training is required when the teacher is a third-party service "
-                "(yes, no or unknown)"
+                "the teacher is a third-party service, so \"Do its terms permit training on its outputs?\" "
+                "(terms_permit_training) needs an answer: yes, no or unknown"
             )
         return self
 
