@@ -36,13 +36,14 @@ def test_the_moderation_case_fails_on_a_rare_severe_slice_despite_a_passing_aver
     spec = _spec(slice_floors=[{"column": "category", "value": "self-harm", "floor": 0.9, "min_n": 30}],
                  severe_errors={"classes": ["self-harm"], "max_rate": 0.01})
     numbers = _numbers(slices={("category", "self-harm"): SliceNumbers(n=40, value=0.6, rows=40)},
-                       severe_rate=16 / 10_000, n_severe=16)
+                       severe_items=40, severe_missed=16)
     criteria = _by_name(gate_check.check(spec, numbers))
     assert criteria["quality floor: accuracy"].status == PASS
     rare = criteria["slice category=self-harm: accuracy"]
     assert (rare.status, rare.value, rare.threshold, rare.n) == (FAIL, 0.6, 0.9, 40)
     assert "falls short of the floor of 0.9 (n=40)" in rare.detail
-    assert criteria["severe error rate"].status == PASS
+    # 16 misses in 10,000 rows looked harmless; 16 of the 40 self-harm items is a 40 % miss rate
+    assert (criteria[gate_check.SEVERE].status, criteria[gate_check.SEVERE].value) == (FAIL, 0.4)
     assert not gate_check.passed(list(criteria.values()))
 
 
@@ -81,9 +82,9 @@ def test_an_unmeasured_score_is_insufficient_data():
 
 def test_severe_errors_latency_and_cost_have_upper_limits():
     spec = _spec(severe_errors={"classes": ["refunds"], "max_rate": 0.005})
-    criteria = _by_name(gate_check.check(spec, _numbers(severe_rate=0.01, n_severe=100, p95_latency_ms=80.0,
+    criteria = _by_name(gate_check.check(spec, _numbers(severe_items=200, severe_missed=2, p95_latency_ms=80.0,
                                                         cost_per_1k=0.5)))
-    assert criteria["severe error rate"].status == FAIL and criteria["severe error rate"].n == 10_000
+    assert criteria[gate_check.SEVERE].status == FAIL and criteria[gate_check.SEVERE].n == 200
     assert criteria["p95 latency"].status == FAIL and "exceeds the limit of 50 ms" in criteria["p95 latency"].detail
     assert criteria["cost per 1,000 requests"].status == PASS
     assert gate_check.check(spec, _numbers(p95_latency_ms=None))[-2].status == INSUFFICIENT
@@ -92,5 +93,6 @@ def test_severe_errors_latency_and_cost_have_upper_limits():
 def test_every_criterion_carries_value_threshold_n_and_a_sentence():
     for c in gate_check.check(_spec(), _numbers()):
         d = c.as_dict()
-        assert set(d) == {"name", "status", "value", "threshold", "n", "detail"}
+        assert set(d) == {"name", "status", "value", "threshold", "n", "detail", "direction", "unit", "ci_low",
+                          "ci_high"}
         assert d["status"] == PASS and d["detail"].endswith(".")

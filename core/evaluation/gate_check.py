@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from core.evaluation.metrics import wilson
 from core.governance.gate import FloorKind, GateSpec
 from core.validation import parse
 
@@ -34,9 +35,13 @@ class GateNumbers:
     baseline: dict[str, float | None]  # the better of the majority class and TF-IDF, metric by metric
     n: dict[str, int]  # rows each metric is measured on
     slices: dict[tuple[str, str], SliceNumbers] = field(default_factory=dict)
-    severe_rate: float | None = None
-    n_severe: int = 0
+    severe_rate: float | None = None  # the miss rate on severe items: severe_missed / severe_items
+    n_severe: int = 0  # kept for callers that fill only these three; severe_missed wins when set
     n_rows: int = 0
+    severe_items: int = 0  # items whose truth (reference, else the teacher's answer) is a severe class
+    severe_missed: int = 0  # of those, the student answered another class or nothing
+    non_severe_items: int = 0  # items whose truth is known and not severe
+    false_alarms: int = 0  # of those, the student answered a severe class
     p95_latency_ms: float | None = None
     cost_per_1k: float | None = None
 
@@ -49,6 +54,11 @@ class Criterion:
     threshold: float | None
     n: int | None
     detail: str
+    # How the criterion moves and in what unit: kill advice judges progress by these.
+    direction: str = "higher"  # "higher" is better (floors) or "lower" (ceilings)
+    unit: str = "proportion"  # proportion, ms, cost
+    ci_low: float | None = None  # Wilson 95 % interval of a proportion, where one is measured
+    ci_high: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,13 +79,15 @@ def _at_least(name: str, value: float | None, threshold: float | None, n: int | 
                      f"{what}: {_fmt(value)} {verb} the floor of {_fmt(threshold)} (n={n}).")
 
 
-def _at_most(name: str, value: float | None, limit: float, n: int | None, what: str, unit: str = "") -> Criterion:
+def _at_most(name: str, value: float | None, limit: float, n: int | None, what: str, unit: str = "",
+             kind: str = "proportion") -> Criterion:
     if value is None:
-        return Criterion(name, INSUFFICIENT, None, limit, n, f"{what} was not measured, so it cannot be checked.")
+        return Criterion(name, INSUFFICIENT, None, limit, n, f"{what} was not measured, so it cannot be checked.",
+                         "lower", kind)
     ok = value <= limit + EPS
     verb = "is within" if ok else "exceeds"
     return Criterion(name, PASS if ok else FAIL, value, limit, n,
-                     f"{what} of {_fmt(value)}{unit} {verb} the limit of {_fmt(limit)}{unit}.")
+                     f"{what} of {_fmt(value)}{unit} {verb} the limit of {_fmt(limit)}{unit}.", "lower", kind)
 
 
 def quality(spec: GateSpec, numbers: GateNumbers) -> Criterion:
@@ -106,14 +118,35 @@ def slice_floor(spec: GateSpec, numbers: GateNumbers, s) -> Criterion:
     return _at_least(name, got.value, s.floor, got.n, f"the student's {metric} on {s.column}={s.value}")
 
 
+SEVERE = "severe classes missed"
+
+
 def severe(spec: GateSpec, numbers: GateNumbers) -> Criterion:
+    """Of the items whose truth is a severe class, the share the student missed or mislabelled, against the
+    gate's ceiling; too few such items in the holdout is INSUFFICIENT DATA. False alarms (non-severe items
+    labelled severe) are reported beside it, not gated."""
     rule = spec.severe_errors
-    name = "severe error rate"
     if not rule.classes:
-        return Criterion(name, PASS, numbers.severe_rate or 0.0, rule.max_rate, numbers.n_rows,
-                         "the gate marks no class as severe, so no answer counts as a severe error.")
-    what = f"{numbers.n_severe} severe errors in {numbers.n_rows} rows ({', '.join(rule.classes)}): a rate"
-    return _at_most(name, numbers.severe_rate, rule.max_rate, numbers.n_rows, what)
+        return Criterion(SEVERE, PASS, None, rule.max_rate, 0,
+                         "the gate marks no class as severe, so no answer counts as a severe miss.", "lower")
+    k, n = numbers.severe_missed, numbers.severe_items
+    names = ", ".join(rule.classes)
+    alarms = (f" It labelled {numbers.false_alarms} of {numbers.non_severe_items} non-severe items as severe "
+              f"(false alarms, shown, not gated: {_fmt(numbers.false_alarms / numbers.non_severe_items)})."
+              if numbers.non_severe_items else "")
+    if n < rule.min_n:
+        return Criterion(SEVERE, INSUFFICIENT, k / n if n else None, rule.max_rate, n,
+                         f"the holdout has {n} items whose truth is a severe class ({names}), fewer than the "
+                         f"{rule.min_n} the gate requires to judge the miss rate: add such items to the holdout."
+                         + alarms, "lower")
+    rate = k / n
+    low, high = (float(x) for x in wilson(k, n))
+    ok = rate <= rule.max_rate + EPS
+    return Criterion(SEVERE, PASS if ok else FAIL, rate, rule.max_rate, n,
+                     f"the student missed or mislabelled {k} of the {n} items whose truth is severe ({names}): "
+                     f"a miss rate of {_fmt(rate)} (95 % interval {_fmt(low)} to {_fmt(high)}) "
+                     f"{'is within' if ok else 'exceeds'} the ceiling of {_fmt(rule.max_rate)}." + alarms,
+                     "lower", "proportion", low, high)
 
 
 def check(spec: GateSpec | dict, numbers: GateNumbers) -> list[Criterion]:
@@ -123,9 +156,9 @@ def check(spec: GateSpec | dict, numbers: GateNumbers) -> list[Criterion]:
     out += [slice_floor(spec, numbers, s) for s in spec.slice_floors]
     out.append(severe(spec, numbers))
     out.append(_at_most("p95 latency", numbers.p95_latency_ms, spec.p95_latency_ms, None,
-                        "the student's single-request p95 latency", " ms"))
+                        "the student's single-request p95 latency", " ms", "ms"))
     out.append(_at_most("cost per 1,000 requests", numbers.cost_per_1k, spec.cost_per_1k, None,
-                        "the student's cost per 1,000 requests", ""))
+                        "the student's cost per 1,000 requests", "", "cost"))
     return out
 
 

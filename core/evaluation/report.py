@@ -29,7 +29,7 @@ class Scored:
 
     overall: dict  # {"student": {...}, "teacher": {...}, "majority": {...}, "tfidf": {...}}
     slices: pd.DataFrame  # metrics.slice_report
-    severe: dict  # {"rate", "n_severe", "n"}
+    severe: dict  # severe_counts: {"rate" (miss rate), "n_severe" (missed), "n" (severe items), false alarms...}
     numbers: gate_check.GateNumbers
 
 
@@ -46,11 +46,33 @@ def clean(x):
     return x
 
 
+def _truth(frame: pd.DataFrame) -> pd.Series:
+    """The right answer of each row: the reference, else the teacher's answer (None when neither)."""
+    return frame["reference"].where(frame["reference"].notna(), frame["teacher_label"])
+
+
 def severe_flags(frame: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     """True where the right answer (the reference, else the teacher's) is a severe class and the student missed it."""
-    truth = frame["reference"].where(frame["reference"].notna(), frame["teacher_label"])
+    truth = _truth(frame)
     student = frame["student_label"]
     return (truth.isin(list(classes)) & (student.isna() | (student != truth))).fillna(False).to_numpy(dtype=bool)
+
+
+def severe_counts(frame: pd.DataFrame, classes: Sequence[str]) -> dict:
+    """The severe-class figures the gate judges: items whose truth is severe and how many the student missed or
+    mislabelled (the miss rate, with its Wilson interval); items whose truth is known and not severe and how many
+    the student labelled severe (false alarms)."""
+    truth, student = _truth(frame), frame["student_label"]
+    known = truth.notna().to_numpy(dtype=bool)
+    is_severe = truth.isin(list(classes)).to_numpy(dtype=bool) & known
+    missed = severe_flags(frame, classes)
+    alarms = known & ~is_severe & student.isin(list(classes)).to_numpy(dtype=bool)
+    n, k = int(is_severe.sum()), int(missed.sum())
+    m, f = int((known & ~is_severe).sum()), int(alarms.sum())
+    low, high = metrics.wilson(k, n)
+    return {"rate": k / n if n else None, "n_severe": k, "n": n, "ci_low": float(low), "ci_high": float(high),
+            "false_alarms": f, "n_non_severe": m, "false_alarm_rate": f / m if m else None,
+            "classes": sorted(classes)}
 
 
 def _metric_values(o: dict) -> dict[str, float | None]:
@@ -82,9 +104,8 @@ def score(frame: pd.DataFrame, *, spec: GateSpec, slices: Sequence[str], labels:
         for o in overall.values():
             o["macro_f1"], o["per_class"] = None, {}
     table = metrics.slice_report(frame, slices=slices, with_f1=with_f1, labels=labels)
-    flags = severe_flags(frame, spec.severe_errors.classes)
+    severe = severe_counts(frame, spec.severe_errors.classes)
     n = len(frame)
-    severe = {"rate": (int(flags.sum()) / n) if n else None, "n_severe": int(flags.sum()), "n": n}
     best = {m: max((v for v in (_metric_values(overall[b]).get(m) for b in baselines) if v is not None),
                    default=None) for m in (A, F1, AGREE, EXACT, FIELD)}
     n_by_metric = {A: student["n_labelled"], F1: student["n_labelled"], EXACT: student["n_labelled"],
@@ -92,7 +113,8 @@ def score(frame: pd.DataFrame, *, spec: GateSpec, slices: Sequence[str], labels:
     numbers = gate_check.GateNumbers(
         student=_metric_values(student), teacher=_metric_values(teacher), baseline=best, n=n_by_metric,
         slices=_slice_numbers(table, str(spec.metric)), severe_rate=severe["rate"], n_severe=severe["n_severe"],
-        n_rows=n)
+        n_rows=n, severe_items=severe["n"], severe_missed=severe["n_severe"], non_severe_items=severe["n_non_severe"],
+        false_alarms=severe["false_alarms"])
     return Scored(overall=overall, slices=table, severe=severe, numbers=numbers)
 
 

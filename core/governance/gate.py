@@ -87,7 +87,7 @@ class SevereErrors(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     classes: list[str] = Field(default_factory=list, max_length=200, title="Severe classes")
-    max_rate: float = Field(ge=0.0, le=1.0, title="Most severe errors allowed (rate)")
+    max_rate: float = Field(ge=0.0, le=1.0, title="Most severe items missed (share of them)")
     min_n: int = Field(default=30, ge=1, le=10**9, title="Fewest severe items in the holdout")
 
     @field_validator("classes")
