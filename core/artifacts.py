@@ -10,14 +10,18 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import event
 from sqlmodel import Session
 
 from core.config import get_settings
-from core.errors import GovernanceViolation
+from core.errors import ArtifactTampered
+from core.governance import audit
 from core.models import Artifact, Project, User
+
+if TYPE_CHECKING:  # pandas is imported where a table is read or written: `stillroom audit verify` needs none
+    import pandas as pd
 
 # Files store_table (or track_new_file) wrote in a session's open transaction: kept when it commits,
 # deleted when it rolls back, so a failed state change never leaves an unrecorded file behind.
@@ -101,6 +105,9 @@ def register(
     )
     session.add(art)
     session.flush()
+    audit.record(session, actor=actor, action="artifact.register", entity="artifact", entity_id=art.id,
+                 project_id=project.id, payload={"kind": kind, "path": art.path, "sha256": art.sha256,
+                                                 "n_bytes": art.n_bytes})
     return art
 
 
@@ -112,18 +119,20 @@ def verify(artifact: Artifact) -> None:
     """Raise unless the file still has the hash recorded when it was stored."""
     path = path_of(artifact)
     if not path.exists():
-        raise GovernanceViolation(
+        raise ArtifactTampered(
             f"Artifact #{artifact.id} ({artifact.kind}) is missing at {artifact.path}: restore it from backup."
         )
     actual = dir_sha256(path) if path.is_dir() else file_sha256(path)
     if actual != artifact.sha256:
-        raise GovernanceViolation(
+        raise ArtifactTampered(
             f"Artifact #{artifact.id} ({artifact.kind}) was changed after it was recorded: "
             "its SHA-256 no longer matches. Restore the original file."
         )
 
 
 def load_table(artifact: Artifact, *, check: bool = True) -> pd.DataFrame:
+    import pandas as pd
+
     if check:
         verify(artifact)
     return pd.read_parquet(path_of(artifact))

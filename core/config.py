@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,20 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, v: object) -> object:
         return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+    # Issue 9: the key of the audit chain's HMAC (from the environment or Streamlit secrets; never stored in the
+    # database). Without it, whoever can recompute hashes and rewrite the checkpoint file can rewrite the chain.
+    audit_key: SecretStr | None = None
+    # Where the head checkpoints are appended; by default beside the SQLite file, else under the data directory.
+    audit_checkpoint_file: Path | None = None
+
+    @field_validator("audit_key")
+    @classmethod
+    def _real_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("STILLROOM_AUDIT_KEY is shorter than 16 characters: use a long random secret")
+        return v
 
     @property
     def db_url(self) -> str:

@@ -54,3 +54,15 @@ class GateNotLocked(GovernanceViolation):
 
 class ProjectBlocked(GovernanceViolation):
     """The project cannot proceed (for example the teacher's terms forbid it)."""
+
+
+class RecordTampered(GovernanceViolation):
+    """A governance row no longer matches the audit event that recorded it (issue 9)."""
+
+
+class GateTampered(RecordTampered):
+    """A locked gate's content no longer matches its lock-time hash and event."""
+
+
+class ArtifactTampered(GovernanceViolation):
+    """A file the database vouches for is missing or no longer has its recorded SHA-256."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -31,6 +32,8 @@ Handler = Callable[["JobContext"], dict]
 HANDLERS: dict[str, Handler] = {}
 # A running job whose heartbeat is older than this, and whose process is gone, died.
 STALE_AFTER = timedelta(seconds=60)
+# The states a job can be claimed from (a failed job resumes).
+RUNNABLE = ("queued", "failed")
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -88,17 +91,8 @@ def run(job_id: int, *, engine: Engine | None = None,
     """Run a queued job to completion in this process; returns the finished row."""
     _load_handlers()
     engine = engine or get_engine()
-    with Session(engine, expire_on_commit=False) as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise InvalidInput(f"no job #{job_id}.", field="job")
-        if job.status not in ("queued", "failed"):
-            raise InvalidInput(f"job #{job_id} is {job.status}: only a queued or failed job can run.", field="job")
-        job.status, job.pid, job.started_at, job.heartbeat_at, job.error = (
-            "running", os.getpid(), utcnow(), utcnow(), "")
-        s.add(job)
-        s.commit()
-        ctx = JobContext(job.id, job.project_id, dict(job.params), engine, on_progress)
+    job = _claim(engine, job_id)
+    ctx = JobContext(job.id, job.project_id, dict(job.params), engine, on_progress)
     status, result, error = "done", {}, ""
     try:
         result = HANDLERS[job.kind](ctx) or {}
@@ -108,6 +102,25 @@ def run(job_id: int, *, engine: Engine | None = None,
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     return _finish(engine, job_id, status, result, error)
+
+
+def _claim(engine: Engine, job_id: int) -> Job:
+    """Mark the job running for this process in one conditional UPDATE: of two processes that try at once,
+    exactly one changes the row and runs it; the other is refused."""
+    with Session(engine, expire_on_commit=False) as s:
+        now = utcnow()
+        claimed = s.execute(
+            update(Job).where(col(Job.id) == job_id, col(Job.status).in_(RUNNABLE))
+            .values(status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="")
+        ).rowcount
+        s.commit()
+        job = s.get(Job, job_id)
+        if job is None:
+            raise InvalidInput(f"no job #{job_id}.", field="job")
+        if claimed != 1:
+            raise InvalidInput(f"job #{job_id} is {job.status}: only a queued or failed job can run "
+                               "(another process may have claimed it first).", field="job")
+        return job
 
 
 def _finish(engine: Engine, job_id: int, status: str, result: dict, error: str) -> Job:

@@ -106,6 +106,10 @@ class AuditEvent(SQLModel, table=True):
     # Unique so two concurrent writers can never fork the chain.
     prev_hash: str = Field(max_length=64, unique=True)
     hash: str = Field(max_length=64, unique=True)
+    # Issue 9: the SHA-256 of the recorded row's content after this change ("deleted" when it was removed),
+    # covered by ``hash``; and an HMAC of ``hash`` under STILLROOM_AUDIT_KEY when a key is configured.
+    row_hash: str | None = Field(default=None, max_length=64)
+    mac: str | None = Field(default=None, max_length=64)
 
 
 # --- Step 3 and 4: data, teacher outputs, training -------------------------------------------
@@ -423,6 +427,25 @@ class AccessToken(SQLModel, table=True):
     revoked_by: int | None = Field(default=None, foreign_key="user.id")
 
 
+# --- Issue 9 (trust you can check): anchors of the audit chain -------------------------------
+
+
+class AuditAnchor(SQLModel, table=True):
+    """The chain's head hash when a gate was locked, a sign-off or a decision recorded (append-only).
+
+    ``entity`` "migration" marks where the chain stood when anchors began: events up to it predate them.
+    """
+
+    __tablename__ = "audit_anchor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(index=True)
+    head_hash: str = Field(max_length=64)
+    entity: str = Field(max_length=32)
+    entity_id: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -442,6 +465,7 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "decision": (("id",), ("project_id", "round")),
     "rollout_event": (("id",),),
     "redistill_request": (("id",),),
+    "audit_anchor": (("id",),),
     "login_attempt": (("id",),),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)

@@ -14,6 +14,8 @@ pytest_plugins = ["review_helpers"]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# A developer's own `stillroom login` token must not decide who the tests act as.
+os.environ.setdefault("STILLROOM_TOKEN_FILE", os.devnull)
 
 
 @pytest.fixture
@@ -49,12 +51,23 @@ def demo_template(tmp_path_factory):
     return path
 
 
+def checkpoints_of(db_file) -> str:
+    """The audit checkpoint file beside a SQLite database file (core.governance.audit.checkpoint_path)."""
+    from pathlib import Path
+
+    path = Path(db_file)
+    return str(path.with_name(path.stem + ".audit-checkpoints.jsonl"))
+
+
 @pytest.fixture
 def engine(db_url, request):
     from core.db import get_engine, init_db
 
     if "demo" in request.fixturenames:
-        shutil.copy(request.getfixturevalue("demo_template"), db_url.split("///", 1)[1])
+        template, target = request.getfixturevalue("demo_template"), db_url.split("///", 1)[1]
+        shutil.copy(template, target)
+        # The audit chain's checkpoint file travels with its database (issue 9).
+        shutil.copy(checkpoints_of(template), checkpoints_of(target))
     eng = get_engine(db_url)
     init_db(eng)
     yield eng

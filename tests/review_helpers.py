@@ -16,7 +16,7 @@ from sqlmodel import Session
 from conftest import good_qualification
 from core import artifacts
 from core.evaluation.runs import load_predictions
-from core.governance import gate, projects
+from core.governance import audit, gate, projects
 from core.governance.audit import canonical_json
 from core.models import Evaluation, GateVersion, Project, User
 
@@ -129,9 +129,19 @@ def make_evaluation(session: Session, *, project: Project, actor: User, df: pd.D
                     predictions_artifact_id=pred.id, report_artifact_id=art.id,
                     report_hash=hashlib.sha256(data).hexdigest(), passed=report["passed"],
                     summary={"passed": report["passed"], "criteria": report["criteria"]}, created_by=actor.id)
-    session.add(ev)
+    recorded(session, actor=actor, action="evaluation.record", entity="evaluation", row=ev)
     session.commit()
     return ev
+
+
+def recorded(session: Session, *, actor: User, action: str, entity: str, row):  # noqa: ANN001, ANN201
+    """Add a row built directly together with its audit event, as core does: the chain vouches only for rows
+    whose event carries their content hash (issue 9)."""
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action=action, entity=entity, entity_id=row.id,
+                 project_id=getattr(row, "project_id", None))
+    return row
 
 
 def passing_predictions(n: int = 400, seed: int = 1) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from eval_helpers import teacher_run_with_holdout, trained_student
-from review_helpers import approve, build_report, passing_predictions
+from review_helpers import approve, build_report, passing_predictions, recorded
 from sqlmodel import Session
 from teacher_helpers import LABELS, save_tiny_classifier
 
@@ -30,7 +30,8 @@ def local_teacher_run(session: Session, *, file_run: TeacherRun, model_dir: Path
     run = TeacherRun(project_id=file_run.project_id, dataset_id=file_run.dataset_id, adapter="local",
                      config={"model_dir": str(model_dir)}, artifact_id=file_run.artifact_id, n_rows=file_run.n_rows,
                      labels=list(file_run.labels), stats=dict(file_run.stats), created_by=file_run.created_by)
-    session.add(run)
+    recorded(session, actor=session.get(User, file_run.created_by), action="teacher.run", entity="teacher_run",
+             row=run)
     session.commit()
     return run
 
@@ -52,7 +53,7 @@ def evaluation_of(session: Session, *, project: Project, actor: User, run: Train
                     predictions_artifact_id=pred.id, report_artifact_id=art.id,
                     report_hash=hashlib.sha256(data).hexdigest(), passed=report["passed"],
                     summary={"passed": report["passed"], "criteria": report["criteria"]}, created_by=actor.id)
-    session.add(ev)
+    recorded(session, actor=actor, action="evaluation.record", entity="evaluation", row=ev)
     session.commit()
     return ev
 
@@ -77,11 +78,12 @@ def shipped(session: Session, engine, demo: dict, project: Project, tmp_path: Pa
 def start_stage(session: Session, *, actor: User, evaluation: Evaluation, stage: str, threshold: float = 0.5,
                 settings: dict | None = None) -> RolloutEvent:
     if settings is not None:
-        session.add(MonitorConfig(project_id=evaluation.project_id, settings=settings, updated_by=actor.id))
+        recorded(session, actor=actor, action="monitor.config", entity="monitor_config", row=MonitorConfig(
+            project_id=evaluation.project_id, settings=settings, updated_by=actor.id))
     event = RolloutEvent(project_id=evaluation.project_id, action="start", stage=stage,
                          evaluation_id=evaluation.id, training_run_id=evaluation.training_run_id,
                          threshold=threshold, created_by=actor.id)
-    session.add(event)
+    recorded(session, actor=actor, action="rollout.start", entity="rollout_event", row=event)
     session.commit()
     return event
 

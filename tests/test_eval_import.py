@@ -147,8 +147,12 @@ def test_an_evaluation_under_a_replaced_gate_is_marked_superseded(session, demo,
 def test_the_round_counts_the_sponsors_iterate_decisions(session, demo, routing, held, tmp_path):
     from core.models import Decision
 
-    session.add(Decision(project_id=routing.id, round=1, decision="iterate", rationale="more German tickets",
-                         created_by=demo["sam"].id))
+    from review_helpers import recorded
+
+    # Recorded with its audit event: a decision row the chain does not vouch for opens no round (issue 9).
+    recorded(session, actor=demo["sam"], action="decision.record", entity="decision", row=Decision(
+        project_id=routing.id, round=1, decision="iterate", rationale="more German tickets",
+        created_by=demo["sam"].id))
     session.commit()
     path = _write(tmp_path, pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}))
     ev, report = _import(session, demo, routing, path, "label")

@@ -89,7 +89,7 @@ def test_a_training_job_trains_records_its_curve_and_saves_a_loadable_student(se
     assert any(p.val_loss is not None for p in points)
     assert seen == sorted(seen) and seen[-1] >= 0.9 and done.progress == 1.0
     held = holdout.holdout_rows(session, project_id=routing.id)
-    student = runs.load_student(run)
+    student = runs.load_student(session, run)
     probs = student.predict_proba(held["text"].tolist())
     agreement = (pd.Series([student.labels[i] for i in probs.argmax(axis=1)]) == held["queue"].to_numpy()).mean()
     assert agreement >= 0.9  # a keyword task: the student must learn it from the teacher

@@ -96,7 +96,7 @@ def evaluate(ctx: JobContext) -> dict:
         texts = held["text"].astype(str).tolist()
 
         ctx.progress(0.1, "the student predicts the holdout", force=True)
-        student = training_runs.load_student(run)
+        student = training_runs.load_student(s, run)
         probs = student.predict_proba(texts)
         ctx.progress(0.35, "the teacher answers the holdout", force=True)
         adapter = _local_adapter(teacher_run)

@@ -1,24 +1,40 @@
-"""The audit log: an append-only hash chain of every state change.
+"""The audit log: an append-only hash chain of every state change, and what anchors it.
 
-Each event's hash covers the previous event's hash and the event's own fields,
-so editing, deleting or reordering a row outside the app breaks a link that
-``verify`` reports.
+Each event's hash covers the previous event's hash, the event's own fields and, for a recorded row, the
+SHA-256 of that row's content (``core.governance.integrity``). ``verify`` walks the chain and checks it
+against anchors the chain alone cannot forge: the head hash stored (append-only) when a gate is locked,
+a sign-off or a decision recorded; a checkpoint file outside the database, appended on every commit that
+adds events; and, with ``STILLROOM_AUDIT_KEY``, an HMAC on every event. It also compares every recorded
+row with the event that wrote it, and every artifact file with its SHA-256.
+
+What it cannot detect without a key: someone who can write the database and the checkpoint file can
+recompute every hash and rewrite the chain, its anchors and its checkpoints consistently. With a key they
+cannot forge events, but removing the newest events together with the newest checkpoint lines stays
+invisible unless a head exported elsewhere is checked (``expect_head``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from core.models import AuditEvent, User
+from core.models import AuditAnchor, AuditEvent, User
 
 GENESIS_HASH = "0" * 64
+# Events whose head hash is also stored as an append-only anchor row.
+ANCHORED_ACTIONS = {"gate.lock": "gate", "review.signoff": "sign_off", "decision.record": "decision"}
+# Pending checkpoint of a session's open transaction, written to the checkpoint file when it commits.
+_HEAD = "stillroom_audit_head"
 
 
 def canonical_json(obj: Any) -> str:
@@ -39,9 +55,24 @@ def event_hash(
     entity: str,
     entity_id: str,
     payload: str,
+    row_hash: str | None = None,
 ) -> str:
     pid = "" if project_id is None else str(project_id)
-    return sha256_hex("\x1f".join((prev_hash, ts, actor, pid, action, entity, entity_id, payload)))
+    fields = (prev_hash, ts, actor, pid, action, entity, entity_id, payload)
+    # Events without a row hash (and every event written before it existed) hash exactly as they always did.
+    return sha256_hex("\x1f".join(fields if row_hash is None else (*fields, row_hash)))
+
+
+def audit_key() -> bytes | None:
+    """The chain's HMAC key, from STILLROOM_AUDIT_KEY (environment or Streamlit secrets); never in the database."""
+    from core.config import get_settings
+
+    key = get_settings().audit_key
+    return key.get_secret_value().encode("utf-8") if key else None
+
+
+def event_mac(key: bytes, hash_: str) -> str:
+    return hmac.new(key, hash_.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def head_hash(session: Session) -> str:
@@ -61,29 +92,108 @@ def record(
 ) -> AuditEvent:
     """Append an event in the caller's transaction (the caller commits).
 
-    Call it in the same session as the state change it records, so both commit
-    or neither does.
+    Call it in the same session as the state change it records, after that change, so both commit or
+    neither does and the event carries the hash of the row as changed.
     """
+    from core.governance import integrity
+
     actor_name = actor if isinstance(actor, str) else actor.username
+    eid = str(entity_id)
+    session.flush()  # the change this event records, so its row reads back as stored
+    row_hash = integrity.row_state(session, entity=entity, entity_id=eid)
     prev = head_hash(session)
     ts = datetime.now(UTC).isoformat(timespec="microseconds")
     body = canonical_json(payload or {})
-    eid = str(entity_id)
+    digest = event_hash(prev, ts, actor_name, project_id, action, entity, eid, body, row_hash)
+    key = audit_key()
     ev = AuditEvent(
-        ts=ts,
-        actor=actor_name,
-        project_id=project_id,
-        action=action,
-        entity=entity,
-        entity_id=eid,
-        payload=body,
-        prev_hash=prev,
-        hash=event_hash(prev, ts, actor_name, project_id, action, entity, eid, body),
+        ts=ts, actor=actor_name, project_id=project_id, action=action, entity=entity, entity_id=eid,
+        payload=body, prev_hash=prev, hash=digest, row_hash=row_hash, mac=event_mac(key, digest) if key else None,
     )
     session.add(ev)
     # Flushed at once so a second event in the same transaction chains onto it.
     session.flush()
+    if action in ANCHORED_ACTIONS:
+        session.add(AuditAnchor(event_id=ev.id, head_hash=ev.hash, entity=ANCHORED_ACTIONS[action], entity_id=eid))
+    pending = session.info.get(_HEAD)
+    count = pending["count"] + 1 if pending else _count_events(session)
+    session.info[_HEAD] = {"event_id": ev.id, "head_hash": ev.hash, "count": count}
     return ev
+
+
+def _count_events(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(AuditEvent)).one()
+
+
+# --------------------------------------------------------------------------- the checkpoint file
+
+
+def checkpoint_path(engine: Engine) -> Path | None:
+    """The checkpoint file of this database: beside a SQLite file, else under the data directory."""
+    from core.config import get_settings
+
+    settings = get_settings()
+    if settings.audit_checkpoint_file:
+        return Path(settings.audit_checkpoint_file)
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return None
+        db_file = Path(url.database).resolve()
+        return db_file.with_name(db_file.stem + ".audit-checkpoints.jsonl")
+    tag = sha256_hex(url.render_as_string(hide_password=True))[:12]
+    return Path(settings.data_dir).resolve() / f"audit-checkpoints-{tag}.jsonl"
+
+
+def append_checkpoint(path: Path, head: dict) -> None:
+    """One JSON line per commit that added events; the file is append-only by convention."""
+    line = canonical_json({"ts": datetime.now(UTC).isoformat(timespec="microseconds"), **head}) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def read_checkpoints(path: Path | None) -> tuple[list[dict], list[str]]:
+    """The file's checkpoints, and a problem for each line that is not one."""
+    if path is None or not path.exists():
+        return [], []
+    out, bad = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            cp = json.loads(line)
+            out.append({"line": n, "event_id": int(cp["event_id"]), "head_hash": str(cp["head_hash"]),
+                        "count": int(cp["count"]), "ts": str(cp.get("ts", ""))})
+        except (ValueError, KeyError, TypeError):
+            bad.append(f"line {n} of the checkpoint file {path} is not a checkpoint: the file was edited.")
+    return out, bad
+
+
+def export_checkpoints(engine: Engine) -> str:
+    """The checkpoint file's content, for keeping a copy where the database's users cannot write."""
+    path = checkpoint_path(engine)
+    return path.read_text(encoding="utf-8") if path and path.exists() else ""
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _write_checkpoint(session: Session) -> None:
+    head = session.info.pop(_HEAD, None)
+    if head is None:
+        return
+    path = checkpoint_path(session.get_bind())
+    if path is not None:
+        append_checkpoint(path, head)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_checkpoint(session: Session, transaction) -> None:  # noqa: ANN001
+    if transaction.parent is None:  # rolled back or closed: its events never reached the database
+        session.info.pop(_HEAD, None)
+
+
+# --------------------------------------------------------------------------- verification
 
 
 @dataclass(frozen=True)
@@ -100,8 +210,22 @@ class ChainReport:
         return f"Audit chain broken at event #{self.broken_at}: {self.problem}"
 
 
-def verify(engine: Engine) -> ChainReport:
-    """Walk the whole chain in id order and report the first broken link."""
+@dataclass
+class _Walk:
+    """What one pass over the chain learns besides its links: where the named events and hashes sit."""
+
+    wanted_ids: set[int]
+    wanted_hash: str | None
+    key: bytes | None
+    found: dict[int, tuple[int, str]] = field(default_factory=dict)  # event id -> (position, hash)
+    hash_position: int | None = None
+    anchored: list[tuple[int, str]] = field(default_factory=list)  # (event id, action) of anchored actions
+    unkeyed: list[int] = field(default_factory=list)
+    bad_mac: list[int] = field(default_factory=list)
+    last_id: int = 0
+
+
+def _walk(engine: Engine, walk: _Walk) -> ChainReport:
     prev = GENESIS_HASH
     prev_id: int | None = None
     checked = 0
@@ -109,28 +233,210 @@ def verify(engine: Engine) -> ChainReport:
     try:
         cur = raw.cursor()
         cur.execute(
-            "SELECT id, ts, actor, project_id, action, entity, entity_id, payload, prev_hash, hash "
+            "SELECT id, ts, actor, project_id, action, entity, entity_id, payload, prev_hash, hash, row_hash, mac "
             "FROM audit_event ORDER BY id"
         )
         while rows := cur.fetchmany(10_000):
-            for eid, ts, actor, pid, action, entity, entity_id, payload, prev_hash, stored in rows:
+            for eid, ts, actor, pid, action, entity, entity_id, payload, prev_hash, stored, row_hash, mac in rows:
                 if prev_hash != prev:
                     after = f"event #{prev_id}" if prev_id is not None else "the start of the chain"
                     return ChainReport(
                         False, checked, prev, eid,
                         f"it does not follow {after}: an event was deleted, inserted or reordered there.",
                     )
-                if event_hash(prev_hash, ts, actor, pid, action, entity, entity_id, payload) != stored:
+                if event_hash(prev_hash, ts, actor, pid, action, entity, entity_id, payload, row_hash) != stored:
                     return ChainReport(
                         False, checked, prev, eid,
                         "its content no longer matches its hash: the row was edited outside Stillroom.",
                     )
-                prev, prev_id = stored, eid
                 checked += 1
+                if eid in walk.wanted_ids:
+                    walk.found[eid] = (checked, stored)
+                if stored == walk.wanted_hash:
+                    walk.hash_position = checked
+                if action in ANCHORED_ACTIONS:
+                    walk.anchored.append((eid, action))
+                if walk.key is not None:
+                    if mac is None:
+                        walk.unkeyed.append(eid)
+                    elif not hmac.compare_digest(mac, event_mac(walk.key, stored)):
+                        walk.bad_mac.append(eid)
+                prev, prev_id = stored, eid
         cur.close()
     finally:
         raw.close()
+    walk.last_id = prev_id or 0
     return ChainReport(True, checked, prev)
+
+
+def verify_chain(engine: Engine) -> ChainReport:
+    """Walk the whole chain in id order and report the first broken link (the links only)."""
+    return _walk(engine, _Walk(set(), None, None))
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What ``verify`` found: the chain's links, then every anchor, checkpoint, key, record and file check."""
+
+    chain: ChainReport
+    problems: list[str]
+    limits: list[str]
+    expect_head: str | None = None
+    following: int | None = None  # events after the expected head, when it was found
+    checkpoint_file: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.problems
+
+    @property
+    def checked(self) -> int:
+        return self.chain.checked
+
+    @property
+    def head_hash(self) -> str:
+        return self.chain.head_hash
+
+    @property
+    def broken_at(self) -> int | None:
+        return self.chain.broken_at
+
+    @property
+    def problem(self) -> str:
+        return self.chain.problem if not self.chain.ok else (self.problems[0] if self.problems else "")
+
+    def sentence(self) -> str:
+        if not self.chain.ok:
+            return self.chain.sentence()
+        if self.problems:
+            more = f" ({len(self.problems) - 1} more problem(s) listed below)" if len(self.problems) > 1 else ""
+            return f"Audit record does not verify: {self.problems[0]}{more}"
+        head = ""
+        if self.expect_head is not None:
+            head = f" The expected head {self.expect_head[:16]} is in the chain; {self.following} event(s) follow it."
+        return (f"Audit chain intact: {self.chain.checked} events verified, head {self.chain.head_hash[:16]}; "
+                f"anchors, checkpoints, records and artifact files agree with it.{head}")
+
+    def lines(self) -> list[str]:
+        """The sentence, every further problem, then what this check cannot detect."""
+        out = [self.sentence()]
+        out += [f"- {p}" for p in self.problems[1:]]
+        out += [f"Cannot detect: {limit}" for limit in self.limits]
+        return out
+
+
+def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True) -> AuditReport:
+    """Check the chain's links, its anchors, the checkpoint file, the HMACs (with a key), every recorded row
+    against its event and (``files``) every artifact's SHA-256; ``expect_head`` must be a hash in the chain."""
+    from core.governance import integrity
+
+    key = audit_key()
+    path = checkpoint_path(engine)
+    checkpoints, problems = read_checkpoints(path)
+    anchors = _anchors(engine)
+    expect = (expect_head or "").strip().lower() or None
+    walk = _Walk({a[1] for a in anchors} | {c["event_id"] for c in checkpoints}, expect, key)
+    chain = _walk(engine, walk)
+    if not chain.ok:
+        return AuditReport(chain, [], limits(key), expect, checkpoint_file=str(path) if path else None)
+    following = None
+    if expect is not None:
+        if walk.hash_position is None:
+            problems.append(f"the expected head {expect[:16]} is not in the chain: the chain was rewritten or "
+                            "truncated before it, or the hash belongs to another database.")
+        else:
+            following = chain.checked - walk.hash_position
+    problems += _anchor_problems(anchors, walk)
+    problems += _checkpoint_problems(engine, path, checkpoints, chain, walk)
+    problems += _key_problems(walk)
+    problems += integrity.record_problems(engine, key=key)
+    if files:
+        problems += integrity.artifact_problems(engine)
+    return AuditReport(chain, problems, limits(key), expect, following, str(path) if path else None)
+
+
+def limits(key: bytes | None) -> list[str]:
+    """What ``verify`` cannot detect, in the configuration it ran under."""
+    truncation = ("the newest events deleted together with their anchors and the newest lines of the checkpoint "
+                  "file; keep exported checkpoints where the database's users cannot write, and check a head "
+                  "from them with --expect-head.")
+    if key is None:
+        return ["without STILLROOM_AUDIT_KEY, a rewrite by someone who can recompute the hashes and also rewrite "
+                "the checkpoint file: events, rows, anchors and checkpoints rewritten consistently verify.",
+                truncation]
+    return [truncation]
+
+
+def _anchors(engine: Engine) -> list[tuple[int, int, str, str, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT id, event_id, head_hash, entity, entity_id FROM audit_anchor ORDER BY id").all()]
+
+
+def legacy_boundary(anchors: list[tuple[int, int, str, str, str]]) -> int:
+    """The last event written before anchors and row hashes existed (0 for a database made since)."""
+    return max((a[1] for a in anchors if a[3] == "migration"), default=0)
+
+
+def _anchor_problems(anchors: list[tuple[int, int, str, str, str]], walk: _Walk) -> list[str]:
+    out = []
+    for aid, event_id, head, entity, entity_id in anchors:
+        what = f"anchor #{aid} ({entity} {entity_id}, at event #{event_id})"
+        if event_id == 0:
+            continue
+        if event_id not in walk.found:
+            out.append(f"{what} names an event the chain no longer has: events were deleted.")
+        elif walk.found[event_id][1] != head:
+            out.append(f"{what} disagrees with the chain: it was rewritten at or before event #{event_id}.")
+    boundary = legacy_boundary(anchors)
+    have = {a[1] for a in anchors}
+    for eid, action in walk.anchored:
+        if eid > boundary and eid not in have:
+            out.append(f"event #{eid} ({action}) has no anchor: it was appended outside Stillroom.")
+    return out
+
+
+def _checkpoint_problems(engine: Engine, path: Path | None, checkpoints: list[dict], chain: ChainReport,
+                         walk: _Walk) -> list[str]:
+    if path is None:
+        return []
+    if not checkpoints:
+        if chain.checked == 0:
+            return []
+        return [f"there is no checkpoint at {path} although the chain holds {chain.checked} events: restore the "
+                "file from backup (or copy it with the database when moving it)."]
+    out = []
+    for cp in sorted(checkpoints, key=lambda c: c["event_id"]):
+        what = f"the checkpoint on line {cp['line']} of {path.name} (event #{cp['event_id']}, {cp['ts'][:19]})"
+        got = walk.found.get(cp["event_id"])
+        if got is None:
+            out.append(f"{what} names an event the chain no longer has: events were deleted.")
+        elif got[1] != cp["head_hash"]:
+            out.append(f"{what} disagrees with the chain: it was rewritten at or before that event.")
+        elif got[0] != cp["count"]:
+            out.append(f"{what} counted {cp['count']} events up to it, the chain now {got[0]}: events before it "
+                       "were deleted or inserted.")
+    newest = max(c["event_id"] for c in checkpoints)
+    if walk.last_id > newest:
+        # A commit between reading the file and walking the chain is no forgery: read the file again.
+        again, _ = read_checkpoints(path)
+        newest = max((c["event_id"] for c in again), default=newest)
+        if walk.last_id > newest:
+            out.append(f"the chain goes on after the newest checkpoint (event #{newest}) to event #{walk.last_id}: "
+                       "those events were appended outside Stillroom, or a process stopped between its commit "
+                       "and the checkpoint.")
+    return out
+
+
+def _key_problems(walk: _Walk) -> list[str]:
+    out = []
+    if walk.bad_mac:
+        out.append(f"event #{walk.bad_mac[0]} carries an HMAC that the key does not produce "
+                   f"({len(walk.bad_mac)} event(s) in all): the chain was rewritten without the key.")
+    if walk.unkeyed:
+        out.append(f"event #{walk.unkeyed[0]} carries no HMAC although a key is configured "
+                   f"({len(walk.unkeyed)} event(s) in all): it was written without the key, or rewritten.")
+    return out
 
 
 def list_events(

@@ -16,9 +16,9 @@ from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
-from core.governance import audit, gate, qualification, review
+from core.governance import audit, gate, integrity, qualification, review
 from core.governance.projects import require_role
-from core.models import Decision, Evaluation, Project, Role, SignOff, ThresholdProposal, User
+from core.models import Decision, Evaluation, GateVersion, Project, Role, SignOff, ThresholdProposal, User
 
 # A slice that fails its floor needs more training examples of its kind. Stated heuristic:
 # ask for as many again as the holdout holds of it, and never fewer than this.
@@ -37,8 +37,10 @@ class Choice(StrEnum):
 
 
 def decisions(session: Session, *, project_id: int) -> list[Decision]:
-    return list(session.exec(select(Decision).where(Decision.project_id == project_id)
+    """The project's decisions the audit chain vouches for (a row forged with raw SQL is not one)."""
+    rows = list(session.exec(select(Decision).where(Decision.project_id == project_id)
                              .order_by(col(Decision.round))).all())
+    return integrity.only_vouched(session, "decision", rows, project_ids=[project_id])
 
 
 def current_round(session: Session, *, project_id: int) -> int:
@@ -262,6 +264,8 @@ def decide(
                                field="evaluation")
     else:
         evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+        integrity.require_vouched(session, "evaluation", evaluation)
+        integrity.require_gate_intact(session, session.get(GateVersion, evaluation.gate_version_id))
         if evaluation.round != rnd:
             raise GovernanceViolation(
                 f"Evaluation #{evaluation.id} belongs to round {evaluation.round} but round {rnd} is open: "

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlmodel import Session, col, select
 
 from core.errors import GateNotLocked, GovernanceViolation, InvalidInput
-from core.governance import audit, qualification
+from core.governance import audit, integrity, qualification
 from core.governance.audit import canonical_json, sha256_hex
 from core.governance.projects import require_role
 from core.governance.qualification import Play, Recommendation
@@ -236,7 +236,7 @@ def require_locked(session: Session, *, project: Project, doing: str) -> GateVer
         raise GateNotLocked(
             f"The gate for project {project.name!r} is not locked: the sponsor must lock it before {doing}."
         )
-    return gate
+    return integrity.require_gate_intact(session, gate)  # a gate edited behind its trigger scores nothing
 
 
 def history(session: Session, *, project_id: int) -> list[GateVersion]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from core.governance import integrity
 from core.governance.projects import projects_for, roster
 from core.models import (
     Dataset,
@@ -99,6 +100,13 @@ def _latest_by_id(session: Session, model, project_ids: list[int]) -> dict[int, 
     return {r.project_id: r for r in session.exec(select(model).where(model.id.in_(newest))).all()}
 
 
+def _latest_decisions(session: Session, project_ids: list[int]) -> dict[int, Decision]:
+    """Each project's newest decision that the audit chain vouches for."""
+    ok = integrity.vouched_ids(session, "decision", project_ids=project_ids)
+    rows = session.exec(select(Decision).where(Decision.project_id.in_(project_ids)).order_by(Decision.id)).all()
+    return {d.project_id: d for d in rows if d.id in ok}
+
+
 def _utc(ts: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything Stillroom writes is UTC.
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
@@ -107,14 +115,17 @@ def _utc(ts: datetime) -> datetime:
 def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataState]:
     sets, holdouts = _counts(session, Dataset, project_ids), _counts(session, Holdout, project_ids)
     runs, students = _counts(session, TeacherRun, project_ids), _counts(session, TrainingRun, project_ids)
-    evals, decided = _latest_by_id(session, Evaluation, project_ids), _latest_by_id(session, Decision, project_ids)
+    evals, decided = _latest_by_id(session, Evaluation, project_ids), _latest_decisions(session, project_ids)
     redistill = _latest_by_id(session, RedistillRequest, project_ids)
     rollouts = _latest_by_id(session, RolloutEvent, project_ids)
     newest_data = dict(session.exec(select(Dataset.project_id, func.max(Dataset.created_at))
                                     .where(Dataset.project_id.in_(project_ids)).group_by(Dataset.project_id)).all())
-    signed = dict(session.exec(select(SignOff.evaluation_id, func.count())
-                               .where(SignOff.evaluation_id.in_([e.id for e in evals.values()]))
-                               .group_by(SignOff.evaluation_id)).all()) if evals else {}
+    signed: dict[int, int] = {}
+    if evals:  # only sign-offs the audit chain vouches for count
+        ok = integrity.vouched_ids(session, "sign_off", project_ids=project_ids)
+        for sid, eid in session.exec(select(SignOff.id, SignOff.evaluation_id)
+                                     .where(SignOff.evaluation_id.in_([e.id for e in evals.values()]))).all():
+            signed[eid] = signed.get(eid, 0) + (sid in ok)
     out = {}
     for pid in project_ids:
         d, e = decided.get(pid), evals.get(pid)

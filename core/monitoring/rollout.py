@@ -12,9 +12,9 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput
-from core.governance import audit, decision, review
+from core.governance import audit, decision, integrity, review
 from core.governance.projects import require_role
-from core.models import Evaluation, Project, Role, RolloutEvent, User
+from core.models import Evaluation, GateVersion, Project, Role, RolloutEvent, User
 from core.monitoring import config, logs
 
 OFF = "off"
@@ -183,6 +183,13 @@ def _record(session: Session, *, actor: User, project: Project, action: str, sta
     return row
 
 
+def _intact(session: Session, evaluation: Evaluation) -> Evaluation:
+    """The evaluation a rollout serves, refused when it or its gate no longer match the audit chain."""
+    integrity.require_vouched(session, "evaluation", evaluation)
+    integrity.require_gate_intact(session, session.get(GateVersion, evaluation.gate_version_id))
+    return evaluation
+
+
 def _require_operator(session: Session, actor: User, project: Project, doing: str) -> None:
     require_role(session, actor=actor, project=project, role=Role.OPERATOR, doing=doing)
 
@@ -199,7 +206,7 @@ def start(session: Session, *, actor: User, project: Project, reason: str = "") 
         last = f"its last decision is {done[-1].decision}" if done else "no decision has been taken"
         raise GovernanceViolation(f"Project {project.name!r} cannot roll out: {last}; only a project its sponsor "
                                   "decided to ship can start.")
-    evaluation = session.get(Evaluation, done[-1].evaluation_id)
+    evaluation = _intact(session, session.get(Evaluation, done[-1].evaluation_id))
     proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
     if not proposals:
         raise GovernanceViolation(f"Evaluation #{evaluation.id} has no fallback threshold: a validator or operator "
@@ -211,6 +218,9 @@ def start(session: Session, *, actor: User, project: Project, reason: str = "") 
 def advance(session: Session, *, actor: User, project: Project, reason: str = "") -> RolloutEvent:
     """Move to the next stage only, and only when the current stage's traffic meets every criterion."""
     _require_operator(session, actor, project, "advance a rollout")
+    last = _last(session, project.id)
+    if last is not None and last.evaluation_id is not None:
+        _intact(session, session.get(Evaluation, last.evaluation_id))
     check = check_advance(session, project_id=project.id)
     if check.stage == OFF:
         raise GovernanceViolation(f"The rollout of project {project.name!r} has not started: start it in shadow.")

@@ -15,11 +15,11 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core import jobs
-from core.artifacts import data_dir, dir_sha256, project_dir
-from core.errors import GovernanceViolation, InvalidInput, NotFound
-from core.governance import audit, gate
+from core.artifacts import data_dir, path_of, project_dir, verify
+from core.errors import ArtifactTampered, GovernanceViolation, InvalidInput, NotFound
+from core.governance import audit, gate, integrity
 from core.governance.projects import require_role
-from core.models import GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
+from core.models import Artifact, GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
 from core.training import pool
 from core.training.config import TrainConfig
 from core.validation import parse
@@ -160,16 +160,31 @@ def teacher_tokenizer_dir(teacher_run: TeacherRun) -> Path | None:
     return None
 
 
-def load_student(run: TrainingRun):
-    """The finished run's best student as a predictor (``predict_proba(texts)``, ``labels``), hash-checked."""
-    from core.training import students
+def student_artifact(session: Session, run: TrainingRun) -> Artifact:
+    """The finished run's model directory as recorded in the append-only artifact table, hash-checked.
 
-    m = run.metrics or {}
-    if run.status != "done" or not m.get("model_path"):
+    The hash comes from the artifact row the audit chain vouches for, never from the run's editable metrics.
+    """
+    if run.status != "done":
         raise InvalidInput(f"training run #{run.id} is {run.status}: only a finished run has a student to load.",
                            field="run")
-    path = data_dir() / m["model_path"]
-    if not path.is_dir() or dir_sha256(path) != m.get("model_sha256"):
-        raise GovernanceViolation(f"the student of training run #{run.id} at {m['model_path']} is missing or was "
-                                  "changed after training: restore it from backup or train again.")
-    return students.load(path)
+    rows = session.exec(select(Artifact).where(Artifact.project_id == run.project_id, Artifact.kind == "student")
+                        .order_by(col(Artifact.id))).all()
+    mine = [a for a in rows if (a.meta or {}).get("training_run") == run.id]
+    if not mine:
+        raise GovernanceViolation(f"training run #{run.id} has no recorded student artifact: train it again.")
+    art = mine[-1]
+    integrity.require_vouched(session, "artifact", art)
+    try:
+        verify(art)
+    except ArtifactTampered as exc:
+        raise ArtifactTampered(f"the student of training run #{run.id} cannot be used: {exc}") from None
+    return art
+
+
+def load_student(session: Session, run: TrainingRun):
+    """The finished run's best student as a predictor (``predict_proba(texts)``, ``labels``), hash-checked:
+    refused (ArtifactTampered) when any file of its model directory changed since training recorded it."""
+    from core.training import students
+
+    return students.load(path_of(student_artifact(session, run)))
