@@ -116,6 +116,23 @@ def set_active(session: Session, *, actor: User, username: str, active: bool) ->
     return user
 
 
+def set_admin(session: Session, *, actor: User, username: str, admin: bool) -> User:
+    """Grant or revoke the admin flag, audited (issue 9: a flag set with raw SQL shows in ``audit verify``)."""
+    require_admin(actor)
+    user = get_user(session, username)
+    if user.id == actor.id and not admin:
+        raise InvalidInput("you cannot revoke your own admin flag: ask another admin.", field="username")
+    if user.is_admin == admin:
+        raise InvalidInput(f"{username} is {'already' if admin else 'not'} an admin: nothing to do.",
+                           field="username")
+    user.is_admin = admin
+    session.add(user)
+    audit.record(session, actor=actor, action="user.admin" if admin else "user.unadmin", entity="user",
+                 entity_id=user.id, payload={"username": username, "is_admin": admin})
+    session.commit()
+    return user
+
+
 def set_password(session: Session, *, actor: User, username: str, password: str) -> None:
     """An admin resets anyone's password; a person may change their own."""
     user = get_user(session, username)
@@ -145,6 +162,9 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         session.add(user)
+        # Audited like every change of the row, so the chain still vouches for it (issue 9; no secret in it).
+        audit.record(session, actor=user, action="user.rehash", entity="user", entity_id=user.id,
+                     payload={"username": user.username})
         session.commit()
     return user
 
