@@ -1,6 +1,6 @@
 """bring your own
 
-issues 10 and 12 (imported students, real data): holdout versions, declared latency. Kept as its own revision so the work of one issue lands in one
+issue 12 (real data): an imported test split as holdout. Kept as its own revision so the work of one issue lands in one
 migration; empty revisions are harmless.
 
 Revision ID: 0007
