@@ -81,6 +81,17 @@ if not crit.empty:
     st.dataframe(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]],
                  hide_index=True, width="stretch")
 
+unread = {k: v for k, v in (report.get("unreadable") or {}).items() if v}
+if unread:
+    st.warning("Rows without a readable answer, scored as wrong for whoever gave them (overall and per slice): "
+               + ", ".join(f"{name} {n:,}" for name, n in unread.items()) + ".")
+severe = report.get("severe") or {}
+if severe.get("classes"):
+    st.caption(f"Severe classes ({esc(', '.join(severe['classes']))}): the student missed or mislabelled "
+               f"{severe.get('n_severe', 0):,} of {severe.get('n', 0):,} severe items; it labelled "
+               f"{severe.get('false_alarms', 0):,} of {severe.get('n_non_severe', 0):,} other items as severe "
+               "(false alarms, shown, not gated).")
+
 overall = report.get("overall", {})
 models = [m for m in ("student", "teacher", "tfidf", "majority") if overall.get(m)]
 if models:

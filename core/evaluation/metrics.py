@@ -56,11 +56,14 @@ def _ratio(k: float, n: float) -> float | None:
 
 
 def macro_f1_from_codes(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float | None:
-    """Macro-F1 over the labels seen in either column (scikit-learn's default, zero_division=0)."""
+    """Macro-F1 over the labels seen in either column (scikit-learn's default, zero_division=0).
+
+    A prediction coded -1 (missing or unreadable) is wrong: it costs its true class recall and adds no class.
+    """
     if len(y_true) == 0:
         return None
     tp = np.bincount(y_true[y_true == y_pred], minlength=k)
-    support = np.bincount(y_true, minlength=k) + np.bincount(y_pred, minlength=k)
+    support = np.bincount(y_true, minlength=k) + np.bincount(y_pred[y_pred >= 0], minlength=k)
     seen = support > 0
     return float((2 * tp[seen] / support[seen]).mean())
 
@@ -68,26 +71,29 @@ def macro_f1_from_codes(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float
 def overall(reference, predicted, teacher=None, *, labels: Sequence[str] | None = None) -> dict:
     """Accuracy, macro-F1 and per-class precision/recall against the reference, and agreement with the teacher.
 
-    Accuracy-type figures count only rows with a reference (``n_labelled``); agreement counts rows where
-    both the prediction and the teacher's answer exist.
+    One scoring rule, shared with ``slice_report``: accuracy-type figures count every row with a reference
+    (``n_labelled``), and a missing or unreadable prediction (not one of the labels) counts as wrong;
+    agreement counts every row where the teacher answered (``n_agree``), a missing prediction as a
+    disagreement. ``n_unreadable`` counts the rows without a readable prediction.
     """
     cols = [reference, predicted] + ([teacher] if teacher is not None else [])
     codes, labels = encode(*cols, labels=labels)
     ref, pred = codes[0], codes[1]
-    scored = (ref >= 0) & (pred >= 0)
+    scored = ref >= 0
     rt, pt = ref[scored], pred[scored]
     k = len(labels)
     tp = np.bincount(rt[rt == pt], minlength=k)
-    n_true, n_pred = np.bincount(rt, minlength=k), np.bincount(pt, minlength=k)
+    n_true, n_pred = np.bincount(rt, minlength=k), np.bincount(pt[pt >= 0], minlength=k)
     per_class = {label: {"precision": _ratio(tp[i], n_pred[i]) or 0.0, "recall": _ratio(tp[i], n_true[i]) or 0.0,
                          "n": int(n_true[i])} for i, label in enumerate(labels) if n_true[i] or n_pred[i]}
-    out = {"n": len(ref), "n_labelled": int(scored.sum()),
+    out = {"n": len(ref), "n_labelled": int(scored.sum()), "n_unreadable": int((pred < 0).sum()),
            "accuracy": _ratio(int((rt == pt).sum()), len(rt)),
-           "macro_f1": macro_f1_from_codes(rt, pt, k), "per_class": per_class, "agreement": None}
+           "macro_f1": macro_f1_from_codes(rt, pt, k), "per_class": per_class, "agreement": None, "n_agree": 0}
     if teacher is not None:
         tea = codes[2]
-        both = (pred >= 0) & (tea >= 0)
-        out["agreement"] = _ratio(int((pred[both] == tea[both]).sum()), int(both.sum()))
+        answered = tea >= 0
+        out["n_agree"] = int(answered.sum())
+        out["agreement"] = _ratio(int((pred[answered] == tea[answered]).sum()), int(answered.sum()))
     return out
 
 
@@ -97,14 +103,15 @@ def slice_report(frame: pd.DataFrame, *, slices: Sequence[str], reference: str =
     """One row per (slice column, value): n, the student's and teacher's accuracy with Wilson intervals,
     agreement, the student's macro-F1 and the gap (student − teacher accuracy).
 
-    ``n_labelled`` rows (with a reference) carry the accuracy figures; ``n_agree`` rows the agreement.
+    ``n_labelled`` rows (with a reference) carry the accuracy figures; ``n_agree`` rows (the teacher answered)
+    the agreement. The scoring rule is ``overall``'s: a missing or unreadable prediction counts as wrong.
     """
     (ref, stu, tea), labels = encode(frame[reference], frame[student], frame[teacher], labels=labels)
     k = len(labels)
     scored = ref >= 0
     correct = scored & (stu == ref)
     teacher_correct = scored & (tea == ref)
-    paired = (stu >= 0) & (tea >= 0)
+    paired = tea >= 0
     agree = paired & (stu == tea)
     parts = [_one_column(frame[col], col, scored, correct, teacher_correct, paired, agree,
                          (ref, stu, k) if with_f1 else None) for col in slices]
@@ -149,13 +156,14 @@ def _one_column(values: pd.Series, name: str, scored, correct, teacher_correct, 
 
 def _slice_f1(g: np.ndarray, n_groups: int, scored: np.ndarray, ref: np.ndarray, stu: np.ndarray,
               k: int) -> np.ndarray:
-    """Macro-F1 per group from (group, label) counts: one bincount each for hits, truths and predictions."""
-    mask = scored & (stu >= 0)
-    gs, rs, ps = g[mask], ref[mask], stu[mask]
+    """Macro-F1 per group from (group, label) counts: one bincount each for hits, truths and predictions
+    (a missing prediction is a miss of its true class, as in ``macro_f1_from_codes``)."""
+    gs, rs, ps = g[scored], ref[scored], stu[scored]
     size = n_groups * k
     tp = np.bincount((gs * k + rs)[rs == ps], minlength=size).reshape(n_groups, k)
-    support = (np.bincount(gs * k + rs, minlength=size) + np.bincount(gs * k + ps, minlength=size)).reshape(
-        n_groups, k)
+    read = ps >= 0
+    support = (np.bincount(gs * k + rs, minlength=size)
+               + np.bincount((gs * k + ps)[read], minlength=size)).reshape(n_groups, k)
     seen = support > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(seen, 2 * tp / support, 0.0)

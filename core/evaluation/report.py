@@ -109,7 +109,7 @@ def score(frame: pd.DataFrame, *, spec: GateSpec, slices: Sequence[str], labels:
     best = {m: max((v for v in (_metric_values(overall[b]).get(m) for b in baselines) if v is not None),
                    default=None) for m in (A, F1, AGREE, EXACT, FIELD)}
     n_by_metric = {A: student["n_labelled"], F1: student["n_labelled"], EXACT: student["n_labelled"],
-                   AGREE: int(frame["student_label"].notna().sum()), FIELD: student["n_labelled"]}
+                   AGREE: student["n_agree"], FIELD: student["n_labelled"]}
     numbers = gate_check.GateNumbers(
         student=_metric_values(student), teacher=_metric_values(teacher), baseline=best, n=n_by_metric,
         slices=_slice_numbers(table, str(spec.metric)), severe_rate=severe["rate"], n_severe=severe["n_severe"],
@@ -118,10 +118,16 @@ def score(frame: pd.DataFrame, *, spec: GateSpec, slices: Sequence[str], labels:
     return Scored(overall=overall, slices=table, severe=severe, numbers=numbers)
 
 
+def unreadable(overall: dict) -> dict[str, int]:
+    """Rows each model left without a readable answer (missing, or not one of the labels): scored as wrong."""
+    return {name: int(o["n_unreadable"]) for name, o in overall.items() if o.get("n_unreadable") is not None}
+
+
 def slices_json(table: pd.DataFrame) -> list[dict]:
     out = []
     for r in table.itertuples(index=False):
         out.append({"column": r.column, "value": r.value, "n": int(r.n), "n_labelled": int(r.n_labelled),
+                    "n_agree": int(r.n_agree),
                     "student": {"accuracy": r.accuracy, "ci_low": r.ci_low, "ci_high": r.ci_high,
                                 "agreement": r.agreement, "macro_f1": r.macro_f1},
                     "teacher": {"accuracy": r.teacher_accuracy, "ci_low": r.teacher_ci_low,
@@ -142,7 +148,8 @@ def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict,
     report = {
         "evaluation": evaluation, "overall": scored.overall, "gap_to_teacher": gap,
         "slices": slices_json(scored.slices), "latency": latency, "cost": cost, "severe": scored.severe,
-        "criteria": [c.as_dict() for c in criteria], "passed": gate_check.passed(criteria), **(extra or {}),
+        "criteria": [c.as_dict() for c in criteria], "passed": gate_check.passed(criteria),
+        "unreadable": unreadable(scored.overall), **(extra or {}),
     }
     return clean(report), criteria
 
@@ -155,4 +162,5 @@ def summary(report: dict) -> dict:
                   "severe_rate": report["severe"]["rate"], "n": report["evaluation"]["n"],
                   "p95_ms": (report["latency"].get("student") or {}).get("p95_ms"),
                   "student_per_1k": report["cost"].get("student_per_1k"),
+                  "unreadable": report.get("unreadable", {}),
                   "failing": [c["name"] for c in report["criteria"] if c["status"] != gate_check.PASS]})
