@@ -5,6 +5,7 @@ and one way to show what core answered. No business rule lives here: pages ask c
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -15,6 +16,7 @@ from sqlmodel import Session
 from core.config import get_settings
 from core.db import get_engine, init_db, session_scope
 from core.errors import StillroomError
+from core.governance.people import check_session
 from core.governance.projects import can_view, projects_for
 from core.models import Project, User
 
@@ -44,12 +46,27 @@ def db() -> Iterator[Session]:
         yield session
 
 
+def start_session(user: User) -> None:
+    """Remember who logged in, under which session epoch, and when they were last seen."""
+    st.session_state["user_id"] = user.id
+    st.session_state["session_epoch"] = user.session_epoch or 0
+    st.session_state["last_seen"] = time.time()
+
+
 def current_user(session: Session) -> User | None:
+    """The person logged in, if core's session rule (active, same epoch, not idle too long) lets them go on."""
     uid = st.session_state.get("user_id")
-    user = session.get(User, uid) if uid is not None else None
-    if user is None or not user.is_active:
-        st.session_state.pop("user_id", None)
+    if uid is None:
         return None
+    user = session.get(User, uid)
+    check = check_session(user, epoch=st.session_state.get("session_epoch"),
+                          last_seen=st.session_state.get("last_seen"), now=time.time())
+    if not check.ok:
+        for key in ("user_id", "session_epoch", "last_seen"):
+            st.session_state.pop(key, None)
+        st.session_state["logout_reason"] = check.reason
+        return None
+    st.session_state["last_seen"] = time.time()
     return user
 
 

@@ -34,6 +34,9 @@ if submitted:
     else:
         with db() as session:
             def change() -> None:
-                me = people.authenticate(session, username=user.username, password=current_pw)
-                people.set_password(session, actor=me, username=me.username, password=new_pw)
+                me = people.authenticate(session, username=user.username, password=current_pw,
+                                         client=getattr(st.context, "ip_address", None))
+                changed = people.set_password(session, actor=me, username=me.username, password=new_pw)
+                # The change ends every other open session; this one carries on under the new epoch.
+                st.session_state["session_epoch"] = changed.session_epoch
             act(change, "Password changed.")

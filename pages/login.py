@@ -5,9 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from core.governance.people import authenticate
-from pages._ui import act, db
+from pages._ui import act, db, start_session
 
 st.title("🫙 Stillroom")
+reason = st.session_state.pop("logout_reason", None)
+if reason:
+    st.warning(reason)
 st.caption("Distil a teacher model into a student, with the bar fixed before training and every decision on record.")
 
 with st.form("login"):
@@ -17,9 +20,11 @@ with st.form("login"):
 
 if submitted:
     with db() as session:
-        user = act(lambda: authenticate(session, username=username, password=password))
+        # The browser's address is the client that backoff counts; AppTest and some proxies give none.
+        client = getattr(st.context, "ip_address", None)
+        user = act(lambda: authenticate(session, username=username, password=password, client=client))
     if user is not None:
-        st.session_state["user_id"] = user.id
+        start_session(user)
         st.rerun()
 
 st.caption("Trying the demo? The demo people and their passwords are listed in the README.")

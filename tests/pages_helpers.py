@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -16,8 +17,10 @@ def app_as(user=None, *, page: str | None = None, project_id: int | None = None)
     project are put in session state first, as the sidebar would.
     """
     at = AppTest.from_file(APP, default_timeout=60)
-    if user is not None:
+    if user is not None:  # as pages._ui.start_session leaves it after a login
         at.session_state["user_id"] = user.id
+        at.session_state["session_epoch"] = user.session_epoch or 0
+        at.session_state["last_seen"] = time.time()
     if project_id is not None:
         at.session_state["project_id"] = project_id
     at.run()

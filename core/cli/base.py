@@ -20,7 +20,7 @@ from sqlmodel import Session
 from core.config import get_settings
 from core.db import get_engine, init_db, session_scope
 from core.errors import AuthenticationFailed, InvalidInput, StillroomError
-from core.governance import people, projects
+from core.governance import people, projects, tokens
 from core.models import Project, User
 
 # --------------------------------------------------------------------------- edge
@@ -32,7 +32,7 @@ LAZY_COMMANDS = {
     **dict.fromkeys(("init", "demo", "users", "projects", "roles", "qualify", "gate", "audit"), "governance"),
     "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train", "eval": "evaluate",
     "review": "review", "decide": "review", "record": "review", "serve": "serve", "serve-token": "serve",
-    "rollout": "monitor", "monitor": "monitor",
+    "rollout": "monitor", "monitor": "monitor", "login": "auth", "logout": "auth", "whoami": "auth",
 }
 
 
@@ -69,9 +69,50 @@ def _session() -> Iterator[Session]:
         yield session
 
 
+def token_path() -> Path:
+    """Where ``stillroom login`` keeps the personal API token."""
+    configured = get_settings().token_file
+    if configured is not None:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "stillroom" / "token"
+
+
+def _stored_token() -> tuple[str, str] | None:
+    """(the CLI token, where it came from): STILLROOM_TOKEN, else the token file; None when neither holds one."""
+    if get_settings().token:
+        return get_settings().token.strip(), "STILLROOM_TOKEN"
+    path = token_path()
+    if not path.is_file():
+        return None
+    if path.stat().st_mode & 0o077:
+        raise AuthenticationFailed(f"{path} can be read by other users, so its token is not trusted: run "
+                                   f"`chmod 600 {path}` or `stillroom login` again.")
+    secret = path.read_text(encoding="utf-8").strip()
+    return (secret, str(path)) if secret else None
+
+
+def identity_source() -> str:
+    """How the CLI knows who is acting: a token, or a self-declared name."""
+    stored = _stored_token()
+    return f"by the personal API token in {stored[1]}" if stored else "by --as or STILLROOM_USER (no token)"
+
+
 def _actor(session: Session) -> User:
-    """The person named by --as (or STILLROOM_USER)."""
+    """The person the CLI acts as: the owner of the personal API token (STILLROOM_TOKEN or the file written by
+    `stillroom login`); without a token, the name given by --as or STILLROOM_USER, unless the setting
+    STILLROOM_CLI_REQUIRE_TOKEN demands a token."""
     name = click.get_current_context().find_root().obj.get("as") or get_settings().user
+    stored = _stored_token()
+    if stored is not None:
+        user = tokens.user_for_token(session, secret=stored[0])
+        if name and name.strip() != user.username:
+            raise AuthenticationFailed(f"the token in {stored[1]} belongs to {user.username!r}, not {name!r}: drop "
+                                       f"--as (and STILLROOM_USER), or run `stillroom login` as {name}.")
+        return user
+    if get_settings().cli_require_token:
+        raise AuthenticationFailed("this installation requires a personal API token (STILLROOM_CLI_REQUIRE_TOKEN "
+                                   "is on): run `stillroom login`, or set STILLROOM_TOKEN.")
     if not name:
         raise InvalidInput("no person to act as: pass --as NAME or set STILLROOM_USER.", field="as")
     user = people.get_user(session, name)
