@@ -28,9 +28,12 @@ class Settings(BaseSettings):
     busy_timeout_s: float = 10.0
     # The person the CLI acts as when --as is not given.
     user: str | None = None
-    # Stillroom recommends kill after this many rounds in which no failing criterion moved by kill_margin.
+    # Stillroom recommends kill after this many rounds in which no failing criterion improved by its margin
+    # (in the criterion's own unit) and beyond the noise of its estimate (core.governance.decision).
     kill_after_rounds: int = Field(default=3, ge=1, le=100)
-    kill_margin: float = Field(default=0.01, ge=0.0, le=1.0)
+    kill_margin_points: float = Field(default=1.0, ge=0.0, le=100.0)  # accuracy-type criteria, in points (1 = 1 %)
+    kill_margin_ms: float = Field(default=5.0, ge=0.0)  # p95 latency, in milliseconds
+    kill_margin_cost: float = Field(default=0.01, ge=0.0)  # cost per 1,000 requests, in its currency
     # Issue 11. The chat teacher may call only these base URLs (comma-separated, with their /v1 prefix) and read
     # its key only from these environment variables: set by the admin who runs the server, never by a run.
     teacher_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)

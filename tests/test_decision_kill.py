@@ -1,13 +1,14 @@
-"""The kill recommendation: rounds in which the failing criteria did not move by the margin."""
+"""The kill recommendation: rounds in which no failing criterion improved beyond its margin (in its own unit) and
+the noise of its estimate; a criterion that got worse is never progress."""
 
 from __future__ import annotations
 
 from core.governance import decision
 
 
-def _round(threat: float, overall: float = 0.99, threat_status: str = "FAIL") -> list[dict]:
+def _round(threat: float, overall: float = 0.99, threat_status: str = "FAIL", n: int = 40) -> list[dict]:
     return [{"name": "overall", "status": "PASS", "value": overall, "n": 1000},
-            {"name": "slice category=threat", "status": threat_status, "value": threat, "n": 40}]
+            {"name": "slice category=threat", "status": threat_status, "value": threat, "n": n}]
 
 
 def test_three_stuck_rounds_recommend_kill_with_the_reason():
@@ -16,8 +17,10 @@ def test_three_stuck_rounds_recommend_kill_with_the_reason():
     assert "last 3 rounds" in advice.reason and "0.8 to 0.801" in advice.reason
 
 
-def test_progress_by_the_margin_keeps_iterating():
-    assert decision.kill_recommendation([_round(0.80), _round(0.805), _round(0.82)]) is None
+def test_progress_beyond_the_margin_and_the_noise_keeps_iterating():
+    assert decision.kill_recommendation([_round(0.80, n=4000), _round(0.81, n=4000), _round(0.83, n=4000)]) is None
+    # the same two points on 40 examples are within sampling noise
+    assert decision.kill_recommendation([_round(0.80), _round(0.81), _round(0.83)]) is not None
 
 
 def test_fewer_rounds_than_configured_is_too_soon():
@@ -25,10 +28,11 @@ def test_fewer_rounds_than_configured_is_too_soon():
     assert decision.kill_recommendation([_round(0.80), _round(0.80)], after_rounds=2) is not None
 
 
-def test_margin_is_configurable():
-    rounds = [_round(0.80), _round(0.81), _round(0.815)]
+def test_margin_is_configurable_in_points():
+    rounds = [_round(0.80, n=4000), _round(0.81, n=4000), _round(0.83, n=4000)]
     assert decision.kill_recommendation(rounds) is None
-    assert decision.kill_recommendation(rounds, margin=0.05) is not None
+    advice = decision.kill_recommendation(rounds, margins=decision.Margins(points=5.0, ms=5.0, cost=0.01))
+    assert advice is not None and "under the margin of 5 points" in advice.reason
 
 
 def test_a_passing_latest_round_never_recommends_kill():
@@ -70,3 +74,51 @@ def test_the_number_of_rounds_before_kill_is_a_setting(monkeypatch):
         monkeypatch.delenv("STILLROOM_KILL_AFTER_ROUNDS")
         config.get_settings.cache_clear()
     assert advice is not None and "last 2 rounds" in advice.reason
+
+
+def _latency(ms: float, threat: float = 0.80, n: int = 4000) -> list[dict]:
+    return [{"name": "slice category=threat", "status": "FAIL", "value": threat, "n": n, "direction": "higher",
+             "unit": "proportion"},
+            {"name": "p95 latency", "status": "FAIL", "value": ms, "n": None, "direction": "lower", "unit": "ms",
+             "threshold": 50.0}]
+
+
+def test_a_regressing_criterion_is_never_progress():
+    # the slice fell by 20 points on 4,000 examples: a large, real change, but the wrong way
+    advice = decision.kill_recommendation([_round(0.90, n=4000), _round(0.80, n=4000), _round(0.70, n=4000)])
+    assert advice is not None and "0.9 to 0.7 (worse)" in advice.reason
+    # latency doubling is not movement either; both criteria stuck or worse means kill
+    advice = decision.kill_recommendation([_latency(40.0), _latency(60.0), _latency(80.0)])
+    assert advice is not None and advice.stuck == ["slice category=threat", "p95 latency"]
+
+
+def test_four_noisy_rounds_without_real_movement_recommend_kill():
+    noisy = [_round(v, n=50) for v in (0.80, 0.78, 0.86, 0.84)]  # ups and downs of a few examples in 50
+    for after in (3, 4):
+        advice = decision.kill_recommendation(noisy, after_rounds=after)
+        assert advice is not None and "within the noise" in advice.reason
+
+
+def test_margins_are_per_criterion_in_their_own_unit():
+    margins = decision.Margins(points=1.0, ms=5.0, cost=0.01)
+    # 3 ms faster is under a 5 ms margin; the slice did not move either
+    assert decision.kill_recommendation([_latency(60.0), _latency(59.0), _latency(57.0)], margins=margins)
+    # 10 ms faster is progress, whatever the slice does
+    assert decision.kill_recommendation([_latency(60.0), _latency(55.0), _latency(50.0)], margins=margins) is None
+    cost = [[{"name": "cost per 1,000 requests", "status": "FAIL", "value": v, "n": None}] for v in (0.5, 0.498, 0.495)]
+    assert decision.kill_recommendation(cost, margins=margins) is not None
+    assert decision.kill_recommendation(cost, margins=decision.Margins(points=1.0, ms=5.0, cost=0.001)) is None
+
+
+def test_margins_come_from_the_settings(monkeypatch):
+    from core import config
+
+    rounds = [_latency(60.0), _latency(57.0), _latency(54.0)]  # 6 ms faster
+    monkeypatch.setenv("STILLROOM_KILL_MARGIN_MS", "10")
+    config.get_settings.cache_clear()
+    try:
+        assert decision.kill_recommendation(rounds) is not None
+    finally:
+        monkeypatch.delenv("STILLROOM_KILL_MARGIN_MS")
+        config.get_settings.cache_clear()
+    assert decision.kill_recommendation(rounds) is None  # the default 5 ms margin

@@ -94,5 +94,5 @@ def test_every_criterion_carries_value_threshold_n_and_a_sentence():
     for c in gate_check.check(_spec(), _numbers()):
         d = c.as_dict()
         assert set(d) == {"name", "status", "value", "threshold", "n", "detail", "direction", "unit", "ci_low",
-                          "ci_high"}
+                          "ci_high", "slice_column", "slice_value"}
         assert d["status"] == PASS and d["detail"].endswith(".")

@@ -8,10 +8,10 @@ good the average is.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from core.evaluation.metrics import wilson
-from core.governance.gate import FloorKind, GateSpec
+from core.governance.gate import FloorKind, GateSpec, Metric
 from core.validation import parse
 
 PASS, FAIL, INSUFFICIENT = "PASS", "FAIL", "INSUFFICIENT DATA"
@@ -44,6 +44,8 @@ class GateNumbers:
     false_alarms: int = 0  # of those, the student answered a severe class
     p95_latency_ms: float | None = None
     cost_per_1k: float | None = None
+    fields: dict[str, SliceNumbers] = field(default_factory=dict)  # extraction: accuracy per field
+    latency_declared_by: str | None = None  # set when the p95 was declared by this person, not measured here
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Criterion:
     unit: str = "proportion"  # proportion, ms, cost
     ci_low: float | None = None  # Wilson 95 % interval of a proportion, where one is measured
     ci_high: float | None = None
+    slice_column: str | None = None  # set on a slice floor's criterion
+    slice_value: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,10 +94,43 @@ def _at_most(name: str, value: float | None, limit: float, n: int | None, what: 
                      f"{what} of {_fmt(value)}{unit} {verb} the limit of {_fmt(limit)}{unit}.", "lower", kind)
 
 
+def metric_name(spec: GateSpec) -> str:
+    """The gate metric as people read it: a ranking's NDCG names its k."""
+    metric = str(spec.metric)
+    return f"ndcg@{spec.ranking_k}" if metric == Metric.NDCG else metric
+
+
+def field_floor(spec: GateSpec, numbers: GateNumbers, f) -> Criterion:
+    """An extracted field's accuracy against its own floor (INSUFFICIENT DATA below its minimum sample)."""
+    name = f"field {f.field}: accuracy"
+    got = numbers.fields.get(f.field) or SliceNumbers(n=0, value=None)
+    if got.n < f.min_n:
+        return Criterion(name, INSUFFICIENT, got.value, f.floor, got.n,
+                         f"the holdout has {got.n} rows whose reference has the field {f.field}, fewer than the "
+                         f"{f.min_n} the gate requires: add such examples to the holdout.")
+    return _at_least(name, got.value, f.floor, got.n, f"the student's accuracy on the field {f.field}")
+
+
+def latency(spec: GateSpec, numbers: GateNumbers) -> Criterion:
+    """The p95 target against a latency Stillroom measured; a declared one only where the gate accepts it."""
+    c = _at_most("p95 latency", numbers.p95_latency_ms, spec.p95_latency_ms, None,
+                 "the student's single-request p95 latency", " ms", "ms")
+    who = numbers.latency_declared_by
+    if who is None or c.status == INSUFFICIENT:
+        return c
+    if not spec.declared_latency_acceptable:
+        return replace(c, status=INSUFFICIENT,
+                       detail=f"the p95 latency of {_fmt(c.value)} ms was declared by {who}, not measured by "
+                              "Stillroom, and this gate does not accept declared latency: measure the student "
+                              "(a local model or its HTTP endpoint) or lock a gate that accepts declared figures.")
+    return replace(c, detail=f"{c.detail} (declared by {who}; the gate accepts declared latency)")
+
+
 def quality(spec: GateSpec, numbers: GateNumbers) -> Criterion:
     metric, floor = str(spec.metric), spec.quality_floor
     value, n = numbers.student.get(metric), numbers.n.get(metric, 0)
-    name = f"quality floor: {metric}"
+    name = f"quality floor: {metric_name(spec)}"
+    metric = metric_name(spec)
     if floor.kind == FloorKind.ABSOLUTE:
         return _at_least(name, value, floor.value, n, f"the student's {metric}")
     if floor.kind == FloorKind.RELATIVE_TO_TEACHER:
@@ -107,15 +144,33 @@ def quality(spec: GateSpec, numbers: GateNumbers) -> Criterion:
                      f"the student's {metric} against the best baseline's {_fmt(baseline)} + {floor.value:g}")
 
 
+def slice_sufficient(n: int, min_n: int) -> bool:
+    """The one slice-sufficiency rule, shared by the gate check and the iterate data request: a slice is judged
+    only on at least ``min_n`` holdout rows scored on the gate's metric."""
+    return n >= min_n
+
+
 def slice_floor(spec: GateSpec, numbers: GateNumbers, s) -> Criterion:
     metric = str(spec.metric)
     name = f"slice {s.column}={s.value}: {metric}"
     got = numbers.slices.get((s.column, s.value)) or SliceNumbers(n=0, value=None)
-    if got.n < s.min_n:
-        return Criterion(name, INSUFFICIENT, got.value, s.floor, got.n,
-                         f"the holdout has {got.n} scored rows in {s.column}={s.value}, fewer than the {s.min_n} "
-                         "the gate requires: add examples of this slice to the holdout's source data.")
-    return _at_least(name, got.value, s.floor, got.n, f"the student's {metric} on {s.column}={s.value}")
+    if not slice_sufficient(got.n, s.min_n):
+        c = Criterion(name, INSUFFICIENT, got.value, s.floor, got.n,
+                      f"the holdout has {got.n} scored rows in {s.column}={s.value}, fewer than the {s.min_n} "
+                      "the gate requires: add examples of this slice to the holdout (not to the training data).")
+    else:
+        c = _at_least(name, got.value, s.floor, got.n, f"the student's {metric} on {s.column}={s.value}")
+    return replace(c, slice_column=s.column, slice_value=s.value)
+
+
+def slice_criterion(report: dict, column: str, value: str) -> dict | None:
+    """The gate check's criterion for one slice floor in a stored report (older reports: by its name)."""
+    for c in report.get("criteria", []):
+        if (c.get("slice_column"), c.get("slice_value")) == (column, value):
+            return c
+    plain = f"slice {column}={value}"
+    return next((c for c in report.get("criteria", [])
+                 if c.get("name") == plain or str(c.get("name", "")).startswith(plain + ":")), None)
 
 
 SEVERE = "severe classes missed"
@@ -154,9 +209,9 @@ def check(spec: GateSpec | dict, numbers: GateNumbers) -> list[Criterion]:
     spec = parse(GateSpec, spec) if isinstance(spec, dict) else spec
     out = [quality(spec, numbers)]
     out += [slice_floor(spec, numbers, s) for s in spec.slice_floors]
+    out += [field_floor(spec, numbers, f) for f in spec.field_floors]
     out.append(severe(spec, numbers))
-    out.append(_at_most("p95 latency", numbers.p95_latency_ms, spec.p95_latency_ms, None,
-                        "the student's single-request p95 latency", " ms", "ms"))
+    out.append(latency(spec, numbers))
     out.append(_at_most("cost per 1,000 requests", numbers.cost_per_1k, spec.cost_per_1k, None,
                         "the student's cost per 1,000 requests", "", "cost"))
     return out

@@ -23,8 +23,6 @@ from core.models import Decision, Evaluation, GateVersion, Project, Role, SignOf
 # A slice that fails its floor needs more training examples of its kind. Stated heuristic:
 # ask for as many again as the holdout holds of it, and never fewer than this.
 MIN_EXTRA_EXAMPLES = 100
-# Gate metric -> the key of a slice's student figures in the report.
-METRIC_KEYS = {"accuracy": "accuracy", "macro-f1": "macro_f1", "teacher-agreement": "agreement"}
 
 
 class Choice(StrEnum):
@@ -81,70 +79,130 @@ class KillAdvice:
     stuck: list[str]
 
 
-def _progress_measure(window: list[list[dict]], name: str) -> tuple[list[float], float] | None:
-    """The criterion's values across the window (its sample size where a value is missing)."""
-    found = [next((c for c in r if c.get("name") == name), None) for r in window]
-    if any(c is None for c in found):
-        return None
-    if all(c.get("value") is not None for c in found):
-        return [float(c["value"]) for c in found], 0.0
-    return [float(c.get("n") or 0) for c in found], 1.0
+@dataclass(frozen=True)
+class Margins:
+    """The smallest improvement that counts as progress, each in its criterion's own unit."""
+
+    points: float  # accuracy-type criteria (proportions), in points: 1.0 = 0.01
+    ms: float  # p95 latency
+    cost: float  # cost per 1,000 requests
+
+    @classmethod
+    def from_settings(cls) -> Margins:
+        from core.config import get_settings
+
+        s = get_settings()
+        return cls(points=s.kill_margin_points, ms=s.kill_margin_ms, cost=s.kill_margin_cost)
+
+    def of(self, unit: str) -> float:
+        return {"ms": self.ms, "cost": self.cost}.get(unit, self.points / 100.0)
+
+
+def _kind(c: dict) -> tuple[str, str]:
+    """(direction, unit) of a criterion: which way is better, in what unit. Reports written before criteria
+    carried both are read from the criterion's name."""
+    if c.get("direction") and c.get("unit"):
+        return c["direction"], c["unit"]
+    name = str(c.get("name", "")).lower()
+    if name.startswith("p95"):
+        return "lower", "ms"
+    if name.startswith("cost"):
+        return "lower", "cost"
+    return ("lower", "proportion") if "severe" in name else ("higher", "proportion")
+
+
+def _fmt_gain(x: float, unit: str) -> str:
+    return {"ms": f"{x:.3g} ms", "cost": f"{x:.3g}"}.get(unit, f"{100 * x:.2g} points")
+
+
+def _movement(first: dict, last: dict, margins: Margins) -> tuple[bool, str]:
+    """Did the criterion improve from ``first`` to ``last`` beyond its margin and the noise of its estimate?
+    A criterion that got worse never counts as progress. With the sentence that says why."""
+    from core.evaluation.metrics import wilson
+
+    name = last.get("name")
+    if last.get("status") == "INSUFFICIENT DATA" or first.get("value") is None or last.get("value") is None:
+        a, b = int(first.get("n") or 0), int(last.get("n") or 0)  # judged by the holdout examples it gained
+        return b > a, f"{name} had {a} then {b} scored holdout examples"
+    direction, unit = _kind(last)
+    a, b = float(first["value"]), float(last["value"])
+    gain = (b - a) if direction == "higher" else (a - b)
+    said = f"{name} went from {a:.4g} to {b:.4g}"
+    if gain <= 0:
+        return False, said + (" (worse)" if gain < 0 else "")
+    if gain < margins.of(unit):
+        return False, f"{said} (under the margin of {_fmt_gain(margins.of(unit), unit)})"
+    n_a, n_b = int(first.get("n") or 0), int(last.get("n") or 0)
+    if unit == "proportion" and n_a and n_b:
+        (lo_a,), (hi_a,) = wilson([a * n_a], [n_a])
+        (lo_b,), (hi_b,) = wilson([b * n_b], [n_b])
+        if lo_b <= hi_a and lo_a <= hi_b:  # the 95 % intervals overlap: the change may be sampling noise
+            return False, f"{said} (within the noise: 95 % intervals overlap on n={n_a} and n={n_b})"
+    return True, said
 
 
 def kill_recommendation(
-    rounds: list[list[dict]], *, after_rounds: int | None = None, margin: float | None = None,
+    rounds: list[list[dict]], *, after_rounds: int | None = None, margins: Margins | None = None,
 ) -> KillAdvice | None:
-    """Recommend kill when, over the last ``after_rounds`` rounds, no failing criterion moved by ``margin``.
+    """Recommend kill when, over the last ``after_rounds`` rounds, no failing criterion made progress.
 
-    ``rounds`` holds each round's criteria (oldest first), as in the evaluation report. The defaults
-    come from the settings (STILLROOM_KILL_AFTER_ROUNDS, STILLROOM_KILL_MARGIN).
+    Progress means the latest round is better than the window's first by at least the criterion's margin in
+    its own unit (``Margins``: accuracy points, milliseconds, cost) and, for a proportion measured on n
+    examples, beyond sampling noise (the two rounds' Wilson 95 % intervals do not overlap). A criterion that
+    got worse is never progress. A criterion with too few examples progresses when its scored examples grow.
+    ``rounds`` holds each round's criteria (oldest first), as in the evaluation report; the defaults come
+    from the settings (STILLROOM_KILL_AFTER_ROUNDS, STILLROOM_KILL_MARGIN_POINTS, _MS, _COST).
     """
     from core.config import get_settings
 
-    settings = get_settings()
-    after_rounds = settings.kill_after_rounds if after_rounds is None else after_rounds
-    margin = settings.kill_margin if margin is None else margin
+    after_rounds = get_settings().kill_after_rounds if after_rounds is None else after_rounds
+    margins = Margins.from_settings() if margins is None else margins
     if after_rounds < 1 or len(rounds) < after_rounds:
         return None
     window = rounds[-after_rounds:]
-    failing = [c["name"] for c in window[-1] if c.get("status") != "PASS"]
+    failing = [c for c in window[-1] if c.get("status") != "PASS"]
     if not failing:
         return None
     described = []
-    for name in failing:
-        measure = _progress_measure(window, name)
-        if measure is None:
+    for last in failing:
+        first = next((c for c in window[0] if c.get("name") == last.get("name")), None)
+        if first is None:
             return None  # a criterion new to the window: too soon to judge it
-        values, floor_margin = measure
-        if max(values) - min(values) >= max(margin, floor_margin):
+        moved, said = _movement(first, last, margins)
+        if moved:
             return None
-        described.append(f"{name} went from {values[0]:.4g} to {values[-1]:.4g}")
-    reason = (f"Over the last {after_rounds} rounds no failing criterion moved by {margin:g} or more "
-              f"({'; '.join(described)}): more rounds are unlikely to pass the gate, so Stillroom recommends kill.")
-    return KillAdvice(reason=reason, stuck=failing)
+        described.append(said)
+    reason = (f"Over the last {after_rounds} rounds no failing criterion improved beyond its margin and the noise "
+              f"of its estimate ({'; '.join(described)}): more rounds are unlikely to pass the gate, so Stillroom "
+              "recommends kill.")
+    return KillAdvice(reason=reason, stuck=[c["name"] for c in failing])
 
 
 # --------------------------------------------------------------------------- data request
 
 
 def data_request(spec: dict, report: dict, *, round_: int) -> dict:
-    """Which slices need more examples and how many: for INSUFFICIENT DATA the holdout's shortfall
-    (min_n - n); for a FAIL as many again as the holdout holds of the slice, at least MIN_EXTRA_EXAMPLES."""
-    key = METRIC_KEYS.get(spec.get("metric", "accuracy"), "accuracy")
-    by_slice = {(s["column"], str(s["value"])): s for s in report.get("slices", [])}
+    """Which slices need more examples, read from the gate check's verdict on each slice floor with the one
+    sufficiency rule (``gate_check.slice_sufficient``): too few scored holdout examples asks for HOLDOUT
+    examples (the shortfall, min_n - n); a slice under its floor asks for training examples (as many again as
+    the holdout holds of it, at least MIN_EXTRA_EXAMPLES)."""
+    from core.evaluation import gate_check
+
     wanted = []
     for f in spec.get("slice_floors", []):
-        s = by_slice.get((f["column"], f["value"]))
-        n = int(s["n"]) if s else 0
-        value = (s or {}).get("student", {}).get(key)
-        if n < f["min_n"]:
-            wanted.append({"column": f["column"], "value": f["value"], "status": "INSUFFICIENT DATA", "n": n,
-                           "more_examples": f["min_n"] - n, "for": "holdout",
-                           "why": f"the holdout has {n} of the {f['min_n']} examples the gate needs to judge it"})
-        elif value is not None and value < f["floor"]:
-            wanted.append({"column": f["column"], "value": f["value"], "status": "FAIL", "n": n,
-                           "more_examples": max(MIN_EXTRA_EXAMPLES, n), "for": "training",
-                           "why": f"{key} {value:.3f} is under the floor {f['floor']:.3f}"})
+        c = gate_check.slice_criterion(report, f["column"], f["value"]) or {}
+        n = int(c.get("n") or 0)
+        value = c.get("value")
+        where = {"column": f["column"], "value": f["value"], "n": n}
+        if not gate_check.slice_sufficient(n, f["min_n"]):
+            wanted.append({**where, "status": gate_check.INSUFFICIENT, "more_examples": f["min_n"] - n,
+                           "for": "holdout",
+                           "why": f"the holdout has {n} scored examples of the {f['min_n']} the gate needs to judge "
+                                  "it: add them to the holdout, not to the training data"})
+        elif c.get("status") == gate_check.FAIL or (value is not None and value < f["floor"]):
+            wanted.append({**where, "status": gate_check.FAIL, "more_examples": max(MIN_EXTRA_EXAMPLES, n),
+                           "for": "training",
+                           "why": f"{'n/a' if value is None else f'{value:.3f}'} is under the floor {f['floor']:.3f}"})
     failing = [c["name"] for c in report.get("criteria", []) if c.get("status") != "PASS"]
     return {"round": round_, "next_round": round_ + 1, "slices": wanted, "failing_criteria": failing}
 
