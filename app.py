@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.governance.projects import roles_held
 from core.models import Role
-from pages._ui import current_user, db, visible_projects
+from pages._ui import current_user, db, esc, visible_projects
 
 st.set_page_config(page_title="Stillroom", page_icon="🫙", layout="wide")
 
@@ -41,7 +41,7 @@ ACCOUNT = [st.Page("pages/account.py", title="My account", icon="🔑")]
 
 
 def _sidebar(user, projects) -> None:
-    st.sidebar.markdown(f"**{user.display_name}** · `{user.username}`" + (" · admin" if user.is_admin else ""))
+    st.sidebar.markdown(f"**{esc(user.display_name)}** · `{user.username}`" + (" · admin" if user.is_admin else ""))
     ids = [p.id for p in projects]
     names = {p.id: p.name for p in projects}
     if st.session_state.get("project_id") not in ids:

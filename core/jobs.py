@@ -166,10 +166,18 @@ def mark_if_dead(session: Session, job: Job) -> Job:
         return job
     beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=utcnow().tzinfo)
     if utcnow() - beat > STALE_AFTER and not _alive(job.pid):
-        job.status, job.finished_at = "failed", utcnow()
-        job.error = "The job's process stopped before it finished: run it again to resume."
-        session.add(job)
+        error = "The job's process stopped before it finished: run it again to resume."
+        # Conditional, so two readers noticing the same death record one failure and one audit event.
+        marked = session.execute(
+            update(Job).where(col(Job.id) == job.id, col(Job.status) == "running")
+            .values(status="failed", finished_at=utcnow(), error=error)
+        ).rowcount
+        if marked == 1:
+            audit.record(session, actor="(system)", action="job.failed", entity="job", entity_id=job.id,
+                         project_id=job.project_id,
+                         payload={"kind": job.kind, "error": error, "pid": job.pid, "noticed": "process gone"})
         session.commit()
+        session.refresh(job)
     return job
 
 

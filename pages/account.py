@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.governance import people, projects
-from pages._ui import act, db, require_user
+from pages._ui import act, db, esc, require_user
 
 st.title("🔑 My account")
 
@@ -15,7 +15,7 @@ with db() as session:
     mine = projects.projects_for(session, user=user)
     roster = projects.roster(session, project_ids=[p.id for p in mine])
 
-st.markdown(f"**{user.display_name}** · `{user.username}`" + (" · admin" if user.is_admin else ""))
+st.markdown(f"**{esc(user.display_name)}** · `{user.username}`" + (" · admin" if user.is_admin else ""))
 rows = [{"Project": p.name, "Your roles": ", ".join(r for r, names in roster.get(p.id, {}).items()
                                                    if user.username in names)} for p in mine]
 if rows:

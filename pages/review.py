@@ -81,8 +81,8 @@ if queue is not None:
             item = st.selectbox("Example", todo)
             row = queue.items[queue.items["id"].astype(str) == item].iloc[0]
             st.text(row["text"])  # user text rendered as text
-            st.caption(f"reference: {row['reference']} · teacher: {row['teacher_label']} · student: "
-                       f"{row['student_label']}")
+            st.caption(f"reference: {esc(row['reference'])} · teacher: {esc(row['teacher_label'])} · student: "
+                       f"{esc(row['student_label'])}")
             verdict = st.radio("Verdict", review.VERDICTS, horizontal=True)
             rating = st.select_slider("Rating of the student's answer (optional)", [None, 1, 2, 3, 4, 5],
                                       format_func=lambda r: "no rating" if r is None else str(r))

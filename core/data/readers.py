@@ -122,13 +122,33 @@ def _decode(data: bytes, filename: str) -> str:
     return text
 
 
+def _newlines(text: str) -> str:
+    """Old Mac exports end lines with a bare carriage return: read them as lines."""
+    return text.replace("\r", "\n") if "\r" in text and "\n" not in text else text
+
+
+def _delimiter(header_line: str) -> str:
+    """The header's separator: a comma unless the header holds semicolons, tabs or pipes and no commas (a
+    spreadsheet in a locale that writes decimal commas saves with semicolons)."""
+    counts = {d: header_line.count(d) for d in (",", ";", "\t", "|")}
+    if counts[","] or not any(counts.values()):
+        return ","
+    return max(counts, key=counts.get)
+
+
 def _duplicates(names: list[str]) -> list[str]:
     seen: set[str] = set()
     return sorted({n for n in names if n in seen or seen.add(n)})
 
 
 def _read_csv(data: bytes, text: str, filename: str) -> Source:
-    header = next(csv.reader(io.StringIO(text)), [])
+    text = _newlines(text)
+    lines = text.split("\n")
+    skipped = next(i for i, line in enumerate(lines) if line.strip())  # _decode refused a file of blank lines
+    if skipped:  # blank lines above the header: the header is the first line that holds something
+        text = "\n".join(lines[skipped:])
+    delimiter = _delimiter(text.split("\n", 1)[0])
+    header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     names = [h.strip() for h in header]
     if any(not n for n in names):
         pos = [i + 1 for i, n in enumerate(names) if not n]
@@ -137,14 +157,13 @@ def _read_csv(data: bytes, text: str, filename: str) -> Source:
     if dupes := _duplicates(names):
         raise InvalidInput(f"{filename}: the header names column {dupes[0]!r} twice; rename one of them so "
                            "every column name is unique.", field="file")
-    body = data[len(_BOM):] if data.startswith(_BOM) else data
-    table = _parse_csv(body, names, filename, threads=True)
+    table = _parse_csv(text.encode("utf-8"), names, filename, threads=True, delimiter=delimiter)
     frame = table.to_pandas()
     frame.columns = names
     return Source(frame=frame, format="csv", unit="row")
 
 
-def _parse_csv(body: bytes, names: list[str], filename: str, *, threads: bool) -> pa.Table:
+def _parse_csv(body: bytes, names: list[str], filename: str, *, threads: bool, delimiter: str = ",") -> pa.Table:
     bad: list[pacsv.InvalidRow] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -155,25 +174,34 @@ def _parse_csv(body: bytes, names: list[str], filename: str, *, threads: bool) -
         return pacsv.read_csv(
             io.BytesIO(body),
             read_options=pacsv.ReadOptions(use_threads=threads, column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                             invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
         if bad and bad[0].number is None and threads:
             # Row numbers are only known when parsing on one thread: parse again to name the row.
-            return _parse_csv(body, names, filename, threads=False)
+            return _parse_csv(body, names, filename, threads=False, delimiter=delimiter)
         if bad:
             row = bad[0]
             where = f"row {row.number - 1}" if row.number else "a row"
+            sep = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}[delimiter]
             raise InvalidInput(f"{filename}, {where}: has {row.actual_columns} fields where the header has "
-                               f"{row.expected_columns}; quote cells that contain commas or fix the row.",
-                               field="file") from None
+                               f"{row.expected_columns} (columns read as separated by {sep}); quote cells that "
+                               f"contain {sep} or fix the row.", field="file") from None
         raise InvalidInput(f"{filename} is not valid CSV ({exc}); export it again as comma-separated values.",
                            field="file") from None
 
 
+class _NonFinite(str):
+    """NaN, Infinity or -Infinity in a JSONL line: Python's json reads them, JSON itself does not allow them."""
+
+
 def _cell(value: object, filename: str, line: int, key: str) -> str | None:
+    if isinstance(value, _NonFinite):
+        raise InvalidInput(f"line {line} of {filename}, column {key}: holds {value}, which is not a JSON value; "
+                           "write null for a missing value, or quote it if the text really is that word.", field=key)
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict | list):
@@ -189,10 +217,14 @@ def _read_jsonl(text: str, filename: str) -> Source:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, object_pairs_hook=lambda pairs, n=number: _object(pairs, filename, n))
+            obj = json.loads(line, object_pairs_hook=lambda pairs, n=number: _object(pairs, filename, n),
+                             parse_constant=_NonFinite)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"line {number} of {filename} is not valid JSON ({exc.msg} at character "
                                f"{exc.colno}); fix that line or remove it.", field="file") from None
+        except RecursionError:
+            raise InvalidInput(f"line {number} of {filename} nests objects or lists too deeply to read; write "
+                               'one flat {"column": value, ...} object per line.', field="file") from None
         if not isinstance(obj, dict):
             raise InvalidInput(f"line {number} of {filename} holds a JSON {type(obj).__name__}, not an object; "
                                'write one {"column": value, ...} object per line.', field="file")

@@ -49,7 +49,7 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
     scored, extra = _score(frame, kind=kind, spec=spec, slices=slices)
     holdout = get_holdout(session, project_id=project.id)
     meta = {"project_id": project.id, "round": runs.current_round(session, project_id=project.id),
-            "gate_version": locked.version, "gate_hash": locked.content_hash, "gate_superseded": False,
+            "gate_version": locked.version, "gate_hash": locked.content_hash,
             "training_run_id": None, "source": "imported", "kind": kind, "file": name,
             "holdout_fingerprint": holdout.fingerprint, "n": len(frame)}
     extra["scores"] = {c: float(frame[c].mean()) for c in scores}

@@ -112,7 +112,7 @@ def evaluate(ctx: JobContext) -> dict:
         predictions["severe"] = report.severe_flags(predictions, spec.severe_errors.classes)
         scored = report.score(predictions, spec=spec, slices=slices, labels=list(student.labels), baselines=base)
         meta = {"project_id": project.id, "round": runs.current_round(s, project_id=project.id),
-                "gate_version": locked.version, "gate_hash": locked.content_hash, "gate_superseded": False,
+                "gate_version": locked.version, "gate_hash": locked.content_hash,
                 "training_run_id": run.id, "teacher_run_id": teacher_run.id, "source": "trained",
                 "holdout_fingerprint": holdout.fingerprint, "n": len(held)}
         body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,

@@ -33,6 +33,7 @@ from core.models import (
     TrainingRun,
     User,
 )
+from core.textsafe import html_text, markdown_text
 
 FORMATS = ("md", "html")
 
@@ -222,8 +223,8 @@ def _chain_line(rec: Record) -> str:
 
 
 def _md_cell(x) -> str:
-    # Markdown renderers pass HTML through, so user text is escaped here too.
-    return html.escape(_fmt(x), quote=False).replace("|", "\\|").replace("\n", " ")
+    # User text (names, labels, slice values, comments) is shown as typed: no HTML, links or formulas.
+    return markdown_text(_fmt(x))
 
 
 def to_markdown(rec: Record) -> str:
@@ -252,7 +253,7 @@ def rounds_figure(rounds: list[decision.RoundSummary]):
     for name in names:
         points = [(r.round, c.get("value")) for r in rounds for c in r.criteria if c.get("name") == name]
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
-                                 name=str(name)))
+                                 name=html.escape(str(name))))
     fig.update_layout(title="Criteria by round", xaxis_title="round", yaxis_title="value",
                       xaxis={"dtick": 1}, height=380, margin={"l": 40, "r": 20, "t": 50, "b": 40})
     return fig
@@ -262,7 +263,7 @@ def _html_table(t: Table) -> str:
     if not t.rows:
         return "<p><em>None recorded.</em></p>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in t.headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in t.rows)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(_fmt(c))}</td>" for c in r) + "</tr>" for r in t.rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -274,17 +275,17 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto
 
 def to_html(rec: Record) -> str:
     """One self-contained file: plotly.js is inlined, so the record opens offline."""
-    parts = [f"<h1>Decision record: {html.escape(rec.project.name)}</h1>",
-             f"<p>Generated {html.escape(rec.generated_at)}. {html.escape(rec.project.description)}</p>"]
+    parts = [f"<h1>Decision record: {html_text(rec.project.name)}</h1>",
+             f"<p>Generated {html.escape(rec.generated_at)}. {html_text(rec.project.description)}</p>"]
     for s in rec.sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         if s.lines:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in s.lines) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li>{html_text(line)}</li>" for line in s.lines) + "</ul>")
         parts += [_html_table(t) for t in s.tables]
         if s.title == "Decisions" and rec.rounds:
             parts.append(rounds_figure(rec.rounds).to_html(full_html=False, include_plotlyjs=True))
     parts += ["<h2>Audit chain</h2>", f"<p><code>{html.escape(_chain_line(rec))}</code></p>"]
-    title = html.escape(f"Decision record: {rec.project.name}")
+    title = "Decision record: " + html_text(rec.project.name)
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
 
