@@ -46,7 +46,10 @@ else:
     approvals = [s for s in ev.sign_offs if s.approve]
     c1.metric("Validator approvals", len(approvals), help="Sign-offs that name this evaluation's hash.")
     c2.metric("Fallback threshold", f"{ev.threshold.threshold:.2f}" if ev.threshold else "none proposed")
-    c3.metric("Payback", f"{ev.payback_months:.1f} months" if ev.payback_months else "n/a")
+    c3.metric("Payback", f"{ev.payback_months:.1f} months" if ev.payback_months else "n/a",
+              help="Recomputed now from the student's measured cost and the proposed fallback rate.")
+    if ev.payback:
+        st.caption(f"Payback window {ev.payback.criterion['status']}: {esc(ev.payback.criterion['detail'])}")
     if ev.targets:
         st.dataframe(pd.DataFrame([{"Target": t.name, "Measured": t.value, "Target value": t.target,
                                     "Met": {True: "yes", False: "no", None: "n/a"}[t.met]} for t in ev.targets]),

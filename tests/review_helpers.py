@@ -117,7 +117,7 @@ def make_evaluation(session: Session, *, project: Project, actor: User, df: pd.D
     pred = artifacts.store_table(session, project=project, actor=actor, df=df, kind="predictions")
     report = build_report(df, spec, evaluation={
         "project_id": project.id, "round": round_, "gate_version": gv.version, "gate_hash": gv.content_hash,
-        "gate_superseded": False, "training_run_id": None, "source": "imported",
+        "training_run_id": None, "source": "imported",
         "holdout_fingerprint": "f" * 64, "n": len(df)})
     report.update(report_overrides or {})
     data = canonical_json(report).encode()

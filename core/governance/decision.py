@@ -232,6 +232,65 @@ class Evidence:
     rounds: list[RoundSummary]
     kill: KillAdvice | None
     ship_blockers: list[str] = field(default_factory=list)
+    payback: Payback | None = None  # recomputed for the latest evaluation at its proposed threshold
+
+
+@dataclass(frozen=True)
+class Payback:
+    """Payback recomputed at decision time from what was measured and proposed, judged against the gate."""
+
+    months: float | None
+    blended_per_1k: float | None  # the student's measured cost on the share it serves, the teacher's on the rest
+    monthly_saving: float | None
+    criterion: dict  # shaped like a report's criterion: PASS, FAIL or INSUFFICIENT DATA against the window
+
+
+def payback_of(*, inputs: dict, cost: dict, fallback_rate: float | None, window: float | None) -> Payback:
+    """Months to earn back the build cost: build_cost / ((teacher - blended) x monthly volume / 1,000), where
+    blended = (1 - fallback rate) x the student's cost per 1,000 measured by the evaluation + fallback rate x the
+    teacher's (priced as the fallback curve prices it). Never copied from the qualification's first estimate."""
+    teacher = cost.get("teacher_per_1k")
+    teacher = inputs.get("teacher_cost_per_1k") if teacher is None else teacher
+    student, volume, build = cost.get("student_per_1k"), inputs.get("monthly_volume"), inputs.get("build_cost")
+    missing = [what for what, v in (("a proposed fallback threshold", fallback_rate),
+                                    ("the student's cost measured by the evaluation", student),
+                                    ("the teacher's cost per 1,000", teacher),
+                                    ("the qualification's monthly volume", volume),
+                                    ("the qualification's build cost", build)) if v is None]
+
+    def judged(status: str, months: float | None, detail: str) -> dict:
+        return {"name": "payback window", "status": status, "value": months, "threshold": window, "n": None,
+                "detail": detail, "direction": "lower", "unit": "months"}
+
+    if missing:
+        return Payback(None, None, None, judged("INSUFFICIENT DATA", None,
+                                                "payback cannot be computed without " + ", ".join(missing) + "."))
+    blended = (1 - fallback_rate) * float(student) + fallback_rate * float(teacher)
+    saving = (float(teacher) - blended) * float(volume) / 1000
+    basis = (f"the student serves {1 - fallback_rate:.0%} at {float(student):.4g} per 1,000 and the teacher the "
+             f"{fallback_rate:.0%} that falls back at {float(teacher):.4g}: {blended:.4g} per 1,000 blended")
+    if saving <= 0:
+        return Payback(None, blended, saving, judged("FAIL", None, f"it never pays back: {basis}, no cheaper than "
+                                                                  "the teacher alone."))
+    months = float(build) / saving
+    if window is None:
+        return Payback(months, blended, saving, judged("PASS", months, f"{months:.1f} months ({basis}); the gate "
+                                                                       "sets no payback window."))
+    ok = months <= float(window)
+    return Payback(months, blended, saving, judged(
+        "PASS" if ok else "FAIL", months,
+        f"payback of {months:.1f} months ({basis}, saving {saving:,.0f} a month on a build of {float(build):,.0f}) "
+        f"{'is within' if ok else 'exceeds'} the gate's window of {float(window):g} months."))
+
+
+def payback(session: Session, *, project: Project, evaluation: Evaluation, report: dict) -> Payback:
+    """The payback of shipping this evaluation with its latest proposed fallback threshold."""
+    q = qualification.latest(session, project_id=project.id)
+    proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
+    spec = review._gate_spec(session, evaluation)
+    return payback_of(inputs=(q.inputs if q else {}) or {}, cost=report.get("cost") or {},
+                      fallback_rate=proposals[-1].fallback_rate if proposals else None,
+                      window=spec.get("payback_months"))
 
 
 def _targets(spec: dict, report: dict, payback: float | None) -> list[Target]:
@@ -268,30 +327,33 @@ def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation,
         out.append(f"{len(rejected)} validator(s) rejected it, the last saying {rejected[-1].comment!r}")
     if not review.threshold_proposals(session, evaluation_id=evaluation.id):
         out.append("no fallback threshold has been proposed for it")
+    else:
+        judged = payback(session, project=project, evaluation=evaluation, report=report).criterion
+        if judged["status"] != "PASS":
+            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}")
     return out
 
 
 def evidence(session: Session, *, project: Project) -> Evidence:
     """What the sponsor decides on: the latest evaluation and everything said about it."""
     spec = gate.spec_of(g) if (g := gate.current(session, project_id=project.id)) else {}
-    q = qualification.latest(session, project_id=project.id)
-    payback = q.payback_months if q else None
     history = rounds_history(session, project_id=project.id)
     kill = kill_recommendation([r.criteria for r in history])
     evs = list_evaluations(session, project_id=project.id)
     rnd = current_round(session, project_id=project.id)
     if not evs:
-        return Evidence(project, rnd, None, [], False, [], None, _targets(spec, {}, payback), payback,
+        return Evidence(project, rnd, None, [], False, [], None, _targets(spec, {}, None), None,
                         history, kill, ["no evaluation has been run"])
     ev = evs[-1]
     report = load_report(session, ev)
     proposals = review.threshold_proposals(session, evaluation_id=ev.id)
+    paid = payback(session, project=project, evaluation=ev, report=report)
     return Evidence(
         project=project, round=rnd, evaluation=ev, criteria=report.get("criteria", []),
         passed=bool(report.get("passed")), sign_offs=review.sign_offs(session, evaluation_id=ev.id),
-        threshold=proposals[-1] if proposals else None, targets=_targets(spec, report, payback),
-        payback_months=payback, rounds=history, kill=kill,
-        ship_blockers=ship_blockers(session, project=project, evaluation=ev, report=report),
+        threshold=proposals[-1] if proposals else None, targets=_targets(spec, report, paid.months),
+        payback_months=paid.months, rounds=history, kill=kill,
+        ship_blockers=ship_blockers(session, project=project, evaluation=ev, report=report), payback=paid,
     )
 
 
