@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.governance import gate, qualification
-from core.governance.gate import FLOOR_MEANING, FloorKind, GateSpec, Metric, SliceFloor
+from core.governance.gate import FLOOR_MEANING, FloorKind, GateSpec, Metric, SevereErrors, SliceFloor
 from core.governance.projects import roles_of
 from core.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
