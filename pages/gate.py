@@ -53,8 +53,11 @@ def _render_spec(spec: dict) -> None:
         st.markdown("**Production-critical slices**")
         st.dataframe(pd.DataFrame(spec["slice_floors"], columns=SLICE_COLUMNS), hide_index=True)
     severe = spec["severe_errors"]
-    st.markdown(f"**Severe errors**: at most {severe['max_rate']:.2%} of answers in "
-                + (", ".join(esc(c) for c in severe["classes"]) or "no class named yet") + " wrongly handled.")
+    st.markdown("**Severe classes** ("
+                + (", ".join(esc(c) for c in severe["classes"]) or "none named yet")
+                + f"): of the holdout items whose truth is one of them, at most {severe['max_rate']:.2%} may be "
+                f"missed or mislabelled, judged on at least {severe.get('min_n', 30)} such items (fewer: "
+                "INSUFFICIENT DATA); false alarms are shown, not gated.")
     if spec.get("min_reviews_per_critical_slice"):
         st.markdown(f"Validators review at least {spec['min_reviews_per_critical_slice']} items per critical slice.")
     if spec.get("notes"):
@@ -138,12 +141,15 @@ with st.form(f"gate_{k}"):
             "min_n": c4.number_input(label(SliceFloor, "min_n"), min_value=1, value=row.get("min_n"), step=1,
                                      key=f"sf_min_n_{k}_{i}", label_visibility=shown),
         })
-    c4, c5 = st.columns(2)
+    c4, c5, c5n = st.columns(3)
     severe_classes = c4.text_input("Severe classes (comma-separated)",
                                    value=", ".join(base["severe_errors"]["classes"]),
                                    help="Answers whose wrong handling is severe: a refund, compliance or safety class.")
-    severe_rate = c5.number_input("Most severe errors allowed (rate)", value=float(base["severe_errors"]["max_rate"]),
-                                  step=0.001, format="%.3f")
+    severe_rate = c5.number_input(label(SevereErrors, "max_rate"), value=float(base["severe_errors"]["max_rate"]),
+                                  step=0.001, format="%.3f",
+                                  help="Of the items whose truth is a severe class, the share the student may miss.")
+    severe_min_n = c5n.number_input(label(SevereErrors, "min_n"), min_value=1, step=1,
+                                    value=int(base["severe_errors"].get("min_n", 30)))
     c6, c7, c8, c9 = st.columns(4)
     p95 = c6.number_input(label(GateSpec, "p95_latency_ms"), value=float(base["p95_latency_ms"]), step=5.0)
     cost = c7.number_input(label(GateSpec, "cost_per_1k"), value=float(base["cost_per_1k"]), step=0.05)
@@ -165,7 +171,7 @@ if submitted:
         "quality_floor": {"kind": kind.value, "value": floor},
         "slice_floors": [r for r in floor_rows if _filled(r)],
         "severe_errors": {"classes": comma_list(severe_classes),
-                          "max_rate": severe_rate},
+                          "max_rate": severe_rate, "min_n": int(severe_min_n)},
         "p95_latency_ms": p95, "cost_per_1k": cost, "payback_months": payback,
         "min_reviews_per_critical_slice": int(reviews), "notes": notes,
     }
