@@ -60,7 +60,7 @@ def test_eval_import_of_a_bad_file_exits_2_naming_row_and_column(session, demo, 
     pd.DataFrame({"id": ["nope"], "student": ["billing"], "teacher": ["billing"]}).to_csv(path, index=False)
     result = _invoke("eval", "import", routing.name, str(path))
     assert result.exit_code == 2
-    assert "row 1, column id: 'nope' is not a holdout id" in result.stderr
+    assert "has 1 ids that are not in the project's holdout ('nope'; the first at row 1)" in result.stderr
 
 
 def test_eval_start_without_a_locked_gate_exits_3(engine, demo):

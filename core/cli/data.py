@@ -147,15 +147,37 @@ def data_oversample(project: str, dataset_id: int, seed: int) -> None:
 @click.option("--n", "n_rows", type=int, help="Or the number of rows to hold out.")
 @click.option("--stratify", multiple=True, help="A slice column to stratify by; repeatable.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--group", "group_by", help="Hold out whole groups of this slice column (a ranking's query_id): "
+              "--fraction and --n then count groups.")
 def data_holdout(project: str, dataset_id: int, fraction: float | None, n_rows: int | None,
-                 stratify: tuple[str, ...], seed: int) -> None:
-    """Fix PROJECT's holdout once, drawn from a dataset (drivers only; a second attempt exits 3)."""
+                 stratify: tuple[str, ...], seed: int, group_by: str | None) -> None:
+    """Fix PROJECT's holdout once, drawn from a dataset (drivers only; a second attempt exits 3).
+
+    Oversampled copies are never drawn; the holdout takes at most half the rows (or groups)."""
     with _session() as session:
         p = projects.get_project(session, project)
         h = holdout.fix_holdout(session, actor=_actor(session), project=p, dataset_id=dataset_id,
-                                fraction=fraction, n=n_rows, stratify_by=stratify, seed=seed)
+                                fraction=fraction, n=n_rows, stratify_by=stratify, seed=seed, group_by=group_by)
     click.echo(f"Fixed the holdout of {p.name!r}: {h.n_rows:,} rows from dataset #{h.dataset_id}, "
                f"fingerprint {h.fingerprint}.")
+
+
+@data_group.command("holdout-export")
+@click.argument("project")
+@click.option("--format", "fmt", type=click.Choice(holdout.EXPORT_FORMATS), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Where to write the file.")
+def data_holdout_export(project: str, fmt: str, out: str) -> None:
+    """Write PROJECT's holdout ids and inputs (and query_id for rankings), never its references, so a team
+    predicting elsewhere predicts exactly those rows (CSV cells are formula-safe)."""
+    with _session() as session:
+        _, p = _viewable(session, project)
+        body = holdout.export_holdout(session, project=p, fmt=fmt)
+        n = len(holdout.export_rows(session, project=p))
+    with open(out, "wb") as fh:
+        fh.write(body)
+    click.echo(f"Wrote the {n:,} holdout rows of {p.name!r} to {out} ({fmt}): predict every row, then "
+               "`stillroom eval import`.")
 
 
 @data_group.command("leakage")

@@ -176,6 +176,16 @@ def apply_oversample(session: Session, *, actor: User, project: Project, dataset
                           parent=parent)
 
 
+COPY_MARK = "~os"  # an oversampled copy's id: "<original id>~os<column>=<value>#<round>"
+
+
+def copy_origin(ids: pd.Series) -> pd.Series:
+    """The original id of each oversampled copy (None for a real row)."""
+    ids = ids.astype(str)
+    origin = ids.str.split(COPY_MARK, n=1, regex=False).str[0]
+    return origin.where(ids.str.contains(COPY_MARK, regex=False), None)
+
+
 def _copies(df: pd.DataFrame, item: OversampleItem, held: set[str], rng: np.random.Generator) -> pd.DataFrame:
     if item.column not in df.columns:
         raise InvalidInput(f"the dataset has no slice column {item.column!r} to oversample.", field="plan")
@@ -190,5 +200,5 @@ def _copies(df: pd.DataFrame, item: OversampleItem, held: set[str], rng: np.rand
     picks = np.resize(rng.permutation(len(pool)), item.copies)
     out = pool.iloc[picks].copy()
     round_no = np.arange(item.copies) // len(pool) + 1
-    out["id"] = [f"{i}~os{item.column}={item.value}#{k}" for i, k in zip(out["id"], round_no, strict=True)]
+    out["id"] = [f"{i}{COPY_MARK}{item.column}={item.value}#{k}" for i, k in zip(out["id"], round_no, strict=True)]
     return out

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, select
 
+from core import textsafe
 from core.artifacts import load_table, store_table
 from core.data import datasets, similarity
 from core.errors import GovernanceViolation, InvalidInput
@@ -95,7 +96,8 @@ def stratified_mask(df: pd.DataFrame, *, by: Sequence[str], target: int, seed: i
     return rank < quota[groups]
 
 
-def _target(n_rows: int, fraction: float | None, n: int | None) -> int:
+def _target(n_rows: int, fraction: float | None, n: int | None, *, unit: str = "rows") -> int:
+    """How many rows (or queries) to hold out: a fraction or a count, both capped at ``MAX_FRACTION``."""
     if (fraction is None) == (n is None):
         raise InvalidInput("give the holdout's size as a fraction or as a number of rows, not both or neither.",
                            field="fraction")
@@ -104,17 +106,43 @@ def _target(n_rows: int, fraction: float | None, n: int | None) -> int:
             raise InvalidInput(f"holdout fraction {fraction} is outside 0 to {MAX_FRACTION}; a fifth (0.2) is "
                                "usual.", field="fraction")
         n = round(fraction * n_rows)
-    if not 1 <= n < n_rows:
-        raise InvalidInput(f"a holdout of {n} rows does not fit a dataset of {n_rows} rows; pick between 1 and "
-                           f"{n_rows - 1} rows.", field="n")
+    cap = int(MAX_FRACTION * n_rows)
+    if not 1 <= n <= cap:
+        raise InvalidInput(f"a holdout of {n} {unit} does not fit a dataset of {n_rows} {unit}: the holdout may "
+                           f"take at most {MAX_FRACTION:.0%} of them, so pick between 1 and {cap} {unit}.",
+                           field="n")
     return n
+
+
+def without_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows a holdout may be drawn from: neither an oversampled copy (core.data.coverage marks their ids)
+    nor a row that was copied (its copies would sit in training with the same text)."""
+    from core.data.coverage import copy_origin
+
+    origin = copy_origin(df["id"])
+    drop = origin.notna().to_numpy() | df["id"].astype(str).isin(set(origin.dropna())).to_numpy()
+    return df[~drop].reset_index(drop=True), int(drop.sum())
+
+
+def _draw(df: pd.DataFrame, *, by: list[str], group_by: str | None, fraction: float | None, n: int | None,
+          seed: int) -> pd.DataFrame:
+    """Stratified rows, or, with ``group_by`` (a ranking's query id), whole groups: never half a query."""
+    if group_by is None:
+        return df[stratified_mask(df, by=by, target=_target(len(df), fraction, n), seed=seed)]
+    groups = df.groupby(group_by, sort=True).first().reset_index()
+    chosen = groups[stratified_mask(groups, by=by, target=_target(len(groups), fraction, n, unit="groups"),
+                                    seed=seed)]
+    return df[df[group_by].isin(set(chosen[group_by]))]
 
 
 def fix_holdout(
     session: Session, *, actor: User, project: Project, dataset_id: int, fraction: float | None = None,
-    n: int | None = None, stratify_by: Sequence[str] = (), seed: int = 0,
+    n: int | None = None, stratify_by: Sequence[str] = (), seed: int = 0, group_by: str | None = None,
 ) -> Holdout:
-    """Draw and record the project's holdout; refused when one is already fixed (driver only)."""
+    """Draw and record the project's holdout; refused when one is already fixed (driver only).
+
+    Oversampled copies are never drawn; with ``group_by`` (a ranking's query id) ``fraction`` and ``n`` count
+    groups and a group is held out whole."""
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="fix the holdout")
     existing = get_holdout(session, project_id=project.id)
     if existing is not None:
@@ -123,14 +151,13 @@ def fix_holdout(
             f"#{existing.dataset_id}, fingerprint {existing.fingerprint[:16]}): it is fixed once so every "
             "evaluation is scored on the same unseen rows; evaluate on it as it is.")
     dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
-    df = datasets.rows(session, dataset)
+    df, copies = without_copies(datasets.rows(session, dataset))
     stratify_by = list(dict.fromkeys(stratify_by))
-    unknown = [c for c in stratify_by if c not in datasets.slice_columns(df)]
+    unknown = [c for c in [*stratify_by, *([group_by] if group_by else [])] if c not in datasets.slice_columns(df)]
     if unknown:
-        raise InvalidInput(f"dataset #{dataset.id} has no slice column {unknown[0]!r} to stratify by; use one of: "
-                           f"{', '.join(datasets.slice_columns(df)) or 'none'}.", field="stratify_by")
-    chosen = df[stratified_mask(df, by=stratify_by, target=_target(len(df), fraction, n), seed=seed)]
-    chosen = chosen.reset_index(drop=True)
+        raise InvalidInput(f"dataset #{dataset.id} has no slice column {unknown[0]!r} to stratify or group by; use "
+                           f"one of: {', '.join(datasets.slice_columns(df)) or 'none'}.", field="stratify_by")
+    chosen = _draw(df, by=stratify_by, group_by=group_by, fraction=fraction, n=n, seed=seed).reset_index(drop=True)
     digest = fingerprint(chosen)
     try:
         art = store_table(session, project=project, actor=actor, df=chosen, kind="holdout",
@@ -142,7 +169,8 @@ def fix_holdout(
         audit.record(session, actor=actor, action="holdout.fix", entity="holdout", entity_id=holdout.id,
                      project_id=project.id,
                      payload={"dataset_id": dataset.id, "n_rows": len(chosen), "fingerprint": digest,
-                              "stratify_by": stratify_by, "seed": seed, "sha256": art.sha256})
+                              "stratify_by": stratify_by, "seed": seed, "sha256": art.sha256,
+                              "group_by": group_by, "copies_excluded": copies})
         session.commit()
     except BaseException:
         session.rollback()  # and core.artifacts removes the file this transaction wrote
@@ -215,3 +243,35 @@ def check_no_overlap(session: Session, *, project: Project, df: pd.DataFrame) ->
             f"{report.sentence()[:-1]}: e.g. id {ex.row_id!r} matches holdout id {ex.holdout_id!r}; training on "
             "them would inflate the holdout score, so drop those rows first (`stillroom data drop-overlap` or the "
             "Data page's Holdout tab) and run the teacher on the new version.")
+
+
+EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+GROUP_COLUMN = "query_id"  # a ranking's query: exported so the external team ranks each query's items together
+
+
+def export_rows(session: Session, *, project: Project) -> pd.DataFrame:
+    """What a team predicting elsewhere needs: the holdout's ids and inputs (and query ids), never its
+    references or slices (a slice can be the answer itself)."""
+    held = holdout_rows(session, project_id=project.id)
+    if held is None:
+        raise InvalidInput(f"project {project.name!r} has no holdout yet: fix it first (`stillroom data holdout`).",
+                           field="holdout")
+    columns = ["id", "text"] + ([GROUP_COLUMN] if GROUP_COLUMN in held.columns else [])
+    return held[columns].astype(str).reset_index(drop=True)
+
+
+def export_holdout(session: Session, *, project: Project, fmt: str = "csv") -> bytes:
+    """The holdout's ids and inputs as CSV (formula-safe: a cell a spreadsheet would run gets a leading
+    quote, which the import of predictions accepts), JSONL or Parquet."""
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidInput(f"format {fmt!r} is not known: use one of {', '.join(EXPORT_FORMATS)}.", field="format")
+    df = export_rows(session, project=project)
+    if fmt == "csv":
+        return df.map(textsafe.csv_cell).to_csv(index=False).encode("utf-8")
+    if fmt == "jsonl":
+        return df.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8")
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()

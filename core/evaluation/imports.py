@@ -1,20 +1,25 @@
 """Bring your own predictions: a student trained elsewhere, scored on the holdout against the gate like any other.
 
-The file has one row per holdout example: id, student (its output), teacher (the teacher's output), optionally
-reference, and optionally numeric per-example score columns (an LLM judge's, say). Kinds:
+The file has one row per holdout example (`stillroom data holdout-export` writes the rows to predict): id and
+student (its output), optionally teacher (the teacher's output), confidence (the student's probability),
+text (checked against the holdout's), reference (never used: compared with the holdout's and the mismatches
+counted) and per-example score columns named judge_score or score_* (a judge's). Other columns are ignored with
+a note. Kinds:
 - label: classification labels, scored like a trained student;
 - text: exact match and normalised match (case, Unicode form and whitespace folded);
-- json: each output a JSON object; field-level accuracy over the target's fields;
-- ranking: also query_id; student and teacher are per-item scores, reference an optional graded relevance;
-  NDCG@10 per query (against the reference, else the teacher's scores) and pairwise order agreement.
-The target is the reference where the file or the holdout has one, else the teacher's output.
-Every problem is refused before anything is stored, naming the row, the column and the fix.
+- json: each output a JSON object; accuracy per field (under the gate's field rules) and over all fields;
+- ranking: also query_id; student and teacher are per-item scores; NDCG@k (k from the gate) against the holdout's
+  graded relevance (else the teacher's scores) and pairwise order.
+Answers are always judged against the locked holdout's references, else the teacher's outputs. A holdout row the
+file lacks is a wrong answer (counted and shown); an id outside the holdout, a repeated id or a text that is not
+the holdout's is refused before anything is stored, naming the rows.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +31,14 @@ from core.data.holdout import get_holdout, holdout_rows
 from core.errors import InvalidInput
 from core.evaluation import gate_check, report, runs
 from core.governance import gate
+from core.governance.gate import FieldRule
 from core.models import Evaluation, Project, User
 
 KINDS = ("label", "text", "json", "ranking")
 NDCG_K = 10
-KNOWN = ("id", "student", "teacher", "reference", "query_id")
+GROUP = "query_id"
+KNOWN = ("id", "student", "teacher", "reference", GROUP, "text", "confidence")
+SHOWN = 5  # ids named in a refusal or a note
 
 
 def import_predictions(session: Session, *, actor: User, project: Project, path: str | Path | None = None,
@@ -44,15 +52,17 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
     raw, name = readers.read_bytes(data=data, path=path, filename=filename)
     source = readers.read_source(raw, name)
     held = holdout_rows(session, project_id=project.id).reset_index(drop=True)
-    frame, scores = validate(source, held, kind=kind, name=name)
+    checked = validate(source, held, kind=kind, name=name)
+    frame, scores = checked.frame, checked.scores
     slices = datasets.slice_columns(held)
     scored, extra = _score(frame, kind=kind, spec=spec, slices=slices)
+    extra.update(checked.notes())
     holdout = get_holdout(session, project_id=project.id)
     meta = {"project_id": project.id, "round": runs.current_round(session, project_id=project.id),
             "gate_version": locked.version, "gate_hash": locked.content_hash,
             "training_run_id": None, "source": "imported", "kind": kind, "file": name,
             "holdout_fingerprint": holdout.fingerprint, "n": len(frame)}
-    extra["scores"] = {c: float(frame[c].mean()) for c in scores}
+    extra["scores"] = {c: None if frame[c].isna().all() else float(frame[c].mean()) for c in scores}
     latency = {"student": report.NOT_MEASURED, "teacher": report.NOT_MEASURED}  # trained and served elsewhere
     body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
                               cost=runs.cost_figures(session, project_id=project.id, latency=latency), extra=extra)
@@ -67,49 +77,144 @@ def _fail(source, i: int, column: str, problem: str, fix: str) -> InvalidInput:
     return InvalidInput(f"{source.where(i)}, column {column}: {problem}; {fix}.", field=column)
 
 
-def validate(source, held: pd.DataFrame, *, kind: str, name: str) -> tuple[pd.DataFrame, list[str]]:
-    """The predictions table (contract schema) joined with the holdout, and the names of the score columns."""
+def _first(values, k: int = SHOWN) -> str:
+    values = list(values)
+    more = f" and {len(values) - k:,} more" if len(values) > k else ""
+    return ", ".join(repr(str(v)) for v in values[:k]) + more
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The predictions joined with the locked holdout, and what the check found on the way."""
+
+    frame: pd.DataFrame  # one row per holdout row, in the holdout's order
+    scores: list[str]  # optional per-example score columns (a judge's)
+    missing: list[str]  # holdout ids the file has no row for: scored as wrong answers
+    ignored: list[str]  # columns Stillroom does not read
+    reference_rows: int  # rows whose file reference could be compared with the holdout's
+    reference_mismatches: int  # of those, how many differ: the file's reference is never used
+
+    def notes(self) -> dict:
+        return {"coverage": {"holdout_rows": len(self.frame), "missing": len(self.missing),
+                             "missing_ids": self.missing[:SHOWN]},
+                "ignored_columns": self.ignored,
+                "file_reference": {"compared": self.reference_rows, "mismatches": self.reference_mismatches,
+                                   "used": False}}
+
+
+def _is_score(column: str) -> bool:
+    return column == "judge_score" or column.startswith("score_")
+
+
+def validate(source, held: pd.DataFrame, *, kind: str, name: str) -> Checked:
+    """Check the file against the locked holdout: every id a holdout id, each once, its text the holdout's; a
+    holdout id without a row is a missing answer. References always come from the holdout."""
     df = source.frame
-    required = ["id", "student", "teacher"] + (["query_id"] if kind == "ranking" else [])
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise InvalidInput(f"{name} has no column {missing[0]}: a predictions file needs the columns "
-                           f"{', '.join(required)} (and optionally reference and numeric score columns).",
-                           field=missing[0])
-    scores = [c for c in df.columns if c not in KNOWN]
+    required = ["id", "student"] + (["query_id"] if kind == "ranking" else [])
+    missing_cols = [c for c in required if c not in df.columns]
+    if missing_cols:
+        raise InvalidInput(f"{name} has no column {missing_cols[0]}: a {kind} predictions file needs the columns "
+                           f"{', '.join(required)} (optionally teacher, confidence, text, reference, judge_score "
+                           "or score_* columns); see `stillroom eval import --help`.", field=missing_cols[0])
+    scores = [c for c in df.columns if _is_score(c)]
+    ignored = [c for c in df.columns if c not in KNOWN and c not in scores]
     for c in scores:
         _numeric(source, c, df[c], allow_missing=True)
-    ids = df["id"]
-    held_ids = set(held["id"].astype(str))
+    _check_ids(source, df["id"], set(held["id"].astype(str)), name)
+    base = held.assign(id=held["id"].astype(str)).set_index("id")
+    if "text" in df.columns:
+        _check_text(source, df, base, name)
+    if kind == "ranking" and GROUP in base.columns:
+        _check_queries(source, df, base, name)
+    if "confidence" in df.columns:
+        conf = _numeric(source, "confidence", df["confidence"], allow_missing=True)
+        bad = np.flatnonzero(((conf < 0) | (conf > 1)).to_numpy())
+        if len(bad):
+            raise _fail(source, int(bad[0]), "confidence", f"{df['confidence'].iloc[bad[0]]!r} is outside 0 to 1",
+                        "give the student's probability of its answer, between 0 and 1")
+    if kind == "json":
+        for column in ("student", "teacher"):
+            if column in df.columns:
+                for i, value in enumerate(df[column]):
+                    if value is not None and str(value).strip():
+                        _object(source, i, column, value)
+    if kind == "ranking":
+        for column in ("student", "teacher"):
+            if column in df.columns:
+                _numeric(source, column, df[column], allow_missing=True)
+    frame = _joined(source, df, held, kind, scores)
+    compared, mismatches = _reference_check(df, base, kind)
+    missing = sorted(set(held["id"].astype(str)) - set(df["id"].astype(str)))
+    return Checked(frame, scores, missing, ignored, compared, mismatches)
+
+
+def _check_ids(source, ids: pd.Series, held_ids: set[str], name: str) -> None:
     for i, value in enumerate(ids):
         if value is None or not str(value).strip():
             raise _fail(source, i, "id", "the cell is empty", "give the holdout id of the example")
-        if str(value) not in held_ids:
-            raise _fail(source, i, "id", f"{value!r} is not a holdout id", "predict only the project's holdout rows")
-    dup = ids.duplicated()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise _fail(source, i, "id", f"{ids.iloc[i]!r} appears twice", "keep one prediction per example")
-    absent = sorted(held_ids - set(ids.astype(str)))
-    if absent:
-        raise InvalidInput(f"{name} has no prediction for {len(absent)} holdout rows (e.g. id {absent[0]!r}): add "
-                           "a row for every holdout example so the evaluation covers the whole holdout.", field="id")
-    for column in ("student", "teacher") if kind != "ranking" else ():
-        for i, value in enumerate(df[column]):
-            if value is None or (kind != "text" and not str(value).strip()):
-                raise _fail(source, i, column, "the cell is empty", "give the model's output for every example")
+    as_str = ids.astype(str)
+    unknown = as_str[~as_str.isin(held_ids)]
+    if len(unknown):
+        i = int(np.flatnonzero(~as_str.isin(held_ids).to_numpy())[0])
+        raise InvalidInput(f"{name} has {len(unknown):,} ids that are not in the project's holdout "
+                           f"({_first(unknown)}; the first at {source.where(i)}): predict exactly the holdout's rows "
+                           "(`stillroom data holdout-export` writes them).", field="id")
+    dup = as_str[as_str.duplicated()]
+    if len(dup):
+        i = int(np.flatnonzero(as_str.duplicated().to_numpy())[0])
+        raise InvalidInput(f"{name} predicts {dup.nunique():,} holdout ids more than once ({_first(dup.unique())}; "
+                           f"the first repeat at {source.where(i)}): keep one prediction per example.", field="id")
+
+
+def _check_text(source, df: pd.DataFrame, base: pd.DataFrame, name: str) -> None:
+    """Predictions made on other rows under holdout ids are caught by their text."""
+    given = df["text"].astype("object").where(df["text"].notna(), "")
+    truth = df["id"].astype(str).map(base["text"]).astype(str)
+    # An export to CSV quotes a cell a spreadsheet would run: that quote is not part of the text.
+    unquoted = given.astype(str).where(~given.astype(str).str.startswith("'"), given.astype(str).str[1:])
+    norm = similarity.normalise
+    same = (norm(given.astype(str)) == norm(truth)) | (norm(unquoted) == norm(truth))
+    bad = np.flatnonzero(~same.to_numpy())
+    if len(bad):
+        ids = df["id"].astype(str).iloc[bad]
+        raise InvalidInput(f"{name}: the text of {len(bad):,} rows differs from the holdout's text under the same id "
+                           f"({_first(ids)}; the first at {source.where(int(bad[0]))}): these predictions were made "
+                           "on other inputs. Predict the exported holdout rows as they are.", field="text")
+
+
+def _check_queries(source, df: pd.DataFrame, base: pd.DataFrame, name: str) -> None:
+    truth = df["id"].astype(str).map(base[GROUP]).astype(str)
+    bad = np.flatnonzero((df[GROUP].astype(str) != truth).to_numpy())
+    if len(bad):
+        raise InvalidInput(f"{name}: {len(bad):,} rows name another query than the holdout does "
+                           f"({_first(df['id'].astype(str).iloc[bad])}; the first at {source.where(int(bad[0]))}): "
+                           "use the holdout's query_id for every item.", field=GROUP)
+
+
+def _reference_check(df: pd.DataFrame, base: pd.DataFrame, kind: str) -> tuple[int, int]:
+    """How many file references could be compared with the holdout's, and how many differ (never used)."""
+    if "reference" not in df.columns or "reference" not in base.columns:
+        return 0, 0
+    given = df["reference"]
+    truth = df["id"].astype(str).map(base["reference"])
+    both = (given.notna() & truth.notna()).to_numpy()
+    if not both.any():
+        return 0, 0
+    a, b = given[both].astype(str), truth[both].astype(str)
     if kind == "json":
-        for column in ("student", "teacher", "reference"):
-            if column in df.columns:
-                for i, value in enumerate(df[column]):
-                    if value is not None:
-                        _object(source, i, column, value)
-    frame = _joined(source, df, held, kind, scores)
-    if kind == "json":  # a reference taken from the holdout must be a JSON object too
-        for i, value in enumerate(frame["reference"]):
-            if value is not None:
-                _object(source, i, "reference", value)
-    return frame, scores
+        same = [_loads(x) == _loads(y) for x, y in zip(a, b, strict=True)]
+    elif kind == "ranking":
+        same = (pd.to_numeric(a, errors="coerce").to_numpy() == pd.to_numeric(b, errors="coerce").to_numpy())
+    else:
+        same = (similarity.normalise(a) == similarity.normalise(b)).to_numpy()
+    return int(both.sum()), int(len(a) - np.sum(same))
+
+
+def _loads(value: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def _numeric(source, column: str, values: pd.Series, *, allow_missing: bool) -> pd.Series:
@@ -132,29 +237,48 @@ def _object(source, i: int, column: str, value: str) -> dict:
     return parsed
 
 
+def _blank_to_none(values: pd.Series) -> pd.Series:
+    values = values.astype("object")
+    return values.where(values.notna() & (values.astype(str).str.strip() != ""), None)
+
+
 def _joined(source, df: pd.DataFrame, held: pd.DataFrame, kind: str, scores: list[str]) -> pd.DataFrame:
-    df = df.assign(id=df["id"].astype(str)).reset_index(drop=True)
-    base = held.assign(id=held["id"].astype(str)).set_index("id")
-    ref_file = df["reference"] if "reference" in df.columns else pd.Series([None] * len(df))
-    ref_held = df["id"].map(base["reference"]) if "reference" in base.columns else pd.Series([None] * len(df))
-    reference = ref_file.where(ref_file.notna(), ref_held)
+    """One row per holdout row in the holdout's order; a holdout row the file lacks has no answers."""
+    held = held.assign(id=held["id"].astype(str)).reset_index(drop=True)
+    file = df.assign(id=df["id"].astype(str)).set_index("id")
+    ids = held["id"]
+
+    def col(name: str) -> pd.Series:
+        if name not in file.columns:
+            return pd.Series([None] * len(held), dtype="object")
+        return _blank_to_none(ids.map(file[name]))
+
+    reference = held["reference"] if "reference" in held.columns else pd.Series([None] * len(held))
+    conf = pd.to_numeric(col("confidence"), errors="coerce").astype(float)
     frame = pd.DataFrame({
-        "id": df["id"], "text": df["id"].map(base["text"]).astype(str),
+        "id": ids, "text": held["text"].astype(str),
         "reference": reference.astype("object").where(reference.notna(), None),
-        "teacher_label": df["teacher"].astype("object"), "teacher_confidence": np.nan,
-        "student_label": df["student"].astype("object"), "student_confidence": np.nan, "severe": False,
+        "teacher_label": col("teacher"), "teacher_confidence": np.nan,
+        "student_label": col("student"), "student_confidence": conf.to_numpy(), "severe": False,
+        "answered": ids.isin(file.index).to_numpy(),
     })
     for c in datasets.slice_columns(held):
-        values = df["id"].map(base[c])
-        frame[c] = values.astype("object").where(values.notna(), None)
+        frame[c] = held[c].astype("object").where(held[c].notna(), None)
     if kind == "ranking":
-        frame["query_id"] = df["query_id"].astype(str)
-        frame["student_score"] = _numeric(source, "student", df["student"], allow_missing=False).to_numpy()
-        frame["teacher_score"] = _numeric(source, "teacher", df["teacher"], allow_missing=False).to_numpy()
-        if "reference" in df.columns:
-            frame["relevance"] = _numeric(source, "reference", df["reference"], allow_missing=True).to_numpy()
+        if GROUP not in frame.columns:
+            frame[GROUP] = col(GROUP).astype(str)
+        frame["student_score"] = pd.to_numeric(col("student"), errors="coerce").astype(float).to_numpy()
+        frame["teacher_score"] = pd.to_numeric(col("teacher"), errors="coerce").astype(float).to_numpy()
+        if "reference" in held.columns:
+            frame["relevance"] = pd.to_numeric(reference, errors="coerce").astype(float).to_numpy()
+    if kind == "json":  # a holdout reference that is not a JSON object cannot be a target
+        for i, value in enumerate(frame["reference"]):
+            if value is not None and not isinstance(_loads(str(value)), dict):
+                raise InvalidInput(f"holdout row {frame['id'].iloc[i]!r} has the reference {str(value)[:40]!r}, not "
+                                   "a JSON object: evaluate JSON outputs only on a holdout whose references are "
+                                   "JSON objects.", field="reference")
     for c in scores:
-        frame[c] = pd.to_numeric(df[c], errors="coerce").astype(float).to_numpy()
+        frame[c] = pd.to_numeric(col(c), errors="coerce").astype(float).to_numpy()
     return frame
 
 
@@ -169,7 +293,8 @@ def _score(frame: pd.DataFrame, *, kind: str, spec, slices: list[str]) -> tuple[
         return _ranking(frame, spec=spec, slices=slices)
     target = _targets(frame)
     exact = report.score(target, spec=spec, slices=slices, labels=None, baselines={}, with_f1=False)
-    extra: dict = {"target": "reference" if frame["reference"].notna().any() else "teacher"}
+    extra: dict = {"target": "holdout reference" if frame["reference"].notna().any()
+                   else "teacher column of the file (the holdout has no reference)"}
     if kind == "text":
         normal = target.copy()
         for c in ("reference", "teacher_label", "student_label"):
@@ -200,38 +325,74 @@ def _normalised(values: pd.Series) -> pd.Series:
     return out
 
 
-def _field_hits(outputs: pd.Series, targets: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: how many of the target object's fields the output matches, and how many fields the target has."""
-    hits, total = np.zeros(len(outputs)), np.zeros(len(outputs))
+def _rule(rules: list[str]):
+    """The comparison key of one field's value under the gate's normalisation rules for that field."""
+    def key(value):
+        if value is None or isinstance(value, bool) or not rules:
+            return value
+        text = str(value)
+        if FieldRule.WHITESPACE in rules:
+            text = " ".join(text.split())
+        if FieldRule.CASE in rules:
+            text = text.casefold()
+        if FieldRule.NUMBER in rules:
+            number = pd.to_numeric(re.sub(r"[,\s$€£]", "", text), errors="coerce")
+            if pd.notna(number):
+                return float(number)
+        if FieldRule.DATE in rules:
+            day = pd.to_datetime(text, errors="coerce", format="mixed")
+            if pd.notna(day):
+                return day.date().isoformat()
+        return text
+    return key
+
+
+def field_table(outputs: pd.Series, targets: pd.Series, rules: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per (example, field of its target): whether the output's value matches, under the field's rules."""
+    rows = []
     for i, (out, tgt) in enumerate(zip(outputs, targets, strict=True)):
         if tgt is None:
             continue
-        t = json.loads(tgt)
-        o = json.loads(out) if out is not None else {}
-        total[i] = len(t)
-        hits[i] = sum(1 for k, v in t.items() if k in o and o[k] == v)
-    return hits, total
+        t, o = json.loads(tgt), (_loads(out) if out is not None else {})
+        o = o if isinstance(o, dict) else {}
+        for name, want in t.items():
+            key = _rule(list(rules.get(name, [])))
+            rows.append({"row": i, "field": name, "hit": name in o and key(o[name]) == key(want)})
+    return pd.DataFrame(rows, columns=["row", "field", "hit"])
 
 
 def _json(frame, target, exact: report.Scored, *, spec, slices, extra) -> tuple[report.Scored, dict]:
-    hits, total = _field_hits(target["student_label"], target["reference"])
-    t_hits, _ = _field_hits(target["teacher_label"], target["reference"])
+    rules = dict(spec.field_rules)
+    student = field_table(target["student_label"], target["reference"], rules)
+    teacher = field_table(target["teacher_label"], target["reference"], rules)
+    hits = student.groupby("row")["hit"].sum().reindex(range(len(frame)), fill_value=0).to_numpy(dtype=float)
+    total = student.groupby("row").size().reindex(range(len(frame)), fill_value=0).to_numpy(dtype=float)
     frame["field_hits"], frame["fields"] = hits, total
-    student_acc = hits.sum() / total.sum() if total.sum() else None
-    teacher_acc = t_hits.sum() / total.sum() if total.sum() else None
+    student_acc = float(student["hit"].mean()) if len(student) else None
+    teacher_acc = float(teacher["hit"].mean()) if len(teacher) else None
+    floors = {f.field: f.floor for f in spec.field_floors}
+    per_field = {}
+    for name, g in student.groupby("field", sort=True):
+        t = teacher[teacher["field"] == name]
+        per_field[str(name)] = {"n": len(g), "accuracy": float(g["hit"].mean()),
+                                "teacher_accuracy": float(t["hit"].mean()) if len(t) else None,
+                                "floor": floors.get(str(name)), "rules": list(rules.get(str(name), []))}
     extra["json"] = {"field_accuracy": student_acc, "teacher_field_accuracy": teacher_acc,
-                     "exact_match": exact.overall["student"]["accuracy"], "fields": int(total.sum())}
+                     "exact_match": exact.overall["student"]["accuracy"], "n_fields": len(student),
+                     "per_field": per_field}
     exact.overall["student"]["field_accuracy"] = student_acc
     exact.overall["teacher"]["field_accuracy"] = teacher_acc
     numbers = exact.numbers
-    student, teacher = dict(numbers.student), dict(numbers.teacher)
-    student[report.FIELD], teacher[report.FIELD] = student_acc, teacher_acc
+    student_n, teacher_n = dict(numbers.student), dict(numbers.teacher)
+    student_n[report.FIELD], teacher_n[report.FIELD] = student_acc, teacher_acc
     n = {**numbers.n, report.FIELD: int((total > 0).sum())}
     sliced = numbers.slices
     if str(spec.metric) == report.FIELD:
         sliced = _slice_means(frame.assign(_hit=hits, _tot=total), slices, "_hit", "_tot")
+    fields = {name: gate_check.SliceNumbers(n=v["n"], value=v["accuracy"], rows=v["n"])
+              for name, v in per_field.items()}
     frame["severe"] = report.severe_flags(target, spec.severe_errors.classes)
-    numbers = replace(numbers, student=student, teacher=teacher, n=n, slices=sliced)
+    numbers = replace(numbers, student=student_n, teacher=teacher_n, n=n, slices=sliced, fields=fields)
     return report.Scored(exact.overall, exact.slices, exact.severe, numbers), extra
 
 
@@ -247,51 +408,84 @@ def _slice_means(frame: pd.DataFrame, slices: list[str], num: str, den: str) -> 
 
 
 def ndcg(scores: np.ndarray, relevance: np.ndarray, k: int = NDCG_K) -> float:
-    """NDCG@k of one query's items ranked by ``scores`` (scikit-learn's definition, ties broken by order)."""
-    if len(scores) < 2:
+    """NDCG@k of one query's items ranked by ``scores``, as scikit-learn's ``ndcg_score`` defines it: tied scores
+    share their gains (ignore_ties=False), and a query with no relevant item scores 0."""
+    relevance = np.asarray(relevance, dtype=float)
+    if not np.any(relevance > 0):
+        return 0.0
+    if len(scores) < 2:  # scikit-learn refuses one document; its one item is relevant, so it is ranked ideally
         return 1.0
     from sklearn.metrics import ndcg_score
 
-    if not np.any(relevance > 0):
-        return 1.0
-    return float(ndcg_score(relevance[None, :], scores[None, :], k=k))
+    return float(ndcg_score(relevance[None, :], np.asarray(scores, dtype=float)[None, :], k=k))
 
 
-def pairwise_agreement(student: np.ndarray, teacher: np.ndarray) -> tuple[int, int]:
-    """(pairs ordered as the teacher orders them, pairs the teacher orders) within one query."""
+def pairwise_agreement(student: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
+    """(pairs the student orders as ``truth`` does, pairs ``truth`` orders) within one query; a tie in the
+    student's scores where ``truth`` orders the pair counts as a disagreement."""
     i, j = np.triu_indices(len(student), k=1)
-    t = np.sign(teacher[i] - teacher[j])
+    t = np.sign(truth[i] - truth[j])
     s = np.sign(student[i] - student[j])
     ordered = t != 0
     return int((s[ordered] == t[ordered]).sum()), int(ordered.sum())
 
 
-def _ranking(frame: pd.DataFrame, *, spec, slices: list[str]) -> tuple[report.Scored, dict]:
+def _ranked(scores: pd.Series) -> np.ndarray:
+    """Scores with a missing one ranked below every given one (a missing answer is a wrong answer)."""
+    values = scores.to_numpy(dtype=float)
+    if np.isnan(values).all():
+        return np.zeros(len(values))
+    return np.where(np.isnan(values), np.nanmin(values) - 1.0, values)
+
+
+def per_query(frame: pd.DataFrame, *, k: int, slices: list[str]) -> pd.DataFrame:
+    """NDCG@k and ordered pairs per query, for the student and the teacher, against the reference relevance
+    (else the teacher's scores)."""
     has_rel = "relevance" in frame.columns and frame["relevance"].notna().any()
     rows = []
-    for qid, q in frame.groupby("query_id", sort=True):
-        rel = (q["relevance"].fillna(0.0) if has_rel else q["teacher_score"]).to_numpy(dtype=float)
-        rel = rel - min(rel.min(), 0.0)  # NDCG needs non-negative gains
-        agree, pairs = pairwise_agreement(q["student_score"].to_numpy(), q["teacher_score"].to_numpy())
-        rows.append({"query_id": qid, "ndcg": ndcg(q["student_score"].to_numpy(dtype=float), rel),
-                     "teacher_ndcg": ndcg(q["teacher_score"].to_numpy(dtype=float), rel), "agree": agree,
-                     "pairs": pairs, **{c: q[c].iloc[0] for c in slices}})
-    per_query = pd.DataFrame(rows)
-    pair_share = per_query["agree"].sum() / per_query["pairs"].sum() if per_query["pairs"].sum() else None
-    student = {report.A: float(per_query["ndcg"].mean()), report.AGREE: pair_share}
-    teacher = {report.A: float(per_query["teacher_ndcg"].mean()), report.AGREE: 1.0}
-    n = {report.A: len(per_query), report.AGREE: int((per_query["pairs"] > 0).sum())}
+    for qid, q in frame.groupby(GROUP, sort=True):
+        truth = (q["relevance"].fillna(0.0) if has_rel else q["teacher_score"].fillna(0.0)).to_numpy(dtype=float)
+        gains = truth - min(truth.min(), 0.0)  # NDCG needs non-negative gains
+        student, teacher = _ranked(q["student_score"]), _ranked(q["teacher_score"])
+        agree, pairs = pairwise_agreement(student, truth)
+        t_agree, _ = pairwise_agreement(teacher, truth)
+        rows.append({"query_id": qid, "ndcg": ndcg(student, gains, k), "teacher_ndcg": ndcg(teacher, gains, k),
+                     "agree": agree, "teacher_agree": t_agree, "pairs": pairs,
+                     "top_k_differs": _top(student, k) != _top(teacher, k), "items": len(q),
+                     **{c: q[c].iloc[0] for c in slices}})
+    return pd.DataFrame(rows)
+
+
+def _top(scores: np.ndarray, k: int) -> frozenset[int]:
+    return frozenset(np.argsort(-scores, kind="stable")[:k].tolist())
+
+
+def _ranking(frame: pd.DataFrame, *, spec, slices: list[str]) -> tuple[report.Scored, dict]:
+    k = spec.ranking_k
+    slices = [c for c in slices if c != GROUP]
+    q = per_query(frame, k=k, slices=slices)
+    has_rel = "relevance" in frame.columns and frame["relevance"].notna().any()
+    pairs = q["pairs"].sum()
+    pair_share = float(q["agree"].sum() / pairs) if pairs else None
+    teacher_pairs = float(q["teacher_agree"].sum() / pairs) if pairs else None
+    student = {report.NDCG: float(q["ndcg"].mean()), report.PAIR: pair_share}
+    teacher = {report.NDCG: float(q["teacher_ndcg"].mean()), report.PAIR: teacher_pairs}
+    n = {report.NDCG: len(q), report.PAIR: int((q["pairs"] > 0).sum())}
     metric = str(spec.metric)
-    sliced = (_slice_means(per_query.assign(one=1.0), slices, "ndcg", "one") if metric == report.A else
-              _slice_means(per_query, slices, "agree", "pairs"))
+    sliced = (_slice_means(q.assign(one=1.0), slices, "ndcg", "one") if metric != report.PAIR else
+              _slice_means(q, slices, "agree", "pairs"))
     numbers = gate_check.GateNumbers(student=student, teacher=teacher, baseline={}, n=n, slices=sliced,
                                      severe_rate=0.0, n_severe=0, n_rows=len(frame))
-    overall = {"student": {"ndcg_at_k": student[report.A], "pairwise_agreement": pair_share, "k": NDCG_K},
-               "teacher": {"ndcg_at_k": teacher[report.A]}}
-    empty = pd.DataFrame(columns=["column", "value", "n", "n_labelled", "accuracy", "ci_low", "ci_high",
+    frame["top_k_differs"] = frame[GROUP].map(q.set_index("query_id")["top_k_differs"]).fillna(False).to_numpy()
+    overall = {"student": {"ndcg_at_k": student[report.NDCG], "pairwise_order": pair_share, "k": k,
+                           "n_unreadable": int(frame["student_score"].isna().sum())},
+               "teacher": {"ndcg_at_k": teacher[report.NDCG], "pairwise_order": teacher_pairs, "k": k}}
+    empty = pd.DataFrame(columns=["column", "value", "n", "n_labelled", "n_agree", "accuracy", "ci_low", "ci_high",
                                   "agreement", "macro_f1", "teacher_accuracy", "teacher_ci_low",
                                   "teacher_ci_high", "gap"])
-    extra = {"ranking": {"ndcg_at_k": student[report.A], "pairwise_agreement": pair_share, "k": NDCG_K,
-                         "n_queries": len(per_query), "relevance": "reference" if has_rel else "teacher scores",
-                         "gate_metrics": {"accuracy": "NDCG@k", "teacher-agreement": "pairwise order agreement"}}}
-    return report.Scored(overall, empty, {"rate": 0.0, "n_severe": 0, "n": len(frame)}, numbers), extra
+    extra = {"ranking": {f"ndcg@{k}": student[report.NDCG], "teacher_ndcg": teacher[report.NDCG],
+                         "pairwise_order": pair_share, "k": k, "n_queries": len(q),
+                         "queries_top_k_differs": int(q["top_k_differs"].sum()),
+                         "relevance": "holdout reference" if has_rel else "teacher scores (no holdout reference)"}}
+    severe = {"rate": None, "n_severe": 0, "n": 0, "false_alarms": 0, "n_non_severe": 0, "classes": []}
+    return report.Scored(overall, empty, severe, numbers), extra

@@ -17,6 +17,7 @@ from core.governance.gate import GateSpec, Metric
 
 A, F1, AGREE, EXACT, FIELD = (m.value for m in (Metric.ACCURACY, Metric.MACRO_F1, Metric.AGREEMENT,
                                                  Metric.EXACT_MATCH, Metric.FIELD_ACCURACY))
+NDCG, PAIR = Metric.NDCG.value, Metric.PAIRWISE.value
 
 
 # Latency of a model that was not timed here (an imported student, a teacher behind an API).
@@ -77,7 +78,7 @@ def severe_counts(frame: pd.DataFrame, classes: Sequence[str]) -> dict:
 
 def _metric_values(o: dict) -> dict[str, float | None]:
     return {A: o.get("accuracy"), F1: o.get("macro_f1"), AGREE: o.get("agreement"), EXACT: o.get("accuracy"),
-            FIELD: o.get("field_accuracy")}
+            FIELD: o.get("field_accuracy"), NDCG: o.get("ndcg_at_k"), PAIR: o.get("pairwise_order")}
 
 
 def _slice_numbers(slices: pd.DataFrame, metric: str) -> dict[tuple[str, str], gate_check.SliceNumbers]:
@@ -140,7 +141,8 @@ def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict,
              extra: dict | None = None) -> tuple[dict, list[gate_check.Criterion]]:
     """The report dict (contract keys) and its criteria; latency and cost figures feed the gate too."""
     numbers = replace(scored.numbers, p95_latency_ms=(latency.get("student") or {}).get("p95_ms"),
-                      cost_per_1k=cost.get("student_per_1k"))
+                      cost_per_1k=cost.get("student_per_1k"),
+                      latency_declared_by=(latency.get("student") or {}).get("declared_by"))
     criteria = gate_check.check(spec, numbers)
     student, teacher = scored.overall["student"], scored.overall["teacher"]
     gap = {m: (student[m] - teacher[m]) if student.get(m) is not None and teacher.get(m) is not None else None

@@ -31,6 +31,17 @@ class Metric(StrEnum):
     AGREEMENT = "teacher-agreement"
     EXACT_MATCH = "exact-match"
     FIELD_ACCURACY = "field-accuracy"
+    NDCG = "ndcg@k"  # a ranking's NDCG at the gate's ranking_k, per scikit-learn's ndcg_score
+    PAIRWISE = "pairwise-order"  # share of item pairs the student orders as the reference (else teacher) does
+
+
+class FieldRule(StrEnum):
+    """How an extracted field's values are compared (declared per field in the gate)."""
+
+    CASE = "case"  # upper and lower case count as the same
+    WHITESPACE = "whitespace"  # runs of whitespace and the ends are ignored
+    NUMBER = "number"  # "1,200.50", "1200.5" and 1200.5 are the same number
+    DATE = "date"  # "2024-03-01", "1 March 2024" and "03/01/2024" (month first) are the same day
 
 
 class FloorKind(StrEnum):
@@ -80,6 +91,16 @@ class SliceFloor(BaseModel):
         return str(v).strip() if v is not None else v
 
 
+class FieldFloor(BaseModel):
+    """An extracted field's own floor: the student's accuracy on ``field`` over the holdout rows whose reference
+    has it, judged only with at least ``min_n`` such rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(min_length=1, max_length=200, title="Field")
+    floor: float = Field(ge=0.0, le=1.0, title="Floor")
+    min_n: int = Field(default=1, ge=1, le=10**9, title="Fewest holdout examples")
+
+
 class SevereErrors(BaseModel):
     """Items whose truth is one of ``classes``: ``max_rate`` is the ceiling on the share of them the student
     misses or mislabels, judged only when the holdout holds at least ``min_n`` of them (else INSUFFICIENT
@@ -114,6 +135,12 @@ class GateSpec(BaseModel):
     payback_months: float = Field(gt=0, le=120, title="Payback window (months)")
     min_reviews_per_critical_slice: int = Field(default=0, ge=0, le=100_000, title="Reviews per critical slice")
     notes: str = Field(default="", max_length=5000, title="Notes")
+    # Students trained elsewhere (issue 10): how rankings and extractions are judged, and whether a p95 latency
+    # declared by a person (not measured by Stillroom) may be judged at all.
+    ranking_k: int = Field(default=10, ge=1, le=1000, title="k of NDCG@k")
+    field_floors: list[FieldFloor] = Field(default_factory=list, max_length=500, title="Field floor")
+    field_rules: dict[str, list[FieldRule]] = Field(default_factory=dict, title="Field normalisation rules")
+    declared_latency_acceptable: bool = Field(default=False, title="Accept declared latency")
 
     @model_validator(mode="after")
     def _unique_slices(self) -> GateSpec:
@@ -125,6 +152,9 @@ class GateSpec(BaseModel):
                     f"Slice floor {i} repeats {s.column}={s.value}: keep one floor per slice"
                 )
             seen.add(key)
+        fields = [f.field for f in self.field_floors]
+        if len(set(fields)) != len(fields):
+            raise ValueError("a field has two floors: keep one floor per field")
         return self
 
 
