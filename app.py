@@ -8,36 +8,36 @@ from core.governance.projects import roles_held
 from core.models import Role
 from pages._ui import current_user, db, esc, visible_projects
 
-st.set_page_config(page_title="Stillroom", page_icon="🫙", layout="wide")
+st.set_page_config(page_title="Stillroom", page_icon=":material/science:", layout="wide")
 
 OVERVIEW = [
-    st.Page("pages/portfolio.py", title="Portfolio", icon="📊", default=True),
-    st.Page("pages/audit.py", title="Audit log", icon="🧾"),
-    st.Page("pages/record.py", title="Decision record", icon="📜"),
+    st.Page("pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", default=True),
+    st.Page("pages/audit.py", title="Audit log", icon=":material/receipt_long:"),
+    st.Page("pages/record.py", title="Decision record", icon=":material/history_edu:"),
 ]
 # Section title -> (the roles that see it, its pages). The operator sees the review page too: choosing the
 # fallback threshold is the validator's and the operator's.
 BY_ROLE = {
     "Sponsor": ({Role.SPONSOR}, [
-        st.Page("pages/qualify.py", title="Qualify the trigger", icon="🧭"),
-        st.Page("pages/gate.py", title="Success gate", icon="🔒"),
-        st.Page("pages/decide.py", title="Decide", icon="⚖️"),
+        st.Page("pages/qualify.py", title="Qualify the trigger", icon=":material/explore:"),
+        st.Page("pages/gate.py", title="Success gate", icon=":material/lock:"),
+        st.Page("pages/decide.py", title="Decide", icon=":material/balance:"),
     ]),
     "Driver": ({Role.DRIVER}, [
-        st.Page("pages/data.py", title="Data", icon="📥"),
-        st.Page("pages/teacher.py", title="Teacher", icon="🧑‍🏫"),
-        st.Page("pages/train.py", title="Train students", icon="🏋️"),
-        st.Page("pages/evaluate.py", title="Evaluate", icon="🎯"),
+        st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
+        st.Page("pages/teacher.py", title="Teacher", icon=":material/school:"),
+        st.Page("pages/train.py", title="Train students", icon=":material/model_training:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/query_stats:"),
     ]),
     "Validator": ({Role.VALIDATOR, Role.OPERATOR}, [
-        st.Page("pages/review.py", title="Review and sign off", icon="🔍"),
+        st.Page("pages/review.py", title="Review and sign off", icon=":material/rate_review:"),
     ]),
     "Operator": ({Role.OPERATOR}, [
-        st.Page("pages/operate.py", title="Rollout and monitoring", icon="🚦"),
+        st.Page("pages/operate.py", title="Rollout and monitoring", icon=":material/traffic:"),
     ]),
 }
-ADMIN = [st.Page("pages/admin.py", title="People & projects", icon="👥")]
-ACCOUNT = [st.Page("pages/account.py", title="My account", icon="🔑")]
+ADMIN = [st.Page("pages/admin.py", title="People & projects", icon=":material/group:")]
+ACCOUNT = [st.Page("pages/account.py", title="My account", icon=":material/person:")]
 
 
 def _sidebar(user, projects) -> None:
@@ -50,7 +50,7 @@ def _sidebar(user, projects) -> None:
         st.sidebar.selectbox("Project", ids, format_func=names.get, key="project_id")
     else:
         st.sidebar.caption("You hold no role on any project yet.")
-    if st.sidebar.button("Log out", icon="🚪"):
+    if st.sidebar.button("Log out", icon=":material/logout:"):
         st.session_state.clear()
         st.rerun()
 
@@ -58,7 +58,7 @@ def _sidebar(user, projects) -> None:
 with db() as session:
     user = current_user(session)
     if user is None:
-        nav = st.navigation([st.Page("pages/login.py", title="Log in", icon="🔑")])
+        nav = st.navigation([st.Page("pages/login.py", title="Log in", icon=":material/login:")])
     else:
         held = roles_held(session, user_id=user.id)
         sections = {"Overview": OVERVIEW}

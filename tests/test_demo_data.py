@@ -27,7 +27,8 @@ def test_seed_data_imports_dedups_and_fixes_the_holdout_once(session, demo):
 
 
 def test_the_demo_command_trains_a_teacher_and_labels_the_tickets(engine, demo, session):
-    result = CliRunner().invoke(cli, ["demo", "--teacher", "wait", "--tickets", "1500", "--teacher-size", "tiny"])
+    result = CliRunner().invoke(cli, ["demo", "--teacher", "wait", "--tickets", "1500", "--teacher-size", "tiny",
+                                  "--no-showcase"])
     assert result.exit_code == 0, result.output
     assert "fixed a holdout of" in result.stdout and "job #" in result.stdout
     session.expire_all()
@@ -42,7 +43,7 @@ def test_the_demo_command_trains_a_teacher_and_labels_the_tickets(engine, demo, 
     evaluation = session.exec(select(Evaluation)).one()
     assert student.status == "done" and student.teacher_run_id == run.id
     assert (evaluation.training_run_id, job.result["evaluation"]) == (student.id, evaluation.id)
-    again = CliRunner().invoke(cli, ["demo", "--teacher", "wait", "--tickets", "1500"])
+    again = CliRunner().invoke(cli, ["demo", "--teacher", "wait", "--tickets", "1500", "--no-showcase"])
     assert again.exit_code == 0 and "job #" not in again.stdout  # nothing is done twice
 
 

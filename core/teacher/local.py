@@ -14,9 +14,23 @@ from pathlib import Path
 from core.errors import InvalidInput
 from core.teacher.outputs import Prediction, Progress, check_labels
 
+STILLROOM_MODEL_FILE = "student.json"  # core.training.students.STUDENT_FILE, named here to keep torch out
+
+
+def is_stillroom_model(model_dir: Path | str) -> bool:
+    """A directory Stillroom saved a model of its own n-gram family to (no transformers config)."""
+    return (Path(model_dir) / STILLROOM_MODEL_FILE).is_file() and not (Path(model_dir) / "config.json").is_file()
+
 
 def model_labels(model_dir: Path | str) -> list[str]:
     """The label names of a saved classifier, from its config's id2label (no torch needed)."""
+    if is_stillroom_model(model_dir):
+        meta = Path(model_dir) / STILLROOM_MODEL_FILE
+        try:
+            labels = json.loads(meta.read_text(encoding="utf-8")).get("labels") or []
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"{meta} cannot be read ({exc}): save the model again.", field="model_dir") from None
+        return check_labels(list(labels), where=f"{meta} labels")
     config = Path(model_dir) / "config.json"
     if not config.is_file():
         raise InvalidInput(f"{model_dir} is not a model directory (it has no config.json): give the folder a "
@@ -30,7 +44,8 @@ def model_labels(model_dir: Path | str) -> list[str]:
 
 
 class LocalAdapter:
-    """Batched inference of a saved classifier under ``torch.inference_mode``."""
+    """Batched inference of a saved classifier under ``torch.inference_mode``: a transformers directory, or a
+    model of Stillroom's own n-gram family (a larger one can teach, as in the demo's language project)."""
 
     name = "local"
 
@@ -75,6 +90,12 @@ class LocalAdapter:
         import numpy as np
         import torch
 
+        if is_stillroom_model(self.model_dir):
+            if self._model is None:
+                from core.training.students import load
+
+                self._model = load(self.model_dir)
+            return self._model.predict_proba(list(texts), batch_size=self.batch_size)
         model, tokenizer = self._load()
         encoded = tokenizer(list(texts), truncation=True, max_length=self._limit(model, tokenizer))
         ids = encoded["input_ids"]
