@@ -3,8 +3,8 @@
 ``seed`` fills a fresh database with many projects (roles assigned, some
 qualified, some gates locked) and a long audit chain in one transaction with
 executemany, in seconds where going through core would take minutes. Audit
-hashes are computed exactly as ``core.governance.audit.record`` computes them,
-so ``verify`` finds an intact chain.
+hashes, row hashes, anchors and the checkpoint are written exactly as
+``core.governance.audit.record`` writes them, so ``verify`` finds an intact record.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from core import config, db
 from core.demo import ROUTING_QUALIFICATION, routing_gate
+from core.governance import audit, integrity
 from core.governance.audit import GENESIS_HASH, canonical_json, event_hash
 from core.governance.gate import GateSpec, spec_hash
 from core.governance.qualification import QualificationInput, assess
-from core.models import AuditEvent, GateVersion, Project, Qualification, Role, RoleAssignment, User
+from core.models import AuditAnchor, AuditEvent, GateVersion, Job, Project, Qualification, Role, RoleAssignment, User
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEOPLE_PER_ROLE = 8
@@ -60,6 +61,7 @@ class _Rows:
     roles: list[dict] = field(default_factory=list)
     quals: list[dict] = field(default_factory=list)
     gates: list[dict] = field(default_factory=list)
+    jobs: list[dict] = field(default_factory=list)
     # (actor, project_id, action, entity, entity_id, payload)
     events: list[tuple[str, int | None, str, str, Any, dict]] = field(default_factory=list)
 
@@ -95,7 +97,8 @@ def seed(engine: Engine, *, n_projects: int, n_events: int) -> Seeded:
         raise ValueError(f"{n_projects} projects need at least {len(rows.events)} audit events; asked for {n_events}.")
     _activity(rows, n_projects, n_events - len(rows.events))
     with engine.begin() as conn:
-        _insert_all(conn, rows)
+        head = _insert_all(conn, rows)
+    audit.append_checkpoint(audit.checkpoint_path(engine), head)
     with engine.begin() as conn:  # fold the WAL into the main file so every run reads the same thing
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return Seeded(
@@ -106,23 +109,34 @@ def seed(engine: Engine, *, n_projects: int, n_events: int) -> Seeded:
     )
 
 
-def _insert_all(conn: Connection, rows: _Rows) -> None:
+def _insert_all(conn: Connection, rows: _Rows) -> dict:
+    """Every row, then the events carrying each row's hash as read back, the anchors; returns the head."""
     for model, batch in ((User, rows.users), (Project, rows.projects), (RoleAssignment, rows.roles),
-                         (Qualification, rows.quals), (GateVersion, rows.gates)):
+                         (Qualification, rows.quals), (GateVersion, rows.gates), (Job, rows.jobs)):
         if batch:
             conn.execute(insert(model.__table__), batch)
-    conn.execute(insert(AuditEvent.__table__), list(_chain(rows.events)))
+    hashes = {e: integrity.digests(conn, e) for e in ("user", "project", "role", "qualification", "gate", "job")}
+    chain = list(_chain(rows.events, hashes))
+    conn.execute(insert(AuditEvent.__table__), chain)
+    anchors = [{"event_id": ev["id"], "head_hash": ev["hash"], "entity": audit.ANCHORED_ACTIONS[ev["action"]],
+                "entity_id": ev["entity_id"], "created_at": START}
+               for ev in chain if ev["action"] in audit.ANCHORED_ACTIONS]
+    if anchors:
+        conn.execute(insert(AuditAnchor.__table__), anchors)
+    return {"event_id": chain[-1]["id"], "head_hash": chain[-1]["hash"], "count": len(chain)}
 
 
-def _chain(events: Sequence[tuple[str, int | None, str, str, Any, dict]]) -> Iterator[dict]:
-    """Audit rows linked exactly as ``audit.record`` links them."""
+def _chain(events: Sequence[tuple[str, int | None, str, str, Any, dict]],
+           hashes: dict[str, dict[str, str]]) -> Iterator[dict]:
+    """Audit rows linked exactly as ``audit.record`` links them, each with its row's hash."""
     prev = GENESIS_HASH
     for n, (actor, pid, action, entity, entity_id, payload) in enumerate(events):
         ts = (START + timedelta(seconds=37 * n)).isoformat(timespec="microseconds")
         body, eid = canonical_json(payload), str(entity_id)
-        digest = event_hash(prev, ts, actor, pid, action, entity, eid, body)
-        yield {"ts": ts, "actor": actor, "project_id": pid, "action": action, "entity": entity,
-               "entity_id": eid, "payload": body, "prev_hash": prev, "hash": digest}
+        row_hash = hashes[entity][eid]
+        digest = event_hash(prev, ts, actor, pid, action, entity, eid, body, row_hash)
+        yield {"id": n + 1, "ts": ts, "actor": actor, "project_id": pid, "action": action, "entity": entity,
+               "entity_id": eid, "payload": body, "prev_hash": prev, "hash": digest, "row_hash": row_hash}
         prev = digest
 
 
@@ -220,22 +234,23 @@ def _lock(rows: _Rows, pid: int, sponsor: dict) -> None:
                          "supersedes": supersedes}))
 
 
+_PARAMS = {"family": "ngram", "size": "small", "epochs": 4}
+
+
 def _activity(rows: _Rows, n_projects: int, n: int) -> None:
-    """Everyday events (jobs and training runs) spread over the projects, to reach the asked total."""
+    """Everyday events (training jobs submitted, then done) spread over the projects, to reach the asked total."""
     for k in range(n):
-        pid = 1 + k % n_projects
-        driver = rows.users[_user_id(Role.DRIVER, pid - 1) - 1]["username"]
-        kind = k % 3
-        if kind == 0:
-            rows.events.append((driver, pid, "job.submit", "job", k,
-                                {"kind": "train", "params": {"family": "ngram", "size": "small", "epochs": 4}}))
-        elif kind == 1:
-            rows.events.append((driver, pid, "training.start", "training_run", k,
-                                {"job": k - 1, "gate_version": 1, "resumed_after_epoch": None, "rows": 20_000}))
+        pid = 1 + (k // 2) % n_projects
+        driver = rows.users[_user_id(Role.DRIVER, pid - 1) - 1]
+        if k % 2 == 0:
+            rows.jobs.append({"id": len(rows.jobs) + 1, "project_id": pid, "kind": "train", "params": _PARAMS,
+                              "status": "done", "progress": 1.0, "message": "", "result": {}, "error": "",
+                              "created_by": driver["id"], "created_at": START})
+            rows.events.append((driver["username"], pid, "job.submit", "job", len(rows.jobs),
+                                {"kind": "train", "params": _PARAMS}))
         else:
-            rows.events.append((driver, pid, "training.finish", "training_run", k - 1,
-                                {"best_epoch": 3, "val_agreement": 0.961, "val_accuracy": 0.955,
-                                 "model_sha256": f"{k:064x}", "epochs_done": 4}))
+            rows.events.append((driver["username"], pid, "job.done", "job", len(rows.jobs),
+                                {"kind": "train", "error": ""}))
 
 
 # --------------------------------------------------------------------------- measuring

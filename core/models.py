@@ -1,7 +1,9 @@
 """SQLModel tables: people, projects, roles, and the governance record.
 
 Tables named in ``APPEND_ONLY_TABLES`` accept INSERT only; database triggers
-(see ``core.db``) refuse UPDATE and DELETE whoever issues them.
+(see ``core.db``) refuse UPDATE and DELETE whoever issues them. Someone who can
+drop the triggers can still change rows; ``stillroom audit verify`` reports
+those changes (see ``core.governance.audit`` for what it cannot detect).
 """
 
 from __future__ import annotations

@@ -44,9 +44,16 @@ st.dataframe(pd.DataFrame([{
     "Entity": f"{e.entity} {e.entity_id}", "Details": e.details, "Hash": e.hash[:16],
 } for e in events]), hide_index=True, width="stretch")
 
-st.subheader("Verify the chain")
-st.caption("Recomputes every event's hash from its content and its predecessor: an edit, a deletion or a "
-           "reordering made outside the app breaks a link.")
+st.subheader("Verify the audit record")
+st.caption("Checks every link of the hash chain; the head hashes anchored at each gate lock, sign-off and decision; "
+           "the checkpoint file kept outside the database; every recorded row against the event that wrote it; "
+           "and every artifact file's SHA-256. It reports tail truncation, forged appends, deleted events, "
+           "rewrites, and rows or files changed behind the app. The last lines say what it cannot detect.")
+expected = st.text_input("Expected head hash (optional)", placeholder="a head quoted by a decision record").strip()
 if st.button("Verify the audit chain", icon="🔎"):
-    report = verify(get_engine())
+    report = verify(get_engine(), expect_head=expected or None)
     (st.success if report.ok else st.error)(report.sentence())
+    for problem in report.problems[1:]:
+        st.markdown(f"- {esc(problem)}")
+    for limit in report.limits:
+        st.caption(f"Cannot detect: {limit}")

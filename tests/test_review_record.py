@@ -27,7 +27,8 @@ def test_markdown_tells_the_story_and_ends_with_the_head_hash(session, demo, sto
         assert f"## {heading}" in md
     assert failing_eval.report_hash in md and "slice category=threat" in md
     assert "category=threat (FAIL): 100 more training examples" in md
-    assert md.rstrip().endswith("`stillroom audit verify`).") and audit.head_hash(session) in md
+    head = audit.head_hash(session)
+    assert md.rstrip().endswith(f"`stillroom audit verify --expect-head {head}`).")
     assert "<script>" not in md and "\\|" in md
 
 

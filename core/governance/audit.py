@@ -217,6 +217,8 @@ class _Walk:
     wanted_ids: set[int]
     wanted_hash: str | None
     key: bytes | None
+    track: bool = False  # collect each entity's newest event and row hash (for the record check)
+    latest: dict[tuple[str, str], tuple[int, str | None]] = field(default_factory=dict)
     found: dict[int, tuple[int, str]] = field(default_factory=dict)  # event id -> (position, hash)
     hash_position: int | None = None
     anchored: list[tuple[int, str]] = field(default_factory=list)  # (event id, action) of anchored actions
@@ -256,6 +258,8 @@ def _walk(engine: Engine, walk: _Walk) -> ChainReport:
                     walk.hash_position = checked
                 if action in ANCHORED_ACTIONS:
                     walk.anchored.append((eid, action))
+                if walk.track:
+                    walk.latest[(entity, entity_id)] = (eid, row_hash)
                 if walk.key is not None:
                     if mac is None:
                         walk.unkeyed.append(eid)
@@ -335,7 +339,7 @@ def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True
     checkpoints, problems = read_checkpoints(path)
     anchors = _anchors(engine)
     expect = (expect_head or "").strip().lower() or None
-    walk = _Walk({a[1] for a in anchors} | {c["event_id"] for c in checkpoints}, expect, key)
+    walk = _Walk({a[1] for a in anchors} | {c["event_id"] for c in checkpoints}, expect, key, track=True)
     chain = _walk(engine, walk)
     if not chain.ok:
         return AuditReport(chain, [], limits(key), expect, checkpoint_file=str(path) if path else None)
@@ -349,7 +353,8 @@ def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True
     problems += _anchor_problems(anchors, walk)
     problems += _checkpoint_problems(engine, path, checkpoints, chain, walk)
     problems += _key_problems(walk)
-    problems += integrity.record_problems(engine, key=key)
+    problems += integrity.record_problems(engine, latest=walk.latest, bad_mac=set(walk.bad_mac),
+                                          boundary=legacy_boundary(anchors))
     if files:
         problems += integrity.artifact_problems(engine)
     return AuditReport(chain, problems, limits(key), expect, following, str(path) if path else None)

@@ -9,28 +9,34 @@ readers (sign-offs, decisions) take only vouched rows, so a row INSERTed or edit
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel
 
 from core import models
 from core.errors import GateTampered, RecordTampered
-from core.governance.audit import canonical_json, event_hash, event_mac, legacy_boundary, sha256_hex
+from core.governance.audit import event_hash, event_mac, legacy_boundary
 from core.models import AuditEvent, GateVersion
 
 DELETED = "deleted"
 LEGACY = "legacy"  # written before row hashes existed: vouches for the row's existence only
+UNHASHED = "unhashed"  # an event about a tracked row, written since row hashes exist, that carries none
+BAD_MAC = "bad-mac"
 
 
 @dataclass(frozen=True)
 class Tracked:
-    """A table whose rows audit events vouch for; ``fields`` None means every column."""
+    """A table whose rows audit events vouch for; ``fields`` None means every column.
+
+    A migration that adds a column to a table hashed by every column changes the hash of its existing rows:
+    give the table an explicit field list (without the new column) before adding one.
+    """
 
     entity: str  # the audit events' entity name
     model: type[SQLModel]
@@ -79,25 +85,30 @@ TRACKED: dict[str, Tracked] = {t.entity: t for t in _TRACKED}
 # --------------------------------------------------------------------------- row hashes
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, datetime):  # SQLite hands back naive UTC, PostgreSQL aware: one form for both
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="microseconds")
-    return value
+def row_digest(prefix: bytes, values: Iterable[object]) -> str:
+    """SHA-256 over the table's column names and the ``repr`` of the row's values as the database driver returns
+    them (ints, floats, text, JSON text or the driver's parsed JSON, timestamps).
+
+    Raw driver values, not ORM-converted ones: cheap enough to hash every row of a big table, and the write path
+    (``row_state``) and every check read the same database the same way, so equal content gives equal hashes.
+    A database moved to another engine (SQLite to PostgreSQL) reads values differently: verify it before moving.
+    """
+    return hashlib.sha256(prefix + repr(tuple(values)).encode("utf-8")).hexdigest()
 
 
-def row_digest(names: Iterable[str], values: Iterable[object]) -> str:
-    return sha256_hex(canonical_json({n: _plain(v) for n, v in zip(names, values, strict=True)}))
+def _digests(conn: Connection, spec: Tracked, *, where: str = "", params: dict | None = None) -> dict[str, str]:
+    quote = conn.dialect.identifier_preparer.quote
+    names = [c.name for c in spec.columns()]
+    prefix = f"{spec.table}:{','.join(names)}\x1f".encode()
+    stmt = text(f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(spec.table)} {where}")
+    if params and isinstance(params.get("ids"), list):
+        stmt = stmt.bindparams(bindparam("ids", expanding=True))
+    return {str(r[0]): row_digest(prefix, r) for r in conn.execute(stmt, params or {}).fetchall()}
 
 
-def _digests(conn: Connection, spec: Tracked, *, where=None) -> dict[str, str]:  # noqa: ANN001
-    cols = spec.columns()
-    names = [c.name for c in cols]
-    stmt = select(*cols)
-    if where is not None:
-        stmt = stmt.where(where)
-    return {str(r[0]): row_digest(names, r) for r in conn.execute(stmt)}
+def digests(conn: Connection, entity: str) -> dict[str, str]:
+    """Every row of ``entity``'s table: {id: content hash}, as ``audit.record`` computes it."""
+    return _digests(conn, TRACKED[entity])
 
 
 def row_state(session: Session, *, entity: str, entity_id: str) -> str | None:
@@ -105,8 +116,7 @@ def row_state(session: Session, *, entity: str, entity_id: str) -> str | None:
     spec = TRACKED.get(entity)
     if spec is None or not str(entity_id).isdigit():
         return None
-    table = spec.model.__table__
-    got = _digests(session.connection(), spec, where=table.c.id == int(entity_id))
+    got = _digests(session.connection(), spec, where="WHERE id = :id", params={"id": int(entity_id)})
     return got.get(str(int(entity_id)), DELETED)
 
 
@@ -118,8 +128,8 @@ _EVENT_COLUMNS = ("id", "entity_id", "row_hash", "prev_hash", "ts", "actor", "pr
 
 
 def _expected(conn: Connection, spec: Tracked, *, key: bytes | None, boundary: int,
-              project_ids: list[int] | None = None) -> dict[str, tuple[int, str | None]]:
-    """Per row id, the latest event about it and the row hash it recorded (None: that event fails its HMAC)."""
+              project_ids: list[int] | None = None) -> dict[str, tuple[int, str]]:
+    """Per row id, the latest event about it and the row hash it recorded (or LEGACY, UNHASHED, BAD_MAC)."""
     t = AuditEvent.__table__
     stmt = select(*(t.c[c] for c in _EVENT_COLUMNS)).where(t.c.entity == spec.entity).order_by(t.c.id)
     if project_ids is not None:
@@ -127,11 +137,11 @@ def _expected(conn: Connection, spec: Tracked, *, key: bytes | None, boundary: i
     out: dict[str, tuple[int, str | None]] = {}
     for eid, entity_id, row_hash, prev, ts, actor, pid, action, entity, payload, stored, mac in conn.execute(stmt):
         if row_hash is None:
-            out[entity_id] = (eid, LEGACY if eid <= boundary else None)
+            out[entity_id] = (eid, LEGACY if eid <= boundary else UNHASHED)
             continue
         if key is not None and not _keyed(key, stored, mac, (prev, ts, actor, pid, action, entity, entity_id,
                                                                 payload, row_hash)):
-            out[entity_id] = (eid, None)
+            out[entity_id] = (eid, BAD_MAC)
             continue
         out[entity_id] = (eid, row_hash)
     return out
@@ -156,12 +166,12 @@ def vouched_ids(session: Session, entity: str, *, project_ids: list[int] | None 
 
     spec = TRACKED[entity]
     conn = session.connection()
-    table = spec.model.__table__
-    where = table.c.project_id.in_(project_ids) if project_ids is not None and "project_id" in table.c else None
-    rows = _digests(conn, spec, where=where)
+    scoped = project_ids is not None and "project_id" in spec.model.__table__.c
+    rows = _digests(conn, spec, where="WHERE project_id IN :ids" if scoped else "",
+                    params={"ids": list(project_ids)} if scoped else None)
     expected = _expected(conn, spec, key=audit_key(), boundary=_boundary(conn),
-                         project_ids=project_ids if where is not None else None)
-    return {int(i) for i, d in rows.items() if expected.get(i, (0, None))[1] in (d, LEGACY)}
+                         project_ids=project_ids if scoped else None)
+    return {int(i) for i, d in rows.items() if expected.get(i, (0, ""))[1] in (d, LEGACY)}
 
 
 def only_vouched(session: Session, entity: str, rows: list, *, project_ids: list[int] | None = None) -> list:
@@ -203,36 +213,50 @@ def require_gate_intact(session: Session, gate: GateVersion) -> GateVersion:
 # --------------------------------------------------------------------------- verify's checks
 
 
-def record_problems(engine: Engine, *, key: bytes | None) -> list[str]:
-    """Every tracked row that differs from the latest event about it, has none, or is gone."""
+def record_problems(engine: Engine, *, latest: dict[tuple[str, str], tuple[int, str | None]], bad_mac: set[int],
+                    boundary: int) -> list[str]:
+    """Every tracked row that differs from the latest event about it, has none, or is gone.
+
+    ``latest`` maps (entity, entity id) to the newest event's id and row hash, as ``audit.verify``'s walk of the
+    chain collected them; ``bad_mac`` holds the events whose HMAC failed.
+    """
+    per_entity: dict[str, dict[str, tuple[int, str]]] = {e: {} for e in TRACKED}
+    for (entity, entity_id), (eid, row_hash) in latest.items():
+        if entity not in per_entity:
+            continue
+        if eid in bad_mac:
+            want = BAD_MAC
+        elif row_hash is None:
+            want = LEGACY if eid <= boundary else UNHASHED
+        else:
+            want = row_hash
+        per_entity[entity][entity_id] = (eid, want)
     out: list[str] = []
     with engine.connect() as conn:
-        boundary = _boundary(conn)
         for spec in TRACKED.values():
-            rows = _digests(conn, spec)
-            expected = _expected(conn, spec, key=key, boundary=boundary)
-            out += _compare(spec, rows, expected)
+            out += _compare(spec, _digests(conn, spec), per_entity[spec.entity])
     return out
 
 
-def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int, str | None]]) -> list[str]:
+def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int, str]]) -> list[str]:
     out = []
-    for rid, digest in sorted(rows.items(), key=lambda kv: int(kv[0])):
+    for rid in sorted((r for r, d in rows.items() if expected.get(r, (0, ""))[1] not in (d, LEGACY)), key=int):
         what = f"{spec.table} #{rid}"
         if rid not in expected:
             out.append(f"{what} has no audit event: it was inserted outside Stillroom.")
             continue
         eid, want = expected[rid]
-        if want == LEGACY:
-            continue
-        if want is None:
+        if want == BAD_MAC:
             out.append(f"{what}: the event that recorded it (#{eid}) fails its HMAC.")
+        elif want == UNHASHED:
+            out.append(f"{what}: the event that recorded it (#{eid}) carries no row hash: it was not written "
+                       "by Stillroom.")
         elif want == DELETED:
             out.append(f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom.")
-        elif want != digest:
+        else:
             out.append(f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom.")
     for rid, (eid, want) in expected.items():
-        if rid not in rows and want not in (DELETED, LEGACY, None) and rid.isdigit():
+        if rid not in rows and want not in (DELETED, LEGACY, UNHASHED, BAD_MAC) and rid.isdigit():
             out.append(f"{spec.table} #{rid}, recorded by event #{eid}, is gone: it was deleted outside Stillroom.")
     return out
 

@@ -219,7 +219,7 @@ def gather(session: Session, *, actor: User, project: Project) -> Record:
 
 def _chain_line(rec: Record) -> str:
     return (f"Audit chain head hash: {rec.head_hash} ({rec.n_events} events when this record was made; "
-            "check it with `stillroom audit verify`).")
+            f"check it with `stillroom audit verify --expect-head {rec.head_hash}`).")
 
 
 def _md_cell(x) -> str:
