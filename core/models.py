@@ -312,6 +312,8 @@ class SignOff(SQLModel, table=True):
     comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     validator_id: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
+    # Issue 10: the approval vouches for latency figures a person declared (not measured by Stillroom).
+    covers_declared_latency: bool = False
 
 
 class ThresholdProposal(SQLModel, table=True):
@@ -448,6 +450,28 @@ class AuditAnchor(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+# Issue 10 (students trained elsewhere): the holdout grows only as new fingerprinted versions.
+class HoldoutVersion(SQLModel, table=True):
+    """A later version of the project's holdout: every row of the one before plus new rows that were never
+    training rows (append-only; version 1 is the Holdout row itself)."""
+
+    __tablename__ = "holdout_version"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    version: int  # 2, 3, ...
+    dataset_id: int = Field(foreign_key="dataset.id")  # where the added rows came from
+    artifact_id: int = Field(foreign_key="artifact.id")  # all rows of this version
+    fingerprint: str = Field(max_length=64)
+    parent_fingerprint: str = Field(max_length=64)
+    n_rows: int
+    n_added: int
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -469,5 +493,6 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "redistill_request": (("id",),),
     "audit_anchor": (("id",),),
     "login_attempt": (("id",),),
+    "holdout_version": (("id",), ("project_id", "version")),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)

@@ -53,14 +53,50 @@ def eval_start(project: str, run_id: int, detach: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--kind", type=click.Choice(imports.KINDS), default="label", show_default=True,
               help="What the outputs are: labels, free text, JSON objects, or per-query ranking scores.")
-def eval_import(project: str, file: str, kind: str) -> None:
-    """Evaluate predictions for PROJECT's holdout made elsewhere (id, student, teacher, optional reference)."""
+@click.option("--latency-model-dir", type=click.Path(file_okay=False),
+              help="Measure the student's latency here from its saved model directory.")
+@click.option("--latency-endpoint", help="Measure the student's latency here through its HTTP endpoint "
+              "(POST {\"texts\": [...]}, any 2xx answer).")
+@click.option("--declared-p95-ms", type=float, help="Or declare its p95 latency in ms (with --declared-by, "
+              "--declared-method and --declared-where).")
+@click.option("--declared-p50-ms", type=float)
+@click.option("--declared-throughput", type=float, help="Declared batched throughput, examples per second.")
+@click.option("--declared-by", help="Who declares the latency figures (a person's name).")
+@click.option("--declared-method", help="How they were measured (tool, batch size, hardware, load).")
+@click.option("--declared-where", help="Where they were measured (environment, region, date).")
+def eval_import(project: str, file: str, kind: str, latency_model_dir: str | None, latency_endpoint: str | None,
+                declared_p95_ms: float | None, declared_p50_ms: float | None, declared_throughput: float | None,
+                declared_by: str | None, declared_method: str | None, declared_where: str | None) -> None:
+    """Evaluate predictions for PROJECT's holdout made elsewhere.
+
+    \b
+    FILE is CSV, JSONL or Parquet with one row per holdout id (`stillroom data holdout-export` writes them):
+      id          a holdout id, each once; a missing id is scored as a wrong answer
+      student     the student's output: a label (--kind label), text (text), a JSON object (json),
+                  or the item's score (ranking)
+      teacher     optional: the teacher's output, same shape (rankings: the teacher's scores)
+      query_id    rankings: the holdout's query of the item
+      confidence  optional: the student's probability of its answer, 0 to 1
+      text        optional: the input; must match the holdout's text, else the file is refused
+      reference   optional and never used: compared with the holdout's references, mismatches counted
+      judge_score, score_*   optional numeric per-example scores (a judge's)
+    Other columns are ignored with a note. Example files: examples/byo/.
+    """
+    declared = None
+    if declared_p95_ms is not None:
+        declared = {"p95_ms": declared_p95_ms, "p50_ms": declared_p50_ms, "batch_throughput": declared_throughput,
+                    "declared_by": declared_by, "method": declared_method, "where": declared_where}
     with _session() as session:
         actor = _actor(session)
         p = projects.get_project(session, project)
-        ev = imports.import_predictions(session, actor=actor, project=p, path=file, kind=kind)
+        ev = imports.import_predictions(session, actor=actor, project=p, path=file, kind=kind,
+                                        latency_model_dir=latency_model_dir, latency_endpoint=latency_endpoint,
+                                        declared_latency=declared)
+        report = runs.load_report(session, ev)
     click.echo(f"Evaluation #{ev.id} of imported {kind} predictions {_verdict(ev.passed)}; report hash "
                f"{ev.report_hash}.")
+    for line in imports.notes(report):
+        click.echo(line)
 
 
 @eval_group.command("list")
@@ -98,7 +134,10 @@ def eval_show(evaluation_id: int) -> None:
     meta = report["evaluation"]
     click.echo(f"Evaluation #{ev.id} of {p.name!r}, round {ev.round}, {ev.source}, gate v{meta['gate_version']}"
                f"{' (SUPERSEDED by a newer gate version)' if superseded else ''}: {_verdict(ev.passed)}.")
-    click.echo(f"Report hash {ev.report_hash}; {meta['n']} holdout rows.")
+    click.echo(f"Report hash {ev.report_hash}; {meta['n']} holdout rows"
+               + (f" (holdout version {meta['holdout_version']})." if meta.get("holdout_version") else "."))
+    for line in imports.notes(report):
+        click.echo(line)
     student, teacher = report["overall"]["student"], report["overall"]["teacher"]
     click.echo(f"Student accuracy {_fmt(student.get('accuracy'), '.3f') or 'n/a'}, macro-F1 "
                f"{_fmt(student.get('macro_f1'), '.3f') or 'n/a'}, agreement {_fmt(student.get('agreement'), '.3f')}"

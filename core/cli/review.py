@@ -89,14 +89,17 @@ def review_kappa(evaluation: int) -> None:
 @click.argument("evaluation", type=int)
 @click.option("--approve/--reject", required=True, help="Approve or reject this evaluation.")
 @click.option("--comment", default="", help="Required when rejecting.")
-def review_signoff(project: str, evaluation: int, approve: bool, comment: str) -> None:
+@click.option("--covers-declared-latency", is_flag=True,
+              help="Your approval also vouches for latency figures a person declared (required to approve them).")
+def review_signoff(project: str, evaluation: int, approve: bool, comment: str, covers_declared_latency: bool) -> None:
     """Approve or reject EVALUATION, named by its report's hash (validators; never the driver)."""
     with _session() as session:
         p = projects.get_project(session, project)
         row = review.sign_off(session, actor=_actor(session), project=p, evaluation_id=evaluation,
-                              approve=approve, comment=comment)
+                              approve=approve, comment=comment, covers_declared_latency=covers_declared_latency)
+    covers = " It covers the declared latency figures." if row.covers_declared_latency else ""
     click.echo(f"Evaluation #{row.evaluation_id} {'approved' if row.approve else 'rejected'} "
-               f"(hash {row.evaluation_hash}).")
+               f"(hash {row.evaluation_hash}).{covers}")
 
 
 @review_group.command("threshold")

@@ -30,6 +30,7 @@ from core.data import datasets, readers, similarity
 from core.data.holdout import get_holdout, holdout_rows
 from core.errors import InvalidInput
 from core.evaluation import gate_check, report, runs
+from core.evaluation import latency as latency_mod
 from core.governance import gate
 from core.governance.gate import FieldRule
 from core.models import Evaluation, Project, User
@@ -42,11 +43,17 @@ SHOWN = 5  # ids named in a refusal or a note
 
 
 def import_predictions(session: Session, *, actor: User, project: Project, path: str | Path | None = None,
-                       kind: str = "label", data: bytes | None = None, filename: str | None = None) -> Evaluation:
+                       kind: str = "label", data: bytes | None = None, filename: str | None = None,
+                       latency_model_dir: str | Path | None = None, latency_endpoint: str | None = None,
+                       declared_latency: dict | None = None) -> Evaluation:
     """Validate the file (a path, or an upload's bytes and name) against the holdout, score it against the
-    locked gate, and record the evaluation."""
+    locked gate, and record the evaluation. The student's latency is measured here from a local model directory
+    or its HTTP endpoint, or declared with evidence (``core.evaluation.latency.Declared``), or left unmeasured."""
     if kind not in KINDS:
         raise InvalidInput(f"kind {kind!r} is not known: use one of {', '.join(KINDS)}.", field="kind")
+    if sum(x is not None for x in (latency_model_dir, latency_endpoint, declared_latency)) > 1:
+        raise InvalidInput("give the student's latency one way: a model directory, an endpoint, or declared "
+                           "figures.", field="latency")
     locked = runs.require_can_evaluate(session, actor=actor, project=project)
     spec = gate.GateSpec(**gate.spec_of(locked))
     raw, name = readers.read_bytes(data=data, path=path, filename=filename)
@@ -63,11 +70,63 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
             "training_run_id": None, "source": "imported", "kind": kind, "file": name,
             "holdout_fingerprint": holdout.fingerprint, "n": len(frame)}
     extra["scores"] = {c: None if frame[c].isna().all() else float(frame[c].mean()) for c in scores}
-    latency = {"student": report.NOT_MEASURED, "teacher": report.NOT_MEASURED}  # trained and served elsewhere
+    latency = {"student": _student_latency(held, actor, latency_model_dir, latency_endpoint, declared_latency),
+               "teacher": report.NOT_MEASURED}  # the teacher's outputs came in the file
     body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
                               cost=runs.cost_figures(session, project_id=project.id, latency=latency), extra=extra)
     return runs.record(session, actor=actor, project=project, gate_version=locked, predictions=frame,
                        report=body, summary=report.summary(body), source="imported")
+
+
+def _student_latency(held: pd.DataFrame, actor: User, model_dir, endpoint, declared: dict | None) -> dict:
+    texts = held["text"].astype(str).tolist()
+    if model_dir is not None:
+        return latency_mod.measure_local(model_dir, texts)
+    if endpoint is not None:
+        return latency_mod.measure_endpoint(endpoint, texts)
+    if declared is not None:
+        return latency_mod.declared(declared, recorded_by=actor.username)
+    return {**report.NOT_MEASURED, "source": "none"}
+
+
+def notes(report: dict) -> list[str]:
+    """What a person must know about an evaluation beyond its criteria, in sentences (CLI and pages)."""
+    out = []
+    student = (report.get("latency") or {}).get("student") or {}
+    out.append(f"Student latency: {latency_mod.describe(student)}.")
+    cov = report.get("coverage") or {}
+    if cov.get("missing"):
+        out.append(f"{cov['missing']:,} of {cov['holdout_rows']:,} holdout rows had no prediction and count as wrong "
+                   f"answers (e.g. {', '.join(cov.get('missing_ids', []))}).")
+    ref = report.get("file_reference") or {}
+    if ref.get("compared"):
+        out.append(f"The file's reference column was not used: {ref['mismatches']:,} of {ref['compared']:,} of its "
+                   "references differ from the holdout's locked references.")
+    if report.get("ignored_columns"):
+        out.append(f"Ignored columns (not read): {', '.join(report['ignored_columns'])}.")
+    if report.get("target"):
+        out.append(f"Judged against: {report['target']}.")
+    r = report.get("ranking")
+    if r:
+        out.append(f"Ranking: NDCG@{r['k']} {_fmt(r.get('ndcg'))} (teacher {_fmt(r.get('teacher_ndcg'))}), "
+                   f"pairwise order {_fmt(r.get('pairwise_order'))} over {r['n_queries']:,} queries; "
+                   f"{r.get('queries_top_k_differs', 0):,} queries' top {r['k']} differ from the teacher's; "
+                   f"relevance from the {r['relevance']}.")
+    for name, f in ((report.get("json") or {}).get("per_field") or {}).items():
+        floor = f" (floor {_fmt(f['floor'])})" if f.get("floor") is not None else ""
+        rules = f" [{', '.join(f['rules'])}]" if f.get("rules") else ""
+        out.append(f"Field {name}: accuracy {_fmt(f['accuracy'])} on {f['n']:,} rows{floor}{rules}; teacher "
+                   f"{_fmt(f.get('teacher_accuracy'))}.")
+    if report.get("text"):
+        t = report["text"]
+        out.append(f"Text: exact match {_fmt(t['exact_match'])}, normalised match {_fmt(t['normalised_match'])}.")
+    for name, value in (report.get("scores") or {}).items():
+        out.append(f"Mean {name}: {_fmt(value)}.")
+    return out
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 # --------------------------------------------------------------------------- validation
@@ -483,7 +542,8 @@ def _ranking(frame: pd.DataFrame, *, spec, slices: list[str]) -> tuple[report.Sc
     empty = pd.DataFrame(columns=["column", "value", "n", "n_labelled", "n_agree", "accuracy", "ci_low", "ci_high",
                                   "agreement", "macro_f1", "teacher_accuracy", "teacher_ci_low",
                                   "teacher_ci_high", "gap"])
-    extra = {"ranking": {f"ndcg@{k}": student[report.NDCG], "teacher_ndcg": teacher[report.NDCG],
+    extra = {"ranking": {f"ndcg@{k}": student[report.NDCG], "ndcg": student[report.NDCG],
+                         "teacher_ndcg": teacher[report.NDCG],
                          "pairwise_order": pair_share, "k": k, "n_queries": len(q),
                          "queries_top_k_differs": int(q["top_k_differs"].sum()),
                          "relevance": "holdout reference" if has_rel else "teacher scores (no holdout reference)"}}

@@ -321,15 +321,25 @@ def review_coverage(session: Session, *, project: Project, evaluation_id: int,
 
 def sign_off(
     session: Session, *, actor: User, project: Project, evaluation_id: int, approve: bool, comment: str = "",
+    covers_declared_latency: bool = False,
 ) -> SignOff:
-    """Approve or reject exactly this evaluation, named by the hash of its report."""
+    """Approve or reject exactly this evaluation, named by the hash of its report. Approving an evaluation whose
+    latency a person declared (not measured by Stillroom) needs ``covers_declared_latency``: the validator
+    vouches for those figures too."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     _require_reviewer(session, actor=actor, project=project, evaluation=evaluation, doing="sign off an evaluation")
     comment = (comment or "").strip()
     if not approve and not comment:
         raise InvalidInput("a rejection needs a comment: say what must change before you would approve.",
                            field="comment")
-    load_report(session, evaluation)  # refuses a report changed since it was evaluated
+    report = load_report(session, evaluation)  # refuses a report changed since it was evaluated
+    student_latency = (report.get("latency") or {}).get("student") or {}
+    declared = student_latency.get("source") == "declared"
+    if approve and declared and not covers_declared_latency:
+        raise GovernanceViolation(
+            f"Evaluation #{evaluation.id}'s latency was declared by {student_latency.get('declared_by')}, not "
+            "measured by Stillroom: approve only if your sign-off covers those figures too (say so explicitly), "
+            "or ask the driver to have Stillroom measure the student.")
     if approve:
         short = [c for c in review_coverage(session, project=project, evaluation_id=evaluation.id) if not c.met]
         if short:
@@ -339,12 +349,14 @@ def sign_off(
                 f"reviewed items per critical slice and {gaps}. Review more items of those slices first."
             )
     row = SignOff(project_id=project.id, evaluation_id=evaluation.id, evaluation_hash=evaluation.report_hash,
-                  approve=bool(approve), comment=comment, validator_id=actor.id)
+                  approve=bool(approve), comment=comment, validator_id=actor.id,
+                  covers_declared_latency=bool(approve and declared and covers_declared_latency))
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="review.signoff", entity="sign_off", entity_id=row.id,
                  project_id=project.id, payload={"evaluation_id": evaluation.id, "approve": bool(approve),
-                                                 "evaluation_hash": evaluation.report_hash, "comment": comment})
+                                                 "evaluation_hash": evaluation.report_hash, "comment": comment,
+                                                 "covers_declared_latency": row.covers_declared_latency})
     session.commit()
     return row
 

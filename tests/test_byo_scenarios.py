@@ -1,0 +1,235 @@
+"""Students trained elsewhere, end to end on fresh projects made only through the CLI: export the holdout,
+predict it elsewhere, import the predictions, and reach a decision (or be refused)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import good_qualification
+from core.cli import cli
+
+PEOPLE = {"spon": "sponsor", "drv": "driver", "val": "validator"}
+QUEUES = ["billing", "shipping", "account", "security"]  # security is the rare, critical slice
+WORDS = "please help order late card charged twice box damaged parcel address today again still waiting".split()
+KEYS = {"billing": "invoice", "shipping": "courier", "account": "password", "security": "breach"}
+
+
+def run(*args: str, who: str | None = "drv", input: str | None = None):
+    prefix = ["--as", who] if who else []
+    return CliRunner().invoke(cli, [*prefix, *args], input=input)
+
+
+def ok(*args: str, who: str | None = "drv", input: str | None = None) -> str:
+    result = run(*args, who=who, input=input)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _yaml(tmp_path, name: str, data) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
+
+def new_project(tmp_path, name: str, rows: pd.DataFrame, gate: dict, *, slices=("queue",),
+                holdout=("--fraction", "0.3", "--stratify", "queue")) -> None:
+    """People, a qualified project with its locked gate, its data and its holdout: all through the CLI."""
+    if run("users", "list", who="root").exit_code != 0:
+        ok("init", "--admin", "root", "--display-name", "Root", who=None,
+           input="root-password-1\nroot-password-1\n")
+        for user in PEOPLE:
+            ok("users", "add", user, "--display-name", user.title(), "--password-stdin", who="root",
+               input=f"{user}-password-1\n")
+    ok("projects", "create", name, "--description", "bring your own student", who="root")
+    for user, role in PEOPLE.items():
+        ok("roles", "assign", name, user, role, who="root")
+    ok("qualify", "record", name, "--file", _yaml(tmp_path, "q.yaml", good_qualification()), "--verdict",
+       "proceed", who="spon")
+    ok("gate", "lock", name, "--file", _yaml(tmp_path, "gate.yaml", gate), who="spon")
+    path = tmp_path / f"{name}.csv"
+    rows.to_csv(path, index=False)
+    imported = ok("data", "import", name, str(path), "--id", "id", "--text", "text", "--reference", "reference",
+                  *[x for s in slices for x in ("--slice", s)], who="drv")
+    dataset = re.search(r"dataset #(\d+)", imported).group(1)
+    ok("data", "holdout", name, dataset, *holdout, who="drv")
+
+
+def exported(tmp_path, name: str) -> pd.DataFrame:
+    out = tmp_path / "holdout.csv"
+    ok("data", "holdout-export", name, "--out", str(out), who="drv")
+    return pd.read_csv(out, dtype=str, keep_default_na=False)
+
+
+def tickets(n: int = 400) -> pd.DataFrame:
+    rng = random.Random(5)
+    rows = []
+    for i in range(n):
+        queue = "security" if i % 8 == 0 else QUEUES[i % 3]
+        words = rng.sample(WORDS, 5) + [KEYS[queue], f"n{i}"]
+        rng.shuffle(words)
+        rows.append({"id": f"T{i:04d}", "text": " ".join(words), "reference": queue, "queue": queue})
+    return pd.DataFrame(rows)
+
+
+def triage_gate(**overrides) -> dict:
+    spec = {"metric": "accuracy", "quality_floor": {"kind": "absolute", "value": 0.9},
+            "slice_floors": [{"column": "queue", "value": "security", "floor": 0.9, "min_n": 10}],
+            "severe_errors": {"classes": [], "max_rate": 0.05}, "p95_latency_ms": 500.0, "cost_per_1k": 1.0,
+            "payback_months": 12.0}
+    spec.update(overrides)
+    return spec
+
+
+def predictions(held: pd.DataFrame, truth: pd.DataFrame, *, wrong_on: str | None = None) -> pd.DataFrame:
+    answer = held["id"].map(truth.set_index("id")["reference"])
+    student = answer.where(answer != wrong_on, "billing") if wrong_on else answer
+    return pd.DataFrame({"id": held["id"], "student": student, "teacher": answer, "confidence": 0.9})
+
+
+@pytest.fixture
+def saved_student(tmp_path):
+    """A local model directory of the n-gram family, as a team would hand over with its predictions."""
+    from core.training.students import NgramStudent
+
+    path = tmp_path / "their-student"
+    NgramStudent(labels=QUEUES, buckets=4096, dim=16).save(path)
+    return path
+
+
+def _ship(name: str, evaluation: int, *covers: str) -> str:
+    ok("review", "threshold", name, str(evaluation), "--threshold", "0.5", who="val")
+    ok("review", "signoff", name, str(evaluation), "--approve", "--comment", "checked", *covers, who="val")
+    return ok("decide", name, "--decision", "ship", "--evaluation", str(evaluation), "--rationale", "passes",
+              who="spon")
+
+
+def test_triage_passes_and_ships_with_latency_stillroom_measured_from_a_local_model(engine, tmp_path,
+                                                                                     saved_student):
+    rows = tickets()
+    new_project(tmp_path, "Triage", rows, triage_gate())
+    held = exported(tmp_path, "Triage")
+    assert list(held.columns) == ["id", "text"]
+    path = tmp_path / "preds.csv"
+    predictions(held, rows).to_csv(path, index=False)
+    out = ok("eval", "import", "Triage", str(path), "--latency-model-dir", str(saved_student), who="drv")
+    assert "PASSED the gate" in out and "measured by Stillroom: local model directory their-student" in out
+    shown = ok("eval", "show", "1")
+    assert "PASS               p95 latency" in shown or "PASS  p95 latency" in " ".join(shown.split("  "))
+    assert "declared" not in shown
+    assert "ship recorded" in _ship("Triage", 1)
+
+
+def test_declared_latency_is_shown_as_declared_and_judged_only_where_the_gate_accepts_it(engine, tmp_path):
+    rows = tickets()
+    new_project(tmp_path, "Triage declared", rows, triage_gate())
+    path = tmp_path / "preds.csv"
+    predictions(exported(tmp_path, "Triage declared"), rows).to_csv(path, index=False)
+    declared = ["--declared-p95-ms", "12", "--declared-by", "Mia Vendor", "--declared-method",
+                "k6, 1 request at a time, 10k requests", "--declared-where", "their staging cluster, eu-west"]
+    out = ok("eval", "import", "Triage declared", str(path), *declared, who="drv")
+    assert "did NOT pass" in out and "declared by Mia Vendor" in out
+    assert "does not accept declared latency" in ok("eval", "show", "1")
+    gate = _yaml(tmp_path, "gate2.yaml", triage_gate(declared_latency_acceptable=True))
+    ok("gate", "lock", "Triage declared", "--file", gate, "--reason", "their figures are audited", who="spon")
+    out = ok("eval", "import", "Triage declared", str(path), *declared, who="drv")
+    assert "PASSED the gate" in out and "declared by Mia Vendor" in out
+    refused = run("review", "signoff", "Triage declared", "2", "--approve", who="val")
+    assert refused.exit_code == 3 and "declared by Mia Vendor" in refused.stderr
+    assert "ship recorded" in _ship("Triage declared", 2, "--covers-declared-latency")
+
+
+def test_moderation_fails_on_the_rare_slice_then_passes_after_a_fixed_file(engine, tmp_path):
+    rows = tickets()
+    new_project(tmp_path, "Moderation", rows, triage_gate())
+    held = exported(tmp_path, "Moderation")
+    path = tmp_path / "preds.csv"
+    predictions(held, rows, wrong_on="security").to_csv(path, index=False)
+    assert "did NOT pass" in ok("eval", "import", "Moderation", str(path), who="drv")
+    shown = ok("eval", "show", "1")
+    assert "FAIL" in shown and "slice queue=security" in shown
+    predictions(held, rows).to_csv(path, index=False)
+    ok("eval", "import", "Moderation", str(path), who="drv")
+    statuses = {line.split("  ")[0] for line in ok("eval", "show", "2").splitlines() if "slice queue=security" in line}
+    assert statuses == {"PASS"}
+
+
+def test_forged_references_are_not_used_and_foreign_rows_are_refused(engine, tmp_path):
+    rows = tickets()
+    new_project(tmp_path, "Forgery", rows, triage_gate())
+    held = exported(tmp_path, "Forgery")
+    forged = predictions(held, rows, wrong_on="security")
+    forged["reference"] = forged["student"]  # references copied from the failing student
+    path = tmp_path / "forged.csv"
+    forged.to_csv(path, index=False)
+    out = ok("eval", "import", "Forgery", str(path), who="drv")
+    assert "did NOT pass" in out and "The file's reference column was not used" in out
+    foreign = predictions(held, rows)
+    foreign["text"] = held["text"]
+    foreign.loc[0, "text"] = "a different ticket entirely"
+    foreign.to_csv(path, index=False)
+    refused = run("eval", "import", "Forgery", str(path), who="drv")
+    assert refused.exit_code == 2 and "differs from the holdout's text" in refused.stderr
+    outsiders = predictions(held, rows)
+    outsiders.loc[0, "id"] = "NOT-IN-HOLDOUT"
+    outsiders.to_csv(path, index=False)
+    refused = run("eval", "import", "Forgery", str(path), who="drv")
+    assert refused.exit_code == 2 and "'NOT-IN-HOLDOUT'" in refused.stderr
+    assert ok("eval", "list", "Forgery").count("imported") == 1  # the refused files recorded nothing
+
+
+def test_ranking_is_judged_by_ndcg_at_k_on_a_query_split_holdout(engine, tmp_path):
+    from sklearn.metrics import ndcg_score
+
+    rng = random.Random(2)
+    rows = pd.DataFrame([{"id": f"D{q:03d}-{j}", "text": f"query {q} document {j} " + " ".join(rng.sample(WORDS, 4)),
+                          "reference": str(rng.choice([0, 0, 1, 2, 3])), "query_id": f"Q{q:03d}"}
+                         for q in range(60) for j in range(6)])
+    gate = triage_gate(metric="ndcg@k", ranking_k=3, quality_floor={"kind": "absolute", "value": 0.5},
+                       slice_floors=[])
+    new_project(tmp_path, "Search", rows, gate, slices=("query_id",),
+                holdout=("--fraction", "0.25", "--group", "query_id"))
+    held = exported(tmp_path, "Search")
+    assert held.groupby("query_id").size().eq(6).all() and held["query_id"].nunique() == 15
+    truth = held["id"].map(rows.set_index("id")["reference"]).astype(float)
+    noisy = truth + pd.Series([rng.random() * 1.5 for _ in range(len(held))])
+    path = tmp_path / "ranks.csv"
+    pd.DataFrame({"id": held["id"], "query_id": held["query_id"], "student": noisy, "teacher": truth}).to_csv(
+        path, index=False)
+    out = ok("eval", "import", "Search", str(path), "--kind", "ranking", who="drv")
+    frame = pd.DataFrame({"t": truth, "s": noisy, "q": held["query_id"]})
+    expected = [ndcg_score([g["t"].to_numpy()], [g["s"].to_numpy()], k=3) if g["t"].any() else 0.0
+                for _, g in frame.groupby("q")]
+    assert f"NDCG@3 {sum(expected) / len(expected):.3f}" in out
+    assert "quality floor: ndcg@3" in ok("eval", "show", "1")
+
+
+def test_extraction_reports_per_field_figures_against_per_field_floors(engine, tmp_path):
+    rng = random.Random(9)
+    rows = pd.DataFrame([{"id": f"I{i:03d}", "text": f"invoice {i} vendor {i % 7} " + " ".join(rng.sample(WORDS, 3)),
+                          "reference": json.dumps({"vendor": f"Vendor {i % 7}", "total": f"{i * 10}.00",
+                                                   "due": f"2024-03-{1 + i % 28:02d}"}),
+                          "kind": "invoice"} for i in range(200)])
+    gate = triage_gate(metric="field-accuracy", quality_floor={"kind": "absolute", "value": 0.8}, slice_floors=[],
+                       field_floors=[{"field": "total", "floor": 0.95, "min_n": 10},
+                                     {"field": "due", "floor": 0.95, "min_n": 10}],
+                       field_rules={"vendor": ["case"], "total": ["number"], "due": ["date"]})
+    new_project(tmp_path, "Invoices", rows, gate, slices=("kind",), holdout=("--fraction", "0.3"))
+    held = exported(tmp_path, "Invoices")
+    refs = held["id"].map(rows.set_index("id")["reference"]).map(json.loads)
+    student = [json.dumps({"vendor": r["vendor"].upper(), "total": str(float(r["total"])),
+                           "due": pd.Timestamp(r["due"]).strftime("%d %B %Y") if i % 10 else "soon"})
+               for i, r in enumerate(refs)]
+    path = tmp_path / "fields.jsonl"
+    pd.DataFrame({"id": held["id"], "student": student}).to_json(path, orient="records", lines=True)
+    out = ok("eval", "import", "Invoices", str(path), "--kind", "json", who="drv")
+    assert "Field total: accuracy 1.000" in out and "(floor 0.950) [number]" in out
+    assert "Field vendor: accuracy 1.000" in out and "Field due: accuracy 0.900" in out
+    shown = ok("eval", "show", "1")
+    assert "FAIL" in shown and "field due: accuracy" in shown and "did NOT pass" in shown
