@@ -78,7 +78,12 @@ def pg_url():
 
 
 @pytest.fixture
-def pg(pg_url):
+def pg(pg_url, tmp_path, monkeypatch):
+    from core import config
+
+    # Each test's fresh schema gets its own audit checkpoint file (issue 9).
+    monkeypatch.setenv("STILLROOM_DATA_DIR", str(tmp_path))
+    config.get_settings.cache_clear()
     engine = make_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -124,3 +129,18 @@ def test_tampering_by_a_superuser_is_caught_by_the_chain_on_postgres(pg):
         conn.execute(text("UPDATE audit_event SET payload = '{}' WHERE id = 3"))
     report = audit.verify(pg)
     assert (report.ok, report.broken_at) == (False, 3)
+
+
+def test_rows_changed_behind_their_events_and_a_cut_tail_are_reported_on_postgres(pg):
+    with pg.begin() as conn:
+        conn.execute(text("UPDATE \"user\" SET is_admin = true WHERE username = 'dana'"))
+        conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        conn.execute(text("DELETE FROM audit_event WHERE id > (SELECT max(id) - 2 FROM audit_event)"))
+    report = audit.verify(pg)
+    assert not report.ok
+    assert any(p.startswith("user #") and "differs from what event #" in p for p in report.problems)
+    assert any("no longer has: events were deleted" in p for p in report.problems)
+    with Session(pg) as s:
+        from core.governance import integrity
+
+        assert people.get_user(s, "sam").id in integrity.vouched_ids(s, "user")
