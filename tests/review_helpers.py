@@ -91,10 +91,14 @@ def build_report(df: pd.DataFrame, spec: dict, *, evaluation: dict) -> dict:
         criteria.append({"name": f"slice {f['column']}={f['value']}", "status": status,
                          "value": s["student"]["accuracy"], "threshold": f["floor"], "n": s["n"],
                          "detail": f"{f['column']}={f['value']}"})
-    severe_rate = float(df["severe"].mean())
-    criteria.append({"name": "severe-error rate", "status": "PASS" if severe_rate <= spec["severe_errors"]["max_rate"]
-                     else "FAIL", "value": severe_rate, "threshold": spec["severe_errors"]["max_rate"],
-                     "n": len(df), "detail": "severe"})
+    # Severe misses as the gate check counts them: of the items whose truth is severe, the share missed.
+    truly_severe = df["reference"].isin(spec["severe_errors"]["classes"])
+    n_severe_items = int(truly_severe.sum())
+    severe_rate = float(df.loc[truly_severe, "severe"].mean()) if n_severe_items else 0.0
+    ceiling = spec["severe_errors"]["max_rate"]
+    criteria.append({"name": "severe classes missed", "status": "PASS" if severe_rate <= ceiling else "FAIL",
+                     "value": severe_rate, "threshold": ceiling,
+                     "n": n_severe_items, "detail": "severe", "direction": "lower", "unit": "proportion"})
     return {
         "evaluation": evaluation,
         "overall": {"student": {"accuracy": s_acc}, "teacher": {"accuracy": t_acc}},
@@ -103,7 +107,7 @@ def build_report(df: pd.DataFrame, spec: dict, *, evaluation: dict) -> dict:
         "latency": {"student": {"p50_ms": 2.0, "p95_ms": 4.0, "batch_throughput": 5000.0},
                     "teacher": {"p50_ms": 400.0, "p95_ms": 900.0, "batch_throughput": 20.0}},
         "cost": {"student_per_1k": 0.4, "teacher_per_1k": 4.0},
-        "severe": {"rate": severe_rate, "n_severe": int(df["severe"].sum()), "n": len(df)},
+        "severe": {"rate": severe_rate, "n_severe": int(df["severe"].sum()), "n": n_severe_items},
         "criteria": criteria,
         "passed": all(c["status"] == "PASS" for c in criteria),
     }
