@@ -125,6 +125,13 @@ def notes(report: dict) -> list[str]:
     return out
 
 
+def overall_metrics(report: dict) -> tuple[str, ...]:
+    """The overall figures worth charting for an evaluation of this kind, as keys of report["overall"][model]."""
+    kind = (report.get("evaluation") or {}).get("kind", "label")
+    return {"ranking": ("ndcg_at_k", "pairwise_order"), "json": ("field_accuracy", "accuracy"),
+            "text": ("accuracy",)}.get(kind, ("accuracy", "macro_f1", "agreement"))
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
