@@ -123,9 +123,9 @@ def test_a_crashed_run_resumes_at_the_next_epoch_without_redoing_the_first(tmp_p
     assert loop.read_state(loop.checkpoints(tmp_path)[4])["step"] == 4 * steps_per_epoch
 
 
-def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
+def test_early_stopping_on_loss_ends_the_run_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
     data = kd_data(90)
-    cfg = TrainConfig(family="ngram", epochs=10, patience=2, batch_size=32)
+    cfg = TrainConfig(family="ngram", epochs=10, patience=2, batch_size=32, stop_on="loss")
     losses = iter([1.0, 0.5, 0.6, 0.7, 0.1, 0.1])
     real = loop.evaluate
 
@@ -138,3 +138,27 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(t
     assert result.best_dir.name == "epoch-2"
     # Only the best and the last checkpoints are kept.
     assert list(loop.checkpoints(tmp_path)) == [2, 4]
+
+
+def test_early_stopping_watches_validation_agreement_by_default(tmp_path, monkeypatch):
+    # Agreement rises, then creeps up by less than min_delta (kept as best, patience spent), then falls.
+    data = kd_data(90)
+    cfg = TrainConfig(family="ngram", patience=2, batch_size=32, min_delta=0.01)
+    agreements = iter([0.50, 0.80, 0.805, 0.70, 0.99])
+    real = loop.evaluate
+
+    def scripted(*a, **kw):
+        return {**real(*a, **kw), "agreement": next(agreements)}
+
+    monkeypatch.setattr(loop, "evaluate", scripted)
+    result = fit(data, cfg, tmp_path)
+    assert cfg.epochs == 40  # a cap, far beyond where the run ends
+    assert (result.epochs_done, result.best_epoch, result.stop_reason) == (4, 3, "patience")
+    assert result.best_dir.name == "epoch-3"
+
+
+def test_a_time_budget_ends_the_run_after_the_epoch_that_crosses_it(tmp_path):
+    data = kd_data(90)
+    cfg = TrainConfig(family="ngram", patience=50, batch_size=32, max_seconds=1e-6)
+    result = fit(data, cfg, tmp_path)
+    assert (result.epochs_done, result.stop_reason, result.stopped_early) == (1, "time budget", True)

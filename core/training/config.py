@@ -47,12 +47,19 @@ class TrainConfig(BaseModel):
     family: Literal["transformer", "ngram"] = "transformer"
     size: str = Field(default="tiny", min_length=1, max_length=32)
     size_overrides: dict[str, int] = Field(default_factory=dict)
-    epochs: int = Field(default=8, ge=1, le=200)
+    # A cap, not a schedule: early stopping ends the run once validation agreement with the teacher stops rising.
+    epochs: int = Field(default=40, ge=1, le=200)
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     lr: float | None = Field(default=None, gt=0, le=1.0)
     temperature: float = Field(default=2.0, gt=0, le=50)
     alpha: float = Field(default=0.5, ge=0, le=1)
-    patience: int = Field(default=2, ge=1, le=100)
+    patience: int = Field(default=3, ge=1, le=100)
+    # What early stopping watches: validation agreement with the teacher (the student's job), or the KD loss.
+    stop_on: Literal["agreement", "loss"] = "agreement"
+    # How much agreement must rise (a share: 0.002 = 0.2 points) for an epoch to count as progress.
+    min_delta: float = Field(default=0.002, ge=0, le=0.5)
+    # Wall-clock budget of the run: it stops after the epoch that crosses it (None: no limit).
+    max_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
     val_fraction: float = Field(default=0.1, gt=0, le=0.5)
     seed: int = Field(default=1234, ge=0, le=2**31 - 1)
     max_length: int = Field(default=128, ge=8, le=512)

@@ -1,5 +1,8 @@
 """The distillation loop: validation split, epochs, early stopping, checkpoints, resume.
 
+Early stopping watches validation agreement with the teacher by default: ``epochs`` is only a cap, and the
+run ends after ``patience`` epochs in which agreement did not rise by ``min_delta`` (or at ``max_seconds``).
+
 Free of the database: the job in ``core.training.jobs`` feeds it rows and
 records what it reports. Checkpoints follow nanoGPT: each carries the config,
 the epoch, the step and the best validation loss beside the weights, and the
@@ -61,6 +64,7 @@ class FitResult:
     resumed_from: int | None  # the epoch of the checkpoint this call resumed from
     n_train: int
     n_val: int
+    stop_reason: str = ""
 
 
 @dataclass
@@ -72,6 +76,8 @@ class _State:
     bad_epochs: int = 0
     stopped: bool = False
     history: list[dict] = field(default_factory=list)
+    best_agreement: float = -1.0
+    stop_reason: str = ""  # "patience", "time budget" or "max epochs"
 
 
 def split_validation(n: int, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +139,7 @@ def fit(
     ref = torch.from_numpy(data.reference)
     log_every = max(1, steps_per_epoch // cfg.points_per_epoch) if cfg.points_per_epoch else 0
 
+    began = time.monotonic()
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if state.stopped:
             break
@@ -157,6 +164,8 @@ def fit(
                 on_step(StepReport(epoch, state.step, running / seen,
                                    ((epoch - 1) * steps_per_epoch + b + 1) / total_steps))
         report = _end_epoch(student, data, encoded, val_idx, cfg, state, epoch, running / max(1, seen), started)
+        if not state.stopped and cfg.max_seconds and time.monotonic() - began >= cfg.max_seconds:
+            state.stopped, state.stop_reason = True, "time budget"
         _save(out_dir, epoch, student, opt, sched, state, cfg)
         if on_epoch:
             on_epoch(report)
@@ -166,24 +175,43 @@ def fit(
         epochs_done=state.epoch, best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
         stopped_early=state.stopped and state.epoch < cfg.epochs,
         history=[EpochReport(**h) for h in state.history], best_dir=found[state.best_epoch],
-        resumed_from=resumed_from, n_train=len(train_idx), n_val=len(val_idx),
+        resumed_from=resumed_from, n_train=len(train_idx), n_val=len(val_idx), stop_reason=state.stop_reason,
     )
 
 
 def _end_epoch(student, data: KDData, encoded: list, val_idx: np.ndarray, cfg: TrainConfig, state: _State,
                epoch: int, train_loss: float, started: float) -> EpochReport:
     val = evaluate(student, data, val_idx, cfg, encoded=encoded)
-    improved = val["loss"] < state.best_val_loss - 1e-6
+    progress, improved = _judge(val, state, cfg)
     if improved:
-        state.best_val_loss, state.best_epoch, state.bad_epochs = val["loss"], epoch, 0
-    else:
-        state.bad_epochs += 1
+        state.best_val_loss, state.best_epoch = val["loss"], epoch
+        state.best_agreement = max(state.best_agreement, val["agreement"])
+    state.bad_epochs = 0 if progress else state.bad_epochs + 1
     state.epoch = epoch
-    state.stopped = state.bad_epochs >= cfg.patience or epoch >= cfg.epochs
+    if state.bad_epochs >= cfg.patience:
+        state.stopped, state.stop_reason = True, "patience"
+    elif epoch >= cfg.epochs:
+        state.stopped, state.stop_reason = True, "max epochs"
     report = EpochReport(epoch, state.step, train_loss, val["loss"], val["agreement"], val["accuracy"],
                          val["labelled"], improved, time.monotonic() - started)
     state.history.append(asdict(report))
     return report
+
+
+def _judge(val: dict, state: _State, cfg: TrainConfig) -> tuple[bool, bool]:
+    """(progress, best): whether this epoch resets the patience, and whether it becomes the best checkpoint.
+
+    Watching agreement, progress is a rise of more than ``min_delta`` over the best so far. The best checkpoint
+    is the highest agreement (a lower loss breaks a tie), so a rise smaller than ``min_delta`` is kept as the
+    best but still spends patience: a plateau ends the run.
+    """
+    if cfg.stop_on == "loss":
+        better = val["loss"] < state.best_val_loss - 1e-6
+        return better, better
+    agreement, best = val["agreement"], state.best_agreement
+    rose = agreement > best + cfg.min_delta
+    better = agreement > best or (agreement == best and val["loss"] < state.best_val_loss - 1e-6)
+    return rose, better
 
 
 def evaluate(student, data: KDData, idx: np.ndarray, cfg: TrainConfig, *, encoded: list | None = None) -> dict:
@@ -230,4 +258,4 @@ def _restore(ckpt: Path, opt, sched) -> _State:
     sched.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
     raw = read_state(ckpt)
-    return _State(**{k: raw[k] for k in _State.__dataclass_fields__})
+    return _State(**{k: raw[k] for k in _State.__dataclass_fields__ if k in raw})
