@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -96,6 +96,8 @@ class AuditEvent(SQLModel, table=True):
     """One link of the audit hash chain (append-only)."""
 
     __tablename__ = "audit_event"
+    # Issue 9: which rows the chain vouches for is read per entity (core.governance.integrity).
+    __table_args__ = (Index("ix_audit_event_entity", "entity", "entity_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     ts: str = Field(max_length=32)

@@ -24,6 +24,7 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.add_column(sa.Column('row_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
         batch_op.add_column(sa.Column('mac', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+        batch_op.create_index('ix_audit_event_entity', ['entity', 'entity_id'], unique=False)
     op.create_table('audit_anchor',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('event_id', sa.Integer(), nullable=False),
@@ -47,5 +48,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('audit_anchor')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_event_entity')
         batch_op.drop_column('mac')
         batch_op.drop_column('row_hash')
