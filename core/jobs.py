@@ -211,8 +211,8 @@ def _load_handlers() -> None:
     """Import the modules that register handlers (kept lazy: they import torch)."""
     import importlib
 
-    for module in ("core.teacher.jobs", "core.training.jobs", "core.evaluation.jobs", "core.demo_teacher",
-                   "core.demo_setup"):
+    for module in ("core.teacher.jobs", "core.training.jobs", "core.training.search", "core.evaluation.jobs",
+                   "core.demo_teacher", "core.demo_setup"):
         importlib.import_module(module)
 
 

@@ -1,0 +1,224 @@
+"""The default training flow: both families, a small search over each family's key settings within a stated
+time budget, early stopping on validation agreement, and a recommendation with its reasons.
+
+One "train-search" job trains the candidates one after another (each an ordinary TrainingRun with its own
+"train" job, run in this process), cheapest first, and stops starting new ones once the budget is spent; each
+run also gets what is left of the budget as its own limit. The recommendation is a pure function of the
+finished runs, so the page and the CLI recompute it from the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from sqlmodel import Session, col, select
+
+from core import jobs
+from core.errors import InvalidInput
+from core.jobs import JobContext, handler
+from core.models import Job, Project, TrainingRun, User
+from core.training import runs
+from core.training.config import FAMILIES, TrainConfig
+from core.validation import parse
+
+JOB_KIND = "train-search"
+DEFAULT_BUDGET_S = 900.0
+# Candidates within this much validation agreement of the best count as equally good; the fastest of them wins.
+AGREEMENT_TOLERANCE = 0.005
+
+# The key settings of each family, cheapest first. n-gram: table size and learning rate (the two that moved
+# accuracy on real data); transformer: width, initialised from the teacher's layers where the width allows.
+GRID: dict[str, list[dict]] = {
+    "ngram": [
+        {"family": "ngram", "size": "tiny", "lr": 0.02},
+        {"family": "ngram", "size": "small", "lr": 0.02},
+        {"family": "ngram", "size": "small", "lr": 0.005},
+    ],
+    "transformer": [
+        {"family": "transformer", "size": "tiny"},
+        {"family": "transformer", "size": "small"},
+    ],
+}
+
+
+def candidates(*, families: tuple[str, ...] = FAMILIES, base: dict | None = None) -> list[dict]:
+    """The search's configurations in the order they are tried: every n-gram one first (seconds each)."""
+    unknown = [f for f in families if f not in GRID]
+    if unknown or not families:
+        raise InvalidInput(f"families {', '.join(unknown) or '(none)'}: choose from {', '.join(GRID)}.",
+                           field="families")
+    order = [f for f in ("ngram", "transformer") if f in families]
+    out = []
+    for family in order:
+        for cand in GRID[family]:
+            merged = {**(base or {}), **cand}
+            parse(TrainConfig, merged)  # refuse a bad base setting before any job starts
+            out.append(merged)
+    return out
+
+
+def start_search(session: Session, *, actor: User, project: Project, teacher_run_id: int,
+                 filter_id: int | None = None, budget_s: float = DEFAULT_BUDGET_S,
+                 families: tuple[str, ...] = FAMILIES, base: dict | None = None) -> Job:
+    """Queue the search as one job (driver only, under a locked gate, with a holdout); the caller runs it."""
+    from core.training import pool
+
+    runs.require_can_train(session, actor=actor, project=project)
+    pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id, filter_id=filter_id)
+    pool.require_holdout(session, project=project)
+    if not 1 <= budget_s <= 7 * 86_400:
+        raise InvalidInput(f"budget {budget_s:g} s: give between 1 second and 7 days.", field="budget_s")
+    plan = candidates(families=tuple(families), base=base)
+    return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params={
+        "teacher_run_id": teacher_run_id, "filter_id": filter_id, "budget_s": float(budget_s),
+        "candidates": plan})
+
+
+# --------------------------------------------------------------------------- the recommendation
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: int
+    family: str
+    size: str
+    lr: float | None
+    status: str
+    val_agreement: float | None
+    val_accuracy: float | None
+    retained: float | None  # the student's validation accuracy over the teacher's, on the same rows
+    single_p95_ms: float | None
+    params: int | None
+    epochs_done: int
+    best_epoch: int | None
+    seconds: float | None
+    init: str | None  # how a transformer's weights started (teacher layers, or config)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    run_id: int | None
+    reasons: list[str]
+    candidates: list[Candidate] = field(default_factory=list)
+    teacher_val_accuracy: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _candidate(run: TrainingRun, teacher_val_accuracy: float | None) -> Candidate:
+    m = run.metrics or {}
+    acc = m.get("val_accuracy")
+    retained = acc / teacher_val_accuracy if acc is not None and teacher_val_accuracy else None
+    seconds = ((run.finished_at - run.created_at).total_seconds()
+               if run.finished_at and run.created_at else None)
+    return Candidate(run_id=run.id, family=run.family, size=run.size, lr=(run.config or {}).get("lr"),
+                     status=run.status, val_agreement=m.get("val_agreement"), val_accuracy=acc, retained=retained,
+                     single_p95_ms=m.get("single_p95_ms"), params=m.get("params"), epochs_done=run.epochs_done,
+                     best_epoch=run.best_epoch, seconds=seconds, init=m.get("init"))
+
+
+def recommend(trained: list[TrainingRun], *, teacher_val_accuracy: float | None = None,
+              tolerance: float = AGREEMENT_TOLERANCE) -> Recommendation:
+    """The student to evaluate: among finished runs within ``tolerance`` of the best validation agreement with
+    the teacher, the lowest single-request p95, then the fewest parameters; with the reasons in words."""
+    cands = [_candidate(r, teacher_val_accuracy) for r in trained]
+    done = [c for c in cands if c.status == "done" and c.val_agreement is not None]
+    if not done:
+        return Recommendation(None, ["no candidate finished: look at the failed runs' errors"], cands,
+                              teacher_val_accuracy)
+    best_agreement = max(c.val_agreement for c in done)
+    close = [c for c in done if c.val_agreement >= best_agreement - tolerance]
+    pick = min(close, key=lambda c: (c.single_p95_ms if c.single_p95_ms is not None else float("inf"),
+                                     c.params or 0))
+    reasons = [f"validation agreement with the teacher {pick.val_agreement:.3f}"
+               + (" (the best of the search)" if pick.val_agreement == best_agreement else
+                  f", within {tolerance:.3f} of the best ({best_agreement:.3f})")]
+    if pick.retained is not None:
+        reasons.append(f"keeps {pick.retained:.1%} of the teacher's validation accuracy "
+                       f"({pick.val_accuracy:.3f} vs {teacher_val_accuracy:.3f})")
+    others = [c for c in close if c.run_id != pick.run_id and c.single_p95_ms is not None]
+    if pick.single_p95_ms is not None:
+        faster = (f"; the next as good, run #{others[0].run_id} ({others[0].family} {others[0].size}), takes "
+                  f"{min(others, key=lambda c: c.single_p95_ms).single_p95_ms:.2f} ms") if others else ""
+        reasons.append(f"single-request p95 {pick.single_p95_ms:.2f} ms{faster}")
+    if pick.params is not None:
+        reasons.append(f"{pick.params:,} parameters")
+    dropped = [c for c in done if c not in close]
+    if dropped:
+        reasons.append("left out for lower agreement: " + ", ".join(
+            f"#{c.run_id} {c.family} {c.size} ({c.val_agreement:.3f})" for c in dropped))
+    return Recommendation(pick.run_id, reasons, cands, teacher_val_accuracy)
+
+
+def latest_search(session: Session, *, project_id: int) -> Job | None:
+    return session.exec(select(Job).where(Job.project_id == project_id, Job.kind == JOB_KIND)
+                        .order_by(col(Job.id).desc()).limit(1)).first()
+
+
+def search_recommendation(session: Session, *, job: Job) -> Recommendation:
+    """The recommendation over the runs a search job has trained so far (recomputed from the database)."""
+    ids = [int(i) for i in (job.result or {}).get("runs") or _runs_so_far(session, job)]
+    trained = [session.get(TrainingRun, i) for i in ids]
+    return recommend([r for r in trained if r is not None],
+                     teacher_val_accuracy=(job.result or {}).get("teacher_val_accuracy"))
+
+
+def _runs_so_far(session: Session, job: Job) -> list[int]:
+    """While the search runs: the runs it started, told apart by the search job id their metrics carry."""
+    return [r.id for r in runs.list_runs(session, project_id=job.project_id)
+            if (r.metrics or {}).get("search_job") == job.id]
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def teacher_val_accuracy(session: Session, *, project: Project, teacher_run_id: int, filter_id: int | None,
+                         cfg: TrainConfig) -> float | None:
+    """The teacher's accuracy on the validation rows every candidate is judged on (same split, same seed)."""
+    from core.training import loop, pool
+
+    teacher_run, teacher_filter = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
+                                                      filter_id=filter_id)
+    data, _ = pool.training_rows(session, project=project, teacher_run=teacher_run, teacher_filter=teacher_filter)
+    _, val_idx = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
+    ref = data.reference[val_idx]
+    labelled = ref >= 0
+    return float((data.teacher_label[val_idx][labelled] == ref[labelled]).mean()) if labelled.any() else None
+
+
+@handler(JOB_KIND)
+def search_job(ctx: JobContext) -> dict:
+    params = ctx.params
+    budget, plan = float(params["budget_s"]), list(params["candidates"])
+    started = time.monotonic()
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        actor, project = s.get(User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
+        teacher_acc = teacher_val_accuracy(s, project=project, teacher_run_id=int(params["teacher_run_id"]),
+                                           filter_id=params.get("filter_id"), cfg=parse(TrainConfig, plan[0]))
+    trained, skipped = [], []
+    for i, cand in enumerate(plan):
+        left = budget - (time.monotonic() - started)
+        name = f"{cand['family']} {cand['size']}" + (f" lr {cand['lr']:g}" if cand.get("lr") else "")
+        if left <= 0:
+            skipped.append(name)
+            continue
+        with Session(ctx.engine, expire_on_commit=False) as s:
+            actor, project = s.get(User, actor.id), s.get(Project, project.id)
+            run, job = runs.start_training(s, actor=actor, project=project,
+                                           teacher_run_id=int(params["teacher_run_id"]),
+                                           filter_id=params.get("filter_id"), config={**cand, "max_seconds": left})
+            run.metrics = {**run.metrics, "search_job": ctx.job_id}
+            s.add(run)
+            s.commit()
+        trained.append(run.id)
+        jobs.run(job.id, engine=ctx.engine, on_progress=lambda f, m, i=i, name=name: ctx.progress(
+            (i + f) / len(plan), f"candidate {i + 1} of {len(plan)} ({name}): {m}"))
+    with Session(ctx.engine, expire_on_commit=False) as s:
+        rec = recommend([s.get(TrainingRun, i) for i in trained], teacher_val_accuracy=teacher_acc)
+    elapsed = round(time.monotonic() - started, 1)
+    ctx.progress(1.0, f"{len(trained)} candidates in {elapsed:.0f} s of a {budget:.0f} s budget; "
+                      f"recommended run #{rec.run_id}", force=True)
+    return {"runs": trained, "skipped": skipped, "budget_s": budget, "elapsed_s": elapsed,
+            "teacher_val_accuracy": teacher_acc, "recommended_run": rec.run_id, "reasons": rec.reasons}

@@ -1,0 +1,89 @@
+"""The default training flow: both families searched within a time budget, and a recommendation with reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from eval_helpers import teacher_run_with_holdout
+from teacher_helpers import routing
+
+from core import jobs
+from core.errors import InvalidInput
+from core.models import TrainingRun
+from core.training import search
+
+# One cheap candidate per family, so the test trains in seconds.
+SMALL_GRID = {"ngram": [{"family": "ngram", "size": "tiny", "lr": 0.05, "batch_size": 16}],
+              "transformer": [{"family": "transformer", "size": "tiny", "epochs": 2, "batch_size": 16,
+                               "max_length": 32}]}
+
+
+def run_row(i: int, family: str, agreement: float, p95: float, params: int, accuracy: float = 0.9) -> TrainingRun:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    return TrainingRun(id=i, project_id=1, gate_version_id=1, teacher_run_id=1, family=family, size="tiny",
+                       status="done", epochs_done=5, best_epoch=4, created_by=1, created_at=t,
+                       finished_at=t + timedelta(seconds=30), config={"lr": 0.01},
+                       metrics={"val_agreement": agreement, "val_accuracy": accuracy, "single_p95_ms": p95,
+                                "params": params})
+
+
+def test_the_fastest_student_within_the_agreement_tolerance_is_recommended_with_reasons():
+    rows = [run_row(1, "transformer", 0.950, 2.0, 700_000), run_row(2, "ngram", 0.947, 0.3, 1_000_000),
+            run_row(3, "ngram", 0.900, 0.1, 500_000)]
+    rec = search.recommend(rows, teacher_val_accuracy=0.92)
+    assert rec.run_id == 2
+    text = " ".join(rec.reasons)
+    assert "0.947" in text and "0.30 ms" in text and "1,000,000 parameters" in text
+    assert "keeps 97.8% of the teacher's validation accuracy" in text
+    assert "#3 ngram tiny (0.900)" in text  # named as left out for lower agreement
+
+
+def test_a_clearly_better_student_wins_even_when_slower():
+    rows = [run_row(1, "transformer", 0.97, 2.0, 700_000), run_row(2, "ngram", 0.93, 0.3, 1_000_000)]
+    assert search.recommend(rows).run_id == 1
+
+
+def test_no_finished_candidate_gives_no_recommendation_and_says_so():
+    failed = run_row(1, "ngram", 0.9, 0.3, 1)
+    failed.status = "failed"
+    rec = search.recommend([failed])
+    assert rec.run_id is None and "no candidate finished" in rec.reasons[0]
+
+
+def test_unknown_family_and_bad_base_setting_are_refused_before_any_job():
+    with pytest.raises(InvalidInput, match="families"):
+        search.candidates(families=("forest",))
+    with pytest.raises(InvalidInput):
+        search.candidates(base={"alpha": 7})
+
+
+def test_search_trains_both_families_and_recommends_one(session, engine, demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(search, "GRID", SMALL_GRID)
+    project = routing(session)
+    teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
+    job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id,
+                              budget_s=600)
+    done = jobs.run(job.id, engine=engine)
+    assert done.status == "done", done.error
+    session.expire_all()
+    trained = [session.get(TrainingRun, i) for i in done.result["runs"]]
+    assert {r.family for r in trained} == {"ngram", "transformer"} and all(r.status == "done" for r in trained)
+    assert all(r.config["stop_on"] == "agreement" for r in trained)
+    rec = search.search_recommendation(session, job=done)
+    assert rec.run_id in done.result["runs"] and rec.run_id == done.result["recommended_run"]
+    assert done.result["teacher_val_accuracy"] == 1.0  # the imported teacher is always right
+    assert any("p95" in r for r in rec.reasons)
+
+
+def test_a_spent_budget_starts_no_further_candidate(session, engine, demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(search, "GRID", SMALL_GRID)
+    project = routing(session)
+    teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
+    job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id, budget_s=1)
+    done = jobs.run(job.id, engine=engine)
+    assert done.status == "done", done.error
+    assert len(done.result["runs"]) == 1 and done.result["skipped"] == ["transformer tiny"]
+    session.expire_all()
+    first = session.get(TrainingRun, done.result["runs"][0])
+    assert 0 < first.config["max_seconds"] <= 1  # its own limit was what was left of the budget
