@@ -139,6 +139,11 @@ def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str
     for w in row.data_request.get("slices", []):
         click.echo(f"  data request: {w['column']}={w['value']} ({w['status']}): "
                    f"{w['more_examples']} more {w['for']} examples.")
+    if row.decision == decision.Choice.ITERATE:
+        with _session() as session:
+            advice = decision.evidence(session, project=p).kill
+        if advice:
+            click.echo(f"Stillroom recommends kill: {advice.reason}")
 
 
 @cli.command("record")
