@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.governance.portfolio import landing_project
 from core.governance.projects import roles_held
 from core.models import Role
 from pages._ui import current_user, db, esc, visible_projects
@@ -40,12 +41,13 @@ ADMIN = [st.Page("pages/admin.py", title="People & projects", icon=":material/gr
 ACCOUNT = [st.Page("pages/account.py", title="My account", icon=":material/person:")]
 
 
-def _sidebar(user, projects) -> None:
+def _sidebar(session, user, projects) -> None:
     st.sidebar.markdown(f"**{esc(user.display_name)}** · `{user.username}`" + (" · admin" if user.is_admin else ""))
     ids = [p.id for p in projects]
     names = {p.id: p.name for p in projects}
     if st.session_state.get("project_id") not in ids:
-        st.session_state["project_id"] = ids[0] if ids else None
+        # Land where the work is, not on whichever project sorts first.
+        st.session_state["project_id"] = landing_project(session, user=user) if ids else None
     if ids:
         st.sidebar.selectbox("Project", ids, format_func=names.get, key="project_id")
     else:
@@ -62,13 +64,14 @@ with db() as session:
     else:
         held = roles_held(session, user_id=user.id)
         sections = {"Overview": OVERVIEW}
+        if user.is_admin:  # the admin's own pages come first, not below every role's
+            sections["Admin"] = ADMIN
         for title, (roles, pages) in BY_ROLE.items():
             if roles & held or user.is_admin:
                 sections[title] = pages
-        if user.is_admin:
-            sections["Admin"] = ADMIN
         sections["Account"] = ACCOUNT
-        nav = st.navigation(sections)
-        _sidebar(user, visible_projects(session, user))
+        # Expanded: an admin sees every group, and no page hides behind "View N more".
+        nav = st.navigation(sections, expanded=True)
+        _sidebar(session, user, visible_projects(session, user))
 
 nav.run()

@@ -62,9 +62,10 @@ with tab_import:
                 ref_col = c3.selectbox("Reference answer (optional)", none,
                                        index=_at(none, pv.suggested.get("reference")))
                 ts_col = c4.selectbox("Timestamp (optional)", none, index=_at(none, pv.suggested.get("timestamp")))
-                taken = {id_col, text_col, ref_col, ts_col}
-                slices = st.multiselect("Slice columns (queue, channel, tier, language…)",
-                                        [c for c in cols if c not in taken])
+                # Every column is offered, whatever else is picked: options that change with the other
+                # choices made Streamlit drop the slices chosen (core refuses a column mapped twice).
+                slices = st.multiselect("Slice columns (queue, channel, tier, language…)", cols,
+                                        key=f"slices_{upload.name}")
                 labels = st.text_input("Allowed reference labels (comma-separated, optional)",
                                        help="Rows whose reference is not one of these are refused.")
                 c5, c6 = st.columns(2)
@@ -82,7 +83,8 @@ with tab_import:
                     act(lambda: importer.import_dataset(session, actor=require_user(session), project=project,
                                                         mapping=mapping, data=data, filename=upload.name,
                                                         purpose=purpose, name=name),
-                        lambda d: f"Dataset #{d.id} {d.name!r} imported: {d.n_rows:,} rows.", rerun=True)
+                        lambda d: f"Dataset #{d.id} {d.name!r} imported: {d.n_rows:,} rows; "
+                                  f"{datasets.describe_mapping(d.mapping)}.", rerun=True)
 
 with tab_sets:
     if not all_sets:
@@ -94,6 +96,11 @@ with tab_sets:
         } for d in all_sets]), hide_index=True, width="stretch")
         pick = st.selectbox("Look for duplicates in", [d.id for d in all_sets], format_func=names.get,
                             index=len(all_sets) - 1)
+        with db() as session:
+            ids = act(lambda: datasets.ids_csv(session, project=project, dataset_id=pick))
+        if ids is not None:
+            st.download_button(f"Download the ids of dataset #{pick} (CSV)", ids, file_name=f"dataset-{pick}-ids.csv",
+                               mime="text/csv", help="Match outputs made elsewhere to this version's rows.")
         threshold = st.slider("Near-duplicate similarity", dedup.MIN_THRESHOLD, dedup.MAX_THRESHOLD,
                               DEFAULT_THRESHOLD, 0.05, help="Share of shared words above which two texts count "
                               "as near duplicates.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.display import tidy
 from core.governance import decision, record
 from core.governance.projects import roles_of
 from core.models import Role
@@ -39,8 +40,8 @@ else:
     (st.success if ev.passed else st.error)(
         f"Evaluation #{e.id} (hash `{short_hash(e.report_hash)}`): "
         + ("every criterion passes." if ev.passed else "the gate is not met."))
-    st.dataframe(pd.DataFrame(ev.criteria)[[c for c in ("status", "name", "value", "threshold", "n", "detail")
-                                             if ev.criteria and c in ev.criteria[0]]],
+    st.dataframe(tidy(pd.DataFrame(ev.criteria)[[c for c in ("status", "name", "value", "threshold", "n", "detail")
+                                                  if ev.criteria and c in ev.criteria[0]]]),
                  hide_index=True, width="stretch")
     c1, c2, c3 = st.columns(3)
     approvals = [s for s in ev.sign_offs if s.approve]
@@ -51,8 +52,8 @@ else:
     if ev.payback:
         st.caption(f"Payback window {ev.payback.criterion['status']}: {esc(ev.payback.criterion['detail'])}")
     if ev.targets:
-        st.dataframe(pd.DataFrame([{"Target": t.name, "Measured": t.value, "Target value": t.target,
-                                    "Met": {True: "yes", False: "no", None: "n/a"}[t.met]} for t in ev.targets]),
+        st.dataframe(tidy([{"Target": t.name, "Measured": t.value, "Target value": t.target,
+                            "Met": {True: "yes", False: "no", None: "n/a"}[t.met]} for t in ev.targets]),
                      hide_index=True)
     for blocker in ev.ship_blockers:
         st.warning(f"Ship is refused: {blocker}")
@@ -64,12 +65,20 @@ if ev.kill:
 if not is_sponsor:
     st.info(f"Only a sponsor of {esc(project.name)} decides.")
     st.stop()
-with st.form("decide"):
-    choice = st.radio("Decision", [c.value for c in decision.Choice], horizontal=True, format_func={
+# Nothing is chosen for the sponsor; ship is offered only when nothing blocks it (core refuses it anyway).
+blocked = bool(ev.ship_blockers)
+choices = [c.value for c in decision.Choice if not (blocked and c == decision.Choice.SHIP)]
+if blocked:
+    st.caption("Ship is not offered while the blockers above stand.")
+with st.form(f"decide_{ev.round}"):
+    choice = st.radio("Decision", choices, horizontal=True, index=None, format_func={
         "ship": "Ship: roll out behind the safety net", "iterate": "Iterate: a new round with more data",
         "kill": "Kill: keep the teacher"}.get)
     rationale = st.text_area("Rationale")
     if st.form_submit_button("Record the decision", type="primary"):
+        if choice is None:
+            st.error("Choose a decision first: " + ", ".join(choices) + ".", icon="⛔")
+            st.stop()
         with db() as session:
             act(lambda: decision.decide(session, actor=require_user(session), project=project, decision=choice,
                                         rationale=rationale,

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.display import number, tidy
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions
 from core.governance.projects import roles_of
@@ -78,7 +79,7 @@ if superseded:
                                          f"`{short_hash(ev.report_hash)}`")
 crit = pd.DataFrame(report.get("criteria", []))
 if not crit.empty:
-    st.dataframe(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]],
+    st.dataframe(tidy(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]]),
                  hide_index=True, width="stretch")
 
 unread = {k: v for k, v in (report.get("unreadable") or {}).items() if v}
@@ -102,17 +103,21 @@ if models:
     st.plotly_chart(fig, width="stretch")
 slices = report.get("slices", [])
 if slices:
-    st.dataframe(pd.DataFrame([{
+    st.dataframe(tidy(pd.DataFrame([{
         "Slice": f"{s['column']}={s['value']}", "n": s["n"], "Student accuracy": s["student"].get("accuracy"),
         "95 % interval": f"{s['student'].get('ci_low', 0):.3f}–{s['student'].get('ci_high', 0):.3f}"
         if s["student"].get("ci_low") is not None else "", "Teacher accuracy": (s.get("teacher") or {}).get("accuracy"),
-        "Gap": s.get("gap")} for s in slices]).sort_values("Gap", na_position="last"),
+        "Gap": s.get("gap")} for s in slices]).sort_values("Gap", na_position="last")),
         hide_index=True, width="stretch")
 latency = report.get("latency") or {}
 if latency.get("student"):
     cols = st.columns(4)
-    cols[0].metric("Student p95", f"{latency['student'].get('p95_ms', 0):.2f} ms")
-    cols[1].metric("Teacher p95", f"{(latency.get('teacher') or {}).get('p95_ms') or 0:.2f} ms")
-    cols[2].metric("Student throughput", f"{latency['student'].get('batch_throughput') or 0:,.0f}/s")
+    # A teacher whose outputs came from a file was not timed here: "not measured", never 0 ms.
+    cols[0].metric("Student p95", number(latency["student"].get("p95_ms"), digits=2, unit="ms",
+                                         missing="not measured"))
+    cols[1].metric("Teacher p95", number((latency.get("teacher") or {}).get("p95_ms"), digits=2, unit="ms",
+                                         missing="not measured"))
+    throughput = latency["student"].get("batch_throughput")
+    cols[2].metric("Student throughput", f"{number(round(throughput))}/s" if throughput else "not measured")
     cost = report.get("cost") or {}
-    cols[3].metric("Student $ per 1k", f"{cost.get('student_per_1k') or 0:.4f}")
+    cols[3].metric("Student $ per 1k", number(cost.get("student_per_1k"), digits=4, missing="not measured"))

@@ -18,7 +18,12 @@ from pages._ui import act, comma_list, current_project, db, esc, require_user, s
 METRIC_LABELS = {
     Metric.ACCURACY: "Accuracy", Metric.MACRO_F1: "Macro-F1", Metric.AGREEMENT: "Agreement with the teacher",
     Metric.EXACT_MATCH: "Exact match", Metric.FIELD_ACCURACY: "Field-level accuracy (structured outputs)",
+    Metric.NDCG: "NDCG@k (rankings)", Metric.PAIRWISE: "Pairwise order agreement (rankings)",
 }
+
+
+def metric_label(metric: Metric) -> str:
+    return METRIC_LABELS.get(Metric(metric), str(metric))  # a metric added to core still shows, by its name
 SLICE_COLUMNS = ["column", "value", "floor", "min_n"]
 
 
@@ -43,7 +48,7 @@ current = versions[-1] if versions else None
 def _render_spec(spec: dict) -> None:
     floor = spec["quality_floor"]
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Metric", METRIC_LABELS[Metric(spec["metric"])])
+    c1.metric("Metric", metric_label(spec["metric"]))
     c2.metric(f"Floor ({floor['kind']})", f"{floor['value']:g}")
     c3.metric("p95 latency target", f"{spec['p95_latency_ms']:g} ms")
     c4.metric("Cost per 1k target", f"${spec['cost_per_1k']:g}")
@@ -116,7 +121,7 @@ n_floors = st.number_input("Slice floors to fill in", min_value=len(base_floors)
                            help="Rows left empty are ignored; raise this to name more slices.")
 with st.form(f"gate_{k}"):
     c1, c2, c3 = st.columns(3)
-    metric = c1.selectbox(label(GateSpec, "metric"), metrics, format_func=METRIC_LABELS.get,
+    metric = c1.selectbox(label(GateSpec, "metric"), metrics, format_func=metric_label,
                           index=metrics.index(Metric(base["metric"])))
     kind = c2.selectbox("Quality floor", kinds, index=kinds.index(FloorKind(base["quality_floor"]["kind"])),
                         help="; ".join(f"{k_.value}: {m}" for k_, m in FLOOR_MEANING.items()))

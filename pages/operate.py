@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from core.display import number, tidy
 from core.governance.projects import roles_of
 from core.models import Role
 from core.monitoring import config as mconfig
@@ -36,7 +37,7 @@ if not is_operator:
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Stage", state.stage if state.stage in (rollout.OFF, "shadow") else f"{state.percent} %")
-c2.metric("Fallback threshold", f"{state.threshold:.2f}" if state.stage != rollout.OFF else "-")
+c2.metric("Fallback threshold", number(state.threshold, digits=2) if state.stage != rollout.OFF else "-")
 c3.metric("Teacher sampled", f"{state.teacher_sample_rate:.0%}")
 c4.metric("Must escalate", ", ".join(state.must_escalate) or "none")
 st.caption("Stages: " + " → ".join(stage_list) + ". Serve with `stillroom serve "
@@ -45,12 +46,14 @@ st.caption("Stages: " + " → ".join(stage_list) + ". Serve with `stillroom serv
 if check is not None:
     st.markdown(f"**Advance from {check.stage} to {check.next_stage or '(last stage)'}**: "
                 f"{check.n_requests:,} requests logged at this stage")
-    st.dataframe(pd.DataFrame([vars(c) for c in check.criteria]), hide_index=True, width="stretch")
+    st.dataframe(tidy([vars(c) for c in check.criteria]), hide_index=True, width="stretch")
 
-with st.form("rollout"):
-    action = st.radio("Action", ["start", "advance", "rollback"], horizontal=True, format_func={
+# Only the actions the current stage allows, so the form never offers a second start; keyed on the stage so
+# the choice starts afresh after each step.
+with st.form(f"rollout_{state.stage}"):
+    action = st.radio("Action", rollout.actions(state.stage, stage_list), horizontal=True, format_func={
         "start": "Start in shadow", "advance": "Advance one stage", "rollback": "Roll back"}.get)
-    reason = st.text_input("Reason (required to roll back)")
+    reason = st.text_input("Reason" + (" (required to roll back)" if state.stage != rollout.OFF else ""))
     if st.form_submit_button("Apply", type="primary", disabled=not is_operator):
         with db() as session:
             actor = require_user(session)
@@ -58,9 +61,9 @@ with st.form("rollout"):
             act(lambda: do(session, actor=actor, project=project, reason=reason),
                 lambda e: f"Rollout {e.action}: now at stage {e.stage}.", rerun=True)
 if events:
-    st.dataframe(pd.DataFrame([{"When (UTC)": f"{e.created_at:%Y-%m-%d %H:%M}", "Action": e.action,
-                                "Stage": e.stage, "Threshold": e.threshold, "Reason": e.reason}
-                               for e in reversed(events)]), hide_index=True, width="stretch")
+    st.dataframe(tidy([{"When (UTC)": f"{e.created_at:%Y-%m-%d %H:%M}", "Action": e.action,
+                        "Stage": e.stage, "Threshold": e.threshold, "Reason": e.reason}
+                       for e in reversed(events)]), hide_index=True, width="stretch")
 
 st.subheader("Live traffic")
 if live.empty:
@@ -91,7 +94,7 @@ else:
     c1.plotly_chart(fig, width="stretch")
     if not summary.slices.empty:
         c2.markdown("**Sampled agreement per slice**")
-        c2.dataframe(summary.slices, hide_index=True, width="stretch")
+        c2.dataframe(tidy(summary.slices), hide_index=True, width="stretch")
     per_slice = logs.slice_agreement_over_time(live)
     if not per_slice.empty:
         fig = go.Figure([go.Scatter(x=part["bucket"], y=part["agreement"], mode="lines+markers", name=name,
@@ -107,8 +110,8 @@ with db() as session:
 if report is not None and report.features:
     st.caption(f"PSI warns at {report.psi_warn:g} and alerts at {report.psi_alert:g}; reference: "
                f"{esc(report.reference)}; {report.n_live:,} live requests.")
-    st.dataframe(pd.DataFrame([{"Feature": f.feature, "PSI": f.psi, "Jensen-Shannon": f.js,
-                                "Status": f.status, "Live n": f.n_live} for f in report.features]),
+    st.dataframe(tidy([{"Feature": f.feature, "PSI": f.psi, "Jensen-Shannon": f.js,
+                        "Status": f.status, "Live n": f.n_live} for f in report.features]),
                  hide_index=True, width="stretch")
     worst = max(report.features, key=lambda f: f.psi or 0.0)
     if worst.bins:

@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.display import tidy
 from core.evaluation import runs as evaluations
 from core.governance import review
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
@@ -40,7 +41,7 @@ if not can_review:
 st.subheader("The gate, criterion by criterion")
 crit = pd.DataFrame(report.get("criteria", []))
 if not crit.empty:
-    st.dataframe(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]],
+    st.dataframe(tidy(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]]),
                  hide_index=True, width="stretch")
 
 rows = review.heatmap_rows(report)
@@ -100,6 +101,7 @@ with db() as session:
     coverage = review.review_coverage(session, project=project, evaluation_id=ev_id, predictions=preds)
     curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds)
     signed = review.sign_offs(session, evaluation_id=ev_id)
+    proposals = review.threshold_proposals(session, evaluation_id=ev_id)
 if rated.n:
     st.metric("Human rating of the student's answers", f"{rated.mean:.2f} / 5",
               help=f"{rated.n} ratings: " + ", ".join(f"{k}: {v}" for k, v in rated.counts.items()))
@@ -122,8 +124,17 @@ fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="
                   yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
 st.plotly_chart(fig, width="stretch")
 can_propose = threshold_refusal is None
-with st.form("threshold"):
-    threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0, 0.7, 0.01)
+if proposals:
+    p = proposals[-1]
+    st.success(f"Proposed for rollout: threshold {p.threshold:.2f} ({p.created_at:%Y-%m-%d %H:%M} UTC); the "
+               f"student serves {p.served_share:.1%}, the teacher answers {p.fallback_rate:.1%}"
+               + (f", {len(proposals) - 1} earlier proposal(s)." if len(proposals) > 1 else "."), icon="🎚️")
+else:
+    st.info("No threshold proposed yet: the rollout cannot start without one.")
+# Keyed on the proposals so the slider starts from the one in force after each proposal.
+with st.form(f"threshold_{len(proposals)}"):
+    threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0,
+                          float(proposals[-1].threshold) if proposals else 0.7, 0.01)
     if st.form_submit_button("Propose this threshold for rollout", disabled=not can_propose):
         with db() as session:
             act(lambda: review.propose_threshold(session, actor=require_user(session), project=project,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
 from core.data import datasets
+from core.display import tidy
 from core.governance.projects import roles_of
 from core.models import Role
 from core.teacher import chat, runs
@@ -109,17 +109,24 @@ with tab_run:
             upload = st.file_uploader("Teacher outputs (CSV, JSONL or Parquet: id, label, optional confidence, "
                                       "probs or prob_<label> columns, raw)", type=["csv", "jsonl", "parquet"],
                                       disabled=not is_driver)
+            st.caption("The ids must be rows of the chosen dataset version; the Data page offers each version's ids "
+                       "as a CSV to download.")
+            drop_foreign = st.checkbox("Drop rows whose id is not in this dataset (for example outputs made before "
+                                       "deduplication); the count is recorded with the run", disabled=not is_driver)
             if upload is not None and st.button("Import outputs", type="primary", disabled=not is_driver):
                 with db() as session:
                     act(lambda: runs.import_upload(session, actor=require_user(session), project=project,
-                                                   dataset_id=ds_id, data=upload.getvalue(), filename=upload.name),
-                        lambda r: f"Teacher run #{r.id} imported: {r.n_rows:,} outputs.", rerun=True)
+                                                   dataset_id=ds_id, data=upload.getvalue(), filename=upload.name,
+                                                   drop_foreign=drop_foreign),
+                        lambda r: f"Teacher run #{r.id} imported: {r.n_rows:,} outputs"
+                                  + (f"; {r.stats['foreign_rows_dropped']:,} rows not in dataset #{ds_id} dropped."
+                                     if r.stats.get("foreign_rows_dropped") else "."), rerun=True)
 
 with tab_runs:
     if not teacher_runs:
         st.info("No teacher runs yet.")
     else:
-        st.dataframe(pd.DataFrame([{
+        st.dataframe(tidy([{
             "Run": r.id, "Teacher": r.adapter, "Dataset": r.dataset_id, "Rows": r.n_rows, "Labels": len(r.labels),
             "Agrees with reference": r.stats.get("agreement_with_reference"),
             "Mean confidence": r.stats.get("mean_confidence"), "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
@@ -177,7 +184,7 @@ with tab_filter:
                         lambda f: f"Filter #{f.id}: kept {f.counts['kept']:,} of {f.counts['total']:,} outputs.",
                         rerun=True)
         if filters:
-            st.dataframe(pd.DataFrame([{
+            st.dataframe(tidy([{
                 "Filter": f.id, "Run": f.teacher_run_id, "Min confidence": f.policy.get("min_confidence"),
                 "Drop disagreement": f.policy.get("drop_reference_disagreement"), "Kept": f.counts["kept"],
                 "Dropped": f.counts["dropped"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.display import tidy
 from core.governance import gate
 from core.governance.projects import roles_of
 from core.models import Role
@@ -88,7 +88,7 @@ if not comparison:
     st.stop()
 
 st.subheader("Runs side by side")
-st.dataframe(pd.DataFrame([{
+st.dataframe(tidy([{
     "Run": c.run_id, "Family": c.family, "Size": c.size, "Status": c.status, "Parameters": c.params,
     "Epochs": c.epochs_done, "Best epoch": c.best_epoch, "Agreement with teacher (val)": c.val_agreement,
     "Accuracy (val)": c.val_accuracy, "ms/example (batched)": c.ms_per_example, "p95 ms (single)": c.single_p95_ms,
@@ -118,6 +118,8 @@ else:
                                                       range=[0, 1]))
     st.plotly_chart(fig, width="stretch")
 run = by_id[pick]
+for missing in runs.never_predicted(run):
+    st.warning(missing.sentence(run.id), icon="⚠️")
 if run.status == "failed":
     st.error(f"Run #{run.id} failed after {run.epochs_done} epochs; it can resume from its last checkpoint.")
     if st.button("Resume from the last checkpoint", disabled=not is_driver):

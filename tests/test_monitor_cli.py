@@ -34,7 +34,7 @@ def test_rollout_refused_without_ship_and_to_non_operators(gated, passing_eval):
 def test_rollout_journey(session, shipped):
     started = run("--as", "oscar", "rollout", "start", MOD, "--reason", "shipped")
     assert started.exit_code == 0 and "shadow" in started.output and "threshold 0.5" in started.output
-    assert_fails(run("--as", "oscar", "rollout", "advance", MOD), 3, "requests 0 vs 200")
+    assert_fails(run("--as", "oscar", "rollout", "advance", MOD), 3, "waiting for traffic: 0 of 200 requests")
     write_log(shipped.id, traffic(240, stage="shadow"))
     status = run("--as", "oscar", "rollout", "status", MOD)
     assert status.exit_code == 0 and "Stage shadow" in status.output and "To advance to 5" in status.output

@@ -23,7 +23,8 @@ def test_the_operator_starts_in_shadow_and_sees_the_advance_criteria(demo, sessi
     assert any("now at stage shadow" in s.value for s in at.success)
     assert rollout.current_stage(session, project_id=shipped.id) == "shadow"
     criteria = frame_with(at, "status")
-    assert "FAIL" in set(criteria["status"])  # no traffic logged yet: too few requests to advance
+    assert "WAITING" in set(criteria["status"]) and "FAIL" not in set(criteria["status"])  # no traffic yet
+    assert by_label(at.radio, "Action").options == ["Advance one stage", "Roll back"]  # no second start
 
 
 def test_traffic_drift_and_rollback(demo, session, shipped):

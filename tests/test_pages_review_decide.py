@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pages_helpers import app_as, by_label, frame_with
+from pages_helpers import app_as, by_label, frame_with, texts
 from review_helpers import approve
 from sqlmodel import select
 
@@ -48,11 +48,13 @@ def test_the_driver_cannot_review_even_through_the_page(demo, session, gated, fa
 def test_the_sponsor_sees_the_evidence_and_ship_is_refused_with_the_reasons(demo, session, gated, failing_eval):
     at = app_as(demo["sam"], page="pages/decide.py", project_id=gated.id)
     assert "the gate is not met" in at.error[0].value
-    assert any("Ship is refused" in w.value for w in at.warning)
-    by_label(at.radio, "Decision").set_value("ship")
+    assert any("Ship is refused" in w.value and "category=threat" in w.value for w in at.warning)
+    radio = by_label(at.radio, "Decision")
+    assert radio.value is None and radio.options == ["Iterate: a new round with more data", "Kill: keep the teacher"]
+    assert "Ship is not offered while the blockers above stand." in texts(at.caption)
     by_label(at.text_area, "Rationale").input("looks good to me")
     by_label(at.button, "Record the decision").click().run()
-    assert "category=threat" in at.error[-1].value
+    assert at.error[-1].value == "Choose a decision first: iterate, kill."  # nothing is chosen for the sponsor
     assert session.exec(select(Decision)).all() == []
 
 
@@ -92,3 +94,5 @@ def test_the_operator_reaches_the_review_page_and_proposes_the_threshold(demo, s
     by_label(at.button, "Propose this threshold for rollout").click().run()
     [proposal] = review.threshold_proposals(session, evaluation_id=failing_eval.id)
     assert (proposal.threshold, proposal.created_by) == (0.8, demo["oscar"].id)
+    assert any(s.value.startswith("Proposed for rollout: threshold 0.80") for s in at.success)  # shown after
+    assert by_label(at.slider, "Below this confidence the teacher answers").value == 0.8

@@ -56,3 +56,9 @@ def test_a_deactivated_person_is_sent_back_to_login(demo, session):
     at = app_as(demo["dana"])
     assert texts(at.title) == ["🫙 Stillroom"]
     assert "user_id" not in at.session_state
+
+
+@pytest.mark.parametrize("username", ["admin", "sam", "dana", "val", "oscar"])
+def test_every_demo_login_lands_on_the_project_with_work_in_it(demo, username):
+    at = app_as(demo[username])
+    assert by_label(at.sidebar.selectbox, "Project").value == "Support ticket routing"  # not the empty one

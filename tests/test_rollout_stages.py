@@ -48,7 +48,7 @@ def test_start_is_in_shadow_with_the_threshold_in_force(session, demo, shipped):
 def test_advance_refused_with_too_little_or_disagreeing_traffic(session, demo, shipped):
     rollout.start(session, actor=demo["oscar"], project=shipped)
     write_log(shipped.id, traffic(50, stage="shadow"))
-    with pytest.raises(GovernanceViolation, match=r"requests 50 vs 200"):
+    with pytest.raises(GovernanceViolation, match=r"requests: waiting for traffic: 50 of 200 requests"):
         rollout.advance(session, actor=demo["oscar"], project=shipped)
     write_log(shipped.id, traffic(250, stage="shadow", disagree_every=5))
     check = rollout.check_advance(session, project_id=shipped.id)
@@ -63,6 +63,25 @@ def test_advance_refused_with_too_little_or_disagreeing_traffic(session, demo, s
     assert len(rollout.history(session, project_id=shipped.id)) == 1
 
 
+def test_with_no_traffic_the_criteria_wait_instead_of_failing(session, demo, shipped):
+    rollout.start(session, actor=demo["oscar"], project=shipped)
+    check = rollout.check_advance(session, project_id=shipped.id)
+    status = {c.name: c.status for c in check.criteria}
+    assert "FAIL" not in status.values(), status
+    assert status["requests"] == status["student-teacher agreement"] == status["fallback rate"] == rollout.WAITING
+    assert all(c.detail.startswith("waiting for traffic") for c in check.criteria if c.status == rollout.WAITING)
+    assert not check.passed
+    with pytest.raises(GovernanceViolation, match="waiting for traffic: 0 of 200 requests"):
+        rollout.advance(session, actor=demo["oscar"], project=shipped)
+
+
+def test_the_operator_is_offered_only_the_actions_the_stage_allows():
+    order = ["shadow", "5", "25", "100"]
+    assert rollout.actions("off", order) == ["start"]
+    assert rollout.actions("shadow", order) == ["advance", "rollback"]
+    assert rollout.actions("100", order) == ["rollback"]
+
+
 def test_advance_goes_one_stage_on_passing_traffic(session, demo, shipped):
     rollout.start(session, actor=demo["oscar"], project=shipped)
     write_log(shipped.id, traffic(240, stage="shadow"))
@@ -73,7 +92,7 @@ def test_advance_goes_one_stage_on_passing_traffic(session, demo, shipped):
     assert names["p95 latency (ms)"]["status"] == "N/A"  # the teacher serves in shadow
     assert names["agreement category=ok"]["status"] == "PASS"
     # Traffic of the shadow stage does not count for the 5 % stage.
-    with pytest.raises(GovernanceViolation, match="requests 0 vs 200"):
+    with pytest.raises(GovernanceViolation, match="waiting for traffic: 0 of 200 requests logged at stage 5"):
         rollout.advance(session, actor=demo["oscar"], project=shipped)
     write_log(shipped.id, traffic(240, stage="5", latency_ms=80.0))
     with pytest.raises(GovernanceViolation, match=r"p95 latency \(ms\) 80 vs 50"):

@@ -63,7 +63,7 @@ def test_parquet_with_one_probability_column_per_label(session, demo, dataset, t
 CSV_HEAD = "id,label,confidence,probs\n"
 BAD_FILES = [
     ("unknown id", "outputs.csv", CSV_HEAD + "T0000,billing,,\nT9999,billing,,\n",
-     "row 2, column id: 'T9999' is not a row of dataset"),
+     "1 of the 2 rows of outputs.csv are not rows of dataset #"),
     ("duplicate id", "outputs.csv", CSV_HEAD + "T0000,billing,,\nT0001,account,,\nT0000,account,,\n",
      "row 3, column id: 'T0000' appears again (first at row 1)"),
     ("blank id", "outputs.csv", CSV_HEAD + "T0000,billing,,\n ,account,,\n", "row 2, column id: the cell is empty"),
@@ -120,3 +120,26 @@ def test_an_upload_is_imported_from_its_bytes_under_its_own_name(session, demo, 
                              data=data, filename="from-the-vendor.csv")
     assert (run.n_rows, run.config["source"]) == (2, "from-the-vendor.csv")
     assert run.config["source_sha256"] == __import__("hashlib").sha256(data).hexdigest()
+
+
+def _outputs_with_foreign_rows(dataset_ids: list[str], n_foreign: int) -> str:
+    rows = [f"{i},billing,," for i in dataset_ids] + [f"X{n:05d},billing,," for n in range(n_foreign)]
+    return CSV_HEAD + "\n".join(rows) + "\n"
+
+
+def test_foreign_rows_are_counted_in_the_refusal_not_named_one_by_one(session, demo, dataset, tmp_path):
+    path = tmp_path / "outputs.csv"
+    path.write_text(_outputs_with_foreign_rows(["T0000", "T0001"], 201), encoding="utf-8")
+    with pytest.raises(InvalidInput) as err:
+        import_file(session, demo, dataset, path)
+    assert "201 of the 203 rows of outputs.csv are not rows of dataset #" in str(err.value)
+    assert "(the first: row 3, id 'X00000')" in str(err.value) and "drop those rows" in str(err.value)
+    assert session.exec(select(func.count()).select_from(TeacherRun)).one() == 0
+
+
+def test_foreign_rows_can_be_dropped_and_their_count_is_recorded(session, demo, dataset, tmp_path):
+    data = _outputs_with_foreign_rows(["T0000", "T0001"], 201).encode()
+    run = runs.import_upload(session, actor=demo["dana"], project=routing(session), dataset_id=dataset.id,
+                             data=data, filename="before-dedup.csv", drop_foreign=True)
+    assert run.n_rows == 2 and run.stats["foreign_rows_dropped"] == 201
+    assert run.config["drop_foreign"] is True

@@ -44,7 +44,9 @@ def _report(run_id: int) -> None:
     agreement = s.get("agreement_with_reference")
     click.echo(f"Teacher run #{run.id} ({run.adapter}): {run.n_rows:,} rows, {s.get('n_unparseable', 0):,} "
                f"unparseable, agreement with references "
-               f"{_fmt(agreement, '.3f') or 'n/a'} on {s.get('n_with_reference', 0):,} rows.")
+               f"{_fmt(agreement, '.3f') or 'n/a'} on {s.get('n_with_reference', 0):,} rows"
+               + (f"; {s['foreign_rows_dropped']:,} rows not in the dataset dropped." if s.get("foreign_rows_dropped")
+                  else "."))
 
 
 @cli.group("teacher")
@@ -74,6 +76,8 @@ def teacher_group() -> None:
 @click.option("--dry-run", is_flag=True, help="http: print the calls still to make and their estimated cost.")
 @click.option("--file", "file_path", type=click.Path(dir_okay=False),
               help="file: a CSV, JSONL or Parquet file of outputs.")
+@click.option("--drop-foreign", is_flag=True,
+              help="file: leave out rows whose id is not in the dataset (counted in the run's stats).")
 @click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
 def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_run: bool, **opts) -> None:
     """Run a teacher over PROJECT's dataset, showing a progress bar."""
@@ -84,7 +88,7 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
             if not opts["file_path"]:
                 raise InvalidInput("--adapter file needs --file (a CSV, JSONL or Parquet file).", field="file")
             run = runs.import_file(session, actor=actor, project=p, dataset_id=dataset_id, path=opts["file_path"],
-                                   labels=_labels(opts["labels"]))
+                                   labels=_labels(opts["labels"]), drop_foreign=opts["drop_foreign"])
             _report(run.id)
             return
         if adapter == "local":

@@ -38,6 +38,36 @@ def slice_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in BASE_COLUMNS]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> str:
+    """A cell that a spreadsheet shows as text, never runs: a leading formula character gets a quote."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def ids_csv(session: Session, *, project: Project, dataset_id: int) -> bytes:
+    """The ids of a dataset version as a one-column CSV (formula-safe), so outputs made elsewhere can match it."""
+    dataset = get_dataset(session, project=project, dataset_id=dataset_id)
+    ids = rows(session, dataset)["id"].map(csv_safe)
+    return ids.to_frame("id").to_csv(index=False).encode("utf-8")
+
+
+def describe_mapping(mapping: dict) -> str:
+    """The stored column mapping in words, as the import's success line echoes it."""
+    parts = [f"id from {mapping.get('id')!r}", f"text from {mapping.get('text')!r}"]
+    slices = mapping.get("slices") or []
+    parts.append("slices " + ", ".join(repr(c) for c in slices) if slices else "no slice columns")
+    parts.append(f"reference from {mapping['reference']!r}" if mapping.get("reference") else "no reference")
+    if mapping.get("timestamp"):
+        parts.append(f"timestamp from {mapping['timestamp']!r}")
+    if mapping.get("labels"):
+        parts.append("labels " + ", ".join(mapping["labels"]))
+    return "; ".join(parts)
+
+
 def store(
     session: Session, *, actor: User, project: Project, df: pd.DataFrame, name: str, purpose: str,
     operation: str, mapping: dict, stats: dict, parent: Dataset | None = None,

@@ -227,3 +227,12 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
             waiting_on_you=_waiting(stage, mine.get(p.id, set()), roles, user.is_admin, data[p.id]),
         ))
     return out
+
+
+def landing_project(session: Session, *, user: User) -> int | None:
+    """The project a person lands on after logging in: the furthest along, preferring one with work waiting on
+    them (an empty project someone merely holds a role on is never the first thing they see, if another exists)."""
+    rows = portfolio(session, user=user)
+    if not rows:
+        return None
+    return max(rows, key=lambda r: (r.stage, bool(r.waiting_on_you), -r.project_id)).project_id

@@ -19,6 +19,8 @@ from core.monitoring import config, logs
 
 OFF = "off"
 SHADOW = "shadow"
+# A criterion with too little traffic behind it yet: not a failure, but no advance either.
+WAITING = "WAITING"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class RolloutState:
 @dataclass(frozen=True)
 class Criterion:
     name: str
-    status: str  # PASS, FAIL, N/A
+    status: str  # PASS, FAIL, WAITING (for traffic), N/A
     value: float | None
     threshold: float | None
     n: int
@@ -53,7 +55,7 @@ class AdvanceCheck:
 
     @property
     def passed(self) -> bool:
-        return all(c.status != "FAIL" for c in self.criteria)
+        return all(c.status in ("PASS", "N/A") for c in self.criteria)
 
     def as_dict(self) -> dict:
         return {"stage": self.stage, "next_stage": self.next_stage, "n_requests": self.n_requests,
@@ -102,12 +104,28 @@ def state(session: Session, *, project_id: int) -> RolloutState:
 # --------------------------------------------------------------------------- criteria
 
 
+def actions(stage: str, order: list[str]) -> list[str]:
+    """What the operator can do from ``stage``: start from off; advance (unless at the last stage) or roll back."""
+    if stage == OFF:
+        return ["start"]
+    return (["advance"] if stage in order[:-1] else []) + ["rollback"]
+
+
 def _criterion(name: str, value: float | None, threshold: float, n: int, *, at_most: bool = False,
                detail: str = "") -> Criterion:
+    if value is None and n == 0:
+        return Criterion(name, WAITING, None, threshold, 0, "waiting for traffic")
     if value is None:
         return Criterion(name, "FAIL", None, threshold, n, detail or "no measurement")
     ok = value <= threshold if at_most else value >= threshold
     return Criterion(name, "PASS" if ok else "FAIL", round(float(value), 6), threshold, n, detail)
+
+
+def _requests(n: int, needed: int, stage: str) -> Criterion:
+    if n >= needed:
+        return Criterion("requests", "PASS", float(n), float(needed), n, f"logged at stage {stage}")
+    return Criterion("requests", WAITING, float(n), float(needed), n,
+                     f"waiting for traffic: {n:,} of {needed:,} requests logged at stage {stage}")
 
 
 def _latency(session: Session, project_id: int, traffic: pd.DataFrame) -> Criterion:
@@ -143,7 +161,7 @@ def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | Non
     threshold = last.threshold if last and last.threshold is not None else None
     n_asked = len(logs.asked(traffic))
     criteria = [
-        _criterion("requests", len(traffic), settings.min_requests, len(traffic), detail=f"logged at stage {stage}"),
+        _requests(len(traffic), settings.min_requests, stage),
         _criterion("student-teacher agreement", logs.agreement(traffic), floor, n_asked,
                    detail="on requests the teacher also answered"),
         _criterion("fallback rate", logs.fallback_rate(
@@ -228,7 +246,7 @@ def advance(session: Session, *, actor: User, project: Project, reason: str = ""
         raise GovernanceViolation(f"The rollout of project {project.name!r} is at {check.stage}, its last stage: "
                                   "there is nothing to advance to.")
     if not check.passed:
-        failing = "; ".join(_describe(c) for c in check.criteria if c.status == "FAIL")
+        failing = "; ".join(_describe(c) for c in check.criteria if c.status in ("FAIL", WAITING))
         raise GovernanceViolation(f"Advance from {check.stage} to {check.next_stage} refused: {failing}; "
                                   "let more traffic through this stage or roll back.")
     return _record(session, actor=actor, project=project, action="advance", stage=check.next_stage,
@@ -236,6 +254,8 @@ def advance(session: Session, *, actor: User, project: Project, reason: str = ""
 
 
 def _describe(c: Criterion) -> str:
+    if c.status == WAITING:
+        return f"{c.name}: {c.detail}"
     value = "no measurement" if c.value is None else f"{c.value:.4g}"
     return f"{c.name} {value} vs {c.threshold:g} (n={c.n})"
 

@@ -25,20 +25,48 @@ PROB_PREFIXES = ("prob_", "prob:")
 
 
 def read_outputs(path: Path | str, *, dataset_ids: Collection[str], labels: Sequence[str] | None = None,
-                 dataset_name: str = "the dataset") -> tuple[pd.DataFrame, list[str]]:
-    """The file as a teacher-run table and its label list, or InvalidInput naming the first bad cell."""
+                 dataset_name: str = "the dataset", drop_foreign: bool = False) -> tuple[pd.DataFrame, list[str], int]:
+    """The file as a teacher-run table, its label list and how many foreign rows were dropped.
+
+    A row whose id is not in the dataset (say, outputs made before deduplication) is
+    refused with the count of such rows, or dropped and counted with ``drop_foreign``.
+    Any other bad cell is refused naming its row and column.
+    """
     path = Path(path)
     raw = _read(path)
     prob_cols = [c for c in raw.columns if c.lower().startswith(PROB_PREFIXES)]
     labels = _labels(path, raw, prob_cols, labels)
     ids = set(map(str, dataset_ids))
+    records = raw.to_dict("records")
+    foreign = _foreign_rows(records, ids)
+    if foreign and not drop_foreign:
+        n, row_id = foreign[0]
+        raise InvalidInput(f"{len(foreign):,} of the {len(records):,} rows of {path.name} are not rows of "
+                           f"{dataset_name} (the first: row {n}, id {row_id!r}); import them into the dataset they "
+                           "belong to, or drop those rows (the count is recorded with the run).", field="id")
+    skip = {n for n, _ in foreign}
     seen: dict[str, int] = {}
     out_ids, predictions = [], []
-    for n, row in enumerate(raw.to_dict("records"), start=1):
-        row_id = _id(row, n, seen, ids, dataset_name)
-        out_ids.append(row_id)
+    for n, row in enumerate(records, start=1):
+        if n in skip:
+            continue
+        out_ids.append(_id(row, n, seen))
         predictions.append(_prediction(row, n, labels, prob_cols))
-    return to_frame(out_ids, predictions), labels
+    if not out_ids:
+        raise InvalidInput(f"none of the rows of {path.name} is a row of {dataset_name}: import the outputs into the "
+                           "dataset they belong to.", field="id")
+    return to_frame(out_ids, predictions), labels, len(foreign)
+
+
+def _foreign_rows(records: list[dict], ids: set[str]) -> list[tuple[int, str]]:
+    """(row number, id) of every row whose id is given but not a row of the dataset."""
+    out = []
+    for n, row in enumerate(records, start=1):
+        if _present(row.get("id")):
+            row_id = _clean_id(row["id"])
+            if row_id not in ids:
+                out.append((n, row_id))
+    return out
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -116,20 +144,19 @@ def _present(value) -> bool:
     return not (isinstance(value, str) and not value.strip())
 
 
-def _id(row: dict, n: int, seen: dict[str, int], ids: set[str], dataset_name: str) -> str:
+def _clean_id(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+
+
+def _id(row: dict, n: int, seen: dict[str, int]) -> str:
     value = row.get("id")
     if not _present(value):
         raise InvalidInput(f"row {n}, column id: the cell is empty; give every row the id of its dataset row.",
                            field="id")
-    row_id = str(value).strip()
-    if isinstance(value, float) and value.is_integer():
-        row_id = str(int(value))
+    row_id = _clean_id(value)
     if row_id in seen:
         raise InvalidInput(f"row {n}, column id: {row_id!r} appears again (first at row {seen[row_id]}); keep one "
                            "output per id.", field="id")
-    if row_id not in ids:
-        raise InvalidInput(f"row {n}, column id: {row_id!r} is not a row of {dataset_name}; drop the row or import "
-                           "the outputs into the dataset they belong to.", field="id")
     seen[row_id] = n
     return row_id
 

@@ -227,28 +227,36 @@ def estimate_cost(session: Session, *, project: Project, dataset_id: int, config
 
 
 def import_file(session: Session, *, actor: User, project: Project, dataset_id: int, path: Path | str,
-                labels: Sequence[str] | None = None, source_name: str | None = None) -> TeacherRun:
-    """Record outputs produced elsewhere as a teacher run (driver only); nothing is stored if a row is bad."""
+                labels: Sequence[str] | None = None, source_name: str | None = None,
+                drop_foreign: bool = False) -> TeacherRun:
+    """Record outputs produced elsewhere as a teacher run (driver only); nothing is stored if a row is bad.
+
+    Rows for ids the dataset does not hold are refused, or with ``drop_foreign``
+    left out and counted in the run's stats (``foreign_rows_dropped``).
+    """
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="import teacher outputs")
     dataset = get_dataset(session, project=project, dataset_id=dataset_id)
     df = dataset_table(session, dataset)
-    frame, labels = files.read_outputs(path, dataset_ids=df["id"], labels=labels or dataset.mapping.get("labels"),
-                                       dataset_name=f"dataset #{dataset.id}")
-    config = {"source": source_name or Path(path).name, "source_sha256": file_sha256(Path(path))}
+    frame, labels, n_foreign = files.read_outputs(
+        path, dataset_ids=df["id"], labels=labels or dataset.mapping.get("labels"),
+        dataset_name=f"dataset #{dataset.id}", drop_foreign=drop_foreign)
+    config = {"source": source_name or Path(path).name, "source_sha256": file_sha256(Path(path)),
+              "drop_foreign": drop_foreign}
     stats = run_stats(frame, labels=labels, references=references_of(df))
     stats["dataset_rows_without_output"] = int(len(df) - len(frame))
+    stats["foreign_rows_dropped"] = n_foreign
     return record_run(session, actor=actor, project=project, dataset=dataset, adapter="file", config=config,
                       labels=labels, frame=frame, stats=stats)
 
 
 def import_upload(session: Session, *, actor: User, project: Project, dataset_id: int, data: bytes,
-                  filename: str, labels: Sequence[str] | None = None) -> TeacherRun:
+                  filename: str, labels: Sequence[str] | None = None, drop_foreign: bool = False) -> TeacherRun:
     """An uploaded file of outputs (the Teacher page's), read from a private temporary copy."""
     with tempfile.TemporaryDirectory(prefix="stillroom-upload-") as tmp:
         path = Path(tmp) / (Path(filename).name or "outputs")
         path.write_bytes(data)
         return import_file(session, actor=actor, project=project, dataset_id=dataset_id, path=path, labels=labels,
-                           source_name=filename)
+                           source_name=filename, drop_foreign=drop_foreign)
 
 
 def combine_runs(session: Session, *, actor: User, project: Project, run_ids: Sequence[int],

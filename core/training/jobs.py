@@ -132,6 +132,8 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
     student = students.load(result.best_dir)
     _, val_idx = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
     speed = students.measure_speed(student, [data.texts[i] for i in val_idx[:512]], singles=100, rounds=1)
+    predicted = _label_counts(student.predict([data.texts[i] for i in val_idx]), data.labels)
+    taught = _label_counts([data.labels[j] for j in data.teacher_label[val_idx]], data.labels)
     with Session(ctx.engine, expire_on_commit=False) as s:
         run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
         project = s.get(Project, run.project_id)
@@ -142,6 +144,7 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
             "val_labelled": best.val_labelled, "n_train": result.n_train, "n_val": result.n_val,
             "params": student.n_params, "ms_per_example": speed.ms_per_example,
             "examples_per_s": speed.examples_per_s, "single_p95_ms": speed.single_p95_ms,
+            "val_predicted": predicted, "val_teacher_labels": taught,
             "stopped_early": result.stopped_early, "model_artifact_id": art.id, "model_sha256": art.sha256,
             "model_path": str(result.best_dir.resolve().relative_to(data_dir())),
         }
@@ -155,6 +158,14 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
         s.commit()
     return {"training_run": run_id, "best_epoch": best.epoch, "val_agreement": best.val_agreement,
             "val_accuracy": best.val_accuracy, "model_artifact": art.id}
+
+
+def _label_counts(labels: list[str], order: list[str]) -> dict[str, int]:
+    """How often each label was given, every label of the run listed (zeros included)."""
+    counts = dict.fromkeys(order, 0)
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 def _fail(ctx: JobContext, run_id: int, actor_id: int, exc: BaseException) -> None:

@@ -135,6 +135,32 @@ def compare_runs(session: Session, *, project_id: int) -> list[RunComparison]:
     return out
 
 
+@dataclass(frozen=True)
+class NeverPredicted:
+    """A class the finished student never answers on its validation rows, though the teacher does."""
+
+    label: str
+    teacher_count: int  # validation rows the teacher gave this label
+    n_val: int
+
+    def sentence(self, run_id: int) -> str:
+        return (f"Run #{run_id} never predicts {self.label!r} on its {self.n_val:,} validation rows, where the "
+                f"teacher answered {self.label!r} {self.teacher_count:,} times: collect or oversample examples of "
+                "it, or train longer, before evaluating.")
+
+
+def never_predicted(run: TrainingRun) -> list[NeverPredicted]:
+    """Classes a finished run never predicts on its validation rows but the teacher labels there (worst first)."""
+    m = run.metrics or {}
+    predicted, taught = m.get("val_predicted"), m.get("val_teacher_labels") or {}
+    if predicted is None:  # not finished, or finished before this was measured
+        return []
+    n_val = int(m.get("n_val") or sum(predicted.values()))
+    out = [NeverPredicted(label, int(taught.get(label, 0)), n_val)
+           for label, count in predicted.items() if count == 0 and taught.get(label, 0) > 0]
+    return sorted(out, key=lambda x: -x.teacher_count)
+
+
 def loss_curve(session: Session, *, run_id: int) -> pd.DataFrame:
     """The run's points in order (step points have no validation figures), for a plotly line chart."""
     rows = session.exec(select(TrainingPoint).where(TrainingPoint.run_id == run_id)

@@ -1,0 +1,57 @@
+"""How numbers and missing values read in tables: one rule for every page and the CLI.
+
+A missing value reads as a dash (never "None" or "nan"); a float is rounded to
+the digits a person can use, so 0.30000000000000004 reads 0.3.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import pandas as pd
+
+MISSING = "—"
+
+
+def is_missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def number(value: object, *, digits: int = 3, unit: str = "", missing: str = MISSING) -> str:
+    """One value as text: a dash when missing, integers with thousands separators, floats to ``digits``."""
+    if is_missing(value):
+        return missing
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Integral):
+        text = f"{int(value):,}"
+    elif isinstance(value, Real):
+        v = float(value)
+        if v.is_integer() and abs(v) < 1e15:
+            text = f"{int(v):,}"
+        elif 0 < abs(v) < 10 ** -digits:
+            text = f"{v:.{digits}g}"  # a tiny rate keeps its significant digits
+        else:
+            text = f"{v:,.{digits}f}".rstrip("0").rstrip(".")
+    else:
+        return str(value)
+    return f"{text} {unit}".rstrip() if unit else text
+
+
+def tidy(data: pd.DataFrame | list[dict], *, digits: int = 3) -> pd.DataFrame:
+    """A table ready to show: float noise rounded away, and columns with gaps as text with a dash for each gap.
+
+    Numeric columns without gaps stay numeric (so they still sort as numbers), rounded to ``digits``.
+    """
+    df = pd.DataFrame(data).copy()
+    for col in df.columns:
+        s = df[col]
+        gaps = s.map(is_missing)
+        if pd.api.types.is_float_dtype(s) and not gaps.any():
+            df[col] = s.round(digits)
+        elif gaps.any() or s.dtype == object:
+            df[col] = s.map(lambda v: number(v, digits=digits)).astype(str)
+    return df
