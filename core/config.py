@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     kill_margin_points: float = Field(default=1.0, ge=0.0, le=100.0)  # accuracy-type criteria, in points (1 = 1 %)
     kill_margin_ms: float = Field(default=5.0, ge=0.0)  # p95 latency, in milliseconds
     kill_margin_cost: float = Field(default=0.01, ge=0.0)  # cost per 1,000 requests, in its currency
+    # Issue 12. Seconds the default training flow (both families, a small search) may spend before it starts no
+    # further candidate; each candidate also stops at what is left of it (core.training.search).
+    train_budget_s: float = Field(default=900.0, ge=1.0, le=7 * 86_400)
     # Issue 11. The chat teacher may call only these base URLs (comma-separated, with their /v1 prefix) and read
     # its key only from these environment variables: set by the admin who runs the server, never by a run.
     teacher_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)

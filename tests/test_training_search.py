@@ -87,3 +87,19 @@ def test_a_spent_budget_starts_no_further_candidate(session, engine, demo, tmp_p
     session.expire_all()
     first = session.get(TrainingRun, done.result["runs"][0])
     assert 0 < first.config["max_seconds"] <= 1  # its own limit was what was left of the budget
+
+
+def test_train_start_without_a_family_runs_the_search_and_prints_the_recommendation(
+        session, engine, demo, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    monkeypatch.setattr(search, "GRID", {"ngram": SMALL_GRID["ngram"] * 2, "transformer": []})
+    project = routing(session)
+    teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
+    result = CliRunner().invoke(cli, ["--as", "dana", "train", "start", project.name, "--teacher-run",
+                                      str(teacher.id), "--budget", "300"])
+    assert result.exit_code == 0, result.output
+    assert "Search of 2 candidates (ngram) within 300 s" in result.stdout
+    assert "Recommended: run #" in result.stdout and "RETAINED" in result.stdout

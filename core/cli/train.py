@@ -39,20 +39,29 @@ def train_group() -> None:
 @click.argument("project")
 @click.option("--teacher-run", "teacher_run", type=int, required=True, help="The teacher run to distil from.")
 @click.option("--filter", "filter_id", type=int, help="A filtering of that run (default: all its outputs).")
-@click.option("--family", type=click.Choice(FAMILIES), default="transformer", show_default=True,
-              help="A small transformer, or hashed word and character n-grams for the tightest latency.")
-@click.option("--size", default="tiny", show_default=True, help="tiny or small.")
+@click.option("--family", type=click.Choice(FAMILIES), help="Train one run of this family (a small transformer, or "
+              "hashed word and character n-grams) instead of the default search over both families.")
+@click.option("--size", help="tiny or small (with --family; default tiny).")
+@click.option("--budget", "budget_s", type=click.FloatRange(1, 7 * 86_400),
+              help="Seconds the default search may spend (default: STILLROOM_TRAIN_BUDGET_S, 900).")
 @click.option("--epochs", type=int, help="Most epochs to train (early stopping may end sooner).")
 @click.option("--temperature", type=float, help="Distillation temperature T.")
 @click.option("--alpha", type=float, help="Weight of the KD term; 1 − alpha weighs cross-entropy on references.")
-@click.option("--patience", type=int, help="Epochs without a better validation loss before stopping.")
+@click.option("--patience", type=int, help="Epochs without a rise in validation agreement before stopping.")
 @click.option("--batch-size", "batch_size", type=int, help="Rows per step.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--seed", type=int, help="Seed of the validation split and the initialisation.")
 @click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
-def train_start(project: str, teacher_run: int, filter_id: int | None, detach: bool, **settings) -> None:
-    """Distil a student for PROJECT from a teacher run, showing a progress bar."""
+def train_start(project: str, teacher_run: int, filter_id: int | None, detach: bool, budget_s: float | None,
+                **settings) -> None:
+    """Distil students for PROJECT from a teacher run, showing a progress bar.
+
+    By default both families are trained, with a small search over each family's key settings within a time
+    budget, and one is recommended with its reasons; --family trains a single run instead."""
     config = {k: v for k, v in settings.items() if v is not None}
+    if not config.get("family"):
+        _search(project, teacher_run, filter_id, detach, budget_s, config)
+        return
     with _session() as session:
         actor = _actor(session)
         p = projects.get_project(session, project)
@@ -60,6 +69,47 @@ def train_start(project: str, teacher_run: int, filter_id: int | None, detach: b
                                        filter_id=filter_id, config=config)
     click.echo(f"Training run #{run.id} ({run.family} {run.size}) queued as job #{job.id}.")
     _run_or_detach(run.id, job.id, detach)
+
+
+def _search(project: str, teacher_run: int, filter_id: int | None, detach: bool, budget_s: float | None,
+            base: dict) -> None:
+    from core.config import get_settings
+    from core.training import search
+
+    base.pop("family", None)
+    base.pop("size", None)
+    budget = budget_s or get_settings().train_budget_s
+    with _session() as session:
+        actor = _actor(session)
+        p = projects.get_project(session, project)
+        job = search.start_search(session, actor=actor, project=p, teacher_run_id=teacher_run,
+                                  filter_id=filter_id, budget_s=budget, base=base)
+    plan = job.params["candidates"]
+    families = " and ".join(dict.fromkeys(c["family"] for c in plan))
+    click.echo(f"Search of {len(plan)} candidates ({families}) within {budget:.0f} s queued as job #{job.id}.")
+    if detach:
+        pid = jobs.start_detached(job.id)
+        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        return
+    run_with_bar(job.id, "training search")
+    _print_search(job.id)
+
+
+def _print_search(job_id: int) -> None:
+    from core.training import search
+
+    with _session() as session:
+        rec = search.search_recommendation(session, job=jobs.get(session, job_id))
+    _table(["RUN", "FAMILY", "SIZE", "LR", "STATUS", "EPOCHS", "AGREEMENT", "ACCURACY", "RETAINED", "P95 MS",
+            "PARAMS", "SECONDS"],
+           [(c.run_id, c.family, c.size, _fmt(c.lr, "g"), c.status, c.epochs_done, _fmt(c.val_agreement, ".3f"),
+             _fmt(c.val_accuracy, ".3f"), _fmt(c.retained, ".1%"), _fmt(c.single_p95_ms, ".2f"),
+             _fmt(c.params, ","), _fmt(c.seconds, ".0f")) for c in rec.candidates])
+    if rec.run_id is None:
+        click.echo("No recommendation: " + "; ".join(rec.reasons) + ".")
+        return
+    click.echo(f"Recommended: run #{rec.run_id}: " + "; ".join(rec.reasons) + ".")
+    click.echo(f"Evaluate it with `stillroom eval start PROJECT --run {rec.run_id}`.")
 
 
 @train_group.command("resume")
