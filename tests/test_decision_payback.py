@@ -7,7 +7,7 @@ import pytest
 from review_helpers import approve, lock_moderation_gate, make_evaluation, passing_predictions
 
 from core.errors import GovernanceViolation
-from core.governance import decision, qualification, review
+from core.governance import decision, qualification, record, review
 
 INPUTS = {"monthly_volume": 1_000_000, "teacher_cost_per_1k": 4.0, "build_cost": 10_000.0,
           "student_cost_per_1k": 0.4}
@@ -47,6 +47,8 @@ def test_ship_is_refused_when_payback_exceeds_the_gates_window(session, demo, qu
     with pytest.raises(GovernanceViolation, match="exceeds the gate's window of 1 months"):
         decision.decide(session, actor=demo["sam"], project=qualified, decision="ship", rationale="go",
                         evaluation_id=ev.id)
+    text = record.export(session, actor=demo["sam"], project=qualified, fmt="md")
+    assert f"Payback of evaluation #{ev.id} at its proposed threshold, computed now (FAIL)" in text
 
 
 def test_a_higher_threshold_means_more_fallback_and_a_longer_payback(session, demo, gated, passing_eval):

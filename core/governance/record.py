@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from sqlmodel import Session, col, func, select
 
 from core import artifacts
-from core.errors import InvalidInput
+from core.errors import GovernanceViolation, InvalidInput
+from core.evaluation.runs import load_report
 from core.governance import audit, decision, gate, qualification, review, visibility
 from core.governance.projects import can_view
 from core.models import (
@@ -194,6 +195,16 @@ def _decisions(session: Session, project: Project, names: dict[int, str]) -> Sec
     kill = decision.kill_recommendation([r.criteria for r in decision.rounds_history(session, project_id=project.id)])
     if kill:
         s.lines.append(f"Recommendation: {kill.reason}")
+    evs = _rows(session, Evaluation, project.id)
+    if evs:
+        try:
+            report = load_report(session, evs[-1])
+        except GovernanceViolation:
+            report = None  # the Evaluations section already says the report is not intact
+        if report is not None:
+            paid = decision.payback(session, project=project, evaluation=evs[-1], report=report).criterion
+            s.lines.append(f"Payback of evaluation #{evs[-1].id} at its proposed threshold, computed now "
+                           f"({paid['status']}): {paid['detail']}")
     return s
 
 
