@@ -233,3 +233,41 @@ def test_extraction_reports_per_field_figures_against_per_field_floors(engine, t
     assert "Field vendor: accuracy 1.000" in out and "Field due: accuracy 0.900" in out
     shown = ok("eval", "show", "1")
     assert "FAIL" in shown and "field due: accuracy" in shown and "did NOT pass" in shown
+
+
+def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdout_version_judges_it(engine,
+                                                                                                   tmp_path):
+    rows = tickets()
+    gate = triage_gate(slice_floors=[{"column": "queue", "value": "security", "floor": 0.9, "min_n": 25}])
+    new_project(tmp_path, "Loop", rows, gate)
+    held = exported(tmp_path, "Loop")
+    path = tmp_path / "preds.csv"
+    predictions(held, rows).to_csv(path, index=False)
+    ok("eval", "import", "Loop", str(path), who="drv")
+    assert "INSUFFICIENT DATA  slice queue=security" in ok("eval", "show", "1")
+    out = ok("decide", "Loop", "--decision", "iterate", "--evaluation", "1", "--rationale", "judge security",
+             who="spon")
+    assert "queue=security (INSUFFICIENT DATA): 10 more holdout examples" in out
+    assert "open: 10 to go" in ok("data", "requests", "Loop")
+    # A teacher labelled the training rows: none of them, nor their text under a new id, may join the holdout.
+    teacher = tmp_path / "teacher.csv"
+    rows.rename(columns={"reference": "label"})[["id", "label"]].to_csv(teacher, index=False)
+    ok("teacher", "run", "Loop", "--dataset", "1", "--adapter", "file", "--file", str(teacher), who="drv")
+    fresh = pd.DataFrame([{"id": f"S{i:03d}", "text": f"new breach report {i} account hijacked code {i * 7}",
+                           "reference": "security", "queue": "security"} for i in range(12)])
+    copied = pd.concat([fresh, rows[~rows["id"].isin(held["id"])].head(1).assign(id="S999")])
+    for name, frame in (("copied", copied), ("fresh", fresh)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        ok("data", "import", "Loop", str(tmp_path / f"{name}.csv"), "--id", "id", "--text", "text", "--reference",
+           "reference", "--slice", "queue", "--name", name, who="drv")
+    refused = run("data", "holdout-extend", "Loop", "2", "--reason", "round 2 request", who="drv")
+    assert refused.exit_code == 3 and "equal or nearly equal a training row" in refused.stderr
+    out = ok("data", "holdout-extend", "Loop", "3", "--reason", "round 2 request", who="drv")
+    assert "Holdout version 2" in out and "12 added from dataset #3" in out
+    assert "12 added by holdout version 2 (12 rows); met" in ok("data", "requests", "Loop")
+    held2 = exported(tmp_path, "Loop")
+    truth = pd.concat([rows, fresh])
+    predictions(held2, truth).to_csv(path, index=False)
+    ok("eval", "import", "Loop", str(path), who="drv")
+    shown = ok("eval", "show", "2")
+    assert "(holdout version 2)" in shown and "PASS               slice queue=security" in shown

@@ -65,9 +65,13 @@ def data_list(project: str) -> None:
         rows = [(d.id, d.name, d.purpose, d.operation, d.parent_id or "", d.n_rows, f"{d.created_at:%Y-%m-%d %H:%M}")
                 for d in datasets.list_datasets(session, project_id=p.id)]
         held = holdout.get_holdout(session, project_id=p.id)
+        later = holdout.versions(session, project_id=p.id)
     _table(["ID", "NAME", "PURPOSE", "OPERATION", "PARENT", "ROWS", "CREATED"], rows)
     if held:
         click.echo(f"Holdout: {held.n_rows:,} rows from dataset #{held.dataset_id}, fingerprint {held.fingerprint}")
+    for v in later[1:]:
+        click.echo(f"Holdout version {v.version}: {v.n_rows:,} rows (rows added from dataset #{v.dataset_id}), "
+                   f"fingerprint {v.fingerprint}")
 
 
 @data_group.command("dedup")
@@ -178,6 +182,37 @@ def data_holdout_export(project: str, fmt: str, out: str) -> None:
         fh.write(body)
     click.echo(f"Wrote the {n:,} holdout rows of {p.name!r} to {out} ({fmt}): predict every row, then "
                "`stillroom eval import`.")
+
+
+@data_group.command("holdout-extend")
+@click.argument("project")
+@click.argument("dataset_id", type=int)
+@click.option("--reason", required=True, help="Why the holdout grows (the data request it answers).")
+@click.option("--ids", help="Only these rows of the dataset, comma-separated (default: all rows not yet held out).")
+def data_holdout_extend(project: str, dataset_id: int, reason: str, ids: str | None) -> None:
+    """Add rows of a dataset to PROJECT's holdout as a new, fingerprinted version (drivers only): never
+    oversampled copies, never rows a teacher labelled for training, never text that (nearly) equals one."""
+    with _session() as session:
+        p = projects.get_project(session, project)
+        v = holdout.extend_holdout(session, actor=_actor(session), project=p, dataset_id=dataset_id, reason=reason,
+                                   ids=_labels(ids))
+    click.echo(f"Holdout version {v.version} of {p.name!r}: {v.n_rows:,} rows ({v.n_added:,} added from dataset "
+               f"#{v.dataset_id}), fingerprint {v.fingerprint}. Evaluations from now on are scored on it.")
+
+
+@data_group.command("requests")
+@click.argument("project")
+def data_requests(project: str) -> None:
+    """The data the latest iterate decision asked for, what was added since and by what, and whether it is met."""
+    from core.data import requests
+
+    with _session() as session:
+        _, p = _viewable(session, project)
+        found = requests.status(session, project=p)
+    if not found:
+        click.echo(f"Project {p.name!r} has no open data request.")
+    for r in found:
+        click.echo(r.sentence())
 
 
 @data_group.command("leakage")

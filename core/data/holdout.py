@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import textsafe
 from core.artifacts import load_table, store_table
@@ -21,7 +21,7 @@ from core.data import datasets, similarity
 from core.errors import GovernanceViolation, InvalidInput
 from core.governance import audit
 from core.governance.projects import require_role
-from core.models import Artifact, Dataset, Holdout, Project, Role, User
+from core.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, Role, TeacherRun, User
 
 MAX_FRACTION = 0.5
 
@@ -65,12 +65,41 @@ def fingerprint(df: pd.DataFrame) -> str:
 
 
 def get_holdout(session: Session, *, project_id: int) -> Holdout | None:
+    """The holdout as first fixed (version 1); ``current`` is the version evaluations use."""
     return session.exec(select(Holdout).where(Holdout.project_id == project_id)).first()
 
 
+@dataclass(frozen=True)
+class Version:
+    """One version of the project's holdout: the first as fixed, or a later one that added rows."""
+
+    version: int
+    fingerprint: str
+    n_rows: int
+    artifact_id: int
+    dataset_id: int
+
+
+def versions(session: Session, *, project_id: int) -> list[Version]:
+    first = get_holdout(session, project_id=project_id)
+    if first is None:
+        return []
+    later = session.exec(select(HoldoutVersion).where(HoldoutVersion.project_id == project_id)
+                         .order_by(col(HoldoutVersion.version))).all()
+    return [Version(1, first.fingerprint, first.n_rows, first.artifact_id, first.dataset_id)] + [
+        Version(v.version, v.fingerprint, v.n_rows, v.artifact_id, v.dataset_id) for v in later]
+
+
+def current(session: Session, *, project_id: int) -> Version | None:
+    """The holdout version every new evaluation is scored on: the latest."""
+    found = versions(session, project_id=project_id)
+    return found[-1] if found else None
+
+
 def holdout_rows(session: Session, *, project_id: int) -> pd.DataFrame | None:
-    holdout = get_holdout(session, project_id=project_id)
-    return None if holdout is None else load_table(session.get(Artifact, holdout.artifact_id))
+    """The rows of the current holdout version (None when no holdout is fixed)."""
+    version = current(session, project_id=project_id)
+    return None if version is None else load_table(session.get(Artifact, version.artifact_id))
 
 
 def holdout_ids(session: Session, *, project_id: int) -> set[str]:
@@ -185,6 +214,13 @@ def leakage(session: Session, *, project: Project, df: pd.DataFrame,
     if held is None:
         return LeakageReport(checked=len(df), exact=0, near=0, threshold=threshold, examples=[])
     rows = df[~df["id"].astype(str).isin(set(held["id"].astype(str)))].reset_index(drop=True)
+    return overlap(held.reset_index(drop=True), rows, threshold=threshold, examples=examples)
+
+
+def overlap(held: pd.DataFrame, rows: pd.DataFrame, *, threshold: float = similarity.DEFAULT_THRESHOLD,
+            examples: int = 5) -> LeakageReport:
+    """Rows of ``rows`` whose text equals or nearly equals a row of ``held`` (same normalisation and MinHash
+    threshold as deduplication)."""
     h_norm = similarity.normalise(held["text"]).reset_index(drop=True)
     r_norm = similarity.normalise(rows["text"]).reset_index(drop=True)
     first_of = pd.Series(np.arange(len(h_norm)), index=h_norm.to_numpy()).groupby(level=0).first()
@@ -275,3 +311,91 @@ def export_holdout(session: Session, *, project: Project, fmt: str = "csv") -> b
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+def training_rows(session: Session, *, project: Project) -> pd.DataFrame:
+    """Every row the project's teachers ran on, so every row a student may have trained on."""
+    ids = sorted({r.dataset_id for r in session.exec(select(TeacherRun).where(TeacherRun.project_id == project.id))})
+    frames = [datasets.rows(session, datasets.get_dataset(session, project=project, dataset_id=i))[["id", "text"]]
+              for i in ids]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": [], "text": []})
+
+
+def extend_holdout(session: Session, *, actor: User, project: Project, dataset_id: int, reason: str,
+                   ids: Sequence[str] | None = None) -> HoldoutVersion:
+    """A new holdout version: every row of the current one plus rows of ``dataset_id`` (all of them, or
+    ``ids``) that are not in it yet. Refused when a new row is an oversampled copy, has a training row's id, or
+    equals or nearly equals a training row (the leakage check, re-run); the new version is fingerprinted and
+    audited, and evaluations from now on name it."""
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="extend the holdout")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("say why the holdout grows (e.g. the data request it answers).", field="reason")
+    now = current(session, project_id=project.id)
+    if now is None:
+        raise InvalidInput(f"project {project.name!r} has no holdout to extend: fix it first.", field="holdout")
+    held = load_table(session.get(Artifact, now.artifact_id))
+    dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
+    new = _new_rows(datasets.rows(session, dataset), held, ids, dataset.id)
+    _require_unseen(session, project=project, new=new)
+    rows = pd.concat([held, new], ignore_index=True)
+    digest = fingerprint(rows)
+    try:
+        art = store_table(session, project=project, actor=actor, df=rows, kind="holdout",
+                          meta={"dataset_id": dataset.id, "fingerprint": digest, "version": now.version + 1})
+        row = HoldoutVersion(project_id=project.id, version=now.version + 1, dataset_id=dataset.id,
+                             artifact_id=art.id, fingerprint=digest, parent_fingerprint=now.fingerprint,
+                             n_rows=len(rows), n_added=len(new), reason=reason, created_by=actor.id)
+        session.add(row)
+        session.flush()
+        audit.record(session, actor=actor, action="holdout.extend", entity="holdout_version", entity_id=row.id,
+                     project_id=project.id,
+                     payload={"version": row.version, "dataset_id": dataset.id, "n_rows": len(rows),
+                              "n_added": len(new), "fingerprint": digest, "parent_fingerprint": now.fingerprint,
+                              "reason": reason, "sha256": art.sha256})
+        session.commit()
+    except BaseException:
+        session.rollback()  # and core.artifacts removes the file this transaction wrote
+        raise
+    return row
+
+
+def _new_rows(df: pd.DataFrame, held: pd.DataFrame, ids: Sequence[str] | None, dataset_id: int) -> pd.DataFrame:
+    from core.data.coverage import copy_origin
+
+    df = df.assign(id=df["id"].astype(str))
+    if ids is not None:
+        wanted = [str(i) for i in ids]
+        unknown = [i for i in wanted if i not in set(df["id"])]
+        if unknown:
+            raise InvalidInput(f"dataset #{dataset_id} has no rows with the ids {', '.join(map(repr, unknown[:5]))}: "
+                               "name rows of that dataset.", field="ids")
+        df = df[df["id"].isin(set(wanted))]
+    copies = df[copy_origin(df["id"]).notna().to_numpy()]
+    if len(copies):
+        raise GovernanceViolation(f"{len(copies):,} of the rows are oversampled copies (e.g. id "
+                                  f"{copies['id'].iloc[0]!r}): a holdout takes only real, unseen rows.")
+    new = df[~df["id"].isin(set(held["id"].astype(str)))]
+    if new.empty:
+        raise InvalidInput(f"every row of dataset #{dataset_id} you named is already in the holdout: import new "
+                           "examples first.", field="dataset")
+    missing = [c for c in held.columns if c not in new.columns]
+    if missing:
+        raise InvalidInput(f"dataset #{dataset_id} has no column {missing[0]!r}, which the holdout has: import "
+                           "the new rows with the same mapping.", field="dataset")
+    return new[list(held.columns)].reset_index(drop=True)
+
+
+def _require_unseen(session: Session, *, project: Project, new: pd.DataFrame) -> None:
+    """New holdout rows were never training rows: not by id, not by (near) identical text."""
+    seen = training_rows(session, project=project)
+    by_id = new[new["id"].isin(set(seen["id"].astype(str)))]
+    if len(by_id):
+        raise GovernanceViolation(f"{len(by_id):,} of the new rows are rows a teacher labelled for training (e.g. id "
+                                  f"{by_id['id'].iloc[0]!r}): the holdout takes only rows no student has seen.")
+    report = overlap(seen.reset_index(drop=True), new, examples=1)
+    if report.leaked:
+        ex = report.examples[0]
+        raise GovernanceViolation(f"{report.leaked:,} of the new rows equal or nearly equal a training row (e.g. id "
+                                  f"{ex.row_id!r} matches training row {ex.holdout_id!r}): they would measure "
+                                  "memory, not skill. Collect other examples for the holdout.")

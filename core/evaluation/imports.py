@@ -27,7 +27,8 @@ import pandas as pd
 from sqlmodel import Session
 
 from core.data import datasets, readers, similarity
-from core.data.holdout import get_holdout, holdout_rows
+from core.data.holdout import current as current_holdout
+from core.data.holdout import holdout_rows
 from core.errors import InvalidInput
 from core.evaluation import gate_check, report, runs
 from core.evaluation import latency as latency_mod
@@ -64,11 +65,11 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
     slices = datasets.slice_columns(held)
     scored, extra = _score(frame, kind=kind, spec=spec, slices=slices)
     extra.update(checked.notes())
-    holdout = get_holdout(session, project_id=project.id)
+    holdout = current_holdout(session, project_id=project.id)
     meta = {"project_id": project.id, "round": runs.current_round(session, project_id=project.id),
             "gate_version": locked.version, "gate_hash": locked.content_hash,
             "training_run_id": None, "source": "imported", "kind": kind, "file": name,
-            "holdout_fingerprint": holdout.fingerprint, "n": len(frame)}
+            "holdout_fingerprint": holdout.fingerprint, "holdout_version": holdout.version, "n": len(frame)}
     extra["scores"] = {c: None if frame[c].isna().all() else float(frame[c].mean()) for c in scores}
     latency = {"student": _student_latency(held, actor, latency_model_dir, latency_endpoint, declared_latency),
                "teacher": report.NOT_MEASURED}  # the teacher's outputs came in the file

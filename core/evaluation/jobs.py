@@ -11,7 +11,8 @@ import pandas as pd
 from sqlmodel import Session
 
 from core.data import datasets
-from core.data.holdout import get_holdout, holdout_rows
+from core.data.holdout import current as current_holdout
+from core.data.holdout import holdout_rows
 from core.errors import InvalidInput
 from core.evaluation import baselines, report, runs
 from core.governance import gate
@@ -91,7 +92,7 @@ def evaluate(ctx: JobContext) -> dict:
         teacher_run = s.get(TeacherRun, run.teacher_run_id)
         ctx.progress(0.02, "loading the holdout", force=True)
         held = holdout_rows(s, project_id=project.id).reset_index(drop=True)
-        holdout = get_holdout(s, project_id=project.id)
+        holdout = current_holdout(s, project_id=project.id)
         spec = gate.GateSpec(**gate.spec_of(locked))
         texts = held["text"].astype(str).tolist()
 
@@ -114,7 +115,7 @@ def evaluate(ctx: JobContext) -> dict:
         meta = {"project_id": project.id, "round": runs.current_round(s, project_id=project.id),
                 "gate_version": locked.version, "gate_hash": locked.content_hash,
                 "training_run_id": run.id, "teacher_run_id": teacher_run.id, "source": "trained",
-                "holdout_fingerprint": holdout.fingerprint, "n": len(held)}
+                "holdout_fingerprint": holdout.fingerprint, "holdout_version": holdout.version, "n": len(held)}
         body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
                                   cost=runs.cost_figures(s, project_id=project.id, latency=latency))
         ev = runs.record(s, actor=actor, project=project, gate_version=locked, predictions=predictions,
