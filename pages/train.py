@@ -6,13 +6,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.config import get_settings
 from core.display import tidy
 from core.governance import gate
 from core.governance.projects import roles_of
 from core.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
-from core.training import runs
+from core.training import runs, search
 from core.training.build import SIZES
 from core.training.config import FAMILIES, NGRAM_SIZES, TrainConfig
 from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash
@@ -29,6 +30,8 @@ with db() as session:
     filters = tfilter.list_filters(session, project_id=project.id)
     comparison = runs.compare_runs(session, project_id=project.id)
     training = runs.list_runs(session, project_id=project.id)
+    last_search = search.latest_search(session, project_id=project.id)
+    recommendation = search.search_recommendation(session, job=last_search) if last_search else None
 
 st.caption(f"Project: {esc(project.name)}. Students learn the teacher's distribution (soft labels) and the "
            "reference where there is one; the holdout is never trained on.")
@@ -55,6 +58,20 @@ with st.expander("Start a training run", expanded=not training):
             "all readable outputs" if i is None else
             f"filter #{i}: {next(f for f in mine if f.id == i).counts['kept']:,} kept"),
             index=1 if mine else 0)
+        st.markdown("**Default: both families.** A small search over each family's key settings, cheapest "
+                    "first, within a time budget; each run stops when validation agreement with the teacher stops "
+                    "rising. Stillroom then recommends one, with its reasons.")
+        budget = st.number_input("Time budget (seconds)", min_value=60, max_value=7 * 86_400, step=60,
+                                 value=int(get_settings().train_budget_s))
+        if st.button("Search both families", type="primary", disabled=not is_driver):
+            with db() as session:
+                queued = act(lambda: search.start_search(session, actor=require_user(session), project=project,
+                                                         teacher_run_id=t_id, filter_id=f_id, budget_s=budget))
+            if queued is not None:
+                jobs.start_detached(queued.id)
+                st.session_state["flash"] = f"Search started as job #{queued.id}."
+                st.rerun()
+        st.markdown("**Or one run** of a family and size you choose:")
         family = st.radio("Family", FAMILIES, horizontal=True, format_func={
             "transformer": "small transformer", "ngram": "hashed word and character n-grams (fastest)"}.get)
         sizes = list(NGRAM_SIZES) if family == "ngram" else [s for s in SIZES if s != "teacher"]
@@ -82,6 +99,26 @@ with st.expander("Start a training run", expanded=not training):
                 jobs.start_detached(started[1].id)
                 st.session_state["flash"] = f"Training run #{started[0].id} started as job #{started[1].id}."
                 st.rerun()
+
+if last_search is not None:
+    if last_search.status in ("queued", "running"):
+        job_panel(last_search.id, label=f"Search #{last_search.id} over both families")
+    st.subheader(f"Search #{last_search.id}: the candidates and the recommendation")
+    if recommendation.run_id is not None:
+        st.success(f"Recommended: run #{recommendation.run_id}: " + "; ".join(recommendation.reasons) + ".")
+    elif last_search.status == "done":
+        st.warning("No recommendation: " + "; ".join(recommendation.reasons) + ".")
+    st.dataframe(tidy([{
+        "Run": c.run_id, "Family": c.family, "Size": c.size, "Learning rate": c.lr, "Status": c.status,
+        "Epochs": c.epochs_done, "Agreement with teacher (val)": c.val_agreement, "Accuracy (val)": c.val_accuracy,
+        "Teacher accuracy kept": c.retained, "p95 ms (single)": c.single_p95_ms, "Parameters": c.params,
+        "Seconds": c.seconds, "Recommended": c.run_id == recommendation.run_id,
+    } for c in recommendation.candidates]), hide_index=True, width="stretch", column_config={
+        "Agreement with teacher (val)": st.column_config.NumberColumn(format="%.3f"),
+        "Accuracy (val)": st.column_config.NumberColumn(format="%.3f"),
+        "Teacher accuracy kept": st.column_config.NumberColumn(format="percent"),
+        "p95 ms (single)": st.column_config.NumberColumn(format="%.2f"),
+        "Seconds": st.column_config.NumberColumn(format="%.0f")})
 
 if not comparison:
     st.info("No training runs yet.")

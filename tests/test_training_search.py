@@ -76,6 +76,23 @@ def test_search_trains_both_families_and_recommends_one(session, engine, demo, t
     assert any("p95" in r for r in rec.reasons)
 
 
+def test_the_train_page_shows_the_candidates_side_by_side_and_the_recommendation(
+        session, engine, demo, tmp_path, monkeypatch):
+    from pages_helpers import app_as, by_label, frame_with
+
+    monkeypatch.setattr(search, "GRID", SMALL_GRID)
+    project = routing(session)
+    teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
+    job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id)
+    done = jobs.run(job.id, engine=engine)
+    at = app_as(demo["dana"], page="pages/train.py", project_id=project.id)
+    assert not at.exception and by_label(at.button, "Search both families") is not None
+    assert any(f"Recommended: run #{done.result['recommended_run']}" in s.value for s in at.success)
+    table = frame_with(at, "Teacher accuracy kept")
+    assert set(table["Family"]) == {"ngram", "transformer"}
+    assert table.loc[table["Recommended"], "Run"].tolist() == [done.result["recommended_run"]]
+
+
 def test_a_spent_budget_starts_no_further_candidate(session, engine, demo, tmp_path, monkeypatch):
     monkeypatch.setattr(search, "GRID", SMALL_GRID)
     project = routing(session)
