@@ -10,7 +10,7 @@ import streamlit as st
 from core import jobs
 from core.display import number, tidy
 from core.evaluation import runs as evals
-from core.evaluation.imports import KINDS, import_predictions
+from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
 from core.governance.projects import roles_of
 from core.models import Role
 from core.training import runs as training
@@ -51,12 +51,24 @@ with c2:
     kind = st.selectbox("Output kind", KINDS, format_func={
         "label": "labels", "text": "text (exact and normalised match)", "json": "JSON (field-level accuracy)",
         "ranking": "ranking (NDCG, pairwise order)"}.get)
-    upload = st.file_uploader("Predictions file (id, student, teacher, optional reference and scores)",
-                              type=["csv", "jsonl", "parquet"], disabled=not is_driver)
+    upload = st.file_uploader("Predictions file (id, student; optional teacher, confidence, text, judge_score)",
+                              type=["csv", "jsonl", "parquet"], disabled=not is_driver,
+                              help="One row per holdout id (download them on the Data page). References come from "
+                                   "the locked holdout; a reference column is only compared. Measuring the "
+                                   "student's latency here: `stillroom eval import --latency-model-dir` or "
+                                   "`--latency-endpoint`.")
+    with st.expander("Latency declared by a person (else: not measured)"):
+        declared_p95 = st.number_input("Declared p95 latency (ms)", min_value=0.0, value=0.0)
+        declared_by = st.text_input("Declared by", placeholder="the person who vouches for the figures")
+        declared_method = st.text_input("How it was measured", placeholder="tool, load, batch size, hardware")
+        declared_where = st.text_input("Where it was measured", placeholder="environment, region, date")
+    declared = ({"p95_ms": declared_p95, "declared_by": declared_by, "method": declared_method,
+                 "where": declared_where} if declared_p95 > 0 else None)
     if upload is not None and st.button("Import and evaluate", disabled=not is_driver):
         with db() as session:
             act(lambda: import_predictions(session, actor=require_user(session), project=project, kind=kind,
-                                           data=upload.getvalue(), filename=upload.name),
+                                           data=upload.getvalue(), filename=upload.name,
+                                           declared_latency=declared),
                 lambda e: f"Evaluation #{e.id} recorded: {'PASS' if e.passed else 'FAIL'}.", rerun=True)
 
 if not evaluations:
@@ -93,14 +105,22 @@ if severe.get("classes"):
                f"{severe.get('false_alarms', 0):,} of {severe.get('n_non_severe', 0):,} other items as severe "
                "(false alarms, shown, not gated).")
 
+for line in notes(report):
+    st.caption(esc(line))
 overall = report.get("overall", {})
 models = [m for m in ("student", "teacher", "tfidf", "majority") if overall.get(m)]
 if models:
-    metrics = ("accuracy", "macro_f1", "agreement")
+    metrics = overall_metrics(report)
     fig = go.Figure([go.Bar(name=m, x=list(metrics), y=[overall[m].get(k) for k in metrics]) for m in models])
     fig.update_layout(barmode="group", title="Overall, on the holdout", height=320, yaxis={"range": [0, 1]},
                       margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(fig, width="stretch")
+per_field = (report.get("json") or {}).get("per_field") or {}
+if per_field:
+    st.dataframe(pd.DataFrame([{"Field": name, "n": f["n"], "Student accuracy": f["accuracy"],
+                                "Teacher accuracy": f.get("teacher_accuracy"), "Floor": f.get("floor"),
+                                "Rules": ", ".join(f.get("rules") or [])} for name, f in per_field.items()]),
+                 hide_index=True, width="stretch")
 slices = report.get("slices", [])
 if slices:
     st.dataframe(tidy(pd.DataFrame([{

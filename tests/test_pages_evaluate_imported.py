@@ -1,0 +1,85 @@
+"""The Evaluate page renders an evaluation of imported predictions of every kind: its criteria, where the
+student's latency came from, what the file lacked or carried, and the kind's own figures."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from eval_helpers import easy_gate, ticket_rows
+from pages_helpers import app_as, frame_with
+from teacher_helpers import make_dataset
+
+from core.data import holdout
+from core.evaluation import imports
+from core.governance import gate, projects
+
+
+def _project(session, demo, *, json_refs: bool = False, **gate_overrides):
+    project = projects.get_project(session, "Support ticket routing")
+    df = ticket_rows(80)
+    if json_refs:
+        df["reference"] = [json.dumps({"queue": q, "n": i}) for i, q in enumerate(df["queue"])]
+    ds = make_dataset(session, actor=demo["dana"], project=project, df=df)
+    holdout.fix_holdout(session, actor=demo["dana"], project=project, dataset_id=ds.id, fraction=0.5)
+    gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(**gate_overrides), reason="imports")
+    return project, holdout.holdout_rows(session, project_id=project.id)
+
+
+def _import(session, demo, project, df: pd.DataFrame, kind: str, **latency):
+    return imports.import_predictions(session, actor=demo["dana"], project=project, kind=kind,
+                                      data=df.to_csv(index=False).encode(), filename="theirs.csv", **latency)
+
+
+def _page(demo, project):
+    at = app_as(demo["dana"], page="pages/evaluate.py", project_id=project.id)
+    assert not at.exception, at.exception
+    assert all(e.value.startswith("Gate not met") for e in at.error), [e.value for e in at.error]
+    return at, " ".join(c.value for c in at.caption).replace("\\", "")  # unescape the Markdown
+
+
+def test_imported_labels_with_declared_latency(session, demo):
+    project, held = _project(session, demo)
+    df = pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}).iloc[2:]
+    _import(session, demo, project, df, "label", declared_latency={
+        "p95_ms": 9.0, "declared_by": "Mia Vendor", "method": "k6 single requests", "where": "staging"})
+    at, captions = _page(demo, project)
+    assert "declared by Mia Vendor" in captions and "2 of 40 holdout rows had no prediction" in captions
+    criteria = frame_with(at, "detail")
+    assert "does not accept declared latency" in criteria.set_index("name").loc["p95 latency", "detail"]
+
+
+def test_imported_text(session, demo):
+    project, held = _project(session, demo)
+    df = pd.DataFrame({"id": held["id"], "student": held["reference"].fillna("").str.upper(), "judge_score": 0.7,
+                       "vendor_note": "x"})
+    _import(session, demo, project, df, "text")
+    _, captions = _page(demo, project)
+    assert "normalised match 1.000" in captions and "Mean judge_score: 0.700" in captions
+    assert "Ignored columns (not read): vendor_note" in captions and "not measured" in captions
+
+
+def test_imported_json(session, demo):
+    project, held = _project(session, demo, json_refs=True, metric="field-accuracy",
+                             field_floors=[{"field": "queue", "floor": 0.9}], slice_floors=[])
+    refs = held["reference"].map(json.loads)
+    df = pd.DataFrame({"id": held["id"], "student": [json.dumps({"queue": r["queue"], "n": 0}) for r in refs]})
+    _import(session, demo, project, df, "json")
+    at, captions = _page(demo, project)
+    fields = frame_with(at, "Field").set_index("Field")
+    assert fields.loc["queue", "Student accuracy"] == 1.0 and fields.loc["queue", "Floor"] == 0.9
+    assert "field queue: accuracy" in frame_with(at, "detail")["name"].tolist()
+
+
+@pytest.mark.parametrize("metric", ["ndcg@k", "pairwise-order"])
+def test_imported_ranking(session, demo, metric):
+    project, held = _project(session, demo, metric=metric, ranking_k=2, slice_floors=[])
+    queries = [f"q{i // 4}" for i in range(len(held))]
+    teacher = [float(i % 4) for i in range(len(held))]
+    df = pd.DataFrame({"id": held["id"], "query_id": queries, "student": teacher[::-1], "teacher": teacher})
+    _import(session, demo, project, df, "ranking")
+    at, captions = _page(demo, project)
+    assert "Ranking: NDCG@2" in captions and "pairwise order" in captions
+    name = "quality floor: ndcg@2" if metric == "ndcg@k" else "quality floor: pairwise-order"
+    assert name in frame_with(at, "detail")["name"].tolist()
