@@ -48,7 +48,7 @@ def test_ship_is_refused_when_payback_exceeds_the_gates_window(session, demo, qu
         decision.decide(session, actor=demo["sam"], project=qualified, decision="ship", rationale="go",
                         evaluation_id=ev.id)
     text = record.export(session, actor=demo["sam"], project=qualified, fmt="md")
-    assert f"Payback of evaluation #{ev.id} at its proposed threshold, computed now (FAIL)" in text
+    assert f"Payback of evaluation #{ev.id} at its proposed threshold, computed now (FAIL)" in text.replace("\\", "")
 
 
 def test_a_higher_threshold_means_more_fallback_and_a_longer_payback(session, demo, gated, passing_eval):
