@@ -36,7 +36,7 @@ if report is None:
     st.stop()
 can_review = refusal is None
 if not can_review:
-    st.info(f"{refusal} You can look.")
+    st.info(f"{esc(refusal)} You can look.")
 
 st.subheader("The gate, criterion by criterion")
 crit = pd.DataFrame(report.get("criteria", []))
