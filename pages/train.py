@@ -112,7 +112,7 @@ if last_search is not None:
         "Run": c.run_id, "Family": c.family, "Size": c.size, "Learning rate": c.lr, "Status": c.status,
         "Epochs": c.epochs_done, "Agreement with teacher (val)": c.val_agreement, "Accuracy (val)": c.val_accuracy,
         "Teacher accuracy kept": c.retained, "p95 ms (single)": c.single_p95_ms, "Parameters": c.params,
-        "Seconds": c.seconds, "Recommended": c.run_id == recommendation.run_id,
+        "Seconds": c.seconds, "Started from": c.init or "", "Recommended": c.run_id == recommendation.run_id,
     } for c in recommendation.candidates]), hide_index=True, width="stretch", column_config={
         "Agreement with teacher (val)": st.column_config.NumberColumn(format="%.3f"),
         "Accuracy (val)": st.column_config.NumberColumn(format="%.3f"),

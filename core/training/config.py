@@ -64,6 +64,8 @@ class TrainConfig(BaseModel):
     seed: int = Field(default=1234, ge=0, le=2**31 - 1)
     max_length: int = Field(default=128, ge=8, le=512)
     ngram_mode: Literal["mean", "sum"] = "mean"
+    # A transformer student of the teacher's width starts from the teacher's layers (core.training.init).
+    init_from_teacher: bool = True
     # Train-loss points logged per epoch for the loss curve (besides one per epoch).
     points_per_epoch: int = Field(default=10, ge=0, le=1000)
 
@@ -71,7 +73,8 @@ class TrainConfig(BaseModel):
     def _known_size(self) -> TrainConfig:
         from core.training.build import SIZES
 
-        known = NGRAM_SIZES if self.family == "ngram" else {k: v for k, v in SIZES.items() if k != "teacher"}
+        known = NGRAM_SIZES if self.family == "ngram" else {
+            **{k: v for k, v in SIZES.items() if k != "teacher"}, "half-teacher": None}
         if self.size not in known and not self.size_overrides:
             raise ValueError(f"size {self.size!r} is not a {self.family} size: use one of {', '.join(known)}")
         allowed = SIZE_FIELDS[self.family]

@@ -56,7 +56,7 @@ def train(ctx: JobContext) -> dict:
 
 def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
     """Check the rules again, load the rows, line the curve up with the checkpoints, mark the run running."""
-    from core.training import loop
+    from core.training import loop, students
 
     with Session(ctx.engine, expire_on_commit=False) as s:
         run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
@@ -72,7 +72,8 @@ def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
         _align_points(s, run, loop.read_state(found[resumed]) if found else None)
         run.status, run.gate_version_id, run.job_id = "running", gate_version.id, ctx.job_id
         run.metrics = {**{k: v for k, v in (run.metrics or {}).items() if k != "error"}, "rows": asdict(stats),
-                       "tokenizer": _tokenizer_source(cfg, tokenizer_dir)}
+                       "tokenizer": _tokenizer_source(cfg, tokenizer_dir),
+                       "init": students.init_plan(cfg, tokenizer_dir).sentence or None}
         s.add(run)
         audit.record(s, actor=actor, action="training.start", entity="training_run", entity_id=run.id,
                      project_id=project.id, payload={"job": ctx.job_id, "gate_version": gate_version.version,

@@ -38,11 +38,15 @@ GRID: dict[str, list[dict]] = {
     "transformer": [
         {"family": "transformer", "size": "tiny"},
         {"family": "transformer", "size": "small"},
+        # The teacher's width and half its layers, started from the teacher's layers (core.training.init); only
+        # where the teacher is a local transformers model.
+        {"family": "transformer", "size": "half-teacher"},
     ],
 }
 
 
-def candidates(*, families: tuple[str, ...] = FAMILIES, base: dict | None = None) -> list[dict]:
+def candidates(*, families: tuple[str, ...] = FAMILIES, base: dict | None = None,
+               teacher_is_transformer: bool = False) -> list[dict]:
     """The search's configurations in the order they are tried: every n-gram one first (seconds each)."""
     unknown = [f for f in families if f not in GRID]
     if unknown or not families:
@@ -52,6 +56,8 @@ def candidates(*, families: tuple[str, ...] = FAMILIES, base: dict | None = None
     out = []
     for family in order:
         for cand in GRID[family]:
+            if cand.get("size") == "half-teacher" and not teacher_is_transformer:
+                continue
             merged = {**(base or {}), **cand}
             parse(TrainConfig, merged)  # refuse a bad base setting before any job starts
             out.append(merged)
@@ -63,13 +69,16 @@ def start_search(session: Session, *, actor: User, project: Project, teacher_run
                  families: tuple[str, ...] = FAMILIES, base: dict | None = None) -> Job:
     """Queue the search as one job (driver only, under a locked gate, with a holdout); the caller runs it."""
     from core.training import pool
+    from core.training.init import teacher_config
 
     runs.require_can_train(session, actor=actor, project=project)
-    pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id, filter_id=filter_id)
+    teacher_run, _ = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
+                                         filter_id=filter_id)
     pool.require_holdout(session, project=project)
     if not 1 <= budget_s <= 7 * 86_400:
         raise InvalidInput(f"budget {budget_s:g} s: give between 1 second and 7 days.", field="budget_s")
-    plan = candidates(families=tuple(families), base=base)
+    plan = candidates(families=tuple(families), base=base,
+                      teacher_is_transformer=teacher_config(runs.teacher_tokenizer_dir(teacher_run)) is not None)
     return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params={
         "teacher_run_id": teacher_run_id, "filter_id": filter_id, "budget_s": float(budget_s),
         "candidates": plan})

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.errors import InvalidInput
-from core.training import build
+from core.training import build, init
 from core.training.config import NGRAM_SIZES, TrainConfig
 from core.training.ngram import FEATURIZER_VERSION, HashingFeaturizer, NgramClassifier
 
@@ -180,14 +180,29 @@ def new_student(cfg: TrainConfig, *, labels: list[str], texts: list[str], tokeni
         o = cfg.size_overrides
         return NgramStudent(labels=labels, buckets=o.get("buckets", base.buckets), dim=o.get("dim", base.dim),
                             mode=cfg.ngram_mode)
-    size = transformer_size(cfg)
+    size = transformer_size(cfg, tokenizer_dir)
     tokenizer = (build.load_tokenizer(tokenizer_dir) if tokenizer_dir
                  else build.train_tokenizer(texts, max_length=cfg.max_length))
     model = build.build_classifier(size, labels=labels, vocab_size=len(tokenizer), max_length=cfg.max_length)
+    start = init_plan(cfg, tokenizer_dir)
+    if start.from_teacher:
+        init.copy_from_teacher(model, build.load_classifier(tokenizer_dir), start)
     return TransformerStudent(model=model, tokenizer=tokenizer, max_length=cfg.max_length)
 
 
-def transformer_size(cfg: TrainConfig) -> build.Size:
+def init_plan(cfg: TrainConfig, teacher_dir: Path | None) -> init.InitPlan:
+    """How a transformer student of ``cfg`` starts: from the teacher's layers where it can (core.training.init)."""
+    if cfg.family != "transformer":
+        return init.InitPlan(False, [], "")
+    if not cfg.init_from_teacher:
+        return init.InitPlan(False, [], "initialised from the config, as asked")
+    return init.plan(transformer_size(cfg, teacher_dir), init.teacher_config(teacher_dir),
+                     shares_tokenizer=teacher_dir is not None)
+
+
+def transformer_size(cfg: TrainConfig, teacher_dir: Path | None = None) -> build.Size:
+    if cfg.size == init.HALF_TEACHER:
+        return init.half_teacher(init.teacher_config(teacher_dir))
     base = build.SIZES.get(cfg.size, build.SIZES["tiny"])
     o = cfg.size_overrides
     return build.Size(cfg.size, o.get("layers", base.layers), o.get("hidden", base.hidden),
