@@ -179,6 +179,19 @@ with tab_hold:
                    f"{', '.join(fixed.stratify_by) or 'nothing'}, seed {fixed.seed}, fingerprint "
                    f"`{short_hash(fixed.fingerprint)}`. It never changes; training refuses rows that overlap it.",
                    icon="🔒")
+        with db() as session:
+            later = holdout.versions(session, project_id=project.id)[1:]
+        for v in later:
+            st.caption(f"Holdout version {v.version}: {v.n_rows:,} rows (new rows from dataset #{v.dataset_id}), "
+                       f"fingerprint `{short_hash(v.fingerprint)}`; evaluations from then on are scored on it.")
+        fmt = st.selectbox("Export the holdout for a team predicting elsewhere", holdout.EXPORT_FORMATS,
+                           help="Ids and inputs (and query_id for rankings), never references or slices; CSV cells "
+                                "a spreadsheet would run get a leading quote.")
+        with db() as session:
+            exported = act(lambda: holdout.export_holdout(session, project=project, fmt=fmt))
+        if exported is not None:
+            st.download_button(f"Download the holdout ids and inputs ({fmt})", exported,
+                               file_name=f"holdout-{project.id}.{fmt}", key="holdout_export")
         if all_sets:
             check = st.selectbox("Check a dataset for overlap with the holdout", [d.id for d in all_sets],
                                  format_func=names.get, index=len(all_sets) - 1)

@@ -83,3 +83,11 @@ def test_imported_ranking(session, demo, metric):
     assert "Ranking: NDCG@2" in captions and "pairwise order" in captions
     name = "quality floor: ndcg@2" if metric == "ndcg@k" else "quality floor: pairwise-order"
     assert name in frame_with(at, "detail")["name"].tolist()
+
+
+def test_the_data_page_offers_the_holdout_for_download(session, demo):
+    project, held = _project(session, demo)
+    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    assert not at.exception, at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the holdout ids and inputs (csv)" in labels
