@@ -73,7 +73,7 @@ def current_user(session: Session) -> User | None:
 def require_user(session: Session) -> User:
     user = current_user(session)
     if user is None:
-        st.warning("Your session ended: log in again.")
+        st.warning(st.session_state.get("logout_reason") or "Your session ended: log in again.")
         st.stop()
     return user
 

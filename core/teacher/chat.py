@@ -116,7 +116,7 @@ def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
     anything).
     """
     allowed = {public_url(u) for u in get_settings().teacher_endpoints}
-    shown = f"{public_url(base_url)!r}" if source == "--base-url" else f"the URL in ${source}"
+    shown = f"{public_url(base_url)!r}" if source == "--base-url" else f"in ${source}"
     if public_url(base_url) != base_url.strip().rstrip("/"):
         raise GovernanceViolation(f"the teacher base URL {shown} carries user info, a query or a fragment: give "
                                   "it as scheme://host[:port]/path, exactly as the admin listed it.")
@@ -130,8 +130,9 @@ def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
 
 _SECRET_SHAPES = re.compile(
     r"(?i)(?:bearer|basic)\s+[^\s\"',;]+"  # an Authorization header echoed back
-    r"|(?:api[_-]?key|secret|token|password|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"
-    r"|\b(?:sk|pk|rk|ghp|gho|xox[abp]|AKIA)[-_A-Za-z0-9]{8,}"  # well-known key prefixes
+    r"|(?:api[_-]?key|secret|token|password|authorization)([\"']?\s*[:=]\s*[\"']?)"
+    r"(?:(?:bearer|basic)\s+)?[^\s\"',;}]+"  # key=value, "token": "value", Authorization: Bearer value
+    r"|\b(?:sk|pk|rk|ghp|gho|xox[abp])[-_][-_A-Za-z0-9]{8,}|(?-i:\bAKIA[0-9A-Z]{16})"  # well-known key shapes
     r"|[A-Za-z0-9+/_\-]{32,}={0,2}"  # long random-looking strings: hex, base64, url-safe tokens
 )
 

@@ -1,0 +1,197 @@
+"""Attacks on ``stillroom serve`` as a real process on 127.0.0.1 (issue 11): oversized and endless bodies, slow
+clients, missing and forged tokens, a client that hangs up; every refusal counted and logged apart from traffic."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import pytest
+from serve_helpers import Server, shipped, start_stage
+
+from core.serving.requestlog import log_dir
+
+CAP = 4096  # --max-body-bytes for these tests: small, so no test sends much
+
+
+@pytest.fixture
+def in_rollout(session, engine, demo, gated, tmp_path):
+    ev = shipped(session, engine, demo, gated, tmp_path)
+    start_stage(session, actor=demo["oscar"], evaluation=ev, stage="100", threshold=0.0,
+                settings={"teacher_sample_rate": 0.0, "must_escalate": []})
+    return gated
+
+
+def _serve(project: str, *args: str) -> Server:
+    """A started server; a busy machine may need a while to load the models, and a failed start is stopped."""
+    server = Server(project, args=args)
+    try:
+        return server.wait(timeout=180)
+    except AssertionError:
+        server.stop()
+        raise
+
+
+def _raw(server: Server, head: str, *, token: str | None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    sock.sendall((f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}{head}\r\n")
+                 .encode())
+    return sock
+
+
+def _status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True when the server ends the connection (EOF or reset) instead of waiting for the rest of the body."""
+    sock.settimeout(10)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def _stderr_after_stop(server: Server) -> str:
+    server.proc.terminate()
+    server.proc.wait(timeout=10)
+    err = server.proc.stderr.read()
+    server.stop()
+    return err
+
+
+def _lines(project_id: int, prefix: str) -> list[dict]:
+    return [json.loads(line) for f in sorted(log_dir(project_id).glob(f"{prefix}-*.jsonl"))
+            for line in f.read_text().splitlines()]
+
+
+def _health(server: Server) -> dict:
+    return httpx.get(f"{server.url}/health", timeout=10).json()
+
+
+def test_an_oversized_content_length_gets_413_before_any_body_is_sent(in_rollout):
+    server = _serve(in_rollout.name, "--max-body-bytes", str(CAP))
+    try:
+        sock = _raw(server, "Content-Length: 1073741824\r\n", token=server.token)  # 1 GiB announced, none sent
+        status = _status(sock)
+        sock.close()
+        refused = _health(server)["refused"]
+    finally:
+        server.stop()
+    assert status == 413 and refused == {"413": 1}
+    [line] = _lines(in_rollout.id, "refused")
+    assert line["status"] == 413 and "1,073,741,824 bytes" in line["error"]
+    assert _lines(in_rollout.id, "requests") == []  # never counted as traffic
+
+
+def test_an_endless_chunked_body_is_cut_off_at_the_cap(in_rollout):
+    server = _serve(in_rollout.name, "--max-body-bytes", str(CAP))
+    try:
+        sock = _raw(server, "Transfer-Encoding: chunked\r\n", token=server.token)
+        chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
+        for _ in range(5):  # 5 KiB, past the 4 KiB cap; the body never ends (no terminating chunk)
+            sock.sendall(chunk)
+        status = _status(sock)  # answered while the body is still open: it was not read to the end
+        closed = _closed_by_server(sock)
+        sock.close()
+        refused = _health(server)["refused"]
+    finally:
+        server.stop()
+    assert status == 413 and closed and refused == {"413": 1}
+    assert "passed 4,096 bytes" in _lines(in_rollout.id, "refused")[0]["error"]
+
+
+def test_slow_clients_cannot_hold_the_slots(in_rollout):
+    server = _serve(in_rollout.name, "--max-concurrency", "2", "--read-timeout", "1")
+    slow = []
+    try:
+        for _ in range(6):  # three times the slots: headers and 9 bytes of a 100-byte body, then silence
+            sock = _raw(server, "Content-Length: 100\r\n", token=server.token)
+            sock.sendall(b'{"text": ')
+            slow.append(sock)
+        fast = httpx.post(f"{server.url}/v1/classify", json={"text": "my invoice is wrong"},
+                          headers=server.headers, timeout=30)
+        statuses = [_status(sock) for sock in slow]  # each is cut off at its deadline
+        refused = _health(server)["refused"]
+    finally:
+        for sock in slow:
+            sock.close()
+        server.stop()
+    assert fast.status_code == 200 and fast.json()["served_by"] == "student"
+    assert statuses == [408] * 6 and refused == {"408": 6}
+    assert [x["request_id"] for x in _lines(in_rollout.id, "requests")] == [fast.json()["request_id"]]
+
+
+def test_requests_without_a_valid_token_get_401_and_are_logged(in_rollout):
+    server = _serve(in_rollout.name)
+    try:
+        none = httpx.post(f"{server.url}/v1/classify", json={"text": "hi"}, timeout=10)
+        forged = httpx.post(f"{server.url}/v1/classify", json={"text": "hi"}, timeout=10,
+                            headers={"Authorization": "Bearer sts_forged-token"})
+        good = httpx.post(f"{server.url}/v1/classify", json={"text": "hi"}, headers=server.headers, timeout=10)
+        bad = httpx.post(f"{server.url}/v1/classify", content=b"{not json", headers=server.headers, timeout=10)
+        refused = _health(server)["refused"]
+    finally:
+        server.stop()
+    assert (none.status_code, forged.status_code, good.status_code, bad.status_code) == (401, 401, 200, 400)
+    assert none.headers["www-authenticate"] == "Bearer" and "serve-token create" in none.json()["error"]
+    assert "unknown or revoked" in forged.json()["error"]
+    assert refused == {"400": 1, "401": 2}
+    assert [x["status"] for x in _lines(in_rollout.id, "refused")] == [401, 401, 400]
+    assert len(_lines(in_rollout.id, "requests")) == 1
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_no_traceback(in_rollout):
+    server = _serve(in_rollout.name)
+    try:
+        sock = _raw(server, "Content-Length: 200\r\n", token=server.token)
+        sock.sendall(b'{"text": "half a bo')
+        sock.close()
+        deadline = time.monotonic() + 30
+        while _health(server)["refused"] != {"disconnected": 1} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = _health(server)["refused"]
+    finally:
+        stderr = _stderr_after_stop(server)
+    assert refused == {"disconnected": 1}
+    assert "Traceback" not in stderr and "Exception" not in stderr
+
+
+def test_serving_without_any_token_is_refused_unless_auth_is_turned_off_loudly(session, demo, in_rollout):
+    import subprocess
+    import sys
+
+    from serve_helpers import REPO, serve_token
+    from sqlmodel import select
+
+    from core.governance import tokens
+    from core.models import AuditEvent
+
+    serve_token(in_rollout.name)
+    [row] = tokens.serve_tokens(session, project_id=in_rollout.id)
+    tokens.revoke_serve_token(session, actor=demo["oscar"], project=in_rollout, token_id=row.id)
+    done = subprocess.run([sys.executable, "-m", "core.cli", "--as", "oscar", "serve", in_rollout.name, "--port", "9"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    server = _serve(in_rollout.name, "--no-auth")
+    try:
+        open_reply = httpx.post(f"{server.url}/v1/classify", json={"text": "hi"}, timeout=10)
+        health = _health(server)
+    finally:
+        stderr = _stderr_after_stop(server)
+    assert done.returncode == 3 and "has no serving token" in done.stderr
+    assert open_reply.status_code == 200 and health["auth"] is False and "WARNING: --no-auth" in stderr
+    actions = [e.action for e in session.exec(select(AuditEvent).where(AuditEvent.entity == "access_token"))]
+    assert actions == ["token.create", "token.revoke"]
