@@ -6,6 +6,8 @@ starts the real service as a subprocess, and drives it with a keep-alive HTTP/1.
 asyncio streams (a client this lean leaves the 2 cores to the server; httpx would spend more CPU than the server).
 Figures: requests/s at CONCURRENCY connections for DURATION seconds, latency under that load, and single-request
 p50/p95 (one connection, one request at a time). Budget: >= 500 req/s, single p95 < 20 ms, >= 5x teacher-only.
+Every request carries a serving token (``Authorization: Bearer``); the student is also measured with ``--no-auth``
+in the same run, so the cost of checking the token is the difference between the two rows.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ TEXTS = ["please refund the invoice today", "the app crash again since monday", 
          "charge twice on my payment urgent", "timeout error in the phone app", "my profile email is wrong"]
 
 
+AUTH = {"header": b""}  # the Authorization line every request sends (empty with --no-auth)
+
+
 async def _one(reader, writer, body: bytes, host: str) -> float:
     start = time.perf_counter()
     writer.write(b"POST /v1/classify HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                 + AUTH["header"] + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"the service answered {head.splitlines()[0].decode()}")
@@ -113,10 +118,11 @@ def setup(directory: Path, *, n_tickets: int, teacher_size: str):
     return session, demo, project, evaluation
 
 
-def measure(project_name: str, *, concurrency: int, seconds: float, n_single: int) -> dict:
+def measure(project_name: str, *, concurrency: int, seconds: float, n_single: int, auth: bool = True) -> dict:
     from serve_helpers import Server
 
-    server = Server(project_name).wait(timeout=60)
+    server = Server(project_name, args=() if auth else ("--no-auth",)).wait(timeout=180)
+    AUTH["header"] = f"Authorization: Bearer {server.token}\r\n".encode() if server.token else b""
     try:
         singles(server.port, n=20)  # warm the connection path
         figures = {**load(server.port, concurrency=concurrency, seconds=seconds),
@@ -143,19 +149,22 @@ def main() -> None:
         session, demo, project, evaluation = setup(Path(tmp), n_tickets=600 if args.quick else 3000,
                                                    teacher_size=size)
         results = {}
-        for stage in ("100", "shadow"):
+        for stage, auth in (("100", True), ("100", False), ("shadow", True)):
             start_stage(session, actor=demo["oscar"], evaluation=evaluation, stage=stage)
-            results[stage] = measure(project.name, concurrency=args.concurrency, seconds=seconds,
-                                     n_single=200 if args.quick else 1000)
+            results[stage if auth else "100-no-auth"] = measure(
+                project.name, concurrency=args.concurrency, seconds=seconds, n_single=200 if args.quick else 1000,
+                auth=auth)
         session.close()
-    student, teacher = results["100"], results["shadow"]
+    student, teacher, open_student = results["100"], results["shadow"], results["100-no-auth"]
     ratio = student["rps"] / teacher["rps"]
     print(f"\n{args.concurrency} connections, {seconds:g} s per configuration, loopback")
     print(f"{'configuration':32} {'req/s':>9} {'load p50':>10} {'load p95':>10} {'single p50':>11} {'single p95':>11}")
-    for name, r in (("student at stage 100", student), ("teacher-only (stage shadow)", teacher)):
+    for name, r in (("student at stage 100", student), ("  the same with --no-auth", open_student),
+                    ("teacher-only (stage shadow)", teacher)):
         print(f"{name:32} {r['rps']:9,.1f} {r['load_p50_ms']:8.2f}ms {r['load_p95_ms']:8.2f}ms "
               f"{r['single_p50_ms']:9.2f}ms {r['single_p95_ms']:9.2f}ms")
     print(f"  ratio student / teacher-only req/s   {ratio:.1f}x")
+    print(f"  token check: {student['rps'] / open_student['rps']:.2f}x the req/s without auth")
     ok = student["rps"] >= 500 and student["single_p95_ms"] < 20 and ratio >= 5
     print(f"budget (>= 500 req/s, single p95 < 20 ms, >= 5x teacher-only): {'met' if ok else 'MISSED'}")
     if args.strict and not ok:
