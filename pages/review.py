@@ -84,6 +84,13 @@ if queue is not None:
             st.text(row["text"])  # user text rendered as text
             st.caption(f"reference: {esc(row['reference'])} · teacher: {esc(row['teacher_label'])} · student: "
                        f"{esc(row['student_label'])}")
+            if isinstance(row.get("diff"), str) and row["diff"]:  # imported text: side by side, core's word diff
+                left, right = st.columns(2)
+                left.markdown("**Target**")
+                left.text(str(row.get("target") or ""))
+                right.markdown("**Student**")
+                right.text(str(row["student_label"] or ""))
+                st.text("diff: " + row["diff"])
             verdict = st.radio("Verdict", review.VERDICTS, horizontal=True)
             rating = st.select_slider("Rating of the student's answer (optional)", [None, 1, 2, 3, 4, 5],
                                       format_func=lambda r: "no rating" if r is None else str(r))

@@ -218,3 +218,31 @@ def test_an_upload_is_evaluated_from_its_bytes(session, demo, routing, held):
     ev = imports.import_predictions(session, actor=demo["dana"], project=routing, kind="label",
                                     data=df.to_csv(index=False).encode(), filename="vendor-preds.csv")
     assert runs.load_report(session, ev)["evaluation"]["file"] == "vendor-preds.csv"
+
+
+def test_the_word_diff_marks_removed_and_added_words():
+    assert imports.word_diff("send the invoice as a PDF", "send the invoice PDF") == "send the invoice [-as a-] PDF"
+    assert imports.word_diff("lock it", "lock it now") == "lock it {+now+}"
+    assert imports.word_diff("x", None) == "[-x-]{++}"
+
+
+def test_the_review_queue_of_imported_text_carries_the_diff_and_of_a_ranking_the_queries_whose_top_k_differs(
+        session, demo, routing, held, tmp_path):
+    from core.governance import review
+
+    ref = held["reference"].fillna("")
+    df = pd.DataFrame({"id": held["id"], "student": ref + " please", "teacher": ref})
+    ev, _ = _import(session, demo, routing, _write(tmp_path, df), "text")
+    items = review.disagreement_queue(session, project=routing, evaluation_id=ev.id, limit=None).items
+    labelled = items[items["reference"].notna()]
+    assert len(labelled) and (labelled["diff"] == labelled["reference"] + " {+please+}").all()
+    queries = [f"q{i // 4}" for i in range(len(held))]
+    teacher = [float(i % 4) for i in range(len(held))]
+    student = [t if int(q[1:]) % 3 else -t for t, q in zip(teacher, queries, strict=True)]
+    df = pd.DataFrame({"id": held["id"], "query_id": queries, "student": student, "teacher": teacher})
+    gate.lock(session, actor=demo["sam"], project=routing, reason="rankings",
+              spec=easy_gate(metric="ndcg@k", ranking_k=1, slice_floors=[]))
+    ev, report = _import(session, demo, routing, _write(tmp_path, df, "r.csv"), "ranking")
+    items = review.disagreement_queue(session, project=routing, evaluation_id=ev.id, limit=None).items
+    assert set(items["query_id"]) == {q for q in queries if int(q[1:]) % 3 == 0}
+    assert report["ranking"]["queries_top_k_differs"] == len(set(items["query_id"]))

@@ -17,6 +17,7 @@ the holdout's is refused before anything is stored, naming the rows.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, replace
@@ -372,8 +373,27 @@ def _score(frame: pd.DataFrame, *, kind: str, spec, slices: list[str]) -> tuple[
                          "teacher_exact_match": exact.overall["teacher"]["accuracy"],
                          "teacher_normalised_match": folded.overall["teacher"]["accuracy"]}
         frame["severe"] = report.severe_flags(target, spec.severe_errors.classes)
+        frame["target"] = target["reference"].to_numpy()
+        frame["diff"] = [word_diff(t, s) for t, s in zip(target["reference"], frame["student_label"], strict=True)]
         return exact, extra
     return _json(frame, target, exact, spec=spec, slices=slices, extra=extra)
+
+
+def word_diff(target: str | None, output: str | None) -> str:
+    """The student's text against the target, word by word: [-removed-] and {+added+}, the rest as it is."""
+    if target is None or output is None:
+        return "" if target == output else f"[-{target or ''}-]{{+{output or ''}+}}"
+    a, b = str(target).split(), str(output).split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(" ".join(a[i1:i2]))
+            continue
+        if i2 > i1:
+            out.append("[-" + " ".join(a[i1:i2]) + "-]")
+        if j2 > j1:
+            out.append("{+" + " ".join(b[j1:j2]) + "+}")
+    return " ".join(out)
 
 
 def _targets(frame: pd.DataFrame) -> pd.DataFrame:

@@ -103,7 +103,8 @@ def disagreement_queue(
     slice: tuple[str, str] | None = None, limit: int | None = 200,  # noqa: A002 (the contract's name)
     predictions: pd.DataFrame | None = None,
 ) -> Queue:
-    """Rows where student and teacher differ, or either differs from the reference.
+    """Rows where student and teacher differ, or either differs from the reference (for an imported ranking:
+    the items of queries whose top k differs; for imported text the rows carry core's word diff).
 
     Critical rows first (in a slice the gate names, then a severe class), then the
     student's least confident answers.
@@ -122,6 +123,8 @@ def disagreement_queue(
     student, teacher, ref = (df[c].astype(object) for c in ("student_label", "teacher_label", "reference"))
     has_ref = ref.notna()
     differs = (student != teacher) | (has_ref & ((student != ref) | (teacher != ref)))
+    if "top_k_differs" in df.columns:  # an imported ranking: the queries whose top k differs from the teacher's
+        differs = df["top_k_differs"].astype(bool)
     out = df[differs].copy()
     out["critical_slice"] = _in_critical_slice(out, spec.get("slice_floors", []))
     severe = set(spec.get("severe_errors", {}).get("classes", []))
