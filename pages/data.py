@@ -231,3 +231,31 @@ with tab_hold:
                                                     seed=int(seed)),
                         lambda h: f"Holdout fixed: {h.n_rows:,} rows, fingerprint {h.fingerprint[:16]}.",
                         rerun=True)
+    if fixed is None:
+        with st.expander("Or make your own test split the holdout"):
+            st.caption("Every row needs its answer; its ids may not be training rows' ids. It is fingerprinted, "
+                       "stored apart from the training data, and checked for leakage against every training row.")
+            upload = st.file_uploader("Test split (CSV, JSONL or Parquet)", type=["csv", "jsonl", "parquet"],
+                                      key="holdout_upload")
+            if upload is not None:
+                data = upload.getvalue()
+                seen = act(lambda: importer.preview(data=data, filename=upload.name))
+                if seen is not None:
+                    cols, guess = seen.columns, seen.suggested
+                    with st.form("holdout_import"):
+                        c1, c2, c3 = st.columns(3)
+                        id_col = c1.selectbox("Id column", cols, index=cols.index(guess["id"])
+                                              if guess.get("id") in cols else 0)
+                        text_col = c2.selectbox("Text column", cols, index=cols.index(guess["text"])
+                                                if guess.get("text") in cols else 0)
+                        ref_col = c3.selectbox("Answer (reference) column", cols,
+                                               index=cols.index(guess["reference"])
+                                               if guess.get("reference") in cols else 0)
+                        slice_cols = st.multiselect("Slice columns", cols)
+                        if st.form_submit_button("Import as the holdout", type="primary", disabled=not is_driver):
+                            mapping = {"id": id_col, "text": text_col, "reference": ref_col, "slices": slice_cols}
+                            with db() as session:
+                                act(lambda: holdout.import_holdout(session, actor=require_user(session),
+                                                                   project=project, mapping=mapping, data=data,
+                                                                   filename=upload.name),
+                                    lambda done: done.sentence(), rerun=True)

@@ -152,3 +152,94 @@ def test_drop_overlap_stores_a_version_without_the_rows_that_match_the_holdout(s
     assert holdout.dataset_leakage(session, project=project, dataset_id=child.id).leaked == 0
     with pytest.raises(InvalidInput, match="does not overlap the holdout"):
         holdout.drop_overlap(session, actor=demo["dana"], project=project, dataset_id=child.id)
+
+
+# --------------------------------------------------------------------------- issue 12: an imported test split
+
+TEST_MAPPING = {"id": "ticket_id", "text": "body", "slices": ["queue"], "reference": "label"}
+
+
+def split_rows(n: int = 40, *, start: int = 5000) -> list[dict]:
+    return [{**r, "ticket_id": f"S{i:05d}", "body": f"test question {i} about " + r["body"].split(" ", 2)[2]}
+            for i, r in enumerate(ticket_rows(n, seed=9), start=start)]
+
+
+def test_an_imported_test_split_becomes_the_fingerprinted_holdout_and_is_never_trained_on(session, demo, tickets):
+    from data_helpers import csv_bytes
+
+    rows = split_rows()
+    done = holdout.import_holdout(session, actor=demo["dana"], project=routing(session), mapping=TEST_MAPPING,
+                                  data=csv_bytes(rows), filename="test.csv")
+    held = holdout.holdout_rows(session, project_id=routing(session).id)
+    assert done.holdout.n_rows == len(held) == 40 and done.dataset.purpose == "holdout"
+    assert done.holdout.fingerprint == holdout.fingerprint(held)
+    assert set(held["id"]) == {r["ticket_id"] for r in rows} and held["reference"].notna().all()
+    assert done.leakage.leaked == 0 and "No overlap" in done.sentence()
+    event = session.exec(AuditEvent.__table__.select().order_by(AuditEvent.id.desc())).first()
+    assert event.action == "holdout.import" and done.holdout.fingerprint in event.payload
+    with pytest.raises(GovernanceViolation, match="already has its holdout"):
+        holdout.import_holdout(session, actor=demo["dana"], project=routing(session), mapping=TEST_MAPPING,
+                               data=csv_bytes(rows), filename="test.csv")
+
+
+def test_test_rows_equal_to_training_rows_are_reported_and_training_refuses_them(session, demo, tickets):
+    from data_helpers import csv_bytes
+
+    train = load_table(session.get(Artifact, tickets.artifact_id))
+    rows = split_rows(10)
+    rows[0]["body"] = train["text"].iloc[3]  # the same question in both splits
+    done = holdout.import_holdout(session, actor=demo["dana"], project=routing(session), mapping=TEST_MAPPING,
+                                  data=csv_bytes(rows), filename="test.csv")
+    assert done.leakage.exact == 1 and "drop-overlap" in done.sentence()
+    with pytest.raises(GovernanceViolation, match="overlap the holdout"):
+        holdout.check_no_overlap(session, project=routing(session), df=train)
+
+
+def test_a_test_split_without_answers_or_with_training_ids_is_refused_and_nothing_is_stored(session, demo, tickets):
+    from data_helpers import csv_bytes
+
+    before = snapshot(session)
+    no_answer = split_rows(5)
+    no_answer[2]["label"] = None
+    with pytest.raises(InvalidInput, match="column label: 1 rows have no reference"):
+        holdout.import_holdout(session, actor=demo["dana"], project=routing(session), mapping=TEST_MAPPING,
+                               data=csv_bytes(no_answer), filename="test.csv")
+    clash = split_rows(5)
+    clash[0]["ticket_id"] = "T00003"  # an id of a training row
+    with pytest.raises(InvalidInput, match="ids of the test split are also ids of training rows"):
+        holdout.import_holdout(session, actor=demo["dana"], project=routing(session), mapping=TEST_MAPPING,
+                               data=csv_bytes(clash), filename="test.csv")
+    with pytest.raises(PermissionDenied):
+        holdout.import_holdout(session, actor=demo["val"], project=routing(session), mapping=TEST_MAPPING,
+                               data=csv_bytes(split_rows(5)), filename="test.csv")
+    assert snapshot(session) == before
+
+
+def test_the_cli_imports_a_test_split_as_the_holdout(session, demo, tickets, tmp_path):
+    from click.testing import CliRunner
+    from data_helpers import csv_bytes, write
+
+    from core.cli import cli
+
+    path = write(tmp_path, "test.csv", csv_bytes(split_rows(12)))
+    result = CliRunner().invoke(cli, ["--as", "dana", "data", "holdout-import", routing(session).name, str(path),
+                                      "--id", "ticket_id", "--text", "body", "--reference", "label",
+                                      "--slice", "queue"])
+    assert result.exit_code == 0, result.output
+    assert "Holdout fixed from the imported test split: 12 rows" in result.stdout
+    assert holdout.get_holdout(session, project_id=routing(session).id).n_rows == 12
+
+
+def test_the_data_page_imports_a_test_split_as_the_holdout(session, demo, tickets):
+    from data_helpers import csv_bytes
+    from pages_helpers import app_as, by_label
+
+    at = app_as(demo["dana"], page="pages/data.py", project_id=routing(session).id)
+    uploader = next(u for u in at.get("file_uploader") if "Test split" in u.proto.label)
+    uploader.upload("test.csv", csv_bytes(split_rows(15)), "text/csv").run()
+    by_label(at.selectbox, "Id column").set_value("ticket_id")
+    by_label(at.selectbox, "Text column").set_value("body")
+    by_label(at.selectbox, "Answer (reference) column").set_value("label")
+    by_label(at.button, "Import as the holdout").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert holdout.get_holdout(session, project_id=routing(session).id).n_rows == 15

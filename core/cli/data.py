@@ -166,6 +166,29 @@ def data_holdout(project: str, dataset_id: int, fraction: float | None, n_rows: 
                f"fingerprint {h.fingerprint}.")
 
 
+@data_group.command("holdout-import")
+@click.argument("project")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--id", "id_col", required=True, help="The column holding each row's unique id.")
+@click.option("--text", "text_col", required=True, help="The column holding the input text.")
+@click.option("--reference", required=True, help="The column holding each row's answer (every row needs one).")
+@click.option("--slice", "slices", multiple=True, help="A slice column (queue, language...); repeatable.")
+@click.option("--labels", help="Allowed reference labels, comma-separated.")
+@click.option("--name", help="The stored test split's name (default: from the file name).")
+def data_holdout_import(project: str, file: str, id_col: str, text_col: str, reference: str,
+                        slices: tuple[str, ...], labels: str | None, name: str | None) -> None:
+    """Make your own test split FILE the holdout of PROJECT, once (drivers only): validated, fingerprinted,
+    stored apart from the training data, and checked for leakage against every training row."""
+    mapping = {"id": id_col, "text": text_col, "slices": list(slices), "reference": reference,
+               "timestamp": None, "labels": _labels(labels)}
+    with _session() as session:
+        p = projects.get_project(session, project)
+        done = holdout.import_holdout(session, actor=_actor(session), project=p, mapping=mapping, path=file,
+                                      name=name)
+    click.echo(done.sentence())
+    click.echo(f"Fingerprint {done.holdout.fingerprint}.")
+
+
 @data_group.command("holdout-export")
 @click.argument("project")
 @click.option("--format", "fmt", type=click.Choice(holdout.EXPORT_FORMATS), default="csv", show_default=True)

@@ -399,3 +399,92 @@ def _require_unseen(session: Session, *, project: Project, new: pd.DataFrame) ->
         raise GovernanceViolation(f"{report.leaked:,} of the new rows equal or nearly equal a training row (e.g. id "
                                   f"{ex.row_id!r} matches training row {ex.holdout_id!r}): they would measure "
                                   "memory, not skill. Collect other examples for the holdout.")
+
+
+# --------------------------------------------------------------------------- issue 12: the user's own test split
+
+IMPORTED_PURPOSE = "holdout"  # the dataset an imported test split is stored as: never distilled on
+
+
+@dataclass(frozen=True)
+class ImportedHoldout:
+    holdout: Holdout
+    dataset: Dataset
+    leakage: LeakageReport  # training rows that equal or nearly equal a row of the imported split
+
+    def sentence(self) -> str:
+        head = (f"Holdout fixed from the imported test split: {self.holdout.n_rows:,} rows (dataset "
+                f"#{self.dataset.id}), fingerprint {self.holdout.fingerprint[:16]}.")
+        if not self.leakage.leaked:
+            return f"{head} {self.leakage.sentence()}"
+        return (f"{head} {self.leakage.sentence()[:-1]}: training refuses them, so drop them from the training "
+                "data (`stillroom data drop-overlap` or the Data page) before distilling.")
+
+
+def prompt_rows(session: Session, *, project: Project) -> pd.DataFrame:
+    """Every row of every dataset the project may distil on (the training side of the leakage check)."""
+    frames = [datasets.rows(session, d)[["id", "text"]] for d in datasets.list_datasets(session, project_id=project.id)
+              if d.purpose == "prompts"]
+    return (pd.concat(frames, ignore_index=True).drop_duplicates("id") if frames
+            else pd.DataFrame({"id": pd.Series(dtype=str), "text": pd.Series(dtype=str)}))
+
+
+def import_holdout(session: Session, *, actor: User, project: Project, mapping: dict, data: bytes | None = None,
+                   path: str | None = None, filename: str | None = None, name: str | None = None) -> ImportedHoldout:
+    """Make the user's own test split the holdout (driver only, once): every row validated as an import is, and
+    every row must carry its reference answer; its ids may not be ids of training rows; it is fingerprinted,
+    stored as a dataset of its own (purpose "holdout", never distilled on) and checked for leakage against every
+    training row. Nothing is stored when a check fails; leaked training rows are reported, and training refuses
+    them until they are dropped."""
+    from pathlib import Path
+
+    from core.data import importer
+
+    require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="import the holdout")
+    existing = get_holdout(session, project_id=project.id)
+    if existing is not None:
+        raise GovernanceViolation(
+            f"Project {project.name!r} already has its holdout ({existing.n_rows:,} rows, fingerprint "
+            f"{existing.fingerprint[:16]}): it is fixed once; extend it as a new version instead.")
+    parsed = importer.parse_mapping(mapping)
+    if not parsed.reference:
+        raise InvalidInput("a test split needs its answers: map the reference column (the label of each row).",
+                           field="reference")
+    raw, filename = importer.read_bytes(data=data, path=path, filename=filename)
+    source = importer.read_source(raw, filename)
+    df = importer.to_schema(source, parsed, filename)
+    missing = np.flatnonzero(df["reference"].isna().to_numpy())
+    if len(missing):
+        raise InvalidInput(f"{source.where(int(missing[0]))}, column {parsed.reference}: {len(missing):,} rows have "
+                           "no reference; every row of a holdout is scored against its answer, so fill them in or "
+                           "leave those rows out.", field="reference")
+    train = prompt_rows(session, project=project)
+    shared = sorted(set(df["id"].astype(str)) & set(train["id"].astype(str)))
+    if shared:
+        raise InvalidInput(f"column {parsed.id}: {len(shared):,} ids of the test split are also ids of training "
+                           f"rows (first: {', '.join(map(repr, shared[:3]))}); give the test split its own ids.",
+                           field="id")
+    report = overlap(df.reset_index(drop=True), train.reset_index(drop=True))
+    digest = fingerprint(df)
+    stored = {"id": parsed.id, "text": parsed.text, "slices": parsed.slices, "reference": parsed.reference,
+              "timestamp": parsed.timestamp, "labels": parsed.labels, "source": filename}
+    dataset = datasets.store(session, actor=actor, project=project, df=df,
+                             name=(name or f"Test split: {Path(filename).stem}")[:120], purpose=IMPORTED_PURPOSE,
+                             operation="import", mapping=stored,
+                             stats={"rows": len(df), "source_sha256": hashlib.sha256(raw).hexdigest()})
+    try:
+        art = store_table(session, project=project, actor=actor, df=df.reset_index(drop=True), kind="holdout",
+                          meta={"dataset_id": dataset.id, "fingerprint": digest, "source": "imported"})
+        holdout = Holdout(project_id=project.id, dataset_id=dataset.id, artifact_id=art.id, fingerprint=digest,
+                          n_rows=len(df), stratify_by=[], seed=0, created_by=actor.id)
+        session.add(holdout)
+        session.flush()
+        audit.record(session, actor=actor, action="holdout.import", entity="holdout", entity_id=holdout.id,
+                     project_id=project.id, payload={
+                         "dataset_id": dataset.id, "n_rows": len(df), "fingerprint": digest, "sha256": art.sha256,
+                         "source": filename, "leaked_exact": report.exact, "leaked_near": report.near})
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return ImportedHoldout(holdout, dataset, report)

@@ -1,7 +1,8 @@
 """bring your own
 
-issue 12 (real data): an imported test split as holdout. Kept as its own revision so the work of one issue lands in one
-migration; empty revisions are harmless.
+issue 12 (real data): an imported test split as holdout. No schema change was needed: the split is stored as a
+Dataset of purpose "holdout" and its Holdout row is created by a "holdout.import" audit event, so the holdout table
+(whose every column the audit chain hashes) keeps its shape. Kept as its own, empty revision.
 
 Revision ID: 0007
 Revises: 0006
