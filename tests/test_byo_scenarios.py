@@ -124,6 +124,7 @@ def test_triage_passes_and_ships_with_latency_stillroom_measured_from_a_local_mo
     assert "PASS               p95 latency" in shown or "PASS  p95 latency" in " ".join(shown.split("  "))
     assert "declared" not in shown
     assert "ship recorded" in _ship("Triage", 1)
+    assert "student latency measured by Stillroom" in ok("record", "Triage", who="spon")
 
 
 def test_declared_latency_is_shown_as_declared_and_judged_only_where_the_gate_accepts_it(engine, tmp_path):
@@ -143,6 +144,8 @@ def test_declared_latency_is_shown_as_declared_and_judged_only_where_the_gate_ac
     refused = run("review", "signoff", "Triage declared", "2", "--approve", who="val")
     assert refused.exit_code == 3 and "declared by Mia Vendor" in refused.stderr
     assert "ship recorded" in _ship("Triage declared", 2, "--covers-declared-latency")
+    record = ok("record", "Triage declared", who="spon").replace("\\", "")
+    assert "student latency declared by Mia Vendor (k6, 1 request at a time, 10k requests" in record
 
 
 def test_moderation_fails_on_the_rare_slice_then_passes_after_a_fixed_file(engine, tmp_path):

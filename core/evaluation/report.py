@@ -156,6 +156,13 @@ def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict,
     return clean(report), criteria
 
 
+def latency_source(student: dict | None) -> str:
+    """Where the student's latency came from, in the words every page and the record show."""
+    from core.evaluation.latency import describe
+
+    return describe(student)
+
+
 def summary(report: dict) -> dict:
     o = report["overall"]
     return clean({"passed": report["passed"], "criteria": report["criteria"],
@@ -165,4 +172,6 @@ def summary(report: dict) -> dict:
                   "p95_ms": (report["latency"].get("student") or {}).get("p95_ms"),
                   "student_per_1k": report["cost"].get("student_per_1k"),
                   "unreadable": report.get("unreadable", {}),
+                  "latency_source": latency_source(report["latency"].get("student")),
+                  "holdout_version": report["evaluation"].get("holdout_version"),
                   "failing": [c["name"] for c in report["criteria"] if c["status"] != gate_check.PASS]})

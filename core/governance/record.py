@@ -136,6 +136,10 @@ def _evaluations(session: Session, project: Project, evs: list[Evaluation]) -> S
     s.tables.append(Table(["evaluation", "criterion", "status", "value", "threshold", "n"],
                           [[e.id, c.get("name"), c.get("status"), c.get("value"), c.get("threshold"), c.get("n")]
                            for e in evs for c in e.summary.get("criteria", [])]))
+    for e in evs:  # imported students: whose latency figures these are, and which holdout version judged them
+        if e.summary.get("latency_source"):
+            s.lines.append(f"Evaluation #{e.id} ({e.source}, holdout version {e.summary.get('holdout_version') or 1}): "
+                           f"student latency {e.summary['latency_source']}.")
     return s
 
 
