@@ -65,7 +65,7 @@ def easy_gate(**overrides) -> dict:
     spec = {
         "metric": "accuracy", "quality_floor": {"kind": "relative-to-teacher", "value": 0.9},
         "slice_floors": [{"column": "queue", "value": "billing", "floor": 0.8, "min_n": 5}],
-        "severe_errors": {"classes": ["account"], "max_rate": 0.2},
+        "severe_errors": {"classes": ["account"], "max_rate": 0.2, "min_n": 10},
         "p95_latency_ms": 5000.0, "cost_per_1k": 1.0, "payback_months": 12.0,
     }
     spec.update(overrides)
