@@ -195,3 +195,14 @@ def test_serving_without_any_token_is_refused_unless_auth_is_turned_off_loudly(s
     assert open_reply.status_code == 200 and health["auth"] is False and "WARNING: --no-auth" in stderr
     actions = [e.action for e in session.exec(select(AuditEvent).where(AuditEvent.entity == "access_token"))]
     assert actions == ["token.create", "token.revoke"]
+
+
+def test_requests_over_the_concurrency_limit_are_counted_and_logged_as_503(tmp_path):
+    from test_serve_app import SlowTeacher, call, service
+
+    svc = service(tmp_path, stage="shadow", max_concurrency=1, teacher=SlowTeacher(delay_s=0.3))
+    codes = sorted(r.status_code for r in call(svc, *[{"text": f"crash {i}"} for i in range(4)]))
+    refused = [json.loads(line) for f in (tmp_path / "serving").glob("refused-*.jsonl")
+               for line in f.read_text().splitlines()]
+    assert codes == [200, 503, 503, 503] and svc.refused == {"503": 3}
+    assert [r["status"] for r in refused] == [503] * 3 and "answering 1 requests already" in refused[0]["error"]
