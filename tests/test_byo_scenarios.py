@@ -258,7 +258,7 @@ def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdo
     ok("teacher", "run", "Loop", "--dataset", "1", "--adapter", "file", "--file", str(teacher), who="drv")
     fresh = pd.DataFrame([{"id": f"S{i:03d}", "text": f"new breach report {i} account hijacked code {i * 7}",
                            "reference": "security", "queue": "security"} for i in range(12)])
-    copied = pd.concat([fresh, rows[~rows["id"].isin(held["id"])].head(1).assign(id="S999")])
+    copied = rows[~rows["id"].isin(held["id"])].head(1).assign(id="S999")  # a training row's text, a new id
     for name, frame in (("copied", copied), ("fresh", fresh)):
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
         ok("data", "import", "Loop", str(tmp_path / f"{name}.csv"), "--id", "id", "--text", "text", "--reference",

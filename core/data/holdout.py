@@ -337,7 +337,7 @@ def extend_holdout(session: Session, *, actor: User, project: Project, dataset_i
     held = load_table(session.get(Artifact, now.artifact_id))
     dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
     new = _new_rows(datasets.rows(session, dataset), held, ids, dataset.id)
-    _require_unseen(session, project=project, new=new)
+    _require_unseen(session, project=project, new=new, source=dataset.id)
     rows = pd.concat([held, new], ignore_index=True)
     digest = fingerprint(rows)
     try:
@@ -386,12 +386,14 @@ def _new_rows(df: pd.DataFrame, held: pd.DataFrame, ids: Sequence[str] | None, d
     return new[list(held.columns)].reset_index(drop=True)
 
 
-def _require_unseen(session: Session, *, project: Project, new: pd.DataFrame) -> None:
-    """New holdout rows were never training rows: not by id, not by (near) identical text."""
-    seen = training_rows(session, project=project)
+def _require_unseen(session: Session, *, project: Project, new: pd.DataFrame, source: int) -> None:
+    """New holdout rows were never training rows (rows a teacher labelled, or rows of any other prompt set):
+    not by id, not by (near) identical text."""
+    seen = pd.concat([training_rows(session, project=project), prompt_rows(session, project=project, exclude=source)],
+                     ignore_index=True).drop_duplicates("id")
     by_id = new[new["id"].isin(set(seen["id"].astype(str)))]
     if len(by_id):
-        raise GovernanceViolation(f"{len(by_id):,} of the new rows are rows a teacher labelled for training (e.g. id "
+        raise GovernanceViolation(f"{len(by_id):,} of the new rows are training rows (e.g. id "
                                   f"{by_id['id'].iloc[0]!r}): the holdout takes only rows no student has seen.")
     report = overlap(seen.reset_index(drop=True), new, examples=1)
     if report.leaked:
@@ -421,10 +423,11 @@ class ImportedHoldout:
                 "data (`stillroom data drop-overlap` or the Data page) before distilling.")
 
 
-def prompt_rows(session: Session, *, project: Project) -> pd.DataFrame:
-    """Every row of every dataset the project may distil on (the training side of the leakage check)."""
+def prompt_rows(session: Session, *, project: Project, exclude: int | None = None) -> pd.DataFrame:
+    """Every row of every dataset the project may distil on (the training side of the leakage check), but the
+    dataset ``exclude`` (the source of rows being added to the holdout)."""
     frames = [datasets.rows(session, d)[["id", "text"]] for d in datasets.list_datasets(session, project_id=project.id)
-              if d.purpose == "prompts"]
+              if d.purpose == "prompts" and d.id != exclude]
     return (pd.concat(frames, ignore_index=True).drop_duplicates("id") if frames
             else pd.DataFrame({"id": pd.Series(dtype=str), "text": pd.Series(dtype=str)}))
 
