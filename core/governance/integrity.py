@@ -76,6 +76,7 @@ _TRACKED = [
     Tracked("decision", models.Decision),
     Tracked("rollout_event", models.RolloutEvent),
     Tracked("redistill_request", models.RedistillRequest),
+    Tracked("holdout_version", models.HoldoutVersion),  # issue 10: a later holdout version
 ]
 if hasattr(models, "AccessToken"):  # issue 11's bearer tokens: a forged row would be a working credential
     _TRACKED.append(Tracked("access_token", models.AccessToken))
