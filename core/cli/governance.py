@@ -443,8 +443,12 @@ def audit_group() -> None:
 def audit_verify(expect_head: str | None, no_files: bool) -> None:
     """Check the audit chain, its anchors and checkpoints, every recorded row and artifact (exit 3 on a problem)."""
     report = audit.verify(_engine(), expect_head=expect_head, files=not no_files)
+    # The verdict is one sentence (stderr when it fails); further problems and the limits go to stdout.
+    more = report.lines()[1:]
     if not report.ok:
-        raise GovernanceViolation("\n".join(report.lines()))
+        if more:
+            click.echo("\n".join(more))
+        raise GovernanceViolation(report.sentence())
     click.echo("\n".join(report.lines()))
 
 
