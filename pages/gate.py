@@ -161,6 +161,16 @@ with st.form(f"gate_{k}"):
     payback = c8.number_input(label(GateSpec, "payback_months"), value=float(base["payback_months"]), step=1.0)
     reviews = c9.number_input(label(GateSpec, "min_reviews_per_critical_slice"),
                               value=int(base.get("min_reviews_per_critical_slice", 0)), step=1)
+    c10, c11 = st.columns(2)
+    ranking_k = c10.number_input(label(GateSpec, "ranking_k"), min_value=1, max_value=1000,
+                                 value=int(base.get("ranking_k", 10)), step=1, help="Rankings are judged by NDCG@k.")
+    declared_ok = c11.checkbox(label(GateSpec, "declared_latency_acceptable"),
+                               value=bool(base.get("declared_latency_acceptable", False)),
+                               help="Judge a p95 latency that a person declared (not measured by Stillroom); "
+                                    "off: such a latency is INSUFFICIENT DATA until measured.")
+    if base.get("field_floors") or base.get("field_rules"):
+        st.caption("Field floors and field rules carry over from the base version; change them with "
+                   "`stillroom gate lock --file`.")
     notes = st.text_area(label(GateSpec, "notes"), value=base.get("notes", ""))
     reason = st.text_input("Reason for this version" + (" (required)" if current else " (optional)"))
     submitted = st.form_submit_button(f"Lock gate v{(current.version if current else 0) + 1}", type="primary")
@@ -178,7 +188,9 @@ if submitted:
         "severe_errors": {"classes": comma_list(severe_classes),
                           "max_rate": severe_rate, "min_n": int(severe_min_n)},
         "p95_latency_ms": p95, "cost_per_1k": cost, "payback_months": payback,
-        "min_reviews_per_critical_slice": int(reviews), "notes": notes,
+        "min_reviews_per_critical_slice": int(reviews), "notes": notes, "ranking_k": int(ranking_k),
+        "declared_latency_acceptable": bool(declared_ok), "field_floors": base.get("field_floors", []),
+        "field_rules": base.get("field_rules", {}),
     }
     with db() as session:
         user = require_user(session)
