@@ -6,12 +6,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.config import get_settings
 from core.data import datasets
 from core.display import tidy
 from core.governance.projects import roles_of
 from core.models import Role
-from core.teacher import chat, runs
 from core.teacher import filter as tfilter
+from core.teacher import runs
 from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash
 
 st.title("🧑‍🏫 Teacher")
@@ -73,15 +74,20 @@ with tab_run:
         elif kind == "http":
             with st.form("http"):
                 c1, c2 = st.columns(2)
-                base_url = c1.text_input("Base URL (with /v1)", placeholder="https://api.example.com/v1")
+                # Only what the admin approved is offered (core refuses anything else anyway).
+                approved = get_settings().teacher_endpoints
+                base_url = c1.selectbox("Endpoint (approved by the admin)", approved or [None],
+                                        format_func=lambda u: u or "none approved: the admin sets "
+                                                                   "STILLROOM_TEACHER_ENDPOINTS")
                 model = c2.text_input("Model")
                 ds = next(d for d in prompt_sets if d.id == ds_id)
                 labels = st.text_input("Labels the teacher chooses from", value=",".join(ds.mapping.get("labels")
                                                                                          or []))
                 c3, c4, c5, c6 = st.columns(4)
-                key_env = c3.text_input("API key variable", value=chat.DEFAULT_API_KEY_ENV,
-                                        help="The key is read from this environment variable or from Streamlit "
-                                             "secrets (teacher_api_key); it is never stored.")
+                key_env = c3.selectbox("API key variable", get_settings().teacher_key_vars,
+                                       help="The key is read from this environment variable or from Streamlit "
+                                            "secrets (teacher_api_key); it is never stored. The admin lists the "
+                                            "variables allowed in STILLROOM_TEACHER_KEY_VARS.")
                 max_cost = c4.number_input("Budget cap ($)", min_value=0.0, value=10.0, step=1.0)
                 price_in = c5.number_input("$ per 1k input tokens", min_value=0.0, value=0.0005, format="%.5f")
                 price_out = c6.number_input("$ per 1k output tokens", min_value=0.0, value=0.0015, format="%.5f")
