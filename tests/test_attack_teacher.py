@@ -140,3 +140,21 @@ def test_a_rerun_at_another_temperature_asks_the_endpoint_again(session, engine,
         first = server.calls
         jobs.run(_start(session, demo, dataset, _config(server.base_url, temperature=0.7)).id, engine=engine)
     assert first == 6 and server.calls == 12
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://api.example.com/v1", True), ("HTTPS://API.example.com/v1/", True),
+    ("https://attacker@api.example.com/v1", False), ("https://api.example.com/v1?to=evil.example", False),
+    ("https://api.example.com.evil.example/v1", False), ("https://api.example.com/v1/../../steal", False),
+])
+def test_only_the_listed_endpoint_itself_passes_the_allow_list(url, ok, monkeypatch):
+    monkeypatch.setenv("STILLROOM_TEACHER_ENDPOINTS", "https://api.example.com/v1")
+    get_settings.cache_clear()
+    try:
+        if ok:
+            assert chat.check_endpoint(url) == "https://api.example.com/v1"
+        else:
+            with pytest.raises(GovernanceViolation):
+                chat.check_endpoint(url)
+    finally:
+        get_settings.cache_clear()

@@ -117,7 +117,8 @@ def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
     """
     allowed = {public_url(u) for u in get_settings().teacher_endpoints}
     shown = f"{public_url(base_url)!r}" if source == "--base-url" else f"in ${source}"
-    if public_url(base_url) != base_url.strip().rstrip("/"):
+    parts = urlsplit(base_url.strip())
+    if parts.username or parts.password or parts.query or parts.fragment:
         raise GovernanceViolation(f"the teacher base URL {shown} carries user info, a query or a fragment: give "
                                   "it as scheme://host[:port]/path, exactly as the admin listed it.")
     if public_url(base_url) not in allowed:
@@ -125,7 +126,7 @@ def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
         raise GovernanceViolation(f"the teacher endpoint {shown} is not on the admin's list "
                                   f"(STILLROOM_TEACHER_ENDPOINTS: {listed}): use a listed endpoint, or ask the "
                                   "admin who runs the server to add it.")
-    return base_url.strip().rstrip("/")
+    return public_url(base_url)
 
 
 _SECRET_SHAPES = re.compile(
