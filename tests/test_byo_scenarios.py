@@ -4,15 +4,18 @@ predict it elsewhere, import the predictions, and reach a decision (or be refuse
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import good_qualification
+from conftest import checkpoints_of, good_qualification
 from core.cli import cli
 
 PEOPLE = {"spon": "sponsor", "drv": "driver", "val": "validator"}
@@ -38,15 +41,44 @@ def _yaml(tmp_path, name: str, data) -> str:
     return str(path)
 
 
-def new_project(tmp_path, name: str, rows: pd.DataFrame, gate: dict, *, slices=("queue",),
-                holdout=("--fraction", "0.3", "--stratify", "queue")) -> None:
-    """People, a qualified project with its locked gate, its data and its holdout: all through the CLI."""
-    if run("users", "list", who="root").exit_code != 0:
-        ok("init", "--admin", "root", "--display-name", "Root", who=None,
-           input="root-password-1\nroot-password-1\n")
+@pytest.fixture(scope="module")
+def people_template(tmp_path_factory):
+    """A database made through the CLI with its first admin and three people, once per module: each test copies
+    it (four argon2 hashes per test would dominate these tests) and makes its own project through the CLI."""
+    from core import config, db
+
+    folder = tmp_path_factory.mktemp("people")
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "STILLROOM_DATA_DIR")}
+    os.environ.update(DATABASE_URL=f"sqlite:///{folder / 'stillroom.db'}", STILLROOM_DATA_DIR=str(folder))
+    config.get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    try:
+        ok("init", "--admin", "root", "--display-name", "Root", who=None, input="root-password-1\nroot-password-1\n")
         for user in PEOPLE:
             ok("users", "add", user, "--display-name", user.title(), "--password-stdin", who="root",
                input=f"{user}-password-1\n")
+        with db.get_engine().begin() as conn:  # fold the WAL into the file before it is copied
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.get_engine().dispose()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        config.get_settings.cache_clear()
+        db.get_engine.cache_clear()
+    return folder / "stillroom.db"
+
+
+@pytest.fixture
+def people(db_url, people_template):
+    target = db_url.split("///", 1)[1]
+    shutil.copy(people_template, target)
+    if Path(checkpoints_of(people_template)).exists():
+        shutil.copy(checkpoints_of(people_template), checkpoints_of(target))
+
+
+def new_project(tmp_path, name: str, rows: pd.DataFrame, gate: dict, *, slices=("queue",),
+                holdout=("--fraction", "0.3", "--stratify", "queue")) -> None:
+    """A qualified project with its roles, its locked gate, its data and its holdout: all through the CLI."""
     ok("projects", "create", name, "--description", "bring your own student", who="root")
     for user, role in PEOPLE.items():
         ok("roles", "assign", name, user, role, who="root")
@@ -110,7 +142,7 @@ def _ship(name: str, evaluation: int, *covers: str) -> str:
               who="spon")
 
 
-def test_triage_passes_and_ships_with_latency_stillroom_measured_from_a_local_model(engine, tmp_path,
+def test_triage_passes_and_ships_with_latency_stillroom_measured_from_a_local_model(people, tmp_path,
                                                                                      saved_student):
     rows = tickets()
     new_project(tmp_path, "Triage", rows, triage_gate())
@@ -127,7 +159,7 @@ def test_triage_passes_and_ships_with_latency_stillroom_measured_from_a_local_mo
     assert "student latency measured by Stillroom" in ok("record", "Triage", who="spon")
 
 
-def test_declared_latency_is_shown_as_declared_and_judged_only_where_the_gate_accepts_it(engine, tmp_path):
+def test_declared_latency_is_shown_as_declared_and_judged_only_where_the_gate_accepts_it(people, tmp_path):
     rows = tickets()
     new_project(tmp_path, "Triage declared", rows, triage_gate())
     path = tmp_path / "preds.csv"
@@ -148,7 +180,7 @@ def test_declared_latency_is_shown_as_declared_and_judged_only_where_the_gate_ac
     assert "student latency declared by Mia Vendor (k6, 1 request at a time, 10k requests" in record
 
 
-def test_moderation_fails_on_the_rare_slice_then_passes_after_a_fixed_file(engine, tmp_path):
+def test_moderation_fails_on_the_rare_slice_then_passes_after_a_fixed_file(people, tmp_path):
     rows = tickets()
     new_project(tmp_path, "Moderation", rows, triage_gate())
     held = exported(tmp_path, "Moderation")
@@ -163,7 +195,7 @@ def test_moderation_fails_on_the_rare_slice_then_passes_after_a_fixed_file(engin
     assert statuses == {"PASS"}
 
 
-def test_forged_references_are_not_used_and_foreign_rows_are_refused(engine, tmp_path):
+def test_forged_references_are_not_used_and_foreign_rows_are_refused(people, tmp_path):
     rows = tickets()
     new_project(tmp_path, "Forgery", rows, triage_gate())
     held = exported(tmp_path, "Forgery")
@@ -187,7 +219,7 @@ def test_forged_references_are_not_used_and_foreign_rows_are_refused(engine, tmp
     assert ok("eval", "list", "Forgery").count("imported") == 1  # the refused files recorded nothing
 
 
-def test_ranking_is_judged_by_ndcg_at_k_on_a_query_split_holdout(engine, tmp_path):
+def test_ranking_is_judged_by_ndcg_at_k_on_a_query_split_holdout(people, tmp_path):
     from sklearn.metrics import ndcg_score
 
     rng = random.Random(2)
@@ -213,7 +245,7 @@ def test_ranking_is_judged_by_ndcg_at_k_on_a_query_split_holdout(engine, tmp_pat
     assert "quality floor: ndcg@3" in ok("eval", "show", "1")
 
 
-def test_extraction_reports_per_field_figures_against_per_field_floors(engine, tmp_path):
+def test_extraction_reports_per_field_figures_against_per_field_floors(people, tmp_path):
     rng = random.Random(9)
     rows = pd.DataFrame([{"id": f"I{i:03d}", "text": f"invoice {i} vendor {i % 7} " + " ".join(rng.sample(WORDS, 3)),
                           "reference": json.dumps({"vendor": f"Vendor {i % 7}", "total": f"{i * 10}.00",
@@ -238,7 +270,7 @@ def test_extraction_reports_per_field_figures_against_per_field_floors(engine, t
     assert "FAIL" in shown and "field due: accuracy" in shown and "did NOT pass" in shown
 
 
-def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdout_version_judges_it(engine,
+def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdout_version_judges_it(people,
                                                                                                    tmp_path):
     rows = tickets()
     gate = triage_gate(slice_floors=[{"column": "queue", "value": "security", "floor": 0.9, "min_n": 25}])
