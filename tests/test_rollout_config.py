@@ -34,8 +34,8 @@ def test_change_is_stored_and_audited(session, demo, gated):
 
 @pytest.mark.parametrize(("changes", "fragment"), [
     ({"psi_warn": 0.3}, "must be below psi_alert"),
-    ({"teacher_sample_rate": 1.5}, "teacher_sample_rate"),
-    ({"agreement_floor": -0.1}, "agreement_floor"),
+    ({"teacher_sample_rate": 1.5}, r"Teacher sample rate must be at most 1 \(you gave 1.5\)"),
+    ({"agreement_floor": -0.1}, "Agreement floor must be at least 0"),
     ({"stages": "5,25,100"}, "must start with shadow"),
     ({"stages": "shadow,25,5,100"}, "must increase and end at 100"),
     ({"stages": "shadow,5,50"}, "must increase and end at 100"),

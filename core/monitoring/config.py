@@ -24,15 +24,16 @@ class MonitorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
-    psi_warn: float = Field(default=0.1, gt=0.0, le=10.0)
-    psi_alert: float = Field(default=0.2, gt=0.0, le=10.0)
-    agreement_floor: float | None = Field(default=None, ge=0.0, le=1.0)
-    teacher_sample_rate: float = Field(default=0.05, ge=0.0, le=1.0)
-    max_fallback_rate: float = Field(default=0.3, ge=0.0, le=1.0)
-    min_requests: int = Field(default=200, ge=1, le=10**9)
-    min_slice_requests: int = Field(default=30, ge=1, le=10**9)
-    must_escalate: list[str] | None = None
+    # Titles are the operator's form labels, so a refusal names the field as shown there.
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES), title="Stages")
+    psi_warn: float = Field(default=0.1, gt=0.0, le=10.0, title="PSI warn")
+    psi_alert: float = Field(default=0.2, gt=0.0, le=10.0, title="PSI alert")
+    agreement_floor: float | None = Field(default=None, ge=0.0, le=1.0, title="Agreement floor")
+    teacher_sample_rate: float = Field(default=0.05, ge=0.0, le=1.0, title="Teacher sample rate")
+    max_fallback_rate: float = Field(default=0.3, ge=0.0, le=1.0, title="Most fallback allowed (rate)")
+    min_requests: int = Field(default=200, ge=1, le=10**9, title="Fewest requests per stage")
+    min_slice_requests: int = Field(default=30, ge=1, le=10**9, title="Fewest requests per slice")
+    must_escalate: list[str] | None = Field(default=None, title="Must-escalate labels")
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -44,24 +44,25 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["transformer", "ngram"] = "transformer"
-    size: str = Field(default="tiny", min_length=1, max_length=32)
+    # Titles are the Train page's labels, so a refusal names the field as the driver sees it.
+    family: Literal["transformer", "ngram"] = Field(default="transformer", title="Family")
+    size: str = Field(default="tiny", min_length=1, max_length=32, title="Size")
     size_overrides: dict[str, int] = Field(default_factory=dict)
     # A cap, not a schedule: early stopping ends the run once validation agreement with the teacher stops rising.
-    epochs: int = Field(default=40, ge=1, le=200)
+    epochs: int = Field(default=40, ge=1, le=200, title="Epochs (at most)")
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     lr: float | None = Field(default=None, gt=0, le=1.0)
-    temperature: float = Field(default=2.0, gt=0, le=50)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    patience: int = Field(default=3, ge=1, le=100)
+    temperature: float = Field(default=2.0, gt=0, le=50, title="Temperature T")
+    alpha: float = Field(default=0.5, ge=0, le=1, title="α (weight of the KD term)")
+    patience: int = Field(default=3, ge=1, le=100, title="Early-stopping patience")
     # What early stopping watches: validation agreement with the teacher (the student's job), or the KD loss.
     stop_on: Literal["agreement", "loss"] = "agreement"
     # How much agreement must rise (a share: 0.002 = 0.2 points) for an epoch to count as progress.
     min_delta: float = Field(default=0.002, ge=0, le=0.5)
     # Wall-clock budget of the run: it stops after the epoch that crosses it (None: no limit).
     max_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
-    val_fraction: float = Field(default=0.1, gt=0, le=0.5)
-    seed: int = Field(default=1234, ge=0, le=2**31 - 1)
+    val_fraction: float = Field(default=0.1, gt=0, le=0.5, title="Validation share (not the holdout)")
+    seed: int = Field(default=1234, ge=0, le=2**31 - 1, title="Seed")
     max_length: int = Field(default=128, ge=8, le=512)
     ngram_mode: Literal["mean", "sum"] = "mean"
     # A transformer student of the teacher's width starts from the teacher's layers (core.training.init).
