@@ -34,7 +34,7 @@ def test_upload_map_and_import_a_csv(demo, session, project):
 
 def test_a_malformed_upload_names_row_column_and_fix_and_stores_nothing(demo, session, project):
     rows = ticket_rows(10)
-    rows[3]["body"] = "=HYPERLINK(\"http://evil.example\", \"click\")"
+    rows[3]["body"] = "   "  # (a formula-looking text is data since the importer stopped refusing it)
     before = snapshot(session)
     at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
     at.file_uploader[0].upload("bad.csv", csv_bytes(rows), "text/csv").run()
