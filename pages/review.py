@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.display import tidy
 from core.evaluation import runs as evaluations
+from core.evaluation.report import latency_source
 from core.governance import review
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
 
@@ -153,12 +154,18 @@ st.subheader("Sign-off")
 for s in signed:
     st.markdown(f"- {'✅ approved' if s.approve else '❌ rejected'} {s.created_at:%Y-%m-%d %H:%M} UTC, hash "
                 f"`{short_hash(s.evaluation_hash)}`" + (f": {esc(s.comment)}" if s.comment else ""))
+student_latency = (report.get("latency") or {}).get("student") or {}
 with st.form("signoff"):
     choice = st.radio("Your sign-off", ["approve", "reject"], horizontal=True)
     comment = st.text_area("Comment (required to reject)")
+    covers = False
+    if student_latency.get("source") == "declared":
+        st.warning(f"The student's latency was {esc(latency_source(student_latency))}.")
+        covers = st.checkbox("My approval also covers the declared latency figures")
     if st.form_submit_button(f"Sign off evaluation #{ev_id}", type="primary", disabled=not can_review):
         with db() as session:
             act(lambda: review.sign_off(session, actor=require_user(session), project=project, evaluation_id=ev_id,
-                                        approve=choice == "approve", comment=comment),
+                                        approve=choice == "approve", comment=comment,
+                                        covers_declared_latency=covers),
                 lambda s: f"Evaluation #{ev_id} {'approved' if s.approve else 'rejected'}; the sign-off names "
                           f"{s.evaluation_hash[:16]}.", rerun=True)

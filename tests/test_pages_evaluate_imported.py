@@ -91,3 +91,22 @@ def test_the_data_page_offers_the_holdout_for_download(session, demo):
     assert not at.exception, at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the holdout ids and inputs (csv)" in labels
+
+
+def test_a_validator_approves_declared_latency_only_by_covering_it_on_the_review_page(session, demo):
+    from pages_helpers import by_label
+    from sqlmodel import select
+
+    from core.models import SignOff
+
+    project, held = _project(session, demo, declared_latency_acceptable=True)
+    ev = _import(session, demo, project, pd.DataFrame({"id": held["id"], "student": held["queue"]}), "label",
+                 declared_latency={"p95_ms": 9.0, "declared_by": "Mia Vendor", "method": "k6 runs", "where": "staging"})
+    at = app_as(demo["val"], page="pages/review.py", project_id=project.id)
+    assert any("declared by Mia Vendor" in w.value for w in at.warning)
+    by_label(at.button, f"Sign off evaluation #{ev.id}").click().run()
+    assert any("declared by Mia Vendor" in e.value for e in at.error)
+    by_label(at.checkbox, "My approval also covers the declared latency figures").check()
+    by_label(at.button, f"Sign off evaluation #{ev.id}").click().run()
+    [signed] = session.exec(select(SignOff)).all()
+    assert signed.approve and signed.covers_declared_latency
