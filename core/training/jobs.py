@@ -130,7 +130,7 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
 
     ctx.progress(TRAIN_SHARE, "measuring the best checkpoint", force=True)
     best = next(h for h in result.history if h.epoch == result.best_epoch)
-    student = students.load(result.best_dir)
+    student = students.load_for_inference(result.best_dir)  # the path evaluation and serving answer through
     _, val_idx = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
     speed = students.measure_speed(student, [data.texts[i] for i in val_idx[:512]], singles=100, rounds=1)
     predicted = _label_counts(student.predict([data.texts[i] for i in val_idx]), data.labels)
