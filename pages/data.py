@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.data import coverage as cov
 from core.data import datasets, dedup, holdout, importer
+from core.data import requests as data_requests
 from core.data.similarity import DEFAULT_THRESHOLD
 from core.governance.projects import roles_of
 from core.models import Role
@@ -24,11 +25,14 @@ with db() as session:
     all_sets = datasets.list_datasets(session, project_id=project.id)
     fixed = holdout.get_holdout(session, project_id=project.id)
     redistill_requests = redistill.list_redistill(session, project.id)
+    asked = data_requests.status(session, project=project)
 
 st.caption(f"Project: {esc(project.name)}. Most of a distillation project's time goes here: real inputs, "
            "no duplicates, every critical slice covered, a holdout nobody trains on.")
 if not is_driver:
     st.info(f"Only a driver of {esc(project.name)} imports and changes its data; you can look.")
+for r in asked:  # the sponsor's latest iterate: what it asked for and what has come in
+    (st.success if r.met else st.warning)(f"Data request: {esc(r.sentence())}")
 for r in redistill_requests[-3:]:
     wanted = ", ".join(f"{s['column']}={s['value']} ({s.get('examples_wanted', '?')} examples)"
                        for s in r.drift.get("slices", []))

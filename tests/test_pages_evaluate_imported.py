@@ -110,3 +110,16 @@ def test_a_validator_approves_declared_latency_only_by_covering_it_on_the_review
     by_label(at.button, f"Sign off evaluation #{ev.id}").click().run()
     [signed] = session.exec(select(SignOff)).all()
     assert signed.approve and signed.covers_declared_latency
+
+
+def test_the_data_page_shows_what_the_last_iterate_asked_for_and_whether_it_is_met(session, demo):
+    from core.governance import decision
+
+    floors = [{"column": "queue", "value": "billing", "floor": 0.8, "min_n": 30}]
+    project, held = _project(session, demo, slice_floors=floors)
+    ev = _import(session, demo, project, pd.DataFrame({"id": held["id"], "student": held["queue"]}), "label")
+    decision.decide(session, actor=demo["sam"], project=project, decision="iterate", evaluation_id=ev.id,
+                    rationale="billing cannot be judged yet")
+    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    [request] = [w.value for w in at.warning if w.value.startswith("Data request")]
+    assert "queue=billing" in request and "more holdout examples asked in round 1, 0 added" in request
