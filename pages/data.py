@@ -196,6 +196,18 @@ with tab_hold:
         if exported is not None:
             st.download_button(f"Download the holdout ids and inputs ({fmt})", exported,
                                file_name=f"holdout-{project.id}.{fmt}", key="holdout_export")
+        with st.form("holdout_extend"):
+            st.markdown("**Extend the holdout** with newly imported rows (a new, fingerprinted version; never rows "
+                        "a student may have trained on)")
+            source = st.selectbox("Rows from", [d.id for d in all_sets], format_func=names.get,
+                                  index=len(all_sets) - 1)
+            why = st.text_input("Why the holdout grows", placeholder="the data request it answers")
+            if st.form_submit_button("Add as a new holdout version", disabled=not is_driver):
+                with db() as session:
+                    act(lambda: holdout.extend_holdout(session, actor=require_user(session), project=project,
+                                                       dataset_id=source, reason=why),
+                        lambda v: f"Holdout version {v.version}: {v.n_rows:,} rows ({v.n_added:,} added), "
+                                  f"fingerprint {v.fingerprint[:16]}.", rerun=True)
         if all_sets:
             check = st.selectbox("Check a dataset for overlap with the holdout", [d.id for d in all_sets],
                                  format_func=names.get, index=len(all_sets) - 1)

@@ -123,3 +123,18 @@ def test_the_data_page_shows_what_the_last_iterate_asked_for_and_whether_it_is_m
     at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
     [request] = [w.value for w in at.warning if w.value.startswith("Data request")]
     assert "queue=billing" in request and "more holdout examples asked in round 1, 0 added" in request
+
+
+def test_the_driver_extends_the_holdout_on_the_data_page(session, demo):
+    from pages_helpers import by_label
+
+    project, held = _project(session, demo)
+    fresh = ticket_rows(80).assign(id=lambda d: "N" + d["id"], text=lambda d: "new case " + d["text"] + " " + d["id"])
+    ds = make_dataset(session, actor=demo["dana"], project=project, df=fresh.head(6))
+    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    by_label(at.selectbox, "Rows from").set_value(ds.id)
+    by_label(at.text_input, "Why the holdout grows").input("round 2 asked for more billing rows")
+    by_label(at.button, "Add as a new holdout version").click().run()
+    assert not at.error, [e.value for e in at.error]
+    version = holdout.current(session, project_id=project.id)
+    assert version.version == 2 and version.n_rows == len(held) + 6
