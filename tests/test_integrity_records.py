@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from core.errors import GateTampered, GovernanceViolation
 from core.evaluation import runs
 from core.evaluation.runs import load_report
-from core.governance import audit, decision, gate, integrity, people, portfolio, review
+from core.governance import audit, decision, gate, integrity, people, portfolio, record, review
 from core.models import Artifact, Decision, GateVersion, SignOff
 from core.monitoring import rollout
 
@@ -60,6 +60,8 @@ def test_forged_ship_decision_and_approval_are_reported_and_ignored(session, eng
     assert any("no validator has approved" in b for b in blockers)
     status = {p.name: p for p in portfolio.portfolio(session, user=demo["sam"])}[gated.name]
     assert "Shipped" not in status.status
+    md = record.export(session, actor=demo["sam"], project=gated, fmt="md")
+    assert "forged" not in md
 
 
 @pytest.mark.parametrize("rehash", [False, True], ids=["spec-only", "spec-and-hash"])
