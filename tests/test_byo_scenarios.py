@@ -268,6 +268,17 @@ def test_extraction_reports_per_field_figures_against_per_field_floors(people, t
     assert "Field vendor: accuracy 1.000" in out and "Field due: accuracy 0.900" in out
     shown = ok("eval", "show", "1")
     assert "FAIL" in shown and "field due: accuracy" in shown and "did NOT pass" in shown
+    # The teacher's extractions on training rows, checked against known records under the gate's field rules.
+    train = rows[~rows["id"].isin(held["id"])].head(20)
+    teacher = [json.dumps({**json.loads(r), "total": "1" if i < 3 else json.loads(r)["total"]})
+               for i, r in enumerate(train["reference"])]
+    pd.DataFrame({"id": train["id"], "output": teacher}).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    known = pd.DataFrame({"id": train["id"], "total": [json.loads(r)["total"] for r in train["reference"]]})
+    known.to_csv(tmp_path / "known.csv", index=False)
+    out = ok("teacher", "known-records", "Invoices", str(tmp_path / "t.jsonl"), str(tmp_path / "known.csv"),
+             "--out", str(tmp_path / "kept.csv"))
+    assert "20 of 20 teacher outputs had a known record; 3 contradicted it and were dropped (by field: total 3)" in out
+    assert len(pd.read_csv(tmp_path / "kept.csv")) == 17
 
 
 def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdout_version_judges_it(people,

@@ -208,3 +208,29 @@ def teacher_dropped(filter_id: int, reason: str | None, limit: int) -> None:
 
 def _num(value):
     return None if value is None or value != value else value  # NaN: no confidence
+
+
+@teacher_group.command("known-records")
+@click.argument("project")
+@click.argument("outputs", type=click.Path(dir_okay=False, exists=True))
+@click.argument("known", type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Where to write the kept outputs (CSV).")
+def teacher_known_records(project: str, outputs: str, known: str, out: str) -> None:
+    """Extraction: drop teacher OUTPUTS (id, output: a JSON object) that contradict KNOWN records (id and one
+    column per known field), compared under PROJECT's locked gate's field rules; print the counts per field."""
+    from pathlib import Path
+
+    from core.data import readers
+    from core.governance import gate
+    from core.teacher.known import check_known
+
+    with _session() as session:
+        _, p = _viewable(session, project)
+        locked = gate.current(session, project_id=p.id)
+        rules = gate.spec_of(locked).get("field_rules", {}) if locked else {}
+    frames = [readers.read_source(Path(f).read_bytes(), Path(f).name).frame for f in (outputs, known)]
+    done = check_known(frames[0], frames[1], rules=rules)
+    done.kept.to_csv(out, index=False)
+    click.echo(done.sentence())
+    for row in done.dropped.head(5).itertuples():
+        click.echo(f"  dropped {row.id}: {row.reasons}")
