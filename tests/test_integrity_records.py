@@ -147,3 +147,16 @@ def test_vouched_ids_reads_the_chain_not_the_row(session, engine, demo, gated, p
         ok = integrity.vouched_ids(s, "sign_off", project_ids=[gated.id])
     signed = session.exec(select(SignOff.id)).all()
     assert set(signed) == ok
+
+
+def test_a_rollout_stage_inserted_with_raw_sql_routes_no_traffic(session, engine, demo, gated, passing_eval):
+    approve(session, demo, gated, passing_eval)
+    decision.decide(session, actor=demo["sam"], project=gated, decision="ship", rationale="passes",
+                    evaluation_id=passing_eval.id)
+    rollout.start(session, actor=demo["oscar"], project=gated)
+    raw(engine, "INSERT INTO rollout_event (project_id, action, stage, evaluation_id, threshold, reason, criteria, "
+                f"created_by, created_at) VALUES ({gated.id}, 'advance', '100', {passing_eval.id}, 0.5, '', '{{}}', "
+                f"{demo['oscar'].id}, '2026-12-01 00:00:00')")
+    session.expire_all()
+    assert rollout.state(session, project_id=gated.id).stage == "shadow"
+    assert any(p.startswith("rollout_event #") and "has no audit event" in p for p in _problems(engine))

@@ -71,8 +71,13 @@ def history(session: Session, *, project_id: int) -> list[RolloutEvent]:
 
 
 def _last(session: Session, project_id: int) -> RolloutEvent | None:
-    return session.exec(select(RolloutEvent).where(RolloutEvent.project_id == project_id)
-                        .order_by(col(RolloutEvent.id).desc()).limit(1)).first()
+    """The newest rollout event the audit chain vouches for: a stage INSERTed with raw SQL does not route traffic."""
+    newest = session.exec(select(RolloutEvent).where(RolloutEvent.project_id == project_id)
+                          .order_by(col(RolloutEvent.id).desc()).limit(20)).all()
+    if not newest:
+        return None
+    ok = integrity.vouched_ids(session, "rollout_event", project_ids=[project_id])
+    return next((r for r in newest if r.id in ok), None)
 
 
 def current_stage(session: Session, *, project_id: int) -> str:
