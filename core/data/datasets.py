@@ -10,6 +10,7 @@ from core.errors import NotFound
 from core.governance import audit
 from core.governance.projects import require_role
 from core.models import Artifact, Dataset, Project, Role, User
+from core.textsafe import csv_cell
 
 PURPOSES = ("prompts", "production")
 # The schema's fixed columns; every other column of a dataset is a slice.
@@ -38,14 +39,9 @@ def slice_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in BASE_COLUMNS]
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def csv_safe(value: object) -> str:
-    """A cell that a spreadsheet shows as text, never runs: a leading formula character gets a quote."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """A cell that a spreadsheet shows as text, never runs (the one rule every export uses: core.textsafe)."""
+    return csv_cell(value)
 
 
 def ids_csv(session: Session, *, project: Project, dataset_id: int) -> bytes:
