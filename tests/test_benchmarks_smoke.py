@@ -58,3 +58,13 @@ def test_serve_benchmark_drives_the_real_service_and_prints_its_figures():
     for label in ("student at stage 100", "teacher-only (stage shadow)"):  # req/s, then four latencies
         assert re.search(rf"^{re.escape(label)}\s+[\d,]+\.\d(\s+[\d.]+ms){{4}}$", out, re.MULTILINE), out
     assert re.search(r"ratio student / teacher-only req/s\s+[\d.]+x", out), out
+
+
+def test_real_data_benchmark_runs_the_default_flow_on_the_shipped_corpus_and_prints_its_figures():
+    out = run_quick("bench_real_data.py")
+    assert "in the imported test split" in out and "Holdout fixed from the imported test split" in out
+    assert "Recommended run #" in out
+    assert_figures(out, ["teacher accuracy", "student accuracy (recommended run)",
+                         "accuracy retained (student / teacher)", "teacher single-request p95",
+                         "student single-request p95", "p95 ratio teacher / student", "teacher training time",
+                         "default search time (all candidates)"])

@@ -1,0 +1,184 @@
+"""Real data, the product's default flow: a teacher trained from scratch against the student the default search
+recommends, scored on the user's own test split imported as the holdout.
+
+The data set is the English part of the ChatterBot corpus (``chatterbot-corpus`` on PyPI, BSD licence): questions
+and answers people wrote for 21 conversation topics. Each unique utterance is labelled with its topic (utterances
+found under two topics and topics with fewer than 20 utterances are left out), and a fixed-seed 20 % split per topic
+is the test split. Nothing is downloaded at run time: the package is installed with the ``bench`` extra.
+
+Every step goes through core as a person would: a project, its gate, the training rows imported, the test split
+imported as the holdout (core.data.holdout.import_holdout), a 4-layer BERT teacher trained from scratch here and run
+through the local teacher adapter, the default training search over both families within its budget
+(core.training.search), and the evaluation of the recommended student against the teacher on the holdout.
+
+    .venv/bin/python benchmarks/bench_real_data.py [--budget 900] [--teacher-epochs 6] [--quick]
+
+``--quick`` keeps six topics, a tiny teacher and one cheap candidate per family: a smoke run, not figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+MIN_PER_TOPIC = 20
+QUICK_GRID = {"ngram": [{"family": "ngram", "size": "tiny", "lr": 0.05, "batch_size": 16, "epochs": 3}],
+              "transformer": [{"family": "transformer", "size": "tiny", "epochs": 1, "batch_size": 16,
+                               "max_length": 32}]}
+
+
+def load_corpus():
+    """(text, topic) rows of the English ChatterBot corpus, one per unique utterance."""
+    import chatterbot_corpus
+    import pandas as pd
+    import yaml
+
+    base = Path(chatterbot_corpus.__file__).parent / "data" / "english"
+    seen: dict[str, set[str]] = {}
+    first: dict[str, str] = {}
+    for path in sorted(glob.glob(str(base / "*.yml"))):
+        topic = Path(path).stem
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        for conversation in doc.get("conversations") or []:
+            for line in conversation:
+                if isinstance(line, str) and line.strip():
+                    key = " ".join(line.lower().split())
+                    seen.setdefault(key, set()).add(topic)
+                    first.setdefault(key, " ".join(line.split()))
+    df = pd.DataFrame([(first[k], next(iter(t))) for k, t in seen.items() if len(t) == 1], columns=["text", "topic"])
+    counts = df["topic"].value_counts()
+    return df[df["topic"].isin(counts[counts >= MIN_PER_TOPIC].index)].reset_index(drop=True)
+
+
+def split(df, *, seed: int = 7):
+    """A fixed-seed 20 % test split per topic, and the rest to train on; ids that never collide."""
+    test = df.groupby("topic", group_keys=False).sample(frac=0.2, random_state=seed)
+    train = df.drop(test.index)
+    train = train.assign(id=[f"train-{i:05d}" for i in range(len(train))], answer=train["topic"])
+    test = test.assign(id=[f"test-{i:05d}" for i in range(len(test))], answer=test["topic"])
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def setup(workdir: Path):
+    from core import config, db
+    from core import demo as demo_mod
+    from core.governance import gate, people, projects, qualification
+
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'stillroom.db'}"
+    os.environ["STILLROOM_DATA_DIR"] = str(workdir)
+    config.get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    engine = db.get_engine()
+    db.init_db(engine)
+    session = db.Session(engine, expire_on_commit=False)
+    demo_mod.seed(session)
+    admin = people.get_user(session, "admin")
+    project = projects.create_project(session, actor=admin, name="Chatbot topics",
+                                      description="Route a chat message to its topic (ChatterBot corpus).")
+    for username, role in (("sam", "sponsor"), ("dana", "driver"), ("val", "validator"), ("oscar", "operator")):
+        projects.assign_role(session, actor=admin, project=project, username=username, role=role)
+    sam = people.get_user(session, "sam")
+    qualification.record(session, actor=sam, project=project, inputs=demo_mod.ROUTING_QUALIFICATION,
+                         verdict="proceed")
+    spec = gate.template("cost-pressure", demo_mod.ROUTING_QUALIFICATION)
+    gate.lock(session, actor=sam, project=project, spec=spec)
+    return engine, session, project, people.get_user(session, "dana")
+
+
+def csv(df) -> bytes:
+    return df.to_csv(index=False).encode("utf-8")
+
+
+def figure(label: str, value: float, unit: str) -> None:
+    print(f"  {label:<48} {value:,.3f}{' ' + unit if unit == 'ms' else unit}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=900.0, help="seconds for the default training search")
+    parser.add_argument("--teacher-epochs", type=int, default=6)
+    parser.add_argument("--teacher-size", default="teacher")
+    parser.add_argument("--quick", action="store_true", help="six topics, tiny teacher, tiny search: a smoke run")
+    args = parser.parse_args()
+
+    from core import jobs
+    from core.data import holdout, importer
+    from core.demo_teacher import train_teacher
+    from core.evaluation import runs as evaluations
+    from core.teacher import runs as teacher_runs
+    from core.training import search
+
+    df = load_corpus()
+    if args.quick:
+        keep = df["topic"].value_counts().index[:6]
+        df = df[df["topic"].isin(keep)].groupby("topic", group_keys=False).head(40).reset_index(drop=True)
+        args.teacher_size, args.teacher_epochs, args.budget = "tiny", 1, 120
+        search.GRID = QUICK_GRID
+    train, test = split(df)
+    print(f"ChatterBot corpus (English): {len(df):,} utterances, {df['topic'].nunique()} topics; "
+          f"{len(train):,} to train on, {len(test):,} in the imported test split")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-real-"))
+    engine, session, project, dana = setup(workdir)
+    mapping = {"id": "id", "text": "text", "reference": "answer", "slices": ["topic"]}
+    dataset = importer.import_dataset(session, actor=dana, project=project, mapping=mapping, data=csv(train),
+                                      filename="train.csv", name="Chat utterances (train)")
+    imported = holdout.import_holdout(session, actor=dana, project=project, mapping=mapping, data=csv(test),
+                                      filename="test.csv")
+    print(imported.sentence())
+
+    started = time.monotonic()
+    teacher = train_teacher(train, workdir / "teacher", size=args.teacher_size, epochs=args.teacher_epochs,
+                            label_column="topic", eval_fraction=0.1, max_length=64)
+    teacher_s = time.monotonic() - started
+    job = teacher_runs.start_run(session, actor=dana, project=project, dataset_id=dataset.id, adapter="local",
+                                 config={"model_dir": str(teacher.path)})
+    teacher_run = jobs.result_or_raise(jobs.run(job.id, engine=engine))["teacher_run"]
+
+    started = time.monotonic()
+    job = search.start_search(session, actor=dana, project=project, teacher_run_id=teacher_run,
+                              budget_s=args.budget)
+    done = jobs.run(job.id, engine=engine)
+    search_s = time.monotonic() - started
+    session.expire_all()
+    rec = search.search_recommendation(session, job=done)
+    print("\nCandidates of the default search (validation rows, taken from the training split):")
+    for c in rec.candidates:
+        print(f"    run #{c.run_id} {c.family:<11} {c.size:<12} lr {c.lr or 'default'}: {c.status}, "
+              f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy {c.val_accuracy or 0:.3f}, "
+              f"p95 {c.single_p95_ms or 0:.2f} ms, {c.params or 0:,} params, {c.init or ''}")
+    reasons = "; ".join(rec.reasons)
+    print(f"Recommended run #{rec.run_id}: {reasons}.")
+
+    job = evaluations.start_evaluation(session, actor=dana, project=project, training_run_id=rec.run_id)
+    ev_id = jobs.result_or_raise(jobs.run(job.id, engine=engine))["evaluation"]
+    session.expire_all()
+    report = evaluations.load_report(session, evaluations.get_evaluation(session, project=project,
+                                                                          evaluation_id=ev_id))
+    s_acc, t_acc = report["overall"]["student"]["accuracy"], report["overall"]["teacher"]["accuracy"]
+    s_p95, t_p95 = report["latency"]["student"]["p95_ms"], report["latency"]["teacher"]["p95_ms"]
+    print(f"\nOn the imported test split ({len(test):,} utterances), evaluation #{ev_id}:")
+    figure("teacher accuracy", t_acc, "x")
+    figure("student accuracy (recommended run)", s_acc, "x")
+    figure("accuracy retained (student / teacher)", s_acc / t_acc if t_acc else 0.0, "x")
+    figure("teacher single-request p95", t_p95, "ms")
+    figure("student single-request p95", s_p95, "ms")
+    figure("p95 ratio teacher / student", t_p95 / s_p95 if s_p95 else 0.0, "x")
+    figure("teacher training time", teacher_s * 1000, "ms")
+    figure("default search time (all candidates)", search_s * 1000, "ms")
+    goal = s_acc >= t_acc and s_p95 and t_p95 / s_p95 >= 20
+    print(f"Goal (student at or above the teacher's accuracy at 20x lower p95): {'met' if goal else 'NOT met'}; "
+          f"load average {os.getloadavg()[0]:.1f}.")
+    session.close()
+
+
+if __name__ == "__main__":
+    main()
