@@ -67,6 +67,10 @@ def test_the_sponsor_sees_ship_refused_and_iterates_with_a_data_request(server, 
     go_to(page, "Decide")
     expect(page.get_by_text("the gate is not met")).to_be_visible()
     expect(page.get_by_text("Ship is refused").first).to_be_visible()
+    decision = page.locator('[data-testid="stRadio"]').filter(has_text="Decision")
+    expect(decision.locator("input:checked")).to_have_count(0)  # nothing chosen for the sponsor
+    expect(decision.get_by_text("Ship: roll out behind the safety net")).to_have_count(0)  # not while blocked
+    expect(page.get_by_text("Ship is not offered while the blockers above stand.")).to_be_visible()
     page.get_by_text("Iterate: a new round with more data").click()
     page.get_by_label("Rationale").fill("The threat category needs more examples before we ship.")
     page.get_by_role("button", name="Record the decision").click()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, wait_idle
 
@@ -66,3 +68,13 @@ def test_a_wrong_password_keeps_the_visitor_out(server, page):
     wait_idle(page)
     expect(page.get_by_text("Wrong username or password.")).to_be_visible()
     expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
+
+
+def test_the_admin_sees_every_page_and_their_own_first_without_view_more(server, page):
+    from playwright.sync_api import expect
+
+    log_in(page, server.url, "admin", "admin-demo-pass")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav.get_by_role("link", name="People & projects")).to_be_visible()
+    expect(nav.get_by_role("link", name="Rollout and monitoring")).to_be_visible()  # the last role group too
+    expect(nav.get_by_text(re.compile(r"View \d+ more"))).to_have_count(0)
