@@ -8,7 +8,7 @@ import streamlit as st
 from core.governance import people, projects
 from pages._ui import act, db, esc, require_user
 
-st.title("🔑 My account")
+st.title(":material/person: My account")
 
 with db() as session:
     user = require_user(session)

@@ -9,7 +9,7 @@ from core.governance import people, projects
 from core.models import Role
 from pages._ui import act, db, require_user, show_flash
 
-st.title("👥 People & projects")
+st.title(":material/group: People & projects")
 show_flash()
 
 with db() as session:

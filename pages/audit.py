@@ -10,7 +10,7 @@ from core.governance.audit import verify
 from core.governance.visibility import audit_scopes, visible_events
 from pages._ui import db, esc, require_user, visible_projects
 
-st.title("🧾 Audit log")
+st.title(":material/receipt_long: Audit log")
 PAGE = 100
 
 with db() as session:

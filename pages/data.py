@@ -15,7 +15,7 @@ from core.models import Role
 from core.monitoring import redistill
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
 
-st.title("📥 Data")
+st.title(":material/upload_file: Data")
 show_flash()
 
 with db() as session:

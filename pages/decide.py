@@ -11,7 +11,7 @@ from core.governance.projects import roles_of
 from core.models import Role
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
 
-st.title("⚖️ Decide")
+st.title(":material/balance: Decide")
 show_flash()
 
 with db() as session:

@@ -16,7 +16,7 @@ from core.models import Role
 from core.training import runs as training
 from pages._ui import act, current_project, db, esc, job_panel, require_user, short_hash, show_flash
 
-st.title("🎯 Evaluate")
+st.title(":material/query_stats: Evaluate")
 show_flash()
 
 with db() as session:

@@ -31,7 +31,7 @@ def label(model, name: str) -> str:
     # The form's labels are the spec's field titles, so core's refusals name the fields as shown here.
     return model.model_fields[name].title
 
-st.title("🔒 Success gate")
+st.title(":material/lock: Success gate")
 show_flash()
 
 with db() as session:

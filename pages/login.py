@@ -7,7 +7,7 @@ import streamlit as st
 from core.governance.people import authenticate
 from pages._ui import act, db, start_session
 
-st.title("🫙 Stillroom")
+st.title(":material/science: Stillroom")
 reason = st.session_state.pop("logout_reason", None)
 if reason:
     st.warning(reason)

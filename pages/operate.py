@@ -15,7 +15,7 @@ from core.monitoring import config as mconfig
 from core.monitoring import drift, logs, redistill, rollout
 from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash
 
-st.title("🚦 Rollout and monitoring")
+st.title(":material/traffic: Rollout and monitoring")
 show_flash()
 
 with db() as session:

@@ -10,7 +10,7 @@ from core.governance.portfolio import STAGES, portfolio
 from core.models import Role
 from pages._ui import db, esc, require_user
 
-st.title("📊 Portfolio")
+st.title(":material/dashboard: Portfolio")
 
 with db() as session:
     user = require_user(session)

@@ -30,7 +30,7 @@ VERDICT_LABELS = {
     Recommendation.DO_NOTHING: "Do nothing: keep the teacher",
 }
 
-st.title("🧭 Qualify the trigger")
+st.title(":material/explore: Qualify the trigger")
 show_flash()
 
 with db() as session:

@@ -9,7 +9,7 @@ import streamlit as st
 from core.governance import record
 from pages._ui import act, current_project, db, esc, require_user
 
-st.title("📜 Decision record")
+st.title(":material/history_edu: Decision record")
 
 with db() as session:
     user = require_user(session)

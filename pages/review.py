@@ -13,7 +13,7 @@ from core.evaluation.report import latency_source
 from core.governance import review
 from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
 
-st.title("🔍 Review and sign off")
+st.title(":material/rate_review: Review and sign off")
 show_flash()
 
 with db() as session:

@@ -15,7 +15,7 @@ from core.teacher import filter as tfilter
 from core.teacher import runs
 from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash
 
-st.title("🧑‍🏫 Teacher")
+st.title(":material/school: Teacher")
 show_flash()
 
 with db() as session:

@@ -18,7 +18,7 @@ from core.training.build import SIZES
 from core.training.config import FAMILIES, NGRAM_SIZES, TrainConfig
 from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash
 
-st.title("🏋️ Train students")
+st.title(":material/model_training: Train students")
 show_flash()
 
 with db() as session:

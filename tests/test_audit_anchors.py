@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from core.cli import cli
+from core.errors import InvalidInput
 from core.governance import audit
 from core.models import AuditAnchor, AuditEvent
 
@@ -111,6 +112,8 @@ def test_expect_head_reports_the_events_that_follow_it(engine, gated):
     assert "3 event(s) follow it" in report.sentence()
     missing = audit.verify(engine, expect_head="ab" * 32)
     assert not missing.ok and "is not in the chain" in missing.problem
+    with pytest.raises(InvalidInput, match="not a 64-character hex hash"):
+        audit.verify(engine, expect_head=rows[-1][:16])
 
 
 def test_cli_verify_takes_an_expected_head_and_exports_checkpoints(engine, gated, tmp_path):

@@ -13,7 +13,7 @@ from core.models import AuditEvent
 
 def test_portfolio_shows_every_project_its_step_roles_and_what_waits_on_the_sponsor(demo):
     at = app_as(demo["sam"], page="pages/portfolio.py")
-    assert texts(at.title) == ["📊 Portfolio"]
+    assert texts(at.title) == [":material/dashboard: Portfolio"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Projects"] == "2"
     assert metrics["Gates locked"] == "1"

@@ -8,7 +8,7 @@ from pages_helpers import app_as, by_label, texts
 
 def test_a_visitor_sees_only_the_login_page(demo):
     at = app_as(None)
-    assert texts(at.title) == ["🫙 Stillroom"]
+    assert texts(at.title) == [":material/science: Stillroom"]
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("pages/portfolio.py")
 
@@ -54,7 +54,7 @@ def test_a_deactivated_person_is_sent_back_to_login(demo, session):
 
     people.set_active(session, actor=demo["admin"], username="dana", active=False)
     at = app_as(demo["dana"])
-    assert texts(at.title) == ["🫙 Stillroom"]
+    assert texts(at.title) == [":material/science: Stillroom"]
     assert "user_id" not in at.session_state
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from sqlmodel import Session, col, func, select
 from core.models import AuditAnchor, AuditEvent, User
 
 GENESIS_HASH = "0" * 64
+_log = logging.getLogger(__name__)
 # Events whose head hash is also stored as an append-only anchor row.
 ANCHORED_ACTIONS = {"gate.lock": "gate", "review.signoff": "sign_off", "decision.record": "decision"}
 # Pending checkpoint of a session's open transaction, written to the checkpoint file when it commits.
@@ -182,9 +185,13 @@ def _write_checkpoint(session: Session) -> None:
     head = session.info.pop(_HEAD, None)
     if head is None:
         return
-    path = checkpoint_path(session.get_bind())
-    if path is not None:
+    path = checkpoint_path(session.get_bind().engine)
+    if path is None:
+        return
+    try:
         append_checkpoint(path, head)
+    except OSError as exc:  # the commit stands; verify will report the events this checkpoint would have covered
+        _log.warning("audit checkpoint not written to %s: %s", path, exc)
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
@@ -339,6 +346,11 @@ def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True
     checkpoints, problems = read_checkpoints(path)
     anchors = _anchors(engine)
     expect = (expect_head or "").strip().lower() or None
+    if expect is not None and not re.fullmatch(r"[0-9a-f]{64}", expect):
+        from core.errors import InvalidInput
+
+        raise InvalidInput(f"the expected head {expect_head!r} is not a 64-character hex hash: give the full head "
+                           "hash as a decision record or an exported checkpoint quotes it.", field="expect_head")
     walk = _Walk({a[1] for a in anchors} | {c["event_id"] for c in checkpoints}, expect, key, track=True)
     chain = _walk(engine, walk)
     if not chain.ok:
