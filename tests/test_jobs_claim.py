@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -61,7 +62,7 @@ def test_two_processes_claiming_one_job_run_it_once(engine, session, demo, tmp_p
     script.write_text(WORKER)
     cmd = [sys.executable, str(script), str(out), str(gate), *map(str, ids)]
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)}) for _ in range(2)]
+                              env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(2)]
     outputs = [p.communicate(timeout=180) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
     runs = Counter(int(line.split()[0]) for line in out.read_text().splitlines())
