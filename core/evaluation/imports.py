@@ -412,7 +412,7 @@ def _normalised(values: pd.Series) -> pd.Series:
     return out
 
 
-def _rule(rules: list[str]):
+def field_key(rules: list[str]):
     """The comparison key of one field's value under the gate's normalisation rules for that field."""
     def key(value):
         if value is None or isinstance(value, bool) or not rules:
@@ -443,7 +443,7 @@ def field_table(outputs: pd.Series, targets: pd.Series, rules: dict[str, list[st
         t, o = json.loads(tgt), (_loads(out) if out is not None else {})
         o = o if isinstance(o, dict) else {}
         for name, want in t.items():
-            key = _rule(list(rules.get(name, [])))
+            key = field_key(list(rules.get(name, [])))
             rows.append({"row": i, "field": name, "hit": name in o and key(o[name]) == key(want)})
     return pd.DataFrame(rows, columns=["row", "field", "hit"])
 

@@ -31,7 +31,7 @@ class KnownCheck:
 def check_known(outputs: pd.DataFrame, known: pd.DataFrame, *, rules: dict[str, list[str]]) -> KnownCheck:
     """Drop outputs (columns id, output: a JSON object) whose fields contradict ``known`` (column id and one
     column per known field; an empty cell is not known)."""
-    from core.evaluation.imports import _rule
+    from core.evaluation.imports import field_key
 
     for frame, need, what in ((outputs, ("id", "output"), "teacher outputs"), (known, ("id",), "known records")):
         missing = [c for c in need if c not in frame.columns]
@@ -57,7 +57,7 @@ def check_known(outputs: pd.DataFrame, known: pd.DataFrame, *, rules: dict[str, 
             want = records.at[rid, f]
             if want is None or (isinstance(want, float) and pd.isna(want)) or str(want).strip() == "":
                 continue
-            key = _rule(list(rules.get(f, [])))
+            key = field_key(list(rules.get(f, [])))
             got = out.get(f) if isinstance(out, dict) else None
             if key(None if got is None else str(got)) != key(str(want)):
                 wrong.append(f"{f}: {got!r} is not the known {want!r}")
