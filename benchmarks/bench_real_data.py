@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from core import jobs
-    from core.data import holdout, importer
+    from core.data import datasets, holdout, importer
     from core.demo_teacher import train_teacher
     from core.evaluation import runs as evaluations
     from core.teacher import runs as teacher_runs
@@ -134,6 +134,10 @@ def main() -> None:
     imported = holdout.import_holdout(session, actor=dana, project=project, mapping=mapping, data=csv(test),
                                       filename="test.csv")
     print(imported.sentence())
+    if imported.leakage.leaked:  # near duplicates of test rows leave the training data, as a driver would drop them
+        dataset, _ = holdout.drop_overlap(session, actor=dana, project=project, dataset_id=dataset.id)
+        train = train[train["id"].isin(set(datasets.rows(session, dataset)["id"]))].reset_index(drop=True)
+        print(f"Dropped them: dataset #{dataset.id} keeps {dataset.n_rows:,} training rows (the teacher's too).")
 
     started = time.monotonic()
     teacher = train_teacher(train, workdir / "teacher", size=args.teacher_size, epochs=args.teacher_epochs,
