@@ -89,6 +89,10 @@ if superseded:
                "under the current gate before anyone decides on it.")
 (st.success if ev.passed else st.error)(f"Gate {'passed' if ev.passed else 'not met'} · report hash "
                                          f"`{short_hash(ev.report_hash)}`")
+meta = report.get("evaluation") or {}
+if meta.get("holdout_fingerprint"):
+    st.caption(f"Scored on holdout version {meta.get('holdout_version') or 1} (fingerprint "
+               f"`{short_hash(meta['holdout_fingerprint'])}`, {meta.get('n', 0):,} rows).")
 crit = pd.DataFrame(report.get("criteria", []))
 if not crit.empty:
     st.dataframe(tidy(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]]),

@@ -46,6 +46,7 @@ def test_imported_labels_with_declared_latency(session, demo):
         "p95_ms": 9.0, "declared_by": "Mia Vendor", "method": "k6 single requests", "where": "staging"})
     at, captions = _page(demo, project)
     assert "declared by Mia Vendor" in captions and "2 of 40 holdout rows had no prediction" in captions
+    assert "Scored on holdout version 1" in captions
     criteria = frame_with(at, "detail")
     assert "does not accept declared latency" in criteria.set_index("name").loc["p95 latency", "detail"]
 
