@@ -246,3 +246,21 @@ def test_the_review_queue_of_imported_text_carries_the_diff_and_of_a_ranking_the
     items = review.disagreement_queue(session, project=routing, evaluation_id=ev.id, limit=None).items
     assert set(items["query_id"]) == {q for q in queries if int(q[1:]) % 3 == 0}
     assert report["ranking"]["queries_top_k_differs"] == len(set(items["query_id"]))
+
+
+def test_the_fallback_curve_of_an_imported_ranking_counts_queries_whose_top_k_matches(session, demo, routing, held,
+                                                                                      tmp_path):
+    from core.governance import review
+
+    queries = [f"q{i // 4}" for i in range(len(held))]
+    teacher = [float(i % 4) for i in range(len(held))]
+    wrong = [int(q[1:]) % 2 == 0 for q in queries]
+    df = pd.DataFrame({"id": held["id"], "query_id": queries, "teacher": teacher,
+                       "student": [-t if w else t for t, w in zip(teacher, wrong, strict=True)],
+                       "confidence": [0.4 if w else 0.9 for w in wrong]})
+    gate.lock(session, actor=demo["sam"], project=routing, reason="rankings",
+              spec=easy_gate(metric="pairwise-order", ranking_k=1, slice_floors=[]))
+    ev, _ = _import(session, demo, routing, _write(tmp_path, df), "ranking")
+    curve = review.evaluation_curve(session, project=routing, evaluation_id=ev.id).set_index("threshold")
+    assert curve.loc[0.5, "student_accuracy"] == 1.0  # above 0.5 only the queries ranked as the teacher does
+    assert curve.loc[0.0, "student_accuracy"] == pytest.approx(sum(not w for w in wrong) / len(wrong))

@@ -399,6 +399,8 @@ def fallback_curve(df: pd.DataFrame, costs: Costs | None, thresholds: np.ndarray
     thresholds = np.asarray(thresholds, dtype=float)
     truth = df["reference"].astype(object).where(df["reference"].notna(), df["teacher_label"].astype(object))
     correct = (df["student_label"].astype(object) == truth).to_numpy()
+    if "top_k_differs" in df.columns:  # an imported ranking: an item is right when its query's top k is the teacher's
+        correct = ~df["top_k_differs"].astype(bool).to_numpy()
     conf = pd.to_numeric(df["student_confidence"], errors="coerce").to_numpy(dtype=float)
     known = ~np.isnan(conf)  # no confidence: always falls back
     order = np.argsort(conf[known], kind="stable")
