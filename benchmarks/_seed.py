@@ -309,3 +309,18 @@ def page_row(timing: Timing | None, *, page: str, budget_s: float) -> tuple[str,
         return ("page script run (AppTest)", "skipped", budget, f"{page} not found")
     return ("page script run (AppTest)", ms(timing.median), budget,
             "ok" if timing.median < budget_s else "OVER BUDGET")
+
+
+def logged_in_app(*, user_id: int, project_id: int | None = None, timeout: float = 60):
+    """An AppTest of app.py with the person logged in, as pages._ui.start_session leaves it after a login."""
+    import time
+
+    from streamlit.testing.v1 import AppTest  # late: the cold first view is measured with it
+
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=timeout)
+    at.session_state["user_id"] = user_id
+    at.session_state["session_epoch"] = 0  # seeded people have never had a password reset
+    at.session_state["last_seen"] = time.time()
+    if project_id is not None:
+        at.session_state["project_id"] = project_id
+    return at

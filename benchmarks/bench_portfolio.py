@@ -64,12 +64,9 @@ def naive_rows(engine: Engine, user_id: int) -> list[ProjectStatus]:
 
 def page_runner(user_id: int) -> AppTest:
     """An AppTest on the portfolio page, logged in, after its first (cold) run."""
-    from streamlit.testing.v1 import AppTest  # late: the cold first view is measured with it
-
     # AppTest's own set-up calls st outside a script run, which logs a harmless warning.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
-    at = AppTest.from_file(str(_seed.REPO_ROOT / "app.py"), default_timeout=60)
-    at.session_state["user_id"] = user_id
+    at = _seed.logged_in_app(user_id=user_id)
     at.run()
     at.switch_page(PAGE).run()
     return at

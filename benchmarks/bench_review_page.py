@@ -238,13 +238,9 @@ def coverage(engine: Engine, project_id: int, ev_id: int) -> list[review.SliceCo
 
 def page_runner(user_id: int, project_id: int) -> AppTest:
     """An AppTest on the review page, logged in as the validator, after its first (cold) run."""
-    from streamlit.testing.v1 import AppTest  # late: the cold first view is measured with it
-
     # AppTest's own set-up calls st outside a script run, which logs a harmless warning.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
-    at = AppTest.from_file(str(_seed.REPO_ROOT / "app.py"), default_timeout=120)
-    at.session_state["user_id"] = user_id
-    at.session_state["project_id"] = project_id
+    at = _seed.logged_in_app(user_id=user_id, project_id=project_id, timeout=120)
     at.run()
     at.switch_page(PAGE).run()
     return at
