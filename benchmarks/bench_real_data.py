@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -182,6 +183,8 @@ def main() -> None:
     print(f"Goal (student at or above the teacher's accuracy at 20x lower p95): {'met' if goal else 'NOT met'}; "
           f"load average {os.getloadavg()[0]:.1f}.")
     session.close()
+    engine.dispose()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
