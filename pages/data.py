@@ -181,7 +181,8 @@ with tab_hold:
     if fixed is not None:
         st.success(f"Holdout fixed: {fixed.n_rows:,} rows from dataset #{fixed.dataset_id}, stratified by "
                    f"{', '.join(fixed.stratify_by) or 'nothing'}, seed {fixed.seed}, fingerprint "
-                   f"`{short_hash(fixed.fingerprint)}`. It never changes; training refuses rows that overlap it.",
+                   f"`{short_hash(fixed.fingerprint)}`. It never changes (a later version only adds unseen rows); "
+                   "training refuses rows that overlap it.",
                    icon="🔒")
         with db() as session:
             later = holdout.versions(session, project_id=project.id)[1:]
