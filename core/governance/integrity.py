@@ -94,14 +94,20 @@ def row_digest(prefix: bytes, values: Iterable[object]) -> str:
     (``row_state``) and every check read the same database the same way, so equal content gives equal hashes.
     A database moved to another engine (SQLite to PostgreSQL) reads values differently: verify it before moving.
     """
-    return hashlib.sha256(prefix + repr(tuple(values)).encode("utf-8")).hexdigest()
+    row = values if type(values) is tuple else tuple(values)
+    return hashlib.sha256(prefix + repr(row).encode("utf-8")).hexdigest()
+
+
+def _select(spec: Tracked, quote) -> tuple[bytes, str]:  # noqa: ANN001
+    """The hash prefix (table and column names) and the SELECT of the columns a row's hash covers."""
+    names = [c.name for c in spec.columns()]
+    prefix = f"{spec.table}:{','.join(names)}\x1f".encode()
+    return prefix, f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(spec.table)}"
 
 
 def _digests(conn: Connection, spec: Tracked, *, where: str = "", params: dict | None = None) -> dict[str, str]:
-    quote = conn.dialect.identifier_preparer.quote
-    names = [c.name for c in spec.columns()]
-    prefix = f"{spec.table}:{','.join(names)}\x1f".encode()
-    stmt = text(f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(spec.table)} {where}")
+    prefix, select_ = _select(spec, conn.dialect.identifier_preparer.quote)
+    stmt = text(f"{select_} {where}")
     if params and isinstance(params.get("ids"), list):
         stmt = stmt.bindparams(bindparam("ids", expanding=True))
     return {str(r[0]): row_digest(prefix, r) for r in conn.execute(stmt, params or {}).fetchall()}
@@ -233,9 +239,18 @@ def record_problems(engine: Engine, *, latest: dict[tuple[str, str], tuple[int, 
             want = row_hash
         per_entity[entity][entity_id] = (eid, want)
     out: list[str] = []
-    with engine.connect() as conn:
+    quote = engine.dialect.identifier_preparer.quote
+    raw = engine.raw_connection()  # plain driver tuples: every row of every tracked table is hashed here
+    try:
+        cur = raw.cursor()
         for spec in TRACKED.values():
-            out += _compare(spec, _digests(conn, spec), per_entity[spec.entity])
+            prefix, select_ = _select(spec, quote)
+            cur.execute(select_)
+            rows = {str(r[0]): row_digest(prefix, r) for r in cur.fetchall()}
+            out += _compare(spec, rows, per_entity[spec.entity])
+        cur.close()
+    finally:
+        raw.close()
     return out
 
 
