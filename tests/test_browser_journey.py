@@ -129,15 +129,16 @@ def _sponsor_qualifies_and_locks_the_gate(page, srv, expect) -> None:
     expect(page.get_by_text("content hash verifies")).to_be_visible()
     # The caption says the floor locked, in words, with its own number (no example that contradicts it).
     expect(page.get_by_text("The student's accuracy must reach at least 0.2 on the holdout")).to_be_visible()
-    slices = page.locator('[data-testid="stDataFrame"]').first
-    expect(slices).to_contain_text("email")
+    slices = page.locator('[data-testid="stDataFrame"]').first  # the row as typed, each value in its own column
+    for cell in ("channel", "email", "5"):
+        expect(slices.locator("td", has_text=re.compile(f"^{cell}$"))).to_have_count(1)
 
 
 def _driver_builds_trains_and_evaluates(page, srv, inputs, outputs, expect, tmp_path) -> None:
     log_in(page, srv.url, "dana", "driver-demo-pass")
     pick_project(page, PROJECT)
     go_to(page, "Data")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(inputs))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(inputs))
     wait_idle(page)
     expect(page.get_by_text("400 rows, 4 columns (csv)")).to_be_visible(timeout=30_000)
     # The slices are picked first, then the reference by hand: the slices must survive the other choice.
