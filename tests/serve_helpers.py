@@ -122,7 +122,9 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
 
-    def wait(self, timeout: float = 30.0) -> Server:
+    def wait(self, timeout: float = 120.0) -> Server:
+        """Until /health answers (loading the models takes a while on a busy machine); a server that does not
+        come up is stopped, never left running."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -132,7 +134,8 @@ class Server:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise AssertionError("serve did not answer /health in time")
+        self.stop()
+        raise AssertionError(f"serve did not answer /health within {timeout:g} s")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
