@@ -317,3 +317,15 @@ def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdo
     ok("eval", "import", "Loop", str(path), who="drv")
     shown = ok("eval", "show", "2")
     assert "(holdout version 2)" in shown and "PASS               slice queue=security" in shown
+
+
+def test_latency_is_not_measured_on_a_model_that_cannot_give_the_scored_answers(people, tmp_path):
+    from core.training.students import NgramStudent
+
+    rows = tickets()
+    new_project(tmp_path, "Other model", rows, triage_gate())
+    path = tmp_path / "preds.csv"
+    predictions(exported(tmp_path, "Other model"), rows).to_csv(path, index=False)
+    NgramStudent(labels=["billing", "shipping"], buckets=512, dim=8).save(tmp_path / "other")
+    refused = run("eval", "import", "Other model", str(path), "--latency-model-dir", str(tmp_path / "other"))
+    assert refused.exit_code == 2 and "cannot answer 'account', 'security'" in refused.stderr

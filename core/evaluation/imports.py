@@ -72,12 +72,25 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
             "training_run_id": None, "source": "imported", "kind": kind, "file": name,
             "holdout_fingerprint": holdout.fingerprint, "holdout_version": holdout.version, "n": len(frame)}
     extra["scores"] = {c: None if frame[c].isna().all() else float(frame[c].mean()) for c in scores}
+    if latency_model_dir is not None and kind == "label":
+        _require_same_labels(latency_model_dir, frame["student_label"])
     latency = {"student": _student_latency(held, actor, latency_model_dir, latency_endpoint, declared_latency),
                "teacher": report.NOT_MEASURED}  # the teacher's outputs came in the file
     body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
                               cost=runs.cost_figures(session, project_id=project.id, latency=latency), extra=extra)
     return runs.record(session, actor=actor, project=project, gate_version=locked, predictions=frame,
                        report=body, summary=report.summary(body), source="imported")
+
+
+def _require_same_labels(model_dir, answers: pd.Series) -> None:
+    """The model timed must be able to give the answers scored: a classifier without one of them is another model."""
+    from core.teacher.local import model_labels
+
+    foreign = sorted(set(answers.dropna().astype(str)) - set(model_labels(model_dir)))
+    if foreign:
+        raise InvalidInput(f"the model in {model_dir} cannot answer {', '.join(map(repr, foreign[:SHOWN]))}, which the "
+                           "file's student gives: time the student that made these predictions.",
+                           field="latency_model_dir")
 
 
 def _student_latency(held: pd.DataFrame, actor: User, model_dir, endpoint, declared: dict | None) -> dict:
