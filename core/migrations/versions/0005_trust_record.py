@@ -1,6 +1,7 @@
 """trust record
 
-issue 9 (trust you can check): anchors, artifacts, audited people and roles. Kept as its own revision so the work of one issue lands in one
+issue 9 (trust you can check): anchors, artifacts, audited people and roles. Kept as its own
+revision so the work of one issue lands in one
 migration; empty revisions are harmless.
 
 Adds each audit event's row hash and HMAC, and the append-only anchor table. The first anchor marks where

@@ -1,6 +1,7 @@
 """attack surface
 
-issue 11 (attack surface): service tokens, API tokens, login attempts. Kept as its own revision so the work of one issue lands in one
+issue 11 (attack surface): service tokens, API tokens, login attempts. Kept as its own revision so
+the work of one issue lands in one
 migration; empty revisions are harmless.
 
 Revision ID: 0006

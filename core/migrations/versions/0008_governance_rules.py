@@ -1,7 +1,7 @@
 """governance rules
 
-issue 9 (gate rules and review visibility), if they need schema. Kept as its own revision so the work of one issue lands in one
-migration; empty revisions are harmless.
+Reserved for issue 9's gate and review rules, which turned out to need no schema change (the gate
+spec is JSON). Kept empty so the chain of revisions already applied elsewhere stays linear.
 
 Revision ID: 0008
 Revises: 0007
