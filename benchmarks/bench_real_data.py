@@ -11,7 +11,7 @@ imported as the holdout (core.data.holdout.import_holdout), a 4-layer BERT teach
 through the local teacher adapter, the default training search over both families within its budget
 (core.training.search), and the evaluation of the recommended student against the teacher on the holdout.
 
-    .venv/bin/python benchmarks/bench_real_data.py [--budget 900] [--teacher-epochs 6] [--quick]
+    .venv/bin/python benchmarks/bench_real_data.py [--budget 900] [--teacher-epochs 6] [--threads 1] [--quick]
 
 ``--quick`` keeps six topics, a tiny teacher and one cheap candidate per family: a smoke run, not figures.
 """
@@ -107,8 +107,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the default training search")
     parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--teacher-size", default="teacher")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for everything (1: steadier figures on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="six topics, tiny teacher, tiny search: a smoke run")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from core import jobs
     from core.data import datasets, holdout, importer
@@ -142,7 +147,7 @@ def main() -> None:
 
     started = time.monotonic()
     teacher = train_teacher(train, workdir / "teacher", size=args.teacher_size, epochs=args.teacher_epochs,
-                            label_column="topic", eval_fraction=0.1, max_length=64)
+                            label_column="topic", eval_fraction=0.1, max_length=64, threads=args.threads)
     teacher_s = time.monotonic() - started
     job = teacher_runs.start_run(session, actor=dana, project=project, dataset_id=dataset.id, adapter="local",
                                  config={"model_dir": str(teacher.path)})
