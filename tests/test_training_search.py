@@ -19,7 +19,8 @@ SMALL_GRID = {"ngram": [{"family": "ngram", "size": "tiny", "lr": 0.05, "batch_s
                                "max_length": 32}]}
 
 
-def run_row(i: int, family: str, agreement: float, p95: float, params: int, accuracy: float = 0.9) -> TrainingRun:
+def run_row(i: int, family: str, agreement: float, p95: float, params: int,
+            accuracy: float | None = None) -> TrainingRun:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     return TrainingRun(id=i, project_id=1, gate_version_id=1, teacher_run_id=1, family=family, size="tiny",
                        status="done", epochs_done=5, best_epoch=4, created_by=1, created_at=t,
@@ -28,15 +29,25 @@ def run_row(i: int, family: str, agreement: float, p95: float, params: int, accu
                                 "params": params})
 
 
-def test_the_fastest_student_within_the_agreement_tolerance_is_recommended_with_reasons():
-    rows = [run_row(1, "transformer", 0.950, 2.0, 700_000), run_row(2, "ngram", 0.947, 0.3, 1_000_000),
-            run_row(3, "ngram", 0.900, 0.1, 500_000)]
+def test_the_fastest_student_within_the_accuracy_tolerance_is_recommended_with_reasons():
+    rows = [run_row(1, "transformer", 0.95, 2.0, 700_000, accuracy=0.900),
+            run_row(2, "ngram", 0.90, 0.3, 1_000_000, accuracy=0.897),
+            run_row(3, "ngram", 0.97, 0.1, 500_000, accuracy=0.850)]
     rec = search.recommend(rows, teacher_val_accuracy=0.92)
     assert rec.run_id == 2
     text = " ".join(rec.reasons)
-    assert "0.947" in text and "0.30 ms" in text and "1,000,000 parameters" in text
-    assert "keeps 97.8% of the teacher's validation accuracy" in text
-    assert "#3 ngram tiny (0.900)" in text  # named as left out for lower agreement
+    assert "validation accuracy 0.897, within 0.005 of the best (0.900)" in text
+    assert "0.30 ms" in text and "1,000,000 parameters" in text
+    assert "keeps 97.5% of the teacher's validation accuracy" in text
+    assert "left out for lower accuracy: #3 ngram tiny (0.850)" in text  # more agreement, less accuracy
+
+
+def test_without_references_agreement_with_the_teacher_decides():
+    rows = [run_row(1, "transformer", 0.950, 2.0, 700_000), run_row(2, "ngram", 0.947, 0.3, 1_000_000),
+            run_row(3, "ngram", 0.900, 0.1, 500_000)]
+    rec = search.recommend(rows)
+    assert rec.run_id == 2 and rec.reasons[0].startswith("validation agreement with the teacher 0.947")
+    assert "left out for lower agreement with the teacher: #3 ngram tiny (0.900)" in " ".join(rec.reasons)
 
 
 def test_a_clearly_better_student_wins_even_when_slower():

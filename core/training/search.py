@@ -24,7 +24,8 @@ from core.validation import parse
 
 JOB_KIND = "train-search"
 DEFAULT_BUDGET_S = 900.0
-# Candidates within this much validation agreement of the best count as equally good; the fastest of them wins.
+# Candidates within this much of the best validation score (accuracy, else agreement) count as equally good; the
+# fastest of them wins.
 AGREEMENT_TOLERANCE = 0.005
 
 # The key settings of each family, cheapest first. n-gram: table size and learning rate (the two that moved
@@ -130,20 +131,30 @@ def _candidate(run: TrainingRun, teacher_val_accuracy: float | None) -> Candidat
 
 def recommend(trained: list[TrainingRun], *, teacher_val_accuracy: float | None = None,
               tolerance: float = AGREEMENT_TOLERANCE) -> Recommendation:
-    """The student to evaluate: among finished runs within ``tolerance`` of the best validation agreement with
-    the teacher, the lowest single-request p95, then the fewest parameters; with the reasons in words."""
+    """The student to evaluate: among finished runs within ``tolerance`` of the best validation score, the lowest
+    single-request p95, then the fewest parameters; with the reasons in words.
+
+    The score is validation accuracy against the references when every finished run has one (what the gate
+    judges; a weak teacher's agreement can point the wrong way), else agreement with the teacher."""
     cands = [_candidate(r, teacher_val_accuracy) for r in trained]
     done = [c for c in cands if c.status == "done" and c.val_agreement is not None]
     if not done:
         return Recommendation(None, ["no candidate finished: look at the failed runs' errors"], cands,
                               teacher_val_accuracy)
-    best_agreement = max(c.val_agreement for c in done)
-    close = [c for c in done if c.val_agreement >= best_agreement - tolerance]
+    by_accuracy = all(c.val_accuracy is not None for c in done)
+    what = "validation accuracy" if by_accuracy else "validation agreement with the teacher"
+
+    def score(c: Candidate) -> float:
+        return c.val_accuracy if by_accuracy else c.val_agreement
+
+    best = max(score(c) for c in done)
+    close = [c for c in done if score(c) >= best - tolerance]
     pick = min(close, key=lambda c: (c.single_p95_ms if c.single_p95_ms is not None else float("inf"),
                                      c.params or 0))
-    reasons = [f"validation agreement with the teacher {pick.val_agreement:.3f}"
-               + (" (the best of the search)" if pick.val_agreement == best_agreement else
-                  f", within {tolerance:.3f} of the best ({best_agreement:.3f})")]
+    reasons = [f"{what} {score(pick):.3f}" + (" (the best of the search)" if score(pick) == best else
+                                              f", within {tolerance:.3f} of the best ({best:.3f})")]
+    if by_accuracy:
+        reasons.append(f"agreement with the teacher {pick.val_agreement:.3f}")
     if pick.retained is not None:
         reasons.append(f"keeps {pick.retained:.1%} of the teacher's validation accuracy "
                        f"({pick.val_accuracy:.3f} vs {teacher_val_accuracy:.3f})")
@@ -156,8 +167,8 @@ def recommend(trained: list[TrainingRun], *, teacher_val_accuracy: float | None 
         reasons.append(f"{pick.params:,} parameters")
     dropped = [c for c in done if c not in close]
     if dropped:
-        reasons.append("left out for lower agreement: " + ", ".join(
-            f"#{c.run_id} {c.family} {c.size} ({c.val_agreement:.3f})" for c in dropped))
+        reasons.append(f"left out for lower {what.removeprefix('validation ')}: " + ", ".join(
+            f"#{c.run_id} {c.family} {c.size} ({score(c):.3f})" for c in dropped))
     return Recommendation(pick.run_id, reasons, cands, teacher_val_accuracy)
 
 
