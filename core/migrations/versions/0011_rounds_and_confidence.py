@@ -1,0 +1,25 @@
+"""rounds and confidence
+
+Reserved for issue 16 (rounds closed by decisions, shipping without confidence); left empty when that work needs no schema change, so the chain of
+revisions stays linear.
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+import sqlalchemy as sa  # noqa: F401
+import sqlmodel  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
