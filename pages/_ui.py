@@ -8,8 +8,9 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
@@ -19,6 +20,7 @@ from core.errors import StillroomError
 from core.governance.people import check_session
 from core.governance.projects import can_view, projects_for
 from core.models import Project, User
+from core.textsafe import safe_frame
 
 T = TypeVar("T")
 
@@ -29,6 +31,12 @@ _MD_ACTIVE = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
 
 def esc(text: object) -> str:
     return _MD_ACTIVE.sub(r"\\\1", str(text))
+
+
+def table(data: pd.DataFrame | list[dict], **kwargs: Any) -> None:
+    """``st.dataframe`` given formula-safe text: its toolbar's CSV download is an export like any other, so a
+    cell a spreadsheet would run carries a leading quote on screen and in the file."""
+    st.dataframe(safe_frame(pd.DataFrame(data)), **kwargs)
 
 
 @st.cache_resource(show_spinner=False)

@@ -13,7 +13,7 @@ from core.data.similarity import DEFAULT_THRESHOLD
 from core.governance.projects import roles_of
 from core.models import Role
 from core.monitoring import redistill
-from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/upload_file: Data")
 show_flash()
@@ -52,7 +52,7 @@ with tab_import:
         pv = act(lambda: importer.preview(data=data, filename=upload.name))
         if pv is not None:
             st.caption(f"{pv.n_rows:,} rows, {len(pv.columns)} columns ({pv.format}); the first rows:")
-            st.dataframe(pv.rows, hide_index=True, width="stretch")
+            table(pv.rows, hide_index=True, width="stretch")
             cols = pv.columns
             none = ["(none)", *cols]
 
@@ -94,7 +94,7 @@ with tab_sets:
     if not all_sets:
         st.info("No data yet: import production inputs first.")
     else:
-        st.dataframe(pd.DataFrame([{
+        table(pd.DataFrame([{
             "#": d.id, "Name": d.name, "Purpose": d.purpose, "How": d.operation, "Rows": d.n_rows,
             "From": f"#{d.parent_id}" if d.parent_id else "", "When (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}",
         } for d in all_sets]), hide_index=True, width="stretch")
@@ -121,7 +121,7 @@ with tab_sets:
             m3.metric("Rows kept", f"{report.kept:,}")
             if report.examples:
                 st.markdown("**Examples of what would be dropped** (nothing is dropped until you confirm)")
-                st.dataframe(pd.DataFrame([{"Kind": e.kind, "Similarity": e.similarity, "Dropped id": e.dropped_id,
+                table(pd.DataFrame([{"Kind": e.kind, "Similarity": e.similarity, "Dropped id": e.dropped_id,
                                             "Dropped text": e.dropped_text, "Kept id": e.kept_id,
                                             "Kept text": e.kept_text} for e in report.examples]),
                              hide_index=True, width="stretch")
@@ -147,7 +147,7 @@ with tab_cov:
         if report is not None:
             if report.floors:
                 st.markdown("**Slices the locked gate names** (rows outside the holdout against the minimum)")
-                st.dataframe(pd.DataFrame([{"Slice": f"{f.column}={f.value}", "Rows": f.count,
+                table(pd.DataFrame([{"Slice": f"{f.column}={f.value}", "Rows": f.count,
                                             "In holdout": f.in_holdout, "Minimum": f.min_n,
                                             "OK": "✅" if f.ok else f"short by {f.short_by:,}"}
                                            for f in report.floors]), hide_index=True, width="stretch")
@@ -169,7 +169,7 @@ with tab_cov:
             if report.plan:
                 st.markdown("**Oversampling offered** for critical slices under their minimum "
                             "(copies of rows outside the holdout; recorded as a new dataset version)")
-                st.dataframe(pd.DataFrame([{"Slice": f"{p.column}={p.value}", "Have": p.have, "Target": p.target,
+                table(pd.DataFrame([{"Slice": f"{p.column}={p.value}", "Have": p.have, "Target": p.target,
                                             "Copies": p.copies} for p in report.plan]), hide_index=True)
                 if st.button("Oversample", disabled=not is_driver):
                     with db() as session:
@@ -221,7 +221,7 @@ with tab_hold:
                 leak = shown[1]
                 (st.warning if leak.leaked else st.success)(leak.sentence())
                 if leak.examples:
-                    st.dataframe(pd.DataFrame([vars(e) for e in leak.examples]),
+                    table(pd.DataFrame([vars(e) for e in leak.examples]),
                                  hide_index=True)
                 if leak.leaked and st.button(f"Drop the {leak.leaked:,} overlapping rows", type="primary",
                                              disabled=not is_driver):

@@ -230,7 +230,7 @@ def teacher_known_records(project: str, outputs: str, known: str, out: str) -> N
         rules = gate.spec_of(locked).get("field_rules", {}) if locked else {}
     frames = [readers.read_source(Path(f).read_bytes(), Path(f).name).frame for f in (outputs, known)]
     done = check_known(frames[0], frames[1], rules=rules)
-    done.kept.to_csv(out, index=False)
+    Path(out).write_bytes(done.kept_csv())
     click.echo(done.sentence())
     for row in done.dropped.head(5).itertuples():
         click.echo(f"  dropped {row.id}: {row.reasons}")

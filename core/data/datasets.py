@@ -10,7 +10,7 @@ from core.errors import NotFound
 from core.governance import audit
 from core.governance.projects import require_role
 from core.models import Artifact, Dataset, Project, Role, User
-from core.textsafe import csv_cell
+from core.textsafe import csv_bytes, csv_cell
 
 PURPOSES = ("prompts", "production")
 # The schema's fixed columns; every other column of a dataset is a slice.
@@ -47,8 +47,7 @@ def csv_safe(value: object) -> str:
 def ids_csv(session: Session, *, project: Project, dataset_id: int) -> bytes:
     """The ids of a dataset version as a one-column CSV (formula-safe), so outputs made elsewhere can match it."""
     dataset = get_dataset(session, project=project, dataset_id=dataset_id)
-    ids = rows(session, dataset)["id"].map(csv_safe)
-    return ids.to_frame("id").to_csv(index=False).encode("utf-8")
+    return csv_bytes(rows(session, dataset)[["id"]])
 
 
 def describe_mapping(mapping: dict) -> str:

@@ -304,7 +304,7 @@ def export_holdout(session: Session, *, project: Project, fmt: str = "csv") -> b
         raise InvalidInput(f"format {fmt!r} is not known: use one of {', '.join(EXPORT_FORMATS)}.", field="format")
     df = export_rows(session, project=project)
     if fmt == "csv":
-        return df.map(textsafe.csv_cell).to_csv(index=False).encode("utf-8")
+        return textsafe.csv_bytes(df)
     if fmt == "jsonl":
         return df.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8")
     import io

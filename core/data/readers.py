@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from core import textsafe
 from core.errors import InvalidInput
 
 # Upload limits. The size limit can be overridden per call (max_bytes=...).
@@ -41,6 +43,12 @@ class Source:
     def where(self, i: int) -> str:
         n = int(self.numbers[i]) if self.numbers is not None else i + 1
         return f"{self.unit} {n}"
+
+
+def read_ids(ids: pd.Series, known: Collection[str]) -> pd.Series:
+    """A file's id cells as the ids of ``known`` they name: our CSV exports quote an id a spreadsheet would run
+    (``'=ID0``), and the file a team sends back may keep that quote. Empty cells stay as they are."""
+    return ids.map(lambda v: v if v is None or not str(v).strip() else textsafe.known_value(str(v), known))
 
 
 def file_format(filename: str) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
+from core import textsafe
 from core.data import datasets, readers, similarity
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
@@ -201,7 +202,9 @@ def validate(source, held: pd.DataFrame, *, kind: str, name: str) -> Checked:
     ignored = [c for c in df.columns if c not in KNOWN and c not in scores]
     for c in scores:
         _numeric(source, c, df[c], allow_missing=True)
-    _check_ids(source, df["id"], set(held["id"].astype(str)), name)
+    held_ids = set(held["id"].astype(str))
+    df = df.assign(id=readers.read_ids(df["id"], held_ids))
+    _check_ids(source, df["id"], held_ids, name)
     base = held.assign(id=held["id"].astype(str)).set_index("id")
     if "text" in df.columns:
         _check_text(source, df, base, name)
@@ -252,7 +255,7 @@ def _check_text(source, df: pd.DataFrame, base: pd.DataFrame, name: str) -> None
     given = df["text"].astype("object").where(df["text"].notna(), "")
     truth = df["id"].astype(str).map(base["text"]).astype(str)
     # An export to CSV quotes a cell a spreadsheet would run: that quote is not part of the text.
-    unquoted = given.astype(str).where(~given.astype(str).str.startswith("'"), given.astype(str).str[1:])
+    unquoted = given.astype(str).map(textsafe.unquote_formula)
     norm = similarity.normalise
     same = (norm(given.astype(str)) == norm(truth)) | (norm(unquoted) == norm(truth))
     bad = np.flatnonzero(~same.to_numpy())

@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.errors import InvalidInput
 from core.teacher.outputs import Prediction, check_labels, to_frame
+from core.textsafe import known_value
 
 MAX_BYTES = 500 * 1024 * 1024
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -37,7 +38,9 @@ def read_outputs(path: Path | str, *, dataset_ids: Collection[str], labels: Sequ
     prob_cols = [c for c in raw.columns if c.lower().startswith(PROB_PREFIXES)]
     labels = _labels(path, raw, prob_cols, labels)
     ids = set(map(str, dataset_ids))
-    records = raw.to_dict("records")
+    # An id our CSV export quoted ('=ID0) names the dataset's id (=ID0): read it back as that id.
+    records = [{**row, "id": known_value(_clean_id(row["id"]), ids)} if _present(row.get("id")) else row
+               for row in raw.to_dict("records")]
     foreign = _foreign_rows(records, ids)
     if foreign and not drop_foreign:
         n, row_id = foreign[0]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core.errors import InvalidInput
+from core.textsafe import csv_bytes
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,10 @@ class KnownCheck:
     kept: pd.DataFrame  # id, output
     dropped: pd.DataFrame  # id, output, reasons ("total: 12.00 != 12.50; ...")
     counts: dict  # total, kept, dropped, checked (outputs with a known record), by_field {field: contradicted}
+
+    def kept_csv(self) -> bytes:
+        """The kept outputs as CSV a spreadsheet shows and never runs (ids and outputs are the files' text)."""
+        return csv_bytes(self.kept)
 
     def sentence(self) -> str:
         fields = ", ".join(f"{k} {v:,}" for k, v in self.counts["by_field"].items() if v) or "none"
