@@ -30,9 +30,9 @@ def dataset(session, demo):
 class EchoingEndpoint:
     """An endpoint that answers 400 with the request's Authorization header in its body, and counts calls."""
 
-    def __init__(self):
+    def __init__(self, body=None, status: int = 400):
         self.calls, self.seen = 0, []
-        outer = self
+        outer, answer = self, body
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
@@ -42,9 +42,9 @@ class EchoingEndpoint:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 outer.calls += 1
                 outer.seen.append(self.headers.get("Authorization"))
-                body = json.dumps({"error": f"bad model; you sent {self.headers.get('Authorization')} "
-                                            f"api_key={KEY}"}).encode()
-                self.send_response(400)
+                body = (answer(self.headers.get("Authorization")) if answer else json.dumps(
+                    {"error": f"bad model; you sent {self.headers.get('Authorization')} api_key={KEY}"})).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -96,8 +96,8 @@ def test_an_endpoint_off_the_allow_list_never_receives_the_key(session, engine, 
     assert attacker.base_url not in done.error
 
 
-def test_a_key_echoed_in_an_error_body_is_redacted_from_the_job_and_the_audit_log(session, engine, demo, dataset,
-                                                                                 monkeypatch):
+def test_a_key_echoed_in_an_error_body_stays_out_of_the_job_and_the_audit_log(session, engine, demo, dataset,
+                                                                              monkeypatch):
     monkeypatch.setenv("STILLROOM_TEACHER_API_KEY", KEY)
     echo = EchoingEndpoint()
     monkeypatch.setenv("STILLROOM_TEACHER_ENDPOINTS", echo.base_url)
@@ -108,16 +108,38 @@ def test_a_key_echoed_in_an_error_body_is_redacted_from_the_job_and_the_audit_lo
         echo.close()
         get_settings.cache_clear()
     assert echo.seen and echo.seen[0] == f"Bearer {KEY}"  # the approved endpoint did get the key
-    assert done.status == "failed" and "HTTP 400" in done.error and "[redacted]" in done.error
+    assert done.status == "failed" and "HTTP 400" in done.error
     events = " ".join(e.payload for e in session.exec(select(AuditEvent)).all())
     assert KEY not in done.error and KEY not in events and KEY[:12] not in events
 
 
-def test_redaction_catches_key_shapes_it_was_not_told_about():
-    said = chat.redact('{"detail": "Authorization: Bearer abc.def-ghi", "token": "tok_12345", '
-                       '"k": "AKIAIOSFODNN7EXAMPLE", "h": "' + "ab12" * 10 + '"}', secrets=("hunter22",))
-    assert "abc.def-ghi" not in said and "tok_12345" not in said and "AKIAIOSFODNN7EXAMPLE" not in said
-    assert "ab12" * 10 not in said and said.count("[redacted]") == 4
+def _disguised(auth: str) -> str:
+    """The key as an endpoint might echo it past a redactor: reversed, and cut in two with a space between."""
+    key = auth.removeprefix("Bearer ")
+    return json.dumps({"error": {"message": f"no such model (key {key[::-1]}; {key[:18]} {key[18:]})"}})
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (400, _disguised), (500, _disguised),
+    (200, lambda auth: _disguised(auth)[:-1]),  # a 200 that is not a chat completion (nor JSON)
+])
+def test_a_key_echoed_reversed_or_split_leaves_no_trace_in_job_logs_or_audit(session, engine, demo, dataset,
+                                                                            monkeypatch, caplog, capfd, status, body):
+    monkeypatch.setenv("STILLROOM_TEACHER_API_KEY", KEY)
+    echo = EchoingEndpoint(body, status)
+    monkeypatch.setenv("STILLROOM_TEACHER_ENDPOINTS", echo.base_url)
+    get_settings.cache_clear()
+    try:
+        done = jobs.run(_start(session, demo, dataset, _config(echo.base_url)).id, engine=engine)
+    finally:
+        echo.close()
+        get_settings.cache_clear()
+    assert echo.calls >= 1 and done.status == "failed" and f"HTTP {status}" in done.error
+    events = " ".join(e.payload for e in session.exec(select(AuditEvent)).all())
+    printed = capfd.readouterr()
+    for trace in (done.error, done.message, events, caplog.text, printed.out + printed.err):
+        for piece in (KEY[::-1][:12], KEY[:18], KEY[18:], "no such model"):
+            assert piece not in trace
 
 
 @pytest.mark.parametrize("change", [{"temperature": 0.7}, {"max_tokens": 64}, {"logprobs": False},

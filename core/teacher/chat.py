@@ -5,9 +5,10 @@ secrets) and lives only in this object's HTTP client: it is never part of the
 settings recorded with a run, never cached and never logged. The endpoint and
 the variable the key is read from must be on the admin's allow-lists
 (``STILLROOM_TEACHER_ENDPOINTS``, ``STILLROOM_TEACHER_KEY_VARS``), so a run's
-settings cannot send a server secret to a host of the driver's choosing; and
-whatever an endpoint answers is redacted of anything resembling a key before it
-reaches a job's error or the audit log. Every answer is cached on disk under the
+settings cannot send a server secret to a host of the driver's choosing; and a
+failed call is recorded as its HTTP status and a fixed sentence, never the body
+the endpoint sent (which may echo the key, whole or disguised), so nothing it
+says reaches a job's error, a log or the audit log. Every answer is cached on disk under the
 project's artifacts folder, keyed by every request parameter that changes it
 (endpoint, model, prompt, temperature, max tokens, log-probability settings), so
 a rerun never pays twice and a changed request is never answered from the cache.
@@ -96,7 +97,7 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-# --------------------------------------------------------------------------- allow-lists and redaction
+# --------------------------------------------------------------------------- allow-lists
 
 
 def check_key_var(api_key_env: str) -> None:
@@ -127,24 +128,6 @@ def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
                                   f"(STILLROOM_TEACHER_ENDPOINTS: {listed}): use a listed endpoint, or ask the "
                                   "admin who runs the server to add it.")
     return public_url(base_url)
-
-
-_SECRET_SHAPES = re.compile(
-    r"(?i)(?:bearer|basic)\s+[^\s\"',;]+"  # an Authorization header echoed back
-    r"|(?:api[_-]?key|secret|token|password|authorization)([\"']?\s*[:=]\s*[\"']?)"
-    r"(?:(?:bearer|basic)\s+)?[^\s\"',;}]+"  # key=value, "token": "value", Authorization: Bearer value
-    r"|\b(?:sk|pk|rk|ghp|gho|xox[abp])[-_][-_A-Za-z0-9]{8,}|(?-i:\bAKIA[0-9A-Z]{16})"  # well-known key shapes
-    r"|[A-Za-z0-9+/_\-]{32,}={0,2}"  # long random-looking strings: hex, base64, url-safe tokens
-)
-
-
-def redact(text: str, *, secrets: Sequence[str] = ()) -> str:
-    """``text`` with the given secrets and anything shaped like a key replaced by [redacted]."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _SECRET_SHAPES.sub(lambda m: (m.group(0)[:m.start(1) - m.start(0)] + m.group(1) + "[redacted]")
-                              if m.group(1) is not None else "[redacted]", text)
 
 
 class BudgetExceeded(GovernanceViolation):
@@ -457,7 +440,7 @@ class ChatAdapter:
             self.stats.add(calls=1)
             try:
                 response = client.post(self.endpoint, json=self._payload(prompt))
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except httpx.HTTPError as exc:
                 if last:
                     raise TeacherUnavailable(
                         f"the teacher endpoint {where} could not be reached after {attempt + 1} tries "
@@ -470,7 +453,7 @@ class ChatAdapter:
                 continue
             if response.status_code != 200:
                 raise TeacherUnavailable(self._refusal(response, where, attempt))
-            return _answer_body(response, where, secrets=(self._api_key,))
+            return _answer_body(response, where)
         raise AssertionError("unreachable")
 
     def _wait(self, attempt: int, retry_after: str | None) -> None:
@@ -484,26 +467,24 @@ class ChatAdapter:
         time.sleep(delay)
 
     def _refusal(self, response, where: str, attempt: int) -> str:
-        if response.status_code in (401, 403):
-            return (f"the teacher endpoint {where} refused the API key (HTTP {response.status_code}): check "
-                    f"${self.config.api_key_env}.")
-        if response.status_code in RETRY_STATUS:
-            return (f"the teacher endpoint {where} still answered HTTP {response.status_code} after {attempt + 1} "
-                    "tries: try again later or lower --concurrency; answers so far are cached.")
-        said = redact(response.text[:200], secrets=(self._api_key,))
-        return (f"the teacher endpoint {where} answered HTTP {response.status_code} ({said!r}): "
-                "check the model name and the endpoint.")
+        # The status code and a fixed sentence only: the body may echo the key in any disguise.
+        code = response.status_code
+        if code in (401, 403):
+            return f"the teacher endpoint {where} refused the API key (HTTP {code}): check ${self.config.api_key_env}."
+        if code in RETRY_STATUS:
+            return (f"the teacher endpoint {where} still answered HTTP {code} after {attempt + 1} tries: try again "
+                    "later or lower --concurrency; answers so far are cached.")
+        return f"the teacher endpoint {where} answered HTTP {code}: check the model name and the endpoint."
 
 
-def _answer_body(response, where: str, *, secrets: Sequence[str] = ()) -> dict:
+def _answer_body(response, where: str) -> dict:
     """What is kept of an answer: its text, its token log-probabilities and the token usage."""
     try:
         data = response.json()
         choice = data["choices"][0]
         content = choice["message"].get("content") or ""
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        said = redact(response.text[:200], secrets=secrets)
-        raise TeacherUnavailable(f"the teacher endpoint {where} answered something that is not a chat completion "
-                                 f"({said!r}): check that it is OpenAI-compatible.") from None
-    return {"content": content, "logprobs": choice.get("logprobs"), "usage": data.get("usage"),
-            "finish_reason": choice.get("finish_reason")}
+        return {"content": content, "logprobs": choice.get("logprobs"), "usage": data.get("usage"),
+                "finish_reason": choice.get("finish_reason")}
+    except Exception:  # noqa: BLE001 (whatever the body is, only the fixed sentence leaves this function)
+        raise TeacherUnavailable(f"the teacher endpoint {where} answered HTTP {response.status_code} with something "
+                                 "that is not a chat completion: check that it is OpenAI-compatible.") from None
