@@ -4,11 +4,18 @@ A job is a database row; ``run`` executes it in the current process (the CLI
 does this, with a terminal progress bar) and ``start_detached`` starts it in a
 separate process (the app does this, then polls the row). Handlers register
 for a kind and report progress through ``JobContext.progress``.
+
+A job's events are written in the name of the person who submitted it, so only
+two runners may start it from outside: that person, proven as the CLI proves
+anyone (``require_runner``), or the process ``start_detached`` started for it,
+which holds a one-time credential in its environment (stored hashed, used up
+when the job is claimed).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -24,8 +31,9 @@ from sqlmodel import Session, col, select
 
 from core.artifacts import data_dir
 from core.db import get_engine
-from core.errors import InvalidInput, StillroomError
+from core.errors import AuthenticationFailed, InvalidInput, PermissionDenied, StillroomError
 from core.governance import audit
+from core.governance.tokens import token_hash
 from core.models import Job, Project, User, utcnow
 
 Handler = Callable[["JobContext"], dict]
@@ -34,6 +42,8 @@ HANDLERS: dict[str, Handler] = {}
 STALE_AFTER = timedelta(seconds=60)
 # The states a job can be claimed from (a failed job resumes).
 RUNNABLE = ("queued", "failed")
+# Where the process start_detached starts finds its job's one-time credential.
+CREDENTIAL_ENV = "STILLROOM_JOB_CREDENTIAL"
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -86,12 +96,23 @@ def submit(session: Session, *, actor: User, project: Project, kind: str, params
     return job
 
 
+def require_runner(session: Session, *, job_id: int, person: User) -> Job:
+    """The job, if ``person`` may run it: its events are written in its submitter's name, so only the submitter."""
+    job = get(session, job_id)
+    if job.created_by != person.id:
+        owner = session.get(User, job.created_by)
+        raise PermissionDenied(f"job #{job.id} was submitted by {owner.username!r}: only they may run it, since its "
+                               f"events are written in their name; {person.username!r} can submit a job of their own.")
+    return job
+
+
 def run(job_id: int, *, engine: Engine | None = None,
-        on_progress: Callable[[float, str], None] | None = None) -> Job:
-    """Run a queued job to completion in this process; returns the finished row."""
+        on_progress: Callable[[float, str], None] | None = None, credential: str | None = None) -> Job:
+    """Run a queued job to completion in this process; returns the finished row. With ``credential`` (the
+    process start_detached started) the job is claimed only if that is its one-time credential."""
     _load_handlers()
     engine = engine or get_engine()
-    job = _claim(engine, job_id)
+    job = _claim(engine, job_id, credential)
     ctx = JobContext(job.id, job.project_id, dict(job.params), engine, on_progress)
     status, result, error = "done", {}, ""
     try:
@@ -104,19 +125,27 @@ def run(job_id: int, *, engine: Engine | None = None,
     return _finish(engine, job_id, status, result, error)
 
 
-def _claim(engine: Engine, job_id: int) -> Job:
+def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
     """Mark the job running for this process in one conditional UPDATE: of two processes that try at once,
-    exactly one changes the row and runs it; the other is refused."""
+    exactly one changes the row and runs it; the other is refused. A credential is checked and used up in the
+    same UPDATE."""
+    runnable = [col(Job.id) == job_id, col(Job.status).in_(RUNNABLE)]
+    if credential is not None:
+        runnable.append(col(Job.runner_hash) == token_hash(credential))
     with Session(engine, expire_on_commit=False) as s:
         now = utcnow()
         claimed = s.execute(
-            update(Job).where(col(Job.id) == job_id, col(Job.status).in_(RUNNABLE))
-            .values(status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="")
+            update(Job).where(*runnable)
+            .values(status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="", runner_hash=None)
         ).rowcount
         s.commit()
         job = s.get(Job, job_id)
         if job is None:
             raise InvalidInput(f"no job #{job_id}.", field="job")
+        if claimed != 1 and credential is not None and job.status in RUNNABLE:
+            raise AuthenticationFailed(f"the job credential in ${CREDENTIAL_ENV} is not job #{job_id}'s, or was used "
+                                       "up when the job started: run the job again from the app, or as the person "
+                                       "who submitted it.")
         if claimed != 1:
             raise InvalidInput(f"job #{job_id} is {job.status}: only a queued or failed job can run "
                                "(another process may have claimed it first).", field="job")
@@ -140,17 +169,28 @@ def _finish(engine: Engine, job_id: int, status: str, result: dict, error: str) 
 def start_detached(job_id: int, *, extra_env: dict[str, str] | None = None) -> int:
     """Start ``stillroom jobs run ID`` in its own process session; returns its pid.
 
-    ``extra_env`` reaches only that process (a teacher's API key, say), never a file or the database.
+    ``extra_env`` reaches only that process (a teacher's API key, say), never a file or the database; so does
+    the job's one-time credential, which lets that process run the job in its submitter's name.
     """
+    credential = _mint_credential(job_id)
     logs = data_dir() / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"job-{job_id}.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "jobs", "run", str(job_id)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(extra_env or {})},
+            start_new_session=True, env={**os.environ, **(extra_env or {}), CREDENTIAL_ENV: credential},
         )
     return proc.pid
+
+
+def _mint_credential(job_id: int) -> str:
+    """A fresh one-time credential for the job's runner; only its hash is stored (a new start replaces it)."""
+    credential = secrets.token_urlsafe(32)
+    with Session(get_engine()) as s:
+        s.execute(update(Job).where(col(Job.id) == job_id).values(runner_hash=token_hash(credential)))
+        s.commit()
+    return credential
 
 
 def get(session: Session, job_id: int) -> Job:

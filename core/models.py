@@ -180,6 +180,8 @@ class Job(SQLModel, table=True):
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     pid: int | None = None
     created_by: int = Field(foreign_key="user.id")
+    # SHA-256 of the one-time credential of the process started for this job (core.jobs.start_detached).
+    runner_hash: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from tqdm import tqdm
 
 from core import jobs
-from core.cli.base import _engine, _session, _table, _viewable, cli
+from core.cli.base import _actor, _engine, _session, _table, _viewable, cli
 
 
-def run_with_bar(job_id: int, label: str) -> None:
+def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> None:
     """Run a job in this process, drawing a terminal progress bar as it reports."""
     engine = _engine()
     with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,
@@ -19,7 +21,7 @@ def run_with_bar(job_id: int, label: str) -> None:
             bar.update(int(fraction * 1000) - bar.n)
             bar.set_postfix_str(message[:60], refresh=False)
 
-        job = jobs.run(job_id, engine=engine, on_progress=on_progress)
+        job = jobs.run(job_id, engine=engine, on_progress=on_progress, credential=credential)
     click.echo(f"job #{job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     jobs.result_or_raise(job)
 
@@ -32,8 +34,15 @@ def jobs_group() -> None:
 @jobs_group.command("run")
 @click.argument("job_id", type=int)
 def jobs_run(job_id: int) -> None:
-    """Run a queued (or failed, to resume) job in this process."""
-    run_with_bar(job_id, f"job #{job_id}")
+    """Run a queued (or failed, to resume) job in this process. Only its submitter may (proven like any command:
+    a personal API token, or --as where no token is required): the job's events are written in their name. The
+    process the app starts for a job proves itself with the job's one-time credential instead."""
+    # Not a setting: the credential is this one process's, put in its environment by core.jobs.start_detached.
+    credential = os.environ.get(jobs.CREDENTIAL_ENV)
+    if credential is None:
+        with _session() as session:
+            jobs.require_runner(session, job_id=job_id, person=_actor(session))
+    run_with_bar(job_id, f"job #{job_id}", credential=credential)
 
 
 @jobs_group.command("list")

@@ -1,15 +1,15 @@
 """exports and identities
 
-Reserved for issue 16 (job credentials, safe exports); left empty when that work needs no schema change, so the chain of
-revisions stays linear.
+issue 16: the job-scoped credential of the process started for a job (job.runner_hash, its SHA-256), so
+`stillroom jobs run N` runs a job in its submitter's name only for that process or the submitter.
 
 Revision ID: 0013
 Revises: 0012
 """
 
-import sqlalchemy as sa  # noqa: F401
-import sqlmodel  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
 
 revision = '0013'
 down_revision = '0012'
@@ -18,8 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('runner_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.drop_column('runner_hash')
