@@ -69,6 +69,18 @@ def _start(session, demo, dataset, config):
                           adapter="http", config=config)
 
 
+def _run_on_approved(session, engine, demo, dataset, monkeypatch, endpoint: EchoingEndpoint) -> Job:
+    """A teacher run against ``endpoint``, which the admin approved, with the key set; the finished job."""
+    monkeypatch.setenv("STILLROOM_TEACHER_API_KEY", KEY)
+    monkeypatch.setenv("STILLROOM_TEACHER_ENDPOINTS", endpoint.base_url)
+    get_settings.cache_clear()
+    try:
+        return jobs.run(_start(session, demo, dataset, _config(endpoint.base_url)).id, engine=engine)
+    finally:
+        endpoint.close()
+        get_settings.cache_clear()
+
+
 def test_a_key_variable_off_the_allow_list_is_refused_before_anything_is_sent(session, demo, dataset,
                                                                                monkeypatch):
     monkeypatch.setenv("DATABASE_PASSWORD_FOR_TEST", SERVER_SECRET)
@@ -98,15 +110,8 @@ def test_an_endpoint_off_the_allow_list_never_receives_the_key(session, engine, 
 
 def test_a_key_echoed_in_an_error_body_stays_out_of_the_job_and_the_audit_log(session, engine, demo, dataset,
                                                                               monkeypatch):
-    monkeypatch.setenv("STILLROOM_TEACHER_API_KEY", KEY)
     echo = EchoingEndpoint()
-    monkeypatch.setenv("STILLROOM_TEACHER_ENDPOINTS", echo.base_url)
-    get_settings.cache_clear()
-    try:
-        done = jobs.run(_start(session, demo, dataset, _config(echo.base_url)).id, engine=engine)
-    finally:
-        echo.close()
-        get_settings.cache_clear()
+    done = _run_on_approved(session, engine, demo, dataset, monkeypatch, echo)
     assert echo.seen and echo.seen[0] == f"Bearer {KEY}"  # the approved endpoint did get the key
     assert done.status == "failed" and "HTTP 400" in done.error
     events = " ".join(e.payload for e in session.exec(select(AuditEvent)).all())
@@ -125,15 +130,8 @@ def _disguised(auth: str) -> str:
 ])
 def test_a_key_echoed_reversed_or_split_leaves_no_trace_in_job_logs_or_audit(session, engine, demo, dataset,
                                                                             monkeypatch, caplog, capfd, status, body):
-    monkeypatch.setenv("STILLROOM_TEACHER_API_KEY", KEY)
     echo = EchoingEndpoint(body, status)
-    monkeypatch.setenv("STILLROOM_TEACHER_ENDPOINTS", echo.base_url)
-    get_settings.cache_clear()
-    try:
-        done = jobs.run(_start(session, demo, dataset, _config(echo.base_url)).id, engine=engine)
-    finally:
-        echo.close()
-        get_settings.cache_clear()
+    done = _run_on_approved(session, engine, demo, dataset, monkeypatch, echo)
     assert echo.calls >= 1 and done.status == "failed" and f"HTTP {status}" in done.error
     events = " ".join(e.payload for e in session.exec(select(AuditEvent)).all())
     printed = capfd.readouterr()
