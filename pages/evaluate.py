@@ -14,7 +14,7 @@ from core.evaluation.imports import KINDS, import_predictions, notes, overall_me
 from core.governance.projects import roles_of
 from core.models import Role
 from core.training import runs as training
-from pages._ui import act, current_project, db, esc, job_panel, require_user, short_hash, show_flash
+from pages._ui import act, criteria_table, current_project, db, esc, job_panel, require_user, short_hash, show_flash
 
 st.title(":material/query_stats: Evaluate")
 show_flash()
@@ -93,10 +93,7 @@ meta = report.get("evaluation") or {}
 if meta.get("holdout_fingerprint"):
     st.caption(f"Scored on holdout version {meta.get('holdout_version') or 1} (fingerprint "
                f"`{short_hash(meta['holdout_fingerprint'])}`, {meta.get('n', 0):,} rows).")
-crit = pd.DataFrame(report.get("criteria", []))
-if not crit.empty:
-    st.dataframe(tidy(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]]),
-                 hide_index=True, width="stretch")
+criteria_table(report)
 
 unread = {k: v for k, v in (report.get("unreadable") or {}).items() if v}
 if unread:

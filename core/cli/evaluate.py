@@ -8,7 +8,7 @@ from core import jobs
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
 from core.errors import NotFound
-from core.evaluation import imports, runs
+from core.evaluation import gate_check, imports, runs
 from core.governance import projects
 from core.models import Evaluation
 
@@ -142,6 +142,6 @@ def eval_show(evaluation_id: int) -> None:
     click.echo(f"Student accuracy {_fmt(student.get('accuracy'), '.3f') or 'n/a'}, macro-F1 "
                f"{_fmt(student.get('macro_f1'), '.3f') or 'n/a'}, agreement {_fmt(student.get('agreement'), '.3f')}"
                f"; teacher accuracy {_fmt(teacher.get('accuracy'), '.3f') or 'n/a'}.")
-    _table(["STATUS", "CRITERION", "VALUE", "THRESHOLD", "N", "DETAIL"],
-           [(c["status"], c["name"], _fmt(c["value"]), _fmt(c["threshold"]), c["n"] if c["n"] is not None else "",
-             c["detail"]) for c in report["criteria"]])
+    _table(["STATUS", "CRITERION", "VALUE", "THRESHOLD", "N", "SOURCE", "DETAIL"],
+           [(c.status, c.name, _fmt(c.value), _fmt(c.threshold), c.n if c.n is not None else "", c.source,
+             c.detail) for c in gate_check.stored(report)])
