@@ -165,4 +165,4 @@ def test_a_cost_the_sponsor_gave_is_shown_as_declared_by_them(session, demo, rou
     _, report = _import(session, demo["dana"], routing, tmp_path,
                         pd.DataFrame({"id": held["id"], "student": held["queue"]}))
     cost = next(c for c in report["criteria"] if c["name"] == "cost per 1,000 requests")
-    assert cost["source"] == "declared by sam (qualification)"
+    assert cost["source"] == "declared by sam in the qualification"

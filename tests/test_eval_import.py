@@ -67,7 +67,7 @@ def test_imported_labels_are_scored_against_the_gate_like_a_trained_student(sess
     status = {c["name"]: c["status"] for c in report["criteria"]}
     assert status["p95 latency"] == "INSUFFICIENT DATA" and not ev.passed  # latency is not measured on imports
     assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
-                              "source": "declared by sam (qualification)"}
+                              "source": "declared by sam in the qualification"}
     assert len(runs.load_predictions(session, ev)) == len(held)
     assert session.exec(select(AuditEvent).where(AuditEvent.action == "evaluation.record")).one()
 

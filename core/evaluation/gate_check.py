@@ -53,7 +53,7 @@ class GateNumbers:
     # ("teacher run #4 by dana, locked at ..."); None: there are none, and teacher_refused says why.
     teacher_source: str | None = None
     teacher_refused: str = ""
-    cost_source: str | None = None  # "declared by sam (qualification)", "assumed: ...", "measured ..."
+    cost_source: str | None = None  # "declared by sam in the qualification", "assumed: ...", "measured ..."
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def check(spec: GateSpec | dict, numbers: GateNumbers) -> list[Criterion]:
     out += [slice_floor(spec, numbers, s) for s in spec.slice_floors]
     out += [field_floor(spec, numbers, f) for f in spec.field_floors]
     truth = "measured against the holdout's references" + (
-        f", else the answers of {numbers.teacher_source}" if numbers.teacher_source else "")
+        ", else the trusted teacher's answers" if numbers.teacher_source else "")
     out.append(replace(severe(spec, numbers), source=truth))
     out.append(latency(spec, numbers))
     out.append(cost(spec, numbers))
