@@ -166,3 +166,63 @@ def test_a_cost_the_sponsor_gave_is_shown_as_declared_by_them(session, demo, rou
                         pd.DataFrame({"id": held["id"], "student": held["queue"]}))
     cost = next(c for c in report["criteria"] if c["name"] == "cost per 1,000 requests")
     assert cost["source"] == "declared by sam in the qualification"
+
+
+def test_teacher_agreement_is_not_measured_against_the_files_own_teacher_column(session, demo, routing, held,
+                                                                              tmp_path):
+    gate.lock(session, actor=demo["sam"], project=routing, reason="agreement",
+              spec=easy_gate(metric="teacher-agreement", quality_floor={"kind": "absolute", "value": 0.95},
+                             slice_floors=[{"column": "queue", "value": "billing", "floor": 0.9, "min_n": 5}]))
+    student = _weak_student(held)
+    ev, report = _import(session, demo["dana"], routing, tmp_path,
+                         pd.DataFrame({"id": held["id"], "student": student, "teacher": student}))
+    quality, billing = report["criteria"][0], report["criteria"][1]
+    assert quality["status"] == billing["status"] == "INSUFFICIENT DATA" and not ev.passed
+    assert quality["source"] == "no trusted teacher"
+
+
+def test_a_ranking_is_not_judged_against_the_files_own_teacher_scores(session, demo, routing, held, tmp_path):
+    gate.lock(session, actor=demo["sam"], project=routing, reason="rankings",
+              spec=easy_gate(metric="ndcg@k", ranking_k=3, quality_floor={"kind": "absolute", "value": 0.5},
+                             slice_floors=[], severe_errors={"classes": [], "max_rate": 0.1}))
+    scores = [float(i % 5) for i in range(len(held))]
+    ev, report = _import(session, demo["dana"], routing, tmp_path,
+                         pd.DataFrame({"id": held["id"], "query_id": [f"q{i // 6}" for i in range(len(held))],
+                                       "student": scores, "teacher": scores}), kind="ranking")
+    assert _quality(report)["status"] == "INSUFFICIENT DATA" and not ev.passed
+    assert report["ranking"]["relevance"].startswith("none")
+
+
+def test_a_teacher_run_that_skips_holdout_rows_cannot_lower_the_bar(session, demo, routing, held, tmp_path):
+    # Half the holdout answered: the other half would count as the teacher's wrong answers and halve the floor.
+    half = held.iloc[::2]
+    other_drivers_teacher(session, admin=demo["admin"], project=routing, tmp_path=tmp_path,
+                          answers=pd.DataFrame({"id": half["id"], "label": half["queue"]}))
+    ev, report = _import(session, demo["dana"], routing, tmp_path,
+                         pd.DataFrame({"id": held["id"], "student": _weak_student(held)}))
+    quality = _quality(report)
+    assert quality["status"] == "INSUFFICIENT DATA" and not ev.passed
+    assert f"has no answer for {len(held) - len(half)} of the {len(held)} holdout rows" in quality["detail"]
+
+
+def test_an_ensemble_with_the_students_authors_file_in_it_is_not_trusted(session, demo, routing, held, tmp_path):
+    kims = other_drivers_teacher(session, admin=demo["admin"], project=routing, tmp_path=tmp_path,
+                                 answers=pd.DataFrame({"id": held["id"], "label": held["queue"]}))
+    danas = _teacher_file(session, demo["dana"], routing, tmp_path,
+                          pd.DataFrame({"id": held["id"], "label": _weak_student(held)}))
+    both = teacher_runs.combine_runs(session, actor=demo["dana"], project=routing, run_ids=[kims.id, danas.id],
+                                     method="vote")
+    _, report = _import(session, demo["dana"], routing, tmp_path,
+                        pd.DataFrame({"id": held["id"], "student": held["queue"]}))
+    assert f"run #{both.id} is an ensemble whose member run #{danas.id}" in " ".join(report["teacher_bar"]["refused"])
+    assert report["teacher_bar"]["run"] == kims.id  # the newest run that may set the bar
+
+
+def test_a_report_stored_before_sources_were_recorded_still_reads(session):
+    from core.evaluation import gate_check
+
+    old = {"criteria": [{"name": "quality floor: accuracy", "status": "PASS", "value": 0.95, "threshold": 0.9,
+                         "n": 100, "detail": "the student's accuracy: 0.95 reaches the floor of 0.9 (n=100).",
+                         "direction": "higher", "unit": "proportion", "ci_low": None, "ci_high": None}]}
+    (c,) = gate_check.stored(old)
+    assert (c.status, c.value, c.source) == ("PASS", 0.95, gate_check.NOT_RECORDED)
