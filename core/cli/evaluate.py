@@ -74,7 +74,12 @@ def eval_import(project: str, file: str, kind: str, latency_model_dir: str | Non
       id          a holdout id, each once; a missing id is scored as a wrong answer
       student     the student's output: a label (--kind label), text (text), a JSON object (json),
                   or the item's score (ranking)
-      teacher     optional: the teacher's output, same shape (rankings: the teacher's scores)
+      teacher     optional and never used: compared with the answers of the project's teacher run,
+                  mismatches counted. Teacher figures (a relative-to-teacher floor, agreement, the
+                  truth where the holdout has no reference) come only from a teacher run recorded
+                  before this import that answers every holdout row: one Stillroom ran, or a file
+                  another driver imported (`stillroom teacher run --adapter file`; rankings: the
+                  label column holds the teacher's scores)
       query_id    rankings: the holdout's query of the item
       confidence  optional: the student's probability of its answer, 0 to 1
       text        optional: the input; must match the holdout's text, else the file is refused

@@ -4,8 +4,7 @@ The file has one row per holdout example (`stillroom data holdout-export` writes
 student (its output), optionally teacher (never used: compared with the trusted teacher's answers and the
 mismatches counted), confidence (the student's probability), text (checked against the holdout's), reference
 (never used: compared with the holdout's and the mismatches counted) and per-example score columns named
-judge_score or score_* (a judge's). Other columns are ignored with
-a note. Kinds:
+judge_score or score_* (a judge's). Other columns are ignored with a note. Kinds:
 - label: classification labels, scored like a trained student;
 - text: exact match and normalised match (case, Unicode form and whitespace folded);
 - json: each output a JSON object; accuracy per field (under the gate's field rules) and over all fields;
@@ -80,7 +79,7 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
     if latency_model_dir is not None and kind == "label":
         _require_same_labels(latency_model_dir, frame["student_label"])
     latency = {"student": _student_latency(held, actor, latency_model_dir, latency_endpoint, declared_latency),
-               "teacher": report.NOT_MEASURED}  # the teacher's outputs came in the file
+               "teacher": report.NOT_MEASURED}  # the teacher was not timed here
     body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency, teacher=bar,
                               cost=runs.cost_figures(session, project_id=project.id, latency=latency), extra=extra)
     return runs.record(session, actor=actor, project=project, gate_version=locked, predictions=frame,
