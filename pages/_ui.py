@@ -174,3 +174,16 @@ def job_panel(job_id: int, *, label: str = "") -> str:
 
     _poll()
     return job.status
+
+
+def criteria_table(report: dict) -> None:
+    """An evaluation's gate check, one row per criterion, with where each figure came from."""
+    from dataclasses import asdict
+
+    from core.display import tidy
+    from core.evaluation.gate_check import stored
+
+    rows = [asdict(c) for c in stored(report)]
+    if rows:
+        columns = ("status", "name", "value", "threshold", "n", "source", "detail")
+        st.dataframe(tidy([{k: r[k] for k in columns} for r in rows]), hide_index=True, width="stretch")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core.display import tidy
 from core.governance import decision, record
 from core.governance.projects import roles_of
 from core.models import Role
-from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash
 
 st.title(":material/balance: Decide")
 show_flash()
@@ -40,9 +39,7 @@ else:
     (st.success if ev.passed else st.error)(
         f"Evaluation #{e.id} (hash `{short_hash(e.report_hash)}`): "
         + ("every criterion passes." if ev.passed else "the gate is not met."))
-    st.dataframe(tidy(pd.DataFrame(ev.criteria)[[c for c in ("status", "name", "value", "threshold", "n", "detail")
-                                                  if ev.criteria and c in ev.criteria[0]]]),
-                 hide_index=True, width="stretch")
+    criteria_table({"criteria": ev.criteria})
     c1, c2, c3 = st.columns(3)
     approvals = [s for s in ev.sign_offs if s.approve]
     c1.metric("Validator approvals", len(approvals), help="Sign-offs that name this evaluation's hash.")

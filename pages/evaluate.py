@@ -14,7 +14,7 @@ from core.evaluation.imports import KINDS, import_predictions, notes, overall_me
 from core.governance.projects import roles_of
 from core.models import Role
 from core.training import runs as training
-from pages._ui import act, current_project, db, esc, job_panel, require_user, short_hash, show_flash
+from pages._ui import act, criteria_table, current_project, db, esc, job_panel, require_user, short_hash, show_flash
 
 st.title(":material/query_stats: Evaluate")
 show_flash()
@@ -54,7 +54,9 @@ with c2:
     upload = st.file_uploader("Predictions file (id, student; optional teacher, confidence, text, judge_score)",
                               type=["csv", "jsonl", "parquet"], disabled=not is_driver,
                               help="One row per holdout id (download them on the Data page). References come from "
-                                   "the locked holdout; a reference column is only compared. Measuring the "
+                                   "the locked holdout and teacher figures from a teacher run recorded before the "
+                                   "file (one Stillroom ran, or a file another driver imported); reference and "
+                                   "teacher columns are only compared. Measuring the "
                                    "student's latency here: `stillroom eval import --latency-model-dir` or "
                                    "`--latency-endpoint`.")
     with st.expander("Latency declared by a person (else: not measured)"):
@@ -93,10 +95,7 @@ meta = report.get("evaluation") or {}
 if meta.get("holdout_fingerprint"):
     st.caption(f"Scored on holdout version {meta.get('holdout_version') or 1} (fingerprint "
                f"`{short_hash(meta['holdout_fingerprint'])}`, {meta.get('n', 0):,} rows).")
-crit = pd.DataFrame(report.get("criteria", []))
-if not crit.empty:
-    st.dataframe(tidy(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]]),
-                 hide_index=True, width="stretch")
+criteria_table(report)
 
 unread = {k: v for k, v in (report.get("unreadable") or {}).items() if v}
 if unread:

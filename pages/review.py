@@ -7,11 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.display import tidy
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
 from core.governance import review
-from pages._ui import act, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash
 
 st.title(":material/rate_review: Review and sign off")
 show_flash()
@@ -40,10 +39,7 @@ if not can_review:
     st.info(f"{esc(refusal)} You can look.")
 
 st.subheader("The gate, criterion by criterion")
-crit = pd.DataFrame(report.get("criteria", []))
-if not crit.empty:
-    st.dataframe(tidy(crit[[c for c in ("status", "name", "value", "threshold", "n", "detail") if c in crit]]),
-                 hide_index=True, width="stretch")
+criteria_table(report)
 
 rows = review.heatmap_rows(report)
 if rows:

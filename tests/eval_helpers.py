@@ -70,3 +70,22 @@ def easy_gate(**overrides) -> dict:
     }
     spec.update(overrides)
     return spec
+
+
+def other_drivers_teacher(session: Session, *, admin: User, project: Project, answers: pd.DataFrame,
+                          tmp_path: Path, labels: list[str] | None = None) -> TeacherRun:
+    """A teacher file (id, label) imported on the holdout's dataset by kim, a second driver who is not the author
+    of the predictions under test: teacher answers fixed before the student's file, so they may set the bar."""
+    from sqlmodel import select
+
+    from core.governance import people, projects
+
+    if session.exec(select(User).where(User.username == "kim")).first() is None:
+        people.create_user(session, actor=admin, username="kim", display_name="Kim Driver",
+                           password="kim-driver-pass-1")
+        projects.assign_role(session, actor=admin, project=project, username="kim", role="driver")
+    path = tmp_path / "kims-teacher.csv"
+    answers.to_csv(path, index=False)
+    return teacher_runs.import_file(session, actor=people.get_user(session, "kim"), project=project,
+                                    dataset_id=holdout.current(session, project_id=project.id).dataset_id,
+                                    path=path, labels=labels)

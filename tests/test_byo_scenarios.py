@@ -154,7 +154,7 @@ def test_triage_passes_and_ships_with_latency_stillroom_measured_from_a_local_mo
     assert "PASSED the gate" in out and "measured by Stillroom: local model directory their-student" in out
     shown = ok("eval", "show", "1")
     assert "PASS               p95 latency" in shown or "PASS  p95 latency" in " ".join(shown.split("  "))
-    assert "declared" not in shown
+    assert "declared latency" not in shown and "measured  " in shown.split("p95 latency", 1)[1].splitlines()[0]
     assert "ship recorded" in _ship("Triage", 1)
     assert "student latency measured by Stillroom" in ok("record", "Triage", who="spon")
 

@@ -23,7 +23,8 @@ def _numbers(**overrides) -> GateNumbers:
                 teacher={"accuracy": 0.96, "macro-f1": 0.92, "teacher-agreement": 1.0},
                 baseline={"accuracy": 0.7, "macro-f1": 0.5, "teacher-agreement": 0.68},
                 n={"accuracy": 10_000, "macro-f1": 10_000, "teacher-agreement": 10_000},
-                severe_rate=0.0, n_severe=0, n_rows=10_000, p95_latency_ms=12.0, cost_per_1k=0.3)
+                severe_rate=0.0, n_severe=0, n_rows=10_000, p95_latency_ms=12.0, cost_per_1k=0.3,
+                teacher_source="teacher run #1 by dana, locked at 2026-01-05 09:00 UTC")
     base.update(overrides)
     return GateNumbers(**base)
 
@@ -94,5 +95,5 @@ def test_every_criterion_carries_value_threshold_n_and_a_sentence():
     for c in gate_check.check(_spec(), _numbers()):
         d = c.as_dict()
         assert set(d) == {"name", "status", "value", "threshold", "n", "detail", "direction", "unit", "ci_low",
-                          "ci_high", "slice_column", "slice_value"}
+                          "ci_high", "slice_column", "slice_value", "source"}
         assert d["status"] == PASS and d["detail"].endswith(".")

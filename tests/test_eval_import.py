@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from eval_helpers import easy_gate, teacher_run_with_holdout
+from eval_helpers import easy_gate, other_drivers_teacher, teacher_run_with_holdout
 from sqlmodel import select
 
 from core.data.holdout import holdout_rows
@@ -40,6 +40,13 @@ def _write(tmp_path, df: pd.DataFrame, name: str = "preds.csv"):
     return path
 
 
+def _scores_teacher(session, demo, routing, held, tmp_path, scores: list[float]) -> None:
+    """The teacher's ranking scores, imported by another driver before the predictions: the trusted teacher."""
+    answers = pd.DataFrame({"id": held["id"], "label": [str(x) for x in scores]})
+    other_drivers_teacher(session, admin=demo["admin"], project=routing, answers=answers, tmp_path=tmp_path,
+                          labels=sorted(answers["label"].unique()))
+
+
 def _import(session, demo, routing, path, kind):
     ev = imports.import_predictions(session, actor=demo["dana"], project=routing, path=path, kind=kind)
     return ev, runs.load_report(session, ev)
@@ -59,7 +66,8 @@ def test_imported_labels_are_scored_against_the_gate_like_a_trained_student(sess
     assert report["scores"] == {"judge_score": pytest.approx((len(held) - 1) / 2)}
     status = {c["name"]: c["status"] for c in report["criteria"]}
     assert status["p95 latency"] == "INSUFFICIENT DATA" and not ev.passed  # latency is not measured on imports
-    assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification"}
+    assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
+                              "source": "declared by sam in the qualification"}
     assert len(runs.load_predictions(session, ev)) == len(held)
     assert session.exec(select(AuditEvent).where(AuditEvent.action == "evaluation.record")).one()
 
@@ -99,6 +107,7 @@ def test_rankings_get_ndcg_at_the_gates_k_and_pairwise_order(session, demo, rout
     teacher = [float(4 - i % 4) for i in range(len(held))]
     student = [t if int(q[1:]) % 2 == 0 else -t for t, q in zip(teacher, queries, strict=True)]
     df = pd.DataFrame({"id": held["id"], "query_id": queries, "student": student, "teacher": teacher})
+    _scores_teacher(session, demo, routing, held, tmp_path, teacher)
     gate.lock(session, actor=demo["sam"], project=routing, reason="rankings",
               spec=easy_gate(metric="ndcg@k", ranking_k=3, slice_floors=[], severe_errors={"classes": [],
                                                                                           "max_rate": 0.1}))
@@ -240,6 +249,7 @@ def test_the_review_queue_of_imported_text_carries_the_diff_and_of_a_ranking_the
     teacher = [float(i % 4) for i in range(len(held))]
     student = [t if int(q[1:]) % 3 else -t for t, q in zip(teacher, queries, strict=True)]
     df = pd.DataFrame({"id": held["id"], "query_id": queries, "student": student, "teacher": teacher})
+    _scores_teacher(session, demo, routing, held, tmp_path, teacher)
     gate.lock(session, actor=demo["sam"], project=routing, reason="rankings",
               spec=easy_gate(metric="ndcg@k", ranking_k=1, slice_floors=[]))
     ev, report = _import(session, demo, routing, _write(tmp_path, df, "r.csv"), "ranking")
@@ -258,6 +268,7 @@ def test_the_fallback_curve_of_an_imported_ranking_counts_queries_whose_top_k_ma
     df = pd.DataFrame({"id": held["id"], "query_id": queries, "teacher": teacher,
                        "student": [-t if w else t for t, w in zip(teacher, wrong, strict=True)],
                        "confidence": [0.4 if w else 0.9 for w in wrong]})
+    _scores_teacher(session, demo, routing, held, tmp_path, teacher)
     gate.lock(session, actor=demo["sam"], project=routing, reason="rankings",
               spec=easy_gate(metric="pairwise-order", ranking_k=1, slice_floors=[]))
     ev, _ = _import(session, demo, routing, _write(tmp_path, df), "ranking")

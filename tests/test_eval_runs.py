@@ -50,11 +50,16 @@ def test_an_evaluation_job_scores_the_student_and_stores_a_hashed_report(session
     assert report["evaluation"]["source"] == "trained" and report["evaluation"]["round"] == 1
     assert report["evaluation"]["gate_version"] == 2 and not runs.is_superseded(session, ev)
     assert report["latency"]["student"]["p95_ms"] > 0 and report["latency"]["teacher"]["p95_ms"] is None
-    assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification"}
+    assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
+                              "source": "declared by sam in the qualification"}
     billing = next(s for s in report["slices"] if s["column"] == "queue" and s["value"] == "billing")
     assert billing["n"] == 16 and billing["student"]["ci_low"] <= billing["student"]["accuracy"]
     assert [c["status"] for c in report["criteria"]] == ["PASS"] * 5 and ev.passed and report["passed"]
     assert ev.summary["criteria"] == report["criteria"]
+    # The bar is the teacher run the student was trained on, named; latency was measured here.
+    teacher_run = report["evaluation"]["teacher_run_id"]
+    assert report["criteria"][0]["source"].startswith(f"teacher run #{teacher_run} by dana, locked at ")
+    assert report["criteria"][-2]["source"] == "measured"
 
     preds = runs.load_predictions(session, ev)
     assert len(preds) == report["evaluation"]["n"] == 48

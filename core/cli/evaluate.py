@@ -8,7 +8,7 @@ from core import jobs
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
 from core.errors import NotFound
-from core.evaluation import imports, runs
+from core.evaluation import gate_check, imports, runs
 from core.governance import projects
 from core.models import Evaluation
 
@@ -74,7 +74,12 @@ def eval_import(project: str, file: str, kind: str, latency_model_dir: str | Non
       id          a holdout id, each once; a missing id is scored as a wrong answer
       student     the student's output: a label (--kind label), text (text), a JSON object (json),
                   or the item's score (ranking)
-      teacher     optional: the teacher's output, same shape (rankings: the teacher's scores)
+      teacher     optional and never used: compared with the answers of the project's teacher run,
+                  mismatches counted. Teacher figures (a relative-to-teacher floor, agreement, the
+                  truth where the holdout has no reference) come only from a teacher run recorded
+                  before this import that answers every holdout row: one Stillroom ran, or a file
+                  another driver imported (`stillroom teacher run --adapter file`; rankings: the
+                  label column holds the teacher's scores)
       query_id    rankings: the holdout's query of the item
       confidence  optional: the student's probability of its answer, 0 to 1
       text        optional: the input; must match the holdout's text, else the file is refused
@@ -142,6 +147,6 @@ def eval_show(evaluation_id: int) -> None:
     click.echo(f"Student accuracy {_fmt(student.get('accuracy'), '.3f') or 'n/a'}, macro-F1 "
                f"{_fmt(student.get('macro_f1'), '.3f') or 'n/a'}, agreement {_fmt(student.get('agreement'), '.3f')}"
                f"; teacher accuracy {_fmt(teacher.get('accuracy'), '.3f') or 'n/a'}.")
-    _table(["STATUS", "CRITERION", "VALUE", "THRESHOLD", "N", "DETAIL"],
-           [(c["status"], c["name"], _fmt(c["value"]), _fmt(c["threshold"]), c["n"] if c["n"] is not None else "",
-             c["detail"]) for c in report["criteria"]])
+    _table(["STATUS", "CRITERION", "VALUE", "THRESHOLD", "N", "SOURCE", "DETAIL"],
+           [(c.status, c.name, _fmt(c.value), _fmt(c.threshold), c.n if c.n is not None else "", c.source,
+             c.detail) for c in gate_check.stored(report)])

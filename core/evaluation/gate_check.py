@@ -1,14 +1,17 @@
 """The gate check: each criterion of the locked gate set against the evaluation's numbers.
 
 A pure function of (spec, numbers): PASS, FAIL or INSUFFICIENT DATA per criterion, each with
-the value, the threshold, the sample size and one sentence a sponsor can read. The gate passes
-only when every criterion passes, so a rare, severe slice below its floor fails the gate however
-good the average is.
+the value, the threshold, the sample size, one sentence a sponsor can read and where its figure came
+from (measured, declared by whom, assumed, or the teacher run it rests on). The gate passes only when
+every criterion passes, so a rare, severe slice below its floor fails the gate however good the
+average is. A teacher figure counts only with ``GateNumbers.teacher_source`` set: teacher answers
+fixed before the student's (core.evaluation.teacher_bar); without them such a criterion is
+INSUFFICIENT DATA, never PASS.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from core.evaluation.metrics import wilson
 from core.governance.gate import FloorKind, GateSpec, Metric
@@ -46,6 +49,11 @@ class GateNumbers:
     cost_per_1k: float | None = None
     fields: dict[str, SliceNumbers] = field(default_factory=dict)  # extraction: accuracy per field
     latency_declared_by: str | None = None  # set when the p95 was declared by this person, not measured here
+    # The trusted teacher answers the teacher figures (and teacher agreement) rest on, named for the report
+    # ("teacher run #4 by dana, locked at ..."); None: there are none, and teacher_refused says why.
+    teacher_source: str | None = None
+    teacher_refused: str = ""
+    cost_source: str | None = None  # "declared by sam in the qualification", "assumed: ...", "measured ..."
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,24 @@ class Criterion:
     ci_high: float | None = None
     slice_column: str | None = None  # set on a slice floor's criterion
     slice_value: str | None = None
+    source: str = ""  # where the figure came from: measured, declared by NAME, assumed, teacher run #N by ...
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+NOT_RECORDED = "not recorded (evaluated before sources were recorded)"
+
+
+def stored(report: dict) -> list[Criterion]:
+    """The criteria of a stored report, validated into Criterion; a report from before sources were recorded
+    reads with the source "not recorded" rather than a guess."""
+    names = {f.name for f in fields(Criterion)}
+    out = []
+    for c in report.get("criteria", []):
+        known = {k: v for k, v in c.items() if k in names}
+        out.append(Criterion(**{**known, "source": known.get("source") or NOT_RECORDED}))
+    return out
 
 
 def _fmt(x: float | None) -> str:
@@ -107,8 +130,9 @@ def field_floor(spec: GateSpec, numbers: GateNumbers, f) -> Criterion:
     if got.n < f.min_n:
         return Criterion(name, INSUFFICIENT, got.value, f.floor, got.n,
                          f"the holdout has {got.n} rows whose reference has the field {f.field}, fewer than the "
-                         f"{f.min_n} the gate requires: add such examples to the holdout.")
-    return _at_least(name, got.value, f.floor, got.n, f"the student's accuracy on the field {f.field}")
+                         f"{f.min_n} the gate requires: add such examples to the holdout.", source="measured")
+    return replace(_at_least(name, got.value, f.floor, got.n, f"the student's accuracy on the field {f.field}"),
+                   source="measured")
 
 
 def latency(spec: GateSpec, numbers: GateNumbers) -> Criterion:
@@ -116,8 +140,11 @@ def latency(spec: GateSpec, numbers: GateNumbers) -> Criterion:
     c = _at_most("p95 latency", numbers.p95_latency_ms, spec.p95_latency_ms, None,
                  "the student's single-request p95 latency", " ms", "ms")
     who = numbers.latency_declared_by
-    if who is None or c.status == INSUFFICIENT:
-        return c
+    if c.status == INSUFFICIENT:
+        return replace(c, source="not measured")
+    if who is None:
+        return replace(c, source="measured")
+    c = replace(c, source=f"declared by {who}")
     if not spec.declared_latency_acceptable:
         return replace(c, status=INSUFFICIENT,
                        detail=f"the p95 latency of {_fmt(c.value)} ms was declared by {who}, not measured by "
@@ -126,22 +153,56 @@ def latency(spec: GateSpec, numbers: GateNumbers) -> Criterion:
     return replace(c, detail=f"{c.detail} (declared by {who}; the gate accepts declared latency)")
 
 
+def cost(spec: GateSpec, numbers: GateNumbers) -> Criterion:
+    """The student's cost per 1,000 requests against the target, saying whose figure it is."""
+    c = _at_most("cost per 1,000 requests", numbers.cost_per_1k, spec.cost_per_1k, None,
+                 "the student's cost per 1,000 requests", "", "cost")
+    source = numbers.cost_source or ("not given" if c.value is None else NOT_RECORDED)
+    if c.value is None:
+        return replace(c, source=source)
+    return replace(c, source=source, detail=f"{c.detail[:-1]} ({source}).")
+
+
+def _figure_source(spec: GateSpec, numbers: GateNumbers) -> str:
+    """Where the student's score on the gate's metric comes from: agreement is measured against the teacher."""
+    if str(spec.metric) == Metric.AGREEMENT:
+        return f"measured against {numbers.teacher_source}" if numbers.teacher_source else "no trusted teacher"
+    return "measured"
+
+
+def _no_teacher(name: str, value: float | None, n: int | None, what: str, numbers: GateNumbers) -> Criterion:
+    why = f" ({numbers.teacher_refused})" if numbers.teacher_refused else ""
+    return Criterion(name, INSUFFICIENT, value, None, n,
+                     f"{what} cannot be judged against the teacher: no teacher answers were fixed before the "
+                     f"student's answers{why}. Run the project's teacher on the holdout (`stillroom teacher run`), "
+                     "or have a driver other than the student's author import the teacher's outputs, then evaluate "
+                     "again.",
+                     source="no trusted teacher")
+
+
 def quality(spec: GateSpec, numbers: GateNumbers) -> Criterion:
     metric, floor = str(spec.metric), spec.quality_floor
     value, n = numbers.student.get(metric), numbers.n.get(metric, 0)
     name = f"quality floor: {metric_name(spec)}"
-    metric = metric_name(spec)
+    shown = metric_name(spec)
+    if str(spec.metric) == Metric.AGREEMENT and numbers.teacher_source is None:
+        return _no_teacher(name, None, n, f"the student's {shown}", numbers)
     if floor.kind == FloorKind.ABSOLUTE:
-        return _at_least(name, value, floor.value, n, f"the student's {metric}")
-    if floor.kind == FloorKind.RELATIVE_TO_TEACHER:
-        teacher = numbers.teacher.get(metric)
+        c = _at_least(name, value, floor.value, n, f"the student's {shown}")
+    elif floor.kind == FloorKind.RELATIVE_TO_TEACHER:
+        if numbers.teacher_source is None:
+            return _no_teacher(name, value, n, f"the student's {shown}", numbers)
+        teacher = numbers.teacher.get(metric)  # keyed by the metric (ndcg@k), whatever the gate's k
         threshold = None if teacher is None else floor.value * teacher
-        return _at_least(name, value, threshold, n,
-                         f"the student's {metric} against {floor.value:g} x the teacher's {_fmt(teacher)}")
-    baseline = numbers.baseline.get(metric)
-    threshold = None if baseline is None else baseline + floor.value
-    return _at_least(name, value, threshold, n,
-                     f"the student's {metric} against the best baseline's {_fmt(baseline)} + {floor.value:g}")
+        return replace(_at_least(name, value, threshold, n,
+                                 f"the student's {shown} against {floor.value:g} x the teacher's {_fmt(teacher)}"),
+                       source=numbers.teacher_source)
+    else:
+        baseline = numbers.baseline.get(metric)
+        threshold = None if baseline is None else baseline + floor.value
+        c = _at_least(name, value, threshold, n,
+                      f"the student's {shown} against the best baseline's {_fmt(baseline)} + {floor.value:g}")
+    return replace(c, source=_figure_source(spec, numbers))
 
 
 def slice_sufficient(n: int, min_n: int) -> bool:
@@ -154,13 +215,15 @@ def slice_floor(spec: GateSpec, numbers: GateNumbers, s) -> Criterion:
     metric = str(spec.metric)
     name = f"slice {s.column}={s.value}: {metric}"
     got = numbers.slices.get((s.column, s.value)) or SliceNumbers(n=0, value=None)
-    if not slice_sufficient(got.n, s.min_n):
+    if metric == Metric.AGREEMENT and numbers.teacher_source is None:
+        c = _no_teacher(name, None, got.n, f"the student's {metric} on {s.column}={s.value}", numbers)
+    elif not slice_sufficient(got.n, s.min_n):
         c = Criterion(name, INSUFFICIENT, got.value, s.floor, got.n,
                       f"the holdout has {got.n} scored rows in {s.column}={s.value}, fewer than the {s.min_n} "
                       "the gate requires: add examples of this slice to the holdout (not to the training data).")
     else:
         c = _at_least(name, got.value, s.floor, got.n, f"the student's {metric} on {s.column}={s.value}")
-    return replace(c, slice_column=s.column, slice_value=s.value)
+    return replace(c, slice_column=s.column, slice_value=s.value, source=c.source or _figure_source(spec, numbers))
 
 
 def slice_criterion(report: dict, column: str, value: str) -> dict | None:
@@ -210,10 +273,11 @@ def check(spec: GateSpec | dict, numbers: GateNumbers) -> list[Criterion]:
     out = [quality(spec, numbers)]
     out += [slice_floor(spec, numbers, s) for s in spec.slice_floors]
     out += [field_floor(spec, numbers, f) for f in spec.field_floors]
-    out.append(severe(spec, numbers))
+    truth = "measured against the holdout's references" + (
+        ", else the trusted teacher's answers" if numbers.teacher_source else "")
+    out.append(replace(severe(spec, numbers), source=truth))
     out.append(latency(spec, numbers))
-    out.append(_at_most("cost per 1,000 requests", numbers.cost_per_1k, spec.cost_per_1k, None,
-                        "the student's cost per 1,000 requests", "", "cost"))
+    out.append(cost(spec, numbers))
     return out
 
 

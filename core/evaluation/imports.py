@@ -1,16 +1,17 @@
 """Bring your own predictions: a student trained elsewhere, scored on the holdout against the gate like any other.
 
 The file has one row per holdout example (`stillroom data holdout-export` writes the rows to predict): id and
-student (its output), optionally teacher (the teacher's output), confidence (the student's probability),
-text (checked against the holdout's), reference (never used: compared with the holdout's and the mismatches
-counted) and per-example score columns named judge_score or score_* (a judge's). Other columns are ignored with
-a note. Kinds:
+student (its output), optionally teacher (never used: compared with the trusted teacher's answers and the
+mismatches counted), confidence (the student's probability), text (checked against the holdout's), reference
+(never used: compared with the holdout's and the mismatches counted) and per-example score columns named
+judge_score or score_* (a judge's). Other columns are ignored with a note. Kinds:
 - label: classification labels, scored like a trained student;
 - text: exact match and normalised match (case, Unicode form and whitespace folded);
 - json: each output a JSON object; accuracy per field (under the gate's field rules) and over all fields;
 - ranking: also query_id; student and teacher are per-item scores; NDCG@k (k from the gate) against the holdout's
-  graded relevance (else the teacher's scores) and pairwise order.
-Answers are always judged against the locked holdout's references, else the teacher's outputs. A holdout row the
+  graded relevance (else the trusted teacher's scores) and pairwise order.
+Answers are always judged against the locked holdout's references, else the answers of a teacher run fixed before
+the file arrived (core.evaluation.teacher_bar), which alone sets any teacher figure. A holdout row the
 file lacks is a wrong answer (counted and shown); an id outside the holdout, a repeated id or a text that is not
 the holdout's is refused before anything is stored, naming the rows.
 """
@@ -32,11 +33,11 @@ from core.data import datasets, readers, similarity
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
 from core.errors import InvalidInput
-from core.evaluation import gate_check, report, runs
+from core.evaluation import gate_check, report, runs, teacher_bar
 from core.evaluation import latency as latency_mod
 from core.governance import gate
 from core.governance.gate import FieldRule
-from core.models import Evaluation, Project, User
+from core.models import Evaluation, Project, User, utcnow
 
 KINDS = ("label", "text", "json", "ranking")
 NDCG_K = 10
@@ -57,16 +58,19 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
     if sum(x is not None for x in (latency_model_dir, latency_endpoint, declared_latency)) > 1:
         raise InvalidInput("give the student's latency one way: a model directory, an endpoint, or declared "
                            "figures.", field="latency")
+    started = utcnow()  # only teacher answers recorded before this moment may set the bar
     locked = runs.require_can_evaluate(session, actor=actor, project=project)
     spec = gate.GateSpec(**gate.spec_of(locked))
     raw, name = readers.read_bytes(data=data, path=path, filename=filename)
     source = readers.read_source(raw, name)
     held = holdout_rows(session, project_id=project.id).reset_index(drop=True)
     checked = validate(source, held, kind=kind, name=name)
-    frame, scores = checked.frame, checked.scores
+    bar = teacher_bar.for_import(session, project=project, author=actor, started=started, held=held)
+    frame, scores = _with_teacher(checked.frame, bar.answers, kind), checked.scores
     slices = datasets.slice_columns(held)
-    scored, extra = _score(frame, kind=kind, spec=spec, slices=slices)
+    scored, extra = _score(frame, kind=kind, spec=spec, slices=slices, teacher=bar.source)
     extra.update(checked.notes())
+    extra["file_teacher"] = _file_teacher_check(checked.file_teacher, bar, kind)
     holdout = current_holdout(session, project_id=project.id)
     meta = {"project_id": project.id, "round": runs.current_round(session, project_id=project.id),
             "gate_version": locked.version, "gate_hash": locked.content_hash,
@@ -76,8 +80,8 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
     if latency_model_dir is not None and kind == "label":
         _require_same_labels(latency_model_dir, frame["student_label"])
     latency = {"student": _student_latency(held, actor, latency_model_dir, latency_endpoint, declared_latency),
-               "teacher": report.NOT_MEASURED}  # the teacher's outputs came in the file
-    body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
+               "teacher": report.NOT_MEASURED}  # the teacher was not timed here
+    body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency, teacher=bar,
                               cost=runs.cost_figures(session, project_id=project.id, latency=latency), extra=extra)
     return runs.record(session, actor=actor, project=project, gate_version=locked, predictions=frame,
                        report=body, summary=report.summary(body), source="imported")
@@ -118,6 +122,7 @@ def notes(report: dict) -> list[str]:
     if ref.get("compared"):
         out.append(f"The file's reference column was not used: {ref['mismatches']:,} of {ref['compared']:,} of its "
                    "references differ from the holdout's locked references.")
+    out += _teacher_notes(report)
     if report.get("ignored_columns"):
         out.append(f"Ignored columns (not read): {', '.join(report['ignored_columns'])}.")
     if report.get("target"):
@@ -138,6 +143,24 @@ def notes(report: dict) -> list[str]:
         out.append(f"Text: exact match {_fmt(t['exact_match'])}, normalised match {_fmt(t['normalised_match'])}.")
     for name, value in (report.get("scores") or {}).items():
         out.append(f"Mean {name}: {_fmt(value)}.")
+    return out
+
+
+def _teacher_notes(report: dict) -> list[str]:
+    """Which teacher answers set the teacher figures, and what became of the file's own teacher column."""
+    bar = report.get("teacher_bar")
+    if bar is None:  # evaluated before the teacher's bar was recorded
+        return []
+    out = [f"Teacher figures: {bar['source']}." if bar.get("source") else
+           "Teacher figures: none; no teacher answers were fixed before this file arrived ("
+           + ("; ".join(bar.get("refused") or []) or "the project has no teacher run") + ")."]
+    given = report.get("file_teacher") or {}
+    if given.get("compared"):
+        out.append(f"The file's teacher column was not used: {given['mismatches']:,} of {given['compared']:,} of its "
+                   f"answers differ from teacher run #{bar['run']}'s.")
+    elif given.get("given"):
+        out.append(f"The file's teacher column was not used ({given['given']:,} answers): with no trusted teacher "
+                   "answers, it could not be compared.")
     return out
 
 
@@ -175,6 +198,7 @@ class Checked:
     ignored: list[str]  # columns Stillroom does not read
     reference_rows: int  # rows whose file reference could be compared with the holdout's
     reference_mismatches: int  # of those, how many differ: the file's reference is never used
+    file_teacher: pd.Series  # the file's teacher column per holdout row: never used, only compared
 
     def notes(self) -> dict:
         return {"coverage": {"holdout_rows": len(self.frame), "missing": len(self.missing),
@@ -226,10 +250,10 @@ def validate(source, held: pd.DataFrame, *, kind: str, name: str) -> Checked:
         for column in ("student", "teacher"):
             if column in df.columns:
                 _numeric(source, column, df[column], allow_missing=True)
-    frame = _joined(source, df, held, kind, scores)
+    frame, file_teacher = _joined(source, df, held, kind, scores)
     compared, mismatches = _reference_check(df, base, kind)
     missing = sorted(set(held["id"].astype(str)) - set(df["id"].astype(str)))
-    return Checked(frame, scores, missing, ignored, compared, mismatches)
+    return Checked(frame, scores, missing, ignored, compared, mismatches, file_teacher)
 
 
 def _check_ids(source, ids: pd.Series, held_ids: set[str], name: str) -> None:
@@ -284,14 +308,26 @@ def _reference_check(df: pd.DataFrame, base: pd.DataFrame, kind: str) -> tuple[i
     both = (given.notna() & truth.notna()).to_numpy()
     if not both.any():
         return 0, 0
-    a, b = given[both].astype(str), truth[both].astype(str)
+    return int(both.sum()), int(both.sum() - np.sum(_same(given[both], truth[both], kind)))
+
+
+def _same(given: pd.Series, truth: pd.Series, kind: str) -> np.ndarray:
+    """Which of a file's answers equal the trusted ones, as the kind compares them."""
+    a, b = given.astype(str), truth.astype(str)
     if kind == "json":
-        same = [_loads(x) == _loads(y) for x, y in zip(a, b, strict=True)]
-    elif kind == "ranking":
-        same = (pd.to_numeric(a, errors="coerce").to_numpy() == pd.to_numeric(b, errors="coerce").to_numpy())
-    else:
-        same = (similarity.normalise(a) == similarity.normalise(b)).to_numpy()
-    return int(both.sum()), int(len(a) - np.sum(same))
+        return np.array([_loads(x) == _loads(y) for x, y in zip(a, b, strict=True)], dtype=bool)
+    if kind == "ranking":
+        return np.isclose(pd.to_numeric(a, errors="coerce").to_numpy(dtype=float),
+                          pd.to_numeric(b, errors="coerce").to_numpy(dtype=float))
+    return (similarity.normalise(a) == similarity.normalise(b)).to_numpy()
+
+
+def _file_teacher_check(given: pd.Series, bar: teacher_bar.TeacherBar, kind: str) -> dict:
+    """The file's teacher column against the trusted teacher's answers: counted, never used."""
+    present = given.notna().to_numpy()
+    both = present & bar.answers.notna().to_numpy() if bar.source else np.zeros(len(given), dtype=bool)
+    mismatches = int(both.sum() - np.sum(_same(given[both], bar.answers[both], kind))) if both.any() else 0
+    return {"given": int(present.sum()), "compared": int(both.sum()), "mismatches": mismatches, "used": False}
 
 
 def _loads(value: str):
@@ -326,8 +362,10 @@ def _blank_to_none(values: pd.Series) -> pd.Series:
     return values.where(values.notna() & (values.astype(str).str.strip() != ""), None)
 
 
-def _joined(source, df: pd.DataFrame, held: pd.DataFrame, kind: str, scores: list[str]) -> pd.DataFrame:
-    """One row per holdout row in the holdout's order; a holdout row the file lacks has no answers."""
+def _joined(source, df: pd.DataFrame, held: pd.DataFrame, kind: str,
+            scores: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """One row per holdout row in the holdout's order (a holdout row the file lacks has no answers), and the
+    file's teacher column in that order, kept apart: the teacher's answers come from a trusted run."""
     held = held.assign(id=held["id"].astype(str)).reset_index(drop=True)
     file = df.assign(id=df["id"].astype(str)).set_index("id")
     ids = held["id"]
@@ -342,7 +380,7 @@ def _joined(source, df: pd.DataFrame, held: pd.DataFrame, kind: str, scores: lis
     frame = pd.DataFrame({
         "id": ids, "text": held["text"].astype(str),
         "reference": reference.astype("object").where(reference.notna(), None),
-        "teacher_label": col("teacher"), "teacher_confidence": np.nan,
+        "teacher_label": None, "teacher_confidence": np.nan,
         "student_label": col("student"), "student_confidence": conf.to_numpy(), "severe": False,
         "answered": ids.isin(file.index).to_numpy(),
     })
@@ -352,7 +390,6 @@ def _joined(source, df: pd.DataFrame, held: pd.DataFrame, kind: str, scores: lis
         if GROUP not in frame.columns:
             frame[GROUP] = col(GROUP).astype(str)
         frame["student_score"] = pd.to_numeric(col("student"), errors="coerce").astype(float).to_numpy()
-        frame["teacher_score"] = pd.to_numeric(col("teacher"), errors="coerce").astype(float).to_numpy()
         if "reference" in held.columns:
             frame["relevance"] = pd.to_numeric(reference, errors="coerce").astype(float).to_numpy()
     if kind == "json":  # a holdout reference that is not a JSON object cannot be a target
@@ -363,22 +400,33 @@ def _joined(source, df: pd.DataFrame, held: pd.DataFrame, kind: str, scores: lis
                                    "JSON objects.", field="reference")
     for c in scores:
         frame[c] = pd.to_numeric(col(c), errors="coerce").astype(float).to_numpy()
-    return frame
+    return frame, col("teacher").reset_index(drop=True)
+
+
+def _with_teacher(frame: pd.DataFrame, answers: pd.Series, kind: str) -> pd.DataFrame:
+    """The trusted teacher's answers (None where there are none) in the teacher's columns."""
+    out = frame.copy()
+    out["teacher_label"] = _blank_to_none(answers.reset_index(drop=True)).to_numpy()
+    if kind == "ranking":
+        out["teacher_score"] = pd.to_numeric(out["teacher_label"], errors="coerce").astype(float).to_numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- scoring by kind
 
 
-def _score(frame: pd.DataFrame, *, kind: str, spec, slices: list[str]) -> tuple[report.Scored, dict]:
+def _score(frame: pd.DataFrame, *, kind: str, spec, slices: list[str],
+           teacher: str | None) -> tuple[report.Scored, dict]:
     if kind == "label":
         frame["severe"] = report.severe_flags(frame, spec.severe_errors.classes)
         return report.score(frame, spec=spec, slices=slices, labels=None, baselines={}), {}
     if kind == "ranking":
-        return _ranking(frame, spec=spec, slices=slices)
+        return _ranking(frame, spec=spec, slices=slices, teacher=teacher)
     target = _targets(frame)
     exact = report.score(target, spec=spec, slices=slices, labels=None, baselines={}, with_f1=False)
     extra: dict = {"target": "holdout reference" if frame["reference"].notna().any()
-                   else "teacher column of the file (the holdout has no reference)"}
+                   else f"the answers of {teacher} (the holdout has no reference)" if teacher
+                   else "nothing: the holdout has no reference and no teacher answers were fixed before the file"}
     if kind == "text":
         normal = target.copy()
         for c in ("reference", "teacher_label", "student_label"):
@@ -563,33 +611,38 @@ def _top(scores: np.ndarray, k: int) -> frozenset[int]:
     return frozenset(np.argsort(-scores, kind="stable")[:k].tolist())
 
 
-def _ranking(frame: pd.DataFrame, *, spec, slices: list[str]) -> tuple[report.Scored, dict]:
+def _ranking(frame: pd.DataFrame, *, spec, slices: list[str], teacher: str | None) -> tuple[report.Scored, dict]:
     k = spec.ranking_k
     slices = [c for c in slices if c != GROUP]
     q = per_query(frame, k=k, slices=slices)
     has_rel = "relevance" in frame.columns and frame["relevance"].notna().any()
+    # Without graded relevance and without trusted teacher scores there is nothing to rank against.
+    judged = has_rel or bool(frame["teacher_score"].notna().any())
     pairs = q["pairs"].sum()
     pair_share = float(q["agree"].sum() / pairs) if pairs else None
     teacher_pairs = float(q["teacher_agree"].sum() / pairs) if pairs else None
-    student = {report.NDCG: float(q["ndcg"].mean()), report.PAIR: pair_share}
-    teacher = {report.NDCG: float(q["teacher_ndcg"].mean()), report.PAIR: teacher_pairs}
+    ndcg_of = {m: float(q[m].mean()) if judged else None for m in ("ndcg", "teacher_ndcg")}
+    student = {report.NDCG: ndcg_of["ndcg"], report.PAIR: pair_share}
+    teacher_figures = {report.NDCG: ndcg_of["teacher_ndcg"], report.PAIR: teacher_pairs}
     n = {report.NDCG: len(q), report.PAIR: int((q["pairs"] > 0).sum())}
     metric = str(spec.metric)
     sliced = (_slice_means(q.assign(one=1.0), slices, "ndcg", "one") if metric != report.PAIR else
               _slice_means(q, slices, "agree", "pairs"))
-    numbers = gate_check.GateNumbers(student=student, teacher=teacher, baseline={}, n=n, slices=sliced,
+    numbers = gate_check.GateNumbers(student=student, teacher=teacher_figures, baseline={}, n=n, slices=sliced,
                                      severe_rate=0.0, n_severe=0, n_rows=len(frame))
     frame["top_k_differs"] = frame[GROUP].map(q.set_index("query_id")["top_k_differs"]).fillna(False).to_numpy()
     overall = {"student": {"ndcg_at_k": student[report.NDCG], "pairwise_order": pair_share, "k": k,
                            "n_unreadable": int(frame["student_score"].isna().sum())},
-               "teacher": {"ndcg_at_k": teacher[report.NDCG], "pairwise_order": teacher_pairs, "k": k}}
+               "teacher": {"ndcg_at_k": teacher_figures[report.NDCG], "pairwise_order": teacher_pairs, "k": k}}
     empty = pd.DataFrame(columns=["column", "value", "n", "n_labelled", "n_agree", "accuracy", "ci_low", "ci_high",
                                   "agreement", "macro_f1", "teacher_accuracy", "teacher_ci_low",
                                   "teacher_ci_high", "gap"])
     extra = {"ranking": {f"ndcg@{k}": student[report.NDCG], "ndcg": student[report.NDCG],
-                         "teacher_ndcg": teacher[report.NDCG],
+                         "teacher_ndcg": teacher_figures[report.NDCG],
                          "pairwise_order": pair_share, "k": k, "n_queries": len(q),
                          "queries_top_k_differs": int(q["top_k_differs"].sum()),
-                         "relevance": "holdout reference" if has_rel else "teacher scores (no holdout reference)"}}
+                         "relevance": "holdout reference" if has_rel else
+                         f"teacher scores of {teacher} (no holdout reference)" if judged else
+                         "none: no holdout reference and no teacher answers fixed before the file"}}
     severe = {"rate": None, "n_severe": 0, "n": 0, "false_alarms": 0, "n_non_severe": 0, "classes": []}
     return report.Scored(overall, empty, severe, numbers), extra

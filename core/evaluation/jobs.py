@@ -14,7 +14,7 @@ from core.data import datasets
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
 from core.errors import InvalidInput
-from core.evaluation import baselines, report, runs
+from core.evaluation import baselines, report, runs, teacher_bar
 from core.governance import gate
 from core.jobs import JobContext, handler
 from core.models import Job, Project, TeacherRun, TrainingRun, User
@@ -117,6 +117,7 @@ def evaluate(ctx: JobContext) -> dict:
                 "training_run_id": run.id, "teacher_run_id": teacher_run.id, "source": "trained",
                 "holdout_fingerprint": holdout.fingerprint, "holdout_version": holdout.version, "n": len(held)}
         body, _ = report.assemble(scored, spec=spec, evaluation=meta, latency=latency,
+                                  teacher=teacher_bar.of_run(s, teacher_run),
                                   cost=runs.cost_figures(s, project_id=project.id, latency=latency))
         ev = runs.record(s, actor=actor, project=project, gate_version=locked, predictions=predictions,
                          report=body, summary=report.summary(body), source="trained", training_run_id=run.id,

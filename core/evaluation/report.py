@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.evaluation import gate_check, metrics
+from core.evaluation.teacher_bar import TeacherBar
 from core.governance.gate import GateSpec, Metric
 
 A, F1, AGREE, EXACT, FIELD = (m.value for m in (Metric.ACCURACY, Metric.MACRO_F1, Metric.AGREEMENT,
@@ -138,11 +139,14 @@ def slices_json(table: pd.DataFrame) -> list[dict]:
 
 
 def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict, cost: dict,
-             extra: dict | None = None) -> tuple[dict, list[gate_check.Criterion]]:
-    """The report dict (contract keys) and its criteria; latency and cost figures feed the gate too."""
+             teacher: TeacherBar | None = None, extra: dict | None = None) -> tuple[dict, list[gate_check.Criterion]]:
+    """The report dict (contract keys) and its criteria; latency and cost figures feed the gate too. Teacher
+    figures count only with ``teacher``, the trusted teacher answers they were measured on."""
+    bar = teacher or TeacherBar(answers=pd.Series(dtype=object))
     numbers = replace(scored.numbers, p95_latency_ms=(latency.get("student") or {}).get("p95_ms"),
-                      cost_per_1k=cost.get("student_per_1k"),
-                      latency_declared_by=(latency.get("student") or {}).get("declared_by"))
+                      cost_per_1k=cost.get("student_per_1k"), cost_source=cost.get("source"),
+                      latency_declared_by=(latency.get("student") or {}).get("declared_by"),
+                      teacher_source=bar.source, teacher_refused="" if bar.source else bar.why_none())
     criteria = gate_check.check(spec, numbers)
     student, teacher = scored.overall["student"], scored.overall["teacher"]
     gap = {m: (student[m] - teacher[m]) if student.get(m) is not None and teacher.get(m) is not None else None
@@ -151,6 +155,7 @@ def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict,
         "evaluation": evaluation, "overall": scored.overall, "gap_to_teacher": gap,
         "slices": slices_json(scored.slices), "latency": latency, "cost": cost, "severe": scored.severe,
         "criteria": [c.as_dict() for c in criteria], "passed": gate_check.passed(criteria),
+        "teacher_bar": bar.as_dict(),
         "unreadable": unreadable(scored.overall), **(extra or {}),
     }
     return clean(report), criteria

@@ -138,9 +138,9 @@ def _evaluations(session: Session, project: Project, evs: list[Evaluation]) -> S
                           [[e.id, e.round, e.source, e.gate_version_id, e.report_hash,
                             _report_intact(e, session.get(Artifact, e.report_artifact_id)), e.passed]
                            for e in evs]))
-    s.tables.append(Table(["evaluation", "criterion", "status", "value", "threshold", "n"],
-                          [[e.id, c.get("name"), c.get("status"), c.get("value"), c.get("threshold"), c.get("n")]
-                           for e in evs for c in e.summary.get("criteria", [])]))
+    s.tables.append(Table(["evaluation", "criterion", "status", "value", "threshold", "n", "source"],
+                          [[e.id, c.get("name"), c.get("status"), c.get("value"), c.get("threshold"), c.get("n"),
+                            c.get("source") or "not recorded"] for e in evs for c in e.summary.get("criteria", [])]))
     for e in evs:  # imported students: whose latency figures these are, and which holdout version judged them
         if e.summary.get("latency_source"):
             s.lines.append(f"Evaluation #{e.id} ({e.source}, holdout version {e.summary.get('holdout_version') or 1}): "
