@@ -95,13 +95,14 @@ def forge_ship(engine: Engine, *, evaluation, validator_id: int, sponsor_id: int
     return out
 
 
-def insert_anchor(engine: Engine, *, event_id: int, entity: str, entity_id: str, head_hash: str | None = None) -> int:
+def insert_anchor(engine: Engine, *, event_id: int, entity: str, entity_id: str, head_hash: str | None = None,
+                  anchor_id: int | None = None) -> int:
     """INSERT an anchor row (no trigger forbids an INSERT) naming ``event_id`` with its true hash by default."""
     with engine.begin() as conn:
         head = head_hash or conn.execute(text("SELECT hash FROM audit_event WHERE id = :i"), {"i": event_id}).scalar()
-        return conn.execute(text("INSERT INTO audit_anchor (event_id, head_hash, entity, entity_id, created_at) "
-                                 "VALUES (:e, :h, :n, :i, '2026-12-01 00:00:00') RETURNING id"),
-                            {"e": event_id, "h": head, "n": entity, "i": entity_id}).scalar()
+        return conn.execute(text("INSERT INTO audit_anchor (id, event_id, head_hash, entity, entity_id, created_at) "
+                                 "VALUES (:a, :e, :h, :n, :i, '2026-12-01 00:00:00') RETURNING id"),
+                            {"a": anchor_id, "e": event_id, "h": head, "n": entity, "i": entity_id}).scalar()
 
 
 def mac_everything(engine: Engine, key: bytes) -> None:

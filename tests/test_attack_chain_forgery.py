@@ -118,17 +118,20 @@ def test_under_the_key_a_gate_floor_lowered_with_its_hashes_recomputed_is_refuse
             integrity.require_gate_intact(s, lowered_gate)
 
 
-@pytest.mark.parametrize("anchor", ["second migration", "event not anchored", "other entity", "repeated"])
+@pytest.mark.parametrize("anchor", ["second migration", "migration below #1", "event not anchored", "other entity",
+                                    "repeated"])
 def test_an_anchor_inserted_outside_stillroom_is_a_finding(engine, demo, gated, anchor):
     with engine.connect() as conn:
         lock_id, gate_id = conn.execute(text("SELECT id, entity_id FROM audit_event WHERE action = 'gate.lock' "
                                              "ORDER BY id DESC LIMIT 1")).one()
         plain = conn.execute(text("SELECT id FROM audit_event WHERE action != 'gate.lock' ORDER BY id DESC LIMIT 1")
                              ).scalar()
-    kind = {"second migration": (lock_id, "migration", "0005", None), "event not anchored": (plain, "gate", "1", None),
-            "other entity": (lock_id, "decision", gate_id, None), "repeated": (lock_id, "gate", gate_id, None)}
-    event_id, entity, entity_id, head = kind[anchor]
-    aid = insert_anchor(engine, event_id=event_id, entity=entity, entity_id=entity_id, head_hash=head)
+    kind = {"second migration": (lock_id, "migration", "0005", None), "migration below #1": (lock_id, "migration",
+                                                                                            "0005", 0),
+            "event not anchored": (plain, "gate", "1", None), "other entity": (lock_id, "decision", gate_id, None),
+            "repeated": (lock_id, "gate", gate_id, None)}
+    event_id, entity, entity_id, anchor_id = kind[anchor]
+    aid = insert_anchor(engine, event_id=event_id, entity=entity, entity_id=entity_id, anchor_id=anchor_id)
     assert any(p.startswith(f"anchor #{aid} ") for p in _problems(engine))
 
 
@@ -245,3 +248,12 @@ def test_a_checkpoint_line_that_failed_to_write_is_written_with_the_next_commit(
     assert failed and audit.verify(engine, files=False).ok
     with Session(engine) as s:
         assert {first, second} <= integrity.vouched_ids(s, "project")
+
+
+def test_checkpoint_ranges_merge_in_any_order_and_old_lines_cover_up_to_themselves():
+    cov = audit.Coverage()
+    for first, last in [(5, 6), (1, 2), (9, 9), (3, 4), (12, 14)]:
+        cov.add(first, last, 0)
+    cov.add(None, 7, None)  # a line written before issue 16
+    assert (cov.starts, cov.ends, cov.newest, cov.legacy) == ([1, 9, 12], [6, 9, 14], 14, 0)
+    assert [e for e in range(1, 17) if not cov.covers(e)] == [8, 10, 11, 15, 16]

@@ -230,26 +230,30 @@ class Coverage:
     def of(cls, checkpoints: list[dict]) -> Coverage:
         out = cls()
         for cp in checkpoints:
-            out.add(cp)
+            out.add(cp["first"], cp["event_id"], cp["legacy"])
         return out
 
-    def add(self, cp: dict) -> None:
-        last, first = cp["event_id"], cp.get("first")
+    def add(self, first: int | None, last: int, legacy: int | None) -> None:
+        """One line: the range ``first``-``last`` its commit wrote (``first`` None on a line without one)."""
         self.newest = max(self.newest, last)
-        if cp.get("legacy") is not None:
-            self.legacy = cp["legacy"] if self.legacy is None else min(self.legacy, cp["legacy"])
+        if legacy is not None:
+            self.legacy = legacy if self.legacy is None else min(self.legacy, legacy)
         if first is None:
             self.lenient_to = max(self.lenient_to, last)
-            return
-        i = bisect.bisect_left(self.starts, first)
-        j = i  # merge every range that touches [first, last]
-        if i > 0 and self.ends[i - 1] >= first - 1:
-            i -= 1
-        while j < len(self.starts) and self.starts[j] <= last + 1:
-            j += 1
-        if i < j:
-            first, last = min(first, self.starts[i]), max(last, self.ends[j - 1])
-        self.starts[i:j], self.ends[i:j] = [first], [last]
+        elif self.starts and first == self.ends[-1] + 1:  # the usual line: the commit after the previous one
+            self.ends[-1] = last
+        elif not self.starts or first > self.ends[-1]:
+            self.starts.append(first)
+            self.ends.append(last)
+        else:  # a line out of order (concurrent writers): merge every range it touches
+            i = j = bisect.bisect_left(self.starts, first)
+            if i > 0 and self.ends[i - 1] >= first - 1:
+                i -= 1
+            while j < len(self.starts) and self.starts[j] <= last + 1:
+                j += 1
+            if i < j:
+                first, last = min(first, self.starts[i]), max(last, self.ends[j - 1])
+            self.starts[i:j], self.ends[i:j] = [first], [last]
 
     def covers(self, event_id: int) -> bool:
         """Whether a line vouches that Stillroom wrote the event (the pending tail is not covered)."""
@@ -260,6 +264,9 @@ class Coverage:
 
 
 _file_lock = threading.Lock()
+# A line as ``append_checkpoint`` writes it (canonical JSON, keys sorted); any other line is parsed as JSON.
+_CANONICAL_LINE = re.compile(rb'^\{"count":\d+,"event_id":(\d+),"first":(\d+),"head_hash":"[0-9a-f]{64}",'
+                             rb'"legacy":(\d+),"ts":"[^"]*"\}$')
 _file_cache: dict[Path, tuple[int, int, Coverage]] = {}  # path -> (inode, bytes read, coverage)
 
 
@@ -277,22 +284,43 @@ def file_coverage(path: Path | None) -> Coverage | None:
         return None
     with _file_lock:
         inode, done, cov = _file_cache.get(path, (st.st_ino, 0, Coverage()))
-        if inode != st.st_ino or st.st_size < done:  # replaced or cut: read it again from the start
-            done, cov = 0, Coverage()
-        if st.st_size > done:
-            with path.open("rb") as f:
-                f.seek(done)
-                chunk = f.read(st.st_size - done)
-            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being appended waits for the next call
-            for line in complete.decode("utf-8", errors="replace").splitlines():
-                try:
-                    cov.add(_parse_checkpoint(line, 0))
-                except (ValueError, KeyError, TypeError):
-                    continue
-            done += len(complete)
+        if st.st_size != done:
+            new = _appended(path, done, st.st_size) if inode == st.st_ino else None
+            if new is None:  # replaced, cut or rewritten: read it again from the start
+                cov, new = Coverage(), _appended(path, 0, st.st_size) or b""
+                done = 0
+            _cover_lines(cov, new)
+            done += len(new)
         _file_cache[path] = (st.st_ino, done, cov)
         # A copy: the cached one grows under the lock while the caller reads this one without it.
         return Coverage(list(cov.starts), list(cov.ends), cov.lenient_to, cov.newest, cov.legacy)
+
+
+def _appended(path: Path, done: int, size: int) -> bytes | None:
+    """The whole lines after byte ``done`` (a line still being written waits for the next call); None when the
+    file no longer continues what was read (shorter, or no line ends at ``done``)."""
+    if size < done:
+        return None
+    with path.open("rb") as f:
+        f.seek(max(done - 1, 0))
+        chunk = f.read(size - done + (done > 0))
+    if done > 0:
+        if chunk[:1] != b"\n":
+            return None
+        chunk = chunk[1:]
+    return chunk[: chunk.rfind(b"\n") + 1]
+
+
+def _cover_lines(cov: Coverage, lines: bytes) -> None:
+    for line in lines.splitlines():
+        if m := _CANONICAL_LINE.search(line):  # the lines Stillroom writes, without a JSON parse
+            cov.add(int(m[2]), int(m[1]), int(m[3]))
+            continue
+        try:
+            cp = _parse_checkpoint(line.decode("utf-8", errors="replace"), 0)
+        except (ValueError, KeyError, TypeError):
+            continue
+        cov.add(cp["first"], cp["event_id"], cp["legacy"])
 
 
 def export_checkpoints(engine: Engine) -> str:
@@ -593,10 +621,13 @@ def _anchor_problems(anchors: list[tuple[int, int, str, str, str]], walk: _Walk)
 def _boundary_problems(anchors: list[tuple[int, int, str, str, str]], coverage: Coverage | None,
                        walk: _Walk) -> list[str]:
     """A second 'migration' anchor, or a boundary that the checkpoint lines or the chain contradict."""
-    migrations = [a for a in anchors if a[3] == "migration"]
+    # Migration 0005 created the anchor table and wrote its first row: the genuine 'migration' anchor is #1.
     out = [f"anchor #{aid} (migration {entity_id}, at event #{event_id}) is a second 'migration' anchor: only the "
-           "upgrade that introduced anchors writes one, so it was inserted outside Stillroom."
-           for aid, event_id, _, _, entity_id in migrations[1:]]
+           "upgrade that introduced anchors writes one, as anchor #1, so it was inserted outside Stillroom."
+           for aid, event_id, _, entity, entity_id in anchors if entity == "migration" and aid != 1]
+    if anchors and (anchors[0][0], anchors[0][3]) != (1, "migration"):
+        out.append("anchor #1, which the upgrade that introduced anchors wrote as 'migration', is gone or changed: "
+                   "the anchor table was edited.")
     stated = legacy_boundary(anchors)
     if coverage is not None and coverage.legacy is not None and coverage.legacy != stated:
         out.append(f"the checkpoint file places the last event before row hashes at #{coverage.legacy}, the "

@@ -223,8 +223,8 @@ def vouched_ids(session: Session, entity: str, *, project_ids: list[int] | None 
     """Ids of the rows of ``entity`` whose content still matches the latest audit event about them, an event
     Stillroom wrote (see the module docstring for what that takes).
 
-    Three queries (the rows, their events, the anchors) and a stat of the checkpoint file per call, whatever
-    the number of rows.
+    Four queries at most (the rows, their events, the boundary, the anchors) and a stat of the checkpoint file
+    per call, whatever the number of rows.
     """
     spec = TRACKED[entity]
     conn = session.connection()
