@@ -604,8 +604,7 @@ def _anchor_problems(anchors: list[tuple[int, int, str, str, str]], walk: _Walk)
             out.append(f"{what} names an event the chain no longer has: events were deleted.")
         elif got[1] != head:
             out.append(f"{what} disagrees with the chain: it was rewritten at or before event #{event_id}.")
-        elif entity != "migration" and (ANCHORED_ACTIONS.get(got[2]) != entity or (got[3], got[4]) != (entity,
-                                                                                                       entity_id)):
+        elif entity != "migration" and not _anchors_its_event(entity, entity_id, got):
             out.append(f"{what} names a {got[2]} event about {got[3]} {got[4]}, which Stillroom does not anchor so: "
                        "it was inserted outside Stillroom.")
         elif entity != "migration" and event_id in first_for:
@@ -616,6 +615,12 @@ def _anchor_problems(anchors: list[tuple[int, int, str, str, str]], walk: _Walk)
         if eid > walk.boundary and eid not in first_for:
             out.append(f"event #{eid} ({action}) has no anchor: it was appended outside Stillroom.")
     return out
+
+
+def _anchors_its_event(entity: str, entity_id: str, event: tuple[int, str, str, str, str]) -> bool:
+    """Whether an anchor is the one ``record`` writes for the event it names: same record, an anchored action."""
+    _, _, action, event_entity, event_entity_id = event
+    return ANCHORED_ACTIONS.get(action) == entity == event_entity and event_entity_id == entity_id
 
 
 def _boundary_problems(anchors: list[tuple[int, int, str, str, str]], coverage: Coverage | None,
