@@ -1,10 +1,28 @@
 """Rows the audit chain vouches for: each recorded row's content hash, carried by the event that wrote it.
 
 Every audit event about a tracked row carries the SHA-256 of that row as stored after the change (see
-``core.governance.audit.record``). A row counts as vouched when its current content still hashes to what
-its latest event recorded (and, with ``STILLROOM_AUDIT_KEY``, that event's HMAC is right). Governance
-readers (sign-offs, decisions) take only vouched rows, so a row INSERTed or edited with raw SQL is ignored;
-``audit verify`` reports it.
+``core.governance.audit.record``). Governance readers (sign-offs, decisions, gates, ...) take only vouched rows,
+so a row INSERTed or edited with raw SQL is ignored; ``audit verify`` reports it. A row counts as vouched when
+its latest event:
+
+- with ``STILLROOM_AUDIT_KEY``, carries a valid HMAC, checked first: nothing is legacy under a key;
+- carries the row's current content hash, or lies at or before the legacy boundary (written before row hashes
+  existed: LEGACY vouches for the row's existence only). The boundary is the event migration 0005 anchored; a
+  'migration' anchor INSERTed later can only lower it, and the checkpoint lines' recorded boundary lowers it too;
+- is covered by a line of the checkpoint file, or lies after the newest event any line names (the pending tail:
+  a commit whose line is being written). An event covered by no line although later ones are was appended
+  outside Stillroom (UNCOVERED);
+- for a gate lock, sign-off or decision, has its anchor: the row of ``audit_anchor`` naming that event, its
+  hash, its entity and id (UNANCHORED otherwise).
+
+The checkpoint file is consulted through ``audit.file_coverage``: one ``stat`` per call and only the lines
+appended since the process last read it, so a page view costs no file read once the process is warm. Two
+processes committing at the same moment can leave, for an instant, the first one's events uncovered before its
+line is written while the second's line already is; a reader in that instant does not vouch for them, the next
+read does. Without a file (an in-memory database, or none written yet) coverage is not checked.
+
+What readers cannot see without a key: a forger who writes rows, events with their true hashes and anchors, as
+long as no genuine commit has followed (they are the pending tail); ``audit verify`` reports that tail.
 """
 
 from __future__ import annotations
@@ -21,13 +39,24 @@ from sqlmodel import Session, SQLModel
 
 from core import models
 from core.errors import GateTampered, RecordTampered
-from core.governance.audit import event_hash, event_mac, legacy_boundary
+from core.governance.audit import (
+    ANCHORED_ACTIONS,
+    Coverage,
+    agreed_boundary,
+    audit_key,
+    checkpoint_path,
+    event_hash,
+    event_mac,
+    file_coverage,
+)
 from core.models import AuditEvent, GateVersion
 
 DELETED = "deleted"
 LEGACY = "legacy"  # written before row hashes existed: vouches for the row's existence only
 UNHASHED = "unhashed"  # an event about a tracked row, written since row hashes exist, that carries none
 BAD_MAC = "bad-mac"
+UNCOVERED = "uncovered"  # covered by no checkpoint line although later events are: not written by Stillroom
+UNANCHORED = "unanchored"  # a gate lock, sign-off or decision whose anchor is missing or names something else
 
 
 @dataclass(frozen=True)
@@ -134,24 +163,55 @@ _EVENT_COLUMNS = ("id", "entity_id", "row_hash", "prev_hash", "ts", "actor", "pr
                   "payload", "hash", "mac")
 
 
-def _expected(conn: Connection, spec: Tracked, *, key: bytes | None, boundary: int,
-              project_ids: list[int] | None = None) -> dict[str, tuple[int, str]]:
-    """Per row id, the latest event about it and the row hash it recorded (or LEGACY, UNHASHED, BAD_MAC)."""
+@dataclass(frozen=True)
+class _Trust:
+    """What an event must agree with to vouch for its row: the key, the legacy boundary, the anchors of the
+    entity's anchored action, and the checkpoint file's coverage."""
+
+    key: bytes | None
+    boundary: int
+    anchors: frozenset[tuple[int, str, str, str]]  # (event id, head hash, entity, entity id)
+    coverage: Coverage | None
+
+    @classmethod
+    def now(cls, conn: Connection, entity: str) -> _Trust:
+        coverage = file_coverage(checkpoint_path(conn.engine))
+        stated = conn.exec_driver_sql("SELECT min(event_id) FROM audit_anchor WHERE entity = 'migration'").scalar()
+        boundary = agreed_boundary(stated or 0, coverage)
+        anchors = frozenset()
+        if entity in ANCHORED_ACTIONS.values():
+            anchors = frozenset(tuple(r) for r in conn.execute(
+                text("SELECT event_id, head_hash, entity, entity_id FROM audit_anchor WHERE entity = :e"),
+                {"e": entity}))
+        return cls(audit_key(), boundary, anchors, coverage)
+
+    def judge(self, ev: tuple) -> str:
+        """The row hash the event vouches for, or why it vouches for none (LEGACY vouches for any content)."""
+        eid, entity_id, row_hash, prev, ts, actor, pid, action, entity, payload, stored, mac = ev
+        if self.key is not None and not _keyed(self.key, stored, mac, (prev, ts, actor, pid, action, entity,
+                                                                      entity_id, payload, row_hash)):
+            return BAD_MAC  # with a key nothing is legacy: the HMAC is checked first
+        if eid <= self.boundary:
+            return LEGACY if row_hash is None else row_hash
+        if row_hash is None:
+            return UNHASHED
+        cov = self.coverage
+        if cov is not None and eid <= cov.newest and not cov.covers(eid):
+            return UNCOVERED
+        if action in ANCHORED_ACTIONS and (eid, stored, ANCHORED_ACTIONS[action], entity_id) not in self.anchors:
+            return UNANCHORED
+        return row_hash
+
+
+def _expected(conn: Connection, spec: Tracked, *, project_ids: list[int] | None = None) -> dict[str, tuple[int, str]]:
+    """Per row id, the latest event about it and the row hash it vouches for (or a marker saying why none)."""
     t = AuditEvent.__table__
     stmt = select(*(t.c[c] for c in _EVENT_COLUMNS)).where(t.c.entity == spec.entity).order_by(t.c.id)
     if project_ids is not None:
         stmt = stmt.where(t.c.project_id.in_(project_ids))
-    out: dict[str, tuple[int, str | None]] = {}
-    for eid, entity_id, row_hash, prev, ts, actor, pid, action, entity, payload, stored, mac in conn.execute(stmt):
-        if row_hash is None:
-            out[entity_id] = (eid, LEGACY if eid <= boundary else UNHASHED)
-            continue
-        if key is not None and not _keyed(key, stored, mac, (prev, ts, actor, pid, action, entity, entity_id,
-                                                                payload, row_hash)):
-            out[entity_id] = (eid, BAD_MAC)
-            continue
-        out[entity_id] = (eid, row_hash)
-    return out
+    latest = {ev[1]: ev for ev in conn.execute(stmt)}
+    trust = _Trust.now(conn, spec.entity)  # after the events: a line written meanwhile only helps
+    return {entity_id: (ev[0], trust.judge(tuple(ev))) for entity_id, ev in latest.items()}
 
 
 def _keyed(key: bytes, stored: str, mac: str | None, fields: tuple) -> bool:
@@ -159,25 +219,19 @@ def _keyed(key: bytes, stored: str, mac: str | None, fields: tuple) -> bool:
             and hmac.compare_digest(mac, event_mac(key, stored)))
 
 
-def _boundary(conn: Connection) -> int:
-    rows = conn.exec_driver_sql("SELECT id, event_id, head_hash, entity, entity_id FROM audit_anchor").all()
-    return legacy_boundary([tuple(r) for r in rows])
-
-
 def vouched_ids(session: Session, entity: str, *, project_ids: list[int] | None = None) -> set[int]:
-    """Ids of the rows of ``entity`` whose content still matches the latest audit event about them.
+    """Ids of the rows of ``entity`` whose content still matches the latest audit event about them, an event
+    Stillroom wrote (see the module docstring for what that takes).
 
-    Two queries (the rows and their events) per call, whatever the number of rows.
+    Four queries at most (the rows, their events, the boundary, the anchors) and a stat of the checkpoint file
+    per call, whatever the number of rows.
     """
-    from core.governance.audit import audit_key
-
     spec = TRACKED[entity]
     conn = session.connection()
     scoped = project_ids is not None and "project_id" in spec.model.__table__.c
     rows = _digests(conn, spec, where="WHERE project_id IN :ids" if scoped else "",
                     params={"ids": list(project_ids)} if scoped else None)
-    expected = _expected(conn, spec, key=audit_key(), boundary=_boundary(conn),
-                         project_ids=project_ids if scoped else None)
+    expected = _expected(conn, spec, project_ids=project_ids if scoped else None)
     return {int(i) for i, d in rows.items() if expected.get(i, (0, ""))[1] in (d, LEGACY)}
 
 
