@@ -29,10 +29,12 @@ PREDICTIONS_KIND = "evaluation-predictions"
 
 
 def require_can_evaluate(session: Session, *, actor: User, project: Project) -> GateVersion:
-    """The gate an evaluation is scored against; only the driver evaluates, only under a locked gate and holdout."""
+    """The gate an evaluation is scored against; only the driver evaluates, only under a locked gate and holdout,
+    and only while a round is open (refused before any work once a ship or kill closed the project)."""
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="evaluate students")
     locked = gate.require_locked(session, project=project, doing="evaluating a student")
     pool.require_holdout(session, project=project)
+    current_round(session, project_id=project.id)
     return locked
 
 
@@ -56,10 +58,11 @@ def start_evaluation(session: Session, *, actor: User, project: Project, trainin
 
 
 def current_round(session: Session, *, project_id: int) -> int:
-    """The project's open round (core.governance.decision owns the rule)."""
-    from core.governance.decision import current_round as open_round
+    """The round a new evaluation joins; RoundClosed once a ship or kill closed the project
+    (``core.governance.decision.require_open_round`` owns the rule)."""
+    from core.governance.decision import require_open_round
 
-    return open_round(session, project_id=project_id)
+    return require_open_round(session, project=session.get(Project, project_id))
 
 
 def cost_figures(session: Session, *, project_id: int, latency: dict) -> dict:
@@ -95,7 +98,12 @@ def _write_report(project: Project, report: dict) -> tuple[str, bytes]:
 def record(session: Session, *, actor: User, project: Project, gate_version: GateVersion, predictions: pd.DataFrame,
            report: dict, summary: dict, source: str, training_run_id: int | None = None,
            job_id: int | None = None) -> Evaluation:
-    """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction."""
+    """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction.
+    Refused (RoundClosed) when the round the report was made for was decided meanwhile: a decided round never
+    gains an evaluation."""
+    from core.governance.decision import require_open_round
+
+    require_open_round(session, project=project, started_in=report["evaluation"]["round"])
     try:
         preds = store_table(session, project=project, actor=actor, df=predictions, kind=PREDICTIONS_KIND,
                             meta={"source": source, "training_run": training_run_id})
