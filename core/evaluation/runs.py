@@ -160,6 +160,33 @@ def load_report(session: Session, evaluation: Evaluation) -> dict:
     return json.loads(body)
 
 
+def without_confidence(predictions: pd.DataFrame) -> int:
+    """Answered rows whose student gave no confidence: no fallback threshold serves them, the teacher does."""
+    conf = pd.to_numeric(predictions["student_confidence"], errors="coerce")
+    answered = predictions["answered"].astype(bool) if "answered" in predictions.columns else True
+    return int((conf.isna() & answered).sum())
+
+
+def serve_every_answer_hint(command: str) -> str:
+    """The one way to ship answers without confidence, in words: the operator's explicit, recorded choice."""
+    return (f"if serving them without a fallback is acceptable, an operator or validator records \"serve every "
+            f"answer\" (threshold 0, no fallback) with `{command}` or on the Review page")
+
+
+def confidence_note(*, missing: int, answered: int) -> str | None:
+    """What answers without confidence mean, said when predictions are imported; None when every answer has one."""
+    if not missing:
+        return None
+    every = missing >= answered
+    which = f"the student's {answered:,} answers carry" if every else (
+        f"{missing:,} of the student's {answered:,} answers carry")
+    falls = ("every answer falls back to the teacher, so the student never pays back and ship is refused" if every
+             else "those answers fall back to the teacher")
+    hint = serve_every_answer_hint("stillroom review threshold PROJECT EVALUATION --serve-every-answer")
+    return (f"No confidence: {which} no confidence, so Stillroom cannot tell a sure answer from a guess: at any "
+            f"fallback threshold {falls}. {hint[0].upper()}{hint[1:]}.")
+
+
 def gate_of(session: Session, evaluation: Evaluation) -> GateVersion:
     return session.get(GateVersion, evaluation.gate_version_id)
 

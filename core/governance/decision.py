@@ -373,12 +373,22 @@ def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation,
     if rejected:
         out.append(f"{len(rejected)} validator(s) rejected it, the last saying {rejected[-1].comment!r}")
     if not review.threshold_proposals(session, evaluation_id=evaluation.id):
-        out.append("no fallback threshold has been proposed for it")
+        out.append("no fallback threshold has been proposed for it" + _cause(session, project, evaluation))
     else:
         judged = payback(session, project=project, evaluation=evaluation, report=report).criterion
         if judged["status"] != "PASS":
-            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}")
+            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}"
+                       + _cause(session, project, evaluation))
     return out
+
+
+def _cause(session: Session, project: Project, evaluation: Evaluation) -> str:
+    """Answers without confidence always fall back unless someone chose to serve them: say so where it blocks."""
+    proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
+    if proposals and review.serves_every_answer(proposals[-1]):
+        return ""  # every answer is served already: the payback fails for another reason
+    said = review.missing_confidence(session, project=project, evaluation=evaluation)
+    return f"; the cause: {said}" if said else ""
 
 
 def evidence(session: Session, *, project: Project) -> Evidence:

@@ -187,9 +187,11 @@ def _signoffs(session: Session, project: Project, names: dict[int, str]) -> Sect
 
 def _thresholds(session: Session, project: Project, names: dict[int, str]) -> Section:
     return Section("Fallback threshold proposals", tables=[Table(
-        ["evaluation", "by", "threshold", "served share", "student accuracy", "fallback rate", "cost per 1k"],
+        ["evaluation", "by", "threshold", "served share", "student accuracy", "fallback rate", "cost per 1k",
+         "choice"],
         [[t.evaluation_id, names.get(t.created_by), t.threshold, t.served_share, t.student_accuracy,
-          t.fallback_rate, t.blended_cost_per_1k] for t in _rows(session, ThresholdProposal, project.id)])])
+          t.fallback_rate, t.blended_cost_per_1k, review.choice_of(t)]
+         for t in _rows(session, ThresholdProposal, project.id)])])
 
 
 def _request_text(req: dict) -> str:
