@@ -3,7 +3,8 @@
 Ship is refused unless the evaluation passed every criterion under the current gate, a validator
 approved that very evaluation's hash and a fallback threshold is proposed for it. Iterate opens the
 next round with a data request aimed at the failing slices; after rounds without progress
-Stillroom recommends kill and says why.
+Stillroom recommends kill and says why. A decision closes its round: no evaluation joins a decided round,
+every view of it shows the evaluation the decision named, and after ship or kill (final) none is recorded.
 """
 
 from __future__ import annotations
@@ -90,10 +91,13 @@ def _shown(evaluations: list[Evaluation], done: list[Decision]) -> dict[int, Eva
 
 
 def evaluation_in_view(session: Session, *, project_id: int) -> Evaluation | None:
-    """The evaluation the Decide page and the record speak of: the one the closing decision named, else the
-    newest of the open round (None when the open round has none yet)."""
-    shown = _shown(list_evaluations(session, project_id=project_id), decisions(session, project_id=project_id))
-    return shown.get(current_round(session, project_id=project_id))
+    """The evaluation the Decide page and the record speak of: the one the closing ship or kill named (None when
+    a kill named none), else the newest of the open round (None when the open round has none yet)."""
+    closing = closing_decision(session, project_id=project_id)
+    if closing is not None:
+        return None if closing.evaluation_id is None else session.get(Evaluation, closing.evaluation_id)
+    rnd = current_round(session, project_id=project_id)
+    return next((ev for ev in reversed(list_evaluations(session, project_id=project_id)) if ev.round == rnd), None)
 
 
 @dataclass(frozen=True)
