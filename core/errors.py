@@ -56,6 +56,10 @@ class ProjectBlocked(GovernanceViolation):
     """The project cannot proceed (for example the teacher's terms forbid it)."""
 
 
+class RoundClosed(GovernanceViolation):
+    """A decision closed the round (or the project) that new evidence would join."""
+
+
 class RecordTampered(GovernanceViolation):
     """A governance row no longer matches the audit event that recorded it (issue 9)."""
 

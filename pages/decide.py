@@ -32,8 +32,8 @@ for d in past:
         st.json(d.data_request, expanded=False)
 
 if ev.evaluation is None:
-    st.info("No evaluation in this round yet: the driver evaluates a student on the holdout, then a validator "
-            "reviews it.")
+    st.info(f"No evaluation in round {ev.round} yet: the driver evaluates a student on the holdout, then a "
+            "validator reviews it." if ev.closed_by is None else "The decision named no evaluation.")
 else:
     e = ev.evaluation
     (st.success if ev.passed else st.error)(
@@ -59,6 +59,10 @@ if len(ev.rounds) > 1:
 if ev.kill:
     st.error(f"Stillroom recommends kill: {ev.kill.reason}", icon="🛑")
 
+if ev.closed_by is not None:
+    st.info(f"Round {ev.closed_by.round} was decided {ev.closed_by.decision}: that decision is final, and the "
+            "evaluation shown is the one it named.")
+    st.stop()
 if not is_sponsor:
     st.info(f"Only a sponsor of {esc(project.name)} decides.")
     st.stop()

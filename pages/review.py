@@ -106,6 +106,8 @@ with db() as session:
     curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds)
     signed = review.sign_offs(session, evaluation_id=ev_id)
     proposals = review.threshold_proposals(session, evaluation_id=ev_id)
+    no_confidence = review.missing_confidence(session, project=project, evaluation=evaluations.get_evaluation(
+        session, project=project, evaluation_id=ev_id), predictions=preds)
 if rated.n:
     st.metric("Human rating of the student's answers", f"{rated.mean:.2f} / 5",
               help=f"{rated.n} ratings: " + ", ".join(f"{k}: {v}" for k, v in rated.counts.items()))
@@ -130,11 +132,20 @@ st.plotly_chart(fig, width="stretch")
 can_propose = threshold_refusal is None
 if proposals:
     p = proposals[-1]
-    st.success(f"Proposed for rollout: threshold {p.threshold:.2f} ({p.created_at:%Y-%m-%d %H:%M} UTC); the "
+    chosen = f" ({review.SERVE_EVERY_ANSWER})" if review.serves_every_answer(p) else ""
+    st.success(f"Proposed for rollout: threshold {p.threshold:.2f}{chosen} ({p.created_at:%Y-%m-%d %H:%M} UTC); the "
                f"student serves {p.served_share:.1%}, the teacher answers {p.fallback_rate:.1%}"
                + (f", {len(proposals) - 1} earlier proposal(s)." if len(proposals) > 1 else "."), icon="🎚️")
 else:
     st.info("No threshold proposed yet: the rollout cannot start without one.")
+if no_confidence:
+    st.warning(f"Answers without confidence: {esc(no_confidence)}.")
+    if st.button(f"Serve every answer of evaluation #{ev_id} (threshold 0, no fallback)", disabled=not can_propose):
+        with db() as session:
+            act(lambda: review.propose_threshold(session, actor=require_user(session), project=project,
+                                                 evaluation_id=ev_id, serve_every_answer=True),
+                lambda p: f'"{review.SERVE_EVERY_ANSWER}" recorded: the student serves {p.served_share:.1%}, none '
+                          "falls back to the teacher.", rerun=True)
 # Keyed on the proposals so the slider starts from the one in force after each proposal.
 with st.form(f"threshold_{len(proposals)}"):
     threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0,

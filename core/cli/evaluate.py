@@ -81,7 +81,9 @@ def eval_import(project: str, file: str, kind: str, latency_model_dir: str | Non
                   another driver imported (`stillroom teacher run --adapter file`; rankings: the
                   label column holds the teacher's scores)
       query_id    rankings: the holdout's query of the item
-      confidence  optional: the student's probability of its answer, 0 to 1
+      confidence  optional: the student's probability of its answer, 0 to 1; an answer without one
+                  always falls back to the teacher, unless an operator or validator chooses
+                  `stillroom review threshold PROJECT EVALUATION --serve-every-answer`
       text        optional: the input; must match the holdout's text, else the file is refused
       reference   optional and never used: compared with the holdout's references, mismatches counted
       judge_score, score_*   optional numeric per-example scores (a judge's)

@@ -106,11 +106,14 @@ def review_signoff(project: str, evaluation: int, approve: bool, comment: str, c
 @click.argument("project")
 @click.argument("evaluation", type=int)
 @click.option("--threshold", type=float, help="Propose this confidence threshold; without it, show the curve.")
-def review_threshold(project: str, evaluation: int, threshold: float | None) -> None:
+@click.option("--serve-every-answer", is_flag=True,
+              help="Choose to serve every answer, none falling back to the teacher (threshold 0): the explicit, "
+                   "recorded choice for a student whose answers carry no confidence.")
+def review_threshold(project: str, evaluation: int, threshold: float | None, serve_every_answer: bool) -> None:
     """Show EVALUATION's fallback curve, or propose a threshold for rollout (validators and operators)."""
     with _session() as session:
         actor, p = _viewable(session, project)
-        if threshold is None:
+        if threshold is None and not serve_every_answer:
             curve = review.evaluation_curve(session, project=p, evaluation_id=evaluation)
             _table(["threshold", "served", "student accuracy", "fallback", "cost per 1k"],
                    [[_fmt(r.threshold, ".2f"), _fmt(r.served_share), _fmt(r.student_accuracy),
@@ -118,8 +121,10 @@ def review_threshold(project: str, evaluation: int, threshold: float | None) -> 
                     for r in curve.iloc[::5].itertuples()])
             return
         row = review.propose_threshold(session, actor=actor, project=p, evaluation_id=evaluation,
-                                       threshold=threshold)
-    click.echo(f"Threshold {row.threshold:g} proposed: the student serves {row.served_share:.1%} "
+                                       threshold=threshold, serve_every_answer=serve_every_answer)
+    said = (f'"{review.SERVE_EVERY_ANSWER}" recorded (threshold 0, no fallback)' if serve_every_answer
+            else f"Threshold {row.threshold:g} proposed")
+    click.echo(f"{said}: the student serves {row.served_share:.1%} "
                f"(accuracy {_fmt(row.student_accuracy)}), the teacher {row.fallback_rate:.1%}; "
                f"blended cost {_fmt(row.blended_cost_per_1k, '.4f')} per 1,000.")
 

@@ -39,20 +39,26 @@ class SliceRequest:
                 f"{self.round}, {self.added:,} added{by}; {state}.")
 
 
-def _in_slice(df: pd.DataFrame, column: str, value: str) -> int:
-    return int((df[column].astype(str) == value).sum()) if column in df.columns else 0
+def _in_slice(df: pd.DataFrame, column: str, value: str, *, besides: frozenset[str] = frozenset()) -> int:
+    """Rows of the slice, leaving out the ids in ``besides``."""
+    if column not in df.columns:
+        return 0
+    return int(((df[column].astype(str) == value) & ~df["id"].astype(str).isin(besides)).sum())
 
 
 def _training_added(session: Session, project: Project, decision: Decision, column: str,
                     value: str) -> tuple[int, list[str]]:
+    """Rows of the slice added to training data since the decision. A row that went into the holdout is never
+    training data (training refuses it), so it does not count, whichever dataset brought it."""
+    held = frozenset(holdout.holdout_ids(session, project_id=project.id))
     total, by = 0, []
     for ds in datasets.list_datasets(session, project_id=project.id):
         if ds.created_at < decision.created_at or ds.operation not in TRAINING_OPERATIONS or ds.purpose != "prompts":
             continue
-        rows = _in_slice(datasets.rows(session, ds), column, value)
+        rows = _in_slice(datasets.rows(session, ds), column, value, besides=held)
         parent = datasets.rows(session, datasets.get_dataset(session, project=project, dataset_id=ds.parent_id)) \
             if ds.parent_id else None
-        added = rows - (_in_slice(parent, column, value) if parent is not None else 0)
+        added = rows - (_in_slice(parent, column, value, besides=held) if parent is not None else 0)
         if added > 0:
             total += added
             by.append(f"dataset #{ds.id} ({ds.operation}, {added:,} rows)")

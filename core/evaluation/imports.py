@@ -118,6 +118,9 @@ def notes(report: dict) -> list[str]:
     if cov.get("missing"):
         out.append(f"{cov['missing']:,} of {cov['holdout_rows']:,} holdout rows had no prediction and count as wrong "
                    f"answers (e.g. {', '.join(cov.get('missing_ids', []))}).")
+    conf = report.get("confidence") or {}
+    if said := runs.confidence_note(missing=conf.get("missing", 0), answered=conf.get("answered", 0)):
+        out.append(said)
     ref = report.get("file_reference") or {}
     if ref.get("compared"):
         out.append(f"The file's reference column was not used: {ref['mismatches']:,} of {ref['compared']:,} of its "
@@ -205,7 +208,9 @@ class Checked:
                              "missing_ids": self.missing[:SHOWN]},
                 "ignored_columns": self.ignored,
                 "file_reference": {"compared": self.reference_rows, "mismatches": self.reference_mismatches,
-                                   "used": False}}
+                                   "used": False},
+                "confidence": {"missing": runs.without_confidence(self.frame),
+                               "answered": int(self.frame["answered"].sum())}}
 
 
 def _is_score(column: str) -> bool:
@@ -339,7 +344,7 @@ def _loads(value: str):
 
 def _numeric(source, column: str, values: pd.Series, *, allow_missing: bool) -> pd.Series:
     out = pd.to_numeric(values, errors="coerce")
-    bad = out.isna() & (values.notna() if allow_missing else True)
+    bad = out.isna() & (_blank_to_none(values).notna() if allow_missing else True)  # an empty cell is missing
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise _fail(source, i, column, f"{values.iloc[i]!r} is not a number",

@@ -29,10 +29,12 @@ PREDICTIONS_KIND = "evaluation-predictions"
 
 
 def require_can_evaluate(session: Session, *, actor: User, project: Project) -> GateVersion:
-    """The gate an evaluation is scored against; only the driver evaluates, only under a locked gate and holdout."""
+    """The gate an evaluation is scored against; only the driver evaluates, only under a locked gate and holdout,
+    and only while a round is open (refused before any work once a ship or kill closed the project)."""
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="evaluate students")
     locked = gate.require_locked(session, project=project, doing="evaluating a student")
     pool.require_holdout(session, project=project)
+    current_round(session, project_id=project.id)
     return locked
 
 
@@ -56,10 +58,11 @@ def start_evaluation(session: Session, *, actor: User, project: Project, trainin
 
 
 def current_round(session: Session, *, project_id: int) -> int:
-    """The project's open round (core.governance.decision owns the rule)."""
-    from core.governance.decision import current_round as open_round
+    """The round a new evaluation joins; RoundClosed once a ship or kill closed the project
+    (``core.governance.decision.require_open_round`` owns the rule)."""
+    from core.governance.decision import require_open_round
 
-    return open_round(session, project_id=project_id)
+    return require_open_round(session, project=session.get(Project, project_id))
 
 
 def cost_figures(session: Session, *, project_id: int, latency: dict) -> dict:
@@ -103,7 +106,12 @@ def _write_report(project: Project, report: dict) -> tuple[str, bytes]:
 def record(session: Session, *, actor: User, project: Project, gate_version: GateVersion, predictions: pd.DataFrame,
            report: dict, summary: dict, source: str, training_run_id: int | None = None,
            job_id: int | None = None) -> Evaluation:
-    """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction."""
+    """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction.
+    Refused (RoundClosed) when the round the report was made for was decided meanwhile: a decided round never
+    gains an evaluation."""
+    from core.governance.decision import require_open_round
+
+    require_open_round(session, project=project, started_in=report["evaluation"]["round"])
     try:
         preds = store_table(session, project=project, actor=actor, df=predictions, kind=PREDICTIONS_KIND,
                             meta={"source": source, "training_run": training_run_id})
@@ -158,6 +166,33 @@ def load_report(session: Session, evaluation: Evaluation) -> dict:
         raise GovernanceViolation(f"the report of evaluation #{evaluation.id} no longer matches its recorded hash: "
                                   "restore the original file from backup.")
     return json.loads(body)
+
+
+def without_confidence(predictions: pd.DataFrame) -> int:
+    """Answered rows whose student gave no confidence: no fallback threshold serves them, the teacher does."""
+    conf = pd.to_numeric(predictions["student_confidence"], errors="coerce")
+    answered = predictions["answered"].astype(bool) if "answered" in predictions.columns else True
+    return int((conf.isna() & answered).sum())
+
+
+def serve_every_answer_hint(command: str) -> str:
+    """The one way to ship answers without confidence, in words: the operator's explicit, recorded choice."""
+    return (f"if serving them without a fallback is acceptable, an operator or validator records \"serve every "
+            f"answer\" (threshold 0, no fallback) with `{command}` or on the Review page")
+
+
+def confidence_note(*, missing: int, answered: int) -> str | None:
+    """What answers without confidence mean, said when predictions are imported; None when every answer has one."""
+    if not missing:
+        return None
+    every = missing >= answered
+    which = f"the student's {answered:,} answers carry" if every else (
+        f"{missing:,} of the student's {answered:,} answers carry")
+    falls = ("every answer falls back to the teacher, so the student never pays back and ship is refused" if every
+             else "those answers fall back to the teacher")
+    hint = serve_every_answer_hint("stillroom review threshold PROJECT EVALUATION --serve-every-answer")
+    return (f"No confidence: {which} no confidence, so Stillroom cannot tell a sure answer from a guess: at any "
+            f"fallback threshold {falls}. {hint[0].upper()}{hint[1:]}.")
 
 
 def gate_of(session: Session, evaluation: Evaluation) -> GateVersion:

@@ -3,7 +3,8 @@
 Ship is refused unless the evaluation passed every criterion under the current gate, a validator
 approved that very evaluation's hash and a fallback threshold is proposed for it. Iterate opens the
 next round with a data request aimed at the failing slices; after rounds without progress
-Stillroom recommends kill and says why.
+Stillroom recommends kill and says why. A decision closes its round: no evaluation joins a decided round,
+every view of it shows the evaluation the decision named, and after ship or kill (final) none is recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from enum import StrEnum
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.errors import GovernanceViolation, InvalidInput
+from core.errors import GovernanceViolation, InvalidInput, RoundClosed
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
 from core.governance import audit, gate, integrity, qualification, review
 from core.governance.projects import require_role
@@ -41,6 +42,11 @@ def decisions(session: Session, *, project_id: int) -> list[Decision]:
     return integrity.only_vouched(session, "decision", rows, project_ids=[project_id])
 
 
+def closing_decision(session: Session, *, project_id: int) -> Decision | None:
+    """The ship or kill that closed the project, or None while it is open: a ship or kill is final."""
+    return next((d for d in decisions(session, project_id=project_id) if d.decision != Choice.ITERATE), None)
+
+
 def current_round(session: Session, *, project_id: int) -> int:
     """The open round: 1, or one past the last iterate. A ship or kill closes the project on its round."""
     done = decisions(session, project_id=project_id)
@@ -48,6 +54,50 @@ def current_round(session: Session, *, project_id: int) -> int:
         return 1
     last = done[-1]
     return last.round + 1 if last.decision == Choice.ITERATE else last.round
+
+
+def _on(d: Decision) -> str:
+    return f" on evaluation #{d.evaluation_id}" if d.evaluation_id is not None else ""
+
+
+def require_open_round(session: Session, *, project: Project, started_in: int | None = None) -> int:
+    """The round a new evaluation joins: one past the last iterate. A decision closes its round for good, so an
+    evaluation is never added to a decided round: after ship or kill none is recorded (the decision is final),
+    and one started in a round that was decided while it ran (``started_in``) is refused, not moved."""
+    closing = closing_decision(session, project_id=project.id)
+    if closing is not None:
+        raise RoundClosed(
+            f"Project {project.name!r} was decided {closing.decision} in round {closing.round}{_on(closing)}: that "
+            "decision is final, so no new evaluation is recorded for it. To evaluate another student for this "
+            "task, create a new project with its own gate and holdout.")
+    rnd = current_round(session, project_id=project.id)
+    if started_in is not None and started_in != rnd:
+        d = next((d for d in decisions(session, project_id=project.id) if d.round == started_in), None)
+        how = f" was decided {d.decision}{_on(d)}" if d else " is not open"
+        raise RoundClosed(f"This evaluation was made for round {started_in}, but round {started_in}{how} while it "
+                          f"ran and round {rnd} is open: evaluate again, and the new evaluation joins round {rnd}.")
+    return rnd
+
+
+def _shown(evaluations: list[Evaluation], done: list[Decision]) -> dict[int, Evaluation]:
+    """Per round, the evaluation every view of it shows: the one its decision names, else (an open round, or a
+    kill that named none) the round's newest."""
+    shown = {ev.round: ev for ev in evaluations}  # ordered by id: the newest of each round wins
+    by_id = {ev.id: ev for ev in evaluations}
+    for d in done:
+        if d.evaluation_id in by_id:
+            shown[d.round] = by_id[d.evaluation_id]
+    return shown
+
+
+def evaluation_in_view(session: Session, *, project_id: int) -> Evaluation | None:
+    """The evaluation the Decide page and the record speak of: the one the closing ship or kill named (None when
+    a kill named none), else the newest of the open round (None when the open round has none yet)."""
+    closing = closing_decision(session, project_id=project_id)
+    if closing is not None:
+        return None if closing.evaluation_id is None else session.get(Evaluation, closing.evaluation_id)
+    rnd = current_round(session, project_id=project_id)
+    return next((ev for ev in reversed(list_evaluations(session, project_id=project_id)) if ev.round == rnd), None)
 
 
 @dataclass(frozen=True)
@@ -61,13 +111,12 @@ class RoundSummary:
 
 
 def rounds_history(session: Session, *, project_id: int) -> list[RoundSummary]:
-    """Per round, its latest evaluation's criteria and the decision taken on it."""
-    latest: dict[int, Evaluation] = {}
-    for ev in list_evaluations(session, project_id=project_id):
-        latest[ev.round] = ev
-    decided = {d.round: d.decision for d in decisions(session, project_id=project_id)}
+    """Per round, the evaluation its decision named (the newest, for a round still open) and the decision."""
+    done = decisions(session, project_id=project_id)
+    shown = _shown(list_evaluations(session, project_id=project_id), done)
+    decided = {d.round: d.decision for d in done}
     return [RoundSummary(r, ev.id, ev.report_hash, ev.passed, list(ev.summary.get("criteria", [])), decided.get(r))
-            for r, ev in sorted(latest.items())]
+            for r, ev in sorted(shown.items())]
 
 
 # --------------------------------------------------------------------------- kill recommendation
@@ -232,7 +281,8 @@ class Evidence:
     rounds: list[RoundSummary]
     kill: KillAdvice | None
     ship_blockers: list[str] = field(default_factory=list)
-    payback: Payback | None = None  # recomputed for the latest evaluation at its proposed threshold
+    payback: Payback | None = None  # recomputed for the evaluation in view at its proposed threshold
+    closed_by: Decision | None = None  # the ship or kill that closed the project: its decision is final
 
 
 @dataclass(frozen=True)
@@ -327,25 +377,38 @@ def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation,
     if rejected:
         out.append(f"{len(rejected)} validator(s) rejected it, the last saying {rejected[-1].comment!r}")
     if not review.threshold_proposals(session, evaluation_id=evaluation.id):
-        out.append("no fallback threshold has been proposed for it")
+        out.append("no fallback threshold has been proposed for it" + _cause(session, project, evaluation))
     else:
         judged = payback(session, project=project, evaluation=evaluation, report=report).criterion
         if judged["status"] != "PASS":
-            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}")
+            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}"
+                       + _cause(session, project, evaluation))
     return out
 
 
+def _cause(session: Session, project: Project, evaluation: Evaluation) -> str:
+    """Answers without confidence always fall back unless someone chose to serve them: say so where it blocks."""
+    proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
+    if proposals and review.serves_every_answer(proposals[-1]):
+        return ""  # every answer is served already: the payback fails for another reason
+    said = review.missing_confidence(session, project=project, evaluation=evaluation)
+    return f"; the cause: {said}" if said else ""
+
+
 def evidence(session: Session, *, project: Project) -> Evidence:
-    """What the sponsor decides on: the latest evaluation and everything said about it."""
+    """What the sponsor decides on: the evaluation in view (``evaluation_in_view``: once a ship or kill closed the
+    project, the evaluation it named) and everything said about it. A closed project has nothing left to block
+    or advise: its blockers and kill advice are empty."""
     spec = gate.spec_of(g) if (g := gate.current(session, project_id=project.id)) else {}
     history = rounds_history(session, project_id=project.id)
-    kill = kill_recommendation([r.criteria for r in history])
-    evs = list_evaluations(session, project_id=project.id)
+    closed = closing_decision(session, project_id=project.id)
+    kill = None if closed else kill_recommendation([r.criteria for r in history])
     rnd = current_round(session, project_id=project.id)
-    if not evs:
+    ev = evaluation_in_view(session, project_id=project.id)
+    if ev is None:
         return Evidence(project, rnd, None, [], False, [], None, _targets(spec, {}, None), None,
-                        history, kill, ["no evaluation has been run"])
-    ev = evs[-1]
+                        history, kill, [] if closed else [f"no evaluation has been run in round {rnd}"],
+                        closed_by=closed)
     report = load_report(session, ev)
     proposals = review.threshold_proposals(session, evaluation_id=ev.id)
     paid = payback(session, project=project, evaluation=ev, report=report)
@@ -354,7 +417,8 @@ def evidence(session: Session, *, project: Project) -> Evidence:
         passed=bool(report.get("passed")), sign_offs=review.sign_offs(session, evaluation_id=ev.id),
         threshold=proposals[-1] if proposals else None, targets=_targets(spec, report, paid.months),
         payback_months=paid.months, rounds=history, kill=kill,
-        ship_blockers=ship_blockers(session, project=project, evaluation=ev, report=report), payback=paid,
+        ship_blockers=[] if closed else ship_blockers(session, project=project, evaluation=ev, report=report),
+        payback=paid, closed_by=closed,
     )
 
 
@@ -372,10 +436,10 @@ def decide(
     if not rationale:
         raise InvalidInput("the decision needs a rationale: say why, in a sentence.", field="rationale")
     rnd = current_round(session, project_id=project.id)
-    closed = [d for d in decisions(session, project_id=project.id) if d.decision != Choice.ITERATE]
-    if closed:
+    closed = closing_decision(session, project_id=project.id)
+    if closed is not None:
         raise GovernanceViolation(
-            f"Project {project.name!r} was decided {closed[-1].decision} in round {closed[-1].round}: "
+            f"Project {project.name!r} was decided {closed.decision} in round {closed.round}{_on(closed)}: "
             "that decision is final."
         )
     evaluation, report = None, {}

@@ -133,10 +133,13 @@ def _report_intact(evaluation: Evaluation, art: Artifact | None) -> bool:
 
 def _evaluations(session: Session, project: Project, evs: list[Evaluation]) -> Section:
     s = Section("Evaluations")
+    named = {d.evaluation_id: f"{d.decision} (decision #{d.id})"
+             for d in decision.decisions(session, project_id=project.id) if d.evaluation_id is not None}
     s.tables.append(Table(["evaluation", "round", "source", "gate version id", "report hash", "report intact",
-                           "passed"],
+                           "passed", "decided"],
                           [[e.id, e.round, e.source, e.gate_version_id, e.report_hash,
-                            _report_intact(e, session.get(Artifact, e.report_artifact_id)), e.passed]
+                            _report_intact(e, session.get(Artifact, e.report_artifact_id)), e.passed,
+                            named.get(e.id)]
                            for e in evs]))
     s.tables.append(Table(["evaluation", "criterion", "status", "value", "threshold", "n", "source"],
                           [[e.id, c.get("name"), c.get("status"), c.get("value"), c.get("threshold"), c.get("n"),
@@ -184,9 +187,11 @@ def _signoffs(session: Session, project: Project, names: dict[int, str]) -> Sect
 
 def _thresholds(session: Session, project: Project, names: dict[int, str]) -> Section:
     return Section("Fallback threshold proposals", tables=[Table(
-        ["evaluation", "by", "threshold", "served share", "student accuracy", "fallback rate", "cost per 1k"],
+        ["evaluation", "by", "threshold", "served share", "student accuracy", "fallback rate", "cost per 1k",
+         "choice"],
         [[t.evaluation_id, names.get(t.created_by), t.threshold, t.served_share, t.student_accuracy,
-          t.fallback_rate, t.blended_cost_per_1k] for t in _rows(session, ThresholdProposal, project.id)])])
+          t.fallback_rate, t.blended_cost_per_1k, review.choice_of(t)]
+         for t in _rows(session, ThresholdProposal, project.id)])])
 
 
 def _request_text(req: dict) -> str:
@@ -204,15 +209,15 @@ def _decisions(session: Session, project: Project, names: dict[int, str]) -> Sec
     kill = decision.kill_recommendation([r.criteria for r in decision.rounds_history(session, project_id=project.id)])
     if kill:
         s.lines.append(f"Recommendation: {kill.reason}")
-    evs = _rows(session, Evaluation, project.id)
-    if evs:
+    shown = decision.evaluation_in_view(session, project_id=project.id)  # the decided one, once decided
+    if shown is not None:
         try:
-            report = load_report(session, evs[-1])
+            report = load_report(session, shown)
         except GovernanceViolation:
             report = None  # the Evaluations section already says the report is not intact
         if report is not None:
-            paid = decision.payback(session, project=project, evaluation=evs[-1], report=report).criterion
-            s.lines.append(f"Payback of evaluation #{evs[-1].id} at its proposed threshold, computed now "
+            paid = decision.payback(session, project=project, evaluation=shown, report=report).criterion
+            s.lines.append(f"Payback of evaluation #{shown.id} at its proposed threshold, computed now "
                            f"({paid['status']}): {paid['detail']}")
     return s
 

@@ -16,7 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
-from core.evaluation.runs import get_evaluation, load_predictions, load_report
+from core.evaluation.runs import (
+    get_evaluation,
+    load_predictions,
+    load_report,
+    serve_every_answer_hint,
+    without_confidence,
+)
 from core.governance import audit, gate, integrity, qualification, separation, visibility
 from core.governance.projects import require_role, roles_of
 from core.models import (
@@ -445,22 +451,44 @@ def threshold_refusal(session: Session, *, actor: User, project: Project) -> str
             f"there{why}.")
 
 
-def propose_threshold(
-    session: Session, *, actor: User, project: Project, evaluation_id: int, threshold: float,
-) -> ThresholdProposal:
-    """Save the confidence threshold for rollout, with its figures from the curve."""
-    refused = threshold_refusal(session, actor=actor, project=project)
-    if refused:
-        raise PermissionDenied(refused)
-    evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+SERVE_EVERY_ANSWER = "serve every answer"  # the recorded choice: threshold 0, nothing falls back
+
+
+def _threshold(value: float | None, serve_every_answer: bool) -> float:
+    if serve_every_answer:
+        if value not in (None, 0):
+            raise InvalidInput(f"\"{SERVE_EVERY_ANSWER}\" is threshold 0 (no fallback): give it without another "
+                               "threshold.", field="threshold")
+        return 0.0
     try:
-        threshold = float(threshold)
+        threshold = float(value)
     except (TypeError, ValueError):
         threshold = float("nan")
     if not 0.0 <= threshold <= 1.0:
         raise InvalidInput("the threshold must be a confidence between 0 and 1, e.g. 0.7.", field="threshold")
-    point = fallback_curve(load_predictions(session, evaluation), qualification_costs(session, project_id=project.id),
-                           np.array([threshold])).iloc[0]
+    return threshold
+
+
+def propose_threshold(
+    session: Session, *, actor: User, project: Project, evaluation_id: int, threshold: float | None = None,
+    serve_every_answer: bool = False,
+) -> ThresholdProposal:
+    """Save the confidence threshold for rollout, with its figures from the curve.
+
+    ``serve_every_answer`` is the explicit choice for answers without a confidence (which every threshold
+    otherwise sends to the teacher): threshold 0, every answer served, none falls back. Its audit event
+    names the choice and how many answers carried no confidence, so it is attributed and on the record.
+    """
+    refused = threshold_refusal(session, actor=actor, project=project)
+    if refused:
+        raise PermissionDenied(refused)
+    evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+    threshold = _threshold(threshold, serve_every_answer)
+    df = load_predictions(session, evaluation)
+    missing = without_confidence(df)
+    if serve_every_answer:  # an answer without a confidence is served like one at 0: nothing falls back
+        df = df.assign(student_confidence=pd.to_numeric(df["student_confidence"], errors="coerce").fillna(0.0))
+    point = fallback_curve(df, qualification_costs(session, project_id=project.id), np.array([threshold])).iloc[0]
     row = ThresholdProposal(
         project_id=project.id, evaluation_id=evaluation.id, threshold=threshold,
         served_share=float(point["served_share"]), student_accuracy=_none_if_nan(point["student_accuracy"]),
@@ -469,13 +497,41 @@ def propose_threshold(
     )
     session.add(row)
     session.flush()
+    choice = {"choice": SERVE_EVERY_ANSWER, "without_confidence": missing} if serve_every_answer else {}
     audit.record(session, actor=actor, action="review.threshold", entity="threshold_proposal", entity_id=row.id,
                  project_id=project.id, payload={"evaluation_id": evaluation.id, "threshold": threshold,
                                                  "served_share": row.served_share,
                                                  "student_accuracy": row.student_accuracy,
-                                                 "blended_cost_per_1k": row.blended_cost_per_1k})
+                                                 "blended_cost_per_1k": row.blended_cost_per_1k, **choice})
     session.commit()
     return row
+
+
+def serves_every_answer(proposal: ThresholdProposal) -> bool:
+    """Nothing falls back at this proposal: the student answers every request."""
+    return proposal.threshold == 0 and proposal.fallback_rate == 0
+
+
+def choice_of(proposal: ThresholdProposal) -> str:
+    """A proposal in words: the teacher answers below its threshold, or every answer is served."""
+    if serves_every_answer(proposal):
+        return f"{SERVE_EVERY_ANSWER} (no fallback)"
+    return f"the teacher answers below {proposal.threshold:g}"
+
+
+def missing_confidence(session: Session, *, project: Project, evaluation: Evaluation,
+                       predictions: pd.DataFrame | None = None) -> str | None:
+    """Why the fallback curve sends answers of this evaluation to the teacher at every threshold, and the choice
+    that serves them, as a clause; None when every answer carries a confidence."""
+    df = load_predictions(session, evaluation) if predictions is None else predictions
+    missing = without_confidence(df)
+    if not missing:
+        return None
+    answered = int(df["answered"].sum()) if "answered" in df.columns else len(df)
+    hint = serve_every_answer_hint(f'stillroom review threshold "{project.name}" {evaluation.id} '
+                                   "--serve-every-answer")
+    return (f"evaluation #{evaluation.id}'s predictions carry no confidence ({missing:,} of {answered:,} rows), so "
+            f"at any threshold those answers fall back to the teacher: {hint}")
 
 
 def threshold_proposals(session: Session, *, evaluation_id: int) -> list[ThresholdProposal]:

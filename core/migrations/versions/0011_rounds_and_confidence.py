@@ -1,7 +1,8 @@
 """rounds and confidence
 
-Reserved for issue 16 (rounds closed by decisions, shipping without confidence); left empty when that work needs no schema change, so the chain of
-revisions stays linear.
+Issue 16 (rounds closed by decisions, shipping without confidence) needs no schema change: a decided round is
+read from the decisions already stored, and "serve every answer" is a threshold proposal (threshold 0, nothing
+falling back) whose audit event names the choice. Kept empty so the chain of revisions stays linear.
 
 Revision ID: 0011
 Revises: 0010
