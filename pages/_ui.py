@@ -186,4 +186,4 @@ def criteria_table(report: dict) -> None:
     rows = [asdict(c) for c in stored(report)]
     if rows:
         columns = ("status", "name", "value", "threshold", "n", "source", "detail")
-        st.dataframe(tidy([{k: r[k] for k in columns} for r in rows]), hide_index=True, width="stretch")
+        table(tidy([{k: r[k] for k in columns} for r in rows]), hide_index=True, width="stretch")

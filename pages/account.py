@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.governance import people, projects
-from pages._ui import act, db, esc, require_user
+from pages._ui import act, db, esc, require_user, table
 
 st.title(":material/person: My account")
 
@@ -19,7 +19,7 @@ st.markdown(f"**{esc(user.display_name)}** · `{user.username}`" + (" · admin" 
 rows = [{"Project": p.name, "Your roles": ", ".join(r for r, names in roster.get(p.id, {}).items()
                                                    if user.username in names)} for p in mine]
 if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 with st.form("password", clear_on_submit=True):
     st.markdown("**Change your password**")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.governance import people, projects
 from core.models import Role
-from pages._ui import act, db, require_user, show_flash
+from pages._ui import act, db, require_user, show_flash, table
 
 st.title(":material/group: People & projects")
 show_flash()
@@ -27,7 +27,7 @@ roles = list(Role)
 tab_people, tab_projects = st.tabs(["People", "Projects and roles"], key="admin_tab")
 
 with tab_people:
-    st.dataframe(pd.DataFrame([{"Username": u.username, "Name": u.display_name, "Admin": u.is_admin,
+    table(pd.DataFrame([{"Username": u.username, "Name": u.display_name, "Admin": u.is_admin,
                                 "Active": u.is_active, "Since": f"{u.created_at:%Y-%m-%d}"} for u in users]),
                  hide_index=True, width="stretch")
     with st.form("new_person", clear_on_submit=True):
@@ -62,7 +62,7 @@ with tab_people:
                                                 password=new_pw), f"Password of {who_pw} reset.")
 
 with tab_projects:
-    st.dataframe(pd.DataFrame([{"Project": p.name, "Description": p.description,
+    table(pd.DataFrame([{"Project": p.name, "Description": p.description,
                                 **{r.value: ", ".join(roster.get(p.id, {}).get(r.value, [])) for r in roles}}
                                for p in all_projects]), hide_index=True, width="stretch")
     with st.form("new_project", clear_on_submit=True):

@@ -8,7 +8,7 @@ import streamlit as st
 from core.db import get_engine
 from core.governance.audit import verify
 from core.governance.visibility import audit_scopes, visible_events
-from pages._ui import db, esc, require_user, visible_projects
+from pages._ui import db, esc, require_user, table, visible_projects
 
 st.title(":material/receipt_long: Audit log")
 PAGE = 100
@@ -39,7 +39,7 @@ if events and page == 1:
     last = events[0]
     st.markdown(f"Latest: **{esc(last.action)}** by {esc(last.actor)} at {last.ts[:19].replace('T', ' ')} UTC "
                 f"(event #{last.id}, hash `{last.hash[:16]}`)")
-st.dataframe(pd.DataFrame([{
+table(pd.DataFrame([{
     "#": e.id, "When (UTC)": e.ts[:19].replace("T", " "), "Who": e.actor, "Action": e.action,
     "Entity": f"{e.entity} {e.entity_id}", "Details": e.details, "Hash": e.hash[:16],
 } for e in events]), hide_index=True, width="stretch")

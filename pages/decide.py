@@ -8,7 +8,7 @@ from core.display import tidy
 from core.governance import decision, record
 from core.governance.projects import roles_of
 from core.models import Role
-from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/balance: Decide")
 show_flash()
@@ -49,7 +49,7 @@ else:
     if ev.payback:
         st.caption(f"Payback window {ev.payback.criterion['status']}: {esc(ev.payback.criterion['detail'])}")
     if ev.targets:
-        st.dataframe(tidy([{"Target": t.name, "Measured": t.value, "Target value": t.target,
+        table(tidy([{"Target": t.name, "Measured": t.value, "Target value": t.target,
                             "Met": {True: "yes", False: "no", None: "n/a"}[t.met]} for t in ev.targets]),
                      hide_index=True)
     for blocker in ev.ship_blockers:

@@ -14,7 +14,18 @@ from core.evaluation.imports import KINDS, import_predictions, notes, overall_me
 from core.governance.projects import roles_of
 from core.models import Role
 from core.training import runs as training
-from pages._ui import act, criteria_table, current_project, db, esc, job_panel, require_user, short_hash, show_flash
+from pages._ui import (
+    act,
+    criteria_table,
+    current_project,
+    db,
+    esc,
+    job_panel,
+    require_user,
+    short_hash,
+    show_flash,
+    table,
+)
 
 st.title(":material/query_stats: Evaluate")
 show_flash()
@@ -120,13 +131,13 @@ if models:
     st.plotly_chart(fig, width="stretch")
 per_field = (report.get("json") or {}).get("per_field") or {}
 if per_field:
-    st.dataframe(pd.DataFrame([{"Field": name, "n": f["n"], "Student accuracy": f["accuracy"],
+    table(pd.DataFrame([{"Field": name, "n": f["n"], "Student accuracy": f["accuracy"],
                                 "Teacher accuracy": f.get("teacher_accuracy"), "Floor": f.get("floor"),
                                 "Rules": ", ".join(f.get("rules") or [])} for name, f in per_field.items()]),
                  hide_index=True, width="stretch")
 slices = report.get("slices", [])
 if slices:
-    st.dataframe(tidy(pd.DataFrame([{
+    table(tidy(pd.DataFrame([{
         "Slice": f"{s['column']}={s['value']}", "n": s["n"], "Student accuracy": s["student"].get("accuracy"),
         "95 % interval": f"{s['student'].get('ci_low', 0):.3f}–{s['student'].get('ci_high', 0):.3f}"
         if s["student"].get("ci_low") is not None else "", "Teacher accuracy": (s.get("teacher") or {}).get("accuracy"),

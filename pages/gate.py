@@ -13,7 +13,7 @@ from core.governance import gate, qualification
 from core.governance.gate import FLOOR_MEANING, FloorKind, GateSpec, Metric, SevereErrors, SliceFloor
 from core.governance.projects import roles_of
 from core.models import Role
-from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 METRIC_LABELS = {
     Metric.ACCURACY: "Accuracy", Metric.MACRO_F1: "Macro-F1", Metric.AGREEMENT: "Agreement with the teacher",
@@ -56,7 +56,7 @@ def _render_spec(spec: dict) -> None:
     st.caption(f"{meaning[:1].upper()}{meaning[1:]}; payback within {spec['payback_months']:g} months.")
     if spec["slice_floors"]:
         st.markdown("**Production-critical slices**")
-        st.dataframe(pd.DataFrame(spec["slice_floors"], columns=SLICE_COLUMNS), hide_index=True)
+        table(pd.DataFrame(spec["slice_floors"], columns=SLICE_COLUMNS), hide_index=True)
     severe = spec["severe_errors"]
     st.markdown("**Severe classes** ("
                 + (", ".join(esc(c) for c in severe["classes"]) or "none named yet")
@@ -84,7 +84,7 @@ else:
 
 if len(versions) > 1:
     st.subheader("History")
-    st.dataframe(pd.DataFrame([{"Version": v.version, "Locked (UTC)": f"{v.locked_at:%Y-%m-%d %H:%M}",
+    table(pd.DataFrame([{"Version": v.version, "Locked (UTC)": f"{v.locked_at:%Y-%m-%d %H:%M}",
                                 "Reason": v.reason, "Hash": v.content_hash[:16],
                                 "Supersedes": (v.supersedes_hash or "")[:16]} for v in versions]),
                  hide_index=True, width="stretch")
@@ -94,7 +94,7 @@ if len(versions) > 1:
     b = c2.selectbox("with version", nums, index=len(nums) - 1)
     changes = gate.diff(versions[nums.index(a)], versions[nums.index(b)])
     if changes:
-        st.dataframe(pd.DataFrame([{"Criterion": c.path, "Change": c.change, f"v{a}": str(c.old),
+        table(pd.DataFrame([{"Criterion": c.path, "Change": c.change, f"v{a}": str(c.old),
                                     f"v{b}": str(c.new)} for c in changes]), hide_index=True, width="stretch")
     else:
         st.caption("The two versions set the same bar.")

@@ -13,7 +13,7 @@ from core.governance.projects import roles_of
 from core.models import Role
 from core.monitoring import config as mconfig
 from core.monitoring import drift, logs, redistill, rollout
-from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash, table
 
 st.title(":material/traffic: Rollout and monitoring")
 show_flash()
@@ -46,7 +46,7 @@ st.caption("Stages: " + " → ".join(stage_list) + ". Serve with `stillroom serv
 if check is not None:
     st.markdown(f"**Advance from {check.stage} to {check.next_stage or '(last stage)'}**: "
                 f"{check.n_requests:,} requests logged at this stage")
-    st.dataframe(tidy([vars(c) for c in check.criteria]), hide_index=True, width="stretch")
+    table(tidy([vars(c) for c in check.criteria]), hide_index=True, width="stretch")
 
 # Only the actions the current stage allows, so the form never offers a second start; keyed on the stage so
 # the choice starts afresh after each step.
@@ -61,7 +61,7 @@ with st.form(f"rollout_{state.stage}"):
             act(lambda: do(session, actor=actor, project=project, reason=reason),
                 lambda e: f"Rollout {e.action}: now at stage {e.stage}.", rerun=True)
 if events:
-    st.dataframe(tidy([{"When (UTC)": f"{e.created_at:%Y-%m-%d %H:%M}", "Action": e.action,
+    table(tidy([{"When (UTC)": f"{e.created_at:%Y-%m-%d %H:%M}", "Action": e.action,
                         "Stage": e.stage, "Threshold": e.threshold, "Reason": e.reason}
                        for e in reversed(events)]), hide_index=True, width="stretch")
 
@@ -110,7 +110,7 @@ with db() as session:
 if report is not None and report.features:
     st.caption(f"PSI warns at {report.psi_warn:g} and alerts at {report.psi_alert:g}; reference: "
                f"{esc(report.reference)}; {report.n_live:,} live requests.")
-    st.dataframe(tidy([{"Feature": f.feature, "PSI": f.psi, "Jensen-Shannon": f.js,
+    table(tidy([{"Feature": f.feature, "PSI": f.psi, "Jensen-Shannon": f.js,
                         "Status": f.status, "Live n": f.n_live} for f in report.features]),
                  hide_index=True, width="stretch")
     worst = max(report.features, key=lambda f: f.psi or 0.0)

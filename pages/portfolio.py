@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.governance.portfolio import STAGES, portfolio
 from core.models import Role
-from pages._ui import db, esc, require_user
+from pages._ui import db, esc, require_user, table
 
 st.title(":material/dashboard: Portfolio")
 
@@ -35,7 +35,7 @@ else:
     st.caption("Nothing is waiting on you.")
 
 st.subheader("Where every project stands")
-table = pd.DataFrame([{
+standing = pd.DataFrame([{
     "Project": r.name,
     "Step": f"{r.stage}/5 · {r.stage_name}",
     "Status": r.status,
@@ -43,8 +43,8 @@ table = pd.DataFrame([{
     "Payback (months)": r.payback_months,
     "Gate": f"v{r.gate_version} · {r.gate_hash[:12]}" if r.gate_version else "",
 } for r in rows])
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"Payback (months)": st.column_config.NumberColumn(format="%.1f")})
+table(standing, hide_index=True, width="stretch",
+      column_config={"Payback (months)": st.column_config.NumberColumn(format="%.1f")})
 
 counts = [sum(1 for r in rows if r.stage == i) for i in range(1, len(STAGES) + 1)]
 fig = go.Figure(go.Bar(x=counts, y=[f"{i}. {s}" for i, s in enumerate(STAGES, start=1)], orientation="h",

@@ -10,7 +10,7 @@ import streamlit as st
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
 from core.governance import review
-from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash
+from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/rate_review: Review and sign off")
 show_flash()
@@ -71,7 +71,7 @@ if queue is not None:
     st.caption(f"{queue.total:,} examples where student and teacher differ or either misses the reference; "
                f"critical slices and severe classes first. You have reviewed {len(mine):,}.")
     shown = queue.items.assign(your_verdict=[mine.get(i, "") for i in queue.items["id"].astype(str)])
-    st.dataframe(shown[["id", "text", "reference", "teacher_label", "student_label", "student_confidence",
+    table(shown[["id", "text", "reference", "teacher_label", "student_label", "student_confidence",
                         "critical_slice", "severe_class", "your_verdict"]], hide_index=True, width="stretch")
     todo = [i for i in queue.items["id"].astype(str) if i not in mine]
     if can_review and todo:
@@ -112,10 +112,10 @@ if rated.n:
     st.metric("Human rating of the student's answers", f"{rated.mean:.2f} / 5",
               help=f"{rated.n} ratings: " + ", ".join(f"{k}: {v}" for k, v in rated.counts.items()))
 if pairs:
-    st.dataframe(pd.DataFrame([{"Validators": f"{p.validator_a} / {p.validator_b}", "Shared items": p.n_items,
+    table(pd.DataFrame([{"Validators": f"{p.validator_a} / {p.validator_b}", "Shared items": p.n_items,
                                 "Cohen's kappa": p.kappa} for p in pairs]), hide_index=True)
 if coverage:
-    st.dataframe(pd.DataFrame([{"Critical slice": f"{c.column}={c.value}", "Reviewed": c.reviewed,
+    table(pd.DataFrame([{"Critical slice": f"{c.column}={c.value}", "Reviewed": c.reviewed,
                                 "Required": c.required} for c in coverage]), hide_index=True)
 
 st.subheader("Fallback threshold")

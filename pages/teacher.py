@@ -13,7 +13,7 @@ from core.governance.projects import roles_of
 from core.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs
-from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash
+from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash, table
 
 st.title(":material/school: Teacher")
 show_flash()
@@ -132,7 +132,7 @@ with tab_runs:
     if not teacher_runs:
         st.info("No teacher runs yet.")
     else:
-        st.dataframe(tidy([{
+        table(tidy([{
             "Run": r.id, "Teacher": r.adapter, "Dataset": r.dataset_id, "Rows": r.n_rows, "Labels": len(r.labels),
             "Agrees with reference": r.stats.get("agreement_with_reference"),
             "Mean confidence": r.stats.get("mean_confidence"), "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
@@ -190,7 +190,7 @@ with tab_filter:
                         lambda f: f"Filter #{f.id}: kept {f.counts['kept']:,} of {f.counts['total']:,} outputs.",
                         rerun=True)
         if filters:
-            st.dataframe(tidy([{
+            table(tidy([{
                 "Filter": f.id, "Run": f.teacher_run_id, "Min confidence": f.policy.get("min_confidence"),
                 "Drop disagreement": f.policy.get("drop_reference_disagreement"), "Kept": f.counts["kept"],
                 "Dropped": f.counts["dropped"],
@@ -205,4 +205,4 @@ with tab_filter:
                 dropped = act(lambda: tfilter.dropped_rows(session, filter_id=fid, reason=reason))
             if dropped is not None:
                 st.caption(f"{len(dropped):,} rows dropped.")
-                st.dataframe(dropped.head(500), hide_index=True, width="stretch")
+                table(dropped.head(500), hide_index=True, width="stretch")

@@ -16,7 +16,7 @@ from core.teacher import runs as teacher_runs
 from core.training import runs, search
 from core.training.build import SIZES
 from core.training.config import FAMILIES, NGRAM_SIZES, TrainConfig
-from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash
+from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash, table
 
 st.title(":material/model_training: Train students")
 show_flash()
@@ -108,7 +108,7 @@ if last_search is not None:
         st.success(f"Recommended: run #{recommendation.run_id}: " + "; ".join(recommendation.reasons) + ".")
     elif last_search.status == "done":
         st.warning("No recommendation: " + "; ".join(recommendation.reasons) + ".")
-    st.dataframe(tidy([{
+    table(tidy([{
         "Run": c.run_id, "Family": c.family, "Size": c.size, "Learning rate": c.lr, "Status": c.status,
         "Epochs": c.epochs_done, "Agreement with teacher (val)": c.val_agreement, "Accuracy (val)": c.val_accuracy,
         "Teacher accuracy kept": c.retained, "p95 ms (single)": c.single_p95_ms, "Parameters": c.params,
@@ -125,7 +125,7 @@ if not comparison:
     st.stop()
 
 st.subheader("Runs side by side")
-st.dataframe(tidy([{
+table(tidy([{
     "Run": c.run_id, "Family": c.family, "Size": c.size, "Status": c.status, "Parameters": c.params,
     "Epochs": c.epochs_done, "Best epoch": c.best_epoch, "Agreement with teacher (val)": c.val_agreement,
     "Accuracy (val)": c.val_accuracy, "ms/example (batched)": c.ms_per_example, "p95 ms (single)": c.single_p95_ms,

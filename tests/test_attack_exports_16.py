@@ -137,3 +137,20 @@ def test_teacher_outputs_matched_on_the_exported_ids_land_on_the_same_rows(sessi
     run = teacher_runs.import_file(session, actor=demo["dana"], project=project, dataset_id=ds.id,
                                    path=tmp_path / "made-elsewhere.csv")
     assert sorted(teacher_runs.load_outputs(session, run)["id"]) == ["=ID0", "@ID1", "T2"]
+
+
+def test_every_page_table_goes_through_the_formula_safe_helper():
+    """Streamlit's table toolbar downloads what the table was given: a page that calls ``st.dataframe`` itself
+    hands it raw text, so only ``pages._ui.table`` may."""
+    import ast
+    from pathlib import Path
+
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    raw = []
+    for path in sorted(pages.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in {"dataframe", "data_editor", "table"}
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"):
+                raw.append(f"{path.name}:{node.lineno}")
+    assert raw == ["_ui.py:39"], f"tables that bypass pages._ui.table: {raw}"
