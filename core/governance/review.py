@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from core.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
 from core.evaluation.runs import get_evaluation, load_predictions, load_report
-from core.governance import audit, gate, integrity, qualification, separation, visibility
+from core.governance import audit, gate, qualification, separation, visibility, vouched
 from core.governance.projects import require_role, roles_of
 from core.models import (
     Evaluation,
@@ -41,7 +41,7 @@ THRESHOLD_STEP = 0.01
 
 
 def _gate_spec(session: Session, evaluation: Evaluation) -> dict:
-    return gate.spec_of(session.get(GateVersion, evaluation.gate_version_id))
+    return gate.spec_of(vouched.one(session, GateVersion, evaluation.gate_version_id))
 
 
 def slice_columns(df: pd.DataFrame) -> list[str]:
@@ -279,8 +279,8 @@ def agreement(session: Session, *, evaluation_id: int, viewer: User) -> list[Pai
     if df.empty:
         return []
     rule = visibility.blind(session, viewer=viewer, evaluation_id=evaluation_id)
-    names = {u.id: u.username for u in session.exec(
-        select(User).where(col(User.id).in_(df["validator_id"].unique().tolist()))).all()}
+    names = {u.id: u.username for u in vouched.rows(
+        session, User, col(User.id).in_(df["validator_id"].unique().tolist()))}
     wide = df.pivot(index="item_id", columns="validator_id", values="verdict")
     out = []
     for x, y in combinations(sorted(wide.columns, key=lambda v: names[v]), 2):
@@ -366,9 +366,7 @@ def sign_off(
 
 def sign_offs(session: Session, *, evaluation_id: int) -> list[SignOff]:
     """The evaluation's sign-offs the audit chain vouches for (a row forged or flipped with raw SQL is not one)."""
-    rows = list(session.exec(select(SignOff).where(SignOff.evaluation_id == evaluation_id)
-                             .order_by(col(SignOff.id))).all())
-    return integrity.only_vouched(session, "sign_off", rows)
+    return vouched.rows(session, SignOff, SignOff.evaluation_id == evaluation_id, order_by=col(SignOff.id))
 
 
 # --------------------------------------------------------------------------- fallback threshold
@@ -479,5 +477,7 @@ def propose_threshold(
 
 
 def threshold_proposals(session: Session, *, evaluation_id: int) -> list[ThresholdProposal]:
-    return list(session.exec(select(ThresholdProposal).where(ThresholdProposal.evaluation_id == evaluation_id)
-                             .order_by(col(ThresholdProposal.id))).all())
+    """The evaluation's proposed thresholds the audit chain vouches for: one INSERTed with raw SQL is neither
+    what a rollout starts with nor what the payback is priced at."""
+    return vouched.rows(session, ThresholdProposal, ThresholdProposal.evaluation_id == evaluation_id,
+                        order_by=col(ThresholdProposal.id))

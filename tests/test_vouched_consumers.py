@@ -1,0 +1,235 @@
+"""Every reader of a governance row goes through ``core.governance.vouched`` (issue 16).
+
+Attacks: an insider with raw database access INSERTs a threshold proposal (threshold 0), a CLI or serving token,
+or UPDATEs a revoked token back to life. Each forged row must be ignored by the consumer that would use it, not
+only reported by ``audit verify`` afterwards. The last test reads core/ and pages/ and fails when any module
+reads a governed table around the reader module, so a new consumer cannot skip the vouching.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from review_helpers import approve, review_items
+from sqlalchemy import text
+
+from core.cli import cli
+from core.config import get_settings
+from core.errors import GovernanceViolation
+from core.governance import decision, review, tokens, vouched
+from core.monitoring import rollout
+from core.serving.app import Refused, check_token
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- forged rows
+
+
+def _forge_threshold(session, evaluation, threshold: float = 0.0) -> None:
+    session.execute(text(
+        "INSERT INTO threshold_proposal (project_id, evaluation_id, threshold, served_share, student_accuracy, "
+        "fallback_rate, blended_cost_per_1k, created_by, created_at) VALUES (:p, :e, :t, 1.0, 0.5, 0.0, 0.4, "
+        ":u, '2026-01-01 00:00:00')"), {"p": evaluation.project_id, "e": evaluation.id, "t": threshold,
+                                        "u": evaluation.created_by})
+    session.commit()
+
+
+def _forge_token(session, *, kind: str, user_id: int, project_id: int | None) -> str:
+    secret = ("stc_" if kind == tokens.CLI else "sts_") + "forged-by-raw-sql-0123456789"
+    session.execute(text(
+        "INSERT INTO access_token (kind, name, token_hash, prefix, user_id, project_id, created_at) "
+        "VALUES (:k, 'forged', :h, :pre, :u, :p, '2026-01-01 00:00:00')"),
+        {"k": kind, "h": hashlib.sha256(secret.encode()).hexdigest(), "pre": secret[:10], "u": user_id,
+         "p": project_id})
+    session.commit()
+    return secret
+
+
+def _cli(*args: str):
+    get_settings.cache_clear()  # the environment as this command would read it
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def shipped(session, demo, gated, passing_eval):
+    """The gated moderation project shipped on an approved evaluation whose only genuine threshold is 0.7."""
+    approve(session, demo, gated, passing_eval, threshold=0.7)
+    decision.decide(session, actor=demo["sam"], project=gated, decision="ship", rationale="passes",
+                    evaluation_id=passing_eval.id)
+    return passing_eval
+
+
+def test_an_inserted_threshold_of_zero_is_not_what_the_rollout_starts_with(session, demo, gated, shipped):
+    _forge_threshold(session, shipped, threshold=0.0)
+    assert [t.threshold for t in review.threshold_proposals(session, evaluation_id=shipped.id)] == [0.7]
+    event = rollout.start(session, actor=demo["oscar"], project=gated)
+    assert event.threshold == 0.7
+
+
+def test_an_inserted_threshold_does_not_stand_in_for_a_proposed_one(session, demo, gated, passing_eval):
+    for item in review_items(session, passing_eval, column="category", value="threat", n=5):
+        review.record_verdict(session, actor=demo["val"], project=gated, evaluation_id=passing_eval.id,
+                              item_id=item, verdict="student-right", comment="")
+    review.sign_off(session, actor=demo["val"], project=gated, evaluation_id=passing_eval.id, approve=True,
+                    comment="looked at the threats")
+    _forge_threshold(session, passing_eval, threshold=0.0)
+    with pytest.raises(GovernanceViolation, match="threshold"):
+        decision.decide(session, actor=demo["sam"], project=gated, decision="ship", rationale="passes",
+                        evaluation_id=passing_eval.id)
+
+
+def test_the_payback_figure_ignores_an_inserted_threshold(session, demo, gated, shipped):
+    from core.evaluation.runs import load_report
+
+    report = load_report(session, shipped)
+    before = decision.payback(session, project=gated, evaluation=shipped, report=report)
+    _forge_threshold(session, shipped, threshold=0.0)
+    after = decision.payback(session, project=gated, evaluation=shipped, report=report)
+    assert after == before
+
+
+def test_an_inserted_cli_token_does_not_act_as_the_admin(engine, session, demo, monkeypatch):
+    secret = _forge_token(session, kind=tokens.CLI, user_id=demo["admin"].id, project_id=None)
+    monkeypatch.setenv("STILLROOM_TOKEN", secret)
+    who = _cli("whoami")
+    assert who.exit_code == 2 and "unknown or revoked" in who.stderr
+    assert _cli("users", "list").exit_code == 2
+
+
+def test_a_revoked_cli_token_updated_back_to_life_stays_dead(engine, session, demo, monkeypatch):
+    made = tokens.create_cli_token(session, user=demo["dana"], name="laptop")
+    tokens.revoke_cli_token(session, secret=made.secret)
+    session.execute(text("UPDATE access_token SET revoked_at = NULL, revoked_by = NULL WHERE id = :i"),
+                    {"i": made.row.id})
+    session.commit()
+    monkeypatch.setenv("STILLROOM_TOKEN", made.secret)
+    who = _cli("whoami")
+    assert who.exit_code == 2 and "unknown or revoked" in who.stderr
+
+
+def test_serving_refuses_an_inserted_or_revived_serving_token(session, demo, moderation):
+    genuine = tokens.create_serve_token(session, actor=demo["oscar"], project=moderation, name="client")
+    revived = tokens.create_serve_token(session, actor=demo["oscar"], project=moderation, name="old client")
+    tokens.revoke_serve_token(session, actor=demo["oscar"], project=moderation, token_id=revived.row.id)
+    session.execute(text("UPDATE access_token SET revoked_at = NULL WHERE id = :i"), {"i": revived.row.id})
+    session.commit()
+    forged = _forge_token(session, kind=tokens.SERVE, user_id=demo["oscar"].id, project_id=moderation.id)
+    hashes = tokens.active_serve_hashes(session, project_id=moderation.id)
+    assert hashes == {tokens.token_hash(genuine.secret)}
+
+    class Service:  # what check_token reads of the running service
+        token_hashes = hashes
+
+    check_token(Service, f"Bearer {genuine.secret}")
+    for secret in (forged, revived.secret):
+        with pytest.raises(Refused):
+            check_token(Service, f"Bearer {secret}")
+
+
+# --------------------------------------------------------------------------- nobody reads around the door
+
+# Reads of governed tables allowed outside core.governance.vouched, as (file, function): each must see every row,
+# forged ones included, and none decides anything on what it finds.
+ALLOWED = {
+    ("core/governance/people.py", "user_count"),  # the bootstrap check: a forged account must block it, not slip by
+    ("core/governance/people.py", "create_user"),  # a username taken by any row, forged or not, is taken
+}
+# The vouching machinery itself, and schema history.
+SKIPPED = ("core/governance/vouched.py", "core/governance/integrity.py", "core/governance/audit.py",
+           "core/migrations/")
+READ_CALLS = {"select", "get", "join", "outerjoin", "select_from", "query", "scalar", "scalars"}
+PASS_THROUGH = {"isinstance", "issubclass"}
+
+
+def _governed_names(tree: ast.Module) -> dict[str, str]:
+    """{name a module may use for a governed model: its table}, counting ``from core.models import X as Y``."""
+    names = {m.__name__: m.__tablename__ for m in vouched.GOVERNED}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "core.models":
+            names.update({a.asname: names[a.name] for a in node.names if a.asname and a.name in names})
+    return names
+
+
+def _refers(node: ast.AST, names: dict[str, str]) -> bool:
+    """Does ``node`` name a governed model (``SignOff``, ``models.SignOff``, ``SignOff.id``...)?"""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id in names:
+            return True
+        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == "models" \
+                and sub.attr in names:
+            return True
+    return False
+
+
+def _callee(call: ast.Call) -> tuple[str, str]:
+    """(the object called on, the name called): ``session.get`` -> ("session", "get"), ``select`` -> ("", ...)."""
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        return (func.value.id if isinstance(func.value, ast.Name) else ""), func.attr
+    return "", func.id if isinstance(func, ast.Name) else ""
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, ast.AST]]:
+    """(name, node) of each top-level function and method, then the module's other statements as ("", ...)."""
+    out = []
+    for stmt in tree.body:
+        inner = stmt.body if isinstance(stmt, ast.ClassDef) else [stmt]
+        out += [(n.name if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) else "", n) for n in inner]
+    return out
+
+
+def _offences(source: str, rel: str) -> list[str]:
+    """Every read of a governed table in ``source`` (the file ``rel``) that does not go through the reader."""
+    tree = ast.parse(source)
+    names = _governed_names(tree)
+    raw_sql = re.compile(rf"\b(from|join|update)\s+[\"`]?({'|'.join(set(names.values()))})\b", re.IGNORECASE)
+    out = set()
+    for fn_name, fn in _functions(tree):
+        if (rel, fn_name) in ALLOWED:
+            continue
+        for node in ast.walk(fn):
+            where = f"{rel}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and raw_sql.search(node.value):
+                out.add(f"{where}: raw SQL on a governed table")
+            if not isinstance(node, ast.Call):
+                continue
+            owner, name = _callee(node)
+            if owner == "vouched" or name in PASS_THROUGH:
+                continue
+            if name in READ_CALLS and any(_refers(a, names) for a in node.args):
+                out.add(f"{where}: {owner + '.' if owner else ''}{name}() of a governed model")
+            elif any(isinstance(a, ast.Name) and a.id in names for a in node.args):
+                out.add(f"{where}: {name}() is handed a governed model to read")
+    return sorted(out, key=lambda o: int(o.split(":")[1]))
+
+
+def test_no_module_reads_a_governed_table_around_the_vouched_reader():
+    files = sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "pages").rglob("*.py")])
+    offences = []
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if not rel.startswith(SKIPPED):
+            offences += _offences(path.read_text(encoding="utf-8"), rel)
+    assert not offences, ("read these through core.governance.vouched (rows/first/get), so a row forged with raw "
+                          "SQL is ignored:\n" + "\n".join(offences))
+
+
+def test_the_enumeration_names_each_way_of_reading_around_the_reader():
+    sneaky = (
+        "from sqlmodel import select\n"
+        "from core.models import AccessToken as Token, SignOff\n"
+        "def f(session, sid):\n"
+        "    a = session.get(Token, sid)\n"
+        "    b = session.exec(select(SignOff.id).where(SignOff.id == sid))\n"
+        "    return _rows(session, SignOff), vouched.rows(session, SignOff), isinstance(a, SignOff)\n"
+        "Q = 'SELECT * FROM access_token'\n"
+    )
+    assert _offences(sneaky, "core/sneaky.py") == [
+        "core/sneaky.py:4: session.get() of a governed model", "core/sneaky.py:5: select() of a governed model",
+        "core/sneaky.py:6: _rows() is handed a governed model to read", "core/sneaky.py:7: raw SQL on a governed table"]
