@@ -116,8 +116,9 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
                                     .where(Dataset.project_id.in_(project_ids)).group_by(Dataset.project_id)).all())
     signed: dict[int, int] = {}
     if evals:  # only sign-offs the audit chain vouches for count
-        for s in vouched.rows(session, SignOff, col(SignOff.evaluation_id).in_([e.id for e in evals.values()])):
-            signed[s.evaluation_id] = signed.get(s.evaluation_id, 0) + 1
+        for (eid,) in vouched.values(session, SignOff, SignOff.evaluation_id,
+                                     where=(col(SignOff.evaluation_id).in_([e.id for e in evals.values()]),)):
+            signed[eid] = signed.get(eid, 0) + 1
     out = {}
     for pid in project_ids:
         d, e = decided.get(pid), evals.get(pid)
@@ -200,8 +201,9 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
     gates = vouched.last_per_project(session, GateVersion, ids, order_by=col(GateVersion.version))
     data = _data_states(session, ids)
     mine: dict[int, set[str]] = {}
-    for r in vouched.rows(session, RoleAssignment, RoleAssignment.user_id == user.id):
-        mine.setdefault(r.project_id, set()).add(r.role)
+    for pid, role in vouched.values(session, RoleAssignment, RoleAssignment.project_id, RoleAssignment.role,
+                                    where=(RoleAssignment.user_id == user.id,)):
+        mine.setdefault(pid, set()).add(role)
     out = []
     for p in projects:
         q, g = quals.get(p.id), gates.get(p.id)

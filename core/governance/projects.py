@@ -139,10 +139,11 @@ def remove_role(
 
 def roster(session: Session, *, project_ids: list[int] | None = None) -> dict[int, dict[str, list[str]]]:
     """{project_id: {role: [username, ...]}} from the vouched roles and accounts (one read of each)."""
-    where = [] if project_ids is None else [col(RoleAssignment.project_id).in_(project_ids)]
-    names = {u.id: u.username for u in vouched.rows(session, User)}
-    held = sorted(((r.project_id, r.role, names[r.user_id]) for r in vouched.rows(session, RoleAssignment, *where)
-                   if r.user_id in names), key=lambda t: t[2])
+    where = () if project_ids is None else (col(RoleAssignment.project_id).in_(project_ids),)
+    names = dict(vouched.values(session, User, User.id, User.username))
+    held = sorted(((pid, role, names[uid]) for pid, role, uid in vouched.values(
+        session, RoleAssignment, RoleAssignment.project_id, RoleAssignment.role, RoleAssignment.user_id, where=where)
+        if uid in names), key=lambda t: t[2])
     out: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for pid, role, username in held:
         out[pid][role].append(username)

@@ -79,6 +79,23 @@ def rows(session: Session, model: type[M], *where: Any, order_by: Any = None, re
     return keep(session, model, list(session.exec(stmt).all()), refuse=refuse)
 
 
+def values(session: Session, model: type[SQLModel], *columns: Any, where: tuple = (),
+           order_by: Any = None) -> list[tuple]:
+    """``columns`` of the vouched rows of ``model`` matching ``where``, as tuples: for reads over many rows (the
+    portfolio's roster of every project) where building ORM objects would cost more than the check."""
+    table = model.__table__
+    key = [table.c.id] + ([table.c.project_id] if "project_id" in table.c else [])
+    stmt = select(*key, *columns).where(*where)
+    if order_by is not None:
+        stmt = stmt.order_by(*(order_by if isinstance(order_by, tuple) else (order_by,)))
+    found = session.exec(stmt).all()
+    if not found:
+        return []
+    pids = {r[1] for r in found} if len(key) == 2 else {None}
+    ok = integrity.vouched_ids(session, entity_of(model), project_ids=None if None in pids else sorted(pids))
+    return [tuple(r[len(key):]) for r in found if r[0] in ok]
+
+
 def last_per_project(session: Session, model: type[M], project_ids: list[int], *, order_by: Any) -> dict[int, M]:
     """{project id: its last vouched row of ``model`` in ``order_by`` order}, for many projects in one read."""
     found = rows(session, model, model.__table__.c.project_id.in_(project_ids), order_by=order_by)
