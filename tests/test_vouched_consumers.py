@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from core.cli import cli
 from core.config import get_settings
-from core.errors import GovernanceViolation
+from core.errors import GovernanceViolation, RecordTampered
 from core.governance import decision, review, tokens, vouched
 from core.monitoring import rollout
 from core.serving.app import Refused, check_token
@@ -130,6 +130,65 @@ def test_serving_refuses_an_inserted_or_revived_serving_token(session, demo, mod
     for secret in (forged, revived.secret):
         with pytest.raises(Refused):
             check_token(Service, f"Bearer {secret}")
+
+
+def test_monitoring_settings_loosened_or_inserted_by_sql_stop_the_rollout(session, demo, gated, shipped):
+    from core.monitoring import config
+
+    rollout.start(session, actor=demo["oscar"], project=gated)
+    assert rollout.check_advance(session, project_id=gated.id).criteria[0].threshold == 200  # the default
+    session.execute(text("INSERT INTO monitor_config (project_id, settings, updated_by, updated_at) "
+                         "VALUES (:p, '{\"min_requests\": 1, \"max_fallback_rate\": 1.0}', :u, "
+                         "'2026-01-01 00:00:00')"), {"p": gated.id, "u": demo["oscar"].id})
+    session.commit()
+    with pytest.raises(RecordTampered, match="monitor_config"):
+        rollout.check_advance(session, project_id=gated.id)
+    session.execute(text("DELETE FROM monitor_config"))
+    config.set_config(session, actor=demo["oscar"], project=gated, changes={"min_requests": 5000})
+    session.execute(text("UPDATE monitor_config SET settings = '{\"min_requests\": 1}'"))
+    session.commit()
+    session.expire_all()
+    with pytest.raises(RecordTampered, match="monitor_config"):
+        rollout.check_advance(session, project_id=gated.id)
+
+
+def test_an_inserted_role_grants_nothing(session, demo, moderation):
+    from core.governance import gate as gate_mod
+    from core.governance import projects
+    from core.models import Role
+
+    session.execute(text("INSERT INTO role_assignment (project_id, user_id, role, assigned_at) "
+                         "VALUES (:p, :u, 'sponsor', '2026-01-01 00:00:00')"),
+                    {"p": moderation.id, "u": demo["dana"].id})
+    session.commit()
+    assert Role.SPONSOR not in projects.roles_of(session, project_id=moderation.id, user_id=demo["dana"].id)
+    assert "dana" not in projects.roster(session, project_ids=[moderation.id])[moderation.id]["sponsor"]
+    with pytest.raises(GovernanceViolation, match="Only a sponsor"):
+        gate_mod.lock(session, actor=demo["dana"], project=moderation, spec={})
+
+
+def test_an_inserted_approval_does_not_lift_blind_review(session, demo, gated, passing_eval):
+    from core.governance import visibility
+
+    session.execute(text(
+        "INSERT INTO sign_off (project_id, evaluation_id, evaluation_hash, approve, comment, validator_id, "
+        "covers_declared_latency, created_at) VALUES (:p, :e, :h, 1, 'forged', :v, 0, '2026-01-01 00:00:00')"),
+        {"p": gated.id, "e": passing_eval.id, "h": passing_eval.report_hash, "v": demo["val"].id})
+    session.commit()
+    assert not visibility.signed_off(session, evaluation_id=passing_eval.id)
+
+
+def test_an_inserted_admin_account_cannot_log_in(session, demo):
+    from core.errors import AuthenticationFailed
+    from core.governance import people
+
+    session.execute(text("INSERT INTO user (username, display_name, password_hash, is_admin, is_active, created_at, "
+                         "session_epoch) VALUES ('mallory', 'Mallory', :h, 1, 1, '2026-01-01 00:00:00', 0)"),
+                    {"h": people._hasher.hash("mallory-long-pass")})
+    session.commit()
+    with pytest.raises(AuthenticationFailed, match="Wrong username or password"):
+        people.authenticate(session, username="mallory", password="mallory-long-pass")
+    assert "mallory" not in [u.username for u in people.list_users(session)]
 
 
 # --------------------------------------------------------------------------- nobody reads around the door

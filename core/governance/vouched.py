@@ -23,6 +23,7 @@ from core.models import (
     Decision,
     GateVersion,
     HoldoutVersion,
+    MonitorConfig,
     RoleAssignment,
     RolloutEvent,
     SignOff,
@@ -35,7 +36,7 @@ M = TypeVar("M", bound=SQLModel)
 # The tables a decision, a rollout or an identity rests on: read only through this module.
 GOVERNED: tuple[type[SQLModel], ...] = (
     User, RoleAssignment, AccessToken, GateVersion, HoldoutVersion, SignOff, ThresholdProposal, Decision,
-    RolloutEvent,
+    RolloutEvent, MonitorConfig,
 )
 
 _ENTITY: dict[type[SQLModel], str] = {spec.model: name for name, spec in integrity.TRACKED.items()}
