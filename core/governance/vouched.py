@@ -56,6 +56,12 @@ def _scope(model: type[SQLModel], found: Iterable[SQLModel]) -> list[int] | None
     return None if None in pids else sorted(pids)
 
 
+def _ordered(stmt: Any, order_by: Any) -> Any:
+    if order_by is None:
+        return stmt
+    return stmt.order_by(*(order_by if isinstance(order_by, tuple) else (order_by,)))
+
+
 def keep(session: Session, model: type[M], found: list[M], *, refuse: bool = False) -> list[M]:
     """``found`` (rows of ``model`` read in this session) without those the chain does not vouch for; with
     ``refuse``, RecordTampered (GateTampered for a gate) at the first such row instead."""
@@ -74,9 +80,7 @@ def rows(session: Session, model: type[M], *where: Any, order_by: Any = None, re
     ``refuse``: raise at a row the chain does not vouch for rather than skip it, for a table whose rows are each
     in force (a project's gates), where skipping an edited one would silently put an older one back in force.
     """
-    stmt = select(model).where(*where)
-    if order_by is not None:
-        stmt = stmt.order_by(*(order_by if isinstance(order_by, tuple) else (order_by,)))
+    stmt = _ordered(select(model).where(*where), order_by)
     return keep(session, model, list(session.exec(stmt).all()), refuse=refuse)
 
 
@@ -86,10 +90,7 @@ def values(session: Session, model: type[SQLModel], *columns: Any, where: tuple 
     portfolio's roster of every project) where building ORM objects would cost more than the check."""
     table = model.__table__
     key = [table.c.id] + ([table.c.project_id] if "project_id" in table.c else [])
-    stmt = select(*key, *columns).where(*where)
-    if order_by is not None:
-        stmt = stmt.order_by(*(order_by if isinstance(order_by, tuple) else (order_by,)))
-    found = session.exec(stmt).all()
+    found = session.exec(_ordered(select(*key, *columns).where(*where), order_by)).all()
     if not found:
         return []
     pids = {r[1] for r in found} if len(key) == 2 else {None}
@@ -111,9 +112,9 @@ def first(session: Session, model: type[M], *where: Any, order_by: Any = None) -
 
 def newest(session: Session, model: type[M], *where: Any, order_by: Any) -> M | None:
     """The first row in ``order_by`` order, or None; RecordTampered (GateTampered) when the chain does not vouch
-    for it: the gate in force is the newest one, and an older one must not quietly stand in for it."""
-    stmt = select(model).where(*where).order_by(*(order_by if isinstance(order_by, tuple) else (order_by,)))
-    row = session.exec(stmt.limit(1)).first()
+    for it: for a row in force (the newest gate, the monitoring settings), which an older or default one must not
+    quietly stand in for."""
+    row = session.exec(_ordered(select(model).where(*where), order_by).limit(1)).first()
     return require(session, row) if row is not None else None
 
 
