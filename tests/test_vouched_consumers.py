@@ -191,6 +191,23 @@ def test_an_inserted_admin_account_cannot_log_in(session, demo):
     assert "mallory" not in [u.username for u in people.list_users(session)]
 
 
+def test_an_inserted_proceed_qualification_locks_no_gate(session, demo, moderation):
+    import json
+
+    from conftest import good_qualification
+    from core.governance import gate as gate_mod
+
+    session.execute(text(
+        "INSERT INTO qualification (project_id, version, inputs, recommendation, reasons, payback_months, verdict, "
+        "rationale, recorded_by, recorded_at) VALUES (:p, 1, :i, 'proceed', '[]', 1.0, 'proceed', '', :u, "
+        "'2026-01-01 00:00:00')"), {"p": moderation.id, "i": json.dumps(good_qualification()), "u": demo["sam"].id})
+    session.commit()
+    with pytest.raises(RecordTampered, match="qualification #"):
+        gate_mod.lock(session, actor=demo["sam"], project=moderation,
+                      spec=gate_mod.template("cost-pressure", good_qualification()))
+    assert gate_mod.history(session, project_id=moderation.id) == []
+
+
 # --------------------------------------------------------------------------- nobody reads around the door
 
 # Reads of governed tables allowed outside core.governance.vouched, as (file, function): each must see every row,

@@ -59,19 +59,6 @@ class ProjectStatus:
         return STAGES[self.stage - 1]
 
 
-def _latest_per_project(session: Session, model, project_ids: list[int]) -> dict[int, object]:  # noqa: ANN001
-    newest = (
-        select(model.project_id, func.max(model.version).label("v"))
-        .where(model.project_id.in_(project_ids))
-        .group_by(model.project_id)
-        .subquery()
-    )
-    rows = session.exec(
-        select(model).join(newest, (model.project_id == newest.c.project_id) & (model.version == newest.c.v))
-    ).all()
-    return {r.project_id: r for r in rows}
-
-
 @dataclass(frozen=True)
 class DataState:
     """How far a project's data has come (counts from one grouped query each)."""
@@ -197,7 +184,7 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
     if not ids:
         return []
     people = roster(session, project_ids=ids)
-    quals = _latest_per_project(session, Qualification, ids)
+    quals = vouched.last_per_project(session, Qualification, ids, order_by=col(Qualification.version))
     gates = vouched.last_per_project(session, GateVersion, ids, order_by=col(GateVersion.version))
     data = _data_states(session, ids)
     mine: dict[int, set[str]] = {}

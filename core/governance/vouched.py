@@ -24,6 +24,7 @@ from core.models import (
     GateVersion,
     HoldoutVersion,
     MonitorConfig,
+    Qualification,
     RoleAssignment,
     RolloutEvent,
     SignOff,
@@ -35,8 +36,8 @@ M = TypeVar("M", bound=SQLModel)
 
 # The tables a decision, a rollout or an identity rests on: read only through this module.
 GOVERNED: tuple[type[SQLModel], ...] = (
-    User, RoleAssignment, AccessToken, GateVersion, HoldoutVersion, SignOff, ThresholdProposal, Decision,
-    RolloutEvent, MonitorConfig,
+    User, RoleAssignment, AccessToken, Qualification, GateVersion, HoldoutVersion, SignOff, ThresholdProposal,
+    Decision, RolloutEvent, MonitorConfig,
 )
 
 _ENTITY: dict[type[SQLModel], str] = {spec.model: name for name, spec in integrity.TRACKED.items()}
