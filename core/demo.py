@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from core.governance import gate, people, projects, qualification
+from core.governance import gate, people, projects, qualification, vouched
 from core.governance.qualification import BetterMove
 from core.models import Project, User
 
@@ -77,9 +77,9 @@ def routing_gate() -> dict:
 def seed(session: Session) -> dict[str, int]:
     """Create the demo people and projects; returns how many of each were added."""
     added = {"people": 0, "projects": 0}
-    admin = session.exec(select(User).where(User.username == "admin")).first()
+    admin = vouched.first(session, User, User.username == "admin")
     for person in DEMO_PEOPLE:
-        if session.exec(select(User).where(User.username == person.username)).first():
+        if vouched.first(session, User, User.username == person.username):
             continue
         actor = None if people.user_count(session) == 0 else admin
         user = people.create_user(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from core.demo import SETUP_JOB
+from core.governance import vouched
 from core.jobs import JobContext, handler
 from core.models import Project, User
 
@@ -20,7 +21,7 @@ MIN_KEPT = 100
 def _actor_project(s: Session, ctx: JobContext) -> tuple[User, Project]:
     from core.models import Job
 
-    return s.get(User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
+    return vouched.one(s, User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
 
 
 def _run_child(ctx: JobContext, job_id: int, start: float, share: float, what: str) -> dict:

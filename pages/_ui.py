@@ -17,7 +17,7 @@ from sqlmodel import Session
 from core.config import get_settings
 from core.db import get_engine, init_db, session_scope
 from core.errors import StillroomError
-from core.governance.people import check_session
+from core.governance.people import account, check_session
 from core.governance.projects import can_view, projects_for
 from core.models import Project, User
 from core.textsafe import safe_frame
@@ -66,7 +66,7 @@ def current_user(session: Session) -> User | None:
     uid = st.session_state.get("user_id")
     if uid is None:
         return None
-    user = session.get(User, uid)
+    user = account(session, uid)
     check = check_session(user, epoch=st.session_state.get("session_epoch"),
                           last_seen=st.session_state.get("last_seen"), now=time.time())
     if not check.ok:

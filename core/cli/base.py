@@ -193,7 +193,7 @@ def _yes(flag: bool) -> str:
 
 
 def _username(session: Session, user_id: int) -> str:
-    user = session.get(User, user_id)
+    user = people.account(session, user_id)
     return user.username if user else f"#{user_id}"
 
 

@@ -19,7 +19,7 @@ from core import textsafe
 from core.artifacts import load_table, store_table
 from core.data import datasets, similarity
 from core.errors import GovernanceViolation, InvalidInput
-from core.governance import audit, integrity
+from core.governance import audit, vouched
 from core.governance.projects import require_role
 from core.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, Role, TeacherRun, User
 
@@ -84,9 +84,8 @@ def versions(session: Session, *, project_id: int) -> list[Version]:
     first = get_holdout(session, project_id=project_id)
     if first is None:
         return []
-    later = session.exec(select(HoldoutVersion).where(HoldoutVersion.project_id == project_id)
-                         .order_by(col(HoldoutVersion.version))).all()
-    later = integrity.only_vouched(session, "holdout_version", list(later), project_ids=[project_id])
+    later = vouched.rows(session, HoldoutVersion, HoldoutVersion.project_id == project_id,
+                         order_by=col(HoldoutVersion.version))
     return [Version(1, first.fingerprint, first.n_rows, first.artifact_id, first.dataset_id)] + [
         Version(v.version, v.fingerprint, v.n_rows, v.artifact_id, v.dataset_id) for v in later]
 

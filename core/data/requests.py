@@ -67,13 +67,12 @@ def _training_added(session: Session, project: Project, decision: Decision, colu
 
 def _holdout_added(session: Session, project: Project, decision: Decision, column: str,
                    value: str) -> tuple[int, list[str]]:
-    from sqlmodel import select
-
     from core.artifacts import load_table
+    from core.governance import vouched
 
     total, by = 0, []
-    later = session.exec(select(HoldoutVersion).where(HoldoutVersion.project_id == project.id)
-                         .order_by(HoldoutVersion.version)).all()
+    later = vouched.rows(session, HoldoutVersion, HoldoutVersion.project_id == project.id,
+                         order_by=HoldoutVersion.version)
     previous = None
     for v in holdout.versions(session, project_id=project.id):
         rows = load_table(session.get(Artifact, v.artifact_id))

@@ -15,7 +15,7 @@ from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
 from core.errors import InvalidInput
 from core.evaluation import baselines, report, runs, teacher_bar
-from core.governance import gate
+from core.governance import gate, vouched
 from core.jobs import JobContext, handler
 from core.models import Job, Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
@@ -85,7 +85,7 @@ def measure_latency(student, adapter, sample: list[str]) -> dict:
 @handler(runs.JOB_KIND)
 def evaluate(ctx: JobContext) -> dict:
     with Session(ctx.engine, expire_on_commit=False) as s:
-        actor = s.get(User, s.get(Job, ctx.job_id).created_by)
+        actor = vouched.one(s, User, s.get(Job, ctx.job_id).created_by)
         project = s.get(Project, ctx.project_id)
         locked = runs.require_can_evaluate(s, actor=actor, project=project)
         run = runs.finished_run(s, project=project, training_run_id=int(ctx.params["training_run_id"]))

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from core import jobs
 from core.artifacts import load_table, path_of, project_dir, register, store_table, track_new_file, verify
 from core.errors import GovernanceViolation, InvalidInput, NotFound
-from core.governance import audit, gate, qualification
+from core.governance import audit, gate, qualification, vouched
 from core.governance.audit import canonical_json, sha256_hex
 from core.governance.projects import require_role
 from core.models import Artifact, Evaluation, GateVersion, Job, Project, Role, TrainingRun, User
@@ -196,7 +196,8 @@ def confidence_note(*, missing: int, answered: int) -> str | None:
 
 
 def gate_of(session: Session, evaluation: Evaluation) -> GateVersion:
-    return session.get(GateVersion, evaluation.gate_version_id)
+    """The gate the evaluation was scored against, or GateTampered when it was changed since."""
+    return vouched.one(session, GateVersion, evaluation.gate_version_id)
 
 
 def is_superseded(session: Session, evaluation: Evaluation) -> bool:

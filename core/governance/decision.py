@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.errors import GovernanceViolation, InvalidInput, RoundClosed
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
-from core.governance import audit, gate, integrity, qualification, review
+from core.governance import audit, gate, qualification, review, vouched
 from core.governance.projects import require_role
 from core.models import Decision, Evaluation, GateVersion, Project, Role, SignOff, ThresholdProposal, User
 
@@ -37,9 +37,7 @@ class Choice(StrEnum):
 
 def decisions(session: Session, *, project_id: int) -> list[Decision]:
     """The project's decisions the audit chain vouches for (a row forged with raw SQL is not one)."""
-    rows = list(session.exec(select(Decision).where(Decision.project_id == project_id)
-                             .order_by(col(Decision.round))).all())
-    return integrity.only_vouched(session, "decision", rows, project_ids=[project_id])
+    return vouched.rows(session, Decision, Decision.project_id == project_id, order_by=col(Decision.round))
 
 
 def closing_decision(session: Session, *, project_id: int) -> Decision | None:
@@ -449,8 +447,8 @@ def decide(
                                field="evaluation")
     else:
         evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
-        integrity.require_vouched(session, "evaluation", evaluation)
-        integrity.require_gate_intact(session, session.get(GateVersion, evaluation.gate_version_id))
+        vouched.require(session, evaluation)
+        vouched.one(session, GateVersion, evaluation.gate_version_id)
         if evaluation.round != rnd:
             raise GovernanceViolation(
                 f"Evaluation #{evaluation.id} belongs to round {evaluation.round} but round {rnd} is open: "

@@ -14,10 +14,10 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.errors import GateNotLocked, GovernanceViolation, InvalidInput
-from core.governance import audit, integrity, qualification
+from core.governance import audit, qualification, vouched
 from core.governance.audit import canonical_json, sha256_hex
 from core.governance.projects import require_role
 from core.governance.qualification import Play, Recommendation
@@ -253,10 +253,10 @@ def lock(
 
 
 def current(session: Session, *, project_id: int) -> GateVersion | None:
-    return session.exec(
-        select(GateVersion).where(GateVersion.project_id == project_id)
-        .order_by(col(GateVersion.version).desc()).limit(1)
-    ).first()
+    """The gate in force, or GateTampered when it was edited or inserted outside Stillroom (nothing is scored,
+    decided or rolled out against it, and no older version quietly stands in for it)."""
+    return vouched.newest(session, GateVersion, GateVersion.project_id == project_id,
+                          order_by=col(GateVersion.version).desc())
 
 
 def require_locked(session: Session, *, project: Project, doing: str) -> GateVersion:
@@ -266,19 +266,18 @@ def require_locked(session: Session, *, project: Project, doing: str) -> GateVer
         raise GateNotLocked(
             f"The gate for project {project.name!r} is not locked: the sponsor must lock it before {doing}."
         )
-    return integrity.require_gate_intact(session, gate)  # a gate edited behind its trigger scores nothing
+    return gate
 
 
 def history(session: Session, *, project_id: int) -> list[GateVersion]:
-    return list(session.exec(
-        select(GateVersion).where(GateVersion.project_id == project_id).order_by(GateVersion.version)
-    ).all())
+    return vouched.rows(session, GateVersion, GateVersion.project_id == project_id,
+                        order_by=col(GateVersion.version), refuse=True)
 
 
 def get_version(session: Session, *, project: Project, version: int) -> GateVersion:
-    gate = session.exec(
-        select(GateVersion).where(GateVersion.project_id == project.id, GateVersion.version == version)
-    ).first()
+    found = vouched.rows(session, GateVersion, GateVersion.project_id == project.id,
+                         GateVersion.version == version, refuse=True)
+    gate = found[0] if found else None
     if gate is None:
         raise InvalidInput(f"project {project.name!r} has no gate version {version}.", field="version")
     return gate

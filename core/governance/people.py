@@ -23,7 +23,7 @@ from sqlmodel import Session, col, func, select
 
 from core.config import get_settings
 from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
-from core.governance import audit
+from core.governance import audit, vouched
 from core.models import LoginAttempt, User, utcnow
 
 _hasher = PasswordHasher()
@@ -219,7 +219,7 @@ def authenticate(session: Session, *, username: str, password: str, client: str 
     """
     name = (username or "").strip().lower()
     client = client[:200] if isinstance(client, str) and client else UNKNOWN_CLIENT
-    user = session.exec(select(User).where(User.username == name)).first()
+    user = vouched.first(session, User, User.username == name)  # a forged account row logs nobody in
     until = locked_until(session, username=name, client=client)
     if until is not None:
         _attempt(session, username=name, client=client, succeeded=False, refused=True, user=user)
@@ -271,7 +271,8 @@ def check_session(user: User | None, *, epoch: int | None, last_seen: float | No
 
 
 def get_user(session: Session, username: str) -> User:
-    user = session.exec(select(User).where(User.username == (username or "").strip())).first()
+    """The account the audit chain vouches for under ``username`` (a row INSERTed with SQL is no account)."""
+    user = vouched.first(session, User, User.username == (username or "").strip())
     if user is None:
         raise NotFound(
             f"no user named {username!r}: check the spelling, or ask an admin to create the account.",
@@ -280,8 +281,13 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def account(session: Session, user_id: int | None) -> User | None:
+    """The account with this id as the audit chain vouches for it, else None (who a browser session is)."""
+    return vouched.get(session, User, user_id)
+
+
 def list_users(session: Session) -> list[User]:
-    return list(session.exec(select(User).order_by(User.username)).all())
+    return vouched.rows(session, User, order_by=User.username)
 
 
 def user_rows(session: Session, *, actor: User) -> list[dict]:

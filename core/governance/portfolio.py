@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from core.governance import integrity
+from core.governance import vouched
 from core.governance.projects import projects_for, roster
 from core.models import (
     Dataset,
@@ -59,19 +59,6 @@ class ProjectStatus:
         return STAGES[self.stage - 1]
 
 
-def _latest_per_project(session: Session, model, project_ids: list[int]) -> dict[int, object]:  # noqa: ANN001
-    newest = (
-        select(model.project_id, func.max(model.version).label("v"))
-        .where(model.project_id.in_(project_ids))
-        .group_by(model.project_id)
-        .subquery()
-    )
-    rows = session.exec(
-        select(model).join(newest, (model.project_id == newest.c.project_id) & (model.version == newest.c.v))
-    ).all()
-    return {r.project_id: r for r in rows}
-
-
 @dataclass(frozen=True)
 class DataState:
     """How far a project's data has come (counts from one grouped query each)."""
@@ -100,13 +87,6 @@ def _latest_by_id(session: Session, model, project_ids: list[int]) -> dict[int, 
     return {r.project_id: r for r in session.exec(select(model).where(model.id.in_(newest))).all()}
 
 
-def _latest_decisions(session: Session, project_ids: list[int]) -> dict[int, Decision]:
-    """Each project's newest decision that the audit chain vouches for."""
-    ok = integrity.vouched_ids(session, "decision", project_ids=project_ids)
-    rows = session.exec(select(Decision).where(Decision.project_id.in_(project_ids)).order_by(Decision.id)).all()
-    return {d.project_id: d for d in rows if d.id in ok}
-
-
 def _utc(ts: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything Stillroom writes is UTC.
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
@@ -115,17 +95,17 @@ def _utc(ts: datetime) -> datetime:
 def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataState]:
     sets, holdouts = _counts(session, Dataset, project_ids), _counts(session, Holdout, project_ids)
     runs, students = _counts(session, TeacherRun, project_ids), _counts(session, TrainingRun, project_ids)
-    evals, decided = _latest_by_id(session, Evaluation, project_ids), _latest_decisions(session, project_ids)
+    evals = _latest_by_id(session, Evaluation, project_ids)
+    decided = vouched.last_per_project(session, Decision, project_ids, order_by=col(Decision.id))
     redistill = _latest_by_id(session, RedistillRequest, project_ids)
-    rollouts = _latest_by_id(session, RolloutEvent, project_ids)
+    rollouts = vouched.last_per_project(session, RolloutEvent, project_ids, order_by=col(RolloutEvent.id))
     newest_data = dict(session.exec(select(Dataset.project_id, func.max(Dataset.created_at))
                                     .where(Dataset.project_id.in_(project_ids)).group_by(Dataset.project_id)).all())
     signed: dict[int, int] = {}
     if evals:  # only sign-offs the audit chain vouches for count
-        ok = integrity.vouched_ids(session, "sign_off", project_ids=project_ids)
-        for sid, eid in session.exec(select(SignOff.id, SignOff.evaluation_id)
-                                     .where(SignOff.evaluation_id.in_([e.id for e in evals.values()]))).all():
-            signed[eid] = signed.get(eid, 0) + (sid in ok)
+        for (eid,) in vouched.values(session, SignOff, SignOff.evaluation_id,
+                                     where=(col(SignOff.evaluation_id).in_([e.id for e in evals.values()]),)):
+            signed[eid] = signed.get(eid, 0) + 1
     out = {}
     for pid in project_ids:
         d, e = decided.get(pid), evals.get(pid)
@@ -204,14 +184,12 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
     if not ids:
         return []
     people = roster(session, project_ids=ids)
-    quals = _latest_per_project(session, Qualification, ids)
-    gates = _latest_per_project(session, GateVersion, ids)
+    quals = vouched.last_per_project(session, Qualification, ids, order_by=col(Qualification.version))
+    gates = vouched.last_per_project(session, GateVersion, ids, order_by=col(GateVersion.version))
     data = _data_states(session, ids)
-    mine_rows = session.exec(
-        select(RoleAssignment.project_id, RoleAssignment.role).where(RoleAssignment.user_id == user.id)
-    ).all()
     mine: dict[int, set[str]] = {}
-    for pid, role in mine_rows:
+    for pid, role in vouched.values(session, RoleAssignment, RoleAssignment.project_id, RoleAssignment.role,
+                                    where=(RoleAssignment.user_id == user.id,)):
         mine.setdefault(pid, set()).add(role)
     out = []
     for p in projects:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.errors import InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
-from core.governance import audit
+from core.governance import audit, vouched
 from core.governance.people import get_user, require_admin
 from core.models import Project, Role, RoleAssignment, User
 
@@ -73,12 +73,10 @@ def list_projects(session: Session) -> list[Project]:
 
 
 def roles_of(session: Session, *, project_id: int, user_id: int) -> set[Role]:
-    rows = session.exec(
-        select(RoleAssignment.role).where(
-            RoleAssignment.project_id == project_id, RoleAssignment.user_id == user_id
-        )
-    ).all()
-    return {Role(r) for r in rows}
+    """The roles the audit chain vouches ``user_id`` holds on the project (a role INSERTed with SQL is none)."""
+    rows = vouched.rows(session, RoleAssignment, RoleAssignment.project_id == project_id,
+                        RoleAssignment.user_id == user_id)
+    return {Role(r.role) for r in rows}
 
 
 def require_role(session: Session, *, actor: User, project: Project, role: Role, doing: str) -> None:
@@ -127,13 +125,8 @@ def remove_role(
     require_admin(actor)
     role = parse_role(role) if isinstance(role, str) else role
     user = get_user(session, username)
-    row = session.exec(
-        select(RoleAssignment).where(
-            RoleAssignment.project_id == project.id,
-            RoleAssignment.user_id == user.id,
-            RoleAssignment.role == role.value,
-        )
-    ).first()
+    row = vouched.first(session, RoleAssignment, RoleAssignment.project_id == project.id,
+                        RoleAssignment.user_id == user.id, RoleAssignment.role == role.value)
     if row is None:
         raise InvalidInput(f"{username} is not {role.value} of {project.name!r}: nothing to remove.", field="role")
     session.delete(row)
@@ -145,14 +138,14 @@ def remove_role(
 
 
 def roster(session: Session, *, project_ids: list[int] | None = None) -> dict[int, dict[str, list[str]]]:
-    """{project_id: {role: [username, ...]}} in one query."""
-    q = select(RoleAssignment.project_id, RoleAssignment.role, User.username).join(
-        User, User.id == RoleAssignment.user_id
-    )
-    if project_ids is not None:
-        q = q.where(RoleAssignment.project_id.in_(project_ids))
+    """{project_id: {role: [username, ...]}} from the vouched roles and accounts (one read of each)."""
+    where = () if project_ids is None else (col(RoleAssignment.project_id).in_(project_ids),)
+    names = dict(vouched.values(session, User, User.id, User.username))
+    held = sorted(((pid, role, names[uid]) for pid, role, uid in vouched.values(
+        session, RoleAssignment, RoleAssignment.project_id, RoleAssignment.role, RoleAssignment.user_id, where=where)
+        if uid in names), key=lambda t: t[2])
     out: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for pid, role, username in session.exec(q.order_by(User.username)).all():
+    for pid, role, username in held:
         out[pid][role].append(username)
     return out
 
@@ -161,20 +154,13 @@ def projects_for(session: Session, *, user: User) -> list[Project]:
     """The projects a person can open: all for an admin, else those they hold a role on."""
     if user.is_admin:
         return list_projects(session)
-    q = (
-        select(Project)
-        .join(RoleAssignment, RoleAssignment.project_id == Project.id)
-        .where(RoleAssignment.user_id == user.id)
-        .distinct()
-        .order_by(Project.name)
-    )
-    return list(session.exec(q).all())
+    ids = {r.project_id for r in vouched.rows(session, RoleAssignment, RoleAssignment.user_id == user.id)}
+    return list(session.exec(select(Project).where(col(Project.id).in_(ids)).order_by(Project.name)).all())
 
 
 def roles_held(session: Session, *, user_id: int) -> set[Role]:
     """Every role a person holds on any project (what the app's navigation offers them)."""
-    rows = session.exec(select(RoleAssignment.role).where(RoleAssignment.user_id == user_id).distinct()).all()
-    return {Role(r) for r in rows}
+    return {Role(r.role) for r in vouched.rows(session, RoleAssignment, RoleAssignment.user_id == user_id)}
 
 
 def can_view(session: Session, *, user: User, project: Project) -> None:

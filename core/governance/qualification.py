@@ -12,10 +12,10 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.errors import InvalidInput, ProjectBlocked
-from core.governance import audit
+from core.governance import audit, vouched
 from core.governance.projects import require_role
 from core.models import Project, Qualification, Role, User
 from core.validation import parse
@@ -266,15 +266,12 @@ def record(
 
 
 def latest(session: Session, *, project_id: int) -> Qualification | None:
-    return session.exec(
-        select(Qualification)
-        .where(Qualification.project_id == project_id)
-        .order_by(col(Qualification.version).desc())
-        .limit(1)
-    ).first()
+    """The qualification in force, or RecordTampered when it was inserted or edited outside Stillroom: a forged
+    'proceed' locks no gate and prices no payback."""
+    return vouched.newest(session, Qualification, Qualification.project_id == project_id,
+                          order_by=col(Qualification.version).desc())
 
 
 def history(session: Session, *, project_id: int) -> list[Qualification]:
-    return list(session.exec(
-        select(Qualification).where(Qualification.project_id == project_id).order_by(Qualification.version)
-    ).all())
+    return vouched.rows(session, Qualification, Qualification.project_id == project_id,
+                        order_by=col(Qualification.version), refuse=True)

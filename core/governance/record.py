@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 from core import artifacts
 from core.errors import GovernanceViolation, InvalidInput
 from core.evaluation.runs import load_report
-from core.governance import audit, decision, gate, integrity, qualification, review, visibility
+from core.governance import audit, decision, gate, qualification, review, visibility, vouched
 from core.governance.projects import can_view
 from core.models import (
     Artifact,
@@ -76,11 +76,6 @@ def _fmt(x) -> str:
 
 def _rows(session: Session, model, project_id: int) -> list:
     return list(session.exec(select(model).where(model.project_id == project_id).order_by(col(model.id))).all())
-
-
-def _vouched(session: Session, entity: str, rows: list) -> list:
-    """Only the rows the audit chain vouches for: a sign-off or decision forged with raw SQL is not history."""
-    return integrity.only_vouched(session, entity, rows)
 
 
 def _trigger(session: Session, project: Project) -> Section:
@@ -182,7 +177,7 @@ def _signoffs(session: Session, project: Project, names: dict[int, str]) -> Sect
     return Section("Sign-offs", tables=[Table(
         ["evaluation", "validator", "approve", "evaluation hash", "comment", "when"],
         [[s.evaluation_id, names.get(s.validator_id), s.approve, s.evaluation_hash, s.comment, s.created_at]
-         for s in _vouched(session, "sign_off", _rows(session, SignOff, project.id))])])
+         for s in vouched.rows(session, SignOff, SignOff.project_id == project.id, order_by=col(SignOff.id))])])
 
 
 def _thresholds(session: Session, project: Project, names: dict[int, str]) -> Section:
@@ -191,7 +186,8 @@ def _thresholds(session: Session, project: Project, names: dict[int, str]) -> Se
          "choice"],
         [[t.evaluation_id, names.get(t.created_by), t.threshold, t.served_share, t.student_accuracy,
           t.fallback_rate, t.blended_cost_per_1k, review.choice_of(t)]
-         for t in _rows(session, ThresholdProposal, project.id)])])
+         for t in vouched.rows(session, ThresholdProposal, ThresholdProposal.project_id == project.id,
+                               order_by=col(ThresholdProposal.id))])])
 
 
 def _request_text(req: dict) -> str:
@@ -205,7 +201,8 @@ def _decisions(session: Session, project: Project, names: dict[int, str]) -> Sec
                            "data request", "when"],
                           [[d.round, d.decision, names.get(d.created_by), d.rationale, d.evaluation_id,
                             d.evaluation_hash, _request_text(d.data_request), d.created_at]
-                           for d in _vouched(session, "decision", _rows(session, Decision, project.id))]))
+                           for d in vouched.rows(session, Decision, Decision.project_id == project.id,
+                                                 order_by=col(Decision.id))]))
     kill = decision.kill_recommendation([r.criteria for r in decision.rounds_history(session, project_id=project.id)])
     if kill:
         s.lines.append(f"Recommendation: {kill.reason}")
@@ -225,7 +222,7 @@ def _decisions(session: Session, project: Project, names: dict[int, str]) -> Sec
 def gather(session: Session, *, actor: User, project: Project) -> Record:
     """Everything the record holds, read in one session (anyone with a role on the project)."""
     can_view(session, user=actor, project=project)
-    names = {u.id: u.username for u in session.exec(select(User)).all()}
+    names = {u.id: u.username for u in vouched.rows(session, User)}
     evs = _rows(session, Evaluation, project.id)
     sections = [
         _trigger(session, project), _gates(session, project), _data(session, project),

@@ -23,7 +23,7 @@ from core.evaluation.runs import (
     serve_every_answer_hint,
     without_confidence,
 )
-from core.governance import audit, gate, integrity, qualification, separation, visibility
+from core.governance import audit, gate, qualification, separation, visibility, vouched
 from core.governance.projects import require_role, roles_of
 from core.models import (
     Evaluation,
@@ -47,7 +47,7 @@ THRESHOLD_STEP = 0.01
 
 
 def _gate_spec(session: Session, evaluation: Evaluation) -> dict:
-    return gate.spec_of(session.get(GateVersion, evaluation.gate_version_id))
+    return gate.spec_of(vouched.one(session, GateVersion, evaluation.gate_version_id))
 
 
 def slice_columns(df: pd.DataFrame) -> list[str]:
@@ -285,8 +285,8 @@ def agreement(session: Session, *, evaluation_id: int, viewer: User) -> list[Pai
     if df.empty:
         return []
     rule = visibility.blind(session, viewer=viewer, evaluation_id=evaluation_id)
-    names = {u.id: u.username for u in session.exec(
-        select(User).where(col(User.id).in_(df["validator_id"].unique().tolist()))).all()}
+    names = {u.id: u.username for u in vouched.rows(
+        session, User, col(User.id).in_(df["validator_id"].unique().tolist()))}
     wide = df.pivot(index="item_id", columns="validator_id", values="verdict")
     out = []
     for x, y in combinations(sorted(wide.columns, key=lambda v: names[v]), 2):
@@ -372,9 +372,7 @@ def sign_off(
 
 def sign_offs(session: Session, *, evaluation_id: int) -> list[SignOff]:
     """The evaluation's sign-offs the audit chain vouches for (a row forged or flipped with raw SQL is not one)."""
-    rows = list(session.exec(select(SignOff).where(SignOff.evaluation_id == evaluation_id)
-                             .order_by(col(SignOff.id))).all())
-    return integrity.only_vouched(session, "sign_off", rows)
+    return vouched.rows(session, SignOff, SignOff.evaluation_id == evaluation_id, order_by=col(SignOff.id))
 
 
 # --------------------------------------------------------------------------- fallback threshold
@@ -535,5 +533,7 @@ def missing_confidence(session: Session, *, project: Project, evaluation: Evalua
 
 
 def threshold_proposals(session: Session, *, evaluation_id: int) -> list[ThresholdProposal]:
-    return list(session.exec(select(ThresholdProposal).where(ThresholdProposal.evaluation_id == evaluation_id)
-                             .order_by(col(ThresholdProposal.id))).all())
+    """The evaluation's proposed thresholds the audit chain vouches for: one INSERTed with raw SQL is neither
+    what a rollout starts with nor what the payback is priced at."""
+    return vouched.rows(session, ThresholdProposal, ThresholdProposal.evaluation_id == evaluation_id,
+                        order_by=col(ThresholdProposal.id))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from core.errors import SeparationOfDuties
+from core.governance import vouched
 from core.models import (
     AuditEvent,
     Dataset,
@@ -38,14 +39,14 @@ class Evidence:
 
 def _author(session: Session, *, entity: str, entity_id: int, user_id: int | None) -> tuple[int | None, str | None]:
     if user_id is not None:
-        user = session.get(User, user_id)
+        user = vouched.get(session, User, user_id)
         return user_id, user.username if user else None
     actor = session.exec(select(AuditEvent.actor).where(AuditEvent.entity == entity,
                                                         AuditEvent.entity_id == str(entity_id))
                          .order_by(col(AuditEvent.id)).limit(1)).first()
     if actor is None:
         return None, None
-    user = session.exec(select(User).where(User.username == actor)).first()
+    user = vouched.first(session, User, User.username == actor)
     return (user.id if user else None), actor
 
 

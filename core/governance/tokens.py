@@ -10,10 +10,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.errors import AuthenticationFailed, InvalidInput, NotFound
-from core.governance import audit
+from core.governance import audit, vouched
 from core.governance.projects import require_role
 from core.models import AccessToken, Project, Role, User, utcnow
 
@@ -61,13 +61,19 @@ def create_cli_token(session: Session, *, user: User, name: str) -> NewToken:
     return made
 
 
+def _cli_token(session: Session, secret: str) -> AccessToken | None:
+    """The CLI token with this secret, as the audit chain vouches for it: a row INSERTed with raw SQL, or UPDATEd
+    to take back its revocation, is not a credential."""
+    return vouched.first(session, AccessToken, AccessToken.token_hash == token_hash(secret.strip()),
+                         AccessToken.kind == CLI)
+
+
 def user_for_token(session: Session, *, secret: str) -> User:
     """The active person a CLI token belongs to, or AuthenticationFailed saying what to do."""
-    row = session.exec(select(AccessToken).where(AccessToken.token_hash == token_hash(secret.strip()),
-                                                 AccessToken.kind == CLI)).first()
-    if row is None or row.revoked_at is not None:
+    row = _cli_token(session, secret)
+    user = vouched.get(session, User, row.user_id) if row is not None and row.revoked_at is None else None
+    if user is None:
         raise AuthenticationFailed("the CLI token is unknown or revoked: run `stillroom login` to get a new one.")
-    user = session.get(User, row.user_id)
     if not user.is_active:
         raise AuthenticationFailed(f"the account {user.username!r} is deactivated: ask an admin to reactivate it.")
     return user
@@ -75,12 +81,9 @@ def user_for_token(session: Session, *, secret: str) -> User:
 
 def revoke_cli_token(session: Session, *, secret: str) -> AccessToken | None:
     """Revoke the token (``stillroom logout``); an unknown one is nothing to revoke."""
-    row = session.exec(select(AccessToken).where(AccessToken.token_hash == token_hash(secret.strip()),
-                                                 AccessToken.kind == CLI)).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    user = session.get(User, row.user_id)
-    return _revoke(session, row=row, actor=user)
+    row = _cli_token(session, secret)
+    user = vouched.get(session, User, row.user_id) if row is not None and row.revoked_at is None else None
+    return _revoke(session, row=row, actor=user) if user is not None else None
 
 
 def _revoke(session: Session, *, row: AccessToken, actor: User) -> AccessToken:
@@ -106,10 +109,11 @@ def create_serve_token(session: Session, *, actor: User, project: Project, name:
 
 
 def serve_tokens(session: Session, *, project_id: int, include_revoked: bool = True) -> list[AccessToken]:
-    query = select(AccessToken).where(AccessToken.kind == SERVE, AccessToken.project_id == project_id)
+    """The project's serving tokens the audit chain vouches for (a forged or un-revoked row is none of them)."""
+    where = [AccessToken.kind == SERVE, AccessToken.project_id == project_id]
     if not include_revoked:
-        query = query.where(col(AccessToken.revoked_at).is_(None))
-    return list(session.exec(query.order_by(col(AccessToken.id))).all())
+        where.append(col(AccessToken.revoked_at).is_(None))
+    return vouched.rows(session, AccessToken, *where, order_by=col(AccessToken.id))
 
 
 def active_serve_hashes(session: Session, *, project_id: int) -> frozenset[str]:
@@ -119,7 +123,7 @@ def active_serve_hashes(session: Session, *, project_id: int) -> frozenset[str]:
 
 def revoke_serve_token(session: Session, *, actor: User, project: Project, token_id: int) -> AccessToken:
     require_role(session, actor=actor, project=project, role=Role.OPERATOR, doing="revoke a serving token")
-    row = session.get(AccessToken, token_id)
+    row = vouched.get(session, AccessToken, token_id)
     if row is None or row.kind != SERVE or row.project_id != project.id:
         raise NotFound(f"project {project.name!r} has no serving token #{token_id}: list them with "
                        "`stillroom serve-token list PROJECT`.", field="token")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.errors import PermissionDenied
-from core.governance import audit
+from core.governance import audit, vouched
 from core.governance.projects import can_view, projects_for
 from core.models import AuditEvent, Evaluation, Project, ReviewVerdict, SignOff, User
 
@@ -41,8 +41,9 @@ def signed_off(session: Session, *, evaluation_id: int) -> bool:
     ev = session.get(Evaluation, evaluation_id)
     if ev is None:
         return False
-    return session.exec(select(SignOff.id).where(SignOff.evaluation_id == evaluation_id, SignOff.approve,
-                                                 SignOff.evaluation_hash == ev.report_hash)).first() is not None
+    # Only a vouched approval lifts blind review: one INSERTed with raw SQL shows nobody the others' verdicts.
+    return vouched.first(session, SignOff, SignOff.evaluation_id == evaluation_id, col(SignOff.approve),
+                         SignOff.evaluation_hash == ev.report_hash) is not None
 
 
 def blind(session: Session, *, viewer: User, evaluation_id: int) -> Blind:
@@ -129,5 +130,5 @@ def visible_events(session: Session, *, viewer: User, project_id: int | None = N
             if eid not in rules:
                 rules[eid] = blind(session, viewer=viewer, evaluation_id=eid)
         names = {e.actor for e in verdict_events}
-        author_ids = {u.username: u.id for u in session.exec(select(User).where(User.username.in_(names))).all()}
+        author_ids = {u.username: u.id for u in vouched.rows(session, User, col(User.username).in_(names))}
     return [_shown(e, rules, author_ids) for e in events], total

@@ -6,10 +6,10 @@ Stored values override the defaults; every change is validated as a whole and au
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlmodel import Session, select
+from sqlmodel import Session, col
 
 from core.errors import InvalidInput
-from core.governance import audit, gate
+from core.governance import audit, gate, vouched
 from core.governance.projects import require_role
 from core.models import MonitorConfig, Project, Role, User, utcnow
 from core.validation import parse
@@ -67,7 +67,10 @@ class MonitorSettings(BaseModel):
 
 
 def _row(session: Session, *, project_id: int) -> MonitorConfig | None:
-    return session.exec(select(MonitorConfig).where(MonitorConfig.project_id == project_id)).first()
+    """The project's settings row, or RecordTampered when it was inserted or edited outside Stillroom: the
+    rollout's criteria are neither loosened by SQL nor quietly reset to the defaults."""
+    return vouched.newest(session, MonitorConfig, MonitorConfig.project_id == project_id,
+                          order_by=col(MonitorConfig.id))
 
 
 def get_config(session: Session, *, project_id: int) -> MonitorSettings:

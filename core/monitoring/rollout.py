@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import pandas as pd
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.errors import GovernanceViolation, InvalidInput
-from core.governance import audit, decision, integrity, review
+from core.governance import audit, decision, review, vouched
 from core.governance.projects import require_role
 from core.models import Evaluation, GateVersion, Project, Role, RolloutEvent, User
 from core.monitoring import config, logs
@@ -66,18 +66,14 @@ class AdvanceCheck:
 
 
 def history(session: Session, *, project_id: int) -> list[RolloutEvent]:
-    return list(session.exec(select(RolloutEvent).where(RolloutEvent.project_id == project_id)
-                             .order_by(col(RolloutEvent.id))).all())
+    """The project's rollout steps the audit chain vouches for, oldest first."""
+    return vouched.rows(session, RolloutEvent, RolloutEvent.project_id == project_id, order_by=col(RolloutEvent.id))
 
 
 def _last(session: Session, project_id: int) -> RolloutEvent | None:
     """The newest rollout event the audit chain vouches for: a stage INSERTed with raw SQL does not route traffic."""
-    newest = session.exec(select(RolloutEvent).where(RolloutEvent.project_id == project_id)
-                          .order_by(col(RolloutEvent.id).desc()).limit(20)).all()
-    if not newest:
-        return None
-    ok = integrity.vouched_ids(session, "rollout_event", project_ids=[project_id])
-    return next((r for r in newest if r.id in ok), None)
+    return vouched.first(session, RolloutEvent, RolloutEvent.project_id == project_id,
+                         order_by=col(RolloutEvent.id).desc())
 
 
 def current_stage(session: Session, *, project_id: int) -> str:
@@ -208,8 +204,8 @@ def _record(session: Session, *, actor: User, project: Project, action: str, sta
 
 def _intact(session: Session, evaluation: Evaluation) -> Evaluation:
     """The evaluation a rollout serves, refused when it or its gate no longer match the audit chain."""
-    integrity.require_vouched(session, "evaluation", evaluation)
-    integrity.require_gate_intact(session, session.get(GateVersion, evaluation.gate_version_id))
+    vouched.require(session, evaluation)
+    vouched.one(session, GateVersion, evaluation.gate_version_id)
     return evaluation
 
 

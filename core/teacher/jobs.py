@@ -11,6 +11,7 @@ import time
 
 from sqlmodel import Session
 
+from core.governance import vouched
 from core.governance.projects import require_role
 from core.jobs import JobContext, handler
 from core.models import Dataset, Job, Project, Role, User
@@ -22,7 +23,7 @@ from core.teacher.outputs import run_stats, to_frame
 def teacher_run(ctx: JobContext) -> dict:
     adapter_name, dataset_id = ctx.params["adapter"], int(ctx.params["dataset_id"])
     with Session(ctx.engine, expire_on_commit=False) as s:
-        actor = s.get(User, s.get(Job, ctx.job_id).created_by)
+        actor = vouched.one(s, User, s.get(Job, ctx.job_id).created_by)
         project = s.get(Project, ctx.project_id)
         require_role(s, actor=actor, project=project, role=Role.DRIVER, doing="run the teacher")
         dataset = runs.get_dataset(s, project=project, dataset_id=dataset_id)
@@ -45,7 +46,7 @@ def teacher_run(ctx: JobContext) -> dict:
         stats["http"] = adapter.stats.as_dict()
     ctx.progress(0.99, "storing the outputs", force=True)
     with Session(ctx.engine, expire_on_commit=False) as s:
-        run = runs.record_run(s, actor=s.get(User, actor.id), project=s.get(Project, project.id),
+        run = runs.record_run(s, actor=vouched.one(s, User, actor.id), project=s.get(Project, project.id),
                               dataset=s.get(Dataset, dataset.id), adapter=adapter_name, config=config,
                               labels=labels, frame=frame, stats=stats, job_id=ctx.job_id)
     return {"teacher_run": run.id, "n_rows": run.n_rows, "n_unparseable": stats["n_unparseable"]}

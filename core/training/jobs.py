@@ -13,7 +13,7 @@ from sqlmodel import Session, col, delete, select
 
 from core.artifacts import data_dir, register
 from core.errors import InvalidInput
-from core.governance import audit
+from core.governance import audit, vouched
 from core.jobs import JobContext, handler
 from core.models import Job, Project, TrainingPoint, TrainingRun, User, utcnow
 from core.training import pool, runs
@@ -59,7 +59,7 @@ def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
     from core.training import loop, students
 
     with Session(ctx.engine, expire_on_commit=False) as s:
-        run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
+        run, actor = s.get(TrainingRun, run_id), vouched.one(s, User, actor_id)
         project = s.get(Project, run.project_id)
         gate_version = runs.require_can_train(s, actor=actor, project=project)
         teacher_run, teacher_filter = pool.teacher_source(s, project=project, teacher_run_id=run.teacher_run_id,
@@ -136,7 +136,7 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
     predicted = _label_counts(student.predict([data.texts[i] for i in val_idx]), data.labels)
     taught = _label_counts([data.labels[j] for j in data.teacher_label[val_idx]], data.labels)
     with Session(ctx.engine, expire_on_commit=False) as s:
-        run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
+        run, actor = s.get(TrainingRun, run_id), vouched.one(s, User, actor_id)
         project = s.get(Project, run.project_id)
         art = register(s, project=project, actor=actor, path=result.best_dir, kind="student",
                        meta={"training_run": run.id, "family": run.family, "size": run.size, "epoch": best.epoch})
@@ -172,7 +172,7 @@ def _label_counts(labels: list[str], order: list[str]) -> dict[str, int]:
 def _fail(ctx: JobContext, run_id: int, actor_id: int, exc: BaseException) -> None:
     error = str(exc) or type(exc).__name__
     with Session(ctx.engine) as s:
-        run, actor = s.get(TrainingRun, run_id), s.get(User, actor_id)
+        run, actor = s.get(TrainingRun, run_id), vouched.one(s, User, actor_id)
         run.status = "failed"
         run.metrics = {**run.metrics, "error": error}
         s.add(run)

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from core import jobs
 from core.artifacts import data_dir, path_of, project_dir, verify
 from core.errors import ArtifactTampered, GovernanceViolation, InvalidInput, NotFound
-from core.governance import audit, gate, integrity
+from core.governance import audit, gate, vouched
 from core.governance.projects import require_role
 from core.models import Artifact, GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
 from core.training import pool
@@ -200,7 +200,7 @@ def student_artifact(session: Session, run: TrainingRun) -> Artifact:
     if not mine:
         raise GovernanceViolation(f"training run #{run.id} has no recorded student artifact: train it again.")
     art = mine[-1]
-    integrity.require_vouched(session, "artifact", art)
+    vouched.require(session, art)
     try:
         verify(art)
     except ArtifactTampered as exc:

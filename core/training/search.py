@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from core import jobs
 from core.errors import InvalidInput
+from core.governance import vouched
 from core.jobs import JobContext, handler
 from core.models import Job, Project, TrainingRun, User
 from core.training import runs
@@ -214,7 +215,7 @@ def search_job(ctx: JobContext) -> dict:
     budget, plan = float(params["budget_s"]), list(params["candidates"])
     started = time.monotonic()
     with Session(ctx.engine, expire_on_commit=False) as s:
-        actor, project = s.get(User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
+        actor, project = vouched.one(s, User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
         teacher_acc = teacher_val_accuracy(s, project=project, teacher_run_id=int(params["teacher_run_id"]),
                                            filter_id=params.get("filter_id"), cfg=parse(TrainConfig, plan[0]))
     trained, skipped = [], []
@@ -225,7 +226,7 @@ def search_job(ctx: JobContext) -> dict:
             skipped.append(name)
             continue
         with Session(ctx.engine, expire_on_commit=False) as s:
-            actor, project = s.get(User, actor.id), s.get(Project, project.id)
+            actor, project = vouched.one(s, User, actor.id), s.get(Project, project.id)
             run, job = runs.start_training(s, actor=actor, project=project,
                                            teacher_run_id=int(params["teacher_run_id"]),
                                            filter_id=params.get("filter_id"), config={**cand, "max_seconds": left})

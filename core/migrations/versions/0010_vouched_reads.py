@@ -1,7 +1,8 @@
 """vouched reads
 
-Reserved for issue 16 (one vouching reader, the fixed legacy boundary); left empty when that work needs no schema change, so the chain of
-revisions stays linear.
+Issue 16 (one vouching reader, the fixed legacy boundary) needs no schema change: checkpoint lines name the
+events their commit wrote, and the legacy boundary is the event migration 0005 anchored. Kept empty so the
+chain of revisions stays linear.
 
 Revision ID: 0010
 Revises: 0009

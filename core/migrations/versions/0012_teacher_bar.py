@@ -1,7 +1,8 @@
 """teacher bar
 
-Reserved for issue 16 (the teacher's figures from answers fixed before the student's file); left empty when that work needs no schema change, so the chain of
-revisions stays linear.
+Issue 16 (the teacher's figures from answers fixed before the student's file) needs no schema change: the
+trusted teacher run is chosen from the runs already stored and named in the report. Kept empty so the chain
+of revisions stays linear.
 
 Revision ID: 0012
 Revises: 0011
