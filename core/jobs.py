@@ -100,7 +100,7 @@ def require_runner(session: Session, *, job_id: int, person: User) -> Job:
     """The job, if ``person`` may run it: its events are written in its submitter's name, so only the submitter."""
     job = get(session, job_id)
     if job.created_by != person.id:
-        owner = session.get(User, job.created_by)
+        owner = vouched.get(session, User, job.created_by)
         raise PermissionDenied(f"job #{job.id} was submitted by {owner.username!r}: only they may run it, since its "
                                f"events are written in their name; {person.username!r} can submit a job of their own.")
     return job

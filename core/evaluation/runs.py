@@ -74,7 +74,7 @@ def cost_figures(session: Session, *, project_id: int, latency: dict) -> dict:
     q = qualification.latest(session, project_id=project_id)
     inputs = (q.inputs if q else {}) or {}
     teacher = inputs.get("teacher_cost_per_1k")
-    recorder = session.get(User, q.recorded_by) if getattr(q, "recorded_by", None) else None
+    recorder = vouched.get(session, User, q.recorded_by) if getattr(q, "recorded_by", None) else None
     who = recorder.username if recorder else "the sponsor"
     if inputs.get("student_cost_per_1k") is not None:
         return {"teacher_per_1k": teacher, "student_per_1k": inputs["student_cost_per_1k"], "basis": "qualification",

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from core.data import similarity
+from core.governance import vouched
 from core.models import Dataset, Project, TeacherRun, User
 from core.teacher import runs as teacher_runs
 
@@ -50,7 +51,7 @@ def _utc(when: datetime) -> datetime:
 
 def describe(session: Session, run: TeacherRun) -> str:
     """How every report names the teacher run a figure rests on."""
-    who = session.get(User, run.created_by)
+    who = vouched.get(session, User, run.created_by)
     return (f"teacher run #{run.id} by {who.username if who else f'user #{run.created_by}'}, locked at "
             f"{_utc(run.created_at):%Y-%m-%d %H:%M} UTC")
 
