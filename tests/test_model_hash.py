@@ -8,9 +8,8 @@ from audit_attacks import raw
 from serve_helpers import shipped, start_stage
 from sqlmodel import select
 
-from core import jobs
 from core.artifacts import dir_sha256, path_of
-from core.errors import ArtifactTampered
+from core.errors import ArtifactTampered, RoundClosed
 from core.evaluation import runs as eval_runs
 from core.governance import audit
 from core.models import Artifact, TrainingRun
@@ -48,9 +47,10 @@ def test_a_swapped_model_file_is_refused_by_serving_and_by_evaluation(session, e
     session.expire_all()
     with pytest.raises(ArtifactTampered, match=f"the student of training run #{run.id} cannot be used"):
         load_service(session, project=gated, require_token=False)
-    with pytest.raises(ArtifactTampered):
+    # The evaluate job loads the student through this same door.
+    with pytest.raises(ArtifactTampered, match="no longer matches"):
         training_runs.load_student(session, session.get(TrainingRun, run.id))
-    job = eval_runs.start_evaluation(session, actor=demo["dana"], project=gated, training_run_id=run.id)
-    done = jobs.run(job.id, engine=engine)
-    assert done.status == "failed" and "no longer matches" in done.error
+    # And the shipped project records no new evaluation at all (issue 16: a decision closes its round).
+    with pytest.raises(RoundClosed):
+        eval_runs.start_evaluation(session, actor=demo["dana"], project=gated, training_run_id=run.id)
     assert any("no longer has its recorded SHA-256" in p for p in audit.verify(engine).problems)
