@@ -4,7 +4,7 @@
 qualified, some gates locked) and a long audit chain in one transaction with
 executemany, in seconds where going through core would take minutes. Audit
 hashes, row hashes, anchors and the checkpoint are written exactly as
-``core.governance.audit.record`` writes them, so ``verify`` finds an intact record.
+``core.store.audit.record`` writes them, so ``verify`` finds an intact record.
 """
 
 from __future__ import annotations
@@ -22,13 +22,24 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection, Engine
 
-from core import config, db
-from core.demo import ROUTING_QUALIFICATION, routing_gate
-from core.governance import audit, integrity
-from core.governance.audit import GENESIS_HASH, canonical_json, event_hash
-from core.governance.gate import GateSpec, spec_hash
-from core.governance.qualification import QualificationInput, assess
-from core.models import AuditAnchor, AuditEvent, GateVersion, Job, Project, Qualification, Role, RoleAssignment, User
+from core.demo.seed import ROUTING_QUALIFICATION, routing_gate
+from core.domain.gate_spec import GateSpec
+from core.domain.hashing import canonical_json
+from core.qualify.qualification import QualificationInput, assess
+from core.store import audit, config, db, rowhash
+from core.store.audit import GENESIS_HASH, event_hash
+from core.store.integrity import spec_hash
+from core.store.models import (
+    AuditAnchor,
+    AuditEvent,
+    GateVersion,
+    Job,
+    Project,
+    Qualification,
+    Role,
+    RoleAssignment,
+    User,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEOPLE_PER_ROLE = 8
@@ -115,7 +126,7 @@ def _insert_all(conn: Connection, rows: _Rows) -> dict:
                          (Qualification, rows.quals), (GateVersion, rows.gates), (Job, rows.jobs)):
         if batch:
             conn.execute(insert(model.__table__), batch)
-    hashes = {e: integrity.digests(conn, e) for e in ("user", "project", "role", "qualification", "gate", "job")}
+    hashes = {e: rowhash.digests(conn, e) for e in ("user", "project", "role", "qualification", "gate", "job")}
     chain = list(_chain(rows.events, hashes))
     conn.execute(insert(AuditEvent.__table__), chain)
     anchors = [{"event_id": ev["id"], "head_hash": ev["hash"], "entity": audit.ANCHORED_ACTIONS[ev["action"]],

@@ -1,6 +1,6 @@
 """Benchmark: verifying the audit hash chain (budget: 100,000 events in under 1 s).
 
-Times ``core.governance.audit.verify`` on a seeded record (links, anchors, the
+Times ``core.store.verification.verify`` on a seeded record (links, anchors, the
 checkpoint file and every row against its event), the links alone
 (``verify_chain``), the links checked the naive way (every event loaded as an
 ORM object, hashes recomputed in Python), and ``stillroom audit verify`` end to
@@ -20,9 +20,9 @@ import _seed
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from core.db import make_engine
-from core.governance import audit
-from core.models import AuditEvent
+from core.store import audit, verification
+from core.store.db import make_engine
+from core.store.models import AuditEvent
 
 BUDGET_S = 1.0
 CLI = [sys.executable, "-m", "core.cli"]
@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stillroom-bench-") as tmp:
         engine = make_engine(_seed.use_temp_database(Path(tmp)))
         seeded = _seed.seed(engine, n_projects=n_projects, n_events=n_events)
-        fast = _seed.measure(lambda: audit.verify(engine), args.repeat)
+        fast = _seed.measure(lambda: verification.verify(engine), args.repeat)
         if not (fast.result.ok and fast.result.checked == n_events):
             raise SystemExit(f"verify did not pass on the seeded chain: {fast.result.sentence()}")
-        links = _seed.measure(lambda: audit.verify_chain(engine), args.repeat)
+        links = _seed.measure(lambda: verification.verify_chain(engine), args.repeat)
         naive = _seed.measure(lambda: naive_verify(engine), args.repeat)
         cli = _seed.measure(lambda: run_cli("audit", "verify"), args.repeat)
         startup = _seed.measure(lambda: run_cli("audit", "--help"), args.repeat)

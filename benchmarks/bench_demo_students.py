@@ -1,8 +1,8 @@
 """On the demo tickets: the teacher against students distilled from it, measured in one run.
 
 Generates the demo set, fixes a 20 % holdout stratified by queue, trains the demo
-teacher (core.demo_teacher) on the rest, then distils students with the training
-code the product uses (core.training.loop.fit on the teacher's probabilities, no
+teacher (core.demo.teacher) on the rest, then distils students with the training
+code the product uses (core.ml.loop.fit on the teacher's probabilities, no
 database) and prints holdout accuracy, batched throughput (batch 64) and
 single-request latency for each, with the ratios to the teacher that the issue's
 quality bar asks for (accuracy >= 98 %, throughput >= 10x, p95 >= 3x lower).
@@ -50,11 +50,11 @@ def main() -> None:
 
     import torch
 
-    from core.demo_teacher import train_teacher
-    from core.training import build, loop, students
-    from core.training.config import TrainConfig
-    from core.training.pool import KDData
-    from data import demo_tickets
+    from core.demo import tickets as demo_tickets
+    from core.demo.teacher import train_teacher
+    from core.ml import build, loop, students
+    from core.ml.config import TrainConfig
+    from core.ml.data import KDData
 
     torch.set_num_threads(2)  # the quality bar is stated for 2-core machines
     tickets = demo_tickets.generate(args.n, args.seed)
@@ -106,7 +106,7 @@ class _Every:
 
 
 def _measure(name: str, predictor, texts: list[str], y, speed_rows: int) -> dict:
-    from core.training.students import measure_speed
+    from core.ml.students import measure_speed
 
     accuracy = float((predictor.predict_proba(texts, batch_size=128).argmax(axis=1) == y).mean())
     speed = measure_speed(predictor, texts[:speed_rows], batch_size=64, singles=min(300, speed_rows))

@@ -25,10 +25,10 @@ import pandas as pd
 from datasketch import MinHash, MinHashLSH
 from sqlmodel import Session
 
-from core import demo
+from core.access import people, projects
 from core.data import dedup, importer, similarity
-from core.db import init_db, make_engine
-from core.governance import people, projects
+from core.demo import seed as demo
+from core.store.db import init_db, make_engine
 
 BUDGET_S = 60.0
 EXACT_SHARE, NEAR_SHARE = 0.03, 0.03

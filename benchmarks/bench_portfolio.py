@@ -2,7 +2,7 @@
 
 Times the page's whole script run through Streamlit's AppTest (app.py and
 pages/portfolio.py, logged in as the admin, who sees every project), then
-``core.governance.portfolio.portfolio`` alone, beside the naive N+1 way of
+``core.decision.portfolio.portfolio`` alone, beside the naive N+1 way of
 building the same rows (a few ORM queries per project).
 Run: ``.venv/bin/python benchmarks/bench_portfolio.py [--quick] [--strict]``.
 """
@@ -20,10 +20,13 @@ import _seed
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from core.db import make_engine
-from core.governance import gate, portfolio, projects, qualification
-from core.governance.portfolio import ProjectStatus
-from core.models import RoleAssignment, User
+from core.access import projects
+from core.decision import portfolio
+from core.decision.portfolio import ProjectStatus
+from core.gate import gate
+from core.qualify import qualification
+from core.store.db import make_engine
+from core.store.models import RoleAssignment, User
 
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest

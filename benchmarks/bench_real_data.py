@@ -69,9 +69,11 @@ def split(df, *, seed: int = 7):
 
 
 def setup(workdir: Path):
-    from core import config, db
-    from core import demo as demo_mod
-    from core.governance import gate, people, projects, qualification
+    from core.access import people, projects
+    from core.demo import seed as demo_mod
+    from core.gate import gate
+    from core.qualify import qualification
+    from core.store import config, db
 
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'stillroom.db'}"
     os.environ["STILLROOM_DATA_DIR"] = str(workdir)
@@ -115,10 +117,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from core import jobs
     from core.data import datasets, holdout, importer
-    from core.demo_teacher import train_teacher
+    from core.demo.teacher import train_teacher
     from core.evaluation import runs as evaluations
+    from core.store import jobs
     from core.teacher import runs as teacher_runs
     from core.training import search
 

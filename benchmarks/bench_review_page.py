@@ -26,15 +26,18 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
-from core import artifacts
-from core import demo as demo_mod
-from core.db import init_db, make_engine
+from core.access import people, projects
+from core.demo import seed as demo_mod
+from core.domain.hashing import canonical_json
 from core.evaluation.runs import get_evaluation
 from core.evaluation.runs import load_predictions as load_predictions_of
-from core.governance import gate, people, projects, qualification, review
-from core.governance.audit import canonical_json
-from core.governance.qualification import BetterMove
-from core.models import Evaluation, Project, User
+from core.gate import gate
+from core.qualify import qualification
+from core.qualify.qualification import BetterMove
+from core.review import review
+from core.store import artifacts
+from core.store.db import init_db, make_engine
+from core.store.models import Evaluation, Project, User
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

@@ -95,10 +95,11 @@ def setup(directory: Path, *, n_tickets: int, teacher_size: str):
     from sqlmodel import Session
 
     from conftest import good_qualification
-    from core import config, db
-    from core import demo as demo_mod
-    from core.demo_teacher import train_teacher
-    from core.governance import people, projects, qualification
+    from core.access import people, projects
+    from core.demo import seed as demo_mod
+    from core.demo.teacher import train_teacher
+    from core.qualify import qualification
+    from core.store import config, db
     os.environ["DATABASE_URL"] = f"sqlite:///{directory / 'stillroom.db'}"
     os.environ["STILLROOM_DATA_DIR"] = str(directory)
     config.get_settings.cache_clear()

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from core.evaluation import metrics
+from core.domain import metrics
 
 BUDGET_S = 1.0
 MIN_RATIO = 5.0

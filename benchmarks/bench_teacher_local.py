@@ -32,7 +32,7 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def save_teacher(path: Path, texts: list[str]) -> Path:
-    from core.training.build import build_classifier, train_tokenizer
+    from core.ml.build import build_classifier, train_tokenizer
 
     tokenizer = train_tokenizer(texts, vocab_size=4000, max_length=128)
     model = build_classifier("teacher", labels=LABELS, vocab_size=len(tokenizer), max_length=128)
@@ -45,7 +45,7 @@ def bench_pipeline(model_dir: Path, texts: list[str]) -> tuple[float, list[str]]
     import torch
     from transformers import pipeline
 
-    from core.training.build import load_classifier, load_tokenizer
+    from core.ml.build import load_classifier, load_tokenizer
 
     pipe = pipeline("text-classification", model=load_classifier(model_dir).eval(),
                     tokenizer=load_tokenizer(model_dir), device=-1)

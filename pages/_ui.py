@@ -14,13 +14,13 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
-from core.config import get_settings
-from core.db import get_engine, init_db, session_scope
-from core.errors import StillroomError
-from core.governance.people import account, check_session
-from core.governance.projects import can_view, projects_for
-from core.models import Project, User
-from core.textsafe import safe_frame
+from core.access.people import account, check_session
+from core.access.projects import can_view, projects_for
+from core.domain.errors import StillroomError
+from core.domain.textsafe import safe_frame
+from core.store.config import get_settings
+from core.store.db import get_engine, init_db, session_scope
+from core.store.models import Project, User
 
 T = TypeVar("T")
 
@@ -145,10 +145,10 @@ def short_hash(h: str | None) -> str:
 def job_panel(job_id: int, *, label: str = "") -> str:
     """A job's progress bar, refreshed every second while it runs; returns the job's status.
 
-    The work itself runs in its own process (``core.jobs.start_detached``): the
+    The work itself runs in its own process (``core.store.jobs.start_detached``): the
     page only reads the progress the job writes to the database.
     """
-    from core import jobs
+    from core.store import jobs
 
     def _read():
         with db() as session:
@@ -180,7 +180,7 @@ def criteria_table(report: dict) -> None:
     """An evaluation's gate check, one row per criterion, with where each figure came from."""
     from dataclasses import asdict
 
-    from core.display import tidy
+    from core.domain.display import tidy
     from core.evaluation.gate_check import stored
 
     rows = [asdict(c) for c in stored(report)]

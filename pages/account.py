@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.governance import people, projects
+from core.access import people, projects
 from pages._ui import act, db, esc, require_user, table
 
 st.title(":material/person: My account")

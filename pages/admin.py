@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.governance import people, projects
-from core.models import Role
+from core.access import people, projects
+from core.store.models import Role
 from pages._ui import act, db, require_user, show_flash, table
 
 st.title(":material/group: People & projects")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.db import get_engine
-from core.governance.audit import verify
-from core.governance.visibility import audit_scopes, visible_events
+from core.access.visibility import audit_scopes, visible_events
+from core.store.db import get_engine
+from core.store.verification import verify
 from pages._ui import db, esc, require_user, table, visible_projects
 
 st.title(":material/receipt_long: Audit log")

@@ -6,13 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.access.projects import roles_of
 from core.data import coverage as cov
 from core.data import datasets, dedup, holdout, importer
-from core.data import requests as data_requests
 from core.data.similarity import DEFAULT_THRESHOLD
-from core.governance.projects import roles_of
-from core.models import Role
-from core.monitoring import redistill
+from core.decision import requests as data_requests
+from core.rollout import redistill
+from core.store.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/upload_file: Data")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.display import tidy
-from core.governance import decision, record
-from core.governance.projects import roles_of
-from core.models import Role
+from core.access.projects import roles_of
+from core.decision import decision, record
+from core.domain.display import tidy
+from core.evaluation import rounds
+from core.store.models import Role
 from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/balance: Decide")
@@ -18,7 +19,7 @@ with db() as session:
     project = current_project(session, user)
     is_sponsor = Role.SPONSOR in roles_of(session, project_id=project.id, user_id=user.id)
     ev = act(lambda: decision.evidence(session, project=project))
-    past = decision.decisions(session, project_id=project.id)
+    past = rounds.decisions(session, project_id=project.id)
 if ev is None:
     st.stop()
 
@@ -68,7 +69,7 @@ if not is_sponsor:
     st.stop()
 # Nothing is chosen for the sponsor; ship is offered only when nothing blocks it (core refuses it anyway).
 blocked = bool(ev.ship_blockers)
-choices = [c.value for c in decision.Choice if not (blocked and c == decision.Choice.SHIP)]
+choices = [c.value for c in rounds.Choice if not (blocked and c == rounds.Choice.SHIP)]
 if blocked:
     st.caption("Ship is not offered while the blockers above stand.")
 with st.form(f"decide_{ev.round}"):

@@ -7,12 +7,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs
-from core.display import number, tidy
+from core.access.projects import roles_of
+from core.domain.display import number, tidy
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
-from core.governance.projects import roles_of
-from core.models import Role
+from core.store import jobs
+from core.store.models import Role
 from core.training import runs as training
 from pages._ui import (
     act,

@@ -9,10 +9,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.governance import gate, qualification
-from core.governance.gate import FLOOR_MEANING, FloorKind, GateSpec, Metric, SevereErrors, SliceFloor
-from core.governance.projects import roles_of
-from core.models import Role
+from core.access.projects import roles_of
+from core.domain import gate_spec
+from core.domain.gate_spec import FLOOR_MEANING, FloorKind, GateSpec, Metric, SevereErrors, SliceFloor
+from core.gate import gate
+from core.qualify import qualification
+from core.store import integrity
+from core.store.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 METRIC_LABELS = {
@@ -52,7 +55,7 @@ def _render_spec(spec: dict) -> None:
     c2.metric(f"Floor ({floor['kind']})", f"{floor['value']:g}")
     c3.metric("p95 latency target", f"{spec['p95_latency_ms']:g} ms")
     c4.metric("Cost per 1k target", f"${spec['cost_per_1k']:g}")
-    meaning = gate.floor_sentence(metric=spec["metric"], kind=floor["kind"], value=floor["value"])
+    meaning = gate_spec.floor_sentence(metric=spec["metric"], kind=floor["kind"], value=floor["value"])
     st.caption(f"{meaning[:1].upper()}{meaning[1:]}; payback within {spec['payback_months']:g} months.")
     if spec["slice_floors"]:
         st.markdown("**Production-critical slices**")
@@ -72,7 +75,7 @@ def _render_spec(spec: dict) -> None:
 if current is None:
     st.info("No gate is locked yet: training is refused until the sponsor locks one.")
 else:
-    ok = gate.verify_gate(current)
+    ok = integrity.verify_gate(current)
     (st.success if ok else st.error)(
         f"Gate v{current.version} locked {current.locked_at:%Y-%m-%d %H:%M} UTC · "
         f"hash `{short_hash(current.content_hash)}` · "

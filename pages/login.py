@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.governance.people import authenticate
+from core.access.people import authenticate
 from pages._ui import act, db, start_session
 
 st.title(":material/science: Stillroom")

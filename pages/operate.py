@@ -8,11 +8,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.display import number, tidy
-from core.governance.projects import roles_of
-from core.models import Role
-from core.monitoring import config as mconfig
-from core.monitoring import drift, logs, redistill, rollout
+from core.access.projects import roles_of
+from core.domain.display import number, tidy
+from core.rollout import config as mconfig
+from core.rollout import drift, logs, redistill, rollout
+from core.store.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash, table
 
 st.title(":material/traffic: Rollout and monitoring")

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.governance.portfolio import STAGES, portfolio
-from core.models import Role
+from core.decision.portfolio import STAGES, portfolio
+from core.store.models import Role
 from pages._ui import db, esc, require_user, table
 
 st.title(":material/dashboard: Portfolio")

@@ -6,11 +6,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.errors import StillroomError
-from core.governance import qualification as qual
-from core.governance.projects import roles_of
-from core.governance.qualification import MOVE_LABELS, BetterMove, MoveAnswer, Play, Recommendation
-from core.models import Role
+from core.access.projects import roles_of
+from core.domain.errors import StillroomError
+from core.qualify import qualification as qual
+from core.qualify.qualification import MOVE_LABELS, BetterMove, MoveAnswer, Play, Recommendation
+from core.store.models import Role
 from pages._ui import act, current_project, db, esc, require_user, show_flash
 
 PLAY_HELP = {

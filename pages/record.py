@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from core.governance import record
+from core.decision import record
 from pages._ui import act, current_project, db, esc, require_user
 
 st.title(":material/history_edu: Decision record")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
-from core.governance import review
+from core.review import review
 from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/rate_review: Review and sign off")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs
-from core.config import get_settings
+from core.access.projects import roles_of
 from core.data import datasets
-from core.display import tidy
-from core.governance.projects import roles_of
-from core.models import Role
+from core.domain.display import tidy
+from core.store import jobs
+from core.store.config import get_settings
+from core.store.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs
 from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash, table
@@ -57,7 +57,7 @@ with tab_run:
             "local": "Local model directory", "http": "OpenAI-compatible endpoint",
             "file": "Outputs produced elsewhere"}.get, disabled=not is_driver)
         if kind == "local":
-            from core.demo_teacher import default_dir
+            from core.demo.teacher import default_dir
 
             with st.form("local"):
                 model_dir = st.text_input("Model directory (a saved transformers classifier)",

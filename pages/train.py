@@ -5,17 +5,17 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs
-from core.config import get_settings
-from core.display import tidy
-from core.governance import gate
-from core.governance.projects import roles_of
-from core.models import Role
+from core.access.projects import roles_of
+from core.domain.display import tidy
+from core.gate import gate
+from core.ml.build import SIZES
+from core.ml.config import FAMILIES, NGRAM_SIZES, TrainConfig
+from core.store import jobs
+from core.store.config import get_settings
+from core.store.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
 from core.training import runs, search
-from core.training.build import SIZES
-from core.training.config import FAMILIES, NGRAM_SIZES, TrainConfig
 from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash, table
 
 st.title(":material/model_training: Train students")

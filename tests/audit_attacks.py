@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from core.governance import audit
-from core.models import APPEND_ONLY_TABLES
+from core.store import audit, rowhash
+from core.store.models import APPEND_ONLY_TABLES
 
 
 def drop_guards(engine: Engine, *tables: str) -> None:
@@ -62,7 +62,6 @@ def forge_ship(engine: Engine, *, evaluation, validator_id: int, sponsor_id: int
     or the rows' true hashes when ``hashed``); ``anchored`` adds correct anchors for the sign-off and the decision,
     ``migration`` an anchor with entity 'migration' at the last forged event. Returns {entity: (row id, event id)}.
     """
-    from core.governance import integrity
 
     pid, ehash = evaluation.project_id, evaluation.report_hash
     with engine.begin() as conn:
@@ -81,7 +80,7 @@ def forge_ship(engine: Engine, *, evaluation, validator_id: int, sponsor_id: int
                 "'2026-12-01 00:00:00') RETURNING id"), {"p": pid, "e": evaluation.id, "h": ehash, "s": sponsor_id}
             ).scalar(),
         }
-        hashes = {e: integrity.digests(conn, e)[str(i)] for e, i in ids.items()} if hashed else {}
+        hashes = {e: rowhash.digests(conn, e)[str(i)] for e, i in ids.items()} if hashed else {}
     actions = {"sign_off": "review.signoff", "threshold_proposal": "review.threshold", "decision": "decision.record"}
     out = {}
     for entity, rid in ids.items():
@@ -107,7 +106,7 @@ def insert_anchor(engine: Engine, *, event_id: int, entity: str, entity_id: str,
 
 def mac_everything(engine: Engine, key: bytes) -> None:
     """Give every event its HMAC under ``key``: the state of a database written under the key from its first event."""
-    from core.db import install_guards
+    from core.store.db import install_guards
 
     drop_guards(engine, "audit_event")
     with engine.begin() as conn:

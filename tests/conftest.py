@@ -21,7 +21,7 @@ os.environ.setdefault("STILLROOM_TOKEN_FILE", os.devnull)
 @pytest.fixture
 def db_url(tmp_path, monkeypatch) -> str:
     """Point the whole process (settings, engine cache) at a fresh database file."""
-    from core import config, db
+    from core.store import config, db
 
     url = f"sqlite:///{tmp_path / 'stillroom.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
@@ -37,8 +37,8 @@ def db_url(tmp_path, monkeypatch) -> str:
 def demo_template(tmp_path_factory):
     """A database file seeded with the demo once; tests that use the demo copy it
     (argon2 hashing of five demo passwords per test would dominate the suite)."""
-    from core import demo as demo_mod
-    from core.db import init_db, make_engine
+    from core.demo import seed as demo_mod
+    from core.store.db import init_db, make_engine
 
     path = tmp_path_factory.mktemp("template") / "demo.db"
     eng = make_engine(f"sqlite:///{path}")
@@ -52,7 +52,7 @@ def demo_template(tmp_path_factory):
 
 
 def checkpoints_of(db_file) -> str:
-    """The audit checkpoint file beside a SQLite database file (core.governance.audit.checkpoint_path)."""
+    """The audit checkpoint file beside a SQLite database file (core.store.audit.checkpoint_path)."""
     from pathlib import Path
 
     path = Path(db_file)
@@ -61,7 +61,7 @@ def checkpoints_of(db_file) -> str:
 
 @pytest.fixture
 def engine(db_url, request):
-    from core.db import get_engine, init_db
+    from core.store.db import get_engine, init_db
 
     if "demo" in request.fixturenames:
         template, target = request.getfixturevalue("demo_template"), db_url.split("///", 1)[1]
@@ -83,15 +83,15 @@ def session(engine):
 @pytest.fixture
 def demo(session):
     """The demo people and projects (copied from the seeded template); {username: User}."""
-    from core import demo as demo_mod
-    from core.governance import people
+    from core.access import people
+    from core.demo import seed as demo_mod
 
     return {p.username: people.get_user(session, p.username) for p in demo_mod.DEMO_PEOPLE}
 
 
 def good_qualification(**overrides) -> dict:
     """A qualification that Stillroom recommends proceeding with."""
-    from core.governance.qualification import BetterMove
+    from core.qualify.qualification import BetterMove
 
     data = {
         "play": "cost-pressure",
@@ -113,8 +113,8 @@ def good_qualification(**overrides) -> dict:
 @pytest.fixture
 def moderation(session, demo):
     """The demo's unqualified project (sam sponsors, dana drives, val validates)."""
-    from core import demo as demo_mod
-    from core.governance import projects
+    from core.access import projects
+    from core.demo import seed as demo_mod
 
     return projects.get_project(session, demo_mod.MODERATION)
 
@@ -122,7 +122,7 @@ def moderation(session, demo):
 @pytest.fixture
 def qualified(session, demo, moderation):
     """The moderation project, qualified with verdict proceed by its sponsor."""
-    from core.governance import qualification
+    from core.qualify import qualification
 
     qualification.record(session, actor=demo["sam"], project=moderation,
                          inputs=good_qualification(), verdict="proceed")

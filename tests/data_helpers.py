@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 from sqlmodel import Session, func, select
 
-from core import demo as demo_mod
-from core.artifacts import data_dir
+from core.access import projects
 from core.data import importer
-from core.governance import projects
-from core.models import Artifact, AuditEvent, Dataset, Holdout, Project, User
+from core.demo import seed as demo_mod
+from core.store.artifacts import data_dir
+from core.store.models import Artifact, AuditEvent, Dataset, Holdout, Project, User
 
 
 def routing(session: Session) -> Project:

@@ -9,9 +9,9 @@ import pandas as pd
 from sqlmodel import Session
 from teacher_helpers import LABELS, make_dataset
 
-from core import jobs
 from core.data import holdout
-from core.models import Project, TeacherRun, TrainingRun, User
+from core.store import jobs
+from core.store.models import Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
 from core.training import runs as training_runs
 
@@ -78,7 +78,7 @@ def other_drivers_teacher(session: Session, *, admin: User, project: Project, an
     of the predictions under test: teacher answers fixed before the student's file, so they may set the bar."""
     from sqlmodel import select
 
-    from core.governance import people, projects
+    from core.access import people, projects
 
     if session.exec(select(User).where(User.username == "kim")).first() is None:
         people.create_user(session, actor=admin, username="kim", display_name="Kim Driver",

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from review_helpers import approve, make_evaluation, passing_predictions
 
-from core.governance import decision
-from core.models import Project
-from core.monitoring import logs
+from core.decision import decision
+from core.rollout import logs
+from core.store.models import Project
 
 MOD = "Comment moderation"
 

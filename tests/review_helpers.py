@@ -14,11 +14,12 @@ import pytest
 from sqlmodel import Session
 
 from conftest import good_qualification
-from core import artifacts
+from core.access import projects
+from core.domain.hashing import canonical_json
 from core.evaluation.runs import load_predictions
-from core.governance import audit, gate, projects
-from core.governance.audit import canonical_json
-from core.models import Evaluation, GateVersion, Project, User
+from core.gate import gate
+from core.store import artifacts, audit
+from core.store.models import Evaluation, GateVersion, Project, User
 
 MODERATION_GATE_EXTRA = {
     "slice_floors": [{"column": "category", "value": "threat", "floor": 0.9, "min_n": 30}],
@@ -154,7 +155,7 @@ def passing_predictions(n: int = 400, seed: int = 1) -> pd.DataFrame:
 
 
 def add_validator(session: Session, demo: dict, project: Project, username: str) -> User:
-    from core.governance import people
+    from core.access import people
 
     user = people.create_user(session, actor=demo["admin"], username=username, display_name=username.title(),
                               password="validator-pass-123")
@@ -191,7 +192,7 @@ def review_items(session: Session, evaluation: Evaluation, *, column: str, value
 
 def approve(session: Session, demo: dict, project: Project, evaluation: Evaluation, *, threshold: float = 0.5):
     """Review enough threat items, approve, and propose a threshold: everything ship needs besides passing."""
-    from core.governance import review
+    from core.review import review
 
     for item in review_items(session, evaluation, column="category", value="threat", n=5):
         review.record_verdict(session, actor=demo["val"], project=project, evaluation_id=evaluation.id,

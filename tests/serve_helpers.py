@@ -17,10 +17,11 @@ from review_helpers import approve, build_report, passing_predictions, recorded
 from sqlmodel import Session
 from teacher_helpers import LABELS, save_tiny_classifier
 
-from core import artifacts
-from core.governance import decision, gate
-from core.governance.audit import canonical_json
-from core.models import Evaluation, MonitorConfig, Project, RolloutEvent, TeacherRun, TrainingRun, User
+from core.decision import decision
+from core.domain.hashing import canonical_json
+from core.gate import gate
+from core.store import artifacts
+from core.store.models import Evaluation, MonitorConfig, Project, RolloutEvent, TeacherRun, TrainingRun, User
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -99,8 +100,8 @@ def free_port() -> int:
 
 def serve_token(project: str, *, actor: str = "oscar") -> str:
     """A new serving token for ``project``, made by ``actor`` (an operator) in the test's database."""
-    from core.db import get_engine
-    from core.governance import people, projects, tokens
+    from core.access import people, projects, tokens
+    from core.store.db import get_engine
 
     with Session(get_engine()) as s:
         proj = projects.get_project(s, project)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 from sqlmodel import Session
 
-from core import artifacts
-from core import demo as demo_mod
-from core.governance import projects
-from core.models import Dataset, Project, User
+from core.access import projects
+from core.demo import seed as demo_mod
+from core.store import artifacts
+from core.store.models import Dataset, Project, User
 
 LABELS = ["billing", "technical", "account"]
 WORDS = {
@@ -51,7 +51,7 @@ def make_dataset(session: Session, *, actor: User, project: Project, df: pd.Data
 
 def save_tiny_classifier(path: Path, *, labels: list[str] = LABELS, texts: list[str] | None = None) -> Path:
     """A randomly initialised 1-layer classifier and its tokenizer, saved like a real teacher."""
-    from core.training.build import build_classifier, train_tokenizer
+    from core.ml.build import build_classifier, train_tokenizer
 
     tokenizer = train_tokenizer(texts or list(WORDS.values()) * 4, vocab_size=200, max_length=64)
     model = build_classifier("tiny", labels=labels, vocab_size=len(tokenizer), max_length=64)
@@ -94,7 +94,7 @@ class FakeChatServer:
     def __enter__(self) -> FakeChatServer:
         # The admin's allow-list names this endpoint while it runs (STILLROOM_TEACHER_ENDPOINTS), as an admin
         # would name a real one; the variable reaches CLI subprocesses too.
-        from core.config import get_settings
+        from core.store.config import get_settings
 
         self._endpoints_before = os.environ.get("STILLROOM_TEACHER_ENDPOINTS")
         os.environ["STILLROOM_TEACHER_ENDPOINTS"] = self.base_url
@@ -103,7 +103,7 @@ class FakeChatServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        from core.config import get_settings
+        from core.store.config import get_settings
 
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -5,8 +5,8 @@ import sqlite3
 import pytest
 from sqlalchemy import text
 
-from core.db import init_db
-from core.models import APPEND_ONLY_TABLES
+from core.store.db import init_db
+from core.store.models import APPEND_ONLY_TABLES
 
 
 def test_every_append_only_table_has_its_three_guards(engine):

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from core import artifacts
-from core.errors import GovernanceViolation
+from core.domain.errors import GovernanceViolation
+from core.store import artifacts
 
 
 def test_stored_table_round_trips_and_its_hash_is_recorded(session, demo, moderation):
@@ -34,7 +34,7 @@ def test_a_directory_is_hashed_over_names_and_contents(tmp_path):
 def test_a_file_written_in_a_rolled_back_transaction_is_removed_and_a_committed_one_kept(session, demo, moderation):
     import pandas as pd
 
-    from core.artifacts import path_of, store_table
+    from core.store.artifacts import path_of, store_table
 
     df = pd.DataFrame({"id": ["a"], "text": ["x"]})
     lost = path_of(store_table(session, project=moderation, actor=demo["dana"], df=df, kind="inputs"))

@@ -14,11 +14,14 @@ from audit_attacks import append_forged, forge_ship, insert_anchor, mac_everythi
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from core import config
-from core.errors import GateTampered, GovernanceViolation, RecordTampered
-from core.governance import audit, gate, integrity, portfolio, projects
-from core.models import Decision, GateVersion, Project, User
-from core.monitoring import rollout
+from core.access import projects
+from core.decision import portfolio
+from core.domain import hashing
+from core.domain.errors import GateTampered, GovernanceViolation, RecordTampered
+from core.gate import gate
+from core.rollout import rollout
+from core.store import audit, config, integrity, verification
+from core.store.models import Decision, GateVersion, Project, User
 
 KEY = "a-long-random-audit-key-for-tests"
 FORGED = ("sign_off", "threshold_proposal", "decision")
@@ -51,7 +54,7 @@ def _genuine_commit(engine, demo) -> None:
 
 
 def _problems(engine) -> list[str]:
-    report = audit.verify(engine, files=False)
+    report = verification.verify(engine, files=False)
     assert not report.ok, "the forgery verified as intact"
     return report.problems
 
@@ -98,9 +101,9 @@ def test_under_the_key_a_gate_floor_lowered_with_its_hashes_recomputed_is_refuse
         integrity.require_gate_intact(s, gv)  # vouched before the attack
         spec = json.loads(gv.spec_json)
         spec["slice_floors"][0]["floor"] = 0.5
-        lowered = audit.canonical_json(spec)
-        new_hash = gate.spec_hash(project_id=gv.project_id, version=gv.version, spec_json=lowered, reason=gv.reason,
-                                  supersedes=gv.supersedes_hash)
+        lowered = hashing.canonical_json(spec)
+        new_hash = integrity.spec_hash(project_id=gv.project_id, version=gv.version, spec_json=lowered,
+                                       reason=gv.reason, supersedes=gv.supersedes_hash)
         with engine.connect() as conn:
             lock_id = conn.execute(text("SELECT id FROM audit_event WHERE action = 'gate.lock' AND entity_id = :g"),
                                    {"g": str(gv.id)}).scalar()
@@ -113,7 +116,7 @@ def test_under_the_key_a_gate_floor_lowered_with_its_hashes_recomputed_is_refuse
     insert_anchor(engine, event_id=last, entity="migration", entity_id="0005")
     with Session(engine) as s:
         lowered_gate = s.get(GateVersion, gv.id)
-        assert gate.verify_gate(lowered_gate)  # its own hash was recomputed
+        assert integrity.verify_gate(lowered_gate)  # its own hash was recomputed
         with pytest.raises(GateTampered):
             integrity.require_gate_intact(s, lowered_gate)
 
@@ -145,7 +148,7 @@ def legacy(db_url):
     from alembic import command
     from alembic.config import Config
 
-    from core.db import MIGRATIONS_DIR, init_db, make_engine
+    from core.store.db import MIGRATIONS_DIR, init_db, make_engine
 
     eng = make_engine(db_url)
     cfg = Config()
@@ -180,7 +183,7 @@ def _as_written_before_issue_16(engine) -> None:
     """Rewrite the checkpoint file's lines as Stillroom wrote them before issue 16: without their range."""
     path = audit.checkpoint_path(engine)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    path.write_text("".join(audit.canonical_json({k: v for k, v in cp.items() if k not in ("first", "legacy")}) + "\n"
+    path.write_text("".join(hashing.canonical_json({k: v for k, v in cp.items() if k not in ("first", "legacy")}) + "\n"
                             for cp in lines))
 
 
@@ -188,7 +191,7 @@ def test_a_database_with_legacy_events_and_old_checkpoint_lines_still_verifies(l
     second = _create_project(legacy, "Second")
     _as_written_before_issue_16(legacy)
     third = _create_project(legacy, "Third")
-    assert audit.verify(legacy, files=False).ok, audit.verify(legacy, files=False).lines()
+    assert verification.verify(legacy, files=False).ok, verification.verify(legacy, files=False).lines()
     with Session(legacy) as s:
         assert integrity.vouched_ids(s, "project") == {1, second, third}
         assert integrity.vouched_ids(s, "user") == {1}
@@ -228,7 +231,7 @@ def test_two_sessions_committing_in_turn_with_their_lines_out_of_order_verify_in
         made.append(projects.create_project(two, actor=admin_two, name="Two b").id)
         write(*held.pop())
         made.append(projects.create_project(one, actor=admin_one, name="One c").id)
-    report = audit.verify(engine, files=False)
+    report = verification.verify(engine, files=False)
     assert report.ok, report.lines()
     with Session(engine) as s:
         assert set(made) <= integrity.vouched_ids(s, "project")
@@ -245,7 +248,7 @@ def test_a_checkpoint_line_that_failed_to_write_is_written_with_the_next_commit(
     first = _create_project(engine, "Written late")
     monkeypatch.setattr(audit, "append_checkpoint", write)
     second = _create_project(engine, "Written on time")
-    assert failed and audit.verify(engine, files=False).ok
+    assert failed and verification.verify(engine, files=False).ok
     with Session(engine) as s:
         assert {first, second} <= integrity.vouched_ids(s, "project")
 

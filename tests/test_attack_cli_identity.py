@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from sqlmodel import select
 
 from core.cli import cli
-from core.config import get_settings
-from core.models import AccessToken, AuditEvent
+from core.store.config import get_settings
+from core.store.models import AccessToken, AuditEvent
 
 
 @pytest.fixture

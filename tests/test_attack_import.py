@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from data_helpers import routing, snapshot
 
-from core.artifacts import load_table
 from core.data import importer
-from core.errors import InvalidInput
-from core.models import Artifact
+from core.domain.errors import InvalidInput
+from core.store.artifacts import load_table
+from core.store.models import Artifact
 
 MAPPING = {"id": "id", "text": "text"}
 LABELLED = {**MAPPING, "reference": "label"}

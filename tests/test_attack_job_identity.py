@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
-from core import jobs
+from core.access import tokens
 from core.cli import cli
-from core.config import get_settings
-from core.governance import tokens
-from core.models import AuditEvent, Job
+from core.store import jobs
+from core.store.config import get_settings
+from core.store.models import AuditEvent, Job
 
 CREDENTIAL_ENV = "STILLROOM_JOB_CREDENTIAL"  # where the detached runner finds its job's credential
 

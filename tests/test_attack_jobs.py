@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from core import jobs
-from core.models import AuditEvent, utcnow
+from core.store import jobs
+from core.store.models import AuditEvent, utcnow
 
 
 @pytest.fixture

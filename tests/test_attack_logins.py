@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from pages_helpers import app_as, by_label, texts
 from sqlmodel import select
 
+from core.access import people
 from core.cli import cli
-from core.errors import AuthenticationFailed
-from core.governance import people
-from core.models import AuditEvent, LoginAttempt
+from core.domain.errors import AuthenticationFailed
+from core.store.models import AuditEvent, LoginAttempt
 
 
 def _events(session, *actions: str) -> list[AuditEvent]:
@@ -50,7 +50,7 @@ def test_one_client_guessing_many_accounts_is_locked_out_for_every_account(sessi
 def test_the_wait_doubles_with_each_failure_after_the_limit(session, demo, monkeypatch):
     from datetime import timedelta
 
-    from core.models import utcnow
+    from core.store.models import utcnow
 
     for i in range(5):
         session.add(LoginAttempt(username="sam", client=f"c{i}", succeeded=False, at=utcnow() - timedelta(seconds=40)))

@@ -25,9 +25,10 @@ from test_byo_scenarios import (  # noqa: F401 (people, people_template, saved_s
     triage_gate,
 )
 
-from core.errors import RoundClosed
+from core.decision import decision, record
+from core.domain.errors import RoundClosed
 from core.evaluation import runs
-from core.governance import decision, gate, record
+from core.gate import gate
 
 
 def _later_in_the_same_round(session, demo, project, df, round_=1):

@@ -166,8 +166,8 @@ def test_serving_without_any_token_is_refused_unless_auth_is_turned_off_loudly(s
     from serve_helpers import REPO, serve_token
     from sqlmodel import select
 
-    from core.governance import tokens
-    from core.models import AuditEvent
+    from core.access import tokens
+    from core.store.models import AuditEvent
 
     serve_token(in_rollout.name)
     [row] = tokens.serve_tokens(session, project_id=in_rollout.id)

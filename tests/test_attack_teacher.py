@@ -12,10 +12,10 @@ import pytest
 from sqlmodel import select
 from teacher_helpers import FakeChatServer, make_dataset, routing, ticket_rows
 
-from core import jobs
-from core.config import get_settings
-from core.errors import GovernanceViolation
-from core.models import AuditEvent, Job
+from core.domain.errors import GovernanceViolation
+from core.store import jobs
+from core.store.config import get_settings
+from core.store.models import AuditEvent, Job
 from core.teacher import chat, runs
 
 SERVER_SECRET = "s3rv3r-only-secret-0123456789abcdef0123456789"

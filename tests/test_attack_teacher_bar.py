@@ -9,10 +9,12 @@ import pytest
 from click.testing import CliRunner
 from eval_helpers import easy_gate, other_drivers_teacher, teacher_run_with_holdout
 
+from core.access import projects
 from core.data.holdout import current, holdout_rows
 from core.evaluation import imports, runs
-from core.governance import gate, projects, qualification
-from core.models import Dataset
+from core.gate import gate
+from core.qualify import qualification
+from core.store.models import Dataset
 from core.teacher import runs as teacher_runs
 from core.teacher.outputs import Prediction, to_frame
 

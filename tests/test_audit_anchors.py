@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from core.cli import cli
-from core.errors import InvalidInput
-from core.governance import audit
-from core.models import AuditAnchor, AuditEvent
+from core.domain.errors import InvalidInput
+from core.store import audit, verification
+from core.store.models import AuditAnchor, AuditEvent
 
 
 def _last_id(engine) -> int:
@@ -26,7 +26,7 @@ def _last_id(engine) -> int:
 
 
 def test_an_untouched_record_verifies_and_lists_what_it_cannot_detect(engine, gated):
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert report.ok, report.lines()
     assert "anchors, checkpoints, records and artifact files agree" in report.sentence()
     assert any("without STILLROOM_AUDIT_KEY" in limit for limit in report.limits)
@@ -50,8 +50,8 @@ def test_the_checkpoint_file_follows_every_commit_that_adds_events(session, engi
 def test_tail_truncation_is_reported(engine, gated):
     last = _last_id(engine)
     raw(engine, f"DELETE FROM audit_event WHERE id > {last - 3}")
-    assert audit.verify_chain(engine).ok  # the links alone cannot tell
-    report = audit.verify(engine)
+    assert verification.verify_chain(engine).ok  # the links alone cannot tell
+    report = verification.verify(engine)
     assert not report.ok
     assert any(f"(event #{last}," in p and "no longer has: events were deleted" in p for p in report.problems)
 
@@ -59,8 +59,8 @@ def test_tail_truncation_is_reported(engine, gated):
 def test_a_forged_decision_event_appended_with_correct_hashes_is_reported(engine, gated):
     forged = append_forged(engine, action="decision.record", entity="decision", entity_id="99",
                            project_id=gated.id, payload='{"decision":"ship","round":1}')
-    assert audit.verify_chain(engine).ok
-    report = audit.verify(engine)
+    assert verification.verify_chain(engine).ok
+    report = verification.verify(engine)
     assert not report.ok
     assert any(f"event #{forged} (decision.record) has no anchor" in p for p in report.problems)
     assert any(f"goes on after the newest checkpoint (event #{forged - 1}) to event #{forged}" in p
@@ -69,8 +69,8 @@ def test_a_forged_decision_event_appended_with_correct_hashes_is_reported(engine
 
 def test_deleting_every_event_is_reported(engine, gated):
     raw(engine, "DELETE FROM audit_event")
-    assert audit.verify_chain(engine).ok
-    report = audit.verify(engine)
+    assert verification.verify_chain(engine).ok
+    report = verification.verify(engine)
     assert not report.ok
     assert any("no longer has: events were deleted" in p for p in report.problems)
     assert any("has no audit event" in p for p in report.problems)  # every row is now unvouched
@@ -81,8 +81,8 @@ def test_a_rewrite_from_any_point_disagrees_with_checkpoint_and_anchor(engine, g
         lock_id = conn.execute(text("SELECT max(id) FROM audit_event WHERE action = 'gate.lock'")).scalar()
     raw(engine, f"UPDATE audit_event SET actor = 'mallory' WHERE id = {lock_id - 1}")
     rechain(engine, from_id=lock_id - 1)
-    assert audit.verify_chain(engine).ok
-    report = audit.verify(engine)
+    assert verification.verify_chain(engine).ok
+    report = verification.verify(engine)
     assert not report.ok
     assert "disagrees with the chain: it was rewritten" in report.problem
 
@@ -98,7 +98,7 @@ def test_a_rewrite_that_also_rewrites_the_checkpoint_file_is_named_by_the_first_
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id")).all()
     audit.append_checkpoint(path, {"event_id": rows[-1][0], "head_hash": rows[-1][1], "count": len(rows)})
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert not report.ok
     assert report.problem.startswith(f"anchor #{anchor_id} (gate ")
     assert f"at event #{lock_id}) disagrees with the chain" in report.problem
@@ -107,13 +107,13 @@ def test_a_rewrite_that_also_rewrites_the_checkpoint_file_is_named_by_the_first_
 def test_expect_head_reports_the_events_that_follow_it(engine, gated):
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT hash FROM audit_event ORDER BY id")).scalars().all()
-    report = audit.verify(engine, expect_head=rows[-4])
+    report = verification.verify(engine, expect_head=rows[-4])
     assert report.ok and report.following == 3
     assert "3 event(s) follow it" in report.sentence()
-    missing = audit.verify(engine, expect_head="ab" * 32)
+    missing = verification.verify(engine, expect_head="ab" * 32)
     assert not missing.ok and "is not in the chain" in missing.problem
     with pytest.raises(InvalidInput, match="not a 64-character hex hash"):
-        audit.verify(engine, expect_head=rows[-1][:16])
+        verification.verify(engine, expect_head=rows[-1][:16])
 
 
 def test_cli_verify_takes_an_expected_head_and_exports_checkpoints(engine, gated, tmp_path):
@@ -134,5 +134,5 @@ def test_cli_verify_takes_an_expected_head_and_exports_checkpoints(engine, gated
 def test_an_edited_checkpoint_file_is_reported(engine, gated, line):
     with open(audit.checkpoint_path(engine), "a") as f:
         f.write(line + "\n")
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert not report.ok and "is not a checkpoint: the file was edited" in report.problem

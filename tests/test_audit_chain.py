@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from core.governance import audit
+from core.store import audit, verification
 
 
 def _tamper(engine, *statements):
@@ -18,7 +18,7 @@ def _tamper(engine, *statements):
 
 
 def test_intact_chain_verifies_every_event(engine, demo):
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert report.ok and report.checked > 10
     with Session(engine) as s:
         assert report.head_hash == audit.head_hash(s)
@@ -27,14 +27,14 @@ def test_intact_chain_verifies_every_event(engine, demo):
 
 def test_edited_event_is_reported_by_id(engine, demo):
     _tamper(engine, "UPDATE audit_event SET actor = 'mallory' WHERE id = 7")
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert (report.ok, report.broken_at) == (False, 7)
     assert "edited outside Stillroom" in report.sentence()
 
 
 def test_deleted_event_is_reported_at_the_next_link(engine, demo):
     _tamper(engine, "DELETE FROM audit_event WHERE id = 5")
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert (report.ok, report.broken_at) == (False, 6)
     assert "does not follow event #4" in report.problem
 
@@ -48,7 +48,7 @@ def test_reordered_events_are_reported(engine, demo):
         f"UPDATE audit_event SET ({cols}) = (SELECT {cols} FROM swap WHERE swap.id = 4) WHERE id = 3",
         f"UPDATE audit_event SET ({cols}) = (SELECT {cols} FROM swap WHERE swap.id = 3) WHERE id = 4",
     )
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert (report.ok, report.broken_at) == (False, 3)
 
 
@@ -69,7 +69,7 @@ def test_a_fork_of_the_chain_is_impossible(engine, demo):
                                prev_hash=head, hash="f" * 64))
         with pytest.raises(Exception, match="UNIQUE|append-only"):
             b.commit()
-    assert audit.verify(engine).ok
+    assert verification.verify(engine).ok
 
 
 def test_list_events_filters_and_pages(session, demo, moderation):

@@ -7,9 +7,9 @@ from audit_attacks import raw, rechain
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from core import config
-from core.governance import audit, integrity, people, projects
-from core.models import AuditEvent, Project
+from core.access import people, projects
+from core.store import audit, config, integrity, rowhash, verification
+from core.store.models import AuditEvent, Project
 
 KEY = "a-long-random-audit-key-for-tests"
 
@@ -44,7 +44,7 @@ def _rewrite_consistently(engine, project_id: int) -> None:
     checkpoint file: everything anyone without the key can recompute."""
     raw(engine, f"UPDATE project SET description = 'rewritten' WHERE id = {project_id}")
     with Session(engine) as s:
-        new = integrity.row_state(s, entity="project", entity_id=str(project_id))
+        new = rowhash.row_state(s, entity="project", entity_id=str(project_id))
     with engine.begin() as conn:
         eid = conn.execute(text("SELECT id FROM audit_event WHERE entity = 'project' AND entity_id = :i"),
                            {"i": str(project_id)}).scalar()
@@ -65,14 +65,14 @@ def test_every_event_carries_an_hmac_and_the_key_stays_out_of_the_database(engin
     with Session(engine) as s:
         events = s.exec(select(AuditEvent)).all()
     assert events and all(e.mac == audit.event_mac(KEY.encode(), e.hash) for e in events)
-    assert audit.verify(engine).ok
+    assert verification.verify(engine).ok
     engine.dispose()
     assert KEY.encode() not in open(db_url.split("///", 1)[1], "rb").read()
 
 
 def test_a_consistent_rewrite_without_the_key_is_caught_with_it(engine, team):
     _rewrite_consistently(engine, team.id)
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert not report.ok
     assert "carries an HMAC that the key does not produce" in report.problem
 
@@ -80,7 +80,7 @@ def test_a_consistent_rewrite_without_the_key_is_caught_with_it(engine, team):
 def test_without_a_key_verify_says_what_it_cannot_detect(engine, team, keyed):
     keyed(None)
     _rewrite_consistently(engine, team.id)
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert report.ok  # the documented limit: without the key a full rewrite verifies
     assert any("without STILLROOM_AUDIT_KEY" in line and "rewrite the checkpoint file" in line
                for line in report.lines())
@@ -92,7 +92,7 @@ def test_events_written_without_the_key_are_reported_under_it(engine, team, keye
         admin = people.get_user(s, "admin")
         projects.create_project(s, actor=admin, name="Unkeyed")
     keyed(KEY)
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert not report.ok and "carries no HMAC although a key is configured" in report.problem
 
 
@@ -102,7 +102,7 @@ def test_under_the_key_a_row_forged_with_its_event_is_not_vouched(engine, team):
     raw(engine, "INSERT INTO project (name, description, created_at) VALUES ('Forged', '', '2026-12-01 00:00:00')")
     with Session(engine) as s:
         pid = s.exec(select(Project.id).where(Project.name == "Forged")).one()
-        row_hash = integrity.row_state(s, entity="project", entity_id=str(pid))
+        row_hash = rowhash.row_state(s, entity="project", entity_id=str(pid))
     append_forged(engine, action="project.create", entity="project", entity_id=str(pid), project_id=pid,
                   row_hash=row_hash)
     with Session(engine) as s:

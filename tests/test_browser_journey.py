@@ -34,8 +34,8 @@ PROJECT = "Comment moderation"  # the demo project with nothing in it yet
 # look like one whose student never answers "legal_compliance" (what a rare class often gets), in the server's db.
 NEVER_PREDICTED = """
 from sqlmodel import Session
-from core.db import get_engine
-from core.models import TrainingRun
+from core.store.db import get_engine
+from core.store.models import TrainingRun
 with Session(get_engine()) as s:
     run = s.get(TrainingRun, 1)
     m = dict(run.metrics)
@@ -50,7 +50,7 @@ with Session(get_engine()) as s:
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory):
     require_chromium()
-    from data import demo_tickets
+    from core.demo import tickets as demo_tickets
 
     workdir = tmp_path_factory.mktemp("browser-journey")
     tickets = demo_tickets.generate(400, 5).rename(columns={"id": "ticket_id", "text": "body"})

@@ -14,8 +14,9 @@ from sqlmodel import Session
 from conftest import good_qualification
 from monitor_helpers import ship
 from review_helpers import lock_moderation_gate
-from core.db import get_engine
-from core.governance import people, projects, qualification
+from core.store.db import get_engine
+from core.access import people, projects
+from core.qualify import qualification
 with Session(get_engine(), expire_on_commit=False) as s:
     demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
     p = projects.get_project(s, "Comment moderation")
@@ -25,8 +26,8 @@ with Session(get_engine(), expire_on_commit=False) as s:
 """
 # Traffic logged in shadow: 300 requests, the teacher asked on each, one in ten answered differently.
 TRAFFIC = """
-from core.governance import projects
-from core.db import get_engine
+from core.access import projects
+from core.store.db import get_engine
 from sqlmodel import Session
 from monitor_helpers import traffic, write_log
 with Session(get_engine()) as s:

@@ -14,8 +14,9 @@ SEED = """
 from sqlmodel import Session
 from conftest import good_qualification
 from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
-from core.db import get_engine
-from core.governance import people, projects, qualification
+from core.store.db import get_engine
+from core.access import people, projects
+from core.qualify import qualification
 with Session(get_engine(), expire_on_commit=False) as s:
     demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
     p = projects.get_project(s, "Comment moderation")

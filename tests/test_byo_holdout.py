@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from data_helpers import import_rows, routing, ticket_rows
 
-from core.data import coverage, holdout
-from core.errors import InvalidInput
+from core.data import coverage, datasets, holdout
+from core.domain.errors import InvalidInput
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def tickets(session, demo):
 def test_the_holdout_is_never_drawn_from_oversampled_copies_or_their_originals(session, demo, tickets):
     from eval_helpers import easy_gate
 
-    from core.governance import gate
+    from core.gate import gate
 
     project = routing(session)
     gate.lock(session, actor=demo["sam"], project=project, reason="floors", spec=easy_gate(
@@ -31,7 +31,7 @@ def test_the_holdout_is_never_drawn_from_oversampled_copies_or_their_originals(s
     h = holdout.fix_holdout(session, actor=demo["dana"], project=project, dataset_id=grown.id, fraction=0.5,
                             stratify_by=["queue"])
     held = holdout.holdout_rows(session, project_id=project.id)
-    assert not held["id"].str.contains(coverage.COPY_MARK, regex=False).any()
+    assert not held["id"].str.contains(datasets.COPY_MARK, regex=False).any()
     assert not held["queue"].eq("legal_compliance").any()  # every rare row was copied: none may be held out
     assert h.n_rows == len(held) == round(0.5 * (200 - 10))
 

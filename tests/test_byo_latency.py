@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
 from core.evaluation import latency
 
 

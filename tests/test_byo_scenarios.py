@@ -45,7 +45,7 @@ def _yaml(tmp_path, name: str, data) -> str:
 def people_template(tmp_path_factory):
     """A database made through the CLI with its first admin and three people, once per module: each test copies
     it (four argon2 hashes per test would dominate these tests) and makes its own project through the CLI."""
-    from core import config, db
+    from core.store import config, db
 
     folder = tmp_path_factory.mktemp("people")
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "STILLROOM_DATA_DIR")}
@@ -128,7 +128,7 @@ def predictions(held: pd.DataFrame, truth: pd.DataFrame, *, wrong_on: str | None
 @pytest.fixture
 def saved_student(tmp_path):
     """A local model directory of the n-gram family, as a team would hand over with its predictions."""
-    from core.training.students import NgramStudent
+    from core.ml.students import NgramStudent
 
     path = tmp_path / "their-student"
     NgramStudent(labels=QUEUES, buckets=4096, dim=16).save(path)
@@ -320,7 +320,7 @@ def test_the_loop_closes_insufficient_data_asks_for_holdout_rows_and_a_new_holdo
 
 
 def test_latency_is_not_measured_on_a_model_that_cannot_give_the_scored_answers(people, tmp_path):
-    from core.training.students import NgramStudent
+    from core.ml.students import NgramStudent
 
     rows = tickets()
     new_project(tmp_path, "Other model", rows, triage_gate())

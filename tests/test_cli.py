@@ -16,10 +16,12 @@ from click.testing import CliRunner
 from sqlmodel import Session, func, select
 
 from conftest import good_qualification
-from core import demo as demo_mod
+from core.access import people, projects
 from core.cli import cli
-from core.governance import gate, people, projects, qualification
-from core.models import AuditEvent, User
+from core.demo import seed as demo_mod
+from core.gate import gate
+from core.qualify import qualification
+from core.store.models import AuditEvent, User
 
 MODERATION = demo_mod.MODERATION
 

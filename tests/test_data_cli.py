@@ -7,7 +7,7 @@ from data_helpers import csv_bytes, routing, snapshot, ticket_rows, write
 
 from core.cli import cli
 from core.data import datasets
-from core.models import Dataset
+from core.store.models import Dataset
 
 
 def run(*args: str):

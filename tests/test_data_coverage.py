@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from data_helpers import QUEUES, import_rows, routing, snapshot, ticket_rows
 
-from core.artifacts import load_table
 from core.data import coverage, holdout
-from core.errors import InvalidInput, PermissionDenied
-from core.models import Artifact, AuditEvent
+from core.domain.errors import InvalidInput, PermissionDenied
+from core.store.artifacts import load_table
+from core.store.models import Artifact, AuditEvent
 
 
 def _rows(n: int, *, legal_compliance_every: int, offset: int = 0) -> list[dict]:

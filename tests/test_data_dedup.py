@@ -8,10 +8,10 @@ import pytest
 from data_helpers import import_rows, routing, snapshot, ticket_rows
 from datasketch import MinHash
 
-from core.artifacts import load_table
 from core.data import dedup, similarity
-from core.errors import InvalidInput, PermissionDenied
-from core.models import Artifact, AuditEvent
+from core.domain.errors import InvalidInput, PermissionDenied
+from core.store.artifacts import load_table
+from core.store.models import Artifact, AuditEvent
 
 
 def _frame(texts: list[str]) -> pd.DataFrame:

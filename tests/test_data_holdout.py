@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from data_helpers import import_rows, routing, snapshot, ticket_rows
 
-from core.artifacts import load_table, store_table
 from core.data import holdout
-from core.errors import GovernanceViolation, InvalidInput, PermissionDenied
-from core.models import Artifact, AuditEvent, Holdout, TeacherRun
+from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied
+from core.store.artifacts import load_table, store_table
+from core.store.models import Artifact, AuditEvent, Holdout, TeacherRun
 from core.training import pool
 
 
@@ -136,7 +136,7 @@ def test_training_pool_leaves_out_the_holdout_and_refuses_overlap(session, demo)
 def test_drop_overlap_stores_a_version_without_the_rows_that_match_the_holdout(session, demo):
     from data_helpers import import_rows, routing, ticket_rows
 
-    from core.errors import InvalidInput, PermissionDenied
+    from core.domain.errors import InvalidInput, PermissionDenied
 
     project = routing(session)
     rows = ticket_rows(60)

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from data_helpers import csv_bytes, routing, snapshot, ticket_rows
 
-from core.artifacts import file_sha256, load_table, path_of
 from core.data import importer
-from core.errors import InvalidInput, PermissionDenied
-from core.models import Artifact, AuditEvent
+from core.domain.errors import InvalidInput, PermissionDenied
+from core.store.artifacts import file_sha256, load_table, path_of
+from core.store.models import Artifact, AuditEvent
 
 MAPPING = {"id": "id", "text": "text"}
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from core import config, db
-from core.models import APPEND_ONLY_TABLES
+from core.store import config, db
+from core.store.models import APPEND_ONLY_TABLES
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys_and_busy_timeout(engine):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from review_helpers import make_evaluation, moderation_predictions
 
-from core.errors import GovernanceViolation, InvalidInput
-from core.governance import decision
+from core.decision import decision
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.evaluation import rounds
 
 
 def _iterate(session, demo, project, ev):
@@ -21,7 +22,7 @@ def test_moderation_case_iterate_requests_data_for_the_failing_slice(session, de
         "category", "threat", "FAIL", "training")
     assert wanted["more_examples"] == max(decision.MIN_EXTRA_EXAMPLES, 40)
     assert "slice category=threat" in row.data_request["failing_criteria"]
-    assert decision.current_round(session, project_id=gated.id) == 2
+    assert rounds.current_round(session, project_id=gated.id) == 2
 
 
 def test_insufficient_data_asks_for_the_shortfall(session, demo, gated):
@@ -57,4 +58,4 @@ def test_a_racing_second_decision_on_the_same_round_is_refused(session, demo, ga
     with pytest.raises(GovernanceViolation, match="Round 1 of project 'Comment moderation' is already decided"):
         decision.decide(session, actor=demo["sam"], project=gated, decision="kill", rationale="stop",
                         evaluation_id=failing_eval.id)
-    assert len(decision.decisions(session, project_id=gated.id)) == 1
+    assert len(rounds.decisions(session, project_id=gated.id)) == 1

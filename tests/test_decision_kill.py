@@ -3,7 +3,7 @@ the noise of its estimate; a criterion that got worse is never progress."""
 
 from __future__ import annotations
 
-from core.governance import decision
+from core.decision import decision
 
 
 def _round(threat: float, overall: float = 0.99, threat_status: str = "FAIL", n: int = 40) -> list[dict]:
@@ -61,8 +61,8 @@ def test_evidence_carries_the_recommendation(session, demo, gated):
 
 
 def test_the_number_of_rounds_before_kill_is_a_setting(monkeypatch):
-    from core import config
-    from core.governance.decision import kill_recommendation
+    from core.decision.decision import kill_recommendation
+    from core.store import config
 
     stuck = [[{"name": "slice category=threat", "status": "FAIL", "value": 0.80}]] * 2
     assert kill_recommendation(stuck) is None  # two rounds: under the default three
@@ -111,7 +111,7 @@ def test_margins_are_per_criterion_in_their_own_unit():
 
 
 def test_margins_come_from_the_settings(monkeypatch):
-    from core import config
+    from core.store import config
 
     rounds = [_latency(60.0), _latency(57.0), _latency(54.0)]  # 6 ms faster
     monkeypatch.setenv("STILLROOM_KILL_MARGIN_MS", "10")

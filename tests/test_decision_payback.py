@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from review_helpers import approve, lock_moderation_gate, make_evaluation, passing_predictions
 
-from core.errors import GovernanceViolation
-from core.governance import decision, qualification, record, review
+from core.decision import decision, record
+from core.domain.errors import GovernanceViolation
+from core.qualify import qualification
+from core.review import review
 
 INPUTS = {"monthly_volume": 1_000_000, "teacher_cost_per_1k": 4.0, "build_cost": 10_000.0,
           "student_cost_per_1k": 0.4}

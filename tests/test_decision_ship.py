@@ -7,10 +7,11 @@ import pytest
 from review_helpers import approve, lock_moderation_gate, make_evaluation, passing_predictions
 from sqlmodel import select
 
-from core.errors import GovernanceViolation, InvalidInput, PermissionDenied
+from core.decision import decision
+from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied
 from core.evaluation.runs import load_report
-from core.governance import decision, review
-from core.models import AuditEvent, Decision
+from core.review import review
+from core.store.models import AuditEvent, Decision
 
 
 def _ship(session, demo, project, ev, rationale="meets the bar"):
@@ -54,8 +55,8 @@ def test_approving_evaluation_a_does_not_allow_shipping_evaluation_b(session, de
 
 
 def test_tampered_report_cannot_ship(session, demo, gated, passing_eval):
-    from core import artifacts
-    from core.models import Artifact
+    from core.store import artifacts
+    from core.store.models import Artifact
 
     approve(session, demo, gated, passing_eval)
     path = artifacts.path_of(session.get(Artifact, passing_eval.report_artifact_id))

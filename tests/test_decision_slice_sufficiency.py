@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 from review_helpers import moderation_gate, moderation_predictions
 
+from core.decision import decision
+from core.domain.gate_spec import GateSpec
 from core.evaluation import gate_check, report
-from core.governance import decision
-from core.governance.gate import GateSpec
 
 
 def _report(df: pd.DataFrame) -> tuple[dict, dict]:

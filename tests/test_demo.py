@@ -4,9 +4,11 @@ from pathlib import Path
 
 from sqlmodel import func, select
 
-from core import demo as demo_data
-from core.governance import gate, people, portfolio, projects
-from core.models import AuditEvent
+from core.access import people, projects
+from core.decision import portfolio
+from core.demo import seed as demo_data
+from core.gate import gate
+from core.store.models import AuditEvent
 
 
 def test_seeding_twice_adds_nothing_the_second_time(session, demo):

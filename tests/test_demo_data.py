@@ -6,11 +6,11 @@ from __future__ import annotations
 from click.testing import CliRunner
 from sqlmodel import select
 
-from core import demo as demo_mod
+from core.access import projects
 from core.cli import cli
 from core.data import datasets, holdout
-from core.governance import projects
-from core.models import Evaluation, Job, TeacherFilter, TeacherRun, TrainingRun
+from core.demo import seed as demo_mod
+from core.store.models import Evaluation, Job, TeacherFilter, TeacherRun, TrainingRun
 
 
 def test_seed_data_imports_dedups_and_fixes_the_holdout_once(session, demo):
@@ -48,6 +48,6 @@ def test_the_demo_command_trains_a_teacher_and_labels_the_tickets(engine, demo, 
 
 
 def demo_mod_labels() -> list[str]:
-    from data import demo_tickets
+    from core.demo import tickets as demo_tickets
 
     return sorted(demo_tickets.QUEUE_SHARES)

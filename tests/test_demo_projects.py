@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from core import demo_projects
+from core.access import people, projects
+from core.decision import portfolio
+from core.demo import projects as demo_projects
 from core.evaluation import runs as evaluations
-from core.governance import audit, people, portfolio, projects
-from core.models import Evaluation, SignOff
-from core.monitoring import logs, rollout
+from core.rollout import logs, rollout
+from core.store import verification
+from core.store.models import Evaluation, SignOff
 
 
 def test_every_role_has_work_on_first_view_and_the_router_wrote_the_traffic(session, engine, demo):
@@ -37,5 +39,5 @@ def test_every_role_has_work_on_first_view_and_the_router_wrote_the_traffic(sess
     ev = session.get(Evaluation, shown.shipped_evaluation)
     assert ev.passed and ev.project_id == shipped.id
 
-    assert audit.verify_chain(engine).ok
+    assert verification.verify_chain(engine).ok
     assert demo_projects.seed(session, engine) is None  # the second run adds nothing

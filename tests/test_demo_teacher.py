@@ -7,13 +7,13 @@ import json
 import pytest
 from sqlmodel import select
 
-import core.demo_teacher as demo_teacher  # registers the "demo-teacher" job kind
-from core import jobs
-from core.demo import ROUTING
-from core.errors import InvalidInput
-from core.models import Project
-from core.training import build
-from data import demo_tickets
+import core.demo.teacher as demo_teacher  # registers the "demo-teacher" job kind
+from core.demo import tickets as demo_tickets
+from core.demo.seed import ROUTING
+from core.domain.errors import InvalidInput
+from core.ml import build
+from core.store import jobs
+from core.store.models import Project
 
 # A 1-layer, 64-wide model on 480 tickets, 15 epochs of small batches (a higher rate or fewer steps
 # sometimes leaves it stuck on the majority queue): ~0.83 held-out accuracy in a few seconds on one thread.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from data import demo_tickets
+from core.demo import tickets as demo_tickets
 
 MARKERS = {  # common words of each language; nearly every ticket written in it has one
     "es": {"el", "la", "de", "mi", "que", "no", "por", "en", "con", "me"},

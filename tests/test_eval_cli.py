@@ -7,9 +7,10 @@ import pytest
 from click.testing import CliRunner
 from eval_helpers import easy_gate, teacher_run_with_holdout, trained_student
 
+from core.access import projects
 from core.cli import cli
 from core.data.holdout import holdout_rows
-from core.governance import gate, projects
+from core.gate import gate
 
 
 @pytest.fixture

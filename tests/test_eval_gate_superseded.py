@@ -6,9 +6,11 @@ from __future__ import annotations
 import pandas as pd
 from eval_helpers import easy_gate, teacher_run_with_holdout
 
+from core.access import projects
 from core.data.holdout import holdout_rows
+from core.decision import decision
 from core.evaluation import imports, runs
-from core.governance import decision, gate, projects
+from core.gate import gate
 
 
 def test_superseded_is_computed_when_shown_not_stored(session, demo, tmp_path):

@@ -11,11 +11,12 @@ import pytest
 from eval_helpers import easy_gate, other_drivers_teacher, teacher_run_with_holdout
 from sqlmodel import select
 
+from core.access import projects
 from core.data.holdout import holdout_rows
-from core.errors import InvalidInput, PermissionDenied
+from core.domain.errors import InvalidInput, PermissionDenied
 from core.evaluation import imports, runs
-from core.governance import gate, projects
-from core.models import Artifact, AuditEvent, Evaluation
+from core.gate import gate
+from core.store.models import Artifact, AuditEvent, Evaluation
 
 
 @pytest.fixture
@@ -210,7 +211,7 @@ def test_an_evaluation_under_a_replaced_gate_is_marked_superseded(session, demo,
 def test_the_round_counts_the_sponsors_iterate_decisions(session, demo, routing, held, tmp_path):
     from review_helpers import recorded
 
-    from core.models import Decision
+    from core.store.models import Decision
 
     # Recorded with its audit event: a decision row the chain does not vouch for opens no round (issue 9).
     recorded(session, actor=demo["sam"], action="decision.record", entity="decision", row=Decision(
@@ -237,7 +238,7 @@ def test_the_word_diff_marks_removed_and_added_words():
 
 def test_the_review_queue_of_imported_text_carries_the_diff_and_of_a_ranking_the_queries_whose_top_k_differs(
         session, demo, routing, held, tmp_path):
-    from core.governance import review
+    from core.review import review
 
     ref = held["reference"].fillna("")
     df = pd.DataFrame({"id": held["id"], "student": ref + " please", "teacher": ref})
@@ -260,7 +261,7 @@ def test_the_review_queue_of_imported_text_carries_the_diff_and_of_a_ranking_the
 
 def test_the_fallback_curve_of_an_imported_ranking_counts_queries_whose_top_k_matches(session, demo, routing, held,
                                                                                       tmp_path):
-    from core.governance import review
+    from core.review import review
 
     queries = [f"q{i // 4}" for i in range(len(held))]
     teacher = [float(i % 4) for i in range(len(held))]

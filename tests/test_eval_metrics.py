@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from core.evaluation import metrics
+from core.domain import metrics
 
 LABELS = ["a", "b", "c", "d"]
 

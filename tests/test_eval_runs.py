@@ -7,12 +7,13 @@ import pytest
 from eval_helpers import easy_gate, teacher_run_with_holdout, trained_student
 from sqlmodel import select
 
-from core import jobs
-from core.errors import GateNotLocked, GovernanceViolation, PermissionDenied
+from core.access import projects
+from core.domain.errors import GateNotLocked, GovernanceViolation, PermissionDenied
+from core.domain.hashing import canonical_json, sha256_hex
 from core.evaluation import runs
-from core.governance import gate, projects
-from core.governance.audit import canonical_json, sha256_hex
-from core.models import AuditEvent, Evaluation
+from core.gate import gate
+from core.store import jobs
+from core.store.models import AuditEvent, Evaluation
 
 
 @pytest.fixture
@@ -72,8 +73,8 @@ def test_an_evaluation_job_scores_the_student_and_stores_a_hashed_report(session
 
 def test_a_report_changed_on_disk_is_refused(session, engine, demo, routing, student):
     ev = _evaluate(session, engine, demo["dana"], routing, student.id)
-    from core.artifacts import path_of
-    from core.models import Artifact
+    from core.store.artifacts import path_of
+    from core.store.models import Artifact
 
     path = path_of(session.get(Artifact, ev.report_artifact_id))
     path.write_bytes(path.read_bytes().replace(b'"passed":false', b'"passed":true'))

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from core.domain.gate_spec import GateSpec
 from core.evaluation import report
-from core.governance import gate
-from core.governance.gate import GateSpec
+from core.gate import gate
 
 LABELS = ["billing", "shipping", "legal"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.domain.gate_spec import GateSpec
 from core.evaluation import gate_check, report
-from core.governance import gate
-from core.governance.gate import GateSpec
+from core.gate import gate
 
 SEVERE = gate_check.SEVERE
 

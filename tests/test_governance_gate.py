@@ -4,9 +4,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import func, select
 
-from core.errors import GateNotLocked, GovernanceViolation, InvalidInput, PermissionDenied
-from core.governance import gate
-from core.models import AuditEvent, GateVersion
+from core.domain import gate_spec
+from core.domain.errors import GateNotLocked, GovernanceViolation, InvalidInput, PermissionDenied
+from core.gate import gate
+from core.store import integrity
+from core.store.models import AuditEvent, GateVersion
 
 
 def _spec(**overrides):
@@ -24,7 +26,7 @@ def _counts(session):
 def test_sponsor_locks_a_gate_whose_hash_verifies(session, demo, qualified):
     g = gate.lock(session, actor=demo["sam"], project=qualified, spec=_spec())
     assert g.version == 1 and len(g.content_hash) == 64
-    assert gate.verify_gate(g)
+    assert integrity.verify_gate(g)
     ev = session.exec(select(AuditEvent).where(AuditEvent.action == "gate.lock")
                       .where(AuditEvent.project_id == qualified.id)).one()
     assert g.content_hash in ev.payload
@@ -102,7 +104,7 @@ def test_tampered_gate_no_longer_verifies(session, engine, demo, qualified):
         conn.execute(text("UPDATE gate_version SET spec_json = replace(spec_json, '0.98', '0.5') "
                           "WHERE id = :id"), {"id": g.id})
     session.expire_all()
-    assert not gate.verify_gate(session.get(GateVersion, g.id))
+    assert not integrity.verify_gate(session.get(GateVersion, g.id))
 
 
 def test_work_needing_a_gate_is_refused_until_one_is_locked(session, demo, qualified):
@@ -119,4 +121,4 @@ def test_each_play_starts_from_its_own_template():
     assert latency["p95_latency_ms"] == 20
     assert spec["quality_floor"]["kind"] == "relative-to-baseline"
     for play in ("cost-pressure", "latency", "stability", "specialization"):
-        gate.GateSpec.model_validate(gate.template(play))
+        gate_spec.GateSpec.model_validate(gate.template(play))

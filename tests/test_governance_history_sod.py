@@ -10,11 +10,13 @@ from review_helpers import make_evaluation, moderation_predictions
 from sqlmodel import select
 from teacher_helpers import make_dataset
 
+from core.access import people, projects, separation
 from core.data import holdout
-from core.errors import SeparationOfDuties
+from core.decision import decision
+from core.domain.errors import SeparationOfDuties
 from core.evaluation import runs
-from core.governance import decision, people, projects, review, separation
-from core.models import Evaluation, Project, ReviewVerdict, SignOff, TrainingRun, User
+from core.review import review
+from core.store.models import Evaluation, Project, ReviewVerdict, SignOff, TrainingRun, User
 from core.teacher import runs as teacher_runs
 
 
@@ -35,7 +37,7 @@ def _build(session, *, data_by: User, driver: User, project: Project, tmp_path) 
 
 
 def _gate_id(session, project: Project) -> int:
-    from core.governance import gate
+    from core.gate import gate
 
     return gate.current(session, project_id=project.id).id
 

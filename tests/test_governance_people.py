@@ -3,9 +3,9 @@
 import pytest
 from sqlmodel import func, select
 
-from core.errors import AuthenticationFailed, InvalidInput, PermissionDenied
-from core.governance import people
-from core.models import AuditEvent, User
+from core.access import people
+from core.domain.errors import AuthenticationFailed, InvalidInput, PermissionDenied
+from core.store.models import AuditEvent, User
 
 
 def _counts(session):

@@ -4,10 +4,10 @@ import pytest
 from sqlmodel import func, select
 
 from conftest import good_qualification
-from core.errors import InvalidInput, PermissionDenied, ProjectBlocked
-from core.governance import qualification
-from core.governance.qualification import QualificationInput, Recommendation, assess
-from core.models import AuditEvent, Qualification
+from core.domain.errors import InvalidInput, PermissionDenied, ProjectBlocked
+from core.qualify import qualification
+from core.qualify.qualification import QualificationInput, Recommendation, assess
+from core.store.models import AuditEvent, Qualification
 
 
 def test_narrow_high_volume_task_with_no_better_move_proceeds_with_payback():

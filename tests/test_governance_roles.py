@@ -3,9 +3,9 @@
 import pytest
 from sqlmodel import func, select
 
-from core.errors import InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
-from core.governance import projects
-from core.models import AuditEvent, Role, RoleAssignment
+from core.access import projects
+from core.domain.errors import InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
+from core.store.models import AuditEvent, Role, RoleAssignment
 
 
 def _n(session, model):

@@ -11,16 +11,21 @@ from review_helpers import approve
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from core.errors import GateTampered, GovernanceViolation
+from core.access import people
+from core.decision import decision, portfolio, record
+from core.domain import hashing
+from core.domain.errors import GateTampered, GovernanceViolation
 from core.evaluation import runs
 from core.evaluation.runs import load_report
-from core.governance import audit, decision, gate, integrity, people, portfolio, record, review
-from core.models import Artifact, Decision, GateVersion, SignOff
-from core.monitoring import rollout
+from core.gate import gate
+from core.review import review
+from core.rollout import rollout
+from core.store import audit, integrity, verification
+from core.store.models import Artifact, Decision, GateVersion, SignOff
 
 
 def _problems(engine) -> list[str]:
-    report = audit.verify(engine)
+    report = verification.verify(engine)
     assert not report.ok
     return report.problems
 
@@ -71,8 +76,8 @@ def test_a_locked_gate_edited_behind_its_trigger_refuses_evaluate_decide_and_rol
     g = gate.current(session, project_id=gated.id)
     spec = gate.spec_of(g)
     spec["slice_floors"] = [dict(f, floor=0.0) for f in spec["slice_floors"]]
-    spec_json = audit.canonical_json(spec)
-    new_hash = gate.spec_hash(project_id=g.project_id, version=g.version, spec_json=spec_json, reason=g.reason,
+    spec_json = hashing.canonical_json(spec)
+    new_hash = integrity.spec_hash(project_id=g.project_id, version=g.version, spec_json=spec_json, reason=g.reason,
                               supersedes=g.supersedes_hash) if rehash else g.content_hash
     raw(engine, "UPDATE gate_version SET spec_json = :s, content_hash = :h WHERE id = :i",
         params={"s": spec_json, "h": new_hash, "i": g.id})
@@ -97,7 +102,7 @@ def test_rollout_refuses_a_shipped_evaluation_whose_gate_was_edited(session, eng
 
 
 def test_changed_and_missing_artifact_files_are_reported(session, engine, demo, gated, passing_eval):
-    from core.artifacts import path_of
+    from core.store.artifacts import path_of
 
     preds = session.get(Artifact, passing_eval.predictions_artifact_id)
     report = session.get(Artifact, passing_eval.report_artifact_id)
@@ -108,7 +113,7 @@ def test_changed_and_missing_artifact_files_are_reported(session, engine, demo, 
     assert any(f"artifact #{preds.id} ({preds.kind})" in p and "no longer has its recorded SHA-256" in p
                for p in problems)
     assert any(f"artifact #{report.id} (evaluation-report) is missing" in p for p in problems)
-    assert audit.verify(engine, files=False).ok  # the file check is the part --no-files skips
+    assert verification.verify(engine, files=False).ok  # the file check is the part --no-files skips
 
 
 def test_an_artifact_row_without_its_event_is_reported(session, engine, demo, gated, passing_eval):
@@ -138,7 +143,7 @@ def test_admin_changes_through_core_are_audited_and_verify(session, engine, demo
     event = session.exec(select(audit.AuditEvent).where(audit.AuditEvent.action == "user.admin")).one()
     assert json.loads(event.payload) == {"username": "dana", "is_admin": True}
     people.set_admin(session, actor=demo["admin"], username="dana", admin=False)
-    assert audit.verify(engine).ok
+    assert verification.verify(engine).ok
 
 
 def test_vouched_ids_reads_the_chain_not_the_row(session, engine, demo, gated, passing_eval):

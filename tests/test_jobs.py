@@ -3,9 +3,9 @@
 import pytest
 from sqlmodel import select
 
-from core import jobs
-from core.errors import GateNotLocked, InvalidInput
-from core.models import AuditEvent, Job
+from core.domain.errors import GateNotLocked, InvalidInput
+from core.store import jobs
+from core.store.models import AuditEvent, Job
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_unknown_kind_is_refused(session, demo, moderation):
 def test_a_running_job_whose_process_died_is_marked_failed(session, demo, moderation, counting_kind):
     from datetime import timedelta
 
-    from core.models import utcnow
+    from core.store.models import utcnow
 
     job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=counting_kind, params={})
     job.status, job.pid, job.heartbeat_at = "running", 999_999_999, utcnow() - timedelta(minutes=5)

@@ -9,8 +9,8 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
-from core import jobs
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
+from core.store import jobs
 
 ROUNDS = 6
 REPO = Path(__file__).resolve().parent.parent
@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 WORKER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    from core import jobs
-    from core.errors import InvalidInput
+    from core.store import jobs
+    from core.domain.errors import InvalidInput
 
     out, gate, ids = Path(sys.argv[1]), Path(sys.argv[2]), [int(x) for x in sys.argv[3:]]
 
@@ -51,7 +51,7 @@ def _work(ctx) -> dict:  # noqa: ANN001 (registered here only so submit accepts 
 
 
 def test_two_processes_claiming_one_job_run_it_once(engine, session, demo, tmp_path):
-    from core.governance import projects
+    from core.access import projects
 
     routing = projects.get_project(session, "Support ticket routing")
     ids = [jobs.submit(session, actor=demo["dana"], project=routing, kind="test-claim", params={}).id
@@ -73,7 +73,7 @@ def test_two_processes_claiming_one_job_run_it_once(engine, session, demo, tmp_p
 
 
 def test_a_running_job_cannot_be_claimed_again(engine, session, demo):
-    from core.governance import projects
+    from core.access import projects
 
     routing = projects.get_project(session, "Support ticket routing")
     job = jobs.submit(session, actor=demo["dana"], project=routing, kind="test-claim", params={})

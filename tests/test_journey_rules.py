@@ -11,12 +11,13 @@ import pytest
 from data_helpers import csv_bytes, routing, ticket_rows
 
 from core.data import datasets, importer
-from core.display import number, tidy
-from core.errors import InvalidInput
-from core.governance.gate import GateSpec, floor_sentence, template
-from core.models import TrainingRun
+from core.domain.display import number, tidy
+from core.domain.errors import InvalidInput
+from core.domain.gate_spec import GateSpec, floor_sentence
+from core.domain.validation import parse
+from core.gate.gate import template
+from core.store.models import TrainingRun
 from core.training.runs import never_predicted
-from core.validation import parse
 
 
 def test_tables_show_a_dash_for_missing_values_and_no_float_noise():

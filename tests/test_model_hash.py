@@ -8,12 +8,12 @@ from audit_attacks import raw
 from serve_helpers import shipped, start_stage
 from sqlmodel import select
 
-from core.artifacts import dir_sha256, path_of
-from core.errors import ArtifactTampered, RoundClosed
+from core.domain.errors import ArtifactTampered, RoundClosed
 from core.evaluation import runs as eval_runs
-from core.governance import audit
-from core.models import Artifact, TrainingRun
 from core.serving.app import load_service
+from core.store import verification
+from core.store.artifacts import dir_sha256, path_of
+from core.store.models import Artifact, TrainingRun
 from core.training import runs as training_runs
 
 
@@ -53,4 +53,4 @@ def test_a_swapped_model_file_is_refused_by_serving_and_by_evaluation(session, e
     # And the shipped project records no new evaluation at all (issue 16: a decision closes its round).
     with pytest.raises(RoundClosed):
         eval_runs.start_evaluation(session, actor=demo["dana"], project=gated, training_run_id=run.id)
-    assert any("no longer has its recorded SHA-256" in p for p in audit.verify(engine).problems)
+    assert any("no longer has its recorded SHA-256" in p for p in verification.verify(engine).problems)

@@ -8,7 +8,7 @@ from monitor_helpers import MOD, live_like, ship, traffic, write_log
 
 from core.cli import cli
 from core.evaluation.runs import load_predictions
-from core.monitoring import drift, rollout
+from core.rollout import drift, rollout
 
 
 @pytest.fixture

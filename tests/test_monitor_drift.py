@@ -10,7 +10,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy
 
 from core.evaluation.runs import load_predictions
-from core.monitoring import config, drift
+from core.rollout import config, drift
 
 
 @pytest.fixture

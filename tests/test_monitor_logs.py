@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from monitor_helpers import request, traffic, write_log
 
-from core.monitoring import logs
+from core.rollout import logs
 
 PROJECT = 7
 

@@ -9,10 +9,10 @@ import pytest
 from monitor_helpers import live_like, ship, traffic, write_log
 from sqlmodel import select
 
-from core.errors import GovernanceViolation, InvalidInput, PermissionDenied
+from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied
 from core.evaluation.runs import load_predictions
-from core.models import AuditEvent, RedistillRequest
-from core.monitoring import drift, redistill
+from core.rollout import drift, redistill
+from core.store.models import AuditEvent, RedistillRequest
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_falling_agreement_opens_a_request(session, demo, shipped):
 def test_the_request_reaches_the_drivers_queue_and_data_page(session, demo, shipped):
     from pages_helpers import app_as
 
-    from core.governance import portfolio
+    from core.decision import portfolio
 
     write_log(shipped.id, live_like(predictions(session, shipped), n=400))
     row = redistill.open_redistill(session, actor=demo["oscar"], project=shipped, reason="threats surged")

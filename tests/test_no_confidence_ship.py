@@ -19,8 +19,8 @@ from test_byo_scenarios import (  # noqa: F401 (people, people_template, saved_s
     triage_gate,
 )
 
-from core import db
-from core.models import AuditEvent, ThresholdProposal, User
+from core.store import db
+from core.store.models import AuditEvent, ThresholdProposal, User
 
 pytestmark = pytest.mark.usefixtures("people")
 NAME = "Blind"
@@ -117,7 +117,7 @@ def test_a_file_whose_confidence_is_blank_on_some_rows_says_how_many(tmp_path):
 def test_the_review_page_says_what_is_missing_and_records_the_choice(imported, operator):
     from pages_helpers import app_as, by_label
 
-    from core.governance import projects
+    from core.access import projects
 
     with Session(db.get_engine()) as session:
         op = session.exec(select(User).where(User.username == operator)).one()

@@ -6,9 +6,9 @@ import pytest
 from pages_helpers import app_as, by_label, frame_with
 from sqlmodel import func, select
 
-from core.errors import AuthenticationFailed
-from core.governance import people, projects
-from core.models import AuditEvent, Role, RoleAssignment, User
+from core.access import people, projects
+from core.domain.errors import AuthenticationFailed
+from core.store.models import AuditEvent, Role, RoleAssignment, User
 
 
 def _count(session, model) -> int:

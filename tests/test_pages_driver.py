@@ -13,9 +13,9 @@ from pages_helpers import app_as, by_label, frame_with
 from sqlmodel import Session
 from teacher_helpers import LABELS, make_dataset, routing, save_tiny_classifier
 
-from core import jobs
 from core.data import holdout
-from core.models import Job
+from core.store import jobs
+from core.store.models import Job
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
 from core.training import runs
@@ -99,7 +99,7 @@ def test_training_starts_as_a_job_and_the_page_shows_the_run_and_its_loss_curve(
 
 
 def test_the_train_page_refuses_before_the_gate_is_locked(demo, session):
-    from core.governance import projects
+    from core.access import projects
 
     moderation = projects.get_project(session, "Comment moderation")
     at = app_as(demo["dana"], page="pages/train.py", project_id=moderation.id)

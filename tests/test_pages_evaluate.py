@@ -9,9 +9,10 @@ from eval_helpers import easy_gate, teacher_run_with_holdout, trained_student
 from pages_helpers import app_as, by_label, frame_with
 from test_pages_driver import wait_for
 
-from core import jobs
+from core.access import projects
 from core.evaluation import runs
-from core.governance import gate, projects
+from core.gate import gate
+from core.store import jobs
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from eval_helpers import easy_gate, ticket_rows
 from pages_helpers import app_as, frame_with
 from teacher_helpers import make_dataset
 
+from core.access import projects
 from core.data import holdout
 from core.evaluation import imports
-from core.governance import gate, projects
+from core.gate import gate
 
 
 def _project(session, demo, *, json_refs: bool = False, **gate_overrides):
@@ -98,7 +99,7 @@ def test_a_validator_approves_declared_latency_only_by_covering_it_on_the_review
     from pages_helpers import by_label
     from sqlmodel import select
 
-    from core.models import SignOff
+    from core.store.models import SignOff
 
     project, held = _project(session, demo, declared_latency_acceptable=True)
     ev = _import(session, demo, project, pd.DataFrame({"id": held["id"], "student": held["queue"]}), "label",
@@ -114,7 +115,7 @@ def test_a_validator_approves_declared_latency_only_by_covering_it_on_the_review
 
 
 def test_the_data_page_shows_what_the_last_iterate_asked_for_and_whether_it_is_met(session, demo):
-    from core.governance import decision
+    from core.decision import decision
 
     floors = [{"column": "queue", "value": "billing", "floor": 0.8, "min_n": 30}]
     project, held = _project(session, demo, slice_floors=floors)

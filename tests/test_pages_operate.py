@@ -8,7 +8,7 @@ import pytest
 from monitor_helpers import ship, traffic, write_log
 from pages_helpers import app_as, by_label, frame_with
 
-from core.monitoring import rollout
+from core.rollout import rollout
 
 
 @pytest.fixture

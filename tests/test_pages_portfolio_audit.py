@@ -7,8 +7,8 @@ import json
 from pages_helpers import app_as, by_label, texts
 from sqlmodel import select
 
-from core.governance import projects
-from core.models import AuditEvent
+from core.access import projects
+from core.store.models import AuditEvent
 
 
 def test_portfolio_shows_every_project_its_step_roles_and_what_waits_on_the_sponsor(demo):
@@ -28,7 +28,7 @@ def test_portfolio_shows_every_project_its_step_roles_and_what_waits_on_the_spon
 
 
 def test_portfolio_of_a_person_without_projects_says_what_to_do(demo, session):
-    from core.governance import people
+    from core.access import people
 
     newbie = people.create_user(session, actor=demo["admin"], username="newbie", display_name="New Person",
                                 password="newbie-pass-1")

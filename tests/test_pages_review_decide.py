@@ -8,8 +8,9 @@ from pages_helpers import app_as, by_label, frame_with, texts
 from review_helpers import approve
 from sqlmodel import select
 
-from core.governance import decision, review
-from core.models import Decision, ReviewVerdict, SignOff
+from core.evaluation import rounds
+from core.review import review
+from core.store.models import Decision, ReviewVerdict, SignOff
 
 
 def test_the_review_page_shows_the_gate_worst_slices_first_and_the_queue(demo, gated, failing_eval):
@@ -63,7 +64,7 @@ def test_iterate_records_a_data_request_for_the_failing_slice(demo, session, gat
     by_label(at.radio, "Decision").set_value("iterate")
     by_label(at.text_area, "Rationale").input("more threat examples first")
     by_label(at.button, "Record the decision").click().run()
-    [d] = decision.decisions(session, project_id=gated.id)
+    [d] = rounds.decisions(session, project_id=gated.id)
     assert d.decision == "iterate" and "threat" in json.dumps(d.data_request)
     assert any("Round 1: iterate recorded." in s.value for s in at.success)
 
@@ -76,7 +77,7 @@ def test_ship_after_a_passing_evaluation_is_approved(demo, session, gated, passi
     by_label(at.radio, "Decision").set_value("ship")
     by_label(at.text_area, "Rationale").input("passes with an approval and a fallback")
     by_label(at.button, "Record the decision").click().run()
-    assert decision.decisions(session, project_id=gated.id)[0].decision == "ship"
+    assert rounds.decisions(session, project_id=gated.id)[0].decision == "ship"
     assert review.sign_offs(session, evaluation_id=passing_eval.id)[0].approve
 
 

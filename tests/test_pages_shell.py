@@ -50,7 +50,7 @@ def test_the_sidebar_names_the_person_and_picks_among_their_projects(demo):
 
 
 def test_a_deactivated_person_is_sent_back_to_login(demo, session):
-    from core.governance import people
+    from core.access import people
 
     people.set_active(session, actor=demo["admin"], username="dana", active=False)
     at = app_as(demo["dana"])
@@ -60,7 +60,7 @@ def test_a_deactivated_person_is_sent_back_to_login(demo, session):
 
 @pytest.mark.parametrize("username", ["admin", "sam", "dana", "val", "oscar"])
 def test_every_demo_login_lands_on_the_project_with_work_in_it(demo, session, username):
-    from core.governance.projects import get_project
+    from core.access.projects import get_project
 
     at = app_as(demo[username])
     routing = get_project(session, "Support ticket routing")  # not the empty moderation project, first by name

@@ -7,8 +7,11 @@ from pages_helpers import app_as, by_label, frame_with, texts
 from sqlmodel import func, select
 
 from conftest import good_qualification
-from core.governance import gate, projects, qualification
-from core.models import AuditEvent, GateVersion, Qualification
+from core.access import projects
+from core.gate import gate
+from core.qualify import qualification
+from core.store import integrity
+from core.store.models import AuditEvent, GateVersion, Qualification
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ def test_lock_a_gate_from_the_template_with_a_slice_floor(demo, session, moderat
     assert not at.error, texts(at.error)
     g = gate.current(session, project_id=moderation.id)
     spec = gate.spec_of(g)
-    assert g.version == 1 and gate.verify_gate(g)
+    assert g.version == 1 and integrity.verify_gate(g)
     assert spec["slice_floors"] == [{"column": "category", "value": "self-harm", "floor": 0.9, "min_n": 50}]
     assert spec["severe_errors"]["classes"] == ["self-harm", "threats"]
     assert at.success[0].value.startswith("Gate v1 locked;")

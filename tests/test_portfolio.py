@@ -1,7 +1,10 @@
 """The portfolio: stage in the cadence, roles, and what waits on whom."""
 
 from conftest import good_qualification
-from core.governance import gate, portfolio, projects, qualification
+from core.access import projects
+from core.decision import portfolio
+from core.gate import gate
+from core.qualify import qualification
 
 
 def _row(session, user, name):
@@ -61,7 +64,8 @@ def test_the_data_steps_move_the_project_on_and_tell_the_driver_what_is_next(ses
 
 
 def test_evaluation_review_and_decision_move_the_project_to_the_last_step(session, demo, gated, failing_eval):
-    from core.governance import decision, review
+    from core.decision import decision
+    from core.review import review
 
     name = gated.name
     assert _row(session, demo["val"], name).waiting_on_you == [f"Review evaluation #{failing_eval.id}"]
@@ -79,7 +83,7 @@ def test_evaluation_review_and_decision_move_the_project_to_the_last_step(sessio
 def test_a_shipped_project_waits_on_its_operator_to_start_the_rollout(session, demo, gated):
     from monitor_helpers import ship
 
-    from core.monitoring import rollout
+    from core.rollout import rollout
 
     ship(session, demo, gated)
     row = _row(session, demo["oscar"], gated.name)

@@ -21,10 +21,13 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from conftest import good_qualification
-from core import demo
-from core.db import init_db, make_engine
-from core.errors import SeparationOfDuties
-from core.governance import audit, gate, people, projects, qualification
+from core.access import people, projects
+from core.demo import seed as demo
+from core.domain.errors import SeparationOfDuties
+from core.gate import gate
+from core.qualify import qualification
+from core.store import integrity, verification
+from core.store.db import init_db, make_engine
 
 
 def _pg_bin(name: str) -> str | None:
@@ -79,7 +82,7 @@ def pg_url():
 
 @pytest.fixture
 def pg(pg_url, tmp_path, monkeypatch):
-    from core import config
+    from core.store import config
 
     # Each test's fresh schema gets its own audit checkpoint file (issue 9).
     monkeypatch.setenv("STILLROOM_DATA_DIR", str(tmp_path))
@@ -101,11 +104,11 @@ def test_demo_governance_flow_on_postgres(pg):
         mod = projects.get_project(s, demo.MODERATION)
         qualification.record(s, actor=sam, project=mod, inputs=good_qualification(), verdict="proceed")
         g = gate.lock(s, actor=sam, project=mod, spec=gate.template("latency"))
-        assert gate.verify_gate(g)
+        assert integrity.verify_gate(g)
         with pytest.raises(SeparationOfDuties):
             projects.assign_role(s, actor=people.get_user(s, "admin"), project=mod, username="dana",
                                  role="validator")
-    report = audit.verify(pg)
+    report = verification.verify(pg)
     assert report.ok and report.checked > 15
 
 
@@ -120,14 +123,14 @@ def test_append_only_tables_refuse_raw_sql_on_postgres(pg, statement):
     with pytest.raises(Exception, match="append-only"):
         with pg.begin() as conn:
             conn.execute(text(statement))
-    assert audit.verify(pg).ok
+    assert verification.verify(pg).ok
 
 
 def test_tampering_by_a_superuser_is_caught_by_the_chain_on_postgres(pg):
     with pg.begin() as conn:
         conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
         conn.execute(text("UPDATE audit_event SET payload = '{}' WHERE id = 3"))
-    report = audit.verify(pg)
+    report = verification.verify(pg)
     assert (report.ok, report.broken_at) == (False, 3)
 
 
@@ -136,11 +139,11 @@ def test_rows_changed_behind_their_events_and_a_cut_tail_are_reported_on_postgre
         conn.execute(text("UPDATE \"user\" SET is_admin = true WHERE username = 'dana'"))
         conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
         conn.execute(text("DELETE FROM audit_event WHERE id > (SELECT max(id) - 2 FROM audit_event)"))
-    report = audit.verify(pg)
+    report = verification.verify(pg)
     assert not report.ok
     assert any(p.startswith("user #") and "differs from what event #" in p for p in report.problems)
     assert any("no longer has: events were deleted" in p for p in report.problems)
     with Session(pg) as s:
-        from core.governance import integrity
+        from core.store import integrity
 
         assert people.get_user(s, "sam").id in integrity.vouched_ids(s, "user")

@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from pages_helpers import app_as
 from review_helpers import add_validator, approve, review_items
 
+from core.access import visibility
 from core.cli import cli
-from core.governance import record, review, visibility
+from core.decision import record
+from core.review import review
 
 SECRET = "secret-note-about-c0"
 

@@ -7,7 +7,7 @@ from review_helpers import approve, review_items
 from sqlmodel import select
 
 from core.cli import cli
-from core.models import Decision, ReviewVerdict
+from core.store.models import Decision, ReviewVerdict
 
 MOD = "Comment moderation"
 

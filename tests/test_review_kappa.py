@@ -7,7 +7,7 @@ import pytest
 from review_helpers import add_validator
 from sklearn.metrics import cohen_kappa_score
 
-from core.governance import review
+from core.review import review
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import PermissionDenied
-from core.governance import projects, review, visibility
+from core.access import projects, visibility
+from core.domain.errors import PermissionDenied
+from core.review import review
 
 
 def test_a_driver_who_is_also_operator_cannot_propose_the_threshold(session, demo, gated, failing_eval):

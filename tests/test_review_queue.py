@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from review_helpers import make_evaluation, moderation_predictions
 
-from core.errors import InvalidInput, NotFound
+from core.domain.errors import InvalidInput, NotFound
 from core.evaluation.runs import load_predictions
-from core.governance import review
+from core.review import review
 
 
 def test_queue_holds_only_disagreements(session, gated, failing_eval):
@@ -49,7 +49,7 @@ def test_unknown_slice_column_names_the_choices(session, gated, failing_eval):
 
 
 def test_evaluation_of_another_project_is_not_found(session, demo, gated, failing_eval):
-    from core.governance import projects
+    from core.access import projects
 
     routing = projects.get_project(session, "Support ticket routing")
     with pytest.raises(NotFound):

@@ -7,8 +7,10 @@ import re
 import pytest
 from review_helpers import approve
 
-from core.errors import PermissionDenied
-from core.governance import audit, decision, people, record
+from core.access import people
+from core.decision import decision, record
+from core.domain.errors import PermissionDenied
+from core.store import audit
 
 EVIL = "<script>alert('owned')</script> & | pipes"
 

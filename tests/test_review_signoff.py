@@ -6,10 +6,10 @@ import pytest
 from review_helpers import review_items
 from sqlmodel import select
 
-from core import artifacts
-from core.errors import GovernanceViolation, InvalidInput, SeparationOfDuties
-from core.governance import review
-from core.models import Artifact, AuditEvent, SignOff
+from core.domain.errors import GovernanceViolation, InvalidInput, SeparationOfDuties
+from core.review import review
+from core.store import artifacts
+from core.store.models import Artifact, AuditEvent, SignOff
 
 
 def _review_threats(session, demo, project, ev, n):

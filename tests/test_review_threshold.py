@@ -8,10 +8,10 @@ import pytest
 from review_helpers import moderation_predictions
 from sqlmodel import select
 
-from core.errors import InvalidInput, PermissionDenied
+from core.domain.errors import InvalidInput, PermissionDenied
 from core.evaluation.runs import load_predictions
-from core.governance import review
-from core.models import AuditEvent
+from core.review import review
+from core.store.models import AuditEvent
 
 COSTS = review.Costs(student_per_1k=0.4, teacher_per_1k=4.0)
 

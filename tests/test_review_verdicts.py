@@ -6,9 +6,9 @@ import pytest
 from review_helpers import add_validator
 from sqlmodel import select
 
-from core.errors import InvalidInput, PermissionDenied, SeparationOfDuties
-from core.governance import review
-from core.models import AuditEvent, ReviewVerdict
+from core.domain.errors import InvalidInput, PermissionDenied, SeparationOfDuties
+from core.review import review
+from core.store.models import AuditEvent, ReviewVerdict
 
 
 def _verdict(session, actor, project, ev, item="c0", verdict="teacher-right", **kw):
@@ -70,7 +70,7 @@ def test_fractional_rating_is_refused(session, demo, gated, failing_eval):
 def test_ratings_give_the_human_rating_metric(session, demo, gated, failing_eval):
     from review_helpers import review_items
 
-    from core.governance import review
+    from core.review import review
 
     items = review_items(session, failing_eval, column="category", value="threat", n=3)
     for item, rating in zip(items, (5, 4, 2), strict=True):

@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlmodel import select
 
-from core.errors import InvalidInput, PermissionDenied
-from core.models import AuditEvent, MonitorConfig
-from core.monitoring import config
+from core.domain.errors import InvalidInput, PermissionDenied
+from core.rollout import config
+from core.store.models import AuditEvent, MonitorConfig
 
 
 def test_defaults_come_from_the_gate(session, gated):

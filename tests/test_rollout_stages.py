@@ -9,10 +9,10 @@ import pytest
 from monitor_helpers import ship, traffic, write_log
 from sqlmodel import select
 
-from core.errors import GovernanceViolation, InvalidInput, PermissionDenied
-from core.governance import review
-from core.models import AuditEvent, RolloutEvent
-from core.monitoring import config, rollout
+from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied
+from core.review import review
+from core.rollout import config, rollout
+from core.store.models import AuditEvent, RolloutEvent
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from sqlmodel import func, select
 from teacher_helpers import FakeChatServer, make_dataset, routing, save_tiny_classifier, ticket_rows
 
 from core.cli import cli
-from core.models import Job, TeacherFilter, TeacherRun
+from core.store.models import Job, TeacherFilter, TeacherRun
 
 PROJECT = "Support ticket routing"
 

@@ -8,8 +8,8 @@ import pytest
 from sqlmodel import select
 from teacher_helpers import LABELS, make_dataset, routing, ticket_rows
 
-from core.errors import InvalidInput
-from core.models import AuditEvent
+from core.domain.errors import InvalidInput
+from core.store.models import AuditEvent
 from core.teacher import runs
 from core.teacher.filter import kept_outputs
 from core.teacher.outputs import Prediction, run_stats, to_frame

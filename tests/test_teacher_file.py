@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import func, select
 from teacher_helpers import LABELS, make_dataset, routing, ticket_rows
 
-from core.errors import InvalidInput, PermissionDenied
-from core.models import Artifact, TeacherRun
+from core.domain.errors import InvalidInput, PermissionDenied
+from core.store.models import Artifact, TeacherRun
 from core.teacher import runs
 from core.teacher.filter import kept_outputs
 

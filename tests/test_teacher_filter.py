@@ -7,8 +7,8 @@ import pytest
 from sqlmodel import select
 from teacher_helpers import LABELS, make_dataset, routing, ticket_rows
 
-from core.errors import InvalidInput, PermissionDenied
-from core.models import AuditEvent, TeacherFilter
+from core.domain.errors import InvalidInput, PermissionDenied
+from core.store.models import AuditEvent, TeacherFilter
 from core.teacher import filter as tf
 from core.teacher import runs
 from core.teacher.outputs import Prediction, run_stats, to_frame

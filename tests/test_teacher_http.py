@@ -9,10 +9,10 @@ import pytest
 from sqlmodel import select
 from teacher_helpers import LABELS, FakeChatServer, make_dataset, routing, ticket_rows
 
-from core import jobs
-from core.artifacts import data_dir
-from core.errors import InvalidInput
-from core.models import Job, TeacherRun
+from core.domain.errors import InvalidInput
+from core.store import jobs
+from core.store.artifacts import data_dir
+from core.store.models import Job, TeacherRun
 from core.teacher import runs
 from core.teacher.chat import label_distribution, parse_label
 from core.teacher.filter import kept_outputs

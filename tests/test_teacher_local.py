@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from teacher_helpers import LABELS, save_tiny_classifier, ticket_rows
 
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
 from core.teacher.local import LocalAdapter, model_labels
 
 
@@ -19,7 +19,7 @@ def reference_probs(model_dir, texts):
     """One text at a time, no padding: what the batched path must reproduce."""
     import torch
 
-    from core.training.build import load_classifier, load_tokenizer
+    from core.ml.build import load_classifier, load_tokenizer
 
     model, tok = load_classifier(model_dir).eval(), load_tokenizer(model_dir)
     with torch.no_grad():

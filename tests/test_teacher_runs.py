@@ -6,10 +6,10 @@ import pytest
 from sqlmodel import select
 from teacher_helpers import LABELS, make_dataset, routing, save_tiny_classifier
 
-from core import jobs
-from core.artifacts import load_table
-from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.models import Artifact, AuditEvent, Job, TeacherRun
+from core.domain.errors import InvalidInput, NotFound, PermissionDenied
+from core.store import jobs
+from core.store.artifacts import load_table
+from core.store.models import Artifact, AuditEvent, Job, TeacherRun
 from core.teacher import runs
 from core.teacher.filter import kept_outputs
 

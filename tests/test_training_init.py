@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import InvalidInput
-from core.training import build, init, students
-from core.training.config import TrainConfig
+from core.domain.errors import InvalidInput
+from core.ml import build, init, students
+from core.ml.config import TrainConfig
 
 LABELS = ["billing", "tech", "account"]
 TEXTS = ["my invoice was charged twice", "the app crashes on start", "I cannot log in to my account"] * 4

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import InvalidInput
-from core.training.config import TrainConfig
-from core.training.kd import kd_loss, soft_targets
-from core.training.loop import split_validation
-from core.training.ngram import HashingFeaturizer
-from core.validation import parse
+from core.domain.errors import InvalidInput
+from core.domain.validation import parse
+from core.ml.config import TrainConfig
+from core.ml.kd import kd_loss, soft_targets
+from core.ml.loop import split_validation
+from core.ml.ngram import HashingFeaturizer
 
 
 def test_kd_loss_matches_a_hand_computation():
@@ -70,7 +70,7 @@ def test_hashing_featurizer_is_stable_across_processes_and_sensitive_to_words():
     assert len(ids) == 5 + 4 + sum(len(w) + 2 - 2 + len(w) + 2 - 3 for w in text.lower().split())
     assert f.features("my invoice was charged once") != ids
     # A fresh interpreter (another hash seed) gives the same ids: saved models stay valid.
-    code = ("from core.training.ngram import HashingFeaturizer as H;"
+    code = ("from core.ml.ngram import HashingFeaturizer as H;"
             f"print(H(2**16).features({text!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123"}, cwd=Path(__file__).resolve().parents[1])

@@ -10,11 +10,11 @@ from eval_helpers import FAST, ticket_rows
 from sqlmodel import select
 from teacher_helpers import LABELS
 
-from core import jobs
+from core.access import projects
 from core.data import holdout
-from core.errors import GateNotLocked, GovernanceViolation, PermissionDenied
-from core.governance import projects
-from core.models import AuditEvent, TrainingPoint, TrainingRun
+from core.domain.errors import GateNotLocked, GovernanceViolation, PermissionDenied
+from core.store import jobs
+from core.store.models import AuditEvent, TrainingPoint, TrainingRun
 from core.teacher import runs as teacher_runs
 from core.training import runs
 

@@ -9,9 +9,9 @@ import pytest
 from eval_helpers import teacher_run_with_holdout
 from teacher_helpers import routing
 
-from core import jobs
-from core.errors import InvalidInput
-from core.models import TrainingRun
+from core.domain.errors import InvalidInput
+from core.store import jobs
+from core.store.models import TrainingRun
 from core.training import search
 
 # One cheap candidate per family, so the test trains in seconds.

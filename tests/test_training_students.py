@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from core.training import loop, students
-from core.training.config import TrainConfig
+from core.ml import loop, students
+from core.ml.config import TrainConfig
 
 LABELS = ["billing", "tech", "account"]
 KEYWORDS = {

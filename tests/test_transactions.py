@@ -3,8 +3,9 @@
 import pytest
 from sqlmodel import func, select
 
-from core.governance import audit, projects
-from core.models import AuditEvent, Project
+from core.access import projects
+from core.store import audit
+from core.store.models import AuditEvent, Project
 
 
 def test_failed_audit_append_leaves_no_state_change(session, demo, monkeypatch):

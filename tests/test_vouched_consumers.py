@@ -1,4 +1,4 @@
-"""Every reader of a governance row goes through ``core.governance.vouched`` (issue 16).
+"""Every reader of a governance row goes through ``core.store.vouched`` (issue 16).
 
 Attacks: an insider with raw database access INSERTs a threshold proposal (threshold 0), a CLI or serving token,
 or UPDATEs a revoked token back to life. Each forged row must be ignored by the consumer that would use it, not
@@ -18,12 +18,16 @@ from click.testing import CliRunner
 from review_helpers import approve, review_items
 from sqlalchemy import text
 
+from core.access import tokens
 from core.cli import cli
-from core.config import get_settings
-from core.errors import GovernanceViolation, RecordTampered
-from core.governance import decision, review, tokens, vouched
-from core.monitoring import rollout
+from core.decision import decision
+from core.domain import hashing
+from core.domain.errors import GovernanceViolation, RecordTampered
+from core.review import review
+from core.rollout import rollout
 from core.serving.app import Refused, check_token
+from core.store import vouched
+from core.store.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +125,7 @@ def test_serving_refuses_an_inserted_or_revived_serving_token(session, demo, mod
     session.commit()
     forged = _forge_token(session, kind=tokens.SERVE, user_id=demo["oscar"].id, project_id=moderation.id)
     hashes = tokens.active_serve_hashes(session, project_id=moderation.id)
-    assert hashes == {tokens.token_hash(genuine.secret)}
+    assert hashes == {hashing.token_hash(genuine.secret)}
 
     class Service:  # what check_token reads of the running service
         token_hashes = hashes
@@ -133,7 +137,7 @@ def test_serving_refuses_an_inserted_or_revived_serving_token(session, demo, mod
 
 
 def test_monitoring_settings_loosened_or_inserted_by_sql_stop_the_rollout(session, demo, gated, shipped):
-    from core.monitoring import config
+    from core.rollout import config
 
     rollout.start(session, actor=demo["oscar"], project=gated)
     assert rollout.check_advance(session, project_id=gated.id).criteria[0].threshold == 200  # the default
@@ -153,9 +157,9 @@ def test_monitoring_settings_loosened_or_inserted_by_sql_stop_the_rollout(sessio
 
 
 def test_an_inserted_role_grants_nothing(session, demo, moderation):
-    from core.governance import gate as gate_mod
-    from core.governance import projects
-    from core.models import Role
+    from core.access import projects
+    from core.gate import gate as gate_mod
+    from core.store.models import Role
 
     session.execute(text("INSERT INTO role_assignment (project_id, user_id, role, assigned_at) "
                          "VALUES (:p, :u, 'sponsor', '2026-01-01 00:00:00')"),
@@ -168,7 +172,7 @@ def test_an_inserted_role_grants_nothing(session, demo, moderation):
 
 
 def test_an_inserted_approval_does_not_lift_blind_review(session, demo, gated, passing_eval):
-    from core.governance import visibility
+    from core.access import visibility
 
     session.execute(text(
         "INSERT INTO sign_off (project_id, evaluation_id, evaluation_hash, approve, comment, validator_id, "
@@ -179,8 +183,8 @@ def test_an_inserted_approval_does_not_lift_blind_review(session, demo, gated, p
 
 
 def test_an_inserted_admin_account_cannot_log_in(session, demo):
-    from core.errors import AuthenticationFailed
-    from core.governance import people
+    from core.access import people
+    from core.domain.errors import AuthenticationFailed
 
     session.execute(text("INSERT INTO user (username, display_name, password_hash, is_admin, is_active, created_at, "
                          "session_epoch) VALUES ('mallory', 'Mallory', :h, 1, 1, '2026-01-01 00:00:00', 0)"),
@@ -195,7 +199,7 @@ def test_an_inserted_proceed_qualification_locks_no_gate(session, demo, moderati
     import json
 
     from conftest import good_qualification
-    from core.governance import gate as gate_mod
+    from core.gate import gate as gate_mod
 
     session.execute(text(
         "INSERT INTO qualification (project_id, version, inputs, recommendation, reasons, payback_months, verdict, "
@@ -210,24 +214,24 @@ def test_an_inserted_proceed_qualification_locks_no_gate(session, demo, moderati
 
 # --------------------------------------------------------------------------- nobody reads around the door
 
-# Reads of governed tables allowed outside core.governance.vouched, as (file, function): each must see every row,
+# Reads of governed tables allowed outside core.store.vouched, as (file, function): each must see every row,
 # forged ones included, and none decides anything on what it finds.
 ALLOWED = {
-    ("core/governance/people.py", "user_count"),  # the bootstrap check: a forged account must block it, not slip by
-    ("core/governance/people.py", "create_user"),  # a username taken by any row, forged or not, is taken
+    ("core/access/people.py", "user_count"),  # the bootstrap check: a forged account must block it, not slip by
+    ("core/access/people.py", "create_user"),  # a username taken by any row, forged or not, is taken
 }
 # The vouching machinery itself, and schema history.
-SKIPPED = ("core/governance/vouched.py", "core/governance/integrity.py", "core/governance/audit.py",
-           "core/migrations/")
+SKIPPED = ("core/store/vouched.py", "core/store/integrity.py", "core/store/audit.py",
+           "core/store/migrations/")
 READ_CALLS = {"select", "get", "join", "outerjoin", "select_from", "query", "scalar", "scalars"}
 PASS_THROUGH = {"isinstance", "issubclass"}
 
 
 def _governed_names(tree: ast.Module) -> dict[str, str]:
-    """{name a module may use for a governed model: its table}, counting ``from core.models import X as Y``."""
+    """{name a module may use for a governed model: its table}, counting ``from core.store.models import X as Y``."""
     names = {m.__name__: m.__tablename__ for m in vouched.GOVERNED}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "core.models":
+        if isinstance(node, ast.ImportFrom) and node.module == "core.store.models":
             names.update({a.asname: names[a.name] for a in node.names if a.asname and a.name in names})
     return names
 
@@ -293,14 +297,14 @@ def test_no_module_reads_a_governed_table_around_the_vouched_reader():
         rel = path.relative_to(ROOT).as_posix()
         if not rel.startswith(SKIPPED):
             offences += _offences(path.read_text(encoding="utf-8"), rel)
-    assert not offences, ("read these through core.governance.vouched (rows/first/get), so a row forged with raw "
+    assert not offences, ("read these through core.store.vouched (rows/first/get), so a row forged with raw "
                           "SQL is ignored:\n" + "\n".join(offences))
 
 
 def test_the_enumeration_names_each_way_of_reading_around_the_reader():
     sneaky = (
         "from sqlmodel import select\n"
-        "from core.models import AccessToken as Token, SignOff\n"
+        "from core.store.models import AccessToken as Token, SignOff\n"
         "def f(session, sid):\n"
         "    a = session.get(Token, sid)\n"
         "    b = session.exec(select(SignOff.id).where(SignOff.id == sid))\n"

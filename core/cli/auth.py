@@ -15,10 +15,10 @@ from pathlib import Path
 
 import click
 
+from core.access import people, tokens
 from core.cli.base import _session, cli, token_path
-from core.config import get_settings
-from core.errors import InvalidInput
-from core.governance import people, tokens
+from core.domain.errors import InvalidInput
+from core.store.config import get_settings
 
 
 def _client() -> str:

@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from core.config import get_settings
-from core.db import get_engine, init_db, session_scope
-from core.errors import AuthenticationFailed, InvalidInput, StillroomError
-from core.governance import people, projects, tokens
-from core.models import Project, User
+from core.access import people, projects, tokens
+from core.domain.errors import AuthenticationFailed, InvalidInput, StillroomError
+from core.store.config import get_settings
+from core.store.db import get_engine, init_db, session_scope
+from core.store.models import Project, User
 
 # --------------------------------------------------------------------------- edge
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
+from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.data import coverage as coverage_mod
 from core.data import datasets, dedup, holdout, importer, readers
 from core.data.similarity import DEFAULT_THRESHOLD
-from core.governance import projects
 
 
 @cli.group("data")
@@ -227,7 +227,7 @@ def data_holdout_extend(project: str, dataset_id: int, reason: str, ids: str | N
 @click.argument("project")
 def data_requests(project: str) -> None:
     """The data the latest iterate decision asked for, what was added since and by what, and whether it is met."""
-    from core.data import requests
+    from core.decision import requests
 
     with _session() as session:
         _, p = _viewable(session, project)

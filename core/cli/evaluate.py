@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from core import jobs
+from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
-from core.errors import NotFound
+from core.domain.errors import NotFound
 from core.evaluation import gate_check, imports, runs
-from core.governance import projects
-from core.models import Evaluation
+from core.store import jobs
+from core.store.models import Evaluation
 
 
 def _fmt(value, spec: str = ".4g") -> str:

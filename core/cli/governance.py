@@ -8,7 +8,7 @@ import click
 import yaml
 from sqlmodel import Session
 
-from core import demo as demo_mod
+from core.access import people, projects, visibility
 from core.cli.base import (
     _actor,
     _engine,
@@ -21,10 +21,15 @@ from core.cli.base import (
     cli,
     load_mapping,
 )
-from core.db import session_scope
-from core.errors import GovernanceViolation, InvalidInput
-from core.governance import audit, gate, people, portfolio, projects, qualification, visibility
-from core.models import GateVersion, Project
+from core.decision import portfolio
+from core.demo import seed as demo_mod
+from core.domain import gate_spec
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.gate import gate
+from core.qualify import qualification
+from core.store import audit, integrity, verification
+from core.store.db import session_scope
+from core.store.models import GateVersion, Project
 
 
 @cli.command()
@@ -79,7 +84,7 @@ def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str, show
                    f"(dataset #{data.deduped_id}), a production log (#{data.production_id}), and fixed a "
                    f"holdout of {data.holdout_rows:,} rows.")
     if showcase:
-        from core import demo_projects
+        from core.demo import projects as demo_projects
 
         with _session() as session:
             shown = demo_projects.seed(session, _engine())
@@ -94,7 +99,7 @@ def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str, show
 
         run_with_bar(job_id, "demo teacher")
     else:
-        from core import jobs
+        from core.store import jobs
 
         jobs.start_detached(job_id)
         click.echo(f"The demo teacher trains in the background as job #{job_id} (about 2-4 minutes on 2 cores); "
@@ -327,7 +332,7 @@ def gate_group() -> None:
 def _template_header() -> str:
     lines = ["# Stillroom success gate. Edit, then: stillroom gate lock PROJECT --file gate.yaml",
              "# quality_floor.kind:"]
-    lines += [f"#   {kind.value}: {meaning}" for kind, meaning in gate.FLOOR_MEANING.items()]
+    lines += [f"#   {kind.value}: {meaning}" for kind, meaning in gate_spec.FLOOR_MEANING.items()]
     lines.append("# slice_floors: one {column, value, floor, min_n} per production-critical slice")
     return "\n".join(lines) + "\n"
 
@@ -391,7 +396,7 @@ def gate_show(project: str, version: int | None) -> None:
         click.echo(f"# Reason: {g.reason}")
     click.echo(yaml.safe_dump(gate.spec_of(g), sort_keys=False), nl=False)
     click.echo(f"# hash: {g.content_hash}")
-    if not gate.verify_gate(g):
+    if not integrity.verify_gate(g):
         raise GovernanceViolation(f"gate v{g.version} of {p.name!r} no longer matches its hash: "
                                   "it was edited outside Stillroom.")
     click.echo("# hash verifies: yes")
@@ -442,7 +447,7 @@ def audit_group() -> None:
 @click.option("--no-files", is_flag=True, help="Skip re-hashing every artifact file (the slow part).")
 def audit_verify(expect_head: str | None, no_files: bool) -> None:
     """Check the audit chain, its anchors and checkpoints, every recorded row and artifact (exit 3 on a problem)."""
-    report = audit.verify(_engine(), expect_head=expect_head, files=not no_files)
+    report = verification.verify(_engine(), expect_head=expect_head, files=not no_files)
     # The verdict is one sentence (stderr when it fails); further problems and the limits go to stdout.
     more = report.lines()[1:]
     if not report.ok:

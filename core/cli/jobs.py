@@ -7,8 +7,8 @@ import os
 import click
 from tqdm import tqdm
 
-from core import jobs
 from core.cli.base import _actor, _engine, _session, _table, _viewable, cli
+from core.store import jobs
 
 
 def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> None:
@@ -37,7 +37,7 @@ def jobs_run(job_id: int) -> None:
     """Run a queued (or failed, to resume) job in this process. Only its submitter may (proven like any command:
     a personal API token, or --as where no token is required): the job's events are written in their name. The
     process the app starts for a job proves itself with the job's one-time credential instead."""
-    # Not a setting: the credential is this one process's, put in its environment by core.jobs.start_detached.
+    # Not a setting: the credential is this one process's, put in its environment by core.store.jobs.start_detached.
     credential = os.environ.get(jobs.CREDENTIAL_ENV)
     if credential is None:
         with _session() as session:

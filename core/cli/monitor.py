@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from core.cli.base import _session, _table, _viewable, cli
-from core.monitoring import config, drift, logs, redistill, rollout
+from core.rollout import config, drift, logs, redistill, rollout
 
 
 def _fmt(x, spec: str = ".3f") -> str:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import click
 
+from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.errors import InvalidInput, NotFound
-from core.governance import decision, projects, record, review
-from core.models import Evaluation
+from core.decision import decision, record
+from core.domain.errors import InvalidInput, NotFound
+from core.evaluation import rounds
+from core.review import review
+from core.store.models import Evaluation
 
 
 def _slice(value: str | None) -> tuple[str, str] | None:
@@ -131,7 +134,7 @@ def review_threshold(project: str, evaluation: int, threshold: float | None, ser
 
 @cli.command("decide")
 @click.argument("project")
-@click.option("--decision", "choice", type=click.Choice([c.value for c in decision.Choice]), required=True)
+@click.option("--decision", "choice", type=click.Choice([c.value for c in rounds.Choice]), required=True)
 @click.option("--evaluation", type=int, help="The evaluation decided on (required to ship or iterate).")
 @click.option("--rationale", required=True, help="Why, in a sentence.")
 def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str) -> None:
@@ -144,7 +147,7 @@ def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str
     for w in row.data_request.get("slices", []):
         click.echo(f"  data request: {w['column']}={w['value']} ({w['status']}): "
                    f"{w['more_examples']} more {w['for']} examples.")
-    if row.decision == decision.Choice.ITERATE:
+    if row.decision == rounds.Choice.ITERATE:
         with _session() as session:
             advice = decision.evidence(session, project=p).kill
         if advice:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import click
 
+from core.access import tokens
+from core.access.projects import require_role
 from core.cli.base import _session, _table, _username, _viewable, cli
-from core.governance import tokens
-from core.governance.projects import require_role
-from core.models import Role
 from core.serving import app as serving
+from core.store.models import Role
 
 
 @cli.command("serve")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from core import jobs
+from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
-from core.errors import InvalidInput
-from core.governance import projects
+from core.domain.errors import InvalidInput
+from core.store import jobs
 from core.teacher import filter as teacher_filter
 from core.teacher import runs
 from core.teacher.chat import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL_ENV
@@ -221,7 +221,7 @@ def teacher_known_records(project: str, outputs: str, known: str, out: str) -> N
     from pathlib import Path
 
     from core.data import readers
-    from core.governance import gate
+    from core.gate import gate
     from core.teacher.known import check_known
 
     with _session() as session:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from core import jobs
+from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
-from core.governance import projects
+from core.ml.config import FAMILIES
+from core.store import jobs
 from core.training import runs
-from core.training.config import FAMILIES
 
 
 def _fmt(value, spec: str) -> str:
@@ -73,7 +73,7 @@ def train_start(project: str, teacher_run: int, filter_id: int | None, detach: b
 
 def _search(project: str, teacher_run: int, filter_id: int | None, detach: bool, budget_s: float | None,
             base: dict) -> None:
-    from core.config import get_settings
+    from core.store.config import get_settings
     from core.training import search
 
     base.pop("family", None)

@@ -13,11 +13,12 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 from sqlmodel import Session
 
+from core.access.projects import require_role
 from core.data import datasets, holdout
-from core.errors import InvalidInput
-from core.governance import gate
-from core.governance.projects import require_role
-from core.models import Dataset, Project, Role, User
+from core.data.datasets import COPY_MARK
+from core.domain.errors import InvalidInput
+from core.gate import gate
+from core.store.models import Dataset, Project, Role, User
 
 # A slice value under this share of its column's rows is listed as sparse.
 SPARSE_SHARE = 0.02
@@ -174,16 +175,6 @@ def apply_oversample(session: Session, *, actor: User, project: Project, dataset
     return datasets.store(session, actor=actor, project=project, df=out, name=f"{parent.name[:105]} (oversampled)",
                           purpose=parent.purpose, operation="oversample", mapping=parent.mapping, stats=stats,
                           parent=parent)
-
-
-COPY_MARK = "~os"  # an oversampled copy's id: "<original id>~os<column>=<value>#<round>"
-
-
-def copy_origin(ids: pd.Series) -> pd.Series:
-    """The original id of each oversampled copy (None for a real row)."""
-    ids = ids.astype(str)
-    origin = ids.str.split(COPY_MARK, n=1, regex=False).str[0]
-    return origin.where(ids.str.contains(COPY_MARK, regex=False), None)
 
 
 def _copies(df: pd.DataFrame, item: OversampleItem, held: set[str], rng: np.random.Generator) -> pd.DataFrame:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core.artifacts import load_table, store_table
-from core.errors import NotFound
-from core.governance import audit
-from core.governance.projects import require_role
-from core.models import Artifact, Dataset, Project, Role, User
-from core.textsafe import csv_bytes, csv_cell
+from core.access.projects import require_role
+from core.domain.errors import NotFound
+from core.domain.textsafe import csv_bytes, csv_cell
+from core.store import audit
+from core.store.artifacts import load_table, store_table
+from core.store.models import Artifact, Dataset, Project, Role, User
 
 PURPOSES = ("prompts", "production")
 # The schema's fixed columns; every other column of a dataset is a slice.
@@ -40,7 +40,7 @@ def slice_columns(df: pd.DataFrame) -> list[str]:
 
 
 def csv_safe(value: object) -> str:
-    """A cell that a spreadsheet shows as text, never runs (the one rule every export uses: core.textsafe)."""
+    """A cell that a spreadsheet shows as text, never runs (the one rule every export uses: core.domain.textsafe)."""
     return csv_cell(value)
 
 
@@ -90,6 +90,16 @@ def store(
                               "n_rows": len(df), "sha256": art.sha256, "stats": stats})
         session.commit()
     except BaseException:
-        session.rollback()  # and core.artifacts removes the file this transaction wrote
+        session.rollback()  # and core.store.artifacts removes the file this transaction wrote
         raise
     return dataset
+
+
+COPY_MARK = "~os"  # an oversampled copy's id: "<original id>~os<column>=<value>#<round>"
+
+
+def copy_origin(ids: pd.Series) -> pd.Series:
+    """The original id of each oversampled copy (None for a real row)."""
+    ids = ids.astype(str)
+    origin = ids.str.split(COPY_MARK, n=1, regex=False).str[0]
+    return origin.where(ids.str.contains(COPY_MARK, regex=False), None)

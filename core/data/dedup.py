@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
+from core.access.projects import require_role
 from core.data import datasets, similarity
-from core.errors import InvalidInput
-from core.governance.projects import require_role
-from core.models import Dataset, Project, Role, User
+from core.domain.errors import InvalidInput
+from core.store.models import Dataset, Project, Role, User
 
 # Below 0.5 unrelated short texts start to match; above 0.95 LSH has too few bands (exact dedup covers it).
 MIN_THRESHOLD, MAX_THRESHOLD = 0.5, 0.95

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core import textsafe
-from core.artifacts import load_table, store_table
+from core.access.projects import require_role
 from core.data import datasets, similarity
-from core.errors import GovernanceViolation, InvalidInput
-from core.governance import audit, vouched
-from core.governance.projects import require_role
-from core.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, Role, TeacherRun, User
+from core.data.datasets import copy_origin
+from core.domain import textsafe
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.store import audit, vouched
+from core.store.artifacts import load_table, store_table
+from core.store.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, Role, TeacherRun, User
 
 MAX_FRACTION = 0.5
 
@@ -144,10 +145,8 @@ def _target(n_rows: int, fraction: float | None, n: int | None, *, unit: str = "
 
 
 def without_copies(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The rows a holdout may be drawn from: neither an oversampled copy (core.data.coverage marks their ids)
+    """The rows a holdout may be drawn from: neither an oversampled copy (core.data.datasets marks their ids)
     nor a row that was copied (its copies would sit in training with the same text)."""
-    from core.data.coverage import copy_origin
-
     origin = copy_origin(df["id"])
     drop = origin.notna().to_numpy() | df["id"].astype(str).isin(set(origin.dropna())).to_numpy()
     return df[~drop].reset_index(drop=True), int(drop.sum())
@@ -202,7 +201,7 @@ def fix_holdout(
                               "group_by": group_by, "copies_excluded": copies})
         session.commit()
     except BaseException:
-        session.rollback()  # and core.artifacts removes the file this transaction wrote
+        session.rollback()  # and core.store.artifacts removes the file this transaction wrote
         raise
     return holdout
 
@@ -355,14 +354,12 @@ def extend_holdout(session: Session, *, actor: User, project: Project, dataset_i
                               "reason": reason, "sha256": art.sha256})
         session.commit()
     except BaseException:
-        session.rollback()  # and core.artifacts removes the file this transaction wrote
+        session.rollback()  # and core.store.artifacts removes the file this transaction wrote
         raise
     return row
 
 
 def _new_rows(df: pd.DataFrame, held: pd.DataFrame, ids: Sequence[str] | None, dataset_id: int) -> pd.DataFrame:
-    from core.data.coverage import copy_origin
-
     df = df.assign(id=df["id"].astype(str))
     if ids is not None:
         wanted = [str(i) for i in ids]

@@ -6,7 +6,7 @@ database and the data directory are left as they were.
 
 Text that starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``) or holds
 HTML is data (moderation inputs are full of it) and is stored as it came: every
-page renders it as text, and every export neutralises it (``core.textsafe``).
+page renders it as text, and every export neutralises it (``core.domain.textsafe``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
+from core.access.projects import require_role
 from core.data import datasets
 from core.data.readers import MAX_UPLOAD_BYTES, Source, read_bytes, read_source
-from core.errors import InvalidInput
-from core.governance.projects import require_role
-from core.models import Dataset, Project, Role, User
-from core.validation import parse
+from core.domain.errors import InvalidInput
+from core.domain.validation import parse
+from core.store.models import Dataset, Project, Role, User
 
 MAX_SLICES = 16
 MAX_TEXT_CHARS = 20_000

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from core import textsafe
-from core.errors import InvalidInput
+from core.domain import textsafe
+from core.domain.errors import InvalidInput
 
 # Upload limits. The size limit can be overridden per call (max_bytes=...).
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from core.evaluation.metrics import wilson
-from core.governance.gate import FloorKind, GateSpec, Metric
-from core.validation import parse
+from core.domain.gate_spec import FloorKind, GateSpec, Metric
+from core.domain.metrics import wilson
+from core.domain.validation import parse
 
 PASS, FAIL, INSUFFICIENT = "PASS", "FAIL", "INSUFFICIENT DATA"
 # Scores are ratios of counts: allow for float rounding when a score sits exactly on its floor.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,16 +27,16 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
-from core import textsafe
 from core.data import datasets, readers, similarity
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
-from core.errors import InvalidInput
+from core.domain import gate_spec, textsafe
+from core.domain.errors import InvalidInput
+from core.domain.gate_spec import field_key
 from core.evaluation import gate_check, report, runs, teacher_bar
 from core.evaluation import latency as latency_mod
-from core.governance import gate
-from core.governance.gate import FieldRule
-from core.models import Evaluation, Project, User, utcnow
+from core.gate import gate
+from core.store.models import Evaluation, Project, User, utcnow
 
 KINDS = ("label", "text", "json", "ranking")
 NDCG_K = 10
@@ -60,7 +59,7 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
                            "figures.", field="latency")
     started = utcnow()  # only teacher answers recorded before this moment may set the bar
     locked = runs.require_can_evaluate(session, actor=actor, project=project)
-    spec = gate.GateSpec(**gate.spec_of(locked))
+    spec = gate_spec.GateSpec(**gate.spec_of(locked))
     raw, name = readers.read_bytes(data=data, path=path, filename=filename)
     source = readers.read_source(raw, name)
     held = holdout_rows(session, project_id=project.id).reset_index(drop=True)
@@ -479,28 +478,6 @@ def _normalised(values: pd.Series) -> pd.Series:
     if mask.any():
         out[mask] = similarity.normalise(values[mask].astype(str)).to_numpy()
     return out
-
-
-def field_key(rules: list[str]):
-    """The comparison key of one field's value under the gate's normalisation rules for that field."""
-    def key(value):
-        if value is None or isinstance(value, bool) or not rules:
-            return value
-        text = str(value)
-        if FieldRule.WHITESPACE in rules:
-            text = " ".join(text.split())
-        if FieldRule.CASE in rules:
-            text = text.casefold()
-        if FieldRule.NUMBER in rules:
-            number = pd.to_numeric(re.sub(r"[,\s$€£]", "", text), errors="coerce")
-            if pd.notna(number):
-                return float(number)
-        if FieldRule.DATE in rules:
-            day = pd.to_datetime(text, errors="coerce", format="mixed")
-            if pd.notna(day):
-                return day.date().isoformat()
-        return text
-    return key
 
 
 def field_table(outputs: pd.Series, targets: pd.Series, rules: dict[str, list[str]]) -> pd.DataFrame:

@@ -13,27 +13,19 @@ from sqlmodel import Session
 from core.data import datasets
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
-from core.errors import InvalidInput
+from core.domain import gate_spec
+from core.domain.errors import InvalidInput
 from core.evaluation import baselines, report, runs, teacher_bar
-from core.governance import gate, vouched
-from core.jobs import JobContext, handler
-from core.models import Job, Project, TeacherRun, TrainingRun, User
+from core.evaluation.latency import Timed
+from core.gate import gate
+from core.store import vouched
+from core.store.jobs import JobContext, handler
+from core.store.models import Job, Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
 from core.training import pool
 from core.training import runs as training_runs
 
 SPEED_SAMPLE = 256  # texts timed for batched throughput; the first 100 also one at a time
-
-
-class _Timed:
-    """A local teacher behind ``predict_proba(texts, batch_size=)``, the shape ``measure_speed`` times."""
-
-    def __init__(self, adapter):
-        self.adapter = adapter
-
-    def predict_proba(self, texts, *, batch_size: int = 64):
-        self.adapter.batch_size = batch_size
-        return self.adapter.predict_proba(texts)
 
 
 def _speed(speed) -> dict:
@@ -75,10 +67,10 @@ def _baselines(s: Session, project: Project, run: TrainingRun, teacher_run: Teac
 
 def measure_latency(student, adapter, sample: list[str]) -> dict:
     """Single-request p50/p95 and batched throughput on this machine; the teacher only when it runs here."""
-    from core.training import students  # torch: only when a job really evaluates
+    from core.ml import students
 
     return {"student": _speed(students.measure_speed(student, sample, singles=100, rounds=1)),
-            "teacher": _speed(students.measure_speed(_Timed(adapter), sample, singles=50, rounds=1))
+            "teacher": _speed(students.measure_speed(Timed(adapter), sample, singles=50, rounds=1))
             if adapter is not None else report.NOT_MEASURED}
 
 
@@ -93,7 +85,7 @@ def evaluate(ctx: JobContext) -> dict:
         ctx.progress(0.02, "loading the holdout", force=True)
         held = holdout_rows(s, project_id=project.id).reset_index(drop=True)
         holdout = current_holdout(s, project_id=project.id)
-        spec = gate.GateSpec(**gate.spec_of(locked))
+        spec = gate_spec.GateSpec(**gate.spec_of(locked))
         texts = held["text"].astype(str).tolist()
 
         ctx.progress(0.1, "the student predicts the holdout", force=True)

@@ -1,7 +1,7 @@
 """Latency of a student trained elsewhere: measured here like Stillroom's own students, or declared by a person.
 
 Measured: a local model directory (a transformers classifier or a Stillroom n-gram model) or the student's HTTP
-endpoint is timed on the holdout's texts with ``core.training.students.measure_speed``: single-request p50/p95
+endpoint is timed on the holdout's texts with ``core.ml.students.measure_speed``: single-request p50/p95
 and batched throughput. Declared: the figures, how and where they were measured and who declares them; the
 report says "declared by NAME" wherever it shows them, the gate judges them only when it accepts declared
 latency, and a validator approving the evaluation must say that the approval covers them.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.errors import InvalidInput
-from core.validation import parse
+from core.domain.errors import InvalidInput
+from core.domain.validation import parse
 
 SAMPLE = 256  # holdout texts timed in batches; the first 100 also one at a time, as for trained students
 SINGLES = 100
@@ -40,6 +40,17 @@ class Declared(BaseModel):
         return str(v).strip() if v is not None else v
 
 
+class Timed:
+    """A local teacher behind ``predict_proba(texts, batch_size=)``, the shape ``measure_speed`` times."""
+
+    def __init__(self, adapter):
+        self.adapter = adapter
+
+    def predict_proba(self, texts, *, batch_size: int = 64):
+        self.adapter.batch_size = batch_size
+        return self.adapter.predict_proba(texts)
+
+
 def _speed(speed, **how) -> dict:
     return {"p50_ms": speed.single_p50_ms, "p95_ms": speed.single_p95_ms, "batch_throughput": speed.examples_per_s,
             "ms_per_example": speed.ms_per_example, "source": "measured", **how}
@@ -54,16 +65,15 @@ def declared(figures: Declared | dict, *, recorded_by: str) -> dict:
 
 def measure_local(model_dir: str | Path, texts: list[str]) -> dict:
     """Time a saved classifier here (loaded as the local teacher adapter loads one)."""
-    from core.evaluation.jobs import _Timed
+    from core.ml.students import measure_speed
     from core.teacher.local import LocalAdapter
-    from core.training.students import measure_speed
 
     path = Path(model_dir)
     if not path.is_dir():
         raise InvalidInput(f"{model_dir} is not a directory: give the folder the student was saved to.",
                            field="model_dir")
     adapter = LocalAdapter(path)
-    return _speed(measure_speed(_Timed(adapter), texts[:SAMPLE], singles=SINGLES, rounds=1),
+    return _speed(measure_speed(Timed(adapter), texts[:SAMPLE], singles=SINGLES, rounds=1),
                   how=f"local model directory {path.name}, timed on this machine")
 
 
@@ -86,7 +96,7 @@ def measure_endpoint(url: str, texts: list[str], *, timeout_s: float = ENDPOINT_
     """Time the student's HTTP endpoint from here: the network between is part of what is measured."""
     import httpx
 
-    from core.training.students import measure_speed
+    from core.ml.students import measure_speed
 
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(f"{url!r} is not an http(s) URL: give the student's endpoint, e.g. "

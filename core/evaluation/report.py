@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from core.evaluation import gate_check, metrics
+from core.domain import metrics
+from core.domain.gate_spec import GateSpec, Metric
+from core.evaluation import gate_check
 from core.evaluation.teacher_bar import TeacherBar
-from core.governance.gate import GateSpec, Metric
 
 A, F1, AGREE, EXACT, FIELD = (m.value for m in (Metric.ACCURACY, Metric.MACRO_F1, Metric.AGREEMENT,
                                                  Metric.EXACT_MATCH, Metric.FIELD_ACCURACY))

@@ -14,13 +14,15 @@ import uuid
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core import jobs
-from core.artifacts import load_table, path_of, project_dir, register, store_table, track_new_file, verify
-from core.errors import GovernanceViolation, InvalidInput, NotFound
-from core.governance import audit, gate, qualification, vouched
-from core.governance.audit import canonical_json, sha256_hex
-from core.governance.projects import require_role
-from core.models import Artifact, Evaluation, GateVersion, Job, Project, Role, TrainingRun, User
+from core.access.projects import require_role
+from core.domain.errors import GovernanceViolation, InvalidInput, NotFound
+from core.domain.hashing import canonical_json, sha256_hex
+from core.evaluation.rounds import require_open_round
+from core.gate import gate
+from core.qualify import qualification
+from core.store import audit, jobs, vouched
+from core.store.artifacts import load_table, path_of, project_dir, register, store_table, track_new_file, verify
+from core.store.models import Artifact, Evaluation, GateVersion, Job, Project, Role, TrainingRun, User
 from core.training import pool
 
 JOB_KIND = "evaluate"
@@ -59,9 +61,7 @@ def start_evaluation(session: Session, *, actor: User, project: Project, trainin
 
 def current_round(session: Session, *, project_id: int) -> int:
     """The round a new evaluation joins; RoundClosed once a ship or kill closed the project
-    (``core.governance.decision.require_open_round`` owns the rule)."""
-    from core.governance.decision import require_open_round
-
+    (``core.evaluation.rounds.require_open_round`` owns the rule)."""
     return require_open_round(session, project=session.get(Project, project_id))
 
 
@@ -109,8 +109,6 @@ def record(session: Session, *, actor: User, project: Project, gate_version: Gat
     """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction.
     Refused (RoundClosed) when the round the report was made for was decided meanwhile: a decided round never
     gains an evaluation."""
-    from core.governance.decision import require_open_round
-
     require_open_round(session, project=project, started_in=report["evaluation"]["round"])
     try:
         preds = store_table(session, project=project, actor=actor, df=predictions, kind=PREDICTIONS_KIND,
@@ -135,7 +133,7 @@ def record(session: Session, *, actor: User, project: Project, gate_version: Gat
         session.commit()
         return row
     except BaseException:
-        session.rollback()  # and core.artifacts removes the file this transaction wrote
+        session.rollback()  # and core.store.artifacts removes the file this transaction wrote
         raise
 
 

@@ -18,8 +18,8 @@ import pandas as pd
 from sqlmodel import Session
 
 from core.data import similarity
-from core.governance import vouched
-from core.models import Dataset, Project, TeacherRun, User
+from core.store import vouched
+from core.store.models import Dataset, Project, TeacherRun, User
 from core.teacher import runs as teacher_runs
 
 MADE_HERE = ("local", "http")  # runs Stillroom made itself by asking the teacher

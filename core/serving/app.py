@@ -33,13 +33,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from core.errors import GovernanceViolation, InvalidInput
-from core.governance import decision as decisions_mod
-from core.models import Evaluation, Project, TeacherRun, TrainingRun
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.evaluation import rounds
 from core.serving import router
 from core.serving.requestlog import RequestLog, log_dir
 from core.serving.state import RolloutState
 from core.serving.state import state as rollout_state
+from core.store.models import Evaluation, Project, TeacherRun, TrainingRun
 
 DEFAULT_MAX_CHARS = 10_000
 DEFAULT_MAX_CONCURRENCY = 64
@@ -66,7 +66,7 @@ class Service:
 
     project_id: int
     state: RolloutState
-    student: Any  # predict_proba(texts) and .labels (core.training.students)
+    student: Any  # predict_proba(texts) and .labels (core.ml.students)
     teacher: Any  # a core.teacher adapter: predict(texts, labels=) -> [Prediction]
     teacher_labels: list[str]
     log: RequestLog
@@ -101,10 +101,10 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
                  require_token: bool = True) -> Service:
     """The service for a project in rollout: refused (GovernanceViolation) unless it shipped, a stage is on and,
     with ``require_token``, an operator has created at least one serving token."""
-    from core.governance.tokens import active_serve_hashes
+    from core.access.tokens import active_serve_hashes
     if escalate_to not in ("teacher", "queue"):
         raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
-    made = decisions_mod.decisions(session, project_id=project.id)
+    made = rounds.decisions(session, project_id=project.id)
     if not made or made[-1].decision != "ship":
         raise GovernanceViolation(f"project {project.name!r} has no ship decision: only a shipped student is served.")
     st = rollout_state(session, project_id=project.id)
@@ -386,7 +386,7 @@ async def _refresh_loop(service: Service) -> None:
 
 def state_reader(project_id: int) -> Callable[[], RolloutState]:
     """A function that reads the project's rollout state in a fresh session (for the refresh loop)."""
-    from core.db import get_engine
+    from core.store.db import get_engine
 
     def read() -> RolloutState:
         with Session(get_engine()) as session:
@@ -398,8 +398,8 @@ def state_reader(project_id: int) -> Callable[[], RolloutState]:
 def token_reader(project_id: int) -> Callable[[], frozenset[str]]:
     """A function that reads the project's unrevoked serving tokens in a fresh session (revocation takes effect
     within one refresh period)."""
-    from core.db import get_engine
-    from core.governance.tokens import active_serve_hashes
+    from core.access.tokens import active_serve_hashes
+    from core.store.db import get_engine
 
     def read() -> frozenset[str]:
         with Session(get_engine()) as session:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from core import artifacts
+from core.store import artifacts
 
 KEYS = ("ts", "request_id", "input_sha256", "input_chars", "slices", "stage", "served_by", "student_label",
         "student_confidence", "teacher_label", "teacher_asked", "reason", "latency_ms")

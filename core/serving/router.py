@@ -14,7 +14,7 @@ Reason = Literal["confident", "below-threshold", "must-escalate", "not-in-percen
 
 
 class RoutingState(Protocol):
-    """The fields of RolloutState routing reads (core.monitoring.rollout's or core.serving.state's)."""
+    """The fields of RolloutState routing reads (core.rollout.rollout's or core.serving.state's)."""
 
     stage: str
     percent: int

@@ -1,4 +1,4 @@
-"""The rollout state serving obeys, as core.monitoring.rollout reads it, and the shape routing needs of it."""
+"""The rollout state serving obeys, as core.rollout.rollout reads it, and the shape routing needs of it."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def percent_of(stage: str) -> int:
 
 
 def state(session: Session, *, project_id: int) -> RolloutState:
-    """The stage serving obeys: core.monitoring.rollout's, read from the rollout events the audit chain vouches
+    """The stage serving obeys: core.rollout.rollout's, read from the rollout events the audit chain vouches
     for (imported here, not at the top, because that module reads the request log this package writes)."""
-    from core.monitoring.rollout import state as rollout_state
+    from core.rollout.rollout import state as rollout_state
 
     return rollout_state(session, project_id=project_id)

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.config import get_settings
-from core.errors import GovernanceViolation, InvalidInput, StillroomError
-from core.governance.audit import canonical_json, sha256_hex
+from core.domain.errors import GovernanceViolation, InvalidInput, StillroomError
+from core.domain.hashing import canonical_json, sha256_hex
+from core.store.config import get_settings
 from core.teacher.outputs import Prediction, Progress
 
 DEFAULT_API_KEY_ENV = "STILLROOM_TEACHER_API_KEY"

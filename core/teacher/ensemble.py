@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
 from core.teacher.outputs import Prediction, has_probs, to_frame
 
 METHODS = ("mean", "vote")

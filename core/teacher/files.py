@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
+from core.domain.textsafe import known_value
 from core.teacher.outputs import Prediction, check_labels, to_frame
-from core.textsafe import known_value
 
 MAX_BYTES = 500 * 1024 * 1024
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core.artifacts import load_table, store_table
-from core.errors import InvalidInput, NotFound
-from core.governance import audit
-from core.governance.projects import require_role
-from core.models import Artifact, Dataset, Project, Role, TeacherFilter, TeacherRun, User
+from core.access.projects import require_role
+from core.domain.errors import InvalidInput, NotFound
+from core.store import audit
+from core.store.artifacts import load_table, store_table
+from core.store.models import Artifact, Dataset, Project, Role, TeacherFilter, TeacherRun, User
 from core.teacher import runs
 from core.teacher.outputs import COLUMNS
 

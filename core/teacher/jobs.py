@@ -1,6 +1,6 @@
 """The "teacher-run" job: runs a local or chat teacher over a dataset and records the run.
 
-Run by ``core.jobs.run`` (the CLI, with a terminal bar) or in a detached
+Run by ``core.store.jobs.run`` (the CLI, with a terminal bar) or in a detached
 process. A chat teacher's answers are cached as they arrive, so running a
 failed or capped job again pays only for the rest.
 """
@@ -11,10 +11,10 @@ import time
 
 from sqlmodel import Session
 
-from core.governance import vouched
-from core.governance.projects import require_role
-from core.jobs import JobContext, handler
-from core.models import Dataset, Job, Project, Role, User
+from core.access.projects import require_role
+from core.store import vouched
+from core.store.jobs import JobContext, handler
+from core.store.models import Dataset, Job, Project, Role, User
 from core.teacher import runs
 from core.teacher.outputs import run_stats, to_frame
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.errors import InvalidInput
-from core.textsafe import csv_bytes
+from core.domain.errors import InvalidInput
+from core.domain.gate_spec import field_key
+from core.domain.textsafe import csv_bytes
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,6 @@ class KnownCheck:
 def check_known(outputs: pd.DataFrame, known: pd.DataFrame, *, rules: dict[str, list[str]]) -> KnownCheck:
     """Drop outputs (columns id, output: a JSON object) whose fields contradict ``known`` (column id and one
     column per known field; an empty cell is not known)."""
-    from core.evaluation.imports import field_key
-
     for frame, need, what in ((outputs, ("id", "output"), "teacher outputs"), (known, ("id",), "known records")):
         missing = [c for c in need if c not in frame.columns]
         if missing:

@@ -11,10 +11,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
 from core.teacher.outputs import Prediction, Progress, check_labels
 
-STILLROOM_MODEL_FILE = "student.json"  # core.training.students.STUDENT_FILE, named here to keep torch out
+STILLROOM_MODEL_FILE = "student.json"  # core.ml.students.STUDENT_FILE, named here to keep torch out
 
 
 def is_stillroom_model(model_dir: Path | str) -> bool:
@@ -61,7 +61,7 @@ class LocalAdapter:
 
     def _load(self):
         if self._model is None:
-            from core.training.build import load_classifier, load_tokenizer
+            from core.ml.build import load_classifier, load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_dir)
             self._model = load_classifier(self.model_dir).eval()
@@ -92,7 +92,7 @@ class LocalAdapter:
 
         if is_stillroom_model(self.model_dir):
             if self._model is None:
-                from core.training.students import load
+                from core.ml.students import load
 
                 self._model = load(self.model_dir)
             return self._model.predict_proba(list(texts), batch_size=self.batch_size)

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from core.errors import InvalidInput
+from core.domain.errors import InvalidInput
 
 COLUMNS = ("id", "label", "confidence", "probs", "raw")
 Progress = Callable[[float, str], None]

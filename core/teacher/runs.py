@@ -19,16 +19,15 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core import jobs
-from core.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
-from core.errors import InvalidInput, NotFound
-from core.governance import audit
-from core.governance.projects import require_role
-from core.models import Artifact, Dataset, Job, Project, Role, TeacherRun, User
+from core.access.projects import require_role
+from core.domain.errors import InvalidInput, NotFound
+from core.domain.validation import parse
+from core.store import audit, jobs
+from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
+from core.store.models import Artifact, Dataset, Job, Project, Role, TeacherRun, User
 from core.teacher import chat, ensemble, files
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
-from core.validation import parse
 
 JOB_KIND = "teacher-run"
 JOB_ADAPTERS = ("local", "http")

@@ -1,6 +1,6 @@
 """The "train" job: distils one TrainingRun, recording its loss curve and progress as it goes.
 
-Run by ``core.jobs.run`` (the CLI, with a terminal bar) or in a detached
+Run by ``core.store.jobs.run`` (the CLI, with a terminal bar) or in a detached
 process (the app, which polls the run and its points). Running the job again
 after a crash resumes from the run's last checkpoint.
 """
@@ -11,13 +11,13 @@ from dataclasses import asdict
 
 from sqlmodel import Session, col, delete, select
 
-from core.artifacts import data_dir, register
-from core.errors import InvalidInput
-from core.governance import audit, vouched
-from core.jobs import JobContext, handler
-from core.models import Job, Project, TrainingPoint, TrainingRun, User, utcnow
+from core.domain.errors import InvalidInput
+from core.ml.config import TrainConfig
+from core.store import audit, vouched
+from core.store.artifacts import data_dir, register
+from core.store.jobs import JobContext, handler
+from core.store.models import Job, Project, TrainingPoint, TrainingRun, User, utcnow
 from core.training import pool, runs
-from core.training.config import TrainConfig
 
 # Share of the progress bar for the epochs; the rest is measuring and recording the best checkpoint.
 TRAIN_SHARE = 0.95
@@ -25,7 +25,7 @@ TRAIN_SHARE = 0.95
 
 @handler(runs.JOB_KIND)
 def train(ctx: JobContext) -> dict:
-    from core.training import loop, students  # torch: imported only when a job really trains
+    from core.ml import loop, students
 
     run_id = int(ctx.params["run_id"])
     with Session(ctx.engine, expire_on_commit=False) as s:
@@ -56,7 +56,7 @@ def train(ctx: JobContext) -> dict:
 
 def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
     """Check the rules again, load the rows, line the curve up with the checkpoints, mark the run running."""
-    from core.training import loop, students
+    from core.ml import loop, students
 
     with Session(ctx.engine, expire_on_commit=False) as s:
         run, actor = s.get(TrainingRun, run_id), vouched.one(s, User, actor_id)
@@ -126,7 +126,7 @@ def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
 
 def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: TrainConfig) -> dict:
     """Measure the best checkpoint, record it as an artifact, and mark the run done."""
-    from core.training import loop, students
+    from core.ml import loop, students
 
     ctx.progress(TRAIN_SHARE, "measuring the best checkpoint", force=True)
     best = next(h for h in result.history if h.epoch == result.best_epoch)

@@ -14,29 +14,11 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, select
 
-from core.artifacts import load_table
-from core.errors import GovernanceViolation, InvalidInput
-from core.models import Artifact, Dataset, Holdout, Project, TeacherFilter, TeacherRun
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.ml.data import KDData
+from core.store.artifacts import load_table
+from core.store.models import Artifact, Dataset, Holdout, Project, TeacherFilter, TeacherRun
 from core.teacher.filter import kept_outputs
-
-
-@dataclass
-class KDData:
-    """Rows to distil on: texts, the teacher's distribution and the reference where known."""
-
-    texts: list[str]
-    probs: np.ndarray  # (n, k) teacher probabilities; one-hot where the teacher gave only a label
-    reference: np.ndarray  # (n,) label index, -1 where there is no reference
-    labels: list[str]
-
-    def __post_init__(self) -> None:
-        # Copies: pandas 3 hands out read-only arrays, and training writes into these.
-        self.probs = np.array(self.probs, dtype=np.float32)
-        self.reference = np.array(self.reference, dtype=np.int64)
-
-    @property
-    def teacher_label(self) -> np.ndarray:
-        return self.probs.argmax(axis=1)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ from pathlib import Path
 import pandas as pd
 from sqlmodel import Session, col, select
 
-from core import jobs
-from core.artifacts import data_dir, path_of, project_dir, verify
-from core.errors import ArtifactTampered, GovernanceViolation, InvalidInput, NotFound
-from core.governance import audit, gate, vouched
-from core.governance.projects import require_role
-from core.models import Artifact, GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
+from core.access.projects import require_role
+from core.domain.errors import ArtifactTampered, GovernanceViolation, InvalidInput, NotFound
+from core.domain.validation import parse
+from core.gate import gate
+from core.ml.config import TrainConfig
+from core.store import audit, jobs, vouched
+from core.store.artifacts import data_dir, path_of, project_dir, verify
+from core.store.models import Artifact, GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
 from core.training import pool
-from core.training.config import TrainConfig
-from core.validation import parse
 
 JOB_KIND = "train"
 
@@ -213,6 +213,6 @@ def load_student(session: Session, run: TrainingRun):
     refused (ArtifactTampered) when any file of its model directory changed since training recorded it. A
     transformer answers through its checked TorchScript trace (students.load_for_inference), in evaluation and
     in ``stillroom serve`` alike."""
-    from core.training import students
+    from core.ml import students
 
     return students.load_for_inference(path_of(student_artifact(session, run)))

@@ -14,14 +14,13 @@ from dataclasses import asdict, dataclass, field
 
 from sqlmodel import Session, col, select
 
-from core import jobs
-from core.errors import InvalidInput
-from core.governance import vouched
-from core.jobs import JobContext, handler
-from core.models import Job, Project, TrainingRun, User
+from core.domain.errors import InvalidInput
+from core.domain.validation import parse
+from core.ml.config import FAMILIES, TrainConfig
+from core.store import jobs, vouched
+from core.store.jobs import JobContext, handler
+from core.store.models import Job, Project, TrainingRun, User
 from core.training import runs
-from core.training.config import FAMILIES, TrainConfig
-from core.validation import parse
 
 JOB_KIND = "train-search"
 DEFAULT_BUDGET_S = 900.0
@@ -40,7 +39,7 @@ GRID: dict[str, list[dict]] = {
     "transformer": [
         {"family": "transformer", "size": "tiny"},
         {"family": "transformer", "size": "small"},
-        # The teacher's width and half its layers, started from the teacher's layers (core.training.init); only
+        # The teacher's width and half its layers, started from the teacher's layers (core.ml.init); only
         # where the teacher is a local transformers model.
         {"family": "transformer", "size": "half-teacher"},
     ],
@@ -70,8 +69,8 @@ def start_search(session: Session, *, actor: User, project: Project, teacher_run
                  filter_id: int | None = None, budget_s: float = DEFAULT_BUDGET_S,
                  families: tuple[str, ...] = FAMILIES, base: dict | None = None) -> Job:
     """Queue the search as one job (driver only, under a locked gate, with a holdout); the caller runs it."""
+    from core.ml.init import teacher_config
     from core.training import pool
-    from core.training.init import teacher_config
 
     runs.require_can_train(session, actor=actor, project=project)
     teacher_run, _ = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
@@ -198,7 +197,8 @@ def _runs_so_far(session: Session, job: Job) -> list[int]:
 def teacher_val_accuracy(session: Session, *, project: Project, teacher_run_id: int, filter_id: int | None,
                          cfg: TrainConfig) -> float | None:
     """The teacher's accuracy on the validation rows every candidate is judged on (same split, same seed)."""
-    from core.training import loop, pool
+    from core.ml import loop
+    from core.training import pool
 
     teacher_run, teacher_filter = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
                                                       filter_id=filter_id)

@@ -1,0 +1,1 @@
+"""People, projects, roles, tokens, separation of duties and blind-review visibility."""

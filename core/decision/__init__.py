@@ -1,0 +1,1 @@
+"""Step 5c: ship, iterate or kill, rounds' data requests, the decision record, the portfolio."""

@@ -1,0 +1,437 @@
+"""Step 5 of the playbook, the sponsor's part: ship, iterate or kill, on evidence that cannot be rewritten.
+
+Ship is refused unless the evaluation passed every criterion under the current gate, a validator
+approved that very evaluation's hash and a fallback threshold is proposed for it. Iterate opens the
+next round with a data request aimed at the failing slices; after rounds without progress
+Stillroom recommends kill and says why. A decision closes its round: no evaluation joins a decided round,
+every view of it shows the evaluation the decision named, and after ship or kill (final) none is recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from core.access.projects import require_role
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.evaluation.rounds import Choice, closing_decision, current_round, decided_on, decisions
+from core.evaluation.runs import get_evaluation, list_evaluations, load_report
+from core.gate import gate
+from core.qualify import qualification
+from core.review import review
+from core.store import audit, vouched
+from core.store.models import Decision, Evaluation, GateVersion, Project, Role, SignOff, ThresholdProposal, User
+
+# A slice that fails its floor needs more training examples of its kind. Stated heuristic:
+# ask for as many again as the holdout holds of it, and never fewer than this.
+MIN_EXTRA_EXAMPLES = 100
+
+
+def _shown(evaluations: list[Evaluation], done: list[Decision]) -> dict[int, Evaluation]:
+    """Per round, the evaluation every view of it shows: the one its decision names, else (an open round, or a
+    kill that named none) the round's newest."""
+    shown = {ev.round: ev for ev in evaluations}  # ordered by id: the newest of each round wins
+    by_id = {ev.id: ev for ev in evaluations}
+    for d in done:
+        if d.evaluation_id in by_id:
+            shown[d.round] = by_id[d.evaluation_id]
+    return shown
+
+
+def evaluation_in_view(session: Session, *, project_id: int) -> Evaluation | None:
+    """The evaluation the Decide page and the record speak of: the one the closing ship or kill named (None when
+    a kill named none), else the newest of the open round (None when the open round has none yet)."""
+    closing = closing_decision(session, project_id=project_id)
+    if closing is not None:
+        return None if closing.evaluation_id is None else session.get(Evaluation, closing.evaluation_id)
+    rnd = current_round(session, project_id=project_id)
+    return next((ev for ev in reversed(list_evaluations(session, project_id=project_id)) if ev.round == rnd), None)
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    round: int
+    evaluation_id: int
+    evaluation_hash: str
+    passed: bool
+    criteria: list[dict]
+    decision: str | None
+
+
+def rounds_history(session: Session, *, project_id: int) -> list[RoundSummary]:
+    """Per round, the evaluation its decision named (the newest, for a round still open) and the decision."""
+    done = decisions(session, project_id=project_id)
+    shown = _shown(list_evaluations(session, project_id=project_id), done)
+    decided = {d.round: d.decision for d in done}
+    return [RoundSummary(r, ev.id, ev.report_hash, ev.passed, list(ev.summary.get("criteria", [])), decided.get(r))
+            for r, ev in sorted(shown.items())]
+
+
+# --------------------------------------------------------------------------- kill recommendation
+
+
+@dataclass(frozen=True)
+class KillAdvice:
+    reason: str
+    stuck: list[str]
+
+
+@dataclass(frozen=True)
+class Margins:
+    """The smallest improvement that counts as progress, each in its criterion's own unit."""
+
+    points: float  # accuracy-type criteria (proportions), in points: 1.0 = 0.01
+    ms: float  # p95 latency
+    cost: float  # cost per 1,000 requests
+
+    @classmethod
+    def from_settings(cls) -> Margins:
+        from core.store.config import get_settings
+
+        s = get_settings()
+        return cls(points=s.kill_margin_points, ms=s.kill_margin_ms, cost=s.kill_margin_cost)
+
+    def of(self, unit: str) -> float:
+        return {"ms": self.ms, "cost": self.cost}.get(unit, self.points / 100.0)
+
+
+def _kind(c: dict) -> tuple[str, str]:
+    """(direction, unit) of a criterion: which way is better, in what unit. Reports written before criteria
+    carried both are read from the criterion's name."""
+    if c.get("direction") and c.get("unit"):
+        return c["direction"], c["unit"]
+    name = str(c.get("name", "")).lower()
+    if name.startswith("p95"):
+        return "lower", "ms"
+    if name.startswith("cost"):
+        return "lower", "cost"
+    return ("lower", "proportion") if "severe" in name else ("higher", "proportion")
+
+
+def _fmt_gain(x: float, unit: str) -> str:
+    return {"ms": f"{x:.3g} ms", "cost": f"{x:.3g}"}.get(unit, f"{100 * x:.2g} points")
+
+
+def _movement(first: dict, last: dict, margins: Margins) -> tuple[bool, str]:
+    """Did the criterion improve from ``first`` to ``last`` beyond its margin and the noise of its estimate?
+    A criterion that got worse never counts as progress. With the sentence that says why."""
+    from core.domain.metrics import wilson
+
+    name = last.get("name")
+    if last.get("status") == "INSUFFICIENT DATA" or first.get("value") is None or last.get("value") is None:
+        a, b = int(first.get("n") or 0), int(last.get("n") or 0)  # judged by the holdout examples it gained
+        return b > a, f"{name} had {a} then {b} scored holdout examples"
+    direction, unit = _kind(last)
+    a, b = float(first["value"]), float(last["value"])
+    gain = (b - a) if direction == "higher" else (a - b)
+    said = f"{name} went from {a:.4g} to {b:.4g}"
+    if gain <= 0:
+        return False, said + (" (worse)" if gain < 0 else "")
+    if gain < margins.of(unit):
+        return False, f"{said} (under the margin of {_fmt_gain(margins.of(unit), unit)})"
+    n_a, n_b = int(first.get("n") or 0), int(last.get("n") or 0)
+    if unit == "proportion" and n_a and n_b:
+        (lo_a,), (hi_a,) = wilson([a * n_a], [n_a])
+        (lo_b,), (hi_b,) = wilson([b * n_b], [n_b])
+        if lo_b <= hi_a and lo_a <= hi_b:  # the 95 % intervals overlap: the change may be sampling noise
+            return False, f"{said} (within the noise: 95 % intervals overlap on n={n_a} and n={n_b})"
+    return True, said
+
+
+def kill_recommendation(
+    rounds: list[list[dict]], *, after_rounds: int | None = None, margins: Margins | None = None,
+) -> KillAdvice | None:
+    """Recommend kill when, over the last ``after_rounds`` rounds, no failing criterion made progress.
+
+    Progress means the latest round is better than the window's first by at least the criterion's margin in
+    its own unit (``Margins``: accuracy points, milliseconds, cost) and, for a proportion measured on n
+    examples, beyond sampling noise (the two rounds' Wilson 95 % intervals do not overlap). A criterion that
+    got worse is never progress. A criterion with too few examples progresses when its scored examples grow.
+    ``rounds`` holds each round's criteria (oldest first), as in the evaluation report; the defaults come
+    from the settings (STILLROOM_KILL_AFTER_ROUNDS, STILLROOM_KILL_MARGIN_POINTS, _MS, _COST).
+    """
+    from core.store.config import get_settings
+
+    after_rounds = get_settings().kill_after_rounds if after_rounds is None else after_rounds
+    margins = Margins.from_settings() if margins is None else margins
+    if after_rounds < 1 or len(rounds) < after_rounds:
+        return None
+    window = rounds[-after_rounds:]
+    failing = [c for c in window[-1] if c.get("status") != "PASS"]
+    if not failing:
+        return None
+    described = []
+    for last in failing:
+        first = next((c for c in window[0] if c.get("name") == last.get("name")), None)
+        if first is None:
+            return None  # a criterion new to the window: too soon to judge it
+        moved, said = _movement(first, last, margins)
+        if moved:
+            return None
+        described.append(said)
+    reason = (f"Over the last {after_rounds} rounds no failing criterion improved beyond its margin and the noise "
+              f"of its estimate ({'; '.join(described)}): more rounds are unlikely to pass the gate, so Stillroom "
+              "recommends kill.")
+    return KillAdvice(reason=reason, stuck=[c["name"] for c in failing])
+
+
+# --------------------------------------------------------------------------- data request
+
+
+def data_request(spec: dict, report: dict, *, round_: int) -> dict:
+    """Which slices need more examples, read from the gate check's verdict on each slice floor with the one
+    sufficiency rule (``gate_check.slice_sufficient``): too few scored holdout examples asks for HOLDOUT
+    examples (the shortfall, min_n - n); a slice under its floor asks for training examples (as many again as
+    the holdout holds of it, at least MIN_EXTRA_EXAMPLES)."""
+    from core.evaluation import gate_check
+
+    wanted = []
+    for f in spec.get("slice_floors", []):
+        c = gate_check.slice_criterion(report, f["column"], f["value"]) or {}
+        n = int(c.get("n") or 0)
+        value = c.get("value")
+        where = {"column": f["column"], "value": f["value"], "n": n}
+        if not gate_check.slice_sufficient(n, f["min_n"]):
+            wanted.append({**where, "status": gate_check.INSUFFICIENT, "more_examples": f["min_n"] - n,
+                           "for": "holdout",
+                           "why": f"the holdout has {n} scored examples of the {f['min_n']} the gate needs to judge "
+                                  "it: add them to the holdout, not to the training data"})
+        elif c.get("status") == gate_check.FAIL or (value is not None and value < f["floor"]):
+            wanted.append({**where, "status": gate_check.FAIL, "more_examples": max(MIN_EXTRA_EXAMPLES, n),
+                           "for": "training",
+                           "why": f"{'n/a' if value is None else f'{value:.3f}'} is under the floor {f['floor']:.3f}"})
+    failing = [c["name"] for c in report.get("criteria", []) if c.get("status") != "PASS"]
+    return {"round": round_, "next_round": round_ + 1, "slices": wanted, "failing_criteria": failing}
+
+
+# --------------------------------------------------------------------------- evidence and decision
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float | None
+    target: float | None
+    met: bool | None  # None when a figure is missing
+
+
+@dataclass(frozen=True)
+class Evidence:
+    project: Project
+    round: int
+    evaluation: Evaluation | None
+    criteria: list[dict]
+    passed: bool
+    sign_offs: list[SignOff]
+    threshold: ThresholdProposal | None
+    targets: list[Target]
+    payback_months: float | None
+    rounds: list[RoundSummary]
+    kill: KillAdvice | None
+    ship_blockers: list[str] = field(default_factory=list)
+    payback: Payback | None = None  # recomputed for the evaluation in view at its proposed threshold
+    closed_by: Decision | None = None  # the ship or kill that closed the project: its decision is final
+
+
+@dataclass(frozen=True)
+class Payback:
+    """Payback recomputed at decision time from what was measured and proposed, judged against the gate."""
+
+    months: float | None
+    blended_per_1k: float | None  # the student's measured cost on the share it serves, the teacher's on the rest
+    monthly_saving: float | None
+    criterion: dict  # shaped like a report's criterion: PASS, FAIL or INSUFFICIENT DATA against the window
+
+
+def payback_of(*, inputs: dict, cost: dict, fallback_rate: float | None, window: float | None) -> Payback:
+    """Months to earn back the build cost: build_cost / ((teacher - blended) x monthly volume / 1,000), where
+    blended = (1 - fallback rate) x the student's cost per 1,000 measured by the evaluation + fallback rate x the
+    teacher's (priced as the fallback curve prices it). Never copied from the qualification's first estimate."""
+    teacher = cost.get("teacher_per_1k")
+    teacher = inputs.get("teacher_cost_per_1k") if teacher is None else teacher
+    student, volume, build = cost.get("student_per_1k"), inputs.get("monthly_volume"), inputs.get("build_cost")
+    missing = [what for what, v in (("a proposed fallback threshold", fallback_rate),
+                                    ("the student's cost measured by the evaluation", student),
+                                    ("the teacher's cost per 1,000", teacher),
+                                    ("the qualification's monthly volume", volume),
+                                    ("the qualification's build cost", build)) if v is None]
+
+    def judged(status: str, months: float | None, detail: str) -> dict:
+        return {"name": "payback window", "status": status, "value": months, "threshold": window, "n": None,
+                "detail": detail, "direction": "lower", "unit": "months"}
+
+    if missing:
+        return Payback(None, None, None, judged("INSUFFICIENT DATA", None,
+                                                "payback cannot be computed without " + ", ".join(missing) + "."))
+    blended = (1 - fallback_rate) * float(student) + fallback_rate * float(teacher)
+    saving = (float(teacher) - blended) * float(volume) / 1000
+    basis = (f"the student serves {1 - fallback_rate:.0%} at {float(student):.4g} per 1,000 and the teacher the "
+             f"{fallback_rate:.0%} that falls back at {float(teacher):.4g}: {blended:.4g} per 1,000 blended")
+    if saving <= 0:
+        return Payback(None, blended, saving, judged("FAIL", None, f"it never pays back: {basis}, no cheaper than "
+                                                                  "the teacher alone."))
+    months = float(build) / saving
+    if window is None:
+        return Payback(months, blended, saving, judged("PASS", months, f"{months:.1f} months ({basis}); the gate "
+                                                                       "sets no payback window."))
+    ok = months <= float(window)
+    return Payback(months, blended, saving, judged(
+        "PASS" if ok else "FAIL", months,
+        f"payback of {months:.1f} months ({basis}, saving {saving:,.0f} a month on a build of {float(build):,.0f}) "
+        f"{'is within' if ok else 'exceeds'} the gate's window of {float(window):g} months."))
+
+
+def payback(session: Session, *, project: Project, evaluation: Evaluation, report: dict) -> Payback:
+    """The payback of shipping this evaluation with its latest proposed fallback threshold."""
+    q = qualification.latest(session, project_id=project.id)
+    proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
+    spec = review._gate_spec(session, evaluation)
+    return payback_of(inputs=(q.inputs if q else {}) or {}, cost=report.get("cost") or {},
+                      fallback_rate=proposals[-1].fallback_rate if proposals else None,
+                      window=spec.get("payback_months"))
+
+
+def _targets(spec: dict, report: dict, payback: float | None) -> list[Target]:
+    def under(name: str, value: float | None, target: float | None) -> Target:
+        met = None if value is None or target is None else value <= target
+        return Target(name, value, target, met)
+
+    student = (report.get("latency") or {}).get("student") or {}
+    declared = f", declared by {student.get('declared_by')}" if student.get("source") == "declared" else ""
+    return [
+        under(f"p95 latency (ms){declared}", student.get("p95_ms"), spec.get("p95_latency_ms")),
+        under("cost per 1,000 requests", report.get("cost", {}).get("student_per_1k"), spec.get("cost_per_1k")),
+        under("payback (months)", payback, spec.get("payback_months")),
+    ]
+
+
+def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation, report: dict) -> list[str]:
+    """Every reason this evaluation cannot ship, each a clause of one sentence."""
+    out = []
+    current = gate.current(session, project_id=project.id)
+    if current is not None and current.id != evaluation.gate_version_id:
+        out.append(f"it was evaluated under a gate since superseded by version {current.version}")
+    not_passed = [f"{c['name']} ({c['status']})" for c in report.get("criteria", []) if c.get("status") != "PASS"]
+    if not_passed:
+        out.append("criteria not passed: " + ", ".join(not_passed))
+    elif not (report.get("passed") and evaluation.passed):
+        out.append("its report does not say it passed")
+    # Each validator's latest word on this very hash counts: a later rejection withdraws an approval.
+    latest = {s.validator_id: s for s in review.sign_offs(session, evaluation_id=evaluation.id)
+              if s.evaluation_hash == evaluation.report_hash}
+    if not any(s.approve for s in latest.values()):
+        out.append(f"no validator has approved this evaluation (hash {evaluation.report_hash[:16]})")
+    rejected = [s for s in latest.values() if not s.approve]
+    if rejected:
+        out.append(f"{len(rejected)} validator(s) rejected it, the last saying {rejected[-1].comment!r}")
+    if not review.threshold_proposals(session, evaluation_id=evaluation.id):
+        out.append("no fallback threshold has been proposed for it" + _cause(session, project, evaluation))
+    else:
+        judged = payback(session, project=project, evaluation=evaluation, report=report).criterion
+        if judged["status"] != "PASS":
+            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}"
+                       + _cause(session, project, evaluation))
+    return out
+
+
+def _cause(session: Session, project: Project, evaluation: Evaluation) -> str:
+    """Answers without confidence always fall back unless someone chose to serve them: say so where it blocks."""
+    proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
+    if proposals and review.serves_every_answer(proposals[-1]):
+        return ""  # every answer is served already: the payback fails for another reason
+    said = review.missing_confidence(session, project=project, evaluation=evaluation)
+    return f"; the cause: {said}" if said else ""
+
+
+def evidence(session: Session, *, project: Project) -> Evidence:
+    """What the sponsor decides on: the evaluation in view (``evaluation_in_view``: once a ship or kill closed the
+    project, the evaluation it named) and everything said about it. A closed project has nothing left to block
+    or advise: its blockers and kill advice are empty."""
+    spec = gate.spec_of(g) if (g := gate.current(session, project_id=project.id)) else {}
+    history = rounds_history(session, project_id=project.id)
+    closed = closing_decision(session, project_id=project.id)
+    kill = None if closed else kill_recommendation([r.criteria for r in history])
+    rnd = current_round(session, project_id=project.id)
+    ev = evaluation_in_view(session, project_id=project.id)
+    if ev is None:
+        return Evidence(project, rnd, None, [], False, [], None, _targets(spec, {}, None), None,
+                        history, kill, [] if closed else [f"no evaluation has been run in round {rnd}"],
+                        closed_by=closed)
+    report = load_report(session, ev)
+    proposals = review.threshold_proposals(session, evaluation_id=ev.id)
+    paid = payback(session, project=project, evaluation=ev, report=report)
+    return Evidence(
+        project=project, round=rnd, evaluation=ev, criteria=report.get("criteria", []),
+        passed=bool(report.get("passed")), sign_offs=review.sign_offs(session, evaluation_id=ev.id),
+        threshold=proposals[-1] if proposals else None, targets=_targets(spec, report, paid.months),
+        payback_months=paid.months, rounds=history, kill=kill,
+        ship_blockers=[] if closed else ship_blockers(session, project=project, evaluation=ev, report=report),
+        payback=paid, closed_by=closed,
+    )
+
+
+def decide(
+    session: Session, *, actor: User, project: Project, decision: str, rationale: str,
+    evaluation_id: int | None = None,
+) -> Decision:
+    """Record the sponsor's ship, iterate or kill for the open round."""
+    require_role(session, actor=actor, project=project, role=Role.SPONSOR, doing="decide ship, iterate or kill")
+    try:
+        choice = Choice((decision or "").strip().lower())
+    except ValueError:
+        raise InvalidInput(f"decision {decision!r} is not one of ship, iterate, kill.", field="decision") from None
+    rationale = (rationale or "").strip()
+    if not rationale:
+        raise InvalidInput("the decision needs a rationale: say why, in a sentence.", field="rationale")
+    rnd = current_round(session, project_id=project.id)
+    closed = closing_decision(session, project_id=project.id)
+    if closed is not None:
+        raise GovernanceViolation(
+            f"Project {project.name!r} was decided {closed.decision} in round {closed.round}{decided_on(closed)}: "
+            "that decision is final."
+        )
+    evaluation, report = None, {}
+    if evaluation_id is None:
+        if choice != Choice.KILL:
+            raise InvalidInput(f"to {choice.value}, name the evaluation you decide on (--evaluation ID).",
+                               field="evaluation")
+    else:
+        evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
+        vouched.require(session, evaluation)
+        vouched.one(session, GateVersion, evaluation.gate_version_id)
+        if evaluation.round != rnd:
+            raise GovernanceViolation(
+                f"Evaluation #{evaluation.id} belongs to round {evaluation.round} but round {rnd} is open: "
+                "decide on an evaluation of this round."
+            )
+        report = load_report(session, evaluation)
+    if choice == Choice.SHIP:
+        blockers = ship_blockers(session, project=project, evaluation=evaluation, report=report)
+        if blockers:
+            raise GovernanceViolation(f"Ship refused for evaluation #{evaluation.id}: {'; '.join(blockers)}.")
+    spec = review._gate_spec(session, evaluation) if evaluation else {}
+    request = data_request(spec, report, round_=rnd) if choice == Choice.ITERATE else {}
+    return _insert(session, actor=actor, project=project, row=Decision(
+        project_id=project.id, round=rnd, decision=choice.value, rationale=rationale,
+        evaluation_id=evaluation.id if evaluation else None,
+        evaluation_hash=evaluation.report_hash if evaluation else None, data_request=request, created_by=actor.id))
+
+
+def _insert(session: Session, *, actor: User, project: Project, row: Decision) -> Decision:
+    try:
+        session.add(row)
+        session.flush()
+    except IntegrityError:  # a concurrent decision took this round first
+        session.rollback()
+        raise GovernanceViolation(
+            f"Round {row.round} of project {project.name!r} is already decided: one decision per round."
+        ) from None
+    audit.record(session, actor=actor, action="decision.record", entity="decision", entity_id=row.id,
+                 project_id=project.id, payload={"round": row.round, "decision": row.decision,
+                                                 "rationale": row.rationale, "evaluation_id": row.evaluation_id,
+                                                 "evaluation_hash": row.evaluation_hash,
+                                                 "data_request": row.data_request})
+    session.commit()
+    return row

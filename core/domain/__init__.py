@@ -1,0 +1,1 @@
+"""Typed contracts and pure rules: errors, safe text, display, validation, metrics."""

@@ -1,0 +1,1 @@
+"""Step 2 of the playbook: the success gate, locked before anyone trains."""

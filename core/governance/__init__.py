@@ -1,1 +1,0 @@
-"""Governance: people, projects, roles, the trigger, the gate and the audit chain."""

@@ -1,1 +1,0 @@
-"""Alembic migrations for Stillroom's schema (run by ``core.db.init_db``)."""

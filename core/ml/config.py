@@ -1,0 +1,95 @@
+"""What a distillation run is asked to do: family, size, epochs, temperature, alpha.
+
+Kept free of torch so the CLI and pages can validate a request before any
+model code is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FAMILIES = ("transformer", "ngram")
+
+
+@dataclass(frozen=True)
+class NgramSize:
+    name: str
+    buckets: int  # hashed feature slots (rows of the EmbeddingBag)
+    dim: int
+
+
+# The n-gram family's sizes: a 1M-parameter default and one step larger in both
+# directions. Latency is dominated by featurising, not by the table's size.
+NGRAM_SIZES = {
+    "tiny": NgramSize("tiny", 2**16, 16),
+    "small": NgramSize("small", 2**17, 32),
+}
+
+# Which size fields a run may override, per family (transformer sizes live in build.SIZES).
+SIZE_FIELDS = {
+    "transformer": ("layers", "hidden", "heads", "intermediate"),
+    "ngram": ("buckets", "dim"),
+}
+
+# Learning rate and batch size when the request does not set them.
+DEFAULT_LR = {"transformer": 2e-3, "ngram": 1e-2}
+DEFAULT_BATCH = {"transformer": 32, "ngram": 64}
+
+
+class TrainConfig(BaseModel):
+    """One distillation run's settings; validated into one-sentence errors by core.domain.validation.parse."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Titles are the Train page's labels, so a refusal names the field as the driver sees it.
+    family: Literal["transformer", "ngram"] = Field(default="transformer", title="Family")
+    size: str = Field(default="tiny", min_length=1, max_length=32, title="Size")
+    size_overrides: dict[str, int] = Field(default_factory=dict)
+    # A cap, not a schedule: early stopping ends the run once validation agreement with the teacher stops rising.
+    epochs: int = Field(default=40, ge=1, le=200, title="Epochs (at most)")
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    lr: float | None = Field(default=None, gt=0, le=1.0)
+    temperature: float = Field(default=2.0, gt=0, le=50, title="Temperature T")
+    alpha: float = Field(default=0.5, ge=0, le=1, title="α (weight of the KD term)")
+    patience: int = Field(default=3, ge=1, le=100, title="Early-stopping patience")
+    # What early stopping watches: validation agreement with the teacher (the student's job), or the KD loss.
+    stop_on: Literal["agreement", "loss"] = "agreement"
+    # How much agreement must rise (a share: 0.002 = 0.2 points) for an epoch to count as progress.
+    min_delta: float = Field(default=0.002, ge=0, le=0.5)
+    # Wall-clock budget of the run: it stops after the epoch that crosses it (None: no limit).
+    max_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    val_fraction: float = Field(default=0.1, gt=0, le=0.5, title="Validation share (not the holdout)")
+    seed: int = Field(default=1234, ge=0, le=2**31 - 1, title="Seed")
+    max_length: int = Field(default=128, ge=8, le=512)
+    ngram_mode: Literal["mean", "sum"] = "mean"
+    # A transformer student of the teacher's width starts from the teacher's layers (core.ml.init).
+    init_from_teacher: bool = True
+    # Train-loss points logged per epoch for the loss curve (besides one per epoch).
+    points_per_epoch: int = Field(default=10, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _known_size(self) -> TrainConfig:
+        from core.ml.build import SIZES
+
+        known = NGRAM_SIZES if self.family == "ngram" else {
+            **{k: v for k, v in SIZES.items() if k != "teacher"}, "half-teacher": None}
+        if self.size not in known and not self.size_overrides:
+            raise ValueError(f"size {self.size!r} is not a {self.family} size: use one of {', '.join(known)}")
+        allowed = SIZE_FIELDS[self.family]
+        for key, value in self.size_overrides.items():
+            if key not in allowed:
+                raise ValueError(f"size_overrides.{key} is not a {self.family} size field: use {', '.join(allowed)}")
+            if value < 1:
+                raise ValueError(f"size_overrides.{key} must be at least 1")
+        return self
+
+    @property
+    def effective_lr(self) -> float:
+        return self.lr or DEFAULT_LR[self.family]
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size or DEFAULT_BATCH[self.family]

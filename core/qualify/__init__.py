@@ -1,0 +1,1 @@
+"""Step 1 of the playbook: qualify the trigger before anything is built."""

@@ -1,0 +1,1 @@
+"""Step 5b: disagreements, verdicts, kappa, sign-off, threshold proposals."""

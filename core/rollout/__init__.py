@@ -1,0 +1,1 @@
+"""After launch: staged rollout, monitoring settings, the request log read back, drift, re-distillation."""

@@ -1,0 +1,174 @@
+"""Reading the request log that ``stillroom serve`` appends to, and summarising live traffic from it.
+
+The log is JSON Lines, one file per UTC day; a process killed mid-write can leave a partial line,
+which is skipped rather than allowed to hide the rest of the day.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.store.artifacts import data_dir
+
+COLUMNS = ("ts", "request_id", "input_sha256", "input_chars", "slices", "stage", "served_by", "student_label",
+           "student_confidence", "teacher_label", "teacher_asked", "reason", "latency_ms")
+FALLBACK_REASONS = ("below-threshold", "must-escalate")
+
+
+def log_dir(project_id: int) -> Path:
+    return data_dir() / "artifacts" / f"project-{project_id}" / "serving"
+
+
+def _day(path: Path) -> str:
+    return path.stem.removeprefix("requests-")
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        return pd.DataFrame()
+    try:
+        return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    except ValueError:
+        # A partial line (a killed writer) or a line glued to one: keep every line that parses.
+        records = []
+        for line in text.splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                records.append(obj)
+        return pd.DataFrame.from_records(records)
+
+
+def as_utc(since: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(since)
+    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+
+
+def read_requests(project_id: int, *, since: datetime | str | None = None) -> pd.DataFrame:
+    """Every logged request of the project (from ``since`` on), oldest first, in the contract's columns."""
+    folder = log_dir(project_id)
+    files = sorted(folder.glob("requests-*.jsonl")) if folder.is_dir() else []
+    start = as_utc(since) if since is not None else None
+    if start is not None:
+        files = [f for f in files if _day(f) >= start.strftime("%Y%m%d")]
+    frames = [f for f in (_read_file(p) for p in files) if len(f)]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    for column in COLUMNS:
+        if column not in df.columns:
+            df[column] = pd.Series(dtype=object)
+    df = df[list(COLUMNS)].copy()
+    df["ts"] = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
+    df = df[df["ts"].notna()]
+    if start is not None:
+        df = df[df["ts"] >= start]
+    df["stage"] = df["stage"].map(lambda s: None if s is None else str(s))
+    df["teacher_asked"] = df["teacher_asked"].fillna(False).astype(bool)
+    df["slices"] = df["slices"].map(lambda s: s if isinstance(s, dict) else {})
+    for column in ("input_chars", "student_confidence", "latency_ms"):
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    return df.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def slice_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The slice fields of each request as columns (one per slice name), aligned with ``df``."""
+    return pd.DataFrame(df["slices"].tolist(), index=df.index) if len(df) else pd.DataFrame(index=df.index)
+
+
+def asked(df: pd.DataFrame) -> pd.DataFrame:
+    """Requests the teacher also answered: where student-teacher agreement can be measured."""
+    return df[df["teacher_asked"] & df["teacher_label"].notna() & df["student_label"].notna()]
+
+
+def agreement(df: pd.DataFrame) -> float | None:
+    both = asked(df)
+    return float((both["student_label"] == both["teacher_label"]).mean()) if len(both) else None
+
+
+def fallback_mask(df: pd.DataFrame, *, threshold: float | None = None,
+                  must_escalate: list[str] | tuple[str, ...] = ()) -> pd.Series:
+    """Requests the student would not answer: under the threshold or a must-escalate label.
+
+    Judged from the student's own figures when the threshold is known, so shadow traffic (where the
+    teacher serves everything) shows the fallback rate the student would have had; else from the logged reason.
+    """
+    if threshold is None:
+        return df["reason"].isin(FALLBACK_REASONS)
+    return (df["student_confidence"] < threshold) | df["student_label"].isin(list(must_escalate))
+
+
+def fallback_rate(df: pd.DataFrame, **kwargs) -> float | None:
+    judged = df[df["student_confidence"].notna()] if kwargs.get("threshold") is not None else df[
+        df["reason"] != "not-in-percentage"]
+    return float(fallback_mask(judged, **kwargs).mean()) if len(judged) else None
+
+
+def slice_agreement_over_time(df: pd.DataFrame, freq: str = "1h") -> pd.DataFrame:
+    """Per time bucket and slice value: teacher-asked requests and the agreement on them (for a chart)."""
+    both = asked(df)
+    columns = ["bucket", "slice", "asked", "agreement"]
+    if both.empty:
+        return pd.DataFrame(columns=columns)
+    slices = slice_frame(both)
+    agree = (both["student_label"] == both["teacher_label"]).astype(float)
+    bucket = both["ts"].dt.floor(freq)
+    parts = [pd.DataFrame({"bucket": bucket, "slice": column + "=" + slices[column].astype(str), "agree": agree})
+             for column in slices.columns]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = (pd.concat(parts).groupby(["bucket", "slice"], sort=True)["agree"].agg(["size", "mean"])
+           .reset_index().rename(columns={"size": "asked", "mean": "agreement"}))
+    return out[columns]
+
+
+@dataclass(frozen=True)
+class TrafficSummary:
+    overall: dict
+    over_time: pd.DataFrame  # per bucket: requests, fallback_rate, p50_ms, p95_ms, mean_confidence, agreement
+    slices: pd.DataFrame  # column, value, requests, asked, agreement
+    confidence: pd.DataFrame  # bin_left, bin_right, requests
+
+
+def _figures(part: pd.DataFrame, **kwargs) -> dict:
+    lat = part["latency_ms"].dropna()
+    return {"requests": len(part), "fallback_rate": fallback_rate(part, **kwargs),
+            "p50_ms": float(lat.quantile(0.5)) if len(lat) else None,
+            "p95_ms": float(lat.quantile(0.95)) if len(lat) else None,
+            "mean_confidence": float(part["student_confidence"].mean()) if part["student_confidence"].notna().any()
+            else None,
+            "asked": len(asked(part)), "agreement": agreement(part)}
+
+
+def slice_agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """Per slice value: requests, teacher-asked requests and the agreement on those."""
+    rows = []
+    slices = slice_frame(df)
+    for column in slices.columns:
+        for value, part in df.groupby(slices[column].astype(str), sort=True):
+            rows.append({"column": column, "value": value, "requests": len(part), "asked": len(asked(part)),
+                         "agreement": agreement(part)})
+    return pd.DataFrame(rows, columns=["column", "value", "requests", "asked", "agreement"])
+
+
+def traffic_summary(df: pd.DataFrame, freq: str = "1h", *, threshold: float | None = None,
+                    must_escalate: list[str] | tuple[str, ...] = (), bins: int = 20) -> TrafficSummary:
+    kwargs = {"threshold": threshold, "must_escalate": must_escalate}
+    buckets = [{"bucket": bucket, **_figures(part, **kwargs)}
+               for bucket, part in df.groupby(df["ts"].dt.floor(freq), sort=True)] if len(df) else []
+    counts, edges = np.histogram(df["student_confidence"].dropna(), bins=bins, range=(0.0, 1.0))
+    return TrafficSummary(
+        overall=_figures(df, **kwargs),
+        over_time=pd.DataFrame(buckets, columns=["bucket", "requests", "fallback_rate", "p50_ms", "p95_ms",
+                                                 "mean_confidence", "asked", "agreement"]),
+        slices=slice_agreement(df),
+        confidence=pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "requests": counts}),
+    )

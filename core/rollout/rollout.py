@@ -1,0 +1,282 @@
+"""The staged rollout of a shipped student: shadow first, then growing shares of traffic, each step the
+operator's and recorded; advancing is refused unless the current stage's logged traffic meets the criteria.
+
+The current stage is the latest RolloutEvent's (append-only); "off" before any event or after a rollback to off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from sqlmodel import Session, col
+
+from core.access.projects import require_role
+from core.domain.errors import GovernanceViolation, InvalidInput
+from core.evaluation import rounds
+from core.review import review
+from core.rollout import config, logs
+from core.store import audit, vouched
+from core.store.models import Evaluation, GateVersion, Project, Role, RolloutEvent, User
+
+OFF = "off"
+SHADOW = "shadow"
+# A criterion with too little traffic behind it yet: not a failure, but no advance either.
+WAITING = "WAITING"
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """What the serving process needs to route a request."""
+
+    stage: str
+    percent: int  # share of traffic the student serves; 0 in shadow and off
+    threshold: float
+    must_escalate: list[str]
+    teacher_sample_rate: float
+    training_run_id: int | None
+    evaluation_id: int | None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    status: str  # PASS, FAIL, WAITING (for traffic), N/A
+    value: float | None
+    threshold: float | None
+    n: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AdvanceCheck:
+    stage: str
+    next_stage: str | None
+    n_requests: int
+    criteria: list[Criterion]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status in ("PASS", "N/A") for c in self.criteria)
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "next_stage": self.next_stage, "n_requests": self.n_requests,
+                "passed": self.passed, "criteria": [asdict(c) for c in self.criteria]}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def history(session: Session, *, project_id: int) -> list[RolloutEvent]:
+    """The project's rollout steps the audit chain vouches for, oldest first."""
+    return vouched.rows(session, RolloutEvent, RolloutEvent.project_id == project_id, order_by=col(RolloutEvent.id))
+
+
+def _last(session: Session, project_id: int) -> RolloutEvent | None:
+    """The newest rollout event the audit chain vouches for: a stage INSERTed with raw SQL does not route traffic."""
+    return vouched.first(session, RolloutEvent, RolloutEvent.project_id == project_id,
+                         order_by=col(RolloutEvent.id).desc())
+
+
+def current_stage(session: Session, *, project_id: int) -> str:
+    last = _last(session, project_id)
+    return last.stage if last else OFF
+
+
+def stages(session: Session, *, project_id: int) -> list[str]:
+    return config.get_config(session, project_id=project_id).stages
+
+
+def percent_of(stage: str) -> int:
+    return int(stage) if stage.isdigit() else 0
+
+
+def state(session: Session, *, project_id: int) -> RolloutState:
+    settings = config.get_config(session, project_id=project_id)
+    last = _last(session, project_id)
+    stage = last.stage if last else OFF
+    return RolloutState(
+        stage=stage, percent=percent_of(stage),
+        threshold=float(last.threshold) if last and last.threshold is not None else 1.0,
+        must_escalate=config.must_escalate(session, project_id=project_id, settings=settings),
+        teacher_sample_rate=settings.teacher_sample_rate,
+        training_run_id=last.training_run_id if last else None, evaluation_id=last.evaluation_id if last else None,
+    )
+
+
+# --------------------------------------------------------------------------- criteria
+
+
+def actions(stage: str, order: list[str]) -> list[str]:
+    """What the operator can do from ``stage``: start from off; advance (unless at the last stage) or roll back."""
+    if stage == OFF:
+        return ["start"]
+    return (["advance"] if stage in order[:-1] else []) + ["rollback"]
+
+
+def _criterion(name: str, value: float | None, threshold: float, n: int, *, at_most: bool = False,
+               detail: str = "") -> Criterion:
+    if value is None and n == 0:
+        return Criterion(name, WAITING, None, threshold, 0, "waiting for traffic")
+    if value is None:
+        return Criterion(name, "FAIL", None, threshold, n, detail or "no measurement")
+    ok = value <= threshold if at_most else value >= threshold
+    return Criterion(name, "PASS" if ok else "FAIL", round(float(value), 6), threshold, n, detail)
+
+
+def _requests(n: int, needed: int, stage: str) -> Criterion:
+    if n >= needed:
+        return Criterion("requests", "PASS", float(n), float(needed), n, f"logged at stage {stage}")
+    return Criterion("requests", WAITING, float(n), float(needed), n,
+                     f"waiting for traffic: {n:,} of {needed:,} requests logged at stage {stage}")
+
+
+def _latency(session: Session, project_id: int, traffic: pd.DataFrame) -> Criterion:
+    target = config.p95_target(session, project_id=project_id)
+    by_student = traffic.loc[traffic["served_by"] == "student", "latency_ms"].dropna()
+    if target is None:
+        return Criterion("p95 latency (ms)", "N/A", None, None, len(by_student), "the gate sets no p95 target")
+    if by_student.empty:
+        return Criterion("p95 latency (ms)", "N/A", None, float(target), 0,
+                         "no request was served by the student at this stage (the teacher serves in shadow)")
+    return _criterion("p95 latency (ms)", float(by_student.quantile(0.95)), float(target), len(by_student),
+                      at_most=True, detail="requests served by the student")
+
+
+def stage_traffic(session: Session, *, project_id: int, live: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The logged requests of the current stage, since it began (from ``live`` when the caller read the log)."""
+    last = _last(session, project_id)
+    df = logs.read_requests(project_id) if live is None else live
+    if last is None or last.stage == OFF:
+        return df.iloc[0:0]
+    return df[(df["ts"] >= logs.as_utc(last.created_at)) & (df["stage"] == last.stage)]
+
+
+def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | None = None) -> AdvanceCheck:
+    """The advance criteria, with their numbers, from the current stage's logged traffic."""
+    settings = config.get_config(session, project_id=project_id)
+    last = _last(session, project_id)
+    stage = last.stage if last else OFF
+    order = settings.stages
+    nxt = order[order.index(stage) + 1] if stage in order[:-1] else None
+    traffic = stage_traffic(session, project_id=project_id, live=live)
+    floor = config.agreement_floor(session, project_id=project_id, settings=settings)
+    threshold = last.threshold if last and last.threshold is not None else None
+    n_asked = len(logs.asked(traffic))
+    criteria = [
+        _requests(len(traffic), settings.min_requests, stage),
+        _criterion("student-teacher agreement", logs.agreement(traffic), floor, n_asked,
+                   detail="on requests the teacher also answered"),
+        _criterion("fallback rate", logs.fallback_rate(
+            traffic, threshold=threshold, must_escalate=config.must_escalate(
+                session, project_id=project_id, settings=settings)),
+            settings.max_fallback_rate, len(traffic), at_most=True,
+            detail="under the threshold or a must-escalate label"),
+        _latency(session, project_id, traffic),
+    ]
+    for row in logs.slice_agreement(traffic).itertuples():
+        if row.asked >= settings.min_slice_requests:
+            criteria.append(_criterion(f"agreement {row.column}={row.value}", row.agreement, floor, row.asked,
+                                       detail=f"slice {row.column}={row.value}"))
+    return AdvanceCheck(stage=stage, next_stage=nxt, n_requests=len(traffic), criteria=criteria)
+
+
+# --------------------------------------------------------------------------- operator's steps
+
+
+def _record(session: Session, *, actor: User, project: Project, action: str, stage: str, reason: str,
+            criteria: dict | None = None, basis: RolloutEvent | None = None, evaluation: Evaluation | None = None,
+            threshold: float | None = None) -> RolloutEvent:
+    row = RolloutEvent(
+        project_id=project.id, action=action, stage=stage, reason=reason, criteria=criteria or {},
+        evaluation_id=evaluation.id if evaluation else basis.evaluation_id,
+        training_run_id=evaluation.training_run_id if evaluation else basis.training_run_id,
+        threshold=threshold if evaluation else basis.threshold, created_by=actor.id,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action=f"rollout.{action}", entity="rollout_event", entity_id=row.id,
+                 project_id=project.id, payload={"stage": stage, "reason": reason, "criteria": row.criteria,
+                                                 "evaluation_id": row.evaluation_id,
+                                                 "training_run_id": row.training_run_id,
+                                                 "threshold": row.threshold})
+    session.commit()
+    return row
+
+
+def _intact(session: Session, evaluation: Evaluation) -> Evaluation:
+    """The evaluation a rollout serves, refused when it or its gate no longer match the audit chain."""
+    vouched.require(session, evaluation)
+    vouched.one(session, GateVersion, evaluation.gate_version_id)
+    return evaluation
+
+
+def _require_operator(session: Session, actor: User, project: Project, doing: str) -> None:
+    require_role(session, actor=actor, project=project, role=Role.OPERATOR, doing=doing)
+
+
+def start(session: Session, *, actor: User, project: Project, reason: str = "") -> RolloutEvent:
+    """Begin in shadow with the shipped evaluation's student and its threshold in force."""
+    _require_operator(session, actor, project, "start a rollout")
+    stage = current_stage(session, project_id=project.id)
+    if stage != OFF:
+        raise GovernanceViolation(f"The rollout of project {project.name!r} is already at stage {stage}: "
+                                  "advance it or roll it back to off first.")
+    done = rounds.decisions(session, project_id=project.id)
+    if not done or done[-1].decision != rounds.Choice.SHIP:
+        last = f"its last decision is {done[-1].decision}" if done else "no decision has been taken"
+        raise GovernanceViolation(f"Project {project.name!r} cannot roll out: {last}; only a project its sponsor "
+                                  "decided to ship can start.")
+    evaluation = _intact(session, session.get(Evaluation, done[-1].evaluation_id))
+    proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
+    if not proposals:
+        raise GovernanceViolation(f"Evaluation #{evaluation.id} has no fallback threshold: a validator or operator "
+                                  "proposes one with `stillroom review threshold` before the rollout starts.")
+    return _record(session, actor=actor, project=project, action="start", stage=SHADOW,
+                   reason=(reason or "").strip(), evaluation=evaluation, threshold=proposals[-1].threshold)
+
+
+def advance(session: Session, *, actor: User, project: Project, reason: str = "") -> RolloutEvent:
+    """Move to the next stage only, and only when the current stage's traffic meets every criterion."""
+    _require_operator(session, actor, project, "advance a rollout")
+    last = _last(session, project.id)
+    if last is not None and last.evaluation_id is not None:
+        _intact(session, session.get(Evaluation, last.evaluation_id))
+    check = check_advance(session, project_id=project.id)
+    if check.stage == OFF:
+        raise GovernanceViolation(f"The rollout of project {project.name!r} has not started: start it in shadow.")
+    if check.next_stage is None:
+        raise GovernanceViolation(f"The rollout of project {project.name!r} is at {check.stage}, its last stage: "
+                                  "there is nothing to advance to.")
+    if not check.passed:
+        failing = "; ".join(_describe(c) for c in check.criteria if c.status in ("FAIL", WAITING))
+        raise GovernanceViolation(f"Advance from {check.stage} to {check.next_stage} refused: {failing}; "
+                                  "let more traffic through this stage or roll back.")
+    return _record(session, actor=actor, project=project, action="advance", stage=check.next_stage,
+                   reason=(reason or "").strip(), criteria=check.as_dict(), basis=_last(session, project.id))
+
+
+def _describe(c: Criterion) -> str:
+    if c.status == WAITING:
+        return f"{c.name}: {c.detail}"
+    value = "no measurement" if c.value is None else f"{c.value:.4g}"
+    return f"{c.name} {value} vs {c.threshold:g} (n={c.n})"
+
+
+def rollback(session: Session, *, actor: User, project: Project, reason: str, to: str = OFF) -> RolloutEvent:
+    """From any stage back to off, or to the previous stage (shadow goes back to off); a reason is required."""
+    _require_operator(session, actor, project, "roll back a rollout")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a rollback needs a reason: say what went wrong, in a sentence.", field="reason")
+    if to not in (OFF, "previous"):
+        raise InvalidInput(f"rollback target {to!r} is not off or previous.", field="to")
+    last = _last(session, project.id)
+    if last is None or last.stage == OFF:
+        raise GovernanceViolation(f"The rollout of project {project.name!r} is off: there is nothing to roll back.")
+    order = stages(session, project_id=project.id)
+    target = OFF
+    if to == "previous" and last.stage in order and order.index(last.stage) > 0:
+        target = order[order.index(last.stage) - 1]
+    return _record(session, actor=actor, project=project, action="rollback", stage=target, reason=reason,
+                   criteria={"from": last.stage}, basis=last)

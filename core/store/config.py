@@ -1,0 +1,85 @@
+"""One settings object, read from the environment (prefix ``STILLROOM_``).
+
+``DATABASE_URL`` selects the database; by default Stillroom keeps a SQLite file
+under the data directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STILLROOM_", extra="ignore")
+
+    data_dir: Path = Field(default=REPO_ROOT / "data")
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "STILLROOM_DATABASE_URL"),
+    )
+    # Seconds a writer waits for SQLite's lock before giving up.
+    busy_timeout_s: float = 10.0
+    # The person the CLI acts as when --as is not given.
+    user: str | None = None
+    # Stillroom recommends kill after this many rounds in which no failing criterion improved by its margin
+    # (in the criterion's own unit) and beyond the noise of its estimate (core.decision.decision).
+    kill_after_rounds: int = Field(default=3, ge=1, le=100)
+    kill_margin_points: float = Field(default=1.0, ge=0.0, le=100.0)  # accuracy-type criteria, in points (1 = 1 %)
+    kill_margin_ms: float = Field(default=5.0, ge=0.0)  # p95 latency, in milliseconds
+    kill_margin_cost: float = Field(default=0.01, ge=0.0)  # cost per 1,000 requests, in its currency
+    # Issue 12. Seconds the default training flow (both families, a small search) may spend before it starts no
+    # further candidate; each candidate also stops at what is left of it (core.training.search).
+    train_budget_s: float = Field(default=900.0, ge=1.0, le=7 * 86_400)
+    # Issue 11. The chat teacher may call only these base URLs (comma-separated, with their /v1 prefix) and read
+    # its key only from these environment variables: set by the admin who runs the server, never by a run.
+    teacher_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    teacher_key_vars: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["STILLROOM_TEACHER_API_KEY"])
+    # Login protection: after login_max_failures failed tries (per account and per client, within
+    # login_window_s) each further try waits login_backoff_s, doubling per failure up to login_lockout_max_s.
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window_s: float = Field(default=900.0, gt=0)
+    login_backoff_s: float = Field(default=30.0, ge=0)
+    login_lockout_max_s: float = Field(default=900.0, ge=0)
+    # A browser session unused for this long is logged out.
+    session_idle_minutes: float = Field(default=60.0, gt=0)
+    # The CLI refuses to act without a personal API token (`stillroom login`, or STILLROOM_TOKEN).
+    cli_require_token: bool = False
+    token: str | None = None  # STILLROOM_TOKEN: a CLI token given in the environment
+    token_file: Path | None = None  # default: $XDG_CONFIG_HOME/stillroom/token (~/.config/stillroom/token)
+
+    @field_validator("teacher_endpoints", "teacher_key_vars", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+    # Issue 9: the key of the audit chain's HMAC (from the environment or Streamlit secrets; never stored in the
+    # database). Without it, whoever can recompute hashes and rewrite the checkpoint file can rewrite the chain.
+    audit_key: SecretStr | None = None
+    # Where the head checkpoints are appended; by default beside the SQLite file, else under the data directory.
+    audit_checkpoint_file: Path | None = None
+
+    @field_validator("audit_key")
+    @classmethod
+    def _real_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("STILLROOM_AUDIT_KEY is shorter than 16 characters: use a long random secret")
+        return v
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'stillroom.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

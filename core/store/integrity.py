@@ -1,0 +1,266 @@
+"""Rows the audit chain vouches for: each recorded row's content hash, carried by the event that wrote it.
+
+Every audit event about a tracked row carries the SHA-256 of that row as stored after the change (see
+``core.store.audit.record``). Governance readers (sign-offs, decisions, gates, ...) take only vouched rows,
+so a row INSERTed or edited with raw SQL is ignored; ``audit verify`` reports it. A row counts as vouched when
+its latest event:
+
+- with ``STILLROOM_AUDIT_KEY``, carries a valid HMAC, checked first: nothing is legacy under a key;
+- carries the row's current content hash, or lies at or before the legacy boundary (written before row hashes
+  existed: LEGACY vouches for the row's existence only). The boundary is the event migration 0005 anchored; a
+  'migration' anchor INSERTed later can only lower it, and the checkpoint lines' recorded boundary lowers it too;
+- is covered by a line of the checkpoint file, or lies after the newest event any line names (the pending tail:
+  a commit whose line is being written). An event covered by no line although later ones are was appended
+  outside Stillroom (UNCOVERED);
+- for a gate lock, sign-off or decision, has its anchor: the row of ``audit_anchor`` naming that event, its
+  hash, its entity and id (UNANCHORED otherwise).
+
+The checkpoint file is consulted through ``audit.file_coverage``: one ``stat`` per call and only the lines
+appended since the process last read it, so a page view costs no file read once the process is warm. Two
+processes committing at the same moment can leave, for an instant, the first one's events uncovered before its
+line is written while the second's line already is; a reader in that instant does not vouch for them, the next
+read does. Without a file (an in-memory database, or none written yet) coverage is not checked.
+
+What readers cannot see without a key: a forger who writes rows, events with their true hashes and anchors, as
+long as no genuine commit has followed (they are the pending tail); ``audit verify`` reports that tail.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, SQLModel
+
+from core.domain.errors import GateTampered, RecordTampered
+from core.domain.hashing import canonical_json, sha256_hex
+from core.store.audit import (
+    ANCHORED_ACTIONS,
+    Coverage,
+    agreed_boundary,
+    audit_key,
+    checkpoint_path,
+    event_hash,
+    event_mac,
+    file_coverage,
+)
+from core.store.models import AuditEvent, GateVersion
+from core.store.rowhash import DELETED, TRACKED, Tracked, digests_where, row_digest, select_of
+
+LEGACY = "legacy"  # written before row hashes existed: vouches for the row's existence only
+UNHASHED = "unhashed"  # an event about a tracked row, written since row hashes exist, that carries none
+BAD_MAC = "bad-mac"
+UNCOVERED = "uncovered"  # covered by no checkpoint line although later events are: not written by Stillroom
+UNANCHORED = "unanchored"  # a gate lock, sign-off or decision whose anchor is missing or names something else
+
+
+# --------------------------------------------------------------------------- what the events say
+
+
+_EVENT_COLUMNS = ("id", "entity_id", "row_hash", "prev_hash", "ts", "actor", "project_id", "action", "entity",
+                  "payload", "hash", "mac")
+
+
+@dataclass(frozen=True)
+class _Trust:
+    """What an event must agree with to vouch for its row: the key, the legacy boundary, the anchors of the
+    entity's anchored action, and the checkpoint file's coverage."""
+
+    key: bytes | None
+    boundary: int
+    anchors: frozenset[tuple[int, str, str, str]]  # (event id, head hash, entity, entity id)
+    coverage: Coverage | None
+
+    @classmethod
+    def now(cls, conn: Connection, entity: str) -> _Trust:
+        coverage = file_coverage(checkpoint_path(conn.engine))
+        stated = conn.exec_driver_sql("SELECT min(event_id) FROM audit_anchor WHERE entity = 'migration'").scalar()
+        boundary = agreed_boundary(stated or 0, coverage)
+        anchors = frozenset()
+        if entity in ANCHORED_ACTIONS.values():
+            anchors = frozenset(tuple(r) for r in conn.execute(
+                text("SELECT event_id, head_hash, entity, entity_id FROM audit_anchor WHERE entity = :e"),
+                {"e": entity}))
+        return cls(audit_key(), boundary, anchors, coverage)
+
+    def judge(self, ev: tuple) -> str:
+        """The row hash the event vouches for, or why it vouches for none (LEGACY vouches for any content)."""
+        eid, entity_id, row_hash, prev, ts, actor, pid, action, entity, payload, stored, mac = ev
+        if self.key is not None and not _keyed(self.key, stored, mac, (prev, ts, actor, pid, action, entity,
+                                                                      entity_id, payload, row_hash)):
+            return BAD_MAC  # with a key nothing is legacy: the HMAC is checked first
+        if eid <= self.boundary:
+            return LEGACY if row_hash is None else row_hash
+        if row_hash is None:
+            return UNHASHED
+        cov = self.coverage
+        if cov is not None and eid <= cov.newest and not cov.covers(eid):
+            return UNCOVERED
+        if action in ANCHORED_ACTIONS and (eid, stored, ANCHORED_ACTIONS[action], entity_id) not in self.anchors:
+            return UNANCHORED
+        return row_hash
+
+
+def _expected(conn: Connection, spec: Tracked, *, project_ids: list[int] | None = None) -> dict[str, tuple[int, str]]:
+    """Per row id, the latest event about it and the row hash it vouches for (or a marker saying why none)."""
+    t = AuditEvent.__table__
+    stmt = select(*(t.c[c] for c in _EVENT_COLUMNS)).where(t.c.entity == spec.entity).order_by(t.c.id)
+    if project_ids is not None:
+        stmt = stmt.where(t.c.project_id.in_(project_ids))
+    latest = {ev[1]: ev for ev in conn.execute(stmt)}
+    trust = _Trust.now(conn, spec.entity)  # after the events: a line written meanwhile only helps
+    return {entity_id: (ev[0], trust.judge(tuple(ev))) for entity_id, ev in latest.items()}
+
+
+def _keyed(key: bytes, stored: str, mac: str | None, fields: tuple) -> bool:
+    return (mac is not None and event_hash(*fields) == stored
+            and hmac.compare_digest(mac, event_mac(key, stored)))
+
+
+def vouched_ids(session: Session, entity: str, *, project_ids: list[int] | None = None) -> set[int]:
+    """Ids of the rows of ``entity`` whose content still matches the latest audit event about them, an event
+    Stillroom wrote (see the module docstring for what that takes).
+
+    Four queries at most (the rows, their events, the boundary, the anchors) and a stat of the checkpoint file
+    per call, whatever the number of rows.
+    """
+    spec = TRACKED[entity]
+    conn = session.connection()
+    scoped = project_ids is not None and "project_id" in spec.model.__table__.c
+    rows = digests_where(conn, spec, where="WHERE project_id IN :ids" if scoped else "",
+                    params={"ids": list(project_ids)} if scoped else None)
+    expected = _expected(conn, spec, project_ids=project_ids if scoped else None)
+    return {int(i) for i, d in rows.items() if expected.get(i, (0, ""))[1] in (d, LEGACY)}
+
+
+def only_vouched(session: Session, entity: str, rows: list, *, project_ids: list[int] | None = None) -> list:
+    """``rows`` (ORM objects of ``entity``) without those the chain does not vouch for."""
+    if not rows:
+        return rows
+    if project_ids is None and hasattr(rows[0], "project_id"):
+        project_ids = sorted({r.project_id for r in rows})
+    ok = vouched_ids(session, entity, project_ids=project_ids)
+    return [r for r in rows if r.id in ok]
+
+
+def require_vouched(session: Session, entity: str, row: SQLModel) -> None:
+    """Raise RecordTampered unless the chain vouches for ``row`` as it is now."""
+    pids = [row.project_id] if getattr(row, "project_id", None) is not None else None
+    if row.id not in vouched_ids(session, entity, project_ids=pids):
+        raise RecordTampered(
+            f"{TRACKED[entity].table} #{row.id} does not match the audit event that recorded it: it was inserted "
+            "or edited outside Stillroom. Run `stillroom audit verify` and restore the database from backup."
+        )
+
+
+def require_gate_intact(session: Session, gate: GateVersion) -> GateVersion:
+    """Raise GateTampered unless the gate's content still hashes to its lock-time hash and its lock event."""
+    if gate is None:
+        return gate
+    vouched = gate.id in vouched_ids(session, "gate", project_ids=[gate.project_id])
+    if not (verify_gate(gate) and vouched):
+        raise GateTampered(
+            f"Gate version {gate.version} of project #{gate.project_id} was changed after it was locked: its "
+            "content no longer matches its lock-time hash and audit event. Nothing is scored, decided or rolled "
+            "out against it; restore the database from backup and run `stillroom audit verify`."
+        )
+    return gate
+
+
+# --------------------------------------------------------------------------- verify's checks
+
+
+def record_problems(engine: Engine, *, latest: dict[tuple[str, str], tuple[int, str | None]], bad_mac: set[int],
+                    boundary: int) -> list[str]:
+    """Every tracked row that differs from the latest event about it, has none, or is gone.
+
+    ``latest`` maps (entity, entity id) to the newest event's id and row hash, as ``verification.verify``'s walk of the
+    chain collected them; ``bad_mac`` holds the events whose HMAC failed.
+    """
+    per_entity: dict[str, dict[str, tuple[int, str]]] = {e: {} for e in TRACKED}
+    for (entity, entity_id), (eid, row_hash) in latest.items():
+        if entity not in per_entity:
+            continue
+        if eid in bad_mac:
+            want = BAD_MAC
+        elif row_hash is None:
+            want = LEGACY if eid <= boundary else UNHASHED
+        else:
+            want = row_hash
+        per_entity[entity][entity_id] = (eid, want)
+    out: list[str] = []
+    quote = engine.dialect.identifier_preparer.quote
+    raw = engine.raw_connection()  # plain driver tuples: every row of every tracked table is hashed here
+    try:
+        cur = raw.cursor()
+        for spec in TRACKED.values():
+            prefix, select_ = select_of(spec, quote)
+            cur.execute(select_)
+            rows = {str(r[0]): row_digest(prefix, r) for r in cur.fetchall()}
+            out += _compare(spec, rows, per_entity[spec.entity])
+        cur.close()
+    finally:
+        raw.close()
+    return out
+
+
+def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int, str]]) -> list[str]:
+    out = []
+    for rid in sorted((r for r, d in rows.items() if expected.get(r, (0, ""))[1] not in (d, LEGACY)), key=int):
+        what = f"{spec.table} #{rid}"
+        if rid not in expected:
+            out.append(f"{what} has no audit event: it was inserted outside Stillroom.")
+            continue
+        eid, want = expected[rid]
+        if want == BAD_MAC:
+            out.append(f"{what}: the event that recorded it (#{eid}) fails its HMAC.")
+        elif want == UNHASHED:
+            out.append(f"{what}: the event that recorded it (#{eid}) carries no row hash: it was not written "
+                       "by Stillroom.")
+        elif want == DELETED:
+            out.append(f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom.")
+        else:
+            out.append(f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom.")
+    for rid, (eid, want) in expected.items():
+        if rid not in rows and want not in (DELETED, LEGACY, UNHASHED, BAD_MAC) and rid.isdigit():
+            out.append(f"{spec.table} #{rid}, recorded by event #{eid}, is gone: it was deleted outside Stillroom.")
+    return out
+
+
+def artifact_problems(engine: Engine) -> list[str]:
+    """Every artifact file that is missing or whose SHA-256 changed since it was recorded."""
+    from core.store.artifacts import data_dir, dir_sha256, file_sha256
+
+    root = data_dir()
+    out = []
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, kind, path, sha256 FROM artifact ORDER BY id").all()
+    for aid, kind, rel, sha in rows:
+        path = root / Path(rel)
+        if not path.exists():
+            out.append(f"artifact #{aid} ({kind}) is missing at {rel}: restore it from backup.")
+        elif (dir_sha256(path) if path.is_dir() else file_sha256(path)) != sha:
+            out.append(f"artifact #{aid} ({kind}) at {rel} no longer has its recorded SHA-256: it was changed.")
+    return out
+
+
+# --------------------------------------------------------------------------- the gate's content hash
+
+
+def spec_hash(*, project_id: int, version: int, spec_json: str, reason: str, supersedes: str | None) -> str:
+    return sha256_hex(canonical_json({
+        "project_id": project_id, "version": version, "spec": json.loads(spec_json),
+        "reason": reason, "supersedes": supersedes,
+    }))
+
+
+def verify_gate(gate: GateVersion) -> bool:
+    """True when the stored content still matches the hash taken at lock time."""
+    return spec_hash(
+        project_id=gate.project_id, version=gate.version, spec_json=gate.spec_json,
+        reason=gate.reason, supersedes=gate.supersedes_hash,
+    ) == gate.content_hash

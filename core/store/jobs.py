@@ -1,0 +1,263 @@
+"""Long work (teacher runs, training) as jobs that run outside the UI's script run.
+
+A job is a database row; ``run`` executes it in the current process (the CLI
+does this, with a terminal progress bar) and ``start_detached`` starts it in a
+separate process (the app does this, then polls the row). Handlers register
+for a kind and report progress through ``JobContext.progress``.
+
+A job's events are written in the name of the person who submitted it, so only
+two runners may start it from outside: that person, proven as the CLI proves
+anyone (``require_runner``), or the process ``start_detached`` started for it,
+which holds a one-time credential in its environment (stored hashed, used up
+when the job is claimed).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from core.domain.errors import AuthenticationFailed, InvalidInput, PermissionDenied, StillroomError
+from core.domain.hashing import token_hash
+from core.store import audit, vouched
+from core.store.artifacts import data_dir
+from core.store.db import get_engine
+from core.store.models import Job, Project, User, utcnow
+
+Handler = Callable[["JobContext"], dict]
+HANDLERS: dict[str, Handler] = {}
+# A running job whose heartbeat is older than this, and whose process is gone, died.
+STALE_AFTER = timedelta(seconds=60)
+# The states a job can be claimed from (a failed job resumes).
+RUNNABLE = ("queued", "failed")
+# Where the process start_detached starts finds its job's one-time credential.
+CREDENTIAL_ENV = "STILLROOM_JOB_CREDENTIAL"
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that does the work of jobs of ``kind``."""
+
+    def wrap(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return wrap
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    project_id: int
+    params: dict
+    engine: Engine
+    on_progress: Callable[[float, str], None] | None = None
+    min_interval_s: float = 0.5
+    _last: float = field(default=0.0, repr=False)
+
+    def progress(self, fraction: float, message: str = "", *, force: bool = False) -> None:
+        """Record progress (0..1); writes at most every ``min_interval_s`` unless forced."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if self.on_progress:
+            self.on_progress(fraction, message)
+        now = time.monotonic()
+        if not force and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        with Session(self.engine) as s:
+            job = s.get(Job, self.job_id)
+            job.progress, job.message, job.heartbeat_at = fraction, message, utcnow()
+            s.add(job)
+            s.commit()
+
+
+def submit(session: Session, *, actor: User, project: Project, kind: str, params: dict) -> Job:
+    if kind not in HANDLERS:
+        _load_handlers()
+    if kind not in HANDLERS:
+        raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(sorted(HANDLERS))}.", field="kind")
+    job = Job(project_id=project.id, kind=kind, params=params, created_by=actor.id)
+    session.add(job)
+    session.flush()
+    audit.record(session, actor=actor, action="job.submit", entity="job", entity_id=job.id,
+                 project_id=project.id, payload={"kind": kind, "params": params})
+    session.commit()
+    return job
+
+
+def require_runner(session: Session, *, job_id: int, person: User) -> Job:
+    """The job, if ``person`` may run it: its events are written in its submitter's name, so only the submitter."""
+    job = get(session, job_id)
+    if job.created_by != person.id:
+        owner = vouched.get(session, User, job.created_by)
+        raise PermissionDenied(f"job #{job.id} was submitted by {owner.username!r}: only they may run it, since its "
+                               f"events are written in their name; {person.username!r} can submit a job of their own.")
+    return job
+
+
+def run(job_id: int, *, engine: Engine | None = None,
+        on_progress: Callable[[float, str], None] | None = None, credential: str | None = None) -> Job:
+    """Run a queued job to completion in this process; returns the finished row. With ``credential`` (the
+    process start_detached started) the job is claimed only if that is its one-time credential."""
+    _load_handlers()
+    engine = engine or get_engine()
+    job = _claim(engine, job_id, credential)
+    ctx = JobContext(job.id, job.project_id, dict(job.params), engine, on_progress)
+    status, result, error = "done", {}, ""
+    try:
+        result = HANDLERS[job.kind](ctx) or {}
+    except StillroomError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 (a job must record why it died)
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    return _finish(engine, job_id, status, result, error)
+
+
+def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
+    """Mark the job running for this process in one conditional UPDATE: of two processes that try at once,
+    exactly one changes the row and runs it; the other is refused. A credential is checked and used up in the
+    same UPDATE."""
+    runnable = [col(Job.id) == job_id, col(Job.status).in_(RUNNABLE)]
+    if credential is not None:
+        runnable.append(col(Job.runner_hash) == token_hash(credential))
+    with Session(engine, expire_on_commit=False) as s:
+        now = utcnow()
+        claimed = s.execute(
+            update(Job).where(*runnable)
+            .values(status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="", runner_hash=None)
+        ).rowcount
+        s.commit()
+        job = s.get(Job, job_id)
+        if job is None:
+            raise InvalidInput(f"no job #{job_id}.", field="job")
+        if claimed != 1 and credential is not None and job.status in RUNNABLE:
+            raise AuthenticationFailed(f"the job credential in ${CREDENTIAL_ENV} is not job #{job_id}'s, or was used "
+                                       "up when the job started: run the job again from the app, or as the person "
+                                       "who submitted it.")
+        if claimed != 1:
+            raise InvalidInput(f"job #{job_id} is {job.status}: only a queued or failed job can run "
+                               "(another process may have claimed it first).", field="job")
+        return job
+
+
+def _finish(engine: Engine, job_id: int, status: str, result: dict, error: str) -> Job:
+    with Session(engine, expire_on_commit=False) as s:
+        job = s.get(Job, job_id)
+        job.status, job.result, job.error, job.finished_at = status, result, error, utcnow()
+        if status == "done":
+            job.progress = 1.0
+        s.add(job)
+        # The finish is recorded even when the author's account was tampered with since (verify reports that).
+        actor = vouched.get(s, User, job.created_by) or f"user #{job.created_by}"
+        audit.record(s, actor=actor, action=f"job.{status}", entity="job", entity_id=job.id,
+                     project_id=job.project_id, payload={"kind": job.kind, "error": error})
+        s.commit()
+        return job
+
+
+def start_detached(job_id: int, *, extra_env: dict[str, str] | None = None) -> int:
+    """Start ``stillroom jobs run ID`` in its own process session; returns its pid.
+
+    ``extra_env`` reaches only that process (a teacher's API key, say), never a file or the database; so does
+    the job's one-time credential, which lets that process run the job in its submitter's name.
+    """
+    credential = _mint_credential(job_id)
+    logs = data_dir() / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"job-{job_id}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "jobs", "run", str(job_id)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, **(extra_env or {}), CREDENTIAL_ENV: credential},
+        )
+    return proc.pid
+
+
+def _mint_credential(job_id: int) -> str:
+    """A fresh one-time credential for the job's runner; only its hash is stored (a new start replaces it)."""
+    credential = secrets.token_urlsafe(32)
+    with Session(get_engine()) as s:
+        s.execute(update(Job).where(col(Job.id) == job_id).values(runner_hash=token_hash(credential)))
+        s.commit()
+    return credential
+
+
+def get(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise InvalidInput(f"no job #{job_id}.", field="job")
+    return mark_if_dead(session, job)
+
+
+def mark_if_dead(session: Session, job: Job) -> Job:
+    """A running job whose process is gone and whose heartbeat went quiet has failed."""
+    if job.status != "running" or job.heartbeat_at is None:
+        return job
+    beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=utcnow().tzinfo)
+    if utcnow() - beat > STALE_AFTER and not _alive(job.pid):
+        error = "The job's process stopped before it finished: run it again to resume."
+        # Conditional, so two readers noticing the same death record one failure and one audit event.
+        marked = session.execute(
+            update(Job).where(col(Job.id) == job.id, col(Job.status) == "running")
+            .values(status="failed", finished_at=utcnow(), error=error)
+        ).rowcount
+        if marked == 1:
+            audit.record(session, actor="(system)", action="job.failed", entity="job", entity_id=job.id,
+                         project_id=job.project_id,
+                         payload={"kind": job.kind, "error": error, "pid": job.pid, "noticed": "process gone"})
+        session.commit()
+        session.refresh(job)
+    return job
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def open_jobs(session: Session, *, project_id: int, kinds: Sequence[str], limit: int = 3) -> list[Job]:
+    """The project's newest jobs of these kinds that are queued, running, or failed (to show or resume)."""
+    rows = session.exec(
+        select(Job).where(Job.project_id == project_id, col(Job.kind).in_(list(kinds)),
+                          col(Job.status).in_(("queued", "running", "failed")))
+        .order_by(col(Job.id).desc()).limit(limit)
+    ).all()
+    return [mark_if_dead(session, job) for job in rows]
+
+
+def list_jobs(session: Session, *, project_id: int, limit: int = 50) -> list[Job]:
+    return list(session.exec(
+        select(Job).where(Job.project_id == project_id).order_by(col(Job.id).desc()).limit(limit)
+    ).all())
+
+
+def _load_handlers() -> None:
+    """Import the modules that register handlers (kept lazy: they import torch)."""
+    import importlib
+
+    for module in ("core.teacher.jobs", "core.training.jobs", "core.training.search", "core.evaluation.jobs",
+                   "core.demo.teacher", "core.demo.setup"):
+        importlib.import_module(module)
+
+
+def result_or_raise(job: Job) -> dict[str, Any]:
+    if job.status != "done":
+        raise StillroomError(f"Job #{job.id} {job.status}: {job.error or job.message}")
+    return job.result

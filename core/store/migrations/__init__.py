@@ -1,0 +1,1 @@
+"""Alembic migrations for Stillroom's schema (run by ``core.store.db.init_db``)."""
