@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import Any
 
 import pandas as pd
 
@@ -41,7 +42,7 @@ def number(value: object, *, digits: int = 3, unit: str = "", missing: str = MIS
     return f"{text} {unit}".rstrip() if unit else text
 
 
-def tidy(data: pd.DataFrame | list[dict], *, digits: int = 3) -> pd.DataFrame:
+def tidy(data: pd.DataFrame | list[dict[str, Any]], *, digits: int = 3) -> pd.DataFrame:
     """A table ready to show: float noise rounded away, and columns with gaps as text with a dash for each gap.
 
     Numeric columns without gaps stay numeric (so they still sort as numbers), rounded to ``digits``.

@@ -10,15 +10,17 @@ Python call per group; the tests check these against scikit-learn.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 MISSING_SLICE = "(missing)"
 
 
-def wilson(k, n, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+def wilson(k: npt.ArrayLike, n: npt.ArrayLike, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for k successes in n trials (vectorised; NaN where n is 0)."""
     k = np.asarray(k, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
@@ -33,7 +35,8 @@ def wilson(k, n, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def encode(*columns: Sequence, labels: Sequence[str] | None = None) -> tuple[list[np.ndarray], list[str]]:
+def encode(*columns: Sequence[Any] | pd.Series,
+           labels: Sequence[str] | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Shared integer codes for label columns (-1 for a missing or unknown value) and the label list.
 
     Each column is factorised on its own (fast on Arrow strings) and only its few distinct values are
@@ -68,7 +71,9 @@ def macro_f1_from_codes(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float
     return float((2 * tp[seen] / support[seen]).mean())
 
 
-def overall(reference, predicted, teacher=None, *, labels: Sequence[str] | None = None) -> dict:
+def overall(reference: Sequence[Any] | pd.Series, predicted: Sequence[Any] | pd.Series,
+            teacher: Sequence[Any] | pd.Series | None = None, *,
+            labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1 and per-class precision/recall against the reference, and agreement with the teacher.
 
     One scoring rule, shared with ``slice_report``: accuracy-type figures count every row with a reference
@@ -125,8 +130,9 @@ SLICE_COLUMNS = ["column", "value", "n", "n_labelled", "correct", "accuracy", "c
                  "teacher_ci_high", "gap"]
 
 
-def _one_column(values: pd.Series, name: str, scored, correct, teacher_correct, paired, agree,
-                f1_parts) -> pd.DataFrame:
+def _one_column(values: pd.Series, name: str, scored: np.ndarray, correct: np.ndarray,
+                teacher_correct: np.ndarray, paired: np.ndarray, agree: np.ndarray,
+                f1_parts: tuple[np.ndarray, np.ndarray, int] | None) -> pd.DataFrame:
     g, uniques = pd.factorize(values, use_na_sentinel=True)
     names = [str(u) for u in uniques]
     if (g < 0).any():  # missing slice values form their own group rather than vanishing
@@ -134,7 +140,7 @@ def _one_column(values: pd.Series, name: str, scored, correct, teacher_correct, 
         names.append(MISSING_SLICE)
     n_groups = len(names)
 
-    def count(mask=None) -> np.ndarray:
+    def count(mask: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(g if mask is None else g[mask], minlength=n_groups)
 
     n, n_lab, n_ok, n_tok = count(), count(scored), count(correct), count(teacher_correct)

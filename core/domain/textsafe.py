@@ -64,7 +64,8 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     holding a CR or LF quoted (RFC 4180 line ends make the writer quote both, so a lone CR cannot end a row)."""
     cells = frame.map(csv_cell)
     cells.columns = [csv_cell(c) for c in frame.columns]
-    return cells.to_csv(index=False, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).encode("utf-8")
+    text: str = cells.to_csv(index=False, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    return text.encode("utf-8")
 
 
 def markdown_text(text: str) -> str:

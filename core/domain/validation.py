@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -18,7 +19,7 @@ from core.domain.errors import InvalidInput
 M = TypeVar("M", bound=BaseModel)
 
 
-def _where(loc: tuple) -> str:
+def _where(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if not str(p).startswith("function-")]
     out = ""
     for p in parts:
@@ -38,7 +39,7 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def field_label(model: type[BaseModel] | None, loc: tuple) -> str:
+def field_label(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
     """The field at ``loc`` as a form labels it: titles joined, list items numbered from 1."""
     parts: list[str] = []
     current = model
@@ -59,7 +60,7 @@ def field_label(model: type[BaseModel] | None, loc: tuple) -> str:
     return ", ".join(parts) if parts else "The input"
 
 
-def _problem(err: dict[str, Any]) -> str:
+def _problem(err: Mapping[str, Any]) -> str:
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
     plain = {
         "missing": "must be filled in",
@@ -91,7 +92,7 @@ def _problem(err: dict[str, Any]) -> str:
         "Input should be", "should be")
 
 
-def sentence(err: dict[str, Any], model: type[BaseModel] | None = None) -> str:
+def sentence(err: Mapping[str, Any], model: type[BaseModel] | None = None) -> str:
     """One error as a sentence: the field as labelled, what is wrong, and what was given."""
     loc = tuple(err.get("loc", ()))
     label = field_label(model, loc) if loc else "The input"

@@ -9,7 +9,7 @@ Revises: 0005
 """
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = '0006'

@@ -8,7 +8,7 @@ Revises: 0008
 """
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = '0009'
