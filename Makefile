@@ -1,12 +1,12 @@
 # Two commands on a fresh machine:
 #   make run    installs everything, creates the database, seeds the demo, starts the app
-#   make test   installs everything and runs the whole test suite
+#   make test   installs everything, runs the checks (ruff, lint-imports, mypy), then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: install run test demo bench clean
+.PHONY: install run check test demo bench clean
 
 $(BIN)/stillroom: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ run: install
 	$(BIN)/stillroom demo
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
-test: install
+# Before the tests: lint, the layers of core (import-linter's contracts in pyproject.toml), and types (mypy,
+# strict on core.domain and core.store). Any one failing fails `make test`, and so CI.
+check: install
+	$(BIN)/ruff check .
+	PYTHONPATH=. $(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: check
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/pytest -q -ra
 
 bench: install

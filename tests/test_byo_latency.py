@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -14,7 +15,7 @@ from core.evaluation import latency
 
 
 class _Student(BaseHTTPRequestHandler):
-    seen: list[int] = []
+    seen: ClassVar[list[int]] = []  # shared on purpose: the server makes a handler per request
 
     def do_POST(self):  # noqa: N802 (http.server's name)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -10,7 +10,7 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlmodel import Session
@@ -18,7 +18,7 @@ from sqlmodel import Session
 from core.domain.errors import ArtifactTampered
 from core.store import audit
 from core.store.config import get_settings
-from core.store.models import Artifact, Project, User
+from core.store.models import Artifact, Project, User, id_of
 
 if TYPE_CHECKING:  # pandas is imported where a table is read or written: `stillroom audit verify` needs none
     import pandas as pd
@@ -72,14 +72,14 @@ def dir_sha256(path: Path) -> str:
 
 
 def store_table(
-    session: Session, *, project: Project, actor: User, df: pd.DataFrame, kind: str, meta: dict | None = None
+    session: Session, *, project: Project, actor: User, df: pd.DataFrame, kind: str, meta: dict[str, Any] | None = None
 ) -> Artifact:
     """Write ``df`` as Parquet and add its Artifact row to the caller's transaction.
 
     The file is written under a temporary name and renamed, so a crash never
     leaves a half-written file under a recorded name.
     """
-    folder = project_dir(project.id)
+    folder = project_dir(id_of(project))
     name = f"{kind}-{uuid.uuid4().hex[:12]}.parquet"
     tmp = folder / f".{name}.tmp"
     df.to_parquet(tmp, index=False)
@@ -91,17 +91,17 @@ def store_table(
 
 def register(
     session: Session, *, project: Project, actor: User, path: Path, kind: str,
-    n_rows: int | None = None, meta: dict | None = None,
+    n_rows: int | None = None, meta: dict[str, Any] | None = None,
 ) -> Artifact:
     """Record an existing file or directory under the data directory by its hash."""
     path = Path(path).resolve()
     is_dir = path.is_dir()
     art = Artifact(
-        project_id=project.id, kind=kind, path=str(path.relative_to(data_dir())),
+        project_id=id_of(project), kind=kind, path=str(path.relative_to(data_dir())),
         sha256=dir_sha256(path) if is_dir else file_sha256(path),
         n_rows=n_rows,
         n_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if is_dir else path.stat().st_size,
-        meta=meta or {}, created_by=actor.id,
+        meta=meta or {}, created_by=id_of(actor),
     )
     session.add(art)
     session.flush()

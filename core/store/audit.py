@@ -38,11 +38,12 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, func, select
 
 from core.domain.hashing import canonical_json, sha256_hex
 from core.store import rowhash
-from core.store.models import AuditAnchor, AuditEvent, User
+from core.store.models import AuditAnchor, AuditEvent, User, id_of
 
 GENESIS_HASH = "0" * 64
 _log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def record(
     entity: str,
     entity_id: Any = "",
     project_id: int | None = None,
-    payload: dict | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event in the caller's transaction (the caller commits).
 
@@ -118,7 +119,7 @@ def record(
     # Flushed at once so a second event in the same transaction chains onto it.
     session.flush()
     if action in ANCHORED_ACTIONS:
-        session.add(AuditAnchor(event_id=ev.id, head_hash=ev.hash, entity=ANCHORED_ACTIONS[action], entity_id=eid))
+        session.add(AuditAnchor(event_id=id_of(ev), head_hash=ev.hash, entity=ANCHORED_ACTIONS[action], entity_id=eid))
     pending = session.info.get(_HEAD)
     if pending is None:  # the transaction's first event: its checkpoint line names the range it writes
         pending = {"first": ev.id, "count": _count_events(session) - 1, "legacy": _migration_event(session)}
@@ -156,7 +157,7 @@ def checkpoint_path(engine: Engine) -> Path | None:
     return Path(settings.data_dir).resolve() / f"audit-checkpoints-{tag}.jsonl"
 
 
-def append_checkpoint(path: Path, head: dict) -> None:
+def append_checkpoint(path: Path, head: dict[str, Any]) -> None:
     """One JSON line per commit that added events; the file is append-only by convention.
 
     ``head`` names the commit's newest event (``event_id``, ``head_hash``, ``count`` of events up to it) and, since
@@ -171,11 +172,11 @@ def append_checkpoint(path: Path, head: dict) -> None:
         os.close(fd)
 
 
-def _parse_checkpoint(line: str, n: int) -> dict:
+def _parse_checkpoint(line: str, n: int) -> dict[str, Any]:
     """One line as a checkpoint; ValueError, KeyError or TypeError when it is none."""
     cp = json.loads(line)
-    out = {"line": n, "event_id": int(cp["event_id"]), "head_hash": str(cp["head_hash"]), "count": int(cp["count"]),
-           "ts": str(cp.get("ts", "")), "first": None, "legacy": None}
+    out: dict[str, Any] = {"line": n, "event_id": int(cp["event_id"]), "head_hash": str(cp["head_hash"]),
+                           "count": int(cp["count"]), "ts": str(cp.get("ts", "")), "first": None, "legacy": None}
     if "first" in cp:  # written since issue 16: the range of events this commit wrote
         out["first"] = int(cp["first"])
         if not 0 < out["first"] <= out["event_id"]:
@@ -185,7 +186,7 @@ def _parse_checkpoint(line: str, n: int) -> dict:
     return out
 
 
-def read_checkpoints(path: Path | None) -> tuple[list[dict], list[str]]:
+def read_checkpoints(path: Path | None) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's checkpoints, and a problem for each line that is not one."""
     if path is None or not path.exists():
         return [], []
@@ -217,7 +218,7 @@ class Coverage:
     legacy: int | None = None  # the lowest legacy boundary a line recorded
 
     @classmethod
-    def of(cls, checkpoints: list[dict]) -> Coverage:
+    def of(cls, checkpoints: list[dict[str, Any]]) -> Coverage:
         out = cls()
         for cp in checkpoints:
             out.add(cp["first"], cp["event_id"], cp["legacy"])
@@ -321,7 +322,7 @@ def export_checkpoints(engine: Engine) -> str:
 
 # Lines a failed write left behind: written before the next one, so a full disk for one commit leaves no hole.
 _write_lock = threading.Lock()
-_unwritten: dict[Path, list[dict]] = {}
+_unwritten: dict[Path, list[dict[str, Any]]] = {}
 
 
 @sa_event.listens_for(Session, "after_commit")
@@ -345,7 +346,7 @@ def _write_checkpoint(session: Session) -> None:
 
 
 @sa_event.listens_for(Session, "after_transaction_end")
-def _forget_checkpoint(session: Session, transaction) -> None:  # noqa: ANN001
+def _forget_checkpoint(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # rolled back or closed: its events never reached the database
         session.info.pop(_HEAD, None)
 

@@ -31,6 +31,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
@@ -48,8 +49,10 @@ from core.store.audit import (
     event_mac,
     file_coverage,
 )
-from core.store.models import AuditEvent, GateVersion
+from core.store.models import AuditEvent, GateVersion, id_of, project_of, table_of
 from core.store.rowhash import DELETED, TRACKED, Tracked, digests_where, row_digest, select_of
+
+R = TypeVar("R", bound=SQLModel)
 
 LEGACY = "legacy"  # written before row hashes existed: vouches for the row's existence only
 UNHASHED = "unhashed"  # an event about a tracked row, written since row hashes exist, that carries none
@@ -80,14 +83,14 @@ class _Trust:
         coverage = file_coverage(checkpoint_path(conn.engine))
         stated = conn.exec_driver_sql("SELECT min(event_id) FROM audit_anchor WHERE entity = 'migration'").scalar()
         boundary = agreed_boundary(stated or 0, coverage)
-        anchors = frozenset()
+        anchors: frozenset[tuple[int, str, str, str]] = frozenset()
         if entity in ANCHORED_ACTIONS.values():
             anchors = frozenset(tuple(r) for r in conn.execute(
                 text("SELECT event_id, head_hash, entity, entity_id FROM audit_anchor WHERE entity = :e"),
                 {"e": entity}))
         return cls(audit_key(), boundary, anchors, coverage)
 
-    def judge(self, ev: tuple) -> str:
+    def judge(self, ev: tuple[Any, ...]) -> str:
         """The row hash the event vouches for, or why it vouches for none (LEGACY vouches for any content)."""
         eid, entity_id, row_hash, prev, ts, actor, pid, action, entity, payload, stored, mac = ev
         if self.key is not None and not _keyed(self.key, stored, mac, (prev, ts, actor, pid, action, entity,
@@ -102,12 +105,12 @@ class _Trust:
             return UNCOVERED
         if action in ANCHORED_ACTIONS and (eid, stored, ANCHORED_ACTIONS[action], entity_id) not in self.anchors:
             return UNANCHORED
-        return row_hash
+        return str(row_hash)
 
 
 def _expected(conn: Connection, spec: Tracked, *, project_ids: list[int] | None = None) -> dict[str, tuple[int, str]]:
     """Per row id, the latest event about it and the row hash it vouches for (or a marker saying why none)."""
-    t = AuditEvent.__table__
+    t = table_of(AuditEvent)
     stmt = select(*(t.c[c] for c in _EVENT_COLUMNS)).where(t.c.entity == spec.entity).order_by(t.c.id)
     if project_ids is not None:
         stmt = stmt.where(t.c.project_id.in_(project_ids))
@@ -116,7 +119,7 @@ def _expected(conn: Connection, spec: Tracked, *, project_ids: list[int] | None 
     return {entity_id: (ev[0], trust.judge(tuple(ev))) for entity_id, ev in latest.items()}
 
 
-def _keyed(key: bytes, stored: str, mac: str | None, fields: tuple) -> bool:
+def _keyed(key: bytes, stored: str, mac: str | None, fields: tuple[Any, ...]) -> bool:
     return (mac is not None and event_hash(*fields) == stored
             and hmac.compare_digest(mac, event_mac(key, stored)))
 
@@ -130,29 +133,29 @@ def vouched_ids(session: Session, entity: str, *, project_ids: list[int] | None 
     """
     spec = TRACKED[entity]
     conn = session.connection()
-    scoped = project_ids is not None and "project_id" in spec.model.__table__.c
+    scoped = project_ids is not None and "project_id" in table_of(spec.model).c
     rows = digests_where(conn, spec, where="WHERE project_id IN :ids" if scoped else "",
-                    params={"ids": list(project_ids)} if scoped else None)
+                         params={"ids": list(project_ids or ())} if scoped else None)
     expected = _expected(conn, spec, project_ids=project_ids if scoped else None)
     return {int(i) for i, d in rows.items() if expected.get(i, (0, ""))[1] in (d, LEGACY)}
 
 
-def only_vouched(session: Session, entity: str, rows: list, *, project_ids: list[int] | None = None) -> list:
+def only_vouched(session: Session, entity: str, rows: list[R], *, project_ids: list[int] | None = None) -> list[R]:
     """``rows`` (ORM objects of ``entity``) without those the chain does not vouch for."""
     if not rows:
         return rows
     if project_ids is None and hasattr(rows[0], "project_id"):
-        project_ids = sorted({r.project_id for r in rows})
+        project_ids = sorted({p for r in rows if (p := project_of(r)) is not None})
     ok = vouched_ids(session, entity, project_ids=project_ids)
-    return [r for r in rows if r.id in ok]
+    return [r for r in rows if id_of(r) in ok]
 
 
 def require_vouched(session: Session, entity: str, row: SQLModel) -> None:
     """Raise RecordTampered unless the chain vouches for ``row`` as it is now."""
-    pids = [row.project_id] if getattr(row, "project_id", None) is not None else None
-    if row.id not in vouched_ids(session, entity, project_ids=pids):
+    pid = project_of(row)
+    if id_of(row) not in vouched_ids(session, entity, project_ids=[pid] if pid is not None else None):
         raise RecordTampered(
-            f"{TRACKED[entity].table} #{row.id} does not match the audit event that recorded it: it was inserted "
+            f"{TRACKED[entity].table} #{id_of(row)} does not match the audit event that recorded it: it was inserted "
             "or edited outside Stillroom. Run `stillroom audit verify` and restore the database from backup."
         )
 

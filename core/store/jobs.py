@@ -23,10 +23,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, select
 
 from core.domain.errors import AuthenticationFailed, InvalidInput, PermissionDenied, StillroomError
@@ -34,9 +34,9 @@ from core.domain.hashing import token_hash
 from core.store import audit, vouched
 from core.store.artifacts import data_dir
 from core.store.db import get_engine
-from core.store.models import Job, Project, User, utcnow
+from core.store.models import Job, Project, User, id_of, utcnow
 
-Handler = Callable[["JobContext"], dict]
+Handler = Callable[["JobContext"], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
 # A running job whose heartbeat is older than this, and whose process is gone, died.
 STALE_AFTER = timedelta(seconds=60)
@@ -60,7 +60,7 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 class JobContext:
     job_id: int
     project_id: int
-    params: dict
+    params: dict[str, Any]
     engine: Engine
     on_progress: Callable[[float, str], None] | None = None
     min_interval_s: float = 0.5
@@ -76,18 +76,18 @@ class JobContext:
             return
         self._last = now
         with Session(self.engine) as s:
-            job = s.get(Job, self.job_id)
+            job = s.get_one(Job, self.job_id)
             job.progress, job.message, job.heartbeat_at = fraction, message, utcnow()
             s.add(job)
             s.commit()
 
 
-def submit(session: Session, *, actor: User, project: Project, kind: str, params: dict) -> Job:
+def submit(session: Session, *, actor: User, project: Project, kind: str, params: dict[str, Any]) -> Job:
     if kind not in HANDLERS:
         _load_handlers()
     if kind not in HANDLERS:
         raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(sorted(HANDLERS))}.", field="kind")
-    job = Job(project_id=project.id, kind=kind, params=params, created_by=actor.id)
+    job = Job(project_id=id_of(project), kind=kind, params=params, created_by=id_of(actor))
     session.add(job)
     session.flush()
     audit.record(session, actor=actor, action="job.submit", entity="job", entity_id=job.id,
@@ -101,7 +101,8 @@ def require_runner(session: Session, *, job_id: int, person: User) -> Job:
     job = get(session, job_id)
     if job.created_by != person.id:
         owner = vouched.get(session, User, job.created_by)
-        raise PermissionDenied(f"job #{job.id} was submitted by {owner.username!r}: only they may run it, since its "
+        by = repr(owner.username) if owner is not None else f"user #{job.created_by}"
+        raise PermissionDenied(f"job #{job.id} was submitted by {by}: only they may run it, since its "
                                f"events are written in their name; {person.username!r} can submit a job of their own.")
     return job
 
@@ -113,7 +114,7 @@ def run(job_id: int, *, engine: Engine | None = None,
     _load_handlers()
     engine = engine or get_engine()
     job = _claim(engine, job_id, credential)
-    ctx = JobContext(job.id, job.project_id, dict(job.params), engine, on_progress)
+    ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress)
     status, result, error = "done", {}, ""
     try:
         result = HANDLERS[job.kind](ctx) or {}
@@ -134,10 +135,10 @@ def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
         runnable.append(col(Job.runner_hash) == token_hash(credential))
     with Session(engine, expire_on_commit=False) as s:
         now = utcnow()
-        claimed = s.execute(
+        claimed = cast(CursorResult[Any], s.execute(  # an UPDATE's result is a cursor's, with its row count
             update(Job).where(*runnable)
             .values(status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="", runner_hash=None)
-        ).rowcount
+        )).rowcount
         s.commit()
         job = s.get(Job, job_id)
         if job is None:
@@ -152,9 +153,9 @@ def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
         return job
 
 
-def _finish(engine: Engine, job_id: int, status: str, result: dict, error: str) -> Job:
+def _finish(engine: Engine, job_id: int, status: str, result: dict[str, Any], error: str) -> Job:
     with Session(engine, expire_on_commit=False) as s:
-        job = s.get(Job, job_id)
+        job = s.get_one(Job, job_id)
         job.status, job.result, job.error, job.finished_at = status, result, error, utcnow()
         if status == "done":
             job.progress = 1.0
@@ -209,10 +210,10 @@ def mark_if_dead(session: Session, job: Job) -> Job:
     if utcnow() - beat > STALE_AFTER and not _alive(job.pid):
         error = "The job's process stopped before it finished: run it again to resume."
         # Conditional, so two readers noticing the same death record one failure and one audit event.
-        marked = session.execute(
+        marked = cast(CursorResult[Any], session.execute(  # an UPDATE's result is a cursor's, with its row count
             update(Job).where(col(Job.id) == job.id, col(Job.status) == "running")
             .values(status="failed", finished_at=utcnow(), error=error)
-        ).rowcount
+        )).rowcount
         if marked == 1:
             audit.record(session, actor="(system)", action="job.failed", entity="job", entity_id=job.id,
                          project_id=job.project_id,

@@ -10,13 +10,37 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Table a ``table=True`` model maps to (SQLModel sets ``__table__`` on those classes without declaring it)."""
+    table = sa_inspect(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+def id_of(row: SQLModel) -> int:
+    """The id of a row that is in the database (read, or flushed): every table here has an integer ``id`` key."""
+    value: int | None = getattr(row, "id", None)
+    if value is None:
+        raise ValueError(f"this {type(row).__name__} has no id yet: add and flush it first")
+    return value
+
+
+def project_of(row: SQLModel) -> int | None:
+    """The project a row belongs to, or None for a table without a project (people) or a row of none."""
+    value: int | None = getattr(row, "project_id", None)
+    return value
 
 
 class Role(StrEnum):
@@ -64,9 +88,9 @@ class Qualification(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
     version: int
-    inputs: dict = Field(sa_column=Column(JSON, nullable=False))
+    inputs: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     recommendation: str = Field(max_length=32)
-    reasons: list = Field(sa_column=Column(JSON, nullable=False))
+    reasons: list[Any] = Field(sa_column=Column(JSON, nullable=False))
     payback_months: float | None = None
     verdict: str = Field(max_length=32)
     rationale: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -129,7 +153,7 @@ class Artifact(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     n_rows: int | None = None
     n_bytes: int
-    meta: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -144,8 +168,8 @@ class Dataset(SQLModel, table=True):
     artifact_id: int = Field(foreign_key="artifact.id")
     parent_id: int | None = Field(default=None, foreign_key="dataset.id")
     operation: str = Field(max_length=32)  # import, dedup, oversample, ...
-    mapping: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    stats: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    mapping: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     n_rows: int
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
@@ -160,7 +184,7 @@ class Holdout(SQLModel, table=True):
     artifact_id: int = Field(foreign_key="artifact.id")
     fingerprint: str = Field(max_length=64)
     n_rows: int
-    stratify_by: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    stratify_by: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     seed: int
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
@@ -172,11 +196,11 @@ class Job(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
     kind: str = Field(max_length=32)  # teacher-run, train, ...
-    params: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="queued", max_length=16)  # queued, running, done, failed
     progress: float = 0.0
     message: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    result: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     pid: int | None = None
     created_by: int = Field(foreign_key="user.id")
@@ -198,11 +222,11 @@ class TeacherRun(SQLModel, table=True):
     dataset_id: int = Field(foreign_key="dataset.id")
     adapter: str = Field(max_length=32)  # local, http, file, ensemble
     # Adapter settings with secrets removed: never an API key.
-    config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     artifact_id: int = Field(foreign_key="artifact.id")
     n_rows: int
-    labels: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    stats: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    labels: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     job_id: int | None = Field(default=None, foreign_key="job.id")
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
@@ -216,8 +240,8 @@ class TeacherFilter(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
     teacher_run_id: int = Field(foreign_key="teacher_run.id")
-    policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    counts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     kept_artifact_id: int = Field(foreign_key="artifact.id")
     dropped_artifact_id: int = Field(foreign_key="artifact.id")
     created_by: int = Field(foreign_key="user.id")
@@ -237,12 +261,12 @@ class TrainingRun(SQLModel, table=True):
     teacher_run_id: int = Field(foreign_key="teacher_run.id")
     family: str = Field(max_length=32)  # transformer, ngram
     size: str = Field(max_length=32)
-    config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     status: str = Field(default="queued", max_length=16)
     epochs_done: int = 0
     best_val_loss: float | None = None
     best_epoch: int | None = None
-    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     checkpoint_dir: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
@@ -281,7 +305,7 @@ class Evaluation(SQLModel, table=True):
     report_artifact_id: int = Field(foreign_key="artifact.id")  # the full report, canonical JSON
     report_hash: str = Field(max_length=64)
     passed: bool
-    summary: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -349,7 +373,7 @@ class Decision(SQLModel, table=True):
     rationale: str = Field(sa_column=Column(Text, nullable=False))
     evaluation_id: int | None = Field(default=None, foreign_key="evaluation.id")
     evaluation_hash: str | None = Field(default=None, max_length=64)
-    data_request: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    data_request: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -370,7 +394,7 @@ class RolloutEvent(SQLModel, table=True):
     training_run_id: int | None = Field(default=None, foreign_key="training_run.id")
     threshold: float | None = None  # the fallback threshold in force
     reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    criteria: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    criteria: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -382,7 +406,7 @@ class MonitorConfig(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", unique=True)
-    settings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_by: int = Field(foreign_key="user.id")
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -395,7 +419,7 @@ class RedistillRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
     reason: str = Field(sa_column=Column(Text, nullable=False))
-    drift: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    drift: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     dataset_id: int | None = Field(default=None, foreign_key="dataset.id")  # the drifted traffic, as data
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)

@@ -7,10 +7,11 @@ with their events (``core.store.integrity``), so both read one definition of wha
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Column, bindparam, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel
 
@@ -33,10 +34,10 @@ class Tracked:
 
     @property
     def table(self) -> str:
-        return self.model.__tablename__
+        return models.table_of(self.model).name
 
-    def columns(self) -> list:
-        table = self.model.__table__
+    def columns(self) -> list[Column[Any]]:
+        table = models.table_of(self.model)
         return [table.c[f] for f in self.fields] if self.fields else list(table.c)
 
 
@@ -87,14 +88,15 @@ def row_digest(prefix: bytes, values: Iterable[object]) -> str:
     return hashlib.sha256(prefix + repr(row).encode("utf-8")).hexdigest()
 
 
-def select_of(spec: Tracked, quote) -> tuple[bytes, str]:  # noqa: ANN001
+def select_of(spec: Tracked, quote: Callable[[str], str]) -> tuple[bytes, str]:
     """The hash prefix (table and column names) and the SELECT of the columns a row's hash covers."""
     names = [c.name for c in spec.columns()]
     prefix = f"{spec.table}:{','.join(names)}\x1f".encode()
     return prefix, f"SELECT {', '.join(quote(n) for n in names)} FROM {quote(spec.table)}"
 
 
-def digests_where(conn: Connection, spec: Tracked, *, where: str = "", params: dict | None = None) -> dict[str, str]:
+def digests_where(conn: Connection, spec: Tracked, *, where: str = "",
+                  params: dict[str, Any] | None = None) -> dict[str, str]:
     prefix, select_ = select_of(spec, conn.dialect.identifier_preparer.quote)
     stmt = text(f"{select_} {where}")
     if params and isinstance(params.get("ids"), list):

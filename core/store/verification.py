@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -237,7 +238,8 @@ def limits(key: bytes | None) -> list[str]:
 
 def _anchor_problems(anchors: list[tuple[int, int, str, str, str]], walk: _Walk) -> list[str]:
     """Anchors naming a deleted, rewritten or unanchored event, repeated ones, and anchored events without one."""
-    out, first_for = [], {}
+    out: list[str] = []
+    first_for: dict[int, int] = {}
     for aid, event_id, head, entity, entity_id in anchors:
         what = f"anchor #{aid} ({entity} {entity_id}, at event #{event_id})"
         got = walk.found.get(event_id)
@@ -287,7 +289,8 @@ def _boundary_problems(anchors: list[tuple[int, int, str, str, str]], coverage: 
     return out
 
 
-def _checkpoint_problems(path: Path | None, checkpoints: list[dict], chain: ChainReport, walk: _Walk) -> list[str]:
+def _checkpoint_problems(path: Path | None, checkpoints: list[dict[str, Any]], chain: ChainReport,
+                         walk: _Walk) -> list[str]:
     if path is None:
         return []
     if not checkpoints:

@@ -30,6 +30,9 @@ from core.store.models import (
     SignOff,
     ThresholdProposal,
     User,
+    id_of,
+    project_of,
+    table_of,
 )
 
 M = TypeVar("M", bound=SQLModel)
@@ -51,10 +54,10 @@ def entity_of(model: type[SQLModel]) -> str:
 def _scope(model: type[SQLModel], found: Iterable[SQLModel]) -> list[int] | None:
     """The projects to check events in: those of ``found``, or None (the whole table) when the table has no
     project column or a row belongs to none (a person's CLI token)."""
-    if "project_id" not in model.__table__.c:
+    if "project_id" not in table_of(model).c:
         return None
-    pids = {r.project_id for r in found}
-    return None if None in pids else sorted(pids)
+    pids = [project_of(r) for r in found]
+    return sorted({p for p in pids if p is not None}) if None not in pids else None
 
 
 def _ordered(stmt: Any, order_by: Any) -> Any:
@@ -70,9 +73,9 @@ def keep(session: Session, model: type[M], found: list[M], *, refuse: bool = Fal
         return found
     ok = integrity.vouched_ids(session, entity_of(model), project_ids=_scope(model, found))
     if refuse:
-        for row in (r for r in found if r.id not in ok):
+        for row in (r for r in found if id_of(r) not in ok):
             require(session, row)
-    return [r for r in found if r.id in ok]
+    return [r for r in found if id_of(r) in ok]
 
 
 def rows(session: Session, model: type[M], *where: Any, order_by: Any = None, refuse: bool = False) -> list[M]:
@@ -85,24 +88,25 @@ def rows(session: Session, model: type[M], *where: Any, order_by: Any = None, re
     return keep(session, model, list(session.exec(stmt).all()), refuse=refuse)
 
 
-def values(session: Session, model: type[SQLModel], *columns: Any, where: tuple = (),
-           order_by: Any = None) -> list[tuple]:
+def values(session: Session, model: type[SQLModel], *columns: Any, where: tuple[Any, ...] = (),
+           order_by: Any = None) -> list[tuple[Any, ...]]:
     """``columns`` of the vouched rows of ``model`` matching ``where``, as tuples: for reads over many rows (the
     portfolio's roster of every project) where building ORM objects would cost more than the check."""
-    table = model.__table__
+    table = table_of(model)
     key = [table.c.id] + ([table.c.project_id] if "project_id" in table.c else [])
     found = session.exec(_ordered(select(*key, *columns).where(*where), order_by)).all()
     if not found:
         return []
-    pids = {r[1] for r in found} if len(key) == 2 else {None}
-    ok = integrity.vouched_ids(session, entity_of(model), project_ids=None if None in pids else sorted(pids))
+    pids: set[int | None] = {r[1] for r in found} if len(key) == 2 else {None}
+    scope = sorted({p for p in pids if p is not None}) if None not in pids else None
+    ok = integrity.vouched_ids(session, entity_of(model), project_ids=scope)
     return [tuple(r[len(key):]) for r in found if r[0] in ok]
 
 
 def last_per_project(session: Session, model: type[M], project_ids: list[int], *, order_by: Any) -> dict[int, M]:
     """{project id: its last vouched row of ``model`` in ``order_by`` order}, for many projects in one read."""
-    found = rows(session, model, model.__table__.c.project_id.in_(project_ids), order_by=order_by)
-    return {r.project_id: r for r in found}
+    found = rows(session, model, table_of(model).c.project_id.in_(project_ids), order_by=order_by)
+    return {pid: r for r in found if (pid := project_of(r)) is not None}
 
 
 def first(session: Session, model: type[M], *where: Any, order_by: Any = None) -> M | None:
@@ -130,7 +134,7 @@ def one(session: Session, model: type[M], row_id: int) -> M:
     (for rows another vouched row points at: a job's author, an evaluation's gate)."""
     row = session.get(model, row_id)
     if row is None:
-        raise RecordTampered(f"{model.__tablename__} #{row_id} is gone although other records point at it: it was "
+        raise RecordTampered(f"{table_of(model).name} #{row_id} is gone although other records point at it: it was "
                              "deleted outside Stillroom. Run `stillroom audit verify` and restore from backup.")
     return require(session, row)
 
@@ -139,6 +143,7 @@ def require(session: Session, row: M) -> M:
     """``row`` itself, or RecordTampered when it was inserted or edited outside Stillroom (GateTampered for a
     gate, which is also checked against its lock-time content hash)."""
     if isinstance(row, GateVersion):
-        return integrity.require_gate_intact(session, row)
-    integrity.require_vouched(session, entity_of(type(row)), row)
+        integrity.require_gate_intact(session, row)  # returns the same gate
+    else:
+        integrity.require_vouched(session, entity_of(type(row)), row)
     return row

@@ -1,6 +1,7 @@
 """Alembic environment: runs on the connection ``core.store.db`` hands over."""
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import core.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -20,7 +21,7 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:  # noqa: ANN001
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
