@@ -11,8 +11,8 @@ from core.data import coverage as cov
 from core.data import datasets, dedup, holdout, importer
 from core.data.similarity import DEFAULT_THRESHOLD
 from core.decision import requests as data_requests
+from core.domain.roles import Role
 from core.rollout import redistill
-from core.store.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/upload_file: Data")

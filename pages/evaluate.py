@@ -9,10 +9,10 @@ import streamlit as st
 
 from core.access.projects import roles_of
 from core.domain.display import number, tidy
+from core.domain.roles import Role
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
 from core.store import jobs
-from core.store.models import Role
 from core.training import runs as training
 from pages._ui import (
     act,

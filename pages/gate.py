@@ -12,10 +12,10 @@ import streamlit as st
 from core.access.projects import roles_of
 from core.domain import gate_spec
 from core.domain.gate_spec import FLOOR_MEANING, FloorKind, GateSpec, Metric, SevereErrors, SliceFloor
+from core.domain.roles import Role
 from core.gate import gate
 from core.qualify import qualification
 from core.store import integrity
-from core.store.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 METRIC_LABELS = {

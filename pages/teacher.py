@@ -8,9 +8,9 @@ import streamlit as st
 from core.access.projects import roles_of
 from core.data import datasets
 from core.domain.display import tidy
+from core.domain.roles import Role
 from core.store import jobs
 from core.store.config import get_settings
-from core.store.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs
 from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash, table

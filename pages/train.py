@@ -7,12 +7,12 @@ import streamlit as st
 
 from core.access.projects import roles_of
 from core.domain.display import tidy
+from core.domain.roles import Role
 from core.gate import gate
 from core.ml.build import SIZES
 from core.ml.config import FAMILIES, NGRAM_SIZES, TrainConfig
 from core.store import jobs
 from core.store.config import get_settings
-from core.store.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
 from core.training import runs, search

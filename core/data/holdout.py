@@ -20,9 +20,10 @@ from core.data import datasets, similarity
 from core.data.datasets import copy_origin
 from core.domain import textsafe
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.roles import Role
 from core.store import audit, vouched
 from core.store.artifacts import load_table, store_table
-from core.store.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, Role, TeacherRun, User
+from core.store.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, TeacherRun, User
 
 MAX_FRACTION = 0.5
 

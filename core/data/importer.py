@@ -26,8 +26,9 @@ from core.access.projects import require_role
 from core.data import datasets
 from core.data.readers import MAX_UPLOAD_BYTES, Source, read_bytes, read_source
 from core.domain.errors import InvalidInput
+from core.domain.roles import Role
 from core.domain.validation import parse
-from core.store.models import Dataset, Project, Role, User
+from core.store.models import Dataset, Project, User
 
 MAX_SLICES = 16
 MAX_TEXT_CHARS = 20_000

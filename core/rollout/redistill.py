@@ -13,9 +13,10 @@ from sqlmodel import Session, col, select
 from core.access.projects import require_role
 from core.decision.decision import MIN_EXTRA_EXAMPLES
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.roles import Role
 from core.rollout import config, drift, logs
 from core.store import audit
-from core.store.models import Project, RedistillRequest, Role, User
+from core.store.models import Project, RedistillRequest, User
 
 
 def _drift_slices(report: drift.DriftReport) -> list[dict]:

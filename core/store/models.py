@@ -9,21 +9,15 @@ those changes (see ``core.store.audit`` for what it cannot detect).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from core.domain.roles import Role  # noqa: F401  (the column's vocabulary; re-exported for old imports)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Role(StrEnum):
-    SPONSOR = "sponsor"
-    DRIVER = "driver"
-    VALIDATOR = "validator"
-    OPERATOR = "operator"
 
 
 class User(SQLModel, table=True):

@@ -16,9 +16,10 @@ from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
 from core.domain.errors import InvalidInput, NotFound
+from core.domain.roles import Role
 from core.store import audit
 from core.store.artifacts import load_table, store_table
-from core.store.models import Artifact, Dataset, Project, Role, TeacherFilter, TeacherRun, User
+from core.store.models import Artifact, Dataset, Project, TeacherFilter, TeacherRun, User
 from core.teacher import runs
 from core.teacher.outputs import COLUMNS
 

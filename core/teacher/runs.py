@@ -21,10 +21,11 @@ from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
 from core.domain.errors import InvalidInput, NotFound
+from core.domain.roles import Role
 from core.domain.validation import parse
 from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
-from core.store.models import Artifact, Dataset, Job, Project, Role, TeacherRun, User
+from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
 from core.teacher import chat, ensemble, files
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
