@@ -14,13 +14,12 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
+from core.access import session as app_db
 from core.access.people import account, check_session
 from core.access.projects import can_view, projects_for
+from core.access.session import Project, User
 from core.domain.errors import StillroomError
 from core.domain.textsafe import safe_frame
-from core.store.config import get_settings
-from core.store.db import get_engine, init_db, session_scope
-from core.store.models import Project, User
 
 T = TypeVar("T")
 
@@ -42,15 +41,15 @@ def table(data: pd.DataFrame | list[dict], **kwargs: Any) -> None:
 @st.cache_resource(show_spinner=False)
 def _schema_ready(url: str) -> bool:
     # Cached per database URL: migrations and guards run once per server, not per script run.
-    init_db(get_engine(url))
+    app_db.prepare_database(url)
     return True
 
 
 @contextmanager
 def db() -> Iterator[Session]:
-    url = get_settings().db_url
+    url = app_db.database_url()
     _schema_ready(url)
-    with session_scope(get_engine(url)) as session:
+    with app_db.open_session(url) as session:
         yield session
 
 
@@ -93,7 +92,7 @@ def visible_projects(session: Session, user: User) -> list[Project]:
 def current_project(session: Session, user: User) -> Project:
     """The project picked in the sidebar; stops the page when there is none to show."""
     pid = st.session_state.get("project_id")
-    project = session.get(Project, pid) if pid is not None else None
+    project = app_db.project_by_id(session, project_id=pid) if pid is not None else None
     if project is None:
         st.info("Pick a project in the sidebar (an admin creates projects on the People & projects page).")
         st.stop()
@@ -145,14 +144,13 @@ def short_hash(h: str | None) -> str:
 def job_panel(job_id: int, *, label: str = "") -> str:
     """A job's progress bar, refreshed every second while it runs; returns the job's status.
 
-    The work itself runs in its own process (``core.store.jobs.start_detached``): the
+    The work itself runs in its own process (``core.access.session.start_job``): the
     page only reads the progress the job writes to the database.
     """
-    from core.store import jobs
 
     def _read():
         with db() as session:
-            return jobs.get(session, job_id)
+            return app_db.job(session, job_id=job_id)
 
     def _draw(job) -> None:
         title = f"{label or job.kind} · job #{job.id} · {job.status}"

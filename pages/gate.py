@@ -15,7 +15,6 @@ from core.domain.gate_spec import FLOOR_MEANING, FloorKind, GateSpec, Metric, Se
 from core.domain.roles import Role
 from core.gate import gate
 from core.qualify import qualification
-from core.store import integrity
 from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
 
 METRIC_LABELS = {
@@ -75,7 +74,7 @@ def _render_spec(spec: dict) -> None:
 if current is None:
     st.info("No gate is locked yet: training is refused until the sponsor locks one.")
 else:
-    ok = integrity.verify_gate(current)
+    ok = gate.hash_verifies(current)
     (st.success if ok else st.error)(
         f"Gate v{current.version} locked {current.locked_at:%Y-%m-%d %H:%M} UTC · "
         f"hash `{short_hash(current.content_hash)}` · "

@@ -5,12 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.access import session as app_db
 from core.access.projects import roles_of
 from core.data import datasets
 from core.domain.display import tidy
 from core.domain.roles import Role
-from core.store import jobs
-from core.store.config import get_settings
 from core.teacher import filter as tfilter
 from core.teacher import runs
 from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash, table
@@ -25,7 +24,7 @@ with db() as session:
     all_sets = datasets.list_datasets(session, project_id=project.id)
     teacher_runs = runs.list_runs(session, project_id=project.id)
     filters = tfilter.list_filters(session, project_id=project.id)
-    open_jobs = jobs.open_jobs(session, project_id=project.id, kinds=(runs.JOB_KIND, "demo-setup"))
+    open_jobs = app_db.open_jobs(session, project_id=project.id, kinds=(runs.JOB_KIND, "demo-setup"))
 
 st.caption(f"Project: {esc(project.name)}. The teacher's full answers are kept: label, probabilities, raw text.")
 if not is_driver:
@@ -57,11 +56,9 @@ with tab_run:
             "local": "Local model directory", "http": "OpenAI-compatible endpoint",
             "file": "Outputs produced elsewhere"}.get, disabled=not is_driver)
         if kind == "local":
-            from core.demo.teacher import default_dir
-
             with st.form("local"):
                 model_dir = st.text_input("Model directory (a saved transformers classifier)",
-                                          value=str(default_dir()) if default_dir().exists() else "")
+                                          value=runs.offered_model_dir())
                 batch = st.number_input("Batch size", min_value=1, max_value=1024, value=64)
                 if st.form_submit_button("Start teacher run", type="primary", disabled=not is_driver):
                     with db() as session:
@@ -69,13 +66,13 @@ with tab_run:
                                                          dataset_id=ds_id, adapter="local",
                                                          config={"model_dir": model_dir, "batch_size": int(batch)}))
                     if job is not None:
-                        jobs.start_detached(job.id)
+                        app_db.start_job(job.id)
                         st.rerun()
         elif kind == "http":
             with st.form("http"):
                 c1, c2 = st.columns(2)
                 # Only what the admin approved is offered (core refuses anything else anyway).
-                approved = get_settings().teacher_endpoints
+                approved = app_db.settings().teacher_endpoints
                 base_url = c1.selectbox("Endpoint (approved by the admin)", approved or [None],
                                         format_func=lambda u: u or "none approved: the admin sets "
                                                                    "STILLROOM_TEACHER_ENDPOINTS")
@@ -84,7 +81,7 @@ with tab_run:
                 labels = st.text_input("Labels the teacher chooses from", value=",".join(ds.mapping.get("labels")
                                                                                          or []))
                 c3, c4, c5, c6 = st.columns(4)
-                key_env = c3.selectbox("API key variable", get_settings().teacher_key_vars,
+                key_env = c3.selectbox("API key variable", app_db.settings().teacher_key_vars,
                                        help="The key is read from this environment variable or from Streamlit "
                                             "secrets (teacher_api_key); it is never stored. The admin lists the "
                                             "variables allowed in STILLROOM_TEACHER_KEY_VARS.")

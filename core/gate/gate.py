@@ -27,7 +27,7 @@ from core.domain.validation import parse
 from core.qualify import qualification
 from core.qualify.qualification import Play, Recommendation
 from core.store import audit, vouched
-from core.store.integrity import spec_hash
+from core.store.integrity import spec_hash, verify_gate
 from core.store.models import GateVersion, Project, User
 
 
@@ -181,3 +181,8 @@ def diff(old: GateVersion | dict, new: GateVersion | dict) -> list[Change]:
         elif a[path] != b[path]:
             changes.append(Change(path, "changed", a[path], b[path]))
     return changes
+
+
+def hash_verifies(gate: GateVersion) -> bool:
+    """True when the locked gate's stored content still matches the hash taken when it was locked."""
+    return verify_gate(gate)

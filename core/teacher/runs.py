@@ -25,6 +25,7 @@ from core.domain.roles import Role
 from core.domain.validation import parse
 from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
+from core.store.config import get_settings
 from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
 from core.teacher import chat, ensemble, files
 from core.teacher.local import LocalAdapter, model_labels
@@ -309,3 +310,15 @@ def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
                       confidence_bins=CONFIDENCE_BINS, confidence_counts=[int(c) for c in counts],
                       agreement_with_reference=stats.get("agreement_with_reference"),
                       n_with_reference=stats.get("n_with_reference", 0))
+
+
+def demo_model_dir() -> Path:
+    """Where `stillroom demo` trains its teacher (core.demo.teacher saves it there)."""
+    return data_dir() / "models" / "demo-teacher"
+
+
+def offered_model_dir() -> str:
+    """The model directory the Teacher page fills in: STILLROOM_TEACHER_MODEL_DIR, else the demo's teacher,
+    when it exists; empty when neither does."""
+    path = get_settings().teacher_model_dir or demo_model_dir()
+    return str(path) if path.exists() else ""
