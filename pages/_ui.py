@@ -137,6 +137,11 @@ def comma_list(text: str) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
+def option_index(options: list[str], guess: str | None) -> int:
+    """Where core's guess for a column sits among a select box's options (the first when it guessed none)."""
+    return options.index(guess) if guess in options else 0
+
+
 def short_hash(h: str | None) -> str:
     return f"{h[:12]}…" if h else ""
 

@@ -48,7 +48,7 @@ def _secret_key() -> str | None:
 
 with tab_run:
     if not prompt_sets:
-        st.info("Import inputs on the Data page first.")
+        st.info("Import inputs on the Import data page first.")
     else:
         ds_id = st.selectbox("Inputs", [d.id for d in prompt_sets], format_func=set_names.get,
                              index=len(prompt_sets) - 1)
@@ -112,7 +112,7 @@ with tab_run:
             upload = st.file_uploader("Teacher outputs (CSV, JSONL or Parquet: id, label, optional confidence, "
                                       "probs or prob_<label> columns, raw)", type=["csv", "jsonl", "parquet"],
                                       disabled=not is_driver)
-            st.caption("The ids must be rows of the chosen dataset version; the Data page offers each version's ids "
+            st.caption("The ids must be rows of the chosen dataset version; the Import data page offers each version's ids "
                        "as a CSV to download.")
             drop_foreign = st.checkbox("Drop rows whose id is not in this dataset (for example outputs made before "
                                        "deduplication); the count is recorded with the run", disabled=not is_driver)

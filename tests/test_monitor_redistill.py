@@ -68,6 +68,6 @@ def test_the_request_reaches_the_drivers_queue_and_data_page(session, demo, ship
     mine = {r.name: r for r in portfolio.portfolio(session, user=demo["dana"])}[shipped.name]
     assert f"Collect the data of re-distillation request #{row.id}" in mine.waiting_on_you
     assert "re-distillation requested" in mine.status
-    at = app_as(demo["dana"], page="pages/data.py", project_id=shipped.id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=shipped.id)
     assert any(f"Re-distillation request #{row.id}" in w.value and "category=threat" in w.value
                for w in at.warning)

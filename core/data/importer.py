@@ -43,7 +43,7 @@ class ColumnMapping(BaseModel):
     """Which source column fills each field of the dataset schema."""
 
     model_config = ConfigDict(extra="forbid")
-    # Titles are the Data page's labels, so a refusal names the field as the driver sees it.
+    # Titles are the Import data page's labels, so a refusal names the field as the driver sees it.
     id: str = Field(min_length=1, max_length=200, title="Id column")
     text: str = Field(min_length=1, max_length=200, title="Input text column")
     slices: list[str] = Field(default_factory=list, title="Slice columns")
