@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.access.projects import roles_of
 from core.access.session import Project
 from core.data import datasets
 from core.decision import requests as data_requests
 from core.domain.roles import Role
 from core.rollout import redistill
-from pages._ui import current_project, db, esc, require_user, show_flash
+from pages._ui import db, esc, page_start
 
 
 def data_page(title: str) -> tuple[Project, bool, list]:
     """Show the page's heading and what is asked of the data; returns the project, whether the person
     drives it, and its datasets, oldest first."""
-    st.title(title)
-    show_flash()
+    _, project, is_driver = page_start(title, role=Role.DRIVER)
     with db() as session:
-        user = require_user(session)
-        project = current_project(session, user)
-        is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
         all_sets = datasets.list_datasets(session, project_id=project.id)
         redistill_requests = redistill.list_redistill(session, project.id)
         asked = data_requests.status(session, project=project)

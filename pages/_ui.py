@@ -16,9 +16,10 @@ from sqlmodel import Session
 
 from core.access import session as app_db
 from core.access.people import account, check_session
-from core.access.projects import can_view, projects_for
+from core.access.projects import can_view, projects_for, roles_of
 from core.access.session import Project, User
 from core.domain.errors import StillroomError
+from core.domain.roles import Role
 from core.domain.textsafe import safe_frame
 
 T = TypeVar("T")
@@ -104,6 +105,18 @@ def current_project(session: Session, user: User) -> Project:
     return project
 
 
+def page_start(title: str, *, role: Role | None = None) -> tuple[User, Project, bool]:
+    """The page's title and the success line of the action that led here; then the person, the project in
+    view and whether the person holds ``role`` on it (pages stop here when either is missing)."""
+    st.title(title)
+    show_flash()
+    with db() as session:
+        user = require_user(session)
+        project = current_project(session, user)
+        holds = role is not None and role in roles_of(session, project_id=project.id, user_id=user.id)
+    return user, project, holds
+
+
 def act(fn: Callable[[], T], success: str | Callable[[T], str] | None = None, *, rerun: bool = False) -> T | None:
     """Run one core call; show its refusal as the sentence core wrote, or a success line.
 
@@ -135,6 +148,34 @@ def show_flash() -> None:
 def comma_list(text: str) -> list[str]:
     """The items of a comma-separated form field, trimmed, blanks left out (core validates them)."""
     return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def chart(fig: Any, *, where: Any = st, **layout: Any) -> None:
+    """A plotly figure drawn full width in ``where`` (the page or one of its columns), with the pages' margins
+    unless ``layout`` sets its own."""
+    fig.update_layout(**{"margin": dict(l=10, r=10, t=40, b=10), **layout})
+    where.plotly_chart(fig, width="stretch")
+
+
+def metric_row(figures: dict[str, str], *, where: Any = st) -> None:
+    """Figures side by side, one column each, label above value."""
+    for column, (label, value) in zip(where.columns(len(figures)), figures.items(), strict=True):
+        column.metric(label, value)
+
+
+def side_by_side(*panes: tuple[str, object]) -> None:
+    """Texts next to each other under bold titles, shown as plain text (user text is never markup)."""
+    for column, (title, text) in zip(st.columns(len(panes)), panes, strict=True):
+        column.markdown(f"**{title}**")
+        column.text(str(text or ""))
+
+
+def secret(name: str) -> str | None:
+    """A value from Streamlit's secrets, or None when there is no secrets file (it comes from the environment)."""
+    try:
+        return st.secrets.get(name)
+    except FileNotFoundError:
+        return None
 
 
 def option_index(options: list[str], guess: str | None) -> int:

@@ -64,10 +64,10 @@ with c2:
         "ranking": "ranking (NDCG, pairwise order)"}.get)
     upload = st.file_uploader("Predictions file (id, student; optional teacher, confidence, text, judge_score)",
                               type=["csv", "jsonl", "parquet"], disabled=not is_driver,
-                              help="One row per holdout id (download them on the Coverage and holdout page). References come from "
-                                   "the locked holdout and teacher figures from a teacher run recorded before the "
-                                   "file (one Stillroom ran, or a file another driver imported); reference and "
-                                   "teacher columns are only compared. Measuring the "
+                              help="One row per holdout id (download them on the Coverage and holdout page). "
+                                   "References come from the locked holdout and teacher figures from a teacher run "
+                                   "recorded before the file (one Stillroom ran, or a file another driver imported); "
+                                   "reference and teacher columns are only compared. Measuring the "
                                    "student's latency here: `stillroom eval import --latency-model-dir` or "
                                    "`--latency-endpoint`.")
     with st.expander("Latency declared by a person (else: not measured)"):

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
+from core.domain.display import tidy
 from core.domain.errors import InvalidInput, NotFound
 from core.domain.roles import Role
 from core.domain.validation import parse
@@ -298,6 +299,12 @@ class RunSummary:
     agreement_with_reference: float | None
     n_with_reference: int
 
+    @property
+    def confidence_ranges(self) -> list[str]:
+        """Each histogram bin as its range, "0.6–0.7"."""
+        edges = self.confidence_bins
+        return [f"{a:.1f}–{b:.1f}" for a, b in zip(edges, edges[1:], strict=False)]
+
 
 def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
     frame = load_outputs(session, run)
@@ -310,6 +317,27 @@ def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
                       confidence_bins=CONFIDENCE_BINS, confidence_counts=[int(c) for c in counts],
                       agreement_with_reference=stats.get("agreement_with_reference"),
                       n_with_reference=stats.get("n_with_reference", 0))
+
+
+def imported_sentence(run: TeacherRun) -> str:
+    """What an import of outputs made elsewhere stored, and how many rows it dropped as foreign."""
+    dropped = run.stats.get("foreign_rows_dropped")
+    return (f"Teacher run #{run.id} imported: {run.n_rows:,} outputs"
+            + (f"; {dropped:,} rows not in dataset #{run.dataset_id} dropped." if dropped else "."))
+
+
+def combined_sentence(run: TeacherRun) -> str:
+    """What a combined run is made of (its config names the runs it combines)."""
+    return f"Teacher run #{run.id} combines runs {', '.join(map(str, run.config['runs']))}."
+
+
+def runs_table(teacher_runs: list[TeacherRun]) -> pd.DataFrame:
+    """One row per teacher run, as the Teacher page lists them."""
+    return tidy([{
+        "Run": r.id, "Teacher": r.adapter, "Dataset": r.dataset_id, "Rows": r.n_rows, "Labels": len(r.labels),
+        "Agrees with reference": r.stats.get("agreement_with_reference"),
+        "Mean confidence": r.stats.get("mean_confidence"), "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+    } for r in teacher_runs])
 
 
 def demo_model_dir() -> Path:
