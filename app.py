@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.access.projects import roles_held
 from core.decision.portfolio import landing_project
-from core.store.models import Role
+from core.domain.roles import Role
 from pages._ui import current_user, db, esc, visible_projects
 
 st.set_page_config(page_title="Stillroom", page_icon=":material/science:", layout="wide")
@@ -25,7 +25,8 @@ BY_ROLE = {
         st.Page("pages/decide.py", title="Decide", icon=":material/balance:"),
     ]),
     "Driver": ({Role.DRIVER}, [
-        st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
+        st.Page("pages/import_data.py", title="Import data", icon=":material/upload_file:"),
+        st.Page("pages/coverage_holdout.py", title="Coverage and holdout", icon=":material/donut_small:"),
         st.Page("pages/teacher.py", title="Teacher", icon=":material/school:"),
         st.Page("pages/train.py", title="Train students", icon=":material/model_training:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/query_stats:"),

@@ -14,13 +14,13 @@ import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
+from core.access import session as app_db
 from core.access.people import account, check_session
-from core.access.projects import can_view, projects_for
+from core.access.projects import can_view, projects_for, roles_of
+from core.access.session import Project, User
 from core.domain.errors import StillroomError
+from core.domain.roles import Role
 from core.domain.textsafe import safe_frame
-from core.store.config import get_settings
-from core.store.db import get_engine, init_db, session_scope
-from core.store.models import Project, User
 
 T = TypeVar("T")
 
@@ -42,15 +42,15 @@ def table(data: pd.DataFrame | list[dict], **kwargs: Any) -> None:
 @st.cache_resource(show_spinner=False)
 def _schema_ready(url: str) -> bool:
     # Cached per database URL: migrations and guards run once per server, not per script run.
-    init_db(get_engine(url))
+    app_db.prepare_database(url)
     return True
 
 
 @contextmanager
 def db() -> Iterator[Session]:
-    url = get_settings().db_url
+    url = app_db.database_url()
     _schema_ready(url)
-    with session_scope(get_engine(url)) as session:
+    with app_db.open_session(url) as session:
         yield session
 
 
@@ -93,7 +93,7 @@ def visible_projects(session: Session, user: User) -> list[Project]:
 def current_project(session: Session, user: User) -> Project:
     """The project picked in the sidebar; stops the page when there is none to show."""
     pid = st.session_state.get("project_id")
-    project = session.get(Project, pid) if pid is not None else None
+    project = app_db.project_by_id(session, project_id=pid) if pid is not None else None
     if project is None:
         st.info("Pick a project in the sidebar (an admin creates projects on the People & projects page).")
         st.stop()
@@ -103,6 +103,18 @@ def current_project(session: Session, user: User) -> Project:
         st.error(str(exc))
         st.stop()
     return project
+
+
+def page_start(title: str, *, role: Role | None = None) -> tuple[User, Project, bool]:
+    """The page's title and the success line of the action that led here; then the person, the project in
+    view and whether the person holds ``role`` on it (pages stop here when either is missing)."""
+    st.title(title)
+    show_flash()
+    with db() as session:
+        user = require_user(session)
+        project = current_project(session, user)
+        holds = role is not None and role in roles_of(session, project_id=project.id, user_id=user.id)
+    return user, project, holds
 
 
 def act(fn: Callable[[], T], success: str | Callable[[T], str] | None = None, *, rerun: bool = False) -> T | None:
@@ -138,6 +150,39 @@ def comma_list(text: str) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
+def chart(fig: Any, *, where: Any = st, **layout: Any) -> None:
+    """A plotly figure drawn full width in ``where`` (the page or one of its columns), with the pages' margins
+    unless ``layout`` sets its own."""
+    fig.update_layout(**{"margin": dict(l=10, r=10, t=40, b=10), **layout})
+    where.plotly_chart(fig, width="stretch")
+
+
+def metric_row(figures: dict[str, str], *, where: Any = st) -> None:
+    """Figures side by side, one column each, label above value."""
+    for column, (label, value) in zip(where.columns(len(figures)), figures.items(), strict=True):
+        column.metric(label, value)
+
+
+def side_by_side(*panes: tuple[str, object]) -> None:
+    """Texts next to each other under bold titles, shown as plain text (user text is never markup)."""
+    for column, (title, text) in zip(st.columns(len(panes)), panes, strict=True):
+        column.markdown(f"**{title}**")
+        column.text(str(text or ""))
+
+
+def secret(name: str) -> str | None:
+    """A value from Streamlit's secrets, or None when there is no secrets file (it comes from the environment)."""
+    try:
+        return st.secrets.get(name)
+    except FileNotFoundError:
+        return None
+
+
+def option_index(options: list[str], guess: str | None) -> int:
+    """Where core's guess for a column sits among a select box's options (the first when it guessed none)."""
+    return options.index(guess) if guess in options else 0
+
+
 def short_hash(h: str | None) -> str:
     return f"{h[:12]}…" if h else ""
 
@@ -145,14 +190,13 @@ def short_hash(h: str | None) -> str:
 def job_panel(job_id: int, *, label: str = "") -> str:
     """A job's progress bar, refreshed every second while it runs; returns the job's status.
 
-    The work itself runs in its own process (``core.store.jobs.start_detached``): the
+    The work itself runs in its own process (``core.access.session.start_job``): the
     page only reads the progress the job writes to the database.
     """
-    from core.store import jobs
 
     def _read():
         with db() as session:
-            return jobs.get(session, job_id)
+            return app_db.job(session, job_id=job_id)
 
     def _draw(job) -> None:
         title = f"{label or job.kind} · job #{job.id} · {job.status}"

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access import people, projects
-from core.store.models import Role
+from core.domain.roles import Role
 from pages._ui import act, db, require_user, show_flash, table
 
 st.title(":material/group: People & projects")

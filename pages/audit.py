@@ -5,9 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.access.session import verify_record
 from core.access.visibility import audit_scopes, visible_events
-from core.store.db import get_engine
-from core.store.verification import verify
 from pages._ui import db, esc, require_user, table, visible_projects
 
 st.title(":material/receipt_long: Audit log")
@@ -51,7 +50,7 @@ st.caption("Checks every link of the hash chain; the head hashes anchored at eac
            "rewrites, and rows or files changed behind the app. The last lines say what it cannot detect.")
 expected = st.text_input("Expected head hash (optional)", placeholder="a head quoted by a decision record").strip()
 if st.button("Verify the audit chain", icon="🔎"):
-    report = verify(get_engine(), expect_head=expected or None)
+    report = verify_record(expect_head=expected or None)
     (st.success if report.ok else st.error)(report.sentence())
     for problem in report.problems[1:]:
         st.markdown(f"- {esc(problem)}")

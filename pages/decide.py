@@ -7,8 +7,8 @@ import streamlit as st
 from core.access.projects import roles_of
 from core.decision import decision, record
 from core.domain.display import tidy
+from core.domain.roles import Role
 from core.evaluation import rounds
-from core.store.models import Role
 from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
 
 st.title(":material/balance: Decide")

@@ -7,12 +7,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.access import session as app_db
 from core.access.projects import roles_of
 from core.domain.display import number, tidy
+from core.domain.roles import Role
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
-from core.store import jobs
-from core.store.models import Role
 from core.training import runs as training
 from pages._ui import (
     act,
@@ -36,7 +36,7 @@ with db() as session:
     is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
     done_runs = [r for r in training.list_runs(session, project_id=project.id) if r.status == "done"]
     evaluations = evals.list_evaluations(session, project_id=project.id)
-    open_jobs = jobs.open_jobs(session, project_id=project.id, kinds=("evaluate",), limit=2)
+    open_jobs = app_db.open_jobs(session, project_id=project.id, kinds=("evaluate",), limit=2)
 
 st.caption(f"Project: {esc(project.name)}. Scored on the holdout fixed before training, against the gate locked "
            "before training.")
@@ -55,7 +55,7 @@ with c1.form("evaluate"):
             job = act(lambda: evals.start_evaluation(session, actor=require_user(session), project=project,
                                                      training_run_id=run_id))
         if job is not None:
-            jobs.start_detached(job.id)
+            app_db.start_job(job.id)
             st.rerun()
 with c2:
     st.markdown("**Bring your own predictions** for the holdout")
@@ -64,10 +64,10 @@ with c2:
         "ranking": "ranking (NDCG, pairwise order)"}.get)
     upload = st.file_uploader("Predictions file (id, student; optional teacher, confidence, text, judge_score)",
                               type=["csv", "jsonl", "parquet"], disabled=not is_driver,
-                              help="One row per holdout id (download them on the Data page). References come from "
-                                   "the locked holdout and teacher figures from a teacher run recorded before the "
-                                   "file (one Stillroom ran, or a file another driver imported); reference and "
-                                   "teacher columns are only compared. Measuring the "
+                              help="One row per holdout id (download them on the Coverage and holdout page). "
+                                   "References come from the locked holdout and teacher figures from a teacher run "
+                                   "recorded before the file (one Stillroom ran, or a file another driver imported); "
+                                   "reference and teacher columns are only compared. Measuring the "
                                    "student's latency here: `stillroom eval import --latency-model-dir` or "
                                    "`--latency-endpoint`.")
     with st.expander("Latency declared by a person (else: not measured)"):

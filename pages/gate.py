@@ -9,38 +9,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.access.projects import roles_of
 from core.domain import gate_spec
 from core.domain.gate_spec import FLOOR_MEANING, FloorKind, GateSpec, Metric, SevereErrors, SliceFloor
+from core.domain.roles import Role
 from core.gate import gate
 from core.qualify import qualification
-from core.store import integrity
-from core.store.models import Role
-from pages._ui import act, comma_list, current_project, db, esc, require_user, short_hash, show_flash, table
+from pages._ui import act, comma_list, db, esc, page_start, require_user, short_hash, table
 
-METRIC_LABELS = {
-    Metric.ACCURACY: "Accuracy", Metric.MACRO_F1: "Macro-F1", Metric.AGREEMENT: "Agreement with the teacher",
-    Metric.EXACT_MATCH: "Exact match", Metric.FIELD_ACCURACY: "Field-level accuracy (structured outputs)",
-    Metric.NDCG: "NDCG@k (rankings)", Metric.PAIRWISE: "Pairwise order agreement (rankings)",
-}
-
-
-def metric_label(metric: Metric) -> str:
-    return METRIC_LABELS.get(Metric(metric), str(metric))  # a metric added to core still shows, by its name
 SLICE_COLUMNS = ["column", "value", "floor", "min_n"]
+# The form's labels are the spec's field titles, so core's refusals name the fields as shown here.
+label = gate_spec.field_title
 
-
-def label(model, name: str) -> str:
-    # The form's labels are the spec's field titles, so core's refusals name the fields as shown here.
-    return model.model_fields[name].title
-
-st.title(":material/lock: Success gate")
-show_flash()
-
+user, project, is_sponsor = page_start(":material/lock: Success gate", role=Role.SPONSOR)
 with db() as session:
-    user = require_user(session)
-    project = current_project(session, user)
-    is_sponsor = Role.SPONSOR in roles_of(session, project_id=project.id, user_id=user.id)
     versions = gate.history(session, project_id=project.id)
     latest_q = qualification.latest(session, project_id=project.id)
 
@@ -51,7 +32,7 @@ current = versions[-1] if versions else None
 def _render_spec(spec: dict) -> None:
     floor = spec["quality_floor"]
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Metric", metric_label(spec["metric"]))
+    c1.metric("Metric", gate_spec.metric_label(spec["metric"]))
     c2.metric(f"Floor ({floor['kind']})", f"{floor['value']:g}")
     c3.metric("p95 latency target", f"{spec['p95_latency_ms']:g} ms")
     c4.metric("Cost per 1k target", f"${spec['cost_per_1k']:g}")
@@ -75,7 +56,7 @@ def _render_spec(spec: dict) -> None:
 if current is None:
     st.info("No gate is locked yet: training is refused until the sponsor locks one.")
 else:
-    ok = integrity.verify_gate(current)
+    ok = gate.hash_verifies(current)
     (st.success if ok else st.error)(
         f"Gate v{current.version} locked {current.locked_at:%Y-%m-%d %H:%M} UTC · "
         f"hash `{short_hash(current.content_hash)}` · "
@@ -124,7 +105,7 @@ n_floors = st.number_input("Slice floors to fill in", min_value=len(base_floors)
                            help="Rows left empty are ignored; raise this to name more slices.")
 with st.form(f"gate_{k}"):
     c1, c2, c3 = st.columns(3)
-    metric = c1.selectbox(label(GateSpec, "metric"), metrics, format_func=metric_label,
+    metric = c1.selectbox(label(GateSpec, "metric"), metrics, format_func=gate_spec.metric_label,
                           index=metrics.index(Metric(base["metric"])))
     kind = c2.selectbox("Quality floor", kinds, index=kinds.index(FloorKind(base["quality_floor"]["kind"])),
                         help="; ".join(f"{k_.value}: {m}" for k_, m in FLOOR_MEANING.items()))
@@ -179,15 +160,11 @@ with st.form(f"gate_{k}"):
     submitted = st.form_submit_button(f"Lock gate v{(current.version if current else 0) + 1}", type="primary")
 
 
-def _filled(row: dict) -> bool:
-    return any(v not in (None, "") for v in row.values())
-
-
 if submitted:
     spec = {
         "metric": metric.value,
         "quality_floor": {"kind": kind.value, "value": floor},
-        "slice_floors": [r for r in floor_rows if _filled(r)],
+        "slice_floors": gate_spec.filled_rows(floor_rows),
         "severe_errors": {"classes": comma_list(severe_classes),
                           "max_rate": severe_rate, "min_n": int(severe_min_n)},
         "p95_latency_ms": p95, "cost_per_1k": cost, "payback_months": payback,

@@ -10,9 +10,9 @@ from plotly.subplots import make_subplots
 
 from core.access.projects import roles_of
 from core.domain.display import number, tidy
+from core.domain.roles import Role
 from core.rollout import config as mconfig
 from core.rollout import drift, logs, redistill, rollout
-from core.store.models import Role
 from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash, table
 
 st.title(":material/traffic: Rollout and monitoring")

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.decision.portfolio import STAGES, portfolio
-from core.store.models import Role
+from core.domain.roles import Role
 from pages._ui import db, esc, require_user, table
 
 st.title(":material/dashboard: Portfolio")

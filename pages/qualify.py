@@ -8,9 +8,9 @@ import streamlit as st
 
 from core.access.projects import roles_of
 from core.domain.errors import StillroomError
+from core.domain.roles import Role
 from core.qualify import qualification as qual
 from core.qualify.qualification import MOVE_LABELS, BetterMove, MoveAnswer, Play, Recommendation
-from core.store.models import Role
 from pages._ui import act, current_project, db, esc, require_user, show_flash
 
 PLAY_HELP = {

@@ -10,14 +10,10 @@ import streamlit as st
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
 from core.review import review
-from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
+from pages._ui import act, chart, criteria_table, db, esc, page_start, require_user, short_hash, side_by_side, table
 
-st.title(":material/rate_review: Review and sign off")
-show_flash()
-
+user, project, _ = page_start(":material/rate_review: Review and sign off")
 with db() as session:
-    user = require_user(session)
-    project = current_project(session, user)
     evals = evaluations.list_evaluations(session, project_id=project.id)
 
 if not evals:
@@ -48,11 +44,9 @@ if rows:
         colorscale="RdBu", zmid=0, colorbar={"title": "gap"},
         text=[[f"{v:.3f}" if v is not None else "" for v in r.values] for r in rows], texttemplate="%{text}",
         hovertemplate="%{y} · %{x}: %{text} (gap %{z:+.3f})<extra></extra>"))
-    fig.update_layout(title="Slices, worst first: the student's score, coloured by its gap (to the teacher; "
-                            "agreement: to its overall agreement)",
-                      height=max(300, 26 * len(rows) + 120), margin=dict(l=10, r=10, t=50, b=10),
-                      yaxis={"autorange": "reversed"})
-    st.plotly_chart(fig, width="stretch")
+    chart(fig, title="Slices, worst first: the student's score, coloured by its gap (to the teacher; agreement: to "
+                     "its overall agreement)", height=max(300, 26 * len(rows) + 120),
+          margin=dict(l=10, r=10, t=50, b=10), yaxis={"autorange": "reversed"})
 
 st.subheader("Disagreements")
 with db() as session:
@@ -82,11 +76,7 @@ if queue is not None:
             st.caption(f"reference: {esc(row['reference'])} · teacher: {esc(row['teacher_label'])} · student: "
                        f"{esc(row['student_label'])}")
             if isinstance(row.get("diff"), str) and row["diff"]:  # imported text: side by side, core's word diff
-                left, right = st.columns(2)
-                left.markdown("**Target**")
-                left.text(str(row.get("target") or ""))
-                right.markdown("**Student**")
-                right.text(str(row["student_label"] or ""))
+                side_by_side(("Target", row.get("target")), ("Student", row["student_label"]))
                 st.text("diff: " + row["diff"])
             verdict = st.radio("Verdict", review.VERDICTS, horizontal=True)
             rating = st.select_slider("Rating of the student's answer (optional)", [None, 1, 2, 3, 4, 5],
@@ -126,9 +116,8 @@ fig.add_trace(go.Scatter(x=curve["threshold"], y=curve["fallback_rate"], name="f
 if curve["blended_cost_per_1k"].notna().any():
     fig.add_trace(go.Scatter(x=curve["threshold"], y=curve["blended_cost_per_1k"], name="blended $ per 1k",
                              yaxis="y2"))
-fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
-                  yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
-st.plotly_chart(fig, width="stretch")
+chart(fig, height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
+      yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
 can_propose = threshold_refusal is None
 if proposals:
     p = proposals[-1]

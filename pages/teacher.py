@@ -5,27 +5,19 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.access.projects import roles_of
+from core.access import session as app_db
 from core.data import datasets
-from core.domain.display import tidy
-from core.store import jobs
-from core.store.config import get_settings
-from core.store.models import Role
+from core.domain.roles import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs
-from pages._ui import act, comma_list, current_project, db, esc, job_panel, require_user, show_flash, table
+from pages._ui import act, chart, comma_list, db, esc, job_panel, metric_row, page_start, require_user, secret, table
 
-st.title(":material/school: Teacher")
-show_flash()
-
+user, project, is_driver = page_start(":material/school: Teacher", role=Role.DRIVER)
 with db() as session:
-    user = require_user(session)
-    project = current_project(session, user)
-    is_driver = Role.DRIVER in roles_of(session, project_id=project.id, user_id=user.id)
     all_sets = datasets.list_datasets(session, project_id=project.id)
     teacher_runs = runs.list_runs(session, project_id=project.id)
     filters = tfilter.list_filters(session, project_id=project.id)
-    open_jobs = jobs.open_jobs(session, project_id=project.id, kinds=(runs.JOB_KIND, "demo-setup"))
+    open_jobs = app_db.open_jobs(session, project_id=project.id, kinds=(runs.JOB_KIND, "demo-setup"))
 
 st.caption(f"Project: {esc(project.name)}. The teacher's full answers are kept: label, probabilities, raw text.")
 if not is_driver:
@@ -39,17 +31,9 @@ set_names = {d.id: f"#{d.id} {d.name} ({d.n_rows:,} rows)" for d in all_sets}
 run_names = {r.id: f"run #{r.id} · {r.adapter} · dataset #{r.dataset_id} · {r.n_rows:,} rows" for r in teacher_runs}
 tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter errors"], key="teacher_tab")
 
-
-def _secret_key() -> str | None:
-    try:
-        return st.secrets.get("teacher_api_key")
-    except FileNotFoundError:  # no secrets file: the key comes from the environment
-        return None
-
-
 with tab_run:
     if not prompt_sets:
-        st.info("Import inputs on the Data page first.")
+        st.info("Import inputs on the Import data page first.")
     else:
         ds_id = st.selectbox("Inputs", [d.id for d in prompt_sets], format_func=set_names.get,
                              index=len(prompt_sets) - 1)
@@ -57,11 +41,9 @@ with tab_run:
             "local": "Local model directory", "http": "OpenAI-compatible endpoint",
             "file": "Outputs produced elsewhere"}.get, disabled=not is_driver)
         if kind == "local":
-            from core.demo.teacher import default_dir
-
             with st.form("local"):
                 model_dir = st.text_input("Model directory (a saved transformers classifier)",
-                                          value=str(default_dir()) if default_dir().exists() else "")
+                                          value=runs.offered_model_dir())
                 batch = st.number_input("Batch size", min_value=1, max_value=1024, value=64)
                 if st.form_submit_button("Start teacher run", type="primary", disabled=not is_driver):
                     with db() as session:
@@ -69,13 +51,13 @@ with tab_run:
                                                          dataset_id=ds_id, adapter="local",
                                                          config={"model_dir": model_dir, "batch_size": int(batch)}))
                     if job is not None:
-                        jobs.start_detached(job.id)
+                        app_db.start_job(job.id)
                         st.rerun()
         elif kind == "http":
             with st.form("http"):
                 c1, c2 = st.columns(2)
                 # Only what the admin approved is offered (core refuses anything else anyway).
-                approved = get_settings().teacher_endpoints
+                approved = app_db.settings().teacher_endpoints
                 base_url = c1.selectbox("Endpoint (approved by the admin)", approved or [None],
                                         format_func=lambda u: u or "none approved: the admin sets "
                                                                    "STILLROOM_TEACHER_ENDPOINTS")
@@ -84,7 +66,7 @@ with tab_run:
                 labels = st.text_input("Labels the teacher chooses from", value=",".join(ds.mapping.get("labels")
                                                                                          or []))
                 c3, c4, c5, c6 = st.columns(4)
-                key_env = c3.selectbox("API key variable", get_settings().teacher_key_vars,
+                key_env = c3.selectbox("API key variable", app_db.settings().teacher_key_vars,
                                        help="The key is read from this environment variable or from Streamlit "
                                             "secrets (teacher_api_key); it is never stored. The admin lists the "
                                             "variables allowed in STILLROOM_TEACHER_KEY_VARS.")
@@ -109,14 +91,14 @@ with tab_run:
                     job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
                                                      dataset_id=ds_id, adapter="http", config=config))
                 if job is not None:
-                    runs.start_detached(job.id, api_key=_secret_key(), api_key_env=key_env)
+                    runs.start_detached(job.id, api_key=secret("teacher_api_key"), api_key_env=key_env)
                     st.rerun()
         else:
             upload = st.file_uploader("Teacher outputs (CSV, JSONL or Parquet: id, label, optional confidence, "
                                       "probs or prob_<label> columns, raw)", type=["csv", "jsonl", "parquet"],
                                       disabled=not is_driver)
-            st.caption("The ids must be rows of the chosen dataset version; the Data page offers each version's ids "
-                       "as a CSV to download.")
+            st.caption("The ids must be rows of the chosen dataset version; the Import data page offers each "
+                       "version's ids as a CSV to download.")
             drop_foreign = st.checkbox("Drop rows whose id is not in this dataset (for example outputs made before "
                                        "deduplication); the count is recorded with the run", disabled=not is_driver)
             if upload is not None and st.button("Import outputs", type="primary", disabled=not is_driver):
@@ -124,40 +106,28 @@ with tab_run:
                     act(lambda: runs.import_upload(session, actor=require_user(session), project=project,
                                                    dataset_id=ds_id, data=upload.getvalue(), filename=upload.name,
                                                    drop_foreign=drop_foreign),
-                        lambda r: f"Teacher run #{r.id} imported: {r.n_rows:,} outputs"
-                                  + (f"; {r.stats['foreign_rows_dropped']:,} rows not in dataset #{ds_id} dropped."
-                                     if r.stats.get("foreign_rows_dropped") else "."), rerun=True)
+                        runs.imported_sentence, rerun=True)
 
 with tab_runs:
     if not teacher_runs:
         st.info("No teacher runs yet.")
     else:
-        table(tidy([{
-            "Run": r.id, "Teacher": r.adapter, "Dataset": r.dataset_id, "Rows": r.n_rows, "Labels": len(r.labels),
-            "Agrees with reference": r.stats.get("agreement_with_reference"),
-            "Mean confidence": r.stats.get("mean_confidence"), "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
-        } for r in teacher_runs]), hide_index=True, width="stretch",
-            column_config={"Agrees with reference": st.column_config.NumberColumn(format="%.3f"),
-                           "Mean confidence": st.column_config.NumberColumn(format="%.3f")})
+        three_places = st.column_config.NumberColumn(format="%.3f")
+        table(runs.runs_table(teacher_runs), hide_index=True, width="stretch",
+              column_config={"Agrees with reference": three_places, "Mean confidence": three_places})
         pick = st.selectbox("Look at", [r.id for r in teacher_runs], format_func=run_names.get,
                             index=len(teacher_runs) - 1)
         with db() as session:
             summary = act(lambda: runs.summarize(session, run=runs.get_run(session, pick)))
         if summary is not None:
-            m1, m2, m3 = st.columns(3)
-            m1.metric("Outputs", f"{summary.n_rows:,}")
-            m2.metric("Unparseable", f"{summary.n_unparseable:,}")
-            m3.metric("Agrees with reference", f"{summary.agreement_with_reference:.1%}"
-                      if summary.agreement_with_reference is not None else "n/a")
+            agreement = summary.agreement_with_reference
+            metric_row({"Outputs": f"{summary.n_rows:,}", "Unparseable": f"{summary.n_unparseable:,}",
+                        "Agrees with reference": f"{agreement:.1%}" if agreement is not None else "n/a"})
             c1, c2 = st.columns(2)
-            fig = go.Figure(go.Bar(x=list(summary.label_counts), y=list(summary.label_counts.values())))
-            fig.update_layout(title="Teacher's labels", height=300, margin=dict(l=10, r=10, t=40, b=10))
-            c1.plotly_chart(fig, width="stretch")
-            edges = summary.confidence_bins
-            fig = go.Figure(go.Bar(x=[f"{a:.1f}–{b:.1f}" for a, b in zip(edges, edges[1:], strict=False)],
-                                   y=summary.confidence_counts))
-            fig.update_layout(title="Teacher's confidence", height=300, margin=dict(l=10, r=10, t=40, b=10))
-            c2.plotly_chart(fig, width="stretch")
+            chart(go.Figure(go.Bar(x=list(summary.label_counts), y=list(summary.label_counts.values()))),
+                  where=c1, title="Teacher's labels", height=300)
+            chart(go.Figure(go.Bar(x=summary.confidence_ranges, y=summary.confidence_counts)),
+                  where=c2, title="Teacher's confidence", height=300)
         if len(teacher_runs) > 1:
             with st.form("combine"):
                 members = st.multiselect("Combine runs of one dataset", [r.id for r in teacher_runs],
@@ -168,8 +138,7 @@ with tab_runs:
                     with db() as session:
                         act(lambda: runs.combine_runs(session, actor=require_user(session), project=project,
                                                       run_ids=members, method=method),
-                            lambda r: f"Teacher run #{r.id} combines runs {', '.join(map(str, members))}.",
-                            rerun=True)
+                            runs.combined_sentence, rerun=True)
 
 with tab_filter:
     if not teacher_runs:
@@ -187,15 +156,9 @@ with tab_filter:
                                                      run_id=run_id, policy=tfilter.FilterPolicy(
                                                          min_confidence=threshold if use_conf else None,
                                                          drop_reference_disagreement=disagree)),
-                        lambda f: f"Filter #{f.id}: kept {f.counts['kept']:,} of {f.counts['total']:,} outputs.",
-                        rerun=True)
+                        tfilter.kept_sentence, rerun=True)
         if filters:
-            table(tidy([{
-                "Filter": f.id, "Run": f.teacher_run_id, "Min confidence": f.policy.get("min_confidence"),
-                "Drop disagreement": f.policy.get("drop_reference_disagreement"), "Kept": f.counts["kept"],
-                "Dropped": f.counts["dropped"],
-                **{reason: f.counts["by_reason"].get(reason, 0) for reason in tfilter.REASONS},
-            } for f in filters]), hide_index=True, width="stretch")
+            table(tfilter.filters_table(filters), hide_index=True, width="stretch")
             c1, c2 = st.columns(2)
             fid = c1.selectbox("See what a filter dropped", [f.id for f in filters],
                                format_func=lambda i: f"filter #{i}")

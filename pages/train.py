@@ -5,14 +5,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.access import session as app_db
 from core.access.projects import roles_of
 from core.domain.display import tidy
+from core.domain.roles import Role
 from core.gate import gate
 from core.ml.build import SIZES
 from core.ml.config import FAMILIES, NGRAM_SIZES, TrainConfig
-from core.store import jobs
-from core.store.config import get_settings
-from core.store.models import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
 from core.training import runs, search
@@ -62,13 +61,13 @@ with st.expander("Start a training run", expanded=not training):
                     "first, within a time budget; each run stops when validation agreement with the teacher stops "
                     "rising. Stillroom then recommends one, with its reasons.")
         budget = st.number_input("Time budget (seconds)", min_value=60, max_value=7 * 86_400, step=60,
-                                 value=int(get_settings().train_budget_s))
+                                 value=int(app_db.settings().train_budget_s))
         if st.button("Search both families", type="primary", disabled=not is_driver):
             with db() as session:
                 queued = act(lambda: search.start_search(session, actor=require_user(session), project=project,
                                                          teacher_run_id=t_id, filter_id=f_id, budget_s=budget))
             if queued is not None:
-                jobs.start_detached(queued.id)
+                app_db.start_job(queued.id)
                 st.session_state["flash"] = f"Search started as job #{queued.id}."
                 st.rerun()
         st.markdown("**Or one run** of a family and size you choose:")
@@ -96,7 +95,7 @@ with st.expander("Start a training run", expanded=not training):
                 started = act(lambda: runs.start_training(session, actor=require_user(session), project=project,
                                                           teacher_run_id=t_id, filter_id=f_id, config=config))
             if started is not None:
-                jobs.start_detached(started[1].id)
+                app_db.start_job(started[1].id)
                 st.session_state["flash"] = f"Training run #{started[0].id} started as job #{started[1].id}."
                 st.rerun()
 
@@ -163,5 +162,5 @@ if run.status == "failed":
         with db() as session:
             resumed = act(lambda: runs.resume_training(session, actor=require_user(session), run_id=run.id))
         if resumed is not None:
-            jobs.start_detached(resumed[1].id)
+            app_db.start_job(resumed[1].id)
             st.rerun()

@@ -55,7 +55,7 @@ def test_known_records_export_neutralises_a_formula_in_an_id(session, demo, tmp_
 def test_the_data_page_preview_hands_streamlit_no_live_formula(demo, session):
     rows = ticket_rows(5)
     rows[0]["body"], rows[1]["ticket_id"], rows[2]["queue"] = FORMULA, "@SUM(1+1)*cmd", "+CMD|' /C calc'!A0"
-    at = app_as(demo["dana"], page="pages/data.py", project_id=routing(session).id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=routing(session).id)
     at.file_uploader[0].upload("tickets.csv", csv_bytes(rows), "text/csv").run()
     shown = at.dataframe[0].value  # the frame Streamlit was given: what its toolbar's CSV download writes
     cells = [str(v) for v in shown.to_numpy().ravel()]
@@ -153,4 +153,5 @@ def test_every_page_table_goes_through_the_formula_safe_helper():
                     and node.func.attr in {"dataframe", "data_editor", "table"}
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"):
                 raw.append(f"{path.name}:{node.lineno}")
-    assert raw == ["_ui.py:39"], f"tables that bypass pages._ui.table: {raw}"
+    # One call, inside pages._ui.table itself.
+    assert [r.split(":")[0] for r in raw] == ["_ui.py"], f"tables that bypass pages._ui.table: {raw}"

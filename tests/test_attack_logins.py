@@ -75,7 +75,7 @@ def test_fifteen_wrong_browser_logins_then_the_right_one_is_refused(demo, sessio
 
 
 def test_an_admin_password_reset_ends_the_open_session(demo, session):
-    at = app_as(demo["dana"], page="pages/data.py")
+    at = app_as(demo["dana"], page="pages/import_data.py")
     assert at.session_state["user_id"] == demo["dana"].id
     people.set_password(session, actor=demo["admin"], username="dana", password="a-brand-new-pass")
     at.run()

@@ -137,7 +137,7 @@ def _sponsor_qualifies_and_locks_the_gate(page, srv, expect) -> None:
 def _driver_builds_trains_and_evaluates(page, srv, inputs, outputs, expect, tmp_path) -> None:
     log_in(page, srv.url, "dana", "driver-demo-pass")
     pick_project(page, PROJECT)
-    go_to(page, "Data")
+    go_to(page, "Import data")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(inputs))
     wait_idle(page)
     expect(page.get_by_text("400 rows, 4 columns (csv)")).to_be_visible(timeout=30_000)
@@ -168,6 +168,7 @@ def _driver_builds_trains_and_evaluates(page, srv, inputs, outputs, expect, tmp_
     n_kept = len(ids)
     assert ids.columns.tolist() == ["id"] and 0 < n_kept < 400
 
+    go_to(page, "Coverage and holdout")
     page.get_by_role("tab", name="Holdout").last.click()
     stratify = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Stratify by")
     expect(stratify).to_contain_text("channel")  # the slice column came through the hand-picked mapping

@@ -234,7 +234,7 @@ def test_the_data_page_imports_a_test_split_as_the_holdout(session, demo, ticket
     from data_helpers import csv_bytes
     from pages_helpers import app_as, by_label
 
-    at = app_as(demo["dana"], page="pages/data.py", project_id=routing(session).id)
+    at = app_as(demo["dana"], page="pages/coverage_holdout.py", project_id=routing(session).id)
     uploader = next(u for u in at.get("file_uploader") if "Test split" in u.proto.label)
     uploader.upload("test.csv", csv_bytes(split_rows(15)), "text/csv").run()
     by_label(at.selectbox, "Id column").set_value("ticket_id")

@@ -122,3 +122,16 @@ def test_each_play_starts_from_its_own_template():
     assert spec["quality_floor"]["kind"] == "relative-to-baseline"
     for play in ("cost-pressure", "latency", "stability", "specialization"):
         gate_spec.GateSpec.model_validate(gate.template(play))
+
+
+def test_every_metric_has_a_label_and_a_form_field_its_title():
+    assert all(gate_spec.metric_label(m) != m.value for m in gate_spec.Metric)
+    assert gate_spec.metric_label("ndcg@k") == "NDCG@k (rankings)"
+    assert gate_spec.field_title(gate_spec.GateSpec, "p95_latency_ms") == \
+        gate_spec.GateSpec.model_fields["p95_latency_ms"].title
+
+
+def test_slice_floor_rows_left_empty_are_ignored():
+    rows = [{"column": "queue", "value": "billing", "floor": 0.8, "min_n": 30},
+            {"column": "", "value": "", "floor": None, "min_n": None}, {"column": "", "value": "x"}]
+    assert gate_spec.filled_rows(rows) == [rows[0], rows[2]]

@@ -5,7 +5,8 @@ from sqlmodel import func, select
 
 from core.access import projects
 from core.domain.errors import InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
-from core.store.models import AuditEvent, Role, RoleAssignment
+from core.domain.roles import Role
+from core.store.models import AuditEvent, RoleAssignment
 
 
 def _n(session, model):

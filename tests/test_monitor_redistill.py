@@ -68,6 +68,14 @@ def test_the_request_reaches_the_drivers_queue_and_data_page(session, demo, ship
     mine = {r.name: r for r in portfolio.portfolio(session, user=demo["dana"])}[shipped.name]
     assert f"Collect the data of re-distillation request #{row.id}" in mine.waiting_on_you
     assert "re-distillation requested" in mine.status
-    at = app_as(demo["dana"], page="pages/data.py", project_id=shipped.id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=shipped.id)
     assert any(f"Re-distillation request #{row.id}" in w.value and "category=threat" in w.value
                for w in at.warning)
+
+
+def test_the_data_pages_name_the_slices_a_request_asks_for(session, demo, shipped):
+    write_log(shipped.id, live_like(predictions(session, shipped), n=400))
+    row = redistill.open_redistill(session, actor=demo["oscar"], project=shipped, reason="threats surged")
+    assert "category=threat (180 examples)" in redistill.wanted(row)
+    row.drift = {"slices": [{"column": "queue", "value": "billing"}]}  # an older request without a count
+    assert redistill.wanted(row) == "queue=billing (? examples)"

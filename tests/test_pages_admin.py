@@ -8,7 +8,8 @@ from sqlmodel import func, select
 
 from core.access import people, projects
 from core.domain.errors import AuthenticationFailed
-from core.store.models import AuditEvent, Role, RoleAssignment, User
+from core.domain.roles import Role
+from core.store.models import AuditEvent, RoleAssignment, User
 
 
 def _count(session, model) -> int:

@@ -1,5 +1,5 @@
-"""The driver's Data page: upload and map a file, see duplicates before dropping them, audit
-coverage against the gate, fix the holdout once."""
+"""The driver's data pages: upload and map a file and see duplicates before dropping them (Import data);
+audit coverage against the gate and fix the holdout once (Coverage and holdout)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def project(session, demo):
 
 
 def test_upload_map_and_import_a_csv(demo, session, project):
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=project.id)
     at.file_uploader[0].upload("tickets.csv", csv_bytes(ticket_rows(60)), "text/csv").run()
     assert "60 rows, 5 columns (csv)" in at.caption[1].value
     assert by_label(at.selectbox, "Id column").value == "ticket_id"  # guessed from the column names
@@ -36,7 +36,7 @@ def test_a_malformed_upload_names_row_column_and_fix_and_stores_nothing(demo, se
     rows = ticket_rows(10)
     rows[3]["body"] = "   "  # (a formula-looking text is data since the importer stopped refusing it)
     before = snapshot(session)
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=project.id)
     at.file_uploader[0].upload("bad.csv", csv_bytes(rows), "text/csv").run()
     by_label(at.selectbox, "Input text column").select("body")
     by_label(at.button, "Import").click().run()
@@ -49,7 +49,7 @@ def test_duplicates_are_shown_before_anything_is_dropped(demo, session, project)
     rows = ticket_rows(40)
     rows += [{**rows[1], "ticket_id": "DUP1", "body": rows[1]["body"].upper() + "  "}]
     ds = import_rows(session, demo["dana"], rows)
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=project.id)
     by_label(at.button, "Find duplicates").click().run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Exact duplicates"] == "1" and metrics["Rows kept"] == "40"
@@ -64,7 +64,7 @@ def test_duplicates_are_shown_before_anything_is_dropped(demo, session, project)
 def test_coverage_compares_with_production_and_checks_the_gate_slices(demo, session, project):
     import_rows(session, demo["dana"], ticket_rows(200))
     import_rows(session, demo["dana"], ticket_rows(100, seed=3), purpose="production", name="log")
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/coverage_holdout.py", project_id=project.id)
     assert by_label(at.selectbox, "Against the production log").index == 1  # the latest log by default
     floors = frame_with(at, "Minimum")
     assert "queue=legal_compliance" in floors["Slice"].tolist()
@@ -74,7 +74,7 @@ def test_coverage_compares_with_production_and_checks_the_gate_slices(demo, sess
 
 def test_fix_the_holdout_once(demo, session, project):
     import_rows(session, demo["dana"], ticket_rows(100))
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/coverage_holdout.py", project_id=project.id)
     by_label(at.button, "Fix the holdout").click().run()
     fixed = holdout.get_holdout(session, project_id=project.id)
     assert fixed.n_rows == 20 and fixed.stratify_by == ["queue"]
@@ -83,6 +83,6 @@ def test_fix_the_holdout_once(demo, session, project):
 
 
 def test_someone_who_is_not_the_driver_can_look_but_not_import(demo, project):
-    at = app_as(demo["admin"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["admin"], page="pages/import_data.py", project_id=project.id)
     assert "Only a driver" in at.info[0].value
     assert at.file_uploader[0].disabled

@@ -89,7 +89,7 @@ def test_imported_ranking(session, demo, metric):
 
 def test_the_data_page_offers_the_holdout_for_download(session, demo):
     project, held = _project(session, demo)
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/coverage_holdout.py", project_id=project.id)
     assert not at.exception, at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the holdout ids and inputs (csv)" in labels
@@ -122,7 +122,7 @@ def test_the_data_page_shows_what_the_last_iterate_asked_for_and_whether_it_is_m
     ev = _import(session, demo, project, pd.DataFrame({"id": held["id"], "student": held["queue"]}), "label")
     decision.decide(session, actor=demo["sam"], project=project, decision="iterate", evaluation_id=ev.id,
                     rationale="billing cannot be judged yet")
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/import_data.py", project_id=project.id)
     [request] = [w.value for w in at.warning if w.value.startswith("Data request")]
     assert "queue=billing" in request and "more holdout examples asked in round 1, 0 added" in request
 
@@ -133,7 +133,7 @@ def test_the_driver_extends_the_holdout_on_the_data_page(session, demo):
     project, held = _project(session, demo)
     fresh = ticket_rows(80).assign(id=lambda d: "N" + d["id"], text=lambda d: "new case " + d["text"] + " " + d["id"])
     ds = make_dataset(session, actor=demo["dana"], project=project, df=fresh.head(6))
-    at = app_as(demo["dana"], page="pages/data.py", project_id=project.id)
+    at = app_as(demo["dana"], page="pages/coverage_holdout.py", project_id=project.id)
     by_label(at.selectbox, "Rows from").set_value(ds.id)
     by_label(at.text_input, "Why the holdout grows").input("round 2 asked for more billing rows")
     by_label(at.button, "Add as a new holdout version").click().run()

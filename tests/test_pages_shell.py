@@ -65,3 +65,23 @@ def test_every_demo_login_lands_on_the_project_with_work_in_it(demo, session, us
     at = app_as(demo[username])
     routing = get_project(session, "Support ticket routing")  # not the empty moderation project, first by name
     assert by_label(at.sidebar.selectbox, "Project").value == at.session_state["project_id"] == routing.id
+
+
+def test_the_shell_imports_neither_the_database_layer_nor_the_demo():
+    """import-linter's contract covers the pages package; app.py is a script, not a package, so it is read here."""
+    import ast
+
+    from pages_helpers import APP
+
+    tree = ast.parse(open(APP).read())
+    modules = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert "core.access.projects" in modules
+    assert not [m for m in modules if m.startswith(("core.store", "core.demo"))]
+
+
+def test_the_driver_sees_both_data_pages(demo):
+    at = app_as(demo["dana"], page="pages/import_data.py")
+    assert texts(at.title) == [":material/upload_file: Import data"]
+    at.switch_page("pages/coverage_holdout.py").run()
+    assert not at.exception and texts(at.title) == [":material/donut_small: Coverage and holdout"]

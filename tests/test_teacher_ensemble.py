@@ -79,3 +79,10 @@ def test_runs_on_different_datasets_or_a_single_run_are_refused(session, demo, t
         combine(session, demo, members[:1], "vote")
     with pytest.raises(InvalidInput, match="use mean .* or vote"):
         combine(session, demo, members, "median")
+
+
+def test_a_combined_run_says_which_runs_it_combines(session, demo, three):
+    _, members = three
+    run = combine(session, demo, members, "vote")
+    ids = ", ".join(str(m.id) for m in members)
+    assert runs.combined_sentence(run) == f"Teacher run #{run.id} combines runs {ids}."

@@ -107,3 +107,11 @@ def test_kept_outputs_of_a_run_without_filter_leave_out_unparseable_answers(sess
 def test_reasons_for_is_empty_for_a_kept_row():
     out = to_frame(["a"], [Prediction("billing", 0.9, None, "billing")])
     assert tf.reasons_for(out, pd.Series({"a": "billing"}), tf.FilterPolicy(0.5, True)).tolist() == [""]
+
+
+def test_the_filters_table_counts_each_reason_and_the_kept_sentence_the_outputs_kept(session, demo, run):
+    filt = apply(session, demo, run, min_confidence=0.8, drop_reference_disagreement=True)
+    [row] = tf.filters_table([filt]).to_dict("records")
+    assert (row["Kept"], row["Dropped"]) == (filt.counts["kept"], filt.counts["dropped"])
+    assert all(row[reason] == filt.counts["by_reason"][reason] for reason in tf.REASONS)
+    assert tf.kept_sentence(filt) == f"Filter #{filt.id}: kept {filt.counts['kept']:,} of 7 outputs."

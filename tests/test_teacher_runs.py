@@ -95,3 +95,35 @@ def test_training_reads_the_run_through_the_pool(session, engine, demo, dataset,
         runs.dataset_table(session, dataset)[["id", "text", "reference"]], on="id"), labels=run.labels,
         run_id=run.id)[0]
     assert data.probs.shape == (30, 3) and (data.reference >= 0).sum() == 20
+
+
+def test_the_summary_names_each_confidence_bin_by_its_range(session, engine, demo, dataset, model_dir):
+    run_local(session, engine, demo, dataset, model_dir)
+    summary = runs.summarize(session, run=runs.list_runs(session, project_id=routing(session).id)[0])
+    assert summary.confidence_ranges[0] == "0.0–0.1" and summary.confidence_ranges[-1] == "0.9–1.0"
+    assert len(summary.confidence_ranges) == len(summary.confidence_counts)
+
+
+def test_the_runs_table_rounds_figures_and_an_import_names_the_rows_it_dropped(session, engine, demo, dataset,
+                                                                                 model_dir):
+    run_local(session, engine, demo, dataset, model_dir)
+    [run] = runs.list_runs(session, project_id=routing(session).id)
+    [row] = runs.runs_table([run]).to_dict("records")
+    assert (row["Run"], row["Teacher"], row["Rows"], row["Labels"]) == (run.id, "local", 30, len(LABELS))
+    assert runs.imported_sentence(run) == f"Teacher run #{run.id} imported: 30 outputs."
+    run.stats = {**run.stats, "foreign_rows_dropped": 4}
+    assert runs.imported_sentence(run).endswith(f"; 4 rows not in dataset #{run.dataset_id} dropped.")
+
+
+def test_the_page_offers_the_configured_teacher_directory_else_the_demos_when_it_exists(tmp_path, monkeypatch):
+    from core.store.config import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.setenv("STILLROOM_DATA_DIR", str(tmp_path))
+    assert runs.offered_model_dir() == ""  # neither is there
+    runs.demo_model_dir().mkdir(parents=True)
+    assert runs.offered_model_dir() == str(tmp_path / "models" / "demo-teacher")
+    monkeypatch.setenv("STILLROOM_TEACHER_MODEL_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    assert runs.offered_model_dir() == str(tmp_path)
+    get_settings.cache_clear()

@@ -158,8 +158,8 @@ def test_monitoring_settings_loosened_or_inserted_by_sql_stop_the_rollout(sessio
 
 def test_an_inserted_role_grants_nothing(session, demo, moderation):
     from core.access import projects
+    from core.domain.roles import Role
     from core.gate import gate as gate_mod
-    from core.store.models import Role
 
     session.execute(text("INSERT INTO role_assignment (project_id, user_id, role, assigned_at) "
                          "VALUES (:p, :u, 'sponsor', '2026-01-01 00:00:00')"),

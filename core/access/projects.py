@@ -12,8 +12,9 @@ from sqlmodel import Session, col, select
 
 from core.access.people import get_user, require_admin
 from core.domain.errors import InvalidInput, NotFound, PermissionDenied, SeparationOfDuties
+from core.domain.roles import Role
 from core.store import audit, vouched
-from core.store.models import Project, Role, RoleAssignment, User
+from core.store.models import Project, RoleAssignment, User
 
 # Pairs of roles one person may never hold together on one project.
 EXCLUSIVE_ROLES = {Role.DRIVER: Role.VALIDATOR, Role.VALIDATOR: Role.DRIVER}

@@ -14,8 +14,9 @@ from sqlmodel import Session, col
 from core.access.projects import require_role
 from core.domain.errors import AuthenticationFailed, InvalidInput, NotFound
 from core.domain.hashing import token_hash
+from core.domain.roles import Role
 from core.store import audit, vouched
-from core.store.models import AccessToken, Project, Role, User, utcnow
+from core.store.models import AccessToken, Project, User, utcnow
 
 CLI, SERVE = "cli", "serve"
 _PREFIX = {CLI: "stc_", SERVE: "sts_"}

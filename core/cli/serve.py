@@ -8,8 +8,8 @@ import click
 from core.access import tokens
 from core.access.projects import require_role
 from core.cli.base import _session, _table, _username, _viewable, cli
+from core.domain.roles import Role
 from core.serving import app as serving
-from core.store.models import Role
 
 
 @cli.command("serve")

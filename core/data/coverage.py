@@ -17,8 +17,9 @@ from core.access.projects import require_role
 from core.data import datasets, holdout
 from core.data.datasets import COPY_MARK
 from core.domain.errors import InvalidInput
+from core.domain.roles import Role
 from core.gate import gate
-from core.store.models import Dataset, Project, Role, User
+from core.store.models import Dataset, Project, User
 
 # A slice value under this share of its column's rows is listed as sparse.
 SPARSE_SHARE = 0.02

@@ -7,10 +7,11 @@ from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
 from core.domain.errors import NotFound
+from core.domain.roles import Role
 from core.domain.textsafe import csv_bytes, csv_cell
 from core.store import audit
 from core.store.artifacts import load_table, store_table
-from core.store.models import Artifact, Dataset, Project, Role, User
+from core.store.models import Artifact, Dataset, Project, User
 
 PURPOSES = ("prompts", "production")
 # The schema's fixed columns; every other column of a dataset is a slice.

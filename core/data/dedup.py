@@ -16,7 +16,8 @@ from sqlmodel import Session
 from core.access.projects import require_role
 from core.data import datasets, similarity
 from core.domain.errors import InvalidInput
-from core.store.models import Dataset, Project, Role, User
+from core.domain.roles import Role
+from core.store.models import Dataset, Project, User
 
 # Below 0.5 unrelated short texts start to match; above 0.95 LSH has too few bands (exact dedup covers it).
 MIN_THRESHOLD, MAX_THRESHOLD = 0.5, 0.95

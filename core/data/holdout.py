@@ -20,9 +20,10 @@ from core.data import datasets, similarity
 from core.data.datasets import copy_origin
 from core.domain import textsafe
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.roles import Role
 from core.store import audit, vouched
 from core.store.artifacts import load_table, store_table
-from core.store.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, Role, TeacherRun, User
+from core.store.models import Artifact, Dataset, Holdout, HoldoutVersion, Project, TeacherRun, User
 
 MAX_FRACTION = 0.5
 
@@ -245,7 +246,7 @@ def overlap(held: pd.DataFrame, rows: pd.DataFrame, *, threshold: float = simila
 
 
 def dataset_leakage(session: Session, *, project: Project, dataset_id: int) -> LeakageReport:
-    """The leakage check of a stored dataset, for the Data page."""
+    """The leakage check of a stored dataset, for the Coverage and holdout page."""
     dataset = datasets.get_dataset(session, project=project, dataset_id=dataset_id)
     return leakage(session, project=project, df=datasets.rows(session, dataset))
 
@@ -277,7 +278,7 @@ def check_no_overlap(session: Session, *, project: Project, df: pd.DataFrame) ->
         raise GovernanceViolation(
             f"{report.sentence()[:-1]}: e.g. id {ex.row_id!r} matches holdout id {ex.holdout_id!r}; training on "
             "them would inflate the holdout score, so drop those rows first (`stillroom data drop-overlap` or the "
-            "Data page's Holdout tab) and run the teacher on the new version.")
+            "Coverage and holdout page) and run the teacher on the new version.")
 
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
@@ -417,7 +418,7 @@ class ImportedHoldout:
         if not self.leakage.leaked:
             return f"{head} {self.leakage.sentence()}"
         return (f"{head} {self.leakage.sentence()[:-1]}: training refuses them, so drop them from the training "
-                "data (`stillroom data drop-overlap` or the Data page) before distilling.")
+                "data (`stillroom data drop-overlap` or the Coverage and holdout page) before distilling.")
 
 
 def prompt_rows(session: Session, *, project: Project, exclude: int | None = None) -> pd.DataFrame:

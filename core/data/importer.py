@@ -26,8 +26,9 @@ from core.access.projects import require_role
 from core.data import datasets
 from core.data.readers import MAX_UPLOAD_BYTES, Source, read_bytes, read_source
 from core.domain.errors import InvalidInput
+from core.domain.roles import Role
 from core.domain.validation import parse
-from core.store.models import Dataset, Project, Role, User
+from core.store.models import Dataset, Project, User
 
 MAX_SLICES = 16
 MAX_TEXT_CHARS = 20_000
@@ -42,7 +43,7 @@ class ColumnMapping(BaseModel):
     """Which source column fills each field of the dataset schema."""
 
     model_config = ConfigDict(extra="forbid")
-    # Titles are the Data page's labels, so a refusal names the field as the driver sees it.
+    # Titles are the Import data page's labels, so a refusal names the field as the driver sees it.
     id: str = Field(min_length=1, max_length=200, title="Id column")
     text: str = Field(min_length=1, max_length=200, title="Input text column")
     slices: list[str] = Field(default_factory=list, title="Slice columns")

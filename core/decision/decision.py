@@ -16,13 +16,14 @@ from sqlmodel import Session
 
 from core.access.projects import require_role
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.roles import Role
 from core.evaluation.rounds import Choice, closing_decision, current_round, decided_on, decisions
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
 from core.gate import gate
 from core.qualify import qualification
 from core.review import review
 from core.store import audit, vouched
-from core.store.models import Decision, Evaluation, GateVersion, Project, Role, SignOff, ThresholdProposal, User
+from core.store.models import Decision, Evaluation, GateVersion, Project, SignOff, ThresholdProposal, User
 
 # A slice that fails its floor needs more training examples of its kind. Stated heuristic:
 # ask for as many again as the holdout holds of it, and never fewer than this.

@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.access.projects import projects_for, roster
+from core.domain.roles import Role
 from core.store import vouched
 from core.store.models import (
     Dataset,
@@ -23,7 +24,6 @@ from core.store.models import (
     Holdout,
     Qualification,
     RedistillRequest,
-    Role,
     RoleAssignment,
     RolloutEvent,
     SignOff,

@@ -23,6 +23,7 @@ import pandas as pd
 
 from core.domain.errors import InvalidInput
 from core.store.jobs import JobContext, handler
+from core.teacher.runs import demo_model_dir
 
 JOB_KIND = "demo-teacher"
 # The teacher learns from its own draw of the generator, not the project's prompt set, so it has
@@ -55,9 +56,7 @@ class TeacherResult:
 
 
 def default_dir() -> Path:
-    from core.store.artifacts import data_dir
-
-    return data_dir() / "models" / "demo-teacher"
+    return demo_model_dir()
 
 
 def train_teacher(

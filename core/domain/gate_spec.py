@@ -168,3 +168,25 @@ def field_key(rules: list[str]) -> Callable[[Any], Any]:
                 return day.date().isoformat()
         return text
     return key
+
+
+# How the gate page names each metric; a metric without a label here still shows, by its value.
+METRIC_LABELS = {
+    Metric.ACCURACY: "Accuracy", Metric.MACRO_F1: "Macro-F1", Metric.AGREEMENT: "Agreement with the teacher",
+    Metric.EXACT_MATCH: "Exact match", Metric.FIELD_ACCURACY: "Field-level accuracy (structured outputs)",
+    Metric.NDCG: "NDCG@k (rankings)", Metric.PAIRWISE: "Pairwise order agreement (rankings)",
+}
+
+
+def metric_label(metric: Metric | str) -> str:
+    return METRIC_LABELS.get(Metric(metric), str(metric))
+
+
+def field_title(model: type[BaseModel], name: str) -> str:
+    """A spec field's title: forms label their inputs with it, so a refusal names the field as shown."""
+    return model.model_fields[name].title or name
+
+
+def filled_rows(rows: list[dict]) -> list[dict]:
+    """The rows of a form's table that hold anything: rows left empty are ignored, not refused."""
+    return [r for r in rows if any(v not in (None, "") for v in r.values())]

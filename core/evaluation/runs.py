@@ -17,12 +17,13 @@ from sqlmodel import Session, col, select
 from core.access.projects import require_role
 from core.domain.errors import GovernanceViolation, InvalidInput, NotFound
 from core.domain.hashing import canonical_json, sha256_hex
+from core.domain.roles import Role
 from core.evaluation.rounds import require_open_round
 from core.gate import gate
 from core.qualify import qualification
 from core.store import audit, jobs, vouched
 from core.store.artifacts import load_table, path_of, project_dir, register, store_table, track_new_file, verify
-from core.store.models import Artifact, Evaluation, GateVersion, Job, Project, Role, TrainingRun, User
+from core.store.models import Artifact, Evaluation, GateVersion, Job, Project, TrainingRun, User
 from core.training import pool
 
 JOB_KIND = "evaluate"

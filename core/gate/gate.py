@@ -22,12 +22,13 @@ from core.domain.gate_spec import (
     Metric,
 )
 from core.domain.hashing import canonical_json
+from core.domain.roles import Role
 from core.domain.validation import parse
 from core.qualify import qualification
 from core.qualify.qualification import Play, Recommendation
 from core.store import audit, vouched
-from core.store.integrity import spec_hash
-from core.store.models import GateVersion, Project, Role, User
+from core.store.integrity import spec_hash, verify_gate
+from core.store.models import GateVersion, Project, User
 
 
 def template(play: Play | str, inputs: dict | None = None) -> dict:
@@ -180,3 +181,8 @@ def diff(old: GateVersion | dict, new: GateVersion | dict) -> list[Change]:
         elif a[path] != b[path]:
             changes.append(Change(path, "changed", a[path], b[path]))
     return changes
+
+
+def hash_verifies(gate: GateVersion) -> bool:
+    """True when the locked gate's stored content still matches the hash taken when it was locked."""
+    return verify_gate(gate)

@@ -16,9 +16,10 @@ from sqlmodel import Session, col
 
 from core.access.projects import require_role
 from core.domain.errors import InvalidInput, ProjectBlocked
+from core.domain.roles import Role
 from core.domain.validation import parse
 from core.store import audit, vouched
-from core.store.models import Project, Qualification, Role, User
+from core.store.models import Project, Qualification, User
 
 
 class Play(StrEnum):

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from core.access import separation, visibility
 from core.access.projects import require_role, roles_of
 from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
+from core.domain.roles import Role
 from core.evaluation.runs import (
     get_evaluation,
     load_predictions,
@@ -28,7 +29,7 @@ from core.evaluation.runs import (
 from core.gate import gate
 from core.qualify import qualification
 from core.store import audit, vouched
-from core.store.models import Evaluation, GateVersion, Project, ReviewVerdict, Role, SignOff, ThresholdProposal, User
+from core.store.models import Evaluation, GateVersion, Project, ReviewVerdict, SignOff, ThresholdProposal, User
 
 VERDICTS = ("teacher-right", "student-right", "both-wrong", "ambiguous")
 # Columns of the predictions table that are not slice columns (see the issue-4 contract).

@@ -11,10 +11,11 @@ from sqlmodel import Session, col
 from core.access.projects import require_role
 from core.domain import gate_spec
 from core.domain.errors import InvalidInput
+from core.domain.roles import Role
 from core.domain.validation import parse
 from core.gate import gate
 from core.store import audit, vouched
-from core.store.models import MonitorConfig, Project, Role, User, utcnow
+from core.store.models import MonitorConfig, Project, User, utcnow
 
 DEFAULT_STAGES = ("shadow", "5", "25", "100")
 # Without an absolute quality floor in the gate, live agreement with the teacher must stay at this level.

@@ -13,9 +13,10 @@ from sqlmodel import Session, col, select
 from core.access.projects import require_role
 from core.decision.decision import MIN_EXTRA_EXAMPLES
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.roles import Role
 from core.rollout import config, drift, logs
 from core.store import audit
-from core.store.models import Project, RedistillRequest, Role, User
+from core.store.models import Project, RedistillRequest, User
 
 
 def _drift_slices(report: drift.DriftReport) -> list[dict]:
@@ -88,3 +89,9 @@ def open_redistill(session: Session, *, actor: User, project: Project, reason: s
 def list_redistill(session: Session, project_id: int) -> list[RedistillRequest]:
     return list(session.exec(select(RedistillRequest).where(RedistillRequest.project_id == project_id)
                              .order_by(col(RedistillRequest.id))).all())
+
+
+def wanted(request: RedistillRequest) -> str:
+    """The slices a re-distillation request asks the driver to collect, as the data pages show them."""
+    return ", ".join(f"{s['column']}={s['value']} ({s.get('examples_wanted', '?')} examples)"
+                     for s in request.drift.get("slices", []))

@@ -13,11 +13,12 @@ from sqlmodel import Session, col
 
 from core.access.projects import require_role
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.roles import Role
 from core.evaluation import rounds
 from core.review import review
 from core.rollout import config, logs
 from core.store import audit, vouched
-from core.store.models import Evaluation, GateVersion, Project, Role, RolloutEvent, User
+from core.store.models import Evaluation, GateVersion, Project, RolloutEvent, User
 
 OFF = "off"
 SHADOW = "shadow"

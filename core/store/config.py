@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # its key only from these environment variables: set by the admin who runs the server, never by a run.
     teacher_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     teacher_key_vars: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["STILLROOM_TEACHER_API_KEY"])
+    # The local teacher the Teacher page offers first; unset: the one `stillroom demo` trains (core.teacher.runs).
+    teacher_model_dir: Path | None = None
     # Login protection: after login_max_failures failed tries (per account and per client, within
     # login_window_s) each further try waits login_backoff_s, doubling per failure up to login_lockout_max_s.
     login_max_failures: int = Field(default=5, ge=1, le=1000)

@@ -9,12 +9,13 @@ those changes (see ``core.store.audit`` for what it cannot detect).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
+
+from core.domain.roles import Role  # noqa: F401  (the column's vocabulary; re-exported for old imports)
 
 
 def utcnow() -> datetime:
@@ -41,13 +42,6 @@ def project_of(row: SQLModel) -> int | None:
     """The project a row belongs to, or None for a table without a project (people) or a row of none."""
     value: int | None = getattr(row, "project_id", None)
     return value
-
-
-class Role(StrEnum):
-    SPONSOR = "sponsor"
-    DRIVER = "driver"
-    VALIDATOR = "validator"
-    OPERATOR = "operator"
 
 
 class User(SQLModel, table=True):

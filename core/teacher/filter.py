@@ -15,10 +15,12 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
+from core.domain.display import tidy
 from core.domain.errors import InvalidInput, NotFound
+from core.domain.roles import Role
 from core.store import audit
 from core.store.artifacts import load_table, store_table
-from core.store.models import Artifact, Dataset, Project, Role, TeacherFilter, TeacherRun, User
+from core.store.models import Artifact, Dataset, Project, TeacherFilter, TeacherRun, User
 from core.teacher import runs
 from core.teacher.outputs import COLUMNS
 
@@ -112,6 +114,19 @@ def list_filters(session: Session, *, project_id: int, run_id: int | None = None
     if run_id is not None:
         query = query.where(TeacherFilter.teacher_run_id == run_id)
     return list(session.exec(query.order_by(col(TeacherFilter.id).desc())).all())
+
+
+def kept_sentence(filt: TeacherFilter) -> str:
+    return f"Filter #{filt.id}: kept {filt.counts['kept']:,} of {filt.counts['total']:,} outputs."
+
+
+def filters_table(filters: list[TeacherFilter]) -> pd.DataFrame:
+    """One row per filter: its policy, what it kept and dropped, and the rows each reason dropped."""
+    return tidy([{
+        "Filter": f.id, "Run": f.teacher_run_id, "Min confidence": f.policy.get("min_confidence"),
+        "Drop disagreement": f.policy.get("drop_reference_disagreement"), "Kept": f.counts["kept"],
+        "Dropped": f.counts["dropped"], **{reason: f.counts["by_reason"].get(reason, 0) for reason in REASONS},
+    } for f in filters])
 
 
 def dropped_rows(session: Session, *, filter_id: int, reason: str | None = None) -> pd.DataFrame:

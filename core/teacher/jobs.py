@@ -12,9 +12,10 @@ import time
 from sqlmodel import Session
 
 from core.access.projects import require_role
+from core.domain.roles import Role
 from core.store import vouched
 from core.store.jobs import JobContext, handler
-from core.store.models import Dataset, Job, Project, Role, User
+from core.store.models import Dataset, Job, Project, User
 from core.teacher import runs
 from core.teacher.outputs import run_stats, to_frame
 

@@ -20,11 +20,14 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
+from core.domain.display import tidy
 from core.domain.errors import InvalidInput, NotFound
+from core.domain.roles import Role
 from core.domain.validation import parse
 from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
-from core.store.models import Artifact, Dataset, Job, Project, Role, TeacherRun, User
+from core.store.config import get_settings
+from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
 from core.teacher import chat, ensemble, files
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
@@ -296,6 +299,12 @@ class RunSummary:
     agreement_with_reference: float | None
     n_with_reference: int
 
+    @property
+    def confidence_ranges(self) -> list[str]:
+        """Each histogram bin as its range, "0.6–0.7"."""
+        edges = self.confidence_bins
+        return [f"{a:.1f}–{b:.1f}" for a, b in zip(edges, edges[1:], strict=False)]
+
 
 def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
     frame = load_outputs(session, run)
@@ -308,3 +317,36 @@ def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
                       confidence_bins=CONFIDENCE_BINS, confidence_counts=[int(c) for c in counts],
                       agreement_with_reference=stats.get("agreement_with_reference"),
                       n_with_reference=stats.get("n_with_reference", 0))
+
+
+def imported_sentence(run: TeacherRun) -> str:
+    """What an import of outputs made elsewhere stored, and how many rows it dropped as foreign."""
+    dropped = run.stats.get("foreign_rows_dropped")
+    return (f"Teacher run #{run.id} imported: {run.n_rows:,} outputs"
+            + (f"; {dropped:,} rows not in dataset #{run.dataset_id} dropped." if dropped else "."))
+
+
+def combined_sentence(run: TeacherRun) -> str:
+    """What a combined run is made of (its config names the runs it combines)."""
+    return f"Teacher run #{run.id} combines runs {', '.join(map(str, run.config['runs']))}."
+
+
+def runs_table(teacher_runs: list[TeacherRun]) -> pd.DataFrame:
+    """One row per teacher run, as the Teacher page lists them."""
+    return tidy([{
+        "Run": r.id, "Teacher": r.adapter, "Dataset": r.dataset_id, "Rows": r.n_rows, "Labels": len(r.labels),
+        "Agrees with reference": r.stats.get("agreement_with_reference"),
+        "Mean confidence": r.stats.get("mean_confidence"), "When (UTC)": f"{r.created_at:%Y-%m-%d %H:%M}",
+    } for r in teacher_runs])
+
+
+def demo_model_dir() -> Path:
+    """Where `stillroom demo` trains its teacher (core.demo.teacher saves it there)."""
+    return data_dir() / "models" / "demo-teacher"
+
+
+def offered_model_dir() -> str:
+    """The model directory the Teacher page fills in: STILLROOM_TEACHER_MODEL_DIR, else the demo's teacher,
+    when it exists; empty when neither does."""
+    path = get_settings().teacher_model_dir or demo_model_dir()
+    return str(path) if path.exists() else ""

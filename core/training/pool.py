@@ -37,7 +37,7 @@ def require_holdout(session: Session, *, project: Project) -> Holdout:
     if holdout is None:
         raise GovernanceViolation(
             f"Project {project.name!r} has no holdout: fix the holdout before training "
-            "(`stillroom data holdout` or the Data page), so the student is never trained on it."
+            "(`stillroom data holdout` or the Coverage and holdout page), so the student is never trained on it."
         )
     return holdout
 

@@ -16,12 +16,13 @@ from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
 from core.domain.errors import ArtifactTampered, GovernanceViolation, InvalidInput, NotFound
+from core.domain.roles import Role
 from core.domain.validation import parse
 from core.gate import gate
 from core.ml.config import TrainConfig
 from core.store import audit, jobs, vouched
 from core.store.artifacts import data_dir, path_of, project_dir, verify
-from core.store.models import Artifact, GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
+from core.store.models import Artifact, GateVersion, Job, Project, TeacherRun, TrainingPoint, TrainingRun, User
 from core.training import pool
 
 JOB_KIND = "train"
