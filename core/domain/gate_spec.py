@@ -187,6 +187,6 @@ def field_title(model: type[BaseModel], name: str) -> str:
     return model.model_fields[name].title or name
 
 
-def filled_rows(rows: list[dict]) -> list[dict]:
+def filled_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of a form's table that hold anything: rows left empty are ignored, not refused."""
     return [r for r in rows if any(v not in (None, "") for v in r.values())]
