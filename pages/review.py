@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
 from core.review import review
@@ -149,7 +150,7 @@ if no_confidence:
 # Keyed on the proposals so the slider starts from the one in force after each proposal.
 with st.form(f"threshold_{len(proposals)}"):
     threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0,
-                          float(proposals[-1].threshold) if proposals else 0.7, 0.01)
+                          float(proposals[-1].threshold) if proposals else DEFAULT_FALLBACK_THRESHOLD, 0.01)
     if st.form_submit_button("Propose this threshold for rollout", disabled=not can_propose):
         with db() as session:
             act(lambda: review.propose_threshold(session, actor=require_user(session), project=project,
