@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.domain.economics import StudentCost, cost_sentence
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
@@ -104,7 +105,7 @@ with db() as session:
     pairs = review.agreement(session, evaluation_id=ev_id, viewer=user)
     rated = review.ratings(session, evaluation_id=ev_id, viewer=user)
     coverage = review.review_coverage(session, project=project, evaluation_id=ev_id, predictions=preds)
-    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds)
+    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds, report=report)
     signed = review.sign_offs(session, evaluation_id=ev_id)
     proposals = review.threshold_proposals(session, evaluation_id=ev_id)
     no_confidence = review.missing_confidence(session, project=project, evaluation=evaluations.get_evaluation(
@@ -130,6 +131,7 @@ if curve["blended_cost_per_1k"].notna().any():
 fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
                   yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
 st.plotly_chart(fig, width="stretch")
+st.caption(f"Blended cost: {esc(cost_sentence(StudentCost.from_report(report.get('cost'))))}.")
 can_propose = threshold_refusal is None
 if proposals:
     p = proposals[-1]

@@ -421,11 +421,12 @@ def _blended(costs: economics.StudentCost | None, fallback_rates: pd.Series) -> 
 
 
 def evaluation_curve(session: Session, *, project: Project, evaluation_id: int,
-                     predictions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The fallback curve of one evaluation, priced with its own costs (``evaluation_costs``)."""
+                     predictions: pd.DataFrame | None = None, report: dict | None = None) -> pd.DataFrame:
+    """The fallback curve of one evaluation, priced with its own costs (``evaluation_costs``); a caller that
+    already read (and hash-checked) its predictions or report passes them."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     df = load_predictions(session, evaluation) if predictions is None else predictions
-    return fallback_curve(df, evaluation_costs(session, project=project, evaluation=evaluation))
+    return fallback_curve(df, evaluation_costs(session, project=project, evaluation=evaluation, report=report))
 
 
 def _none_if_nan(x: float) -> float | None:
