@@ -10,6 +10,7 @@ import streamlit as st
 from core.access import session as app_db
 from core.access.projects import roles_of
 from core.domain.display import number, tidy
+from core.domain.economics import StudentCost, cost_sentence
 from core.domain.roles import Role
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
@@ -154,4 +155,5 @@ if latency.get("student"):
     throughput = latency["student"].get("batch_throughput")
     cols[2].metric("Student throughput", f"{number(round(throughput))}/s" if throughput else "not measured")
     cost = report.get("cost") or {}
-    cols[3].metric("Student $ per 1k", number(cost.get("student_per_1k"), digits=4, missing="not measured"))
+    cols[3].metric("Student $ per 1k", number(cost.get("student_per_1k"), digits=4, missing="not measured"),
+                   help=cost_sentence(StudentCost.from_report(cost)))

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.access.projects import roles_of
+from core.domain.economics import DEFAULT_STUDENT_COST_SHARE
 from core.domain.errors import StillroomError
 from core.domain.roles import Role
 from core.qualify import qualification as qual
@@ -70,8 +71,8 @@ volume = c1.number_input("Monthly volume (requests)", min_value=0, step=10_000,
                          value=int(last.get("monthly_volume", 1_000_000)))
 teacher_cost = c2.number_input("Teacher cost per 1k requests ($)", min_value=0.0, step=0.5,
                                value=float(last.get("teacher_cost_per_1k", 2.0)))
-student_cost = c3.number_input("Student cost per 1k ($, blank = 10 % of teacher)", min_value=0.0, value=None,
-                               step=0.05, placeholder="estimate")
+student_cost = c3.number_input(f"Student cost per 1k ($, blank = {DEFAULT_STUDENT_COST_SHARE:.0%} of teacher)",
+                               min_value=0.0, value=None, step=0.05, placeholder="estimate")
 c4, c5, c6 = st.columns(3)
 current_p95 = c4.number_input("Current p95 latency (ms)", min_value=0.0, step=10.0,
                               value=float(last.get("current_p95_ms", 800.0)))

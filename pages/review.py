@@ -7,6 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.domain.economics import StudentCost, cost_sentence
+from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
 from core.evaluation.report import latency_source
 from core.review import review
@@ -93,7 +95,7 @@ with db() as session:
     pairs = review.agreement(session, evaluation_id=ev_id, viewer=user)
     rated = review.ratings(session, evaluation_id=ev_id, viewer=user)
     coverage = review.review_coverage(session, project=project, evaluation_id=ev_id, predictions=preds)
-    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds)
+    curve = review.evaluation_curve(session, project=project, evaluation_id=ev_id, predictions=preds, report=report)
     signed = review.sign_offs(session, evaluation_id=ev_id)
     proposals = review.threshold_proposals(session, evaluation_id=ev_id)
     no_confidence = review.missing_confidence(session, project=project, evaluation=evaluations.get_evaluation(
@@ -118,6 +120,7 @@ if curve["blended_cost_per_1k"].notna().any():
                              yaxis="y2"))
 chart(fig, height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
       yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
+st.caption(f"Blended cost: {esc(cost_sentence(StudentCost.from_report(report.get('cost'))))}.")
 can_propose = threshold_refusal is None
 if proposals:
     p = proposals[-1]
@@ -138,7 +141,7 @@ if no_confidence:
 # Keyed on the proposals so the slider starts from the one in force after each proposal.
 with st.form(f"threshold_{len(proposals)}"):
     threshold = st.slider("Below this confidence the teacher answers", 0.0, 1.0,
-                          float(proposals[-1].threshold) if proposals else 0.7, 0.01)
+                          float(proposals[-1].threshold) if proposals else DEFAULT_FALLBACK_THRESHOLD, 0.01)
     if st.form_submit_button("Propose this threshold for rollout", disabled=not can_propose):
         with db() as session:
             act(lambda: review.propose_threshold(session, actor=require_user(session), project=project,

@@ -84,3 +84,9 @@ def test_a_slice_without_references_has_no_accuracy_but_keeps_its_agreement():
     table = metrics.slice_report(df, slices=["queue"]).set_index("value")
     assert np.isnan(table.loc["x", "accuracy"]) and table.loc["x", "n_labelled"] == 0
     assert table.loc["x", "agreement"] == 0.5 and table.loc["y", "accuracy"] == 1.0
+
+
+def test_the_truth_of_a_row_is_its_reference_else_the_teachers_answer():
+    frame = pd.DataFrame({"reference": ["a", None, np.nan, None], "teacher_label": ["b", "b", "c", None]})
+    truth = metrics.truth_of(frame)
+    assert truth.iloc[:3].tolist() == ["a", "b", "c"] and pd.isna(truth.iloc[3])

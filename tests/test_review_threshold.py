@@ -8,12 +8,13 @@ import pytest
 from review_helpers import moderation_predictions
 from sqlmodel import select
 
+from core.domain import economics
 from core.domain.errors import InvalidInput, PermissionDenied
 from core.evaluation.runs import load_predictions
 from core.review import review
 from core.store.models import AuditEvent
 
-COSTS = review.Costs(student_per_1k=0.4, teacher_per_1k=4.0)
+COSTS = economics.student_cost(teacher_per_1k=4.0, declared_per_1k=0.4)
 
 
 def _naive(df: pd.DataFrame, t: float) -> tuple[float, float | None]:

@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
+from core.domain.rollout_state import RolloutState
 from core.serving.app import Service, build_app
 from core.serving.requestlog import RequestLog
-from core.serving.state import RolloutState
 from core.teacher.outputs import Prediction
 
 LABELS = ["billing", "technical", "account"]
@@ -46,8 +46,8 @@ class SlowTeacher:
 
 
 def service(tmp_path, *, stage="100", max_concurrency=8, teacher=None, **state) -> Service:
-    st = RolloutState(stage=stage, percent=int(stage) if stage.isdigit() else 0, threshold=0.5,
-                      must_escalate=state.get("must", []), teacher_sample_rate=state.get("sample", 0.0))
+    st = RolloutState(stage=stage, threshold=0.5, must_escalate=state.get("must", []),
+                      teacher_sample_rate=state.get("sample", 0.0))
     return Service(project_id=1, state=st, student=KeywordStudent(), teacher=teacher or SlowTeacher(),
                    teacher_labels=LABELS, log=RequestLog(tmp_path / "serving"), max_concurrency=max_concurrency,
                    max_chars=50, escalate_to=state.get("escalate_to", "teacher"))

@@ -6,14 +6,13 @@ import random
 
 import pytest
 
+from core.domain.rollout_state import RolloutState
 from core.serving.router import Route, bucket, route
-from core.serving.state import RolloutState, percent_of
 
 
 def _state(stage: str = "25", *, threshold: float = 0.6, must: tuple[str, ...] = ("legal",),
            sample: float = 0.05) -> RolloutState:
-    return RolloutState(stage=stage, percent=percent_of(stage), threshold=threshold, must_escalate=list(must),
-                        teacher_sample_rate=sample)
+    return RolloutState(stage=stage, threshold=threshold, must_escalate=list(must), teacher_sample_rate=sample)
 
 
 def _route(state, *, b=10.0, label="billing", conf=0.9, draw=0.5, escalate_to="teacher") -> Route:
@@ -74,3 +73,13 @@ def test_a_percentage_stage_sends_close_to_its_share_to_the_student(stage):
     served = [_route(st, b=bucket(f"ticket-{i}")).served_by for i in range(10_000)]
     share = served.count("student") / len(served) * 100
     assert abs(share - int(stage)) < 1.0
+
+
+@pytest.mark.parametrize("stage", ["25%", "half", "0", "101", " 25"])
+def test_a_stage_that_is_not_off_shadow_or_a_whole_percentage_is_refused_not_read_as_zero(stage):
+    with pytest.raises(ValueError, match="whole percentage"):
+        _state(stage)
+
+
+def test_the_percentage_follows_from_the_stage():
+    assert [_state(s).percent for s in ("off", "shadow", "5", "100")] == [0, 0, 5, 100]

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from core.access.projects import require_role
+from core.domain import economics
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.roles import Role
 from core.evaluation.rounds import Choice, closing_decision, current_round, decided_on, decisions
@@ -246,16 +247,15 @@ class Payback:
     criterion: dict  # shaped like a report's criterion: PASS, FAIL or INSUFFICIENT DATA against the window
 
 
-def payback_of(*, inputs: dict, cost: dict, fallback_rate: float | None, window: float | None) -> Payback:
-    """Months to earn back the build cost: build_cost / ((teacher - blended) x monthly volume / 1,000), where
-    blended = (1 - fallback rate) x the student's cost per 1,000 measured by the evaluation + fallback rate x the
-    teacher's (priced as the fallback curve prices it). Never copied from the qualification's first estimate."""
-    teacher = cost.get("teacher_per_1k")
-    teacher = inputs.get("teacher_cost_per_1k") if teacher is None else teacher
-    student, volume, build = cost.get("student_per_1k"), inputs.get("monthly_volume"), inputs.get("build_cost")
+def payback_of(*, inputs: dict, cost: economics.StudentCost, fallback_rate: float | None,
+               window: float | None) -> Payback:
+    """Months to earn back the build cost at the proposed fallback rate, priced by ``core.domain.economics`` with
+    the evaluation's costs (the student's measured one when there is one; the detail says where it comes from).
+    Never copied from the qualification's first estimate."""
+    volume, build = inputs.get("monthly_volume"), inputs.get("build_cost")
     missing = [what for what, v in (("a proposed fallback threshold", fallback_rate),
-                                    ("the student's cost measured by the evaluation", student),
-                                    ("the teacher's cost per 1,000", teacher),
+                                    ("the student's cost measured by the evaluation", cost.student_per_1k),
+                                    ("the teacher's cost per 1,000", cost.teacher_per_1k),
                                     ("the qualification's monthly volume", volume),
                                     ("the qualification's build cost", build)) if v is None]
 
@@ -266,14 +266,15 @@ def payback_of(*, inputs: dict, cost: dict, fallback_rate: float | None, window:
     if missing:
         return Payback(None, None, None, judged("INSUFFICIENT DATA", None,
                                                 "payback cannot be computed without " + ", ".join(missing) + "."))
-    blended = (1 - fallback_rate) * float(student) + fallback_rate * float(teacher)
-    saving = (float(teacher) - blended) * float(volume) / 1000
-    basis = (f"the student serves {1 - fallback_rate:.0%} at {float(student):.4g} per 1,000 and the teacher the "
-             f"{fallback_rate:.0%} that falls back at {float(teacher):.4g}: {blended:.4g} per 1,000 blended")
-    if saving <= 0:
+    paid = economics.payback(cost=cost, fallback_rate=fallback_rate, monthly_volume=float(volume),
+                             build_cost=float(build))
+    blended, saving, months = paid.blended_per_1k, paid.monthly_saving, paid.months
+    basis = (f"the student serves {1 - fallback_rate:.0%} at {cost.student_per_1k:.4g} per 1,000 and the teacher "
+             f"the {fallback_rate:.0%} that falls back at {cost.teacher_per_1k:.4g}: {blended:.4g} per 1,000 "
+             f"blended; {economics.cost_sentence(cost)}")
+    if months is None:
         return Payback(None, blended, saving, judged("FAIL", None, f"it never pays back: {basis}, no cheaper than "
                                                                   "the teacher alone."))
-    months = float(build) / saving
     if window is None:
         return Payback(months, blended, saving, judged("PASS", months, f"{months:.1f} months ({basis}); the gate "
                                                                        "sets no payback window."))
@@ -285,11 +286,13 @@ def payback_of(*, inputs: dict, cost: dict, fallback_rate: float | None, window:
 
 
 def payback(session: Session, *, project: Project, evaluation: Evaluation, report: dict) -> Payback:
-    """The payback of shipping this evaluation with its latest proposed fallback threshold."""
+    """The payback of shipping this evaluation with its latest proposed fallback threshold, priced with the costs
+    its threshold proposal was priced with (``review.evaluation_costs``)."""
     q = qualification.latest(session, project_id=project.id)
     proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
     spec = review._gate_spec(session, evaluation)
-    return payback_of(inputs=(q.inputs if q else {}) or {}, cost=report.get("cost") or {},
+    return payback_of(inputs=(q.inputs if q else {}) or {},
+                      cost=review.evaluation_costs(session, project=project, evaluation=evaluation, report=report),
                       fallback_rate=proposals[-1].fallback_rate if proposals else None,
                       window=spec.get("payback_months"))
 

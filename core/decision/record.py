@@ -89,7 +89,8 @@ def _trigger(session: Session, project: Project) -> Section:
     if not quals:
         s.lines.append("The trigger has not been qualified.")
         return s
-    s.tables.append(Table(["version", "verdict", "recommendation", "payback (months)", "rationale", "recorded"],
+    s.tables.append(Table(["version", "verdict", "recommendation", "first payback estimate (months)", "rationale",
+                           "recorded"],
                           [[q.version, q.verdict, q.recommendation, q.payback_months, q.rationale, q.recorded_at]
                            for q in quals]))
     s.lines += [f"Play: {quals[-1].inputs.get('play')}. Evidence: {quals[-1].inputs.get('evidence')}"]
@@ -187,7 +188,7 @@ def _signoffs(session: Session, project: Project, names: dict[int, str]) -> Sect
 
 def _thresholds(session: Session, project: Project, names: dict[int, str]) -> Section:
     return Section("Fallback threshold proposals", tables=[Table(
-        ["evaluation", "by", "threshold", "served share", "student accuracy", "fallback rate", "cost per 1k",
+        ["evaluation", "by", "threshold", "served share", "student accuracy", "fallback rate", "blended cost per 1k",
          "choice"],
         [[t.evaluation_id, names.get(t.created_by), t.threshold, t.served_share, t.student_accuracy,
           t.fallback_rate, t.blended_cost_per_1k, review.choice_of(t)]

@@ -9,21 +9,29 @@ temporary name, then renamed).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from core.domain.errors import InvalidInput
+from core.ml import build
+from core.ml.config import TrainConfig
+from core.ml.data import KDData
 from core.store.jobs import JobContext, handler
 from core.teacher.runs import demo_model_dir
+
+if TYPE_CHECKING:
+    from core.ml.loop import FitResult
+    from core.ml.students import TransformerStudent
 
 JOB_KIND = "demo-teacher"
 # The teacher learns from its own draw of the generator, not the project's prompt set, so it has
@@ -78,43 +86,87 @@ def train_teacher(
 ) -> TeacherResult:
     """Train a classifier of ``size`` on ``df`` (text → label) and save it to ``out_dir``.
 
-    A fixed-seed ``eval_fraction`` of the rows is held out and scored; at most
-    ``max_rows`` of the rest are trained on. ``progress(fraction, message)`` is
-    called with fractions rising to 1.0. ``threads`` defaults to every core this
-    process may use.
+    It trains with the product's own loop (``core.ml.loop.fit``), supervised: the targets are the reference
+    labels (one-hot) and α = 0, so the loss is cross-entropy alone. A fixed-seed ``eval_fraction`` of the rows is
+    the loop's validation split, held out and scored; at most ``max_rows`` of the rest are trained on, and the
+    epoch that scored best there is saved. ``progress(fraction, message)`` is called with fractions rising to
+    1.0. ``threads`` defaults to every core this process may use.
     """
-    import torch
-
-    from core.ml import build
-    from core.ml.students import TransformerStudent
-
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
     texts, labels, y = _rows(df, text_column, label_column)
-    train_idx, eval_idx = _split(len(texts), eval_fraction=eval_fraction, max_rows=max_rows, seed=seed)
+    keep = _capped(len(texts), eval_fraction=eval_fraction, max_rows=max_rows, seed=seed)
+    data = KDData(texts=[texts[i] for i in keep], probs=np.eye(len(labels), dtype=np.float32)[y[keep]],
+                  reference=y[keep], labels=labels)
+    cfg = _config(size, epochs=epochs, seed=seed, max_length=max_length, batch_size=batch_size,
+                  lr=lr or LR.get(size, DEFAULT_LR), eval_fraction=eval_fraction)
 
     report(0.0, "training the tokenizer")
-    with _torch_threads(threads or _cpus()):
-        train_texts = [texts[i] for i in train_idx]
-        tokenizer = build.train_tokenizer(train_texts, max_length=max_length)
-        torch.manual_seed(seed)
-        model = build.build_classifier(size, labels=labels, vocab_size=len(tokenizer), max_length=max_length)
-        # The student wrapper gives encoding, dynamic padding and batched prediction for any BERT classifier.
-        net = TransformerStudent(model=model, tokenizer=tokenizer, max_length=max_length)
-        report(0.03, f"training a {size} model on {len(train_idx):,} tickets")
-        _fit(net, net.encode(train_texts), torch.from_numpy(y[train_idx]), epochs=epochs, batch_size=batch_size,
-             lr=lr or LR.get(size, DEFAULT_LR), seed=seed, report=lambda f, m: report(0.03 + 0.87 * f, m))
-        report(0.9, f"scoring {len(eval_idx):,} held-out tickets")
-        pred = net.predict_proba([texts[i] for i in eval_idx], batch_size=128).argmax(axis=1)
-    accuracy = float((pred == y[eval_idx]).mean())
-
-    report(0.97, "saving the model directory")
-    seconds = time.monotonic() - started
-    result = TeacherResult(path=Path(out_dir), accuracy=accuracy, n_train=len(train_idx), n_eval=len(eval_idx),
-                           epochs=epochs, seconds=round(seconds, 1), labels=labels)
-    _save(model, tokenizer, result, meta={"size": size, "max_length": max_length, "seed": seed})
+    with _torch_threads(threads or _cpus()), tempfile.TemporaryDirectory(prefix="demo-teacher-") as work:
+        fitted, best = _fit(data, cfg, Path(work), size=size, report=report)
+        report(0.9, f"keeping epoch {fitted.best_epoch}, the best on the held-out tickets")
+        accuracy = next(e.val_accuracy for e in fitted.history if e.epoch == fitted.best_epoch) or 0.0
+        report(0.97, "saving the model directory")
+        seconds = time.monotonic() - started
+        result = TeacherResult(path=Path(out_dir), accuracy=accuracy, n_train=fitted.n_train, n_eval=fitted.n_val,
+                               epochs=epochs, seconds=round(seconds, 1), labels=labels)
+        _save(best.module, best.tokenizer, result, meta={"size": size, "max_length": max_length, "seed": seed})
     report(1.0, f"teacher saved: held-out accuracy {accuracy:.3f}")
     return result
+
+
+def _config(size: str, *, epochs: int, seed: int, max_length: int, batch_size: int, lr: float,
+            eval_fraction: float) -> TrainConfig:
+    """The loop's settings for supervised training: α = 0 (cross-entropy on the references only), every epoch
+    run (patience = epochs), the held-out share as its validation split. The size is given by its fields, since
+    a student run's config refuses the teacher's size by name."""
+    fields = build.SIZES[size]
+    return TrainConfig(
+        family="transformer", size=size, epochs=epochs, batch_size=batch_size, lr=lr, alpha=0.0, temperature=1.0,
+        patience=epochs, val_fraction=eval_fraction, seed=seed, max_length=max_length, init_from_teacher=False,
+        size_overrides={"layers": fields.layers, "hidden": fields.hidden, "heads": fields.heads,
+                        "intermediate": fields.intermediate})
+
+
+def _capped(n: int, *, eval_fraction: float, max_rows: int, seed: int) -> np.ndarray:
+    """The rows to use: all of them, or (when more than ``max_rows`` would be trained on) a fixed-seed sample
+    whose training share is ``max_rows``."""
+    if n - round(n * eval_fraction) <= max_rows:
+        return np.arange(n)
+    keep = min(n, round(max_rows / (1 - eval_fraction)))
+    return np.sort(np.random.default_rng(seed).permutation(n)[:keep])
+
+
+def _fit(data: KDData, cfg: TrainConfig, work: Path, *, size: str,
+         report: Progress) -> tuple[FitResult, TransformerStudent]:
+    """``core.ml.loop.fit`` on a fresh model of ``size``, and the best epoch's model loaded back."""
+    # torch loads here, not when the module is imported: registering the job kind must not cost torch's import.
+    import torch
+
+    from core.ml import loop, students
+
+    train_idx, _ = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
+    tokenizer = build.train_tokenizer([data.texts[i] for i in train_idx], max_length=cfg.max_length)
+
+    def new_student() -> students.TransformerStudent:
+        torch.manual_seed(cfg.seed)
+        model = build.build_classifier(size, labels=data.labels, vocab_size=len(tokenizer),
+                                       max_length=cfg.max_length)
+        return students.TransformerStudent(model=model, tokenizer=tokenizer, max_length=cfg.max_length)
+
+    report(0.03, f"training a {size} model on {len(train_idx):,} tickets")
+
+    def on_step(s: loop.StepReport) -> None:
+        report(0.03 + 0.87 * s.fraction, f"epoch {s.epoch}/{cfg.epochs}, step {s.step}, loss {s.train_loss:.3f}")
+
+    def on_epoch(e: loop.EpochReport) -> None:
+        report(0.03 + 0.87 * e.epoch / cfg.epochs, f"epoch {e.epoch}/{cfg.epochs}, loss {e.train_loss:.3f}, "
+                                                   f"held-out accuracy {e.val_accuracy or 0.0:.3f}")
+
+    fitted = loop.fit(data, cfg, out_dir=work, new_student=new_student, on_step=on_step, on_epoch=on_epoch)
+    best = students.load(fitted.best_dir)
+    assert isinstance(best, students.TransformerStudent)  # noqa: S101 (new_student builds only this family)
+    return fitted, best
 
 
 def _rows(df: pd.DataFrame, text_column: str, label_column: str) -> tuple[list[str], list[str], np.ndarray]:
@@ -131,12 +183,6 @@ def _rows(df: pd.DataFrame, text_column: str, label_column: str) -> tuple[list[s
     index = {label: i for i, label in enumerate(labels)}
     y = np.array([index[v] for v in usable[label_column].astype(str)], dtype=np.int64)
     return usable[text_column].astype(str).tolist(), labels, y
-
-
-def _split(n: int, *, eval_fraction: float, max_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    n_eval = min(max(1, round(n * eval_fraction)), n - 1)
-    return perm[n_eval:][:max_rows], perm[:n_eval]
 
 
 @contextmanager
@@ -157,47 +203,6 @@ def _cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _batches(lengths: list[int], *, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches of rows of similar length: less padding than a plain shuffle, still random."""
-    order = rng.permutation(len(lengths))
-    pool = batch_size * 50
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
-        batches += [np.array(chunk[b:b + batch_size]) for b in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def _fit(net, encoded: list[list[int]], y, *, epochs: int, batch_size: int, lr: float, seed: int,
-         report: Progress) -> None:
-    """Plain supervised training: AdamW, linear warm-up then decay, gradient clipping."""
-    import torch
-    import torch.nn.functional as F
-
-    rng = np.random.default_rng(seed)
-    lengths = [len(r) for r in encoded]
-    steps_per_epoch = math.ceil(len(encoded) / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    warmup = max(1, total // 20)
-    opt = torch.optim.AdamW(net.module.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    net.module.train()
-    step, running = 0, 0.0
-    for epoch in range(1, epochs + 1):
-        for idx in _batches(lengths, batch_size=batch_size, rng=rng):
-            logits = net.logits(net.collate([encoded[i] for i in idx]))
-            loss = F.cross_entropy(logits, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.module.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
-            report(step / total, f"epoch {epoch}/{epochs}, step {step}/{total}, loss {running:.3f}")
 
 
 def _save(model, tokenizer, result: TeacherResult, *, meta: dict) -> None:

@@ -20,6 +20,13 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 MISSING_SLICE = "(missing)"
 
 
+def truth_of(frame: pd.DataFrame) -> pd.Series:
+    """The right answer of each row: its reference, else the teacher's answer (missing when neither). Every
+    figure judged against "the truth" (severe misses, the fallback curve's accuracy) uses this one rule."""
+    reference = frame["reference"].astype(object)
+    return reference.where(reference.notna(), frame["teacher_label"].astype(object))
+
+
 def wilson(k: npt.ArrayLike, n: npt.ArrayLike, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for k successes in n trials (vectorised; NaN where n is 0)."""
     k = np.asarray(k, dtype=np.float64)

@@ -49,14 +49,9 @@ def clean(x):
     return x
 
 
-def _truth(frame: pd.DataFrame) -> pd.Series:
-    """The right answer of each row: the reference, else the teacher's answer (None when neither)."""
-    return frame["reference"].where(frame["reference"].notna(), frame["teacher_label"])
-
-
 def severe_flags(frame: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
     """True where the right answer (the reference, else the teacher's) is a severe class and the student missed it."""
-    truth = _truth(frame)
+    truth = metrics.truth_of(frame)
     student = frame["student_label"]
     return (truth.isin(list(classes)) & (student.isna() | (student != truth))).fillna(False).to_numpy(dtype=bool)
 
@@ -65,7 +60,7 @@ def severe_counts(frame: pd.DataFrame, classes: Sequence[str]) -> dict:
     """The severe-class figures the gate judges: items whose truth is severe and how many the student missed or
     mislabelled (the miss rate, with its Wilson interval); items whose truth is known and not severe and how many
     the student labelled severe (false alarms)."""
-    truth, student = _truth(frame), frame["student_label"]
+    truth, student = metrics.truth_of(frame), frame["student_label"]
     known = truth.notna().to_numpy(dtype=bool)
     is_severe = truth.isin(list(classes)).to_numpy(dtype=bool) & known
     missed = severe_flags(frame, classes)

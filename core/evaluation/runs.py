@@ -15,6 +15,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
+from core.domain import economics
 from core.domain.errors import GovernanceViolation, InvalidInput, NotFound
 from core.domain.hashing import canonical_json, sha256_hex
 from core.domain.roles import Role
@@ -67,31 +68,17 @@ def current_round(session: Session, *, project_id: int) -> int:
 
 
 def cost_figures(session: Session, *, project_id: int, latency: dict) -> dict:
-    """Cost per 1,000 requests, with its source (who declared it, what was measured, what was assumed). The
-    teacher's comes from the latest qualification. The student's: the qualification's figure when the sponsor
-    gave one; else the teacher's cost x (student batched ms per example / teacher batched ms per example), both
-    measured on this machine, when the teacher ran here; else the qualification's assumed share of the teacher's
-    cost (``DEFAULT_STUDENT_COST_SHARE``)."""
+    """Cost per 1,000 requests, with its source, as ``core.domain.economics.student_cost`` prices it: the teacher's
+    from the latest qualification; the student's declared there, else scaled by the compute measured on this
+    machine when the teacher ran here, else an assumed share of the teacher's."""
     q = qualification.latest(session, project_id=project_id)
     inputs = (q.inputs if q else {}) or {}
-    teacher = inputs.get("teacher_cost_per_1k")
     recorder = vouched.get(session, User, q.recorded_by) if getattr(q, "recorded_by", None) else None
-    who = recorder.username if recorder else "the sponsor"
-    if inputs.get("student_cost_per_1k") is not None:
-        return {"teacher_per_1k": teacher, "student_per_1k": inputs["student_cost_per_1k"], "basis": "qualification",
-                "source": f"declared by {who} in the qualification"}
-    if teacher is None:
-        return {"teacher_per_1k": None, "student_per_1k": None, "basis": "no qualification figures",
-                "source": "not given"}
     t, st = latency.get("teacher") or {}, latency.get("student") or {}
-    if t.get("ms_per_example") and st.get("ms_per_example"):
-        return {"teacher_per_1k": teacher, "student_per_1k": teacher * st["ms_per_example"] / t["ms_per_example"],
-                "basis": "teacher cost x measured compute ratio",
-                "source": f"measured compute ratio x the teacher's cost declared by {who}"}
-    share = qualification.DEFAULT_STUDENT_COST_SHARE
-    return {"teacher_per_1k": teacher, "student_per_1k": teacher * share,
-            "basis": f"assumed {share:.0%} of the teacher's cost",
-            "source": f"assumed: {share:.0%} of the teacher's cost declared by {who}"}
+    return economics.student_cost(
+        teacher_per_1k=inputs.get("teacher_cost_per_1k"), declared_per_1k=inputs.get("student_cost_per_1k"),
+        declared_by=recorder.username if recorder else "", teacher_ms=t.get("ms_per_example"),
+        student_ms=st.get("ms_per_example")).as_report()
 
 
 def _write_report(project: Project, report: dict) -> tuple[str, bytes]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col
 
 from core.access.projects import require_role
+from core.domain import economics
 from core.domain.errors import InvalidInput, ProjectBlocked
 from core.domain.roles import Role
 from core.domain.validation import parse
@@ -66,9 +67,6 @@ class Recommendation(StrEnum):
 LOW_VOLUME_PER_MONTH = 100_000
 # A build that takes longer than this to pay back is not worth starting.
 MAX_PAYBACK_MONTHS = 24.0
-# Assumed serving cost of a small student, as a share of the teacher's, when the
-# sponsor has no estimate of their own.
-DEFAULT_STUDENT_COST_SHARE = 0.10
 
 
 class QualificationInput(BaseModel):
@@ -125,19 +123,17 @@ def _money(x: float) -> str:
 def assess(inputs: QualificationInput | dict) -> Assessment:
     """The recommendation and its reasons, from the sponsor's answers alone."""
     q = parse(QualificationInput, inputs)
+    # A first estimate: nothing is measured yet and the student serves every request (no fallback).
+    cost = economics.student_cost(teacher_per_1k=q.teacher_cost_per_1k, declared_per_1k=q.student_cost_per_1k)
+    paid = economics.payback(cost=cost, fallback_rate=0.0, monthly_volume=q.monthly_volume,
+                             build_cost=q.build_cost)
     teacher_month = q.monthly_volume / 1000 * q.teacher_cost_per_1k
-    student_per_1k = (
-        q.student_cost_per_1k
-        if q.student_cost_per_1k is not None
-        else q.teacher_cost_per_1k * DEFAULT_STUDENT_COST_SHARE
-    )
-    student_month = q.monthly_volume / 1000 * student_per_1k
-    saving = teacher_month - student_month
-    payback = q.build_cost / saving if saving > 0 else None
+    student_month = q.monthly_volume / 1000 * paid.blended_per_1k
+    saving, payback = teacher_month - student_month, paid.months
     warnings: list[str] = []
-    if q.student_cost_per_1k is None:
+    if cost.basis is economics.CostBasis.ASSUMED:
         warnings.append(
-            f"Student serving cost assumed at {DEFAULT_STUDENT_COST_SHARE:.0%} of the teacher's; "
+            f"Student serving cost assumed at {economics.DEFAULT_STUDENT_COST_SHARE:.0%} of the teacher's; "
             "give your own estimate for a sharper payback figure."
         )
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from core.access import separation, visibility
 from core.access.projects import require_role, roles_of
+from core.domain import economics, metrics
 from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
 from core.domain.roles import Role
 from core.evaluation.runs import (
@@ -373,30 +374,25 @@ def sign_offs(session: Session, *, evaluation_id: int) -> list[SignOff]:
 # --------------------------------------------------------------------------- fallback threshold
 
 
-@dataclass(frozen=True)
-class Costs:
-    student_per_1k: float
-    teacher_per_1k: float
+def evaluation_costs(session: Session, *, project: Project, evaluation: Evaluation,
+                     report: dict | None = None) -> economics.StudentCost:
+    """The costs an evaluation is priced with everywhere (its curve, a threshold proposal, the payback): the ones
+    its report measured or was given, the teacher's taken from the latest qualification where the report has none."""
+    report = load_report(session, evaluation) if report is None else report
+    q = qualification.latest(session, project_id=project.id)
+    teacher = ((q.inputs if q else {}) or {}).get("teacher_cost_per_1k")
+    return economics.StudentCost.from_report(report.get("cost"), teacher_per_1k=teacher)
 
 
-def qualification_costs(session: Session, *, project_id: int) -> Costs | None:
-    """Serving costs per 1,000 requests from the latest qualification (student assumed as there)."""
-    q = qualification.latest(session, project_id=project_id)
-    if q is None:
-        return None
-    teacher = float(q.inputs.get("teacher_cost_per_1k") or 0.0)
-    student = q.inputs.get("student_cost_per_1k")
-    student = teacher * qualification.DEFAULT_STUDENT_COST_SHARE if student is None else float(student)
-    return Costs(student_per_1k=student, teacher_per_1k=teacher)
-
-
-def fallback_curve(df: pd.DataFrame, costs: Costs | None, thresholds: np.ndarray | None = None) -> pd.DataFrame:
+def fallback_curve(df: pd.DataFrame, costs: economics.StudentCost | None,
+                   thresholds: np.ndarray | None = None) -> pd.DataFrame:
     """Per threshold: the share the student serves (confidence >= t), its accuracy there, the fallback
-    rate and the blended cost per 1,000. Accuracy is against the reference, else the teacher."""
+    rate and the blended cost per 1,000 (none when the costs are not known). Accuracy is against the truth
+    (``metrics.truth_of``: the reference, else the teacher)."""
     if thresholds is None:
         thresholds = np.round(np.arange(0, 1 + THRESHOLD_STEP / 2, THRESHOLD_STEP), 2)
     thresholds = np.asarray(thresholds, dtype=float)
-    truth = df["reference"].astype(object).where(df["reference"].notna(), df["teacher_label"].astype(object))
+    truth = metrics.truth_of(df)
     correct = (df["student_label"].astype(object) == truth).to_numpy()
     if "top_k_differs" in df.columns:  # an imported ranking: an item is right when its query's top k is the teacher's
         correct = ~df["top_k_differs"].astype(bool).to_numpy()
@@ -414,18 +410,24 @@ def fallback_curve(df: pd.DataFrame, costs: Costs | None, thresholds: np.ndarray
     served_share = served / n
     out = pd.DataFrame({"threshold": thresholds, "served_share": served_share, "student_accuracy": accuracy,
                         "fallback_rate": 1.0 - served_share})
-    out["blended_cost_per_1k"] = (
-        out["served_share"] * costs.student_per_1k + out["fallback_rate"] * costs.teacher_per_1k
-        if costs is not None else np.nan)
+    out["blended_cost_per_1k"] = _blended(costs, out["fallback_rate"])
     return out
 
 
+def _blended(costs: economics.StudentCost | None, fallback_rates: pd.Series) -> list[float] | float:
+    if costs is None or costs.student_per_1k is None or costs.teacher_per_1k is None:
+        return np.nan
+    return [economics.blended_per_1k(student_per_1k=costs.student_per_1k, teacher_per_1k=costs.teacher_per_1k,
+                                     fallback_rate=float(rate)) for rate in fallback_rates]
+
+
 def evaluation_curve(session: Session, *, project: Project, evaluation_id: int,
-                     predictions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The fallback curve of one evaluation, priced with the latest qualification's figures."""
+                     predictions: pd.DataFrame | None = None, report: dict | None = None) -> pd.DataFrame:
+    """The fallback curve of one evaluation, priced with its own costs (``evaluation_costs``); a caller that
+    already read (and hash-checked) its predictions or report passes them."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     df = load_predictions(session, evaluation) if predictions is None else predictions
-    return fallback_curve(df, qualification_costs(session, project_id=project.id))
+    return fallback_curve(df, evaluation_costs(session, project=project, evaluation=evaluation, report=report))
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -481,7 +483,8 @@ def propose_threshold(
     missing = without_confidence(df)
     if serve_every_answer:  # an answer without a confidence is served like one at 0: nothing falls back
         df = df.assign(student_confidence=pd.to_numeric(df["student_confidence"], errors="coerce").fillna(0.0))
-    point = fallback_curve(df, qualification_costs(session, project_id=project.id), np.array([threshold])).iloc[0]
+    costs = evaluation_costs(session, project=project, evaluation=evaluation)
+    point = fallback_curve(df, costs, np.array([threshold])).iloc[0]
     row = ThresholdProposal(
         project_id=project.id, evaluation_id=evaluation.id, threshold=threshold,
         served_share=float(point["served_share"]), student_accuracy=_none_if_nan(point["student_accuracy"]),

@@ -14,29 +14,15 @@ from sqlmodel import Session, col
 from core.access.projects import require_role
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.roles import Role
+from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD, OFF, SHADOW, RolloutState
 from core.evaluation import rounds
 from core.review import review
 from core.rollout import config, logs
 from core.store import audit, vouched
 from core.store.models import Evaluation, GateVersion, Project, RolloutEvent, User
 
-OFF = "off"
-SHADOW = "shadow"
 # A criterion with too little traffic behind it yet: not a failure, but no advance either.
 WAITING = "WAITING"
-
-
-@dataclass(frozen=True)
-class RolloutState:
-    """What the serving process needs to route a request."""
-
-    stage: str
-    percent: int  # share of traffic the student serves; 0 in shadow and off
-    threshold: float
-    must_escalate: list[str]
-    teacher_sample_rate: float
-    training_run_id: int | None
-    evaluation_id: int | None
 
 
 @dataclass(frozen=True)
@@ -88,17 +74,13 @@ def stages(session: Session, *, project_id: int) -> list[str]:
     return config.get_config(session, project_id=project_id).stages
 
 
-def percent_of(stage: str) -> int:
-    return int(stage) if stage.isdigit() else 0
-
-
 def state(session: Session, *, project_id: int) -> RolloutState:
+    """The state serving obeys, from the newest rollout event the audit chain vouches for."""
     settings = config.get_config(session, project_id=project_id)
     last = _last(session, project_id)
-    stage = last.stage if last else OFF
     return RolloutState(
-        stage=stage, percent=percent_of(stage),
-        threshold=float(last.threshold) if last and last.threshold is not None else 1.0,
+        stage=last.stage if last else OFF,
+        threshold=float(last.threshold) if last and last.threshold is not None else DEFAULT_FALLBACK_THRESHOLD,
         must_escalate=config.must_escalate(session, project_id=project_id, settings=settings),
         teacher_sample_rate=settings.teacher_sample_rate,
         training_run_id=last.training_run_id if last else None, evaluation_id=last.evaluation_id if last else None,

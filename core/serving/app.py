@@ -34,11 +34,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.rollout_state import RolloutState
 from core.evaluation import rounds
+from core.rollout.rollout import state as rollout_state
 from core.serving import router
 from core.serving.requestlog import RequestLog, log_dir
-from core.serving.state import RolloutState
-from core.serving.state import state as rollout_state
 from core.store.models import Evaluation, Project, TeacherRun, TrainingRun
 
 DEFAULT_MAX_CHARS = 10_000

@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
+
+from core.domain.rollout_state import RolloutState
 
 ServedBy = Literal["student", "teacher", "queue"]
 Reason = Literal["confident", "below-threshold", "must-escalate", "not-in-percentage", "shadow", "sampled"]
-
-
-class RoutingState(Protocol):
-    """The fields of RolloutState routing reads (core.rollout.rollout's or core.serving.state's)."""
-
-    stage: str
-    percent: int
-    threshold: float
-    must_escalate: list[str]
-    teacher_sample_rate: float
 
 
 @dataclass(frozen=True)
@@ -36,7 +28,7 @@ def bucket(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
 
 
-def route(state: RoutingState, *, bucket: float, student_label: str, student_confidence: float, draw: float,
+def route(state: RolloutState, *, bucket: float, student_label: str, student_confidence: float, draw: float,
           escalate_to: Literal["teacher", "queue"] = "teacher") -> Route:
     """The route for one request; ``draw`` is a uniform [0, 1) number deciding the teacher sample."""
     if state.percent <= 0:  # shadow (and off): the teacher answers everything, the student is only logged
