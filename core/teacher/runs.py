@@ -26,6 +26,7 @@ from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
 from core.store.models import Artifact, Dataset, Job, Project, Role, TeacherRun, User
 from core.teacher import chat, ensemble, files
+from core.teacher.config import TeacherRunParams
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
 
@@ -163,8 +164,8 @@ def start_run(session: Session, *, actor: User, project: Project, dataset_id: in
     """Queue a teacher run (driver only); run it with ``jobs.run`` here or ``start_detached``."""
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="run the teacher")
     dataset = get_dataset(session, project=project, dataset_id=dataset_id)
-    params = {"adapter": adapter, "config": prepare_config(adapter=adapter, config=config, dataset=dataset),
-              "dataset_id": dataset.id}
+    params = TeacherRunParams(adapter=adapter, config=prepare_config(adapter=adapter, config=config,
+                                                                      dataset=dataset), dataset_id=dataset.id)
     return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=params)
 
 
