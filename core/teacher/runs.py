@@ -20,6 +20,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
+from core.data.datasets import mapping_of
 from core.domain.errors import InvalidInput, NotFound
 from core.domain.validation import parse
 from core.store import audit, jobs
@@ -83,7 +84,7 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
         return {**config, "model_dir": _stored_path(path)}
     if adapter == "http":
         cfg = parse(chat.ChatConfig, config)
-        labels = cfg.labels or dataset.mapping.get("labels")
+        labels = cfg.labels or mapping_of(dataset).labels
         if not labels:
             raise InvalidInput(f"dataset #{dataset.id} has no label set: pass the labels the teacher chooses from "
                                "(--labels a,b,c).", field="labels")
@@ -238,7 +239,7 @@ def import_file(session: Session, *, actor: User, project: Project, dataset_id: 
     dataset = get_dataset(session, project=project, dataset_id=dataset_id)
     df = dataset_table(session, dataset)
     frame, labels, n_foreign = files.read_outputs(
-        path, dataset_ids=df["id"], labels=labels or dataset.mapping.get("labels"),
+        path, dataset_ids=df["id"], labels=labels or mapping_of(dataset).labels,
         dataset_name=f"dataset #{dataset.id}", drop_foreign=drop_foreign)
     config = {"source": source_name or Path(path).name, "source_sha256": file_sha256(Path(path)),
               "drop_foreign": drop_foreign}
