@@ -383,9 +383,9 @@ def qualification_costs(session: Session, *, project_id: int) -> Costs | None:
     q = qualification.latest(session, project_id=project_id)
     if q is None:
         return None
-    teacher = float(q.inputs.get("teacher_cost_per_1k") or 0.0)
-    student = q.inputs.get("student_cost_per_1k")
-    student = teacher * qualification.DEFAULT_STUDENT_COST_SHARE if student is None else float(student)
+    inputs = qualification.inputs_of(q)
+    teacher, student = inputs.teacher_cost_per_1k, inputs.student_cost_per_1k
+    student = teacher * qualification.DEFAULT_STUDENT_COST_SHARE if student is None else student
     return Costs(student_per_1k=student, teacher_per_1k=teacher)
 
 
