@@ -95,7 +95,7 @@ class JobContext:
         return read_stored(model, self.params, what=f"job #{self.job_id}'s params")
 
 
-def stored_params(kind: str, params: BaseModel | dict[str, Any]) -> dict[str, Any]:
+def _stored_params(kind: str, params: BaseModel | dict[str, Any]) -> dict[str, Any]:
     """The JSON a job of ``kind`` stores for ``params``: validated into the kind's model (InvalidInput naming the
     field), written with only the keys given, so the same request stores the same row (and row hash) as before."""
     model = PARAMS.get(kind)
@@ -112,7 +112,7 @@ def submit(session: Session, *, actor: User, project: Project, kind: str,
         _load_handlers()
     if kind not in HANDLERS:
         raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(sorted(HANDLERS))}.", field="kind")
-    params = stored_params(kind, params)
+    params = _stored_params(kind, params)
     job = Job(project_id=project.id, kind=kind, params=params, created_by=actor.id)
     session.add(job)
     session.flush()

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from core.domain.errors import InvalidInput
 from core.domain.stored import read_stored
 from core.domain.validation import sentence
 from core.store.models import TeacherRun
@@ -58,25 +57,11 @@ TeacherConfig = Annotated[LocalConfig | HttpConfig | FileConfig | EnsembleConfig
 _CONFIG: TypeAdapter[LocalConfig | HttpConfig | FileConfig | EnsembleConfig] = TypeAdapter(TeacherConfig)
 
 
-def parse_config(*, adapter: str, config: dict[str, Any]) -> LocalConfig | HttpConfig | FileConfig | EnsembleConfig:
-    """Settings given for ``adapter`` as its model, or InvalidInput naming the field."""
-    try:
-        return _CONFIG.validate_python({**config, "adapter": adapter})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInput(f"the {adapter} teacher's settings: {sentence(dict(first))}", field="config") from None
-
-
 def read_config(run: TeacherRun) -> LocalConfig | HttpConfig | FileConfig | EnsembleConfig:
     """The settings a TeacherRun row stores, typed by its adapter (RecordTampered naming the field when the
     stored JSON no longer fits)."""
     return read_stored(_Stored, {"config": {**(run.config or {}), "adapter": run.adapter}},
                        what=f"teacher run #{run.id}'s settings").config
-
-
-def stored_config(config: BaseModel) -> dict[str, Any]:
-    """The JSON a row stores for ``config``: its fields without the adapter (that is the row's own column)."""
-    return config.model_dump(mode="json", exclude={"adapter"})
 
 
 class _Stored(BaseModel):
