@@ -25,15 +25,15 @@ def test_a_slice_with_too_few_labelled_rows_asks_for_holdout_examples():
     spec, body = _report(df)
     threat = gate_check.slice_criterion(body, "category", "threat")
     assert (threat["status"], threat["n"]) == (gate_check.INSUFFICIENT, 20)
-    [wanted] = decision.data_request(spec, body, round_=1)["slices"]
-    assert (wanted["status"], wanted["for"], wanted["n"], wanted["more_examples"]) == (
+    [wanted] = decision.data_request(spec, body, round_=1).slices
+    assert (wanted.status, wanted.for_, wanted.n, wanted.more_examples) == (
         gate_check.INSUFFICIENT, "holdout", 20, 10)
-    assert "not to the training data" in wanted["why"]
+    assert "not to the training data" in wanted.why
 
 
 def test_the_gate_and_the_data_request_agree_on_every_slice():
     spec, body = _report(moderation_predictions(n=1000, n_threat=40, threat_wrong=8))
-    [wanted] = decision.data_request(spec, body, round_=1)["slices"]
+    [wanted] = decision.data_request(spec, body, round_=1).slices
     threat = gate_check.slice_criterion(body, "category", "threat")
-    assert (threat["status"], wanted["status"], wanted["for"]) == (gate_check.FAIL, gate_check.FAIL, "training")
+    assert (threat["status"], wanted.status, wanted.for_) == (gate_check.FAIL, gate_check.FAIL, "training")
     assert gate_check.slice_sufficient(threat["n"], 30) and not gate_check.slice_sufficient(29, 30)

@@ -8,6 +8,7 @@ from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
 from core.domain.errors import NotFound
+from core.domain.jobs import EvaluateResult
 from core.evaluation import gate_check, imports, runs
 from core.store import jobs
 from core.store.models import Evaluation
@@ -43,7 +44,7 @@ def eval_start(project: str, run_id: int, detach: bool) -> None:
         return
     run_with_bar(job.id, f"evaluate run #{run_id}")
     with _session() as session:
-        ev = session.get(Evaluation, jobs.get(session, job.id).result["evaluation"])
+        ev = session.get(Evaluation, jobs.result_as(jobs.get(session, job.id), EvaluateResult).evaluation)
     click.echo(f"Evaluation #{ev.id} {_verdict(ev.passed)}; report hash {ev.report_hash}. "
                f"See it with `stillroom eval show {ev.id}`.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from core.cli.base import _session, _table, _viewable, cli
+from core.domain.requests import read_redistill
 from core.rollout import config, drift, logs, redistill, rollout
 
 
@@ -151,7 +152,8 @@ def monitor_redistill(project: str, reason: str, since: str | None) -> None:
     with _session() as session:
         actor, p = _viewable(session, project)
         row = redistill.open_redistill(session, actor=actor, project=p, reason=reason, since=since)
-    click.echo(f"Re-distillation request #{row.id} opened: {'; '.join(row.drift['triggers'])}.")
+    drift = read_redistill(row.drift, request_id=row.id)
+    click.echo(f"Re-distillation request #{row.id} opened: {'; '.join(drift.triggers)}.")
     _table(["slice", "live share", "training share", "examples wanted"],
-           [[f"{s['column']}={s['value']}", _fmt(s["live_share"]), _fmt(s["training_share"]), s["examples_wanted"]]
-            for s in row.drift["slices"]])
+           [[f"{s.column}={s.value}", _fmt(s.live_share), _fmt(s.training_share), s.examples_wanted]
+            for s in drift.slices])

@@ -11,6 +11,7 @@ from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.decision import decision, record
 from core.domain.errors import InvalidInput, NotFound
+from core.domain.requests import read_data_request
 from core.evaluation import rounds
 from core.review import review
 from core.store.models import Evaluation
@@ -144,9 +145,9 @@ def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str
         row = decision.decide(session, actor=_actor(session), project=p, decision=choice, rationale=rationale,
                               evaluation_id=evaluation)
     click.echo(f"Round {row.round} of {p.name!r}: {row.decision} recorded (decision #{row.id}).")
-    for w in row.data_request.get("slices", []):
-        click.echo(f"  data request: {w['column']}={w['value']} ({w['status']}): "
-                   f"{w['more_examples']} more {w['for']} examples.")
+    request = read_data_request(row.data_request, decision_id=row.id)
+    for w in request.slices if request else []:
+        click.echo(f"  data request: {w.sentence()}.")
     if row.decision == rounds.Choice.ITERATE:
         with _session() as session:
             advice = decision.evidence(session, project=p).kill

@@ -14,6 +14,7 @@ from core.store import jobs
 from core.teacher import filter as teacher_filter
 from core.teacher import runs
 from core.teacher.chat import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL_ENV
+from core.teacher.config import TeacherRunResult
 from core.teacher.ensemble import METHODS
 
 
@@ -114,7 +115,7 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
         return
     run_with_bar(job.id, f"teacher ({adapter})")
     with _session() as session:
-        _report(jobs.get(session, job.id).result["teacher_run"])
+        _report(jobs.result_as(jobs.get(session, job.id), TeacherRunResult).teacher_run)
 
 
 @teacher_group.command("combine")

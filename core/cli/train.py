@@ -7,6 +7,7 @@ import click
 from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
+from core.domain.jobs import SearchParams
 from core.ml.config import FAMILIES
 from core.store import jobs
 from core.training import runs
@@ -84,7 +85,7 @@ def _search(project: str, teacher_run: int, filter_id: int | None, detach: bool,
         p = projects.get_project(session, project)
         job = search.start_search(session, actor=actor, project=p, teacher_run_id=teacher_run,
                                   filter_id=filter_id, budget_s=budget, base=base)
-    plan = job.params["candidates"]
+    plan = jobs.params_as(job, SearchParams).candidates
     families = " and ".join(dict.fromkeys(c["family"] for c in plan))
     click.echo(f"Search of {len(plan)} candidates ({families}) within {budget:.0f} s queued as job #{job.id}.")
     if detach:

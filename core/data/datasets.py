@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
 from core.domain.errors import NotFound
+from core.domain.mapping import StoredMapping, read_mapping
 from core.domain.roles import Role
 from core.domain.textsafe import csv_bytes, csv_cell
 from core.store import audit
@@ -51,16 +54,21 @@ def ids_csv(session: Session, *, project: Project, dataset_id: int) -> bytes:
     return csv_bytes(rows(session, dataset)[["id"]])
 
 
-def describe_mapping(mapping: dict) -> str:
+def mapping_of(dataset: Dataset) -> StoredMapping:
+    """The column mapping a dataset was imported with, typed (RecordTampered when it no longer fits)."""
+    return read_mapping(dataset.mapping, dataset_id=dataset.id)
+
+
+def describe_mapping(mapping: StoredMapping | dict[str, Any]) -> str:
     """The stored column mapping in words, as the import's success line echoes it."""
-    parts = [f"id from {mapping.get('id')!r}", f"text from {mapping.get('text')!r}"]
-    slices = mapping.get("slices") or []
-    parts.append("slices " + ", ".join(repr(c) for c in slices) if slices else "no slice columns")
-    parts.append(f"reference from {mapping['reference']!r}" if mapping.get("reference") else "no reference")
-    if mapping.get("timestamp"):
-        parts.append(f"timestamp from {mapping['timestamp']!r}")
-    if mapping.get("labels"):
-        parts.append("labels " + ", ".join(mapping["labels"]))
+    m = read_mapping(mapping)
+    parts = [f"id from {m.id!r}", f"text from {m.text!r}"]
+    parts.append("slices " + ", ".join(repr(c) for c in m.slices) if m.slices else "no slice columns")
+    parts.append(f"reference from {m.reference!r}" if m.reference else "no reference")
+    if m.timestamp:
+        parts.append(f"timestamp from {m.timestamp!r}")
+    if m.labels:
+        parts.append("labels " + ", ".join(m.labels))
     return "; ".join(parts)
 
 

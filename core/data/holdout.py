@@ -20,6 +20,7 @@ from core.data import datasets, similarity
 from core.data.datasets import copy_origin
 from core.domain import textsafe
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.mapping import StoredMapping
 from core.domain.roles import Role
 from core.store import audit, vouched
 from core.store.artifacts import load_table, store_table
@@ -467,8 +468,7 @@ def import_holdout(session: Session, *, actor: User, project: Project, mapping: 
                            field="id")
     report = overlap(df.reset_index(drop=True), train.reset_index(drop=True))
     digest = fingerprint(df)
-    stored = {"id": parsed.id, "text": parsed.text, "slices": parsed.slices, "reference": parsed.reference,
-              "timestamp": parsed.timestamp, "labels": parsed.labels, "source": filename}
+    stored = StoredMapping.of(parsed, source=filename).stored()
     dataset = datasets.store(session, actor=actor, project=project, df=df,
                              name=(name or f"Test split: {Path(filename).stem}")[:120], purpose=IMPORTED_PURPOSE,
                              operation="import", mapping=stored,

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
 from core.access.projects import require_role
 from core.data import datasets
 from core.data.readers import MAX_UPLOAD_BYTES, Source, read_bytes, read_source
 from core.domain.errors import InvalidInput
+from core.domain.mapping import ColumnMapping, StoredMapping
 from core.domain.roles import Role
 from core.domain.validation import parse
 from core.store.models import Dataset, Project, User
@@ -37,48 +37,6 @@ MAX_VALUE_CHARS = 200  # slice values and reference labels (a gate's slice value
 
 # What pandas, Excel and most exports write for a missing value: as a label it would become a class of its own.
 MISSING_WORDS = ("nan", "null", "none", "n/a", "#n/a")
-
-
-class ColumnMapping(BaseModel):
-    """Which source column fills each field of the dataset schema."""
-
-    model_config = ConfigDict(extra="forbid")
-    # Titles are the Import data page's labels, so a refusal names the field as the driver sees it.
-    id: str = Field(min_length=1, max_length=200, title="Id column")
-    text: str = Field(min_length=1, max_length=200, title="Input text column")
-    slices: list[str] = Field(default_factory=list, title="Slice columns")
-    reference: str | None = Field(default=None, title="Reference answer column")
-    timestamp: str | None = Field(default=None, title="Timestamp column")
-    labels: list[str] | None = Field(default=None, title="Allowed reference labels")
-
-    @field_validator("id", "text", "reference", "timestamp", mode="before")
-    @classmethod
-    def _strip(cls, v: object) -> object:
-        return (v.strip() or None) if isinstance(v, str) else v
-
-    @field_validator("slices")
-    @classmethod
-    def _slices(cls, v: list[str]) -> list[str]:
-        return [s.strip() for s in v if s and s.strip()]
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return None
-        out = [str(x).strip() for x in v]
-        if not out or any(not x for x in out):
-            raise ValueError("the label list has a blank label; list each allowed label, e.g. billing,refund")
-        if len(set(out)) != len(out):
-            raise ValueError("the label list names a label twice; list each label once")
-        return out
-
-    def sources(self) -> list[tuple[str, str]]:
-        """(field, source column) for every mapped field, in schema order."""
-        pairs = [("id", self.id), ("text", self.text)]
-        pairs += [("reference", self.reference)] if self.reference else []
-        pairs += [("timestamp", self.timestamp)] if self.timestamp else []
-        return pairs + [("slice", s) for s in self.slices]
 
 
 @dataclass(frozen=True)
@@ -137,11 +95,9 @@ def import_dataset(
         "with_reference": int(df["reference"].notna().sum()), "with_timestamp": int(df["timestamp"].notna().sum()),
         "slices": {s: int(df[s].nunique()) for s in mapping.slices},
     }
-    stored = {"id": mapping.id, "text": mapping.text, "slices": mapping.slices, "reference": mapping.reference,
-              "timestamp": mapping.timestamp, "labels": mapping.labels, "source": filename,
-              "format": source.format}
+    stored = StoredMapping.of(mapping, source=filename, file_format=source.format)
     return datasets.store(session, actor=actor, project=project, df=df, name=name, purpose=purpose,
-                          operation="import", mapping=stored, stats=stats)
+                          operation="import", mapping=stored.stored(), stats=stats)
 
 
 # --------------------------------------------------------------------------- validation

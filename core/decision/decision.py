@@ -17,7 +17,9 @@ from sqlmodel import Session
 from core.access.projects import require_role
 from core.domain import economics
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.requests import DataRequest, SliceWanted
 from core.domain.roles import Role
+from core.domain.stored import stored_json
 from core.evaluation.rounds import Choice, closing_decision, current_round, decided_on, decisions
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
 from core.gate import gate
@@ -182,30 +184,31 @@ def kill_recommendation(
 # --------------------------------------------------------------------------- data request
 
 
-def data_request(spec: dict, report: dict, *, round_: int) -> dict:
+def data_request(spec: dict, report: dict, *, round_: int) -> DataRequest:
     """Which slices need more examples, read from the gate check's verdict on each slice floor with the one
     sufficiency rule (``gate_check.slice_sufficient``): too few scored holdout examples asks for HOLDOUT
     examples (the shortfall, min_n - n); a slice under its floor asks for training examples (as many again as
     the holdout holds of it, at least MIN_EXTRA_EXAMPLES)."""
     from core.evaluation import gate_check
 
-    wanted = []
+    wanted: list[SliceWanted] = []
     for f in spec.get("slice_floors", []):
         c = gate_check.slice_criterion(report, f["column"], f["value"]) or {}
         n = int(c.get("n") or 0)
         value = c.get("value")
         where = {"column": f["column"], "value": f["value"], "n": n}
         if not gate_check.slice_sufficient(n, f["min_n"]):
-            wanted.append({**where, "status": gate_check.INSUFFICIENT, "more_examples": f["min_n"] - n,
-                           "for": "holdout",
-                           "why": f"the holdout has {n} scored examples of the {f['min_n']} the gate needs to judge "
-                                  "it: add them to the holdout, not to the training data"})
+            wanted.append(SliceWanted(**where, status=gate_check.INSUFFICIENT, more_examples=f["min_n"] - n,
+                                      for_="holdout",
+                                      why=f"the holdout has {n} scored examples of the {f['min_n']} the gate needs "
+                                          "to judge it: add them to the holdout, not to the training data"))
         elif c.get("status") == gate_check.FAIL or (value is not None and value < f["floor"]):
-            wanted.append({**where, "status": gate_check.FAIL, "more_examples": max(MIN_EXTRA_EXAMPLES, n),
-                           "for": "training",
-                           "why": f"{'n/a' if value is None else f'{value:.3f}'} is under the floor {f['floor']:.3f}"})
+            wanted.append(SliceWanted(**where, status=gate_check.FAIL, more_examples=max(MIN_EXTRA_EXAMPLES, n),
+                                      for_="training",
+                                      why=f"{'n/a' if value is None else f'{value:.3f}'} is under the floor "
+                                          f"{f['floor']:.3f}"))
     failing = [c["name"] for c in report.get("criteria", []) if c.get("status") != "PASS"]
-    return {"round": round_, "next_round": round_ + 1, "slices": wanted, "failing_criteria": failing}
+    return DataRequest(round=round_, next_round=round_ + 1, slices=wanted, failing_criteria=failing)
 
 
 # --------------------------------------------------------------------------- evidence and decision
@@ -416,7 +419,7 @@ def decide(
         if blockers:
             raise GovernanceViolation(f"Ship refused for evaluation #{evaluation.id}: {'; '.join(blockers)}.")
     spec = review._gate_spec(session, evaluation) if evaluation else {}
-    request = data_request(spec, report, round_=rnd) if choice == Choice.ITERATE else {}
+    request = stored_json(data_request(spec, report, round_=rnd)) if choice == Choice.ITERATE else {}
     return _insert(session, actor=actor, project=project, row=Decision(
         project_id=project.id, round=rnd, decision=choice.value, rationale=rationale,
         evaluation_id=evaluation.id if evaluation else None,

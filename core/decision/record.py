@@ -19,6 +19,7 @@ from core.access import visibility
 from core.access.projects import can_view
 from core.decision import decision
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.requests import read_data_request
 from core.domain.textsafe import html_text, markdown_text
 from core.evaluation import rounds
 from core.evaluation.runs import load_report
@@ -93,7 +94,8 @@ def _trigger(session: Session, project: Project) -> Section:
                            "recorded"],
                           [[q.version, q.verdict, q.recommendation, q.payback_months, q.rationale, q.recorded_at]
                            for q in quals]))
-    s.lines += [f"Play: {quals[-1].inputs.get('play')}. Evidence: {quals[-1].inputs.get('evidence')}"]
+    inputs = qualification.inputs_of(quals[-1])
+    s.lines += [f"Play: {inputs.play}. Evidence: {inputs.evidence}"]
     s.lines += list(quals[-1].reasons)
     return s
 
@@ -196,9 +198,9 @@ def _thresholds(session: Session, project: Project, names: dict[int, str]) -> Se
                                order_by=col(ThresholdProposal.id))])])
 
 
-def _request_text(req: dict) -> str:
-    return "; ".join(f"{w['column']}={w['value']} ({w['status']}): {w['more_examples']} more {w['for']} examples"
-                     for w in req.get("slices", []))
+def _request_text(d: Decision) -> str:
+    request = read_data_request(d.data_request, decision_id=d.id)
+    return "; ".join(w.sentence() for w in request.slices) if request else ""
 
 
 def _decisions(session: Session, project: Project, names: dict[int, str]) -> Section:
@@ -206,7 +208,7 @@ def _decisions(session: Session, project: Project, names: dict[int, str]) -> Sec
     s.tables.append(Table(["round", "decision", "by", "rationale", "evaluation", "evaluation hash",
                            "data request", "when"],
                           [[d.round, d.decision, names.get(d.created_by), d.rationale, d.evaluation_id,
-                            d.evaluation_hash, _request_text(d.data_request), d.created_at]
+                            d.evaluation_hash, _request_text(d), d.created_at]
                            for d in vouched.rows(session, Decision, Decision.project_id == project.id,
                                                  order_by=col(Decision.id))]))
     kill = decision.kill_recommendation([r.criteria for r in decision.rounds_history(session, project_id=project.id)])

@@ -11,6 +11,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from core.data import datasets, holdout
+from core.domain.requests import read_data_request
 from core.evaluation.rounds import decisions
 from core.store.models import Artifact, Decision, HoldoutVersion, Project
 
@@ -91,10 +92,10 @@ def status(session: Session, *, project: Project) -> list[SliceRequest]:
     if not asked:
         return []
     d = asked[-1]
+    request = read_data_request(d.data_request, decision_id=d.id)
     out = []
-    for w in d.data_request.get("slices", []):
-        count = _holdout_added if w.get("for") == "holdout" else _training_added
-        added, by = count(session, project, d, w["column"], str(w["value"]))
-        out.append(SliceRequest(d.id, d.round, w["column"], str(w["value"]), w.get("for", "training"),
-                                int(w.get("more_examples") or 0), added, by))
+    for w in request.slices if request else []:
+        count = _holdout_added if w.for_ == "holdout" else _training_added
+        added, by = count(session, project, d, w.column, str(w.value))
+        out.append(SliceRequest(d.id, d.round, w.column, str(w.value), w.for_, w.more_examples, added, by))
     return out

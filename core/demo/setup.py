@@ -5,12 +5,19 @@ Kept apart from core.demo so seeding (and every CLI call that imports it) stays 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session
 
 from core.demo.seed import SETUP_JOB
+from core.domain.jobs import EvaluateResult, TrainResult
 from core.store import vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Project, User
+from core.teacher.config import TeacherRunResult
+
+M = TypeVar("M", bound=BaseModel)
 
 # Shares of the progress bar: teacher training, labelling, the first student, its evaluation.
 SHARES = (0.70, 0.15, 0.08, 0.07)
@@ -24,16 +31,34 @@ def _actor_project(s: Session, ctx: JobContext) -> tuple[User, Project]:
     return vouched.one(s, User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
 
 
-def _run_child(ctx: JobContext, job_id: int, start: float, share: float, what: str) -> dict:
-    """Run a job this one queued, in this process, its progress drawn on this job's bar."""
+def _run_child(ctx: JobContext, job_id: int, start: float, share: float, what: str, result: type[M]) -> M:
+    """Run a job this one queued, in this process, its progress drawn on this job's bar; its result typed."""
     from core.store import jobs
 
     done = jobs.run(job_id, engine=ctx.engine, on_progress=lambda f, m: ctx.progress(start + share * f, f"{what}: {m}"))
-    return jobs.result_or_raise(done)
+    return jobs.result_as(done, result)
 
 
-@handler(SETUP_JOB)
-def setup_job(ctx: JobContext) -> dict:
+class SetupParams(BaseModel):
+    """The "demo-setup" job: the deduplicated prompts to label, the teacher's size, how many tickets it learns from."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: int
+    size: str = "teacher"
+    n: int | None = None
+
+
+class SetupResult(BaseModel):
+    teacher_accuracy: float
+    teacher_dir: str
+    teacher_run: int
+    filter: int
+    training_run: int
+    evaluation: int
+
+
+@handler(SETUP_JOB, params=SetupParams, result=SetupResult)
+def setup_job(ctx: JobContext) -> SetupResult:
     """Train the demo teacher, label the tickets with it and filter its errors, then distil a first student
     and evaluate it, so every role finds something to look at."""
     from core.demo import tickets as demo_tickets
@@ -43,17 +68,17 @@ def setup_job(ctx: JobContext) -> dict:
     from core.teacher import runs as teacher_runs
     from core.training import runs as training
 
-    params = ctx.params
+    params = ctx.read(SetupParams)
     teach, label, distil, _ = SHARES
     ctx.progress(0.0, "generating the teacher's own tickets", force=True)
-    tickets = demo_tickets.generate(int(params.get("n", demo_tickets.DEFAULT_N)), TEACHER_SEED)
-    result = train_teacher(tickets, default_dir(), size=params.get("size", "teacher"),
+    tickets = demo_tickets.generate(params.n or demo_tickets.DEFAULT_N, TEACHER_SEED)
+    result = train_teacher(tickets, default_dir(), size=params.size,
                            progress=lambda f, m: ctx.progress(teach * f, f"training the teacher: {m}"))
     with Session(ctx.engine, expire_on_commit=False) as s:
         actor, project = _actor_project(s, ctx)
-        job = teacher_runs.start_run(s, actor=actor, project=project, dataset_id=int(params["dataset_id"]),
+        job = teacher_runs.start_run(s, actor=actor, project=project, dataset_id=params.dataset_id,
                                      adapter="local", config={"model_dir": str(result.path)})
-    run_id = _run_child(ctx, job.id, teach, label, "the teacher labels the tickets")["teacher_run"]
+    run_id = _run_child(ctx, job.id, teach, label, "the teacher labels the tickets", TeacherRunResult).teacher_run
     with Session(ctx.engine, expire_on_commit=False) as s:
         actor, project = _actor_project(s, ctx)
         filt = tfilter.apply_filter(s, actor=actor, project=project, run_id=run_id,
@@ -62,14 +87,14 @@ def setup_job(ctx: JobContext) -> dict:
         use = filt.id if filt.counts["kept"] >= MIN_KEPT else None
         student, job = training.start_training(s, actor=actor, project=project, teacher_run_id=run_id,
                                                filter_id=use, config=STUDENT)
-    _run_child(ctx, job.id, teach + label, distil, "a first student learns")
+    _run_child(ctx, job.id, teach + label, distil, "a first student learns", TrainResult)
     with Session(ctx.engine, expire_on_commit=False) as s:
         actor, project = _actor_project(s, ctx)
         job = evaluations.start_evaluation(s, actor=actor, project=project, training_run_id=student.id)
     evaluation = _run_child(ctx, job.id, teach + label + distil, 1 - teach - label - distil,
-                            "evaluating it on the holdout")["evaluation"]
+                            "evaluating it on the holdout", EvaluateResult).evaluation
     ctx.progress(1.0, f"teacher accuracy {result.accuracy:.3f}; teacher run #{run_id}, filter #{filt.id} keeps "
                       f"{filt.counts['kept']:,} outputs; student run #{student.id}, evaluation #{evaluation}",
                  force=True)
-    return {"teacher_accuracy": result.accuracy, "teacher_dir": str(result.path), "teacher_run": run_id,
-            "filter": filt.id, "training_run": student.id, "evaluation": evaluation}
+    return SetupResult(teacher_accuracy=result.accuracy, teacher_dir=str(result.path), teacher_run=run_id,
+                       filter=filt.id, training_run=student.id, evaluation=evaluation)

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from core.domain.errors import InvalidInput
 from core.ml import build
@@ -49,6 +50,27 @@ META_FILE = "teacher.json"
 Progress = Callable[[float, str], None]
 
 
+class DemoTeacherParams(BaseModel):
+    """The "demo-teacher" job's params, all optional (their range is checked when the job runs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    out_dir: str | None = None
+    n: int | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    size: str | None = None
+
+
+class DemoTeacherResult(BaseModel):
+    path: str
+    accuracy: float
+    n_train: int
+    n_eval: int
+    epochs: int
+    seconds: float
+    labels: list[str]
+
+
 @dataclass(frozen=True)
 class TeacherResult:
     path: Path
@@ -59,7 +81,7 @@ class TeacherResult:
     seconds: float
     labels: list[str]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path)}
 
 
@@ -234,30 +256,26 @@ def _save(model, tokenizer, result: TeacherResult, *, meta: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-@handler(JOB_KIND)
-def demo_teacher_job(ctx: JobContext) -> dict:
+@handler(JOB_KIND, params=DemoTeacherParams, result=DemoTeacherResult)
+def demo_teacher_job(ctx: JobContext) -> DemoTeacherResult:
     """Generate the teacher's tickets and train it. Params: out_dir, n, seed, epochs, size (all optional)."""
     from core.demo import tickets as demo_tickets
     from core.ml.build import SIZES
 
-    params = ctx.params
-    try:
-        n = int(params.get("n", demo_tickets.DEFAULT_N))
-        seed = int(params.get("seed", TEACHER_SEED))
-        epochs = int(params.get("epochs", 1))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"job #{ctx.job_id}: n, seed and epochs must be whole numbers ({exc}).",
-                           field="params") from exc
+    params = ctx.read(DemoTeacherParams)
+    n = demo_tickets.DEFAULT_N if params.n is None else params.n
+    seed = TEACHER_SEED if params.seed is None else params.seed
+    epochs = 1 if params.epochs is None else params.epochs
     if n < 100 or not 1 <= epochs <= 20:
         raise InvalidInput(f"job #{ctx.job_id}: n must be at least 100 and epochs 1 to 20, got n={n}, "
                            f"epochs={epochs}.", field="params")
-    size = str(params.get("size", "teacher"))
+    size = params.size or "teacher"
     if size not in SIZES:
         raise InvalidInput(f"job #{ctx.job_id}: size {size!r} is unknown; use one of {', '.join(SIZES)}.",
                            field="size")
-    out_dir = Path(params["out_dir"]) if params.get("out_dir") else default_dir()
+    out_dir = Path(params.out_dir) if params.out_dir else default_dir()
     ctx.progress(0.0, f"generating {n:,} tickets", force=True)
     tickets = demo_tickets.generate(n, seed)
     result = train_teacher(tickets, out_dir, epochs=epochs, size=size, progress=ctx.progress)
     ctx.progress(1.0, f"teacher saved to {out_dir}", force=True)
-    return result.as_dict()
+    return DemoTeacherResult.model_validate(result.as_dict())

@@ -15,6 +15,7 @@ from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
 from core.domain import gate_spec
 from core.domain.errors import InvalidInput
+from core.domain.jobs import EvaluateParams, EvaluateResult
 from core.evaluation import baselines, report, runs, teacher_bar
 from core.evaluation.latency import Timed
 from core.gate import gate
@@ -22,6 +23,7 @@ from core.store import vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
+from core.teacher.config import LocalConfig, read_config
 from core.training import pool
 from core.training import runs as training_runs
 
@@ -34,12 +36,13 @@ def _speed(speed) -> dict:
 
 
 def _local_adapter(teacher_run: TeacherRun):
-    if teacher_run.adapter != "local" or not (teacher_run.config or {}).get("model_dir"):
+    if teacher_run.adapter != "local":
         return None
     from core.teacher.local import LocalAdapter
 
-    return LocalAdapter(teacher_runs.resolve_path(teacher_run.config["model_dir"]),
-                        batch_size=teacher_run.config.get("batch_size") or 64)
+    config = read_config(teacher_run)
+    assert isinstance(config, LocalConfig)  # the adapter column said so, and read_config checked it
+    return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64)
 
 
 def teacher_answers(s: Session, teacher_run: TeacherRun, held: pd.DataFrame, adapter) -> pd.DataFrame:
@@ -74,13 +77,13 @@ def measure_latency(student, adapter, sample: list[str]) -> dict:
             if adapter is not None else report.NOT_MEASURED}
 
 
-@handler(runs.JOB_KIND)
-def evaluate(ctx: JobContext) -> dict:
+@handler(runs.JOB_KIND, params=EvaluateParams, result=EvaluateResult)
+def evaluate(ctx: JobContext) -> EvaluateResult:
     with Session(ctx.engine, expire_on_commit=False) as s:
         actor = vouched.one(s, User, s.get(Job, ctx.job_id).created_by)
         project = s.get(Project, ctx.project_id)
         locked = runs.require_can_evaluate(s, actor=actor, project=project)
-        run = runs.finished_run(s, project=project, training_run_id=int(ctx.params["training_run_id"]))
+        run = runs.finished_run(s, project=project, training_run_id=ctx.read(EvaluateParams).training_run_id)
         teacher_run = s.get(TeacherRun, run.teacher_run_id)
         ctx.progress(0.02, "loading the holdout", force=True)
         held = holdout_rows(s, project_id=project.id).reset_index(drop=True)
@@ -115,7 +118,7 @@ def evaluate(ctx: JobContext) -> dict:
                          report=body, summary=report.summary(body), source="trained", training_run_id=run.id,
                          job_id=ctx.job_id)
     ctx.progress(1.0, f"evaluation #{ev.id}: {'passed' if ev.passed else 'failed'} the gate", force=True)
-    return {"evaluation": ev.id, "passed": ev.passed, "report_hash": ev.report_hash}
+    return EvaluateResult(evaluation=ev.id, passed=ev.passed, report_hash=ev.report_hash)
 
 
 def predictions_table(held: pd.DataFrame, slices: list[str], teacher: pd.DataFrame, labels: list[str],

@@ -18,6 +18,7 @@ from core.access.projects import require_role
 from core.domain import economics
 from core.domain.errors import GovernanceViolation, InvalidInput, NotFound
 from core.domain.hashing import canonical_json, sha256_hex
+from core.domain.jobs import EvaluateParams
 from core.domain.roles import Role
 from core.evaluation.rounds import require_open_round
 from core.gate import gate
@@ -58,7 +59,7 @@ def start_evaluation(session: Session, *, actor: User, project: Project, trainin
     require_can_evaluate(session, actor=actor, project=project)
     finished_run(session, project=project, training_run_id=training_run_id)
     return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND,
-                       params={"training_run_id": training_run_id})
+                       params=EvaluateParams(training_run_id=training_run_id))
 
 
 def current_round(session: Session, *, project_id: int) -> int:

@@ -21,6 +21,7 @@ from core.data import similarity
 from core.store import vouched
 from core.store.models import Dataset, Project, TeacherRun, User
 from core.teacher import runs as teacher_runs
+from core.teacher.config import EnsembleConfig, read_config
 
 MADE_HERE = ("local", "http")  # runs Stillroom made itself by asking the teacher
 SHOWN = 3  # refused runs named in a sentence
@@ -68,7 +69,8 @@ def _distrust(session: Session, run: TeacherRun, *, author: User, started: datet
     if run.adapter == "file" and run.created_by == author.id:
         return f"run #{run.id} is a file imported by {author.username}, the student's author"
     if run.adapter == "ensemble":
-        for member in (run.config or {}).get("runs", []):
+        config = read_config(run)
+        for member in config.runs if isinstance(config, EnsembleConfig) else []:
             inner = session.get(TeacherRun, int(member))
             why = (f"run #{member} is missing" if inner is None
                    else _distrust(session, inner, author=author, started=started))

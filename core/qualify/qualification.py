@@ -9,35 +9,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col
 
 from core.access.projects import require_role
 from core.domain import economics
 from core.domain.errors import InvalidInput, ProjectBlocked
+from core.domain.qualification import BetterMove, MoveAnswer, Play, QualificationInput, read_inputs
 from core.domain.roles import Role
 from core.domain.validation import parse
 from core.store import audit, vouched
 from core.store.models import Project, Qualification, User
-
-
-class Play(StrEnum):
-    COST = "cost-pressure"
-    LATENCY = "latency"
-    STABILITY = "stability"
-    SPECIALIZATION = "specialization"
-
-
-class BetterMove(StrEnum):
-    PROMPT_CACHING = "prompt-caching"
-    RETRIEVAL = "retrieval-grounding"
-    FINE_TUNING = "fine-tuning"
-    ROUTING = "routing-fallback"
-    WORKFLOW = "workflow-redesign"
-    DO_NOTHING = "do-nothing"
-
 
 MOVE_LABELS = {
     BetterMove.PROMPT_CACHING: "Prompt caching",
@@ -47,12 +29,6 @@ MOVE_LABELS = {
     BetterMove.WORKFLOW: "Workflow redesign",
     BetterMove.DO_NOTHING: "Do nothing (live with the pain)",
 }
-
-
-class MoveAnswer(StrEnum):
-    RULED_OUT = "ruled-out"  # considered, would not fix the problem
-    PARTLY = "partly"  # would help but not enough
-    WOULD_FIX = "would-fix"  # would likely fix the problem by itself
 
 
 class Recommendation(StrEnum):
@@ -67,39 +43,6 @@ class Recommendation(StrEnum):
 LOW_VOLUME_PER_MONTH = 100_000
 # A build that takes longer than this to pay back is not worth starting.
 MAX_PAYBACK_MONTHS = 24.0
-
-
-class QualificationInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=True)
-
-    # Titles are the Qualify form's labels: a refusal names the field as the sponsor sees it.
-    play: Play = Field(title="Play")
-    evidence: str = Field(min_length=10, max_length=5000, title="Evidence")
-    task_scope: Literal["narrow", "broad"] = Field(default="narrow", title="Task scope")
-    monthly_volume: int = Field(ge=0, le=10**12, title="Monthly volume (requests)")
-    teacher_cost_per_1k: float = Field(ge=0, le=1e6, title="Teacher cost per 1k requests ($)")
-    current_p95_ms: float = Field(gt=0, le=1e7, title="Current p95 latency (ms)")
-    target_p95_ms: float = Field(gt=0, le=1e7, title="Target p95 latency (ms)")
-    better_first_moves: dict[BetterMove, MoveAnswer] = Field(title="Better first moves")
-    teacher_third_party: bool = Field(title="The teacher is a third-party service")
-    terms_permit_training: Literal["yes", "no", "unknown"] | None = Field(
-        default=None, title="Do its terms permit training on its outputs?")
-    build_cost: float = Field(default=20_000.0, ge=0, le=1e9, title="Build cost ($)")
-    student_cost_per_1k: float | None = Field(default=None, ge=0, le=1e6, title="Student cost per 1k ($)")
-
-    @model_validator(mode="after")
-    def _complete(self) -> QualificationInput:
-        missing = [m.value for m in BetterMove if m.value not in self.better_first_moves]
-        if missing:
-            raise ValueError(
-                f"answer the better-first-move check for every option; missing: {', '.join(missing)}"
-            )
-        if self.teacher_third_party and self.terms_permit_training is None:
-            raise ValueError(
-                "the teacher is a third-party service, so \"Do its terms permit training on its outputs?\" "
-                "(terms_permit_training) needs an answer: yes, no or unknown"
-            )
-        return self
 
 
 @dataclass(frozen=True)
@@ -272,3 +215,8 @@ def latest(session: Session, *, project_id: int) -> Qualification | None:
 def history(session: Session, *, project_id: int) -> list[Qualification]:
     return vouched.rows(session, Qualification, Qualification.project_id == project_id,
                         order_by=col(Qualification.version), refuse=True)
+
+
+def inputs_of(row: Qualification) -> QualificationInput:
+    """The sponsor's answers a qualification row holds, typed (RecordTampered when they no longer fit)."""
+    return read_inputs(row.inputs, qualification_id=row.id)

@@ -13,13 +13,15 @@ from sqlmodel import Session, col, select
 from core.access.projects import require_role
 from core.decision.decision import MIN_EXTRA_EXAMPLES
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.requests import DriftFeature, DriftSlice, RedistillDrift
 from core.domain.roles import Role
+from core.domain.stored import stored_json
 from core.rollout import config, drift, logs
 from core.store import audit
 from core.store.models import Project, RedistillRequest, User
 
 
-def _drift_slices(report: drift.DriftReport) -> list[dict]:
+def _drift_slices(report: drift.DriftReport) -> list[DriftSlice]:
     """Slice values over-represented live: enough examples for the training set to hold them at their live
     share (live share x training rows - training rows of the value)."""
     out = []
@@ -29,20 +31,21 @@ def _drift_slices(report: drift.DriftReport) -> list[dict]:
         for b in f.bins:
             wanted = math.ceil(round(b["live_share"] * f.n_reference, 6)) - b["reference_n"]
             if b["live_share"] > b["reference_share"] and wanted > 0:
-                out.append({"column": f.feature.removeprefix("slice:"), "value": b["bin"],
-                            "live_share": round(b["live_share"], 4), "training_share": round(b["reference_share"], 4),
-                            "examples_wanted": wanted, "why": f"PSI {f.psi:.3f} ({f.status})"})
+                out.append(DriftSlice(column=f.feature.removeprefix("slice:"), value=b["bin"],
+                                      live_share=round(b["live_share"], 4),
+                                      training_share=round(b["reference_share"], 4),
+                                      examples_wanted=wanted, why=f"PSI {f.psi:.3f} ({f.status})"))
     return out
 
 
-def _agreement_slices(live, floor: float, min_asked: int, known: set) -> list[dict]:
+def _agreement_slices(live, floor: float, min_asked: int, known: set) -> list[DriftSlice]:
     out = []
     for row in logs.slice_agreement(live).itertuples():
         if row.asked >= min_asked and row.agreement < floor and (row.column, row.value) not in known:
             share = row.requests / len(live)
-            out.append({"column": row.column, "value": row.value, "live_share": round(share, 4),
-                        "training_share": None, "examples_wanted": max(MIN_EXTRA_EXAMPLES, row.asked),
-                        "why": f"agreement {row.agreement:.3f} under the floor {floor:.3f}"})
+            out.append(DriftSlice(column=row.column, value=row.value, live_share=round(share, 4),
+                                  training_share=None, examples_wanted=max(MIN_EXTRA_EXAMPLES, row.asked),
+                                  why=f"agreement {row.agreement:.3f} under the floor {floor:.3f}"))
     return out
 
 
@@ -70,18 +73,18 @@ def open_redistill(session: Session, *, actor: User, project: Project, reason: s
             f"Re-distillation refused for project {project.name!r}: no drift feature is at alert "
             f"(PSI >= {settings.psi_alert:g}; {worst}) and {said}, not under the floor {floor:.3f}.")
     slices = _drift_slices(report)
-    slices += _agreement_slices(live, floor, settings.min_slice_requests, {(s["column"], s["value"]) for s in slices})
-    request = {
-        "triggers": triggers, "since": None if since is None else str(since), "n_live": len(live),
-        "reference": report.reference, "agreement": agreement, "agreement_floor": floor,
-        "features": [{"feature": f.feature, "psi": f.psi, "js": f.js, "status": f.status} for f in report.features],
-        "slices": slices,
-    }
-    row = RedistillRequest(project_id=project.id, reason=reason, drift=request, created_by=actor.id)
+    slices += _agreement_slices(live, floor, settings.min_slice_requests, {(s.column, s.value) for s in slices})
+    request = RedistillDrift(
+        triggers=triggers, since=None if since is None else str(since), n_live=len(live),
+        reference=report.reference, agreement=agreement, agreement_floor=floor,
+        features=[DriftFeature(feature=f.feature, psi=f.psi, js=f.js, status=f.status) for f in report.features],
+        slices=slices)
+    row = RedistillRequest(project_id=project.id, reason=reason, drift=stored_json(request), created_by=actor.id)
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="redistill.open", entity="redistill_request", entity_id=row.id,
-                 project_id=project.id, payload={"reason": reason, "triggers": triggers, "slices": slices})
+                 project_id=project.id, payload={"reason": reason, "triggers": triggers,
+                                                 "slices": row.drift["slices"]})
     session.commit()
     return row
 

@@ -23,21 +23,28 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, select
 
 from core.domain.errors import AuthenticationFailed, InvalidInput, PermissionDenied, StillroomError
 from core.domain.hashing import token_hash
+from core.domain.stored import read_stored, stored_json
+from core.domain.validation import parse
 from core.store import audit, vouched
 from core.store.artifacts import data_dir
 from core.store.db import get_engine
 from core.store.models import Job, Project, User, id_of, utcnow
 
-Handler = Callable[["JobContext"], dict[str, Any]]
+Handler = Callable[["JobContext"], "BaseModel | dict[str, Any]"]
 HANDLERS: dict[str, Handler] = {}
+# Each kind's typed contract: the params it is submitted with and the result it finishes with (None: untyped).
+PARAMS: dict[str, type[BaseModel] | None] = {}
+RESULTS: dict[str, type[BaseModel] | None] = {}
+M = TypeVar("M", bound=BaseModel)
 # A running job whose heartbeat is older than this, and whose process is gone, died.
 STALE_AFTER = timedelta(seconds=60)
 # The states a job can be claimed from (a failed job resumes).
@@ -46,11 +53,13 @@ RUNNABLE = ("queued", "failed")
 CREDENTIAL_ENV = "STILLROOM_JOB_CREDENTIAL"
 
 
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that does the work of jobs of ``kind``."""
+def handler(kind: str, *, params: type[BaseModel] | None = None,
+            result: type[BaseModel] | None = None) -> Callable[[Handler], Handler]:
+    """Register the function that does the work of jobs of ``kind``, with the models of its params and result:
+    params are validated when submitted and when the handler reads them, the result when it is stored."""
 
     def wrap(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
+        HANDLERS[kind], PARAMS[kind], RESULTS[kind] = fn, params, result
         return fn
 
     return wrap
@@ -81,12 +90,29 @@ class JobContext:
             s.add(job)
             s.commit()
 
+    def read(self, model: type[M]) -> M:
+        """The job's params as ``model``; RecordTampered naming the field when the stored row no longer fits."""
+        return read_stored(model, self.params, what=f"job #{self.job_id}'s params")
 
-def submit(session: Session, *, actor: User, project: Project, kind: str, params: dict[str, Any]) -> Job:
+
+def _stored_params(kind: str, params: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """The JSON a job of ``kind`` stores for ``params``: validated into the kind's model (InvalidInput naming the
+    field), written with only the keys given, so the same request stores the same row (and row hash) as before."""
+    model = PARAMS.get(kind)
+    if model is None:
+        return stored_json(params) if isinstance(params, BaseModel) else dict(params)
+    typed = parse(model, params.model_dump() if isinstance(params, BaseModel) and not isinstance(params, model)
+                  else params)
+    return typed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def submit(session: Session, *, actor: User, project: Project, kind: str,
+           params: BaseModel | dict[str, Any]) -> Job:
     if kind not in HANDLERS:
         _load_handlers()
     if kind not in HANDLERS:
         raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(sorted(HANDLERS))}.", field="kind")
+    params = _stored_params(kind, params)
     job = Job(project_id=id_of(project), kind=kind, params=params, created_by=id_of(actor))
     session.add(job)
     session.flush()
@@ -117,13 +143,20 @@ def run(job_id: int, *, engine: Engine | None = None,
     ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress)
     status, result, error = "done", {}, ""
     try:
-        result = HANDLERS[job.kind](ctx) or {}
+        result = _stored_result(job.kind, HANDLERS[job.kind](ctx))
     except StillroomError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 (a job must record why it died)
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     return _finish(engine, job_id, status, result, error)
+
+
+def _stored_result(kind: str, result: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
+    model = RESULTS.get(kind)
+    if model is not None:
+        result = parse(model, result)
+    return stored_json(result) if isinstance(result, BaseModel) else dict(result or {})
 
 
 def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
@@ -262,3 +295,14 @@ def result_or_raise(job: Job) -> dict[str, Any]:
     if job.status != "done":
         raise StillroomError(f"Job #{job.id} {job.status}: {job.error or job.message}")
     return job.result
+
+
+def result_as(job: Job, model: type[M]) -> M:
+    """A finished job's result as ``model`` (StillroomError when it did not finish; RecordTampered when the
+    stored result no longer fits)."""
+    return read_stored(model, result_or_raise(job), what=f"job #{job.id}'s result")
+
+
+def params_as(job: Job, model: type[M]) -> M:
+    """A job's stored params as ``model`` (RecordTampered naming the field when they no longer fit)."""
+    return read_stored(model, job.params, what=f"job #{job.id}'s params")

@@ -17,12 +17,14 @@ from core.store import vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Dataset, Job, Project, User
 from core.teacher import runs
+from core.teacher.config import TeacherRunParams, TeacherRunResult
 from core.teacher.outputs import run_stats, to_frame
 
 
-@handler(runs.JOB_KIND)
-def teacher_run(ctx: JobContext) -> dict:
-    adapter_name, dataset_id = ctx.params["adapter"], int(ctx.params["dataset_id"])
+@handler(runs.JOB_KIND, params=TeacherRunParams, result=TeacherRunResult)
+def teacher_run(ctx: JobContext) -> TeacherRunResult:
+    params = ctx.read(TeacherRunParams)
+    adapter_name, dataset_id = params.adapter, params.dataset_id
     with Session(ctx.engine, expire_on_commit=False) as s:
         actor = vouched.one(s, User, s.get(Job, ctx.job_id).created_by)
         project = s.get(Project, ctx.project_id)
@@ -30,7 +32,7 @@ def teacher_run(ctx: JobContext) -> dict:
         dataset = runs.get_dataset(s, project=project, dataset_id=dataset_id)
         df = runs.dataset_table(s, dataset)
     ctx.progress(0.0, "loading the teacher", force=True)
-    adapter, labels, config = runs.build_adapter(adapter=adapter_name, config=ctx.params["config"],
+    adapter, labels, config = runs.build_adapter(adapter=adapter_name, config=params.config,
                                                  project_id=project.id)
     started = time.perf_counter()
     try:
@@ -50,4 +52,4 @@ def teacher_run(ctx: JobContext) -> dict:
         run = runs.record_run(s, actor=vouched.one(s, User, actor.id), project=s.get(Project, project.id),
                               dataset=s.get(Dataset, dataset.id), adapter=adapter_name, config=config,
                               labels=labels, frame=frame, stats=stats, job_id=ctx.job_id)
-    return {"teacher_run": run.id, "n_rows": run.n_rows, "n_unparseable": stats["n_unparseable"]}
+    return TeacherRunResult(teacher_run=run.id, n_rows=run.n_rows, n_unparseable=stats["n_unparseable"])

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
+from core.data.datasets import mapping_of
 from core.domain.display import tidy
 from core.domain.errors import InvalidInput, NotFound
 from core.domain.roles import Role
@@ -29,6 +30,7 @@ from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, 
 from core.store.config import get_settings
 from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
 from core.teacher import chat, ensemble, files
+from core.teacher.config import TeacherRunParams
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
 
@@ -85,7 +87,7 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
         return {**config, "model_dir": _stored_path(path)}
     if adapter == "http":
         cfg = parse(chat.ChatConfig, config)
-        labels = cfg.labels or dataset.mapping.get("labels")
+        labels = cfg.labels or mapping_of(dataset).labels
         if not labels:
             raise InvalidInput(f"dataset #{dataset.id} has no label set: pass the labels the teacher chooses from "
                                "(--labels a,b,c).", field="labels")
@@ -166,8 +168,8 @@ def start_run(session: Session, *, actor: User, project: Project, dataset_id: in
     """Queue a teacher run (driver only); run it with ``jobs.run`` here or ``start_detached``."""
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="run the teacher")
     dataset = get_dataset(session, project=project, dataset_id=dataset_id)
-    params = {"adapter": adapter, "config": prepare_config(adapter=adapter, config=config, dataset=dataset),
-              "dataset_id": dataset.id}
+    params = TeacherRunParams(adapter=adapter, config=prepare_config(adapter=adapter, config=config,
+                                                                      dataset=dataset), dataset_id=dataset.id)
     return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=params)
 
 
@@ -240,7 +242,7 @@ def import_file(session: Session, *, actor: User, project: Project, dataset_id: 
     dataset = get_dataset(session, project=project, dataset_id=dataset_id)
     df = dataset_table(session, dataset)
     frame, labels, n_foreign = files.read_outputs(
-        path, dataset_ids=df["id"], labels=labels or dataset.mapping.get("labels"),
+        path, dataset_ids=df["id"], labels=labels or mapping_of(dataset).labels,
         dataset_name=f"dataset #{dataset.id}", drop_foreign=drop_foreign)
     config = {"source": source_name or Path(path).name, "source_sha256": file_sha256(Path(path)),
               "drop_foreign": drop_foreign}

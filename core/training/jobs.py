@@ -12,6 +12,7 @@ from dataclasses import asdict
 from sqlmodel import Session, col, delete, select
 
 from core.domain.errors import InvalidInput
+from core.domain.jobs import TrainParams, TrainResult
 from core.ml.config import TrainConfig
 from core.store import audit, vouched
 from core.store.artifacts import data_dir, register
@@ -23,11 +24,11 @@ from core.training import pool, runs
 TRAIN_SHARE = 0.95
 
 
-@handler(runs.JOB_KIND)
-def train(ctx: JobContext) -> dict:
+@handler(runs.JOB_KIND, params=TrainParams, result=TrainResult)
+def train(ctx: JobContext) -> TrainResult:
     from core.ml import loop, students
 
-    run_id = int(ctx.params["run_id"])
+    run_id = ctx.read(TrainParams).run_id
     with Session(ctx.engine, expire_on_commit=False) as s:
         run = s.get(TrainingRun, run_id)
         if run is None or run.project_id != ctx.project_id:
@@ -157,8 +158,8 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
                                                      "val_accuracy": best.val_accuracy, "model_sha256": art.sha256,
                                                      "epochs_done": result.epochs_done})
         s.commit()
-    return {"training_run": run_id, "best_epoch": best.epoch, "val_agreement": best.val_agreement,
-            "val_accuracy": best.val_accuracy, "model_artifact": art.id}
+    return TrainResult(training_run=run_id, best_epoch=best.epoch, val_agreement=best.val_agreement,
+                       val_accuracy=best.val_accuracy, model_artifact=art.id)
 
 
 def _label_counts(labels: list[str], order: list[str]) -> dict[str, int]:

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
 from core.domain.errors import ArtifactTampered, GovernanceViolation, InvalidInput, NotFound
+from core.domain.jobs import TrainParams
 from core.domain.roles import Role
 from core.domain.validation import parse
 from core.gate import gate
@@ -76,7 +77,7 @@ def start_training(
     audit.record(session, actor=actor, action="training.submit", entity="training_run", entity_id=run.id,
                  project_id=project.id, payload={"teacher_run": teacher_run.id, "filter": run.teacher_filter_id,
                                                  "gate_version": gate_version.version, "config": run.config})
-    job = jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params={"run_id": run.id})
+    job = jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=TrainParams(run_id=run.id))
     run.job_id = job.id
     session.add(run)
     session.commit()
@@ -99,7 +100,7 @@ def resume_training(session: Session, *, actor: User, run_id: int) -> tuple[Trai
     session.add(run)
     audit.record(session, actor=actor, action="training.resume", entity="training_run", entity_id=run.id,
                  project_id=project.id, payload={"epochs_done": run.epochs_done})
-    job = jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params={"run_id": run.id})
+    job = jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=TrainParams(run_id=run.id))
     run.job_id = job.id
     session.add(run)
     session.commit()

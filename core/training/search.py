@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from sqlmodel import Session, col, select
 
 from core.domain.errors import InvalidInput
+from core.domain.jobs import SearchParams, SearchResult
 from core.domain.validation import parse
 from core.ml.config import FAMILIES, TrainConfig
 from core.store import jobs, vouched
@@ -80,9 +81,8 @@ def start_search(session: Session, *, actor: User, project: Project, teacher_run
         raise InvalidInput(f"budget {budget_s:g} s: give between 1 second and 7 days.", field="budget_s")
     plan = candidates(families=tuple(families), base=base,
                       teacher_is_transformer=teacher_config(runs.teacher_tokenizer_dir(teacher_run)) is not None)
-    return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params={
-        "teacher_run_id": teacher_run_id, "filter_id": filter_id, "budget_s": float(budget_s),
-        "candidates": plan})
+    return jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=SearchParams(
+        teacher_run_id=teacher_run_id, filter_id=filter_id, budget_s=float(budget_s), candidates=plan))
 
 
 # --------------------------------------------------------------------------- the recommendation
@@ -179,10 +179,11 @@ def latest_search(session: Session, *, project_id: int) -> Job | None:
 
 def search_recommendation(session: Session, *, job: Job) -> Recommendation:
     """The recommendation over the runs a search job has trained so far (recomputed from the database)."""
-    ids = [int(i) for i in (job.result or {}).get("runs") or _runs_so_far(session, job)]
+    done = jobs.result_as(job, SearchResult) if job.status == "done" else None
+    ids = (done.runs if done else None) or _runs_so_far(session, job)
     trained = [session.get(TrainingRun, i) for i in ids]
     return recommend([r for r in trained if r is not None],
-                     teacher_val_accuracy=(job.result or {}).get("teacher_val_accuracy"))
+                     teacher_val_accuracy=done.teacher_val_accuracy if done else None)
 
 
 def _runs_so_far(session: Session, job: Job) -> list[int]:
@@ -209,15 +210,15 @@ def teacher_val_accuracy(session: Session, *, project: Project, teacher_run_id: 
     return float((data.teacher_label[val_idx][labelled] == ref[labelled]).mean()) if labelled.any() else None
 
 
-@handler(JOB_KIND)
-def search_job(ctx: JobContext) -> dict:
-    params = ctx.params
-    budget, plan = float(params["budget_s"]), list(params["candidates"])
+@handler(JOB_KIND, params=SearchParams, result=SearchResult)
+def search_job(ctx: JobContext) -> SearchResult:
+    params = ctx.read(SearchParams)
+    budget, plan = params.budget_s, list(params.candidates)
     started = time.monotonic()
     with Session(ctx.engine, expire_on_commit=False) as s:
         actor, project = vouched.one(s, User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
-        teacher_acc = teacher_val_accuracy(s, project=project, teacher_run_id=int(params["teacher_run_id"]),
-                                           filter_id=params.get("filter_id"), cfg=parse(TrainConfig, plan[0]))
+        teacher_acc = teacher_val_accuracy(s, project=project, teacher_run_id=params.teacher_run_id,
+                                           filter_id=params.filter_id, cfg=parse(TrainConfig, plan[0]))
     trained, skipped = [], []
     for i, cand in enumerate(plan):
         left = budget - (time.monotonic() - started)
@@ -228,8 +229,8 @@ def search_job(ctx: JobContext) -> dict:
         with Session(ctx.engine, expire_on_commit=False) as s:
             actor, project = vouched.one(s, User, actor.id), s.get(Project, project.id)
             run, job = runs.start_training(s, actor=actor, project=project,
-                                           teacher_run_id=int(params["teacher_run_id"]),
-                                           filter_id=params.get("filter_id"), config={**cand, "max_seconds": left})
+                                           teacher_run_id=params.teacher_run_id,
+                                           filter_id=params.filter_id, config={**cand, "max_seconds": left})
             run.metrics = {**run.metrics, "search_job": ctx.job_id}
             s.add(run)
             s.commit()
@@ -241,5 +242,5 @@ def search_job(ctx: JobContext) -> dict:
     elapsed = round(time.monotonic() - started, 1)
     ctx.progress(1.0, f"{len(trained)} candidates in {elapsed:.0f} s of a {budget:.0f} s budget; "
                       f"recommended run #{rec.run_id}", force=True)
-    return {"runs": trained, "skipped": skipped, "budget_s": budget, "elapsed_s": elapsed,
-            "teacher_val_accuracy": teacher_acc, "recommended_run": rec.run_id, "reasons": rec.reasons}
+    return SearchResult(runs=trained, skipped=skipped, budget_s=budget, elapsed_s=elapsed,
+                        teacher_val_accuracy=teacher_acc, recommended_run=rec.run_id, reasons=rec.reasons)
