@@ -8,7 +8,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.evaluation import runs as evaluations
-from core.evaluation.report import latency_source
 from core.review import review
 from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
 
@@ -39,7 +38,7 @@ if not can_review:
     st.info(f"{esc(refusal)} You can look.")
 
 st.subheader("The gate, criterion by criterion")
-criteria_table(report)
+criteria_table(report.criteria)
 
 rows = review.heatmap_rows(report)
 if rows:
@@ -161,13 +160,13 @@ st.subheader("Sign-off")
 for s in signed:
     st.markdown(f"- {'✅ approved' if s.approve else '❌ rejected'} {s.created_at:%Y-%m-%d %H:%M} UTC, hash "
                 f"`{short_hash(s.evaluation_hash)}`" + (f": {esc(s.comment)}" if s.comment else ""))
-student_latency = (report.get("latency") or {}).get("student") or {}
+student_latency = report.latency.student_figures
 with st.form("signoff"):
     choice = st.radio("Your sign-off", ["approve", "reject"], horizontal=True)
     comment = st.text_area("Comment (required to reject)")
     covers = False
-    if student_latency.get("source") == "declared":
-        st.warning(f"The student's latency was {esc(latency_source(student_latency))}.")
+    if student_latency.source == "declared":
+        st.warning(f"The student's latency was {esc(student_latency.describe())}.")
         covers = st.checkbox("My approval also covers the declared latency figures")
     if st.form_submit_button(f"Sign off evaluation #{ev_id}", type="primary", disabled=not can_review):
         with db() as session:

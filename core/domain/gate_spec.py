@@ -7,10 +7,11 @@ rollout reads, written once below all of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -147,9 +148,9 @@ class GateSpec(BaseModel):
         return self
 
 
-def field_key(rules: list[str]):
+def field_key(rules: list[str]) -> Callable[[Any], Any]:
     """The comparison key of one field's value under the gate's normalisation rules for that field."""
-    def key(value):
+    def key(value: Any) -> Any:
         if value is None or isinstance(value, bool) or not rules:
             return value
         text = str(value)

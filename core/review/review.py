@@ -18,6 +18,8 @@ from sqlmodel import Session, col, select
 from core.access import separation, visibility
 from core.access.projects import require_role, roles_of
 from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
+from core.domain.gate_spec import GateSpec, SliceFloor
+from core.domain.report import EvaluationReport
 from core.evaluation.runs import (
     get_evaluation,
     load_predictions,
@@ -40,7 +42,7 @@ THRESHOLD_STEP = 0.01
 # --------------------------------------------------------------------------- reading an evaluation
 
 
-def _gate_spec(session: Session, evaluation: Evaluation) -> dict:
+def _gate_spec(session: Session, evaluation: Evaluation) -> GateSpec:
     return gate.spec_of(vouched.one(session, GateVersion, evaluation.gate_version_id))
 
 
@@ -90,11 +92,11 @@ class Queue:
     total: int  # disagreements before the limit
 
 
-def _in_critical_slice(df: pd.DataFrame, floors: list[dict]) -> pd.Series:
+def _in_critical_slice(df: pd.DataFrame, floors: list[SliceFloor]) -> pd.Series:
     mask = pd.Series(False, index=df.index)
     for f in floors:
-        if f["column"] in df.columns:
-            mask |= df[f["column"]].astype(str) == f["value"]
+        if f.column in df.columns:
+            mask |= df[f.column].astype(str) == f.value
     return mask
 
 
@@ -126,8 +128,8 @@ def disagreement_queue(
     if "top_k_differs" in df.columns:  # an imported ranking: the queries whose top k differs from the teacher's
         differs = df["top_k_differs"].astype(bool)
     out = df[differs].copy()
-    out["critical_slice"] = _in_critical_slice(out, spec.get("slice_floors", []))
-    severe = set(spec.get("severe_errors", {}).get("classes", []))
+    out["critical_slice"] = _in_critical_slice(out, spec.slice_floors)
+    severe = set(spec.severe_errors.classes)
     out["severe_class"] = out["reference"].isin(severe) | out["teacher_label"].isin(severe)
     out = out.sort_values(["critical_slice", "severe_class", "student_confidence"],
                           ascending=[False, False, True], na_position="first", kind="stable")
@@ -150,20 +152,22 @@ class HeatmapRow:
     worst: float  # the most negative gap (0 when none): the ordering key
 
 
-def heatmap_rows(report: dict, *, limit: int = 40) -> list[HeatmapRow]:
+def heatmap_rows(report: EvaluationReport, *, limit: int = 40) -> list[HeatmapRow]:
     """Slices worst first: accuracy and macro-F1 by their gap to the teacher on the same slice; agreement
     (which the teacher has no counterpart for) by its gap to the student's overall agreement."""
-    overall_agreement = (report.get("overall", {}).get("student") or {}).get("agreement")
+    overall_agreement = report.student.agreement
     rows = []
-    for s in report.get("slices", []):
-        stu, tea = s.get("student") or {}, s.get("teacher") or {}
-        gaps = [stu[m] - tea[m] if stu.get(m) is not None and tea.get(m) is not None else None
-                for m in HEATMAP_METRICS[:2]]
-        gaps.append(stu["agreement"] - overall_agreement
-                    if stu.get("agreement") is not None and overall_agreement is not None else None)
+    for s in report.slices:
+        stu, tea = s.student, s.teacher
+        gaps: list[float | None] = []
+        for m in HEATMAP_METRICS[:2]:
+            mine, theirs = getattr(stu, m), getattr(tea, m)
+            gaps.append(mine - theirs if mine is not None and theirs is not None else None)
+        gaps.append(stu.agreement - overall_agreement
+                    if stu.agreement is not None and overall_agreement is not None else None)
         worst = min((g for g in gaps if g is not None), default=0.0)
-        rows.append(HeatmapRow(f"{s['column']}={s['value']} (n={s['n']:,})",
-                               [stu.get(m) for m in HEATMAP_METRICS], gaps, worst))
+        rows.append(HeatmapRow(f"{s.column}={s.value} (n={s.n:,})",
+                               [getattr(stu, m) for m in HEATMAP_METRICS], gaps, worst))
     rows.sort(key=lambda r: r.worst)
     return rows[:limit]
 
@@ -308,14 +312,14 @@ def review_coverage(session: Session, *, project: Project, evaluation_id: int,
     """Reviewed items per critical slice (each slice floor of the gate) against the gate's minimum."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     spec = _gate_spec(session, evaluation)
-    required = int(spec.get("min_reviews_per_critical_slice", 0))
+    required = spec.min_reviews_per_critical_slice
     df = load_predictions(session, evaluation) if predictions is None else predictions
     reviewed = set(_all_verdicts(session, evaluation_id=evaluation.id)["item_id"])
     df = df[df["id"].astype(str).isin(reviewed)]
     out = []
-    for f in spec.get("slice_floors", []):
-        n = int((df[f["column"]].astype(str) == f["value"]).sum()) if f["column"] in df.columns else 0
-        out.append(SliceCoverage(f["column"], f["value"], n, required))
+    for f in spec.slice_floors:
+        n = int((df[f.column].astype(str) == f.value).sum()) if f.column in df.columns else 0
+        out.append(SliceCoverage(f.column, f.value, n, required))
     return out
 
 
@@ -336,11 +340,11 @@ def sign_off(
         raise InvalidInput("a rejection needs a comment: say what must change before you would approve.",
                            field="comment")
     report = load_report(session, evaluation)  # refuses a report changed since it was evaluated
-    student_latency = (report.get("latency") or {}).get("student") or {}
-    declared = student_latency.get("source") == "declared"
+    student_latency = report.latency.student_figures
+    declared = student_latency.source == "declared"
     if approve and declared and not covers_declared_latency:
         raise GovernanceViolation(
-            f"Evaluation #{evaluation.id}'s latency was declared by {student_latency.get('declared_by')}, not "
+            f"Evaluation #{evaluation.id}'s latency was declared by {student_latency.declared_by}, not "
             "measured by Stillroom: approve only if your sign-off covers those figures too (say so explicitly), "
             "or ask the driver to have Stillroom measure the student.")
     if approve:
