@@ -80,7 +80,7 @@ def severe_counts(frame: pd.DataFrame, classes: Sequence[str]) -> dict:
             "classes": sorted(classes)}
 
 
-def _metric_values(o: dict) -> dict[str, float | None]:
+def metric_values(o: dict) -> dict[str, float | None]:
     """A model's overall figures keyed by gate metric, through the same map the typed report reads them by."""
     return {m.value: o.get(metric_field(m.value)) for m in Metric}
 
@@ -111,12 +111,12 @@ def score(frame: pd.DataFrame, *, spec: GateSpec, slices: Sequence[str], labels:
     table = metrics.slice_report(frame, slices=slices, with_f1=with_f1, labels=labels)
     severe = severe_counts(frame, spec.severe_errors.classes)
     n = len(frame)
-    best = {m: max((v for v in (_metric_values(overall[b]).get(m) for b in baselines) if v is not None),
+    best = {m: max((v for v in (metric_values(overall[b]).get(m) for b in baselines) if v is not None),
                    default=None) for m in (A, F1, AGREE, EXACT, FIELD)}
     n_by_metric = {A: student["n_labelled"], F1: student["n_labelled"], EXACT: student["n_labelled"],
                    AGREE: student["n_agree"], FIELD: student["n_labelled"]}
     numbers = gate_check.GateNumbers(
-        student=_metric_values(student), teacher=_metric_values(teacher), baseline=best, n=n_by_metric,
+        student=metric_values(student), teacher=metric_values(teacher), baseline=best, n=n_by_metric,
         slices=_slice_numbers(table, str(spec.metric)), severe_rate=severe["rate"], n_severe=severe["n_severe"],
         n_rows=n, severe_items=severe["n"], severe_missed=severe["n_severe"], non_severe_items=severe["n_non_severe"],
         false_alarms=severe["false_alarms"])
