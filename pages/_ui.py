@@ -18,6 +18,7 @@ from core.access import session as app_db
 from core.access.people import account, check_session
 from core.access.projects import can_view, projects_for, roles_of
 from core.access.session import Project, User
+from core.domain.criteria import Criterion
 from core.domain.errors import StillroomError
 from core.domain.roles import Role
 from core.domain.textsafe import safe_frame
@@ -220,14 +221,11 @@ def job_panel(job_id: int, *, label: str = "") -> str:
     return job.status
 
 
-def criteria_table(report: dict) -> None:
+def criteria_table(criteria: list[Criterion]) -> None:
     """An evaluation's gate check, one row per criterion, with where each figure came from."""
-    from dataclasses import asdict
-
     from core.domain.display import tidy
-    from core.evaluation.gate_check import stored
 
-    rows = [asdict(c) for c in stored(report)]
+    rows = [c.as_dict() for c in criteria]
     if rows:
         columns = ("status", "name", "value", "threshold", "n", "source", "detail")
         table(tidy([{k: r[k] for k in columns} for r in rows]), hide_index=True, width="stretch")

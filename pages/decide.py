@@ -40,7 +40,7 @@ else:
     (st.success if ev.passed else st.error)(
         f"Evaluation #{e.id} (hash `{short_hash(e.report_hash)}`): "
         + ("every criterion passes." if ev.passed else "the gate is not met."))
-    criteria_table({"criteria": ev.criteria})
+    criteria_table(ev.criteria)
     c1, c2, c3 = st.columns(3)
     approvals = [s for s in ev.sign_offs if s.approve]
     c1.metric("Validator approvals", len(approvals), help="Sign-offs that name this evaluation's hash.")

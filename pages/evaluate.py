@@ -103,57 +103,54 @@ if superseded:
                "under the current gate before anyone decides on it.")
 (st.success if ev.passed else st.error)(f"Gate {'passed' if ev.passed else 'not met'} · report hash "
                                          f"`{short_hash(ev.report_hash)}`")
-meta = report.get("evaluation") or {}
-if meta.get("holdout_fingerprint"):
-    st.caption(f"Scored on holdout version {meta.get('holdout_version') or 1} (fingerprint "
-               f"`{short_hash(meta['holdout_fingerprint'])}`, {meta.get('n', 0):,} rows).")
-criteria_table(report)
+meta = report.evaluation
+if meta.holdout_fingerprint:
+    st.caption(f"Scored on holdout version {meta.holdout_version or 1} (fingerprint "
+               f"`{short_hash(meta.holdout_fingerprint)}`, {meta.n:,} rows).")
+criteria_table(report.criteria)
 
-unread = {k: v for k, v in (report.get("unreadable") or {}).items() if v}
+unread = {k: v for k, v in report.unreadable.items() if v}
 if unread:
     st.warning("Rows without a readable answer, scored as wrong for whoever gave them (overall and per slice): "
                + ", ".join(f"{name} {n:,}" for name, n in unread.items()) + ".")
-severe = report.get("severe") or {}
-if severe.get("classes"):
-    st.caption(f"Severe classes ({esc(', '.join(severe['classes']))}): the student missed or mislabelled "
-               f"{severe.get('n_severe', 0):,} of {severe.get('n', 0):,} severe items; it labelled "
-               f"{severe.get('false_alarms', 0):,} of {severe.get('n_non_severe', 0):,} other items as severe "
+severe = report.severe
+if severe.classes:
+    st.caption(f"Severe classes ({esc(', '.join(severe.classes))}): the student missed or mislabelled "
+               f"{severe.n_severe:,} of {severe.n:,} severe items; it labelled "
+               f"{severe.false_alarms or 0:,} of {severe.n_non_severe or 0:,} other items as severe "
                "(false alarms, shown, not gated).")
 
 for line in notes(report):
     st.caption(esc(line))
-overall = report.get("overall", {})
-models = [m for m in ("student", "teacher", "tfidf", "majority") if overall.get(m)]
+overall = report.overall
+models = [m for m in ("student", "teacher", "tfidf", "majority") if m in overall]
 if models:
     metrics = overall_metrics(report)
-    fig = go.Figure([go.Bar(name=m, x=list(metrics), y=[overall[m].get(k) for k in metrics]) for m in models])
+    fig = go.Figure([go.Bar(name=m, x=list(metrics), y=[getattr(overall[m], k) for k in metrics]) for m in models])
     fig.update_layout(barmode="group", title="Overall, on the holdout", height=320, yaxis={"range": [0, 1]},
                       margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(fig, width="stretch")
-per_field = (report.get("json") or {}).get("per_field") or {}
+per_field = (report.part("json") or {}).get("per_field") or {}
 if per_field:
     table(pd.DataFrame([{"Field": name, "n": f["n"], "Student accuracy": f["accuracy"],
                                 "Teacher accuracy": f.get("teacher_accuracy"), "Floor": f.get("floor"),
                                 "Rules": ", ".join(f.get("rules") or [])} for name, f in per_field.items()]),
                  hide_index=True, width="stretch")
-slices = report.get("slices", [])
-if slices:
+if report.slices:
     table(tidy(pd.DataFrame([{
-        "Slice": f"{s['column']}={s['value']}", "n": s["n"], "Student accuracy": s["student"].get("accuracy"),
-        "95 % interval": f"{s['student'].get('ci_low', 0):.3f}–{s['student'].get('ci_high', 0):.3f}"
-        if s["student"].get("ci_low") is not None else "", "Teacher accuracy": (s.get("teacher") or {}).get("accuracy"),
-        "Gap": s.get("gap")} for s in slices]).sort_values("Gap", na_position="last")),
+        "Slice": f"{s.column}={s.value}", "n": s.n, "Student accuracy": s.student.accuracy,
+        "95 % interval": f"{s.student.ci_low:.3f}–{s.student.ci_high or 0:.3f}"
+        if s.student.ci_low is not None else "", "Teacher accuracy": s.teacher.accuracy,
+        "Gap": s.gap} for s in report.slices]).sort_values("Gap", na_position="last")),
         hide_index=True, width="stretch")
-latency = report.get("latency") or {}
-if latency.get("student"):
+if (student_speed := report.latency.student) is not None:
     cols = st.columns(4)
     # A teacher whose outputs came from a file was not timed here: "not measured", never 0 ms.
-    cols[0].metric("Student p95", number(latency["student"].get("p95_ms"), digits=2, unit="ms",
+    cols[0].metric("Student p95", number(student_speed.p95_ms, digits=2, unit="ms", missing="not measured"))
+    teacher_speed = report.latency.teacher
+    cols[1].metric("Teacher p95", number(teacher_speed.p95_ms if teacher_speed else None, digits=2, unit="ms",
                                          missing="not measured"))
-    cols[1].metric("Teacher p95", number((latency.get("teacher") or {}).get("p95_ms"), digits=2, unit="ms",
-                                         missing="not measured"))
-    throughput = latency["student"].get("batch_throughput")
+    throughput = student_speed.batch_throughput
     cols[2].metric("Student throughput", f"{number(round(throughput))}/s" if throughput else "not measured")
-    cost = report.get("cost") or {}
-    cols[3].metric("Student $ per 1k", number(cost.get("student_per_1k"), digits=4, missing="not measured"),
-                   help=cost_sentence(StudentCost.from_report(cost)))
+    cols[3].metric("Student $ per 1k", number(report.cost.student_per_1k, digits=4, missing="not measured"),
+                   help=cost_sentence(StudentCost.from_report(report.cost.model_dump())))

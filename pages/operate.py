@@ -46,7 +46,8 @@ st.caption("Stages: " + " → ".join(stage_list) + ". Serve with `stillroom serv
 if check is not None:
     st.markdown(f"**Advance from {check.stage} to {check.next_stage or '(last stage)'}**: "
                 f"{check.n_requests:,} requests logged at this stage")
-    table(tidy([vars(c) for c in check.criteria]), hide_index=True, width="stretch")
+    shown = ("name", "status", "value", "threshold", "n", "detail")
+    table(tidy([{k: c.as_dict()[k] for k in shown} for c in check.criteria]), hide_index=True, width="stretch")
 
 # Only the actions the current stage allows, so the form never offers a second start; keyed on the stage so
 # the choice starts afresh after each step.

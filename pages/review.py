@@ -10,7 +10,6 @@ import streamlit as st
 from core.domain.economics import StudentCost, cost_sentence
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
-from core.evaluation.report import latency_source
 from core.review import review
 from pages._ui import act, chart, criteria_table, db, esc, page_start, require_user, short_hash, side_by_side, table
 
@@ -37,7 +36,7 @@ if not can_review:
     st.info(f"{esc(refusal)} You can look.")
 
 st.subheader("The gate, criterion by criterion")
-criteria_table(report)
+criteria_table(report.criteria)
 
 rows = review.heatmap_rows(report)
 if rows:
@@ -120,7 +119,7 @@ if curve["blended_cost_per_1k"].notna().any():
                              yaxis="y2"))
 chart(fig, height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="confidence threshold",
       yaxis={"range": [0, 1.02]}, yaxis2={"overlaying": "y", "side": "right", "title": "$ per 1k"})
-st.caption(f"Blended cost: {esc(cost_sentence(StudentCost.from_report(report.get('cost'))))}.")
+st.caption(f"Blended cost: {esc(cost_sentence(StudentCost.from_report(report.cost.model_dump())))}.")
 can_propose = threshold_refusal is None
 if proposals:
     p = proposals[-1]
@@ -153,13 +152,13 @@ st.subheader("Sign-off")
 for s in signed:
     st.markdown(f"- {'✅ approved' if s.approve else '❌ rejected'} {s.created_at:%Y-%m-%d %H:%M} UTC, hash "
                 f"`{short_hash(s.evaluation_hash)}`" + (f": {esc(s.comment)}" if s.comment else ""))
-student_latency = (report.get("latency") or {}).get("student") or {}
+student_latency = report.latency.student_figures
 with st.form("signoff"):
     choice = st.radio("Your sign-off", ["approve", "reject"], horizontal=True)
     comment = st.text_area("Comment (required to reject)")
     covers = False
-    if student_latency.get("source") == "declared":
-        st.warning(f"The student's latency was {esc(latency_source(student_latency))}.")
+    if student_latency.source == "declared":
+        st.warning(f"The student's latency was {esc(student_latency.describe())}.")
         covers = st.checkbox("My approval also covers the declared latency figures")
     if st.form_submit_button(f"Sign off evaluation #{ev_id}", type="primary", disabled=not can_review):
         with db() as session:

@@ -118,7 +118,7 @@ def make_evaluation(session: Session, *, project: Project, actor: User, df: pd.D
                     round_: int = 1, report_overrides: dict | None = None,
                     training_run_id: int | None = None) -> Evaluation:
     gv = gate.current(session, project_id=project.id)
-    spec = gate.spec_of(gv)
+    spec = gate.spec_of(gv).model_dump(mode="json")
     pred = artifacts.store_table(session, project=project, actor=actor, df=df, kind="predictions")
     report = build_report(df, spec, evaluation={
         "project_id": project.id, "round": round_, "gate_version": gv.version, "gate_hash": gv.content_hash,

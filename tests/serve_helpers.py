@@ -42,7 +42,7 @@ def evaluation_of(session: Session, *, project: Project, actor: User, run: Train
     gv = gate.current(session, project_id=project.id)
     df = passing_predictions()
     pred = artifacts.store_table(session, project=project, actor=actor, df=df, kind="predictions")
-    report = build_report(df, gate.spec_of(gv), evaluation={
+    report = build_report(df, gate.spec_of(gv).model_dump(mode="json"), evaluation={
         "project_id": project.id, "round": 1, "gate_version": gv.version, "gate_hash": gv.content_hash,
         "gate_superseded": False, "training_run_id": run.id, "source": "trained",
         "holdout_fingerprint": "f" * 64, "n": len(df)})

@@ -114,7 +114,7 @@ def test_an_id_the_export_quoted_imports_back_as_the_same_id(session, demo, form
     answers.to_csv(tmp_path / "preds.csv", index=False)
     ev = imports.import_predictions(session, actor=demo["dana"], project=formula_ids, path=tmp_path / "preds.csv")
     report = runs.load_report(session, ev)
-    assert report["coverage"]["missing"] == 0 and report["overall"]["student"]["accuracy"] == 1.0
+    assert report.part("coverage")["missing"] == 0 and report.student.accuracy == 1.0
 
 
 @pytest.mark.parametrize("text", ["=ID0", "@x", " -cmd", "\t=1", "\uff1dSUM(1)", "plain", "'quoted", "-2.5"])

@@ -11,6 +11,8 @@ from eval_helpers import easy_gate, other_drivers_teacher, teacher_run_with_hold
 
 from core.access import projects
 from core.data.holdout import current, holdout_rows
+from core.domain.criteria import Criterion
+from core.domain.report import EvaluationReport
 from core.evaluation import imports, runs
 from core.gate import gate
 from core.qualify import qualification
@@ -60,8 +62,8 @@ def _holdout_dataset(session, project) -> int:
     return current(session, project_id=project.id).dataset_id
 
 
-def _quality(report: dict) -> dict:
-    return report["criteria"][0]
+def _quality(report: EvaluationReport) -> Criterion:
+    return report.criteria[0]
 
 
 def test_a_teacher_column_copied_from_the_student_does_not_pass_without_trusted_teacher_answers(
@@ -70,8 +72,8 @@ def test_a_teacher_column_copied_from_the_student_does_not_pass_without_trusted_
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": student, "teacher": student}))
     quality = _quality(report)
-    assert quality["status"] == "INSUFFICIENT DATA" and quality["threshold"] is None and not ev.passed
-    assert "dana" in quality["detail"] and "the student's author" in quality["detail"]
+    assert quality.status == "INSUFFICIENT DATA" and quality.threshold is None and not ev.passed
+    assert "dana" in quality.detail and "the student's author" in quality.detail
 
 
 def test_a_teacher_column_copied_from_the_student_fails_against_a_real_teacher_run(session, demo, routing, held,
@@ -82,10 +84,11 @@ def test_a_teacher_column_copied_from_the_student_fails_against_a_real_teacher_r
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": student, "teacher": student}))
     quality = _quality(report)
-    assert quality["status"] == "FAIL" and quality["threshold"] == pytest.approx(0.97) and not ev.passed
-    assert quality["source"].startswith(f"teacher run #{run.id} by kim, locked at ")
+    assert quality.status == "FAIL" and quality.threshold == pytest.approx(0.97) and not ev.passed
+    assert quality.source.startswith(f"teacher run #{run.id} by kim, locked at ")
     differs = int((student != held["queue"]).sum())
-    assert report["file_teacher"] == {"given": len(held), "compared": len(held), "mismatches": differs, "used": False}
+    assert report.file_teacher.model_dump() == {"given": len(held), "compared": len(held), "mismatches": differs,
+                                                "used": False}
     assert any(f"{differs:,} of {len(held):,}" in line and "teacher column was not used" in line
                for line in imports.notes(report))
 
@@ -94,8 +97,8 @@ def test_a_dropped_teacher_column_is_insufficient_data_not_a_floor_of_zero(sessi
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": _weak_student(held)}))
     quality = _quality(report)
-    assert quality["status"] == "INSUFFICIENT DATA" and quality["threshold"] is None and not ev.passed
-    assert "floor of 0" not in quality["detail"]
+    assert quality.status == "INSUFFICIENT DATA" and quality.threshold is None and not ev.passed
+    assert "floor of 0" not in quality.detail
 
 
 def test_a_teacher_file_imported_by_the_students_own_author_is_not_trusted(session, demo, routing, held, tmp_path):
@@ -104,8 +107,8 @@ def test_a_teacher_file_imported_by_the_students_own_author_is_not_trusted(sessi
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": held["queue"]}))
     quality = _quality(report)
-    assert quality["status"] == "INSUFFICIENT DATA" and not ev.passed
-    assert f"run #{own.id}" in quality["detail"] and "dana" in quality["detail"]
+    assert quality.status == "INSUFFICIENT DATA" and not ev.passed
+    assert f"run #{own.id}" in quality.detail and "dana" in quality.detail
 
 
 def test_a_project_teacher_run_sets_the_floor_and_the_report_names_it(session, demo, routing, held, tmp_path):
@@ -120,10 +123,10 @@ def test_a_project_teacher_run_sets_the_floor_and_the_report_names_it(session, d
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}))
     quality = _quality(report)
-    teacher_acc = report["overall"]["teacher"]["accuracy"]
-    assert teacher_acc < 0.8 and quality["threshold"] == pytest.approx(0.97 * teacher_acc)
-    assert quality["status"] == "PASS" and quality["source"].startswith(f"teacher run #{run.id} by dana")
-    assert report["teacher_bar"]["run"] == run.id
+    teacher_acc = report.teacher.accuracy
+    assert teacher_acc < 0.8 and quality.threshold == pytest.approx(0.97 * teacher_acc)
+    assert quality.status == "PASS" and quality.source.startswith(f"teacher run #{run.id} by dana")
+    assert report.teacher_bar.run == run.id
     from core.cli import cli
 
     shown = CliRunner().invoke(cli, ["--as", "dana", "eval", "show", str(ev.id)])
@@ -146,9 +149,9 @@ def test_ndcg_relative_to_the_teacher_is_judged_at_any_k(session, demo, routing,
     _, report = _import(session, demo["dana"], routing, tmp_path,
                         pd.DataFrame({"id": held["id"], "query_id": queries, "student": student}), kind="ranking")
     quality = _quality(report)
-    assert quality["name"] == f"quality floor: ndcg@{k}" and quality["status"] in ("PASS", "FAIL")
-    assert quality["threshold"] == pytest.approx(0.9 * report["ranking"]["teacher_ndcg"])
-    assert quality["source"].startswith(f"teacher run #{run.id} by kim")
+    assert quality.name == f"quality floor: ndcg@{k}" and quality.status in ("PASS", "FAIL")
+    assert quality.threshold == pytest.approx(0.9 * report.part("ranking")["teacher_ndcg"])
+    assert quality.source.startswith(f"teacher run #{run.id} by kim")
 
 
 def test_a_cost_criterion_on_an_assumed_student_cost_says_assumed(session, demo, routing, held, tmp_path):
@@ -157,17 +160,17 @@ def test_a_cost_criterion_on_an_assumed_student_cost_says_assumed(session, demo,
     qualification.record(session, actor=demo["sam"], project=routing, inputs=inputs, verdict="proceed")
     _, report = _import(session, demo["dana"], routing, tmp_path,
                         pd.DataFrame({"id": held["id"], "student": held["queue"]}))
-    cost = next(c for c in report["criteria"] if c["name"] == "cost per 1,000 requests")
-    assert cost["status"] == "PASS" and cost["source"].startswith("assumed") and "assumed" in cost["detail"]
-    latency = next(c for c in report["criteria"] if c["name"] == "p95 latency")
-    assert latency["source"] == "not measured"
+    cost = next(c for c in report.criteria if c.name == "cost per 1,000 requests")
+    assert cost.status == "PASS" and cost.source.startswith("assumed") and "assumed" in cost.detail
+    latency = next(c for c in report.criteria if c.name == "p95 latency")
+    assert latency.source == "not measured"
 
 
 def test_a_cost_the_sponsor_gave_is_shown_as_declared_by_them(session, demo, routing, held, tmp_path):
     _, report = _import(session, demo["dana"], routing, tmp_path,
                         pd.DataFrame({"id": held["id"], "student": held["queue"]}))
-    cost = next(c for c in report["criteria"] if c["name"] == "cost per 1,000 requests")
-    assert cost["source"] == "declared by sam in the qualification"
+    cost = next(c for c in report.criteria if c.name == "cost per 1,000 requests")
+    assert cost.source == "declared by sam in the qualification"
 
 
 def test_teacher_agreement_is_not_measured_against_the_files_own_teacher_column(session, demo, routing, held,
@@ -178,9 +181,9 @@ def test_teacher_agreement_is_not_measured_against_the_files_own_teacher_column(
     student = _weak_student(held)
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": student, "teacher": student}))
-    quality, billing = report["criteria"][0], report["criteria"][1]
-    assert quality["status"] == billing["status"] == "INSUFFICIENT DATA" and not ev.passed
-    assert quality["source"] == "no trusted teacher"
+    quality, billing = report.criteria[0], report.criteria[1]
+    assert quality.status == billing.status == "INSUFFICIENT DATA" and not ev.passed
+    assert quality.source == "no trusted teacher"
 
 
 def test_a_ranking_is_not_judged_against_the_files_own_teacher_scores(session, demo, routing, held, tmp_path):
@@ -191,8 +194,8 @@ def test_a_ranking_is_not_judged_against_the_files_own_teacher_scores(session, d
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "query_id": [f"q{i // 6}" for i in range(len(held))],
                                        "student": scores, "teacher": scores}), kind="ranking")
-    assert _quality(report)["status"] == "INSUFFICIENT DATA" and not ev.passed
-    assert report["ranking"]["relevance"].startswith("none")
+    assert _quality(report).status == "INSUFFICIENT DATA" and not ev.passed
+    assert report.part("ranking")["relevance"].startswith("none")
 
 
 def test_a_teacher_run_that_skips_holdout_rows_cannot_lower_the_bar(session, demo, routing, held, tmp_path):
@@ -203,8 +206,8 @@ def test_a_teacher_run_that_skips_holdout_rows_cannot_lower_the_bar(session, dem
     ev, report = _import(session, demo["dana"], routing, tmp_path,
                          pd.DataFrame({"id": held["id"], "student": _weak_student(held)}))
     quality = _quality(report)
-    assert quality["status"] == "INSUFFICIENT DATA" and not ev.passed
-    assert f"has no answer for {len(held) - len(half)} of the {len(held)} holdout rows" in quality["detail"]
+    assert quality.status == "INSUFFICIENT DATA" and not ev.passed
+    assert f"has no answer for {len(held) - len(half)} of the {len(held)} holdout rows" in quality.detail
 
 
 def test_an_ensemble_with_the_students_authors_file_in_it_is_not_trusted(session, demo, routing, held, tmp_path):
@@ -216,8 +219,8 @@ def test_an_ensemble_with_the_students_authors_file_in_it_is_not_trusted(session
                                      method="vote")
     _, report = _import(session, demo["dana"], routing, tmp_path,
                         pd.DataFrame({"id": held["id"], "student": held["queue"]}))
-    assert f"run #{both.id} is an ensemble whose member run #{danas.id}" in " ".join(report["teacher_bar"]["refused"])
-    assert report["teacher_bar"]["run"] == kims.id  # the newest run that may set the bar
+    assert f"run #{both.id} is an ensemble whose member run #{danas.id}" in " ".join(report.teacher_bar.refused)
+    assert report.teacher_bar.run == kims.id  # the newest run that may set the bar
 
 
 def test_a_report_stored_before_sources_were_recorded_still_reads(session):
@@ -226,5 +229,5 @@ def test_a_report_stored_before_sources_were_recorded_still_reads(session):
     old = {"criteria": [{"name": "quality floor: accuracy", "status": "PASS", "value": 0.95, "threshold": 0.9,
                          "n": 100, "detail": "the student's accuracy: 0.95 reaches the floor of 0.9 (n=100).",
                          "direction": "higher", "unit": "proportion", "ci_low": None, "ci_high": None}]}
-    (c,) = gate_check.stored(old)
+    (c,) = EvaluationReport.model_validate(old).criteria
     assert (c.status, c.value, c.source) == ("PASS", 0.95, gate_check.NOT_RECORDED)

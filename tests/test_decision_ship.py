@@ -22,9 +22,9 @@ def _ship(session, demo, project, ev, rationale="meets the bar"):
 def test_moderation_case_aggregate_passes_but_the_rare_slice_fails_and_ship_is_refused(
         session, demo, gated, failing_eval):
     report = load_report(session, failing_eval)
-    status = {c["name"]: c["status"] for c in report["criteria"]}
+    status = {c.name: c.status for c in report.criteria}
     assert status["quality floor (accuracy vs teacher)"] == "PASS"
-    assert status["slice category=threat"] == "FAIL" and not report["passed"]
+    assert status["slice category=threat"] == "FAIL" and not report.passed
     with pytest.raises(GovernanceViolation, match=r"slice category=threat \(FAIL\)"):
         _ship(session, demo, gated, failing_eval)
     assert session.exec(select(Decision)).all() == []

@@ -22,7 +22,7 @@ def test_superseded_is_computed_when_shown_not_stored(session, demo, tmp_path):
     pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}).to_csv(path, index=False)
     ev = imports.import_predictions(session, actor=demo["dana"], project=routing, path=path, kind="label")
     report = runs.load_report(session, ev)
-    assert "gate_superseded" not in report["evaluation"] and not runs.is_superseded(session, ev)
+    assert "gate_superseded" not in report.evaluation.model_dump() and not runs.is_superseded(session, ev)
 
     gate.lock(session, actor=demo["sam"], project=routing, spec=easy_gate(cost_per_1k=0.5), reason="cheaper")
     assert runs.is_superseded(session, ev)

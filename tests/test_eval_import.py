@@ -60,14 +60,14 @@ def test_imported_labels_are_scored_against_the_gate_like_a_trained_student(sess
                        "judge_score": range(len(held))})
     ev, report = _import(session, demo, routing, _write(tmp_path, df), "label")
     assert ev.source == "imported" and ev.training_run_id is None and ev.round == 1
-    assert report["evaluation"]["kind"] == "label" and report["evaluation"]["n"] == len(held)
+    assert report.evaluation.kind == "label" and report.evaluation.n == len(held)
     labelled = held[held["reference"].notna()]
     expected = (student[labelled.index] == labelled["reference"]).mean()
-    assert report["overall"]["student"]["accuracy"] == pytest.approx(expected)
-    assert report["scores"] == {"judge_score": pytest.approx((len(held) - 1) / 2)}
-    status = {c["name"]: c["status"] for c in report["criteria"]}
+    assert report.student.accuracy == pytest.approx(expected)
+    assert report.part("scores") == {"judge_score": pytest.approx((len(held) - 1) / 2)}
+    status = {c.name: c.status for c in report.criteria}
     assert status["p95 latency"] == "INSUFFICIENT DATA" and not ev.passed  # latency is not measured on imports
-    assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
+    assert report.cost.model_dump() == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
                               "source": "declared by sam in the qualification"}
     assert len(runs.load_predictions(session, ev)) == len(held)
     assert session.exec(select(AuditEvent).where(AuditEvent.action == "evaluation.record")).one()
@@ -79,10 +79,11 @@ def test_text_outputs_get_exact_and_normalised_match_against_the_holdout_referen
     student = ref.where(held.index % 2 == 0, "  " + ref.str.upper() + " ")
     df = pd.DataFrame({"id": held["id"], "student": student, "teacher": ref, "judge_score": 0.5})
     _, report = _import(session, demo, routing, _write(tmp_path, df), "text")
-    assert report["target"] == "holdout reference"
+    assert report.part("target") == "holdout reference"
     labelled = held["reference"].notna()
-    assert report["text"]["exact_match"] == pytest.approx((labelled & (held.index % 2 == 0)).sum() / labelled.sum())
-    assert report["text"]["normalised_match"] == 1.0 and report["scores"] == {"judge_score": 0.5}
+    text = report.part("text")
+    assert text["exact_match"] == pytest.approx((labelled & (held.index % 2 == 0)).sum() / labelled.sum())
+    assert report.part("text")["normalised_match"] == 1.0 and report.part("scores") == {"judge_score": 0.5}
 
 
 def test_json_outputs_get_field_level_accuracy(held):
@@ -113,12 +114,12 @@ def test_rankings_get_ndcg_at_the_gates_k_and_pairwise_order(session, demo, rout
               spec=easy_gate(metric="ndcg@k", ranking_k=3, slice_floors=[], severe_errors={"classes": [],
                                                                                           "max_rate": 0.1}))
     _, report = _import(session, demo, routing, _write(tmp_path, df), "ranking")
-    assert report["ranking"]["n_queries"] == len(held) // 4 and report["ranking"]["k"] == 3
+    assert report.part("ranking")["n_queries"] == len(held) // 4 and report.part("ranking")["k"] == 3
     # The holdout's references are labels, not relevance grades: the teacher's scores are the relevance.
-    assert report["ranking"]["relevance"].startswith("teacher scores")
-    assert report["ranking"]["pairwise_order"] == pytest.approx(0.5, abs=0.02)
-    assert 0 < report["ranking"]["ndcg@3"] < 1 and report["overall"]["teacher"]["ndcg_at_k"] == pytest.approx(1.0)
-    assert report["criteria"][0]["name"] == "quality floor: ndcg@3"
+    assert report.part("ranking")["relevance"].startswith("teacher scores")
+    assert report.part("ranking")["pairwise_order"] == pytest.approx(0.5, abs=0.02)
+    assert 0 < report.part("ranking")["ndcg@3"] < 1 and report.teacher.ndcg_at_k == pytest.approx(1.0)
+    assert report.criteria[0].name == "quality floor: ndcg@3"
 
 
 def test_ndcg_is_scikit_learns():
@@ -138,27 +139,27 @@ def test_a_forged_reference_column_is_ignored_and_its_mismatches_counted(session
     wrong = held["queue"].where(held["queue"] != "billing", "technical")  # fails every billing ticket
     df = pd.DataFrame({"id": held["id"], "student": wrong, "teacher": held["queue"], "reference": wrong})
     ev, report = _import(session, demo, routing, _write(tmp_path, df), "label")
-    assert report["overall"]["student"]["accuracy"] < 0.8 and not ev.passed
+    assert report.student.accuracy < 0.8 and not ev.passed
     labelled = held["reference"].notna()
-    assert report["file_reference"] == {"compared": int(labelled.sum()), "used": False,
+    assert report.part("file_reference") == {"compared": int(labelled.sum()), "used": False,
                                         "mismatches": int((labelled & (held["queue"] == "billing")).sum())}
 
 
 def test_missing_ids_are_scored_as_wrong_answers_and_shown(session, demo, routing, held, tmp_path):
     df = pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}).iloc[3:]
     ev, report = _import(session, demo, routing, _write(tmp_path, df), "label")
-    assert report["coverage"]["missing"] == 3 and report["coverage"]["missing_ids"] == sorted(held["id"][:3])
+    assert report.part("coverage")["missing"] == 3 and report.part("coverage")["missing_ids"] == sorted(held["id"][:3])
     labelled = held["reference"].notna()
-    assert report["overall"]["student"]["accuracy"] == pytest.approx(
+    assert report.student.accuracy == pytest.approx(
         1 - labelled.iloc[:3].sum() / labelled.sum())
-    assert report["unreadable"]["student"] == 3 and len(runs.load_predictions(session, ev)) == len(held)
+    assert report.unreadable["student"] == 3 and len(runs.load_predictions(session, ev)) == len(held)
 
 
 def test_unknown_columns_are_ignored_with_a_note(session, demo, routing, held, tmp_path):
     df = pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"],
                        "judge": "x", "model_version": "v3"})
     _, report = _import(session, demo, routing, _write(tmp_path, df), "label")
-    assert report["ignored_columns"] == ["judge", "model_version"] and report["scores"] == {}
+    assert report.part("ignored_columns") == ["judge", "model_version"] and report.part("scores") == {}
 
 
 def _no_evaluation_stored(session):
@@ -203,7 +204,7 @@ def test_only_the_driver_imports_predictions(session, demo, routing, held, tmp_p
 def test_an_evaluation_under_a_replaced_gate_is_marked_superseded(session, demo, routing, held, tmp_path):
     path = _write(tmp_path, pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}))
     ev, report = _import(session, demo, routing, path, "label")
-    assert report["evaluation"]["gate_version"] == 2 and not runs.is_superseded(session, ev)
+    assert report.evaluation.gate_version == 2 and not runs.is_superseded(session, ev)
     gate.lock(session, actor=demo["sam"], project=routing, spec=easy_gate(cost_per_1k=2.0), reason="cheaper bar")
     assert runs.is_superseded(session, ev)
 
@@ -220,14 +221,14 @@ def test_the_round_counts_the_sponsors_iterate_decisions(session, demo, routing,
     session.commit()
     path = _write(tmp_path, pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]}))
     ev, report = _import(session, demo, routing, path, "label")
-    assert ev.round == report["evaluation"]["round"] == 2
+    assert ev.round == report.evaluation.round == 2
 
 
 def test_an_upload_is_evaluated_from_its_bytes(session, demo, routing, held):
     df = pd.DataFrame({"id": held["id"], "student": held["queue"], "teacher": held["queue"]})
     ev = imports.import_predictions(session, actor=demo["dana"], project=routing, kind="label",
                                     data=df.to_csv(index=False).encode(), filename="vendor-preds.csv")
-    assert runs.load_report(session, ev)["evaluation"]["file"] == "vendor-preds.csv"
+    assert runs.load_report(session, ev).evaluation.file == "vendor-preds.csv"
 
 
 def test_the_word_diff_marks_removed_and_added_words():
@@ -256,7 +257,7 @@ def test_the_review_queue_of_imported_text_carries_the_diff_and_of_a_ranking_the
     ev, report = _import(session, demo, routing, _write(tmp_path, df, "r.csv"), "ranking")
     items = review.disagreement_queue(session, project=routing, evaluation_id=ev.id, limit=None).items
     assert set(items["query_id"]) == {q for q in queries if int(q[1:]) % 3 == 0}
-    assert report["ranking"]["queries_top_k_differs"] == len(set(items["query_id"]))
+    assert report.part("ranking")["queries_top_k_differs"] == len(set(items["query_id"]))
 
 
 def test_the_fallback_curve_of_an_imported_ranking_counts_queries_whose_top_k_matches(session, demo, routing, held,

@@ -41,29 +41,29 @@ def test_an_evaluation_job_scores_the_student_and_stores_a_hashed_report(session
     gate.lock(session, actor=demo["sam"], project=routing, spec=easy_gate(), reason="a bar for the test data")
     ev = _evaluate(session, engine, demo["dana"], routing, student.id)
     report = runs.load_report(session, ev)
-    assert sha256_hex(canonical_json(report)) == ev.report_hash
-    assert set(report) >= {"evaluation", "overall", "gap_to_teacher", "slices", "latency", "cost", "severe",
-                           "criteria", "passed"}
-    overall = report["overall"]
-    assert overall["teacher"]["accuracy"] == 1.0 and overall["student"]["accuracy"] >= 0.9
+    assert sha256_hex(canonical_json(report.stored_json())) == ev.report_hash  # read back as stored
+    assert set(report.stored_json()) >= {"evaluation", "overall", "gap_to_teacher", "slices", "latency", "cost",
+                                         "severe", "criteria", "passed"}
+    overall = report.overall
+    assert overall["teacher"].accuracy == 1.0 and overall["student"].accuracy >= 0.9
     assert set(overall) == {"student", "teacher", "majority", "tfidf"}
-    assert overall["majority"]["accuracy"] < 0.5 < overall["tfidf"]["accuracy"]
-    assert report["evaluation"]["source"] == "trained" and report["evaluation"]["round"] == 1
-    assert report["evaluation"]["gate_version"] == 2 and not runs.is_superseded(session, ev)
-    assert report["latency"]["student"]["p95_ms"] > 0 and report["latency"]["teacher"]["p95_ms"] is None
-    assert report["cost"] == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
+    assert overall["majority"].accuracy < 0.5 < overall["tfidf"].accuracy
+    assert report.evaluation.source == "trained" and report.evaluation.round == 1
+    assert report.evaluation.gate_version == 2 and not runs.is_superseded(session, ev)
+    assert report.latency.student.p95_ms > 0 and report.latency.teacher.p95_ms is None
+    assert report.cost.model_dump() == {"teacher_per_1k": 5.0, "student_per_1k": 0.25, "basis": "qualification",
                               "source": "declared by sam in the qualification"}
-    billing = next(s for s in report["slices"] if s["column"] == "queue" and s["value"] == "billing")
-    assert billing["n"] == 16 and billing["student"]["ci_low"] <= billing["student"]["accuracy"]
-    assert [c["status"] for c in report["criteria"]] == ["PASS"] * 5 and ev.passed and report["passed"]
-    assert ev.summary["criteria"] == report["criteria"]
+    billing = next(s for s in report.slices if s.column == "queue" and s.value == "billing")
+    assert billing.n == 16 and billing.student.ci_low <= billing.student.accuracy
+    assert [c.status for c in report.criteria] == ["PASS"] * 5 and ev.passed and report.passed
+    assert ev.summary["criteria"] == [c.as_dict() for c in report.criteria]
     # The bar is the teacher run the student was trained on, named; latency was measured here.
-    teacher_run = report["evaluation"]["teacher_run_id"]
-    assert report["criteria"][0]["source"].startswith(f"teacher run #{teacher_run} by dana, locked at ")
-    assert report["criteria"][-2]["source"] == "measured"
+    teacher_run = report.evaluation.teacher_run_id
+    assert report.criteria[0].source.startswith(f"teacher run #{teacher_run} by dana, locked at ")
+    assert report.criteria[-2].source == "measured"
 
     preds = runs.load_predictions(session, ev)
-    assert len(preds) == report["evaluation"]["n"] == 48
+    assert len(preds) == report.evaluation.n == 48
     assert list(preds.columns[:8]) == ["id", "text", "reference", "teacher_label", "teacher_confidence",
                                        "student_label", "student_confidence", "severe"]
     assert "queue" in preds.columns
@@ -86,7 +86,7 @@ def test_the_demo_gate_fails_with_insufficient_data_and_a_newer_gate_supersedes_
                                                                                     student):
     ev = _evaluate(session, engine, demo["dana"], routing, student.id)
     report = runs.load_report(session, ev)
-    statuses = {c["name"]: c["status"] for c in report["criteria"]}
+    statuses = {c.name: c.status for c in report.criteria}
     assert statuses["slice queue=legal_compliance: accuracy"] == "INSUFFICIENT DATA"
     assert not ev.passed
     gate.lock(session, actor=demo["sam"], project=routing, spec=easy_gate(), reason="the demo floors do not apply")
@@ -126,7 +126,7 @@ def test_a_local_teacher_is_run_on_the_holdout_and_timed(session, engine, demo, 
     run = trained_student(session, engine, actor=demo["dana"], project=routing, teacher_run=teacher_run)
     ev = _evaluate(session, engine, demo["dana"], routing, run.id)
     report = runs.load_report(session, ev)
-    assert report["latency"]["teacher"]["p95_ms"] > 0 and report["latency"]["teacher"]["batch_throughput"] > 0
+    assert report.latency.teacher.p95_ms > 0 and report.latency.teacher.batch_throughput > 0
     preds = runs.load_predictions(session, ev).set_index("id")
     stored = teacher_runs.load_outputs(session, teacher_run).set_index("id")
     # The teacher answered the holdout again here, and gives the answers its run stored.

@@ -56,5 +56,5 @@ def test_overall_and_slice_figures_count_the_same_rows_and_missing_answers_are_w
 def test_the_report_counts_unreadable_answers_per_model():
     spec = GateSpec(**gate.template("cost-pressure"))
     body, _ = report.assemble(_scored(_frame()), spec=spec, evaluation={"n": 200}, latency={}, cost={})
-    assert body["unreadable"] == {"student": 16, "teacher": 10}
+    assert body.unreadable == {"student": 16, "teacher": 10}
     assert report.summary(body)["unreadable"] == {"student": 16, "teacher": 10}

@@ -74,7 +74,7 @@ def test_a_locked_gate_edited_behind_its_trigger_refuses_evaluate_decide_and_rol
         session, engine, demo, gated, passing_eval, rehash):
     approve(session, demo, gated, passing_eval)
     g = gate.current(session, project_id=gated.id)
-    spec = gate.spec_of(g)
+    spec = json.loads(g.spec_json)  # the stored text, tampered below
     spec["slice_floors"] = [dict(f, floor=0.0) for f in spec["slice_floors"]]
     spec_json = hashing.canonical_json(spec)
     new_hash = integrity.spec_hash(project_id=g.project_id, version=g.version, spec_json=spec_json, reason=g.reason,

@@ -87,8 +87,9 @@ def test_lock_a_gate_from_the_template_with_a_slice_floor(demo, session, moderat
     g = gate.current(session, project_id=moderation.id)
     spec = gate.spec_of(g)
     assert g.version == 1 and integrity.verify_gate(g)
-    assert spec["slice_floors"] == [{"column": "category", "value": "self-harm", "floor": 0.9, "min_n": 50}]
-    assert spec["severe_errors"]["classes"] == ["self-harm", "threats"]
+    assert [f.model_dump() for f in spec.slice_floors] == [
+        {"column": "category", "value": "self-harm", "floor": 0.9, "min_n": 50}]
+    assert spec.severe_errors.classes == ["self-harm", "threats"]
     assert at.success[0].value.startswith("Gate v1 locked;")
     assert "Gate v1 locked" in at.success[1].value and "content hash verifies" in at.success[1].value
 
@@ -141,7 +142,7 @@ def test_the_locked_gate_shows_its_verified_hash_and_a_new_version_needs_a_reaso
 
 def test_history_and_diff_between_versions(demo, session, routing):
     spec = gate.spec_of(gate.current(session, project_id=routing.id))
-    spec["quality_floor"]["value"] = 0.99
+    spec.quality_floor.value = 0.99
     gate.lock(session, actor=demo["sam"], project=routing, spec=spec, reason="Stricter after the review.")
     at = app_as(demo["sam"], page="pages/gate.py", project_id=routing.id)
     assert "Stricter after the review." in frame_with(at, "Reason")["Reason"].tolist()

@@ -7,6 +7,7 @@ import pytest
 
 from core.access import projects, visibility
 from core.domain.errors import PermissionDenied
+from core.domain.report import EvaluationReport
 from core.review import review
 
 
@@ -21,13 +22,13 @@ def test_a_driver_who_is_also_operator_cannot_propose_the_threshold(session, dem
 
 
 def test_heatmap_rows_are_worst_gap_first():
-    report = {"overall": {"student": {"agreement": 0.95}}, "slices": [
+    report = EvaluationReport.model_validate({"overall": {"student": {"agreement": 0.95}}, "slices": [
         {"column": "lang", "value": "en", "n": 900, "student": {"accuracy": 0.96, "macro_f1": 0.9, "agreement": 0.96},
          "teacher": {"accuracy": 0.97, "macro_f1": 0.91}},
         {"column": "lang", "value": "de", "n": 100, "student": {"accuracy": 0.90, "macro_f1": 0.85,
                                                                 "agreement": 0.80},
          "teacher": {"accuracy": 0.95, "macro_f1": 0.9}},
-    ]}
+    ]})
     rows = review.heatmap_rows(report)
     assert [r.label for r in rows] == ["lang=de (n=100)", "lang=en (n=900)"]
     assert rows[0].worst == pytest.approx(-0.15) and rows[0].gaps[2] == pytest.approx(-0.15)

@@ -9,7 +9,7 @@ from core.cli.base import _actor, _session, _table, _viewable, cli
 from core.cli.jobs import run_with_bar
 from core.domain.errors import NotFound
 from core.domain.jobs import EvaluateResult
-from core.evaluation import gate_check, imports, runs
+from core.evaluation import imports, runs
 from core.store import jobs
 from core.store.models import Evaluation
 
@@ -139,17 +139,17 @@ def eval_show(evaluation_id: int) -> None:
         ev = runs.get_evaluation(session, project=p, evaluation_id=evaluation_id)
         report = runs.load_report(session, ev)
         superseded = runs.is_superseded(session, ev)
-    meta = report["evaluation"]
-    click.echo(f"Evaluation #{ev.id} of {p.name!r}, round {ev.round}, {ev.source}, gate v{meta['gate_version']}"
+    meta = report.evaluation
+    click.echo(f"Evaluation #{ev.id} of {p.name!r}, round {ev.round}, {ev.source}, gate v{meta.gate_version}"
                f"{' (SUPERSEDED by a newer gate version)' if superseded else ''}: {_verdict(ev.passed)}.")
-    click.echo(f"Report hash {ev.report_hash}; {meta['n']} holdout rows"
-               + (f" (holdout version {meta['holdout_version']})." if meta.get("holdout_version") else "."))
+    click.echo(f"Report hash {ev.report_hash}; {meta.n} holdout rows"
+               + (f" (holdout version {meta.holdout_version})." if meta.holdout_version else "."))
     for line in imports.notes(report):
         click.echo(line)
-    student, teacher = report["overall"]["student"], report["overall"]["teacher"]
-    click.echo(f"Student accuracy {_fmt(student.get('accuracy'), '.3f') or 'n/a'}, macro-F1 "
-               f"{_fmt(student.get('macro_f1'), '.3f') or 'n/a'}, agreement {_fmt(student.get('agreement'), '.3f')}"
-               f"; teacher accuracy {_fmt(teacher.get('accuracy'), '.3f') or 'n/a'}.")
+    student, teacher = report.student, report.teacher
+    click.echo(f"Student accuracy {_fmt(student.accuracy, '.3f') or 'n/a'}, macro-F1 "
+               f"{_fmt(student.macro_f1, '.3f') or 'n/a'}, agreement {_fmt(student.agreement, '.3f')}"
+               f"; teacher accuracy {_fmt(teacher.accuracy, '.3f') or 'n/a'}.")
     _table(["STATUS", "CRITERION", "VALUE", "THRESHOLD", "N", "SOURCE", "DETAIL"],
            [(c.status, c.name, _fmt(c.value), _fmt(c.threshold), c.n if c.n is not None else "", c.source,
-             c.detail) for c in gate_check.stored(report)])
+             c.detail) for c in report.criteria])

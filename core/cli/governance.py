@@ -394,7 +394,7 @@ def gate_show(project: str, version: int | None) -> None:
     click.echo(f"# Gate v{g.version} of {p.name!r}, locked by {by} at {g.locked_at:%Y-%m-%d %H:%M}")
     if g.reason:
         click.echo(f"# Reason: {g.reason}")
-    click.echo(yaml.safe_dump(gate.spec_of(g), sort_keys=False), nl=False)
+    click.echo(yaml.safe_dump(gate.spec_of(g).model_dump(mode="json", exclude_unset=True), sort_keys=False), nl=False)
     click.echo(f"# hash: {g.content_hash}")
     if not integrity.verify_gate(g):
         raise GovernanceViolation(f"gate v{g.version} of {p.name!r} no longer matches its hash: "

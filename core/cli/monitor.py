@@ -14,7 +14,7 @@ def _fmt(x, spec: str = ".3f") -> str:
 
 
 def _criteria(check: rollout.AdvanceCheck | dict) -> None:
-    rows = check["criteria"] if isinstance(check, dict) else [c.__dict__ for c in check.criteria]
+    rows = check["criteria"] if isinstance(check, dict) else [c.as_dict() for c in check.criteria]
     _table(["criterion", "status", "value", "threshold", "n", "detail"],
            [[c["name"], c["status"], _fmt(c["value"], ".4g"), _fmt(c["threshold"], "g"), c["n"], c["detail"]]
             for c in rows])

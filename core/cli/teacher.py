@@ -228,7 +228,7 @@ def teacher_known_records(project: str, outputs: str, known: str, out: str) -> N
     with _session() as session:
         _, p = _viewable(session, project)
         locked = gate.current(session, project_id=p.id)
-        rules = gate.spec_of(locked).get("field_rules", {}) if locked else {}
+        rules = gate.spec_of(locked).field_rules if locked else {}
     frames = [readers.read_source(Path(f).read_bytes(), Path(f).name).frame for f in (outputs, known)]
     done = check_known(frames[0], frames[1], rules=rules)
     Path(out).write_bytes(done.kept_csv())

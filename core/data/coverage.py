@@ -119,8 +119,8 @@ def _floors(session: Session, project: Project, df: pd.DataFrame) -> tuple[list[
     held = holdout.holdout_ids(session, project_id=project.id)
     inside = df["id"].astype(str).isin(held).to_numpy()
     checks, missing = [], []
-    for f in gate.spec_of(locked).get("slice_floors", []):
-        column, value, min_n = f["column"], str(f["value"]), int(f["min_n"])
+    for f in gate.spec_of(locked).slice_floors:
+        column, value, min_n = f.column, f.value, f.min_n
         if column not in df.columns:
             missing.append(f"the gate's slice {column}={value} cannot be checked: the dataset has no {column} "
                            "column; map it as a slice when importing.")

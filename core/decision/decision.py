@@ -16,7 +16,10 @@ from sqlmodel import Session
 
 from core.access.projects import require_role
 from core.domain import economics
+from core.domain.criteria import Criterion
 from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.gate_spec import GateSpec
+from core.domain.report import EvaluationReport
 from core.domain.requests import DataRequest, SliceWanted
 from core.domain.roles import Role
 from core.domain.stored import stored_json
@@ -184,7 +187,7 @@ def kill_recommendation(
 # --------------------------------------------------------------------------- data request
 
 
-def data_request(spec: dict, report: dict, *, round_: int) -> DataRequest:
+def data_request(spec: GateSpec, report: EvaluationReport, *, round_: int) -> DataRequest:
     """Which slices need more examples, read from the gate check's verdict on each slice floor with the one
     sufficiency rule (``gate_check.slice_sufficient``): too few scored holdout examples asks for HOLDOUT
     examples (the shortfall, min_n - n); a slice under its floor asks for training examples (as many again as
@@ -192,22 +195,22 @@ def data_request(spec: dict, report: dict, *, round_: int) -> DataRequest:
     from core.evaluation import gate_check
 
     wanted: list[SliceWanted] = []
-    for f in spec.get("slice_floors", []):
-        c = gate_check.slice_criterion(report, f["column"], f["value"]) or {}
-        n = int(c.get("n") or 0)
-        value = c.get("value")
-        where = {"column": f["column"], "value": f["value"], "n": n}
-        if not gate_check.slice_sufficient(n, f["min_n"]):
-            wanted.append(SliceWanted(**where, status=gate_check.INSUFFICIENT, more_examples=f["min_n"] - n,
+    for f in spec.slice_floors:
+        c = report.slice_criterion(f.column, f.value)
+        n = int(c.n or 0) if c else 0
+        value = c.value if c else None
+        where = {"column": f.column, "value": f.value, "n": n}
+        if not gate_check.slice_sufficient(n, f.min_n):
+            wanted.append(SliceWanted(**where, status=gate_check.INSUFFICIENT, more_examples=f.min_n - n,
                                       for_="holdout",
-                                      why=f"the holdout has {n} scored examples of the {f['min_n']} the gate needs "
+                                      why=f"the holdout has {n} scored examples of the {f.min_n} the gate needs "
                                           "to judge it: add them to the holdout, not to the training data"))
-        elif c.get("status") == gate_check.FAIL or (value is not None and value < f["floor"]):
+        elif (c is not None and c.status == gate_check.FAIL) or (value is not None and value < f.floor):
             wanted.append(SliceWanted(**where, status=gate_check.FAIL, more_examples=max(MIN_EXTRA_EXAMPLES, n),
                                       for_="training",
                                       why=f"{'n/a' if value is None else f'{value:.3f}'} is under the floor "
-                                          f"{f['floor']:.3f}"))
-    failing = [c["name"] for c in report.get("criteria", []) if c.get("status") != "PASS"]
+                                          f"{f.floor:.3f}"))
+    failing = [c.name for c in report.failing]
     return DataRequest(round=round_, next_round=round_ + 1, slices=wanted, failing_criteria=failing)
 
 
@@ -227,7 +230,7 @@ class Evidence:
     project: Project
     round: int
     evaluation: Evaluation | None
-    criteria: list[dict]
+    criteria: list[Criterion]
     passed: bool
     sign_offs: list[SignOff]
     threshold: ThresholdProposal | None
@@ -288,7 +291,7 @@ def payback_of(*, inputs: dict, cost: economics.StudentCost, fallback_rate: floa
         f"{'is within' if ok else 'exceeds'} the gate's window of {float(window):g} months."))
 
 
-def payback(session: Session, *, project: Project, evaluation: Evaluation, report: dict) -> Payback:
+def payback(session: Session, *, project: Project, evaluation: Evaluation, report: EvaluationReport) -> Payback:
     """The payback of shipping this evaluation with its latest proposed fallback threshold, priced with the costs
     its threshold proposal was priced with (``review.evaluation_costs``)."""
     q = qualification.latest(session, project_id=project.id)
@@ -297,33 +300,35 @@ def payback(session: Session, *, project: Project, evaluation: Evaluation, repor
     return payback_of(inputs=(q.inputs if q else {}) or {},
                       cost=review.evaluation_costs(session, project=project, evaluation=evaluation, report=report),
                       fallback_rate=proposals[-1].fallback_rate if proposals else None,
-                      window=spec.get("payback_months"))
+                      window=spec.payback_months)
 
 
-def _targets(spec: dict, report: dict, payback: float | None) -> list[Target]:
+def _targets(spec: GateSpec | None, report: EvaluationReport | None, payback: float | None) -> list[Target]:
     def under(name: str, value: float | None, target: float | None) -> Target:
         met = None if value is None or target is None else value <= target
         return Target(name, value, target, met)
 
-    student = (report.get("latency") or {}).get("student") or {}
-    declared = f", declared by {student.get('declared_by')}" if student.get("source") == "declared" else ""
+    report = report or EvaluationReport()
+    student = report.latency.student_figures
+    declared = f", declared by {student.declared_by}" if student.source == "declared" else ""
     return [
-        under(f"p95 latency (ms){declared}", student.get("p95_ms"), spec.get("p95_latency_ms")),
-        under("cost per 1,000 requests", report.get("cost", {}).get("student_per_1k"), spec.get("cost_per_1k")),
-        under("payback (months)", payback, spec.get("payback_months")),
+        under(f"p95 latency (ms){declared}", student.p95_ms, spec.p95_latency_ms if spec else None),
+        under("cost per 1,000 requests", report.cost.student_per_1k, spec.cost_per_1k if spec else None),
+        under("payback (months)", payback, spec.payback_months if spec else None),
     ]
 
 
-def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation, report: dict) -> list[str]:
+def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation,
+                  report: EvaluationReport) -> list[str]:
     """Every reason this evaluation cannot ship, each a clause of one sentence."""
     out = []
     current = gate.current(session, project_id=project.id)
     if current is not None and current.id != evaluation.gate_version_id:
         out.append(f"it was evaluated under a gate since superseded by version {current.version}")
-    not_passed = [f"{c['name']} ({c['status']})" for c in report.get("criteria", []) if c.get("status") != "PASS"]
+    not_passed = [f"{c.name} ({c.status})" for c in report.failing]
     if not_passed:
         out.append("criteria not passed: " + ", ".join(not_passed))
-    elif not (report.get("passed") and evaluation.passed):
+    elif not (report.passed and evaluation.passed):
         out.append("its report does not say it passed")
     # Each validator's latest word on this very hash counts: a later rejection withdraws an approval.
     latest = {s.validator_id: s for s in review.sign_offs(session, evaluation_id=evaluation.id)
@@ -356,22 +361,22 @@ def evidence(session: Session, *, project: Project) -> Evidence:
     """What the sponsor decides on: the evaluation in view (``evaluation_in_view``: once a ship or kill closed the
     project, the evaluation it named) and everything said about it. A closed project has nothing left to block
     or advise: its blockers and kill advice are empty."""
-    spec = gate.spec_of(g) if (g := gate.current(session, project_id=project.id)) else {}
+    spec = gate.spec_of(g) if (g := gate.current(session, project_id=project.id)) else None
     history = rounds_history(session, project_id=project.id)
     closed = closing_decision(session, project_id=project.id)
     kill = None if closed else kill_recommendation([r.criteria for r in history])
     rnd = current_round(session, project_id=project.id)
     ev = evaluation_in_view(session, project_id=project.id)
     if ev is None:
-        return Evidence(project, rnd, None, [], False, [], None, _targets(spec, {}, None), None,
+        return Evidence(project, rnd, None, [], False, [], None, _targets(spec, None, None), None,
                         history, kill, [] if closed else [f"no evaluation has been run in round {rnd}"],
                         closed_by=closed)
     report = load_report(session, ev)
     proposals = review.threshold_proposals(session, evaluation_id=ev.id)
     paid = payback(session, project=project, evaluation=ev, report=report)
     return Evidence(
-        project=project, round=rnd, evaluation=ev, criteria=report.get("criteria", []),
-        passed=bool(report.get("passed")), sign_offs=review.sign_offs(session, evaluation_id=ev.id),
+        project=project, round=rnd, evaluation=ev, criteria=report.criteria,
+        passed=report.passed, sign_offs=review.sign_offs(session, evaluation_id=ev.id),
         threshold=proposals[-1] if proposals else None, targets=_targets(spec, report, paid.months),
         payback_months=paid.months, rounds=history, kill=kill,
         ship_blockers=[] if closed else ship_blockers(session, project=project, evaluation=ev, report=report),
@@ -399,7 +404,7 @@ def decide(
             f"Project {project.name!r} was decided {closed.decision} in round {closed.round}{decided_on(closed)}: "
             "that decision is final."
         )
-    evaluation, report = None, {}
+    evaluation, report = None, None
     if evaluation_id is None:
         if choice != Choice.KILL:
             raise InvalidInput(f"to {choice.value}, name the evaluation you decide on (--evaluation ID).",
@@ -418,8 +423,9 @@ def decide(
         blockers = ship_blockers(session, project=project, evaluation=evaluation, report=report)
         if blockers:
             raise GovernanceViolation(f"Ship refused for evaluation #{evaluation.id}: {'; '.join(blockers)}.")
-    spec = review._gate_spec(session, evaluation) if evaluation else {}
-    request = stored_json(data_request(spec, report, round_=rnd)) if choice == Choice.ITERATE else {}
+    request = {}
+    if choice == Choice.ITERATE and evaluation is not None and report is not None:
+        request = stored_json(data_request(review._gate_spec(session, evaluation), report, round_=rnd))
     return _insert(session, actor=actor, project=project, row=Decision(
         project_id=project.id, round=rnd, decision=choice.value, rationale=rationale,
         evaluation_id=evaluation.id if evaluation else None,

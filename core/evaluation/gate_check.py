@@ -11,13 +11,13 @@ INSUFFICIENT DATA, never PASS.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
+from core.domain.criteria import FAIL, INSUFFICIENT, NOT_RECORDED, PASS, Criterion
 from core.domain.gate_spec import FloorKind, GateSpec, Metric
 from core.domain.metrics import wilson
 from core.domain.validation import parse
 
-PASS, FAIL, INSUFFICIENT = "PASS", "FAIL", "INSUFFICIENT DATA"
 # Scores are ratios of counts: allow for float rounding when a score sits exactly on its floor.
 EPS = 1e-9
 
@@ -54,41 +54,6 @@ class GateNumbers:
     teacher_source: str | None = None
     teacher_refused: str = ""
     cost_source: str | None = None  # "declared by sam in the qualification", "assumed: ...", "measured ..."
-
-
-@dataclass(frozen=True)
-class Criterion:
-    name: str
-    status: str  # PASS, FAIL or INSUFFICIENT DATA
-    value: float | None
-    threshold: float | None
-    n: int | None
-    detail: str
-    # How the criterion moves and in what unit: kill advice judges progress by these.
-    direction: str = "higher"  # "higher" is better (floors) or "lower" (ceilings)
-    unit: str = "proportion"  # proportion, ms, cost
-    ci_low: float | None = None  # Wilson 95 % interval of a proportion, where one is measured
-    ci_high: float | None = None
-    slice_column: str | None = None  # set on a slice floor's criterion
-    slice_value: str | None = None
-    source: str = ""  # where the figure came from: measured, declared by NAME, assumed, teacher run #N by ...
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-NOT_RECORDED = "not recorded (evaluated before sources were recorded)"
-
-
-def stored(report: dict) -> list[Criterion]:
-    """The criteria of a stored report, validated into Criterion; a report from before sources were recorded
-    reads with the source "not recorded" rather than a guess."""
-    names = {f.name for f in fields(Criterion)}
-    out = []
-    for c in report.get("criteria", []):
-        known = {k: v for k, v in c.items() if k in names}
-        out.append(Criterion(**{**known, "source": known.get("source") or NOT_RECORDED}))
-    return out
 
 
 def _fmt(x: float | None) -> str:
@@ -224,16 +189,6 @@ def slice_floor(spec: GateSpec, numbers: GateNumbers, s) -> Criterion:
     else:
         c = _at_least(name, got.value, s.floor, got.n, f"the student's {metric} on {s.column}={s.value}")
     return replace(c, slice_column=s.column, slice_value=s.value, source=c.source or _figure_source(spec, numbers))
-
-
-def slice_criterion(report: dict, column: str, value: str) -> dict | None:
-    """The gate check's criterion for one slice floor in a stored report (older reports: by its name)."""
-    for c in report.get("criteria", []):
-        if (c.get("slice_column"), c.get("slice_value")) == (column, value):
-            return c
-    plain = f"slice {column}={value}"
-    return next((c for c in report.get("criteria", [])
-                 if c.get("name") == plain or str(c.get("name", "")).startswith(plain + ":")), None)
 
 
 SEVERE = "severe classes missed"

@@ -30,9 +30,10 @@ from sqlmodel import Session
 from core.data import datasets, readers, similarity
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
-from core.domain import gate_spec, textsafe
+from core.domain import textsafe
 from core.domain.errors import InvalidInput
 from core.domain.gate_spec import field_key
+from core.domain.report import EvaluationReport, FileTeacherCheck
 from core.evaluation import gate_check, report, runs, teacher_bar
 from core.evaluation import latency as latency_mod
 from core.gate import gate
@@ -59,7 +60,7 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
                            "figures.", field="latency")
     started = utcnow()  # only teacher answers recorded before this moment may set the bar
     locked = runs.require_can_evaluate(session, actor=actor, project=project)
-    spec = gate_spec.GateSpec(**gate.spec_of(locked))
+    spec = gate.spec_of(locked)
     raw, name = readers.read_bytes(data=data, path=path, filename=filename)
     source = readers.read_source(raw, name)
     held = holdout_rows(session, project_id=project.id).reset_index(drop=True)
@@ -108,67 +109,65 @@ def _student_latency(held: pd.DataFrame, actor: User, model_dir, endpoint, decla
     return {**report.NOT_MEASURED, "source": "none"}
 
 
-def notes(report: dict) -> list[str]:
-    """What a person must know about an evaluation beyond its criteria, in sentences (CLI and pages)."""
-    out = []
-    student = (report.get("latency") or {}).get("student") or {}
-    out.append(f"Student latency: {latency_mod.describe(student)}.")
-    cov = report.get("coverage") or {}
+def notes(report: EvaluationReport) -> list[str]:
+    """What a person must know about an evaluation beyond its criteria, in sentences (CLI and pages). The parts
+    only imports have (coverage, confidence, file reference, ranking, json, text, scores) are read as stored."""
+    out = [f"Student latency: {report.latency.student_figures.describe()}."]
+    cov = report.part("coverage") or {}
     if cov.get("missing"):
         out.append(f"{cov['missing']:,} of {cov['holdout_rows']:,} holdout rows had no prediction and count as wrong "
                    f"answers (e.g. {', '.join(cov.get('missing_ids', []))}).")
-    conf = report.get("confidence") or {}
+    conf = report.part("confidence") or {}
     if said := runs.confidence_note(missing=conf.get("missing", 0), answered=conf.get("answered", 0)):
         out.append(said)
-    ref = report.get("file_reference") or {}
+    ref = report.part("file_reference") or {}
     if ref.get("compared"):
         out.append(f"The file's reference column was not used: {ref['mismatches']:,} of {ref['compared']:,} of its "
                    "references differ from the holdout's locked references.")
     out += _teacher_notes(report)
-    if report.get("ignored_columns"):
-        out.append(f"Ignored columns (not read): {', '.join(report['ignored_columns'])}.")
-    if report.get("target"):
-        out.append(f"Judged against: {report['target']}.")
-    r = report.get("ranking")
+    if ignored := report.part("ignored_columns"):
+        out.append(f"Ignored columns (not read): {', '.join(ignored)}.")
+    if target := report.part("target"):
+        out.append(f"Judged against: {target}.")
+    r = report.part("ranking")
     if r:
         out.append(f"Ranking: NDCG@{r['k']} {_fmt(r.get('ndcg'))} (teacher {_fmt(r.get('teacher_ndcg'))}), "
                    f"pairwise order {_fmt(r.get('pairwise_order'))} over {r['n_queries']:,} queries; "
                    f"{r.get('queries_top_k_differs', 0):,} queries' top {r['k']} differ from the teacher's; "
                    f"relevance from the {r['relevance']}.")
-    for name, f in ((report.get("json") or {}).get("per_field") or {}).items():
+    for name, f in ((report.part("json") or {}).get("per_field") or {}).items():
         floor = f" (floor {_fmt(f['floor'])})" if f.get("floor") is not None else ""
         rules = f" [{', '.join(f['rules'])}]" if f.get("rules") else ""
         out.append(f"Field {name}: accuracy {_fmt(f['accuracy'])} on {f['n']:,} rows{floor}{rules}; teacher "
                    f"{_fmt(f.get('teacher_accuracy'))}.")
-    if report.get("text"):
-        t = report["text"]
+    if t := report.part("text"):
         out.append(f"Text: exact match {_fmt(t['exact_match'])}, normalised match {_fmt(t['normalised_match'])}.")
-    for name, value in (report.get("scores") or {}).items():
+    for name, value in (report.part("scores") or {}).items():
         out.append(f"Mean {name}: {_fmt(value)}.")
     return out
 
 
-def _teacher_notes(report: dict) -> list[str]:
+def _teacher_notes(report: EvaluationReport) -> list[str]:
     """Which teacher answers set the teacher figures, and what became of the file's own teacher column."""
-    bar = report.get("teacher_bar")
+    bar = report.teacher_bar
     if bar is None:  # evaluated before the teacher's bar was recorded
         return []
-    out = [f"Teacher figures: {bar['source']}." if bar.get("source") else
+    out = [f"Teacher figures: {bar.source}." if bar.source else
            "Teacher figures: none; no teacher answers were fixed before this file arrived ("
-           + ("; ".join(bar.get("refused") or []) or "the project has no teacher run") + ")."]
-    given = report.get("file_teacher") or {}
-    if given.get("compared"):
-        out.append(f"The file's teacher column was not used: {given['mismatches']:,} of {given['compared']:,} of its "
-                   f"answers differ from teacher run #{bar['run']}'s.")
-    elif given.get("given"):
-        out.append(f"The file's teacher column was not used ({given['given']:,} answers): with no trusted teacher "
+           + ("; ".join(bar.refused) or "the project has no teacher run") + ")."]
+    given = report.file_teacher or FileTeacherCheck()
+    if given.compared:
+        out.append(f"The file's teacher column was not used: {given.mismatches:,} of {given.compared:,} of its "
+                   f"answers differ from teacher run #{bar.run}'s.")
+    elif given.given:
+        out.append(f"The file's teacher column was not used ({given.given:,} answers): with no trusted teacher "
                    "answers, it could not be compared.")
     return out
 
 
-def overall_metrics(report: dict) -> tuple[str, ...]:
-    """The overall figures worth charting for an evaluation of this kind, as keys of report["overall"][model]."""
-    kind = (report.get("evaluation") or {}).get("kind", "label")
+def overall_metrics(report: EvaluationReport) -> tuple[str, ...]:
+    """The overall figures worth charting for an evaluation of this kind, as fields of ``OverallMetrics``."""
+    kind = report.evaluation.kind
     return {"ranking": ("ndcg_at_k", "pairwise_order"), "json": ("field_accuracy", "accuracy"),
             "text": ("accuracy",)}.get(kind, ("accuracy", "macro_f1", "agreement"))
 
@@ -326,12 +325,12 @@ def _same(given: pd.Series, truth: pd.Series, kind: str) -> np.ndarray:
     return (similarity.normalise(a) == similarity.normalise(b)).to_numpy()
 
 
-def _file_teacher_check(given: pd.Series, bar: teacher_bar.TeacherBar, kind: str) -> dict:
+def _file_teacher_check(given: pd.Series, bar: teacher_bar.TeacherBar, kind: str) -> FileTeacherCheck:
     """The file's teacher column against the trusted teacher's answers: counted, never used."""
     present = given.notna().to_numpy()
     both = present & bar.answers.notna().to_numpy() if bar.source else np.zeros(len(given), dtype=bool)
     mismatches = int(both.sum() - np.sum(_same(given[both], bar.answers[both], kind))) if both.any() else 0
-    return {"given": int(present.sum()), "compared": int(both.sum()), "mismatches": mismatches, "used": False}
+    return FileTeacherCheck(given=int(present.sum()), compared=int(both.sum()), mismatches=mismatches, used=False)
 
 
 def _loads(value: str):

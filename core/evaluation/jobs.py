@@ -13,7 +13,6 @@ from sqlmodel import Session
 from core.data import datasets
 from core.data.holdout import current as current_holdout
 from core.data.holdout import holdout_rows
-from core.domain import gate_spec
 from core.domain.errors import InvalidInput
 from core.domain.jobs import EvaluateParams, EvaluateResult
 from core.evaluation import baselines, report, runs, teacher_bar
@@ -88,7 +87,7 @@ def evaluate(ctx: JobContext) -> EvaluateResult:
         ctx.progress(0.02, "loading the holdout", force=True)
         held = holdout_rows(s, project_id=project.id).reset_index(drop=True)
         holdout = current_holdout(s, project_id=project.id)
-        spec = gate_spec.GateSpec(**gate.spec_of(locked))
+        spec = gate.spec_of(locked)
         texts = held["text"].astype(str).tolist()
 
         ctx.progress(0.1, "the student predicts the holdout", force=True)

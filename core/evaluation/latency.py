@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.domain.errors import InvalidInput
+from core.domain.report import LatencyFigures
 from core.domain.validation import parse
 
 SAMPLE = 256  # holdout texts timed in batches; the first 100 also one at a time, as for trained students
@@ -114,12 +115,9 @@ def measure_endpoint(url: str, texts: list[str], *, timeout_s: float = ENDPOINT_
                              f"({time.perf_counter() - started:.1f} s)")
 
 
-def describe(figures: dict | None) -> str:
-    """One line naming where a student's latency came from: the words every page and the record show."""
-    figures = figures or {}
-    if figures.get("source") == "declared":
-        return (f"declared by {figures.get('declared_by')} ({figures.get('method')}; {figures.get('where')}), "
-                "not measured by Stillroom")
-    if figures.get("p95_ms") is None:
-        return "not measured"
-    return f"measured by Stillroom: {figures.get('how') or 'the trained student, timed on this machine'}"
+def describe(figures: LatencyFigures | dict | None) -> str:
+    """One line naming where a student's latency came from: the words every page and the record show
+    (``LatencyFigures.describe`` owns the wording)."""
+    if not isinstance(figures, LatencyFigures):
+        figures = LatencyFigures.model_validate(figures or {})
+    return figures.describe()

@@ -11,9 +11,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from core.domain import metrics
 from core.domain.gate_spec import GateSpec, Metric
+from core.domain.report import CostFigures, EvaluationReport, Latency, metric_field
 from core.evaluation import gate_check
 from core.evaluation.teacher_bar import TeacherBar
 
@@ -73,9 +75,9 @@ def severe_counts(frame: pd.DataFrame, classes: Sequence[str]) -> dict:
             "classes": sorted(classes)}
 
 
-def _metric_values(o: dict) -> dict[str, float | None]:
-    return {A: o.get("accuracy"), F1: o.get("macro_f1"), AGREE: o.get("agreement"), EXACT: o.get("accuracy"),
-            FIELD: o.get("field_accuracy"), NDCG: o.get("ndcg_at_k"), PAIR: o.get("pairwise_order")}
+def metric_values(o: dict) -> dict[str, float | None]:
+    """A model's overall figures keyed by gate metric, through the same map the typed report reads them by."""
+    return {m.value: o.get(metric_field(m.value)) for m in Metric}
 
 
 def _slice_numbers(slices: pd.DataFrame, metric: str) -> dict[tuple[str, str], gate_check.SliceNumbers]:
@@ -104,12 +106,12 @@ def score(frame: pd.DataFrame, *, spec: GateSpec, slices: Sequence[str], labels:
     table = metrics.slice_report(frame, slices=slices, with_f1=with_f1, labels=labels)
     severe = severe_counts(frame, spec.severe_errors.classes)
     n = len(frame)
-    best = {m: max((v for v in (_metric_values(overall[b]).get(m) for b in baselines) if v is not None),
+    best = {m: max((v for v in (metric_values(overall[b]).get(m) for b in baselines) if v is not None),
                    default=None) for m in (A, F1, AGREE, EXACT, FIELD)}
     n_by_metric = {A: student["n_labelled"], F1: student["n_labelled"], EXACT: student["n_labelled"],
                    AGREE: student["n_agree"], FIELD: student["n_labelled"]}
     numbers = gate_check.GateNumbers(
-        student=_metric_values(student), teacher=_metric_values(teacher), baseline=best, n=n_by_metric,
+        student=metric_values(student), teacher=metric_values(teacher), baseline=best, n=n_by_metric,
         slices=_slice_numbers(table, str(spec.metric)), severe_rate=severe["rate"], n_severe=severe["n_severe"],
         n_rows=n, severe_items=severe["n"], severe_missed=severe["n_severe"], non_severe_items=severe["n_non_severe"],
         false_alarms=severe["false_alarms"])
@@ -134,45 +136,47 @@ def slices_json(table: pd.DataFrame) -> list[dict]:
     return out
 
 
-def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict, cost: dict,
-             teacher: TeacherBar | None = None, extra: dict | None = None) -> tuple[dict, list[gate_check.Criterion]]:
-    """The report dict (contract keys) and its criteria; latency and cost figures feed the gate too. Teacher
-    figures count only with ``teacher``, the trusted teacher answers they were measured on."""
+def _json(part: BaseModel | dict | None) -> dict:
+    if isinstance(part, BaseModel):
+        return part.model_dump(mode="json", exclude_unset=True)
+    return part or {}
+
+
+def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: Latency | dict, cost: CostFigures | dict,
+             teacher: TeacherBar | None = None,
+             extra: dict | None = None) -> tuple[EvaluationReport, list[gate_check.Criterion]]:
+    """The typed report and its criteria; latency and cost figures feed the gate too. Teacher figures count only
+    with ``teacher``, the trusted teacher answers they were measured on. ``extra``: the parts an imported kind
+    adds (coverage, ranking, json...)."""
     bar = teacher or TeacherBar(answers=pd.Series(dtype=object))
-    numbers = replace(scored.numbers, p95_latency_ms=(latency.get("student") or {}).get("p95_ms"),
-                      cost_per_1k=cost.get("student_per_1k"), cost_source=cost.get("source"),
-                      latency_declared_by=(latency.get("student") or {}).get("declared_by"),
+    latency, cost = Latency.model_validate(_json(latency)), CostFigures.model_validate(_json(cost))
+    student_speed = latency.student_figures
+    numbers = replace(scored.numbers, p95_latency_ms=student_speed.p95_ms, cost_per_1k=cost.student_per_1k,
+                      cost_source=cost.source, latency_declared_by=student_speed.declared_by,
                       teacher_source=bar.source, teacher_refused="" if bar.source else bar.why_none())
     criteria = gate_check.check(spec, numbers)
     student, teacher = scored.overall["student"], scored.overall["teacher"]
     gap = {m: (student[m] - teacher[m]) if student.get(m) is not None and teacher.get(m) is not None else None
            for m in ("accuracy", "macro_f1", "agreement")}
-    report = {
+    body = {
         "evaluation": evaluation, "overall": scored.overall, "gap_to_teacher": gap,
-        "slices": slices_json(scored.slices), "latency": latency, "cost": cost, "severe": scored.severe,
-        "criteria": [c.as_dict() for c in criteria], "passed": gate_check.passed(criteria),
-        "teacher_bar": bar.as_dict(),
-        "unreadable": unreadable(scored.overall), **(extra or {}),
+        "slices": slices_json(scored.slices), "latency": _json(latency), "cost": _json(cost),
+        "severe": scored.severe, "criteria": [c.as_dict() for c in criteria], "passed": gate_check.passed(criteria),
+        "teacher_bar": _json(bar.info()), "unreadable": unreadable(scored.overall),
+        **{k: _json(v) if isinstance(v, BaseModel) else v for k, v in (extra or {}).items()},
     }
-    return clean(report), criteria
+    return EvaluationReport.model_validate(clean(body)), criteria
 
 
-def latency_source(student: dict | None) -> str:
-    """Where the student's latency came from, in the words every page and the record show."""
-    from core.evaluation.latency import describe
-
-    return describe(student)
-
-
-def summary(report: dict) -> dict:
-    o = report["overall"]
-    return clean({"passed": report["passed"], "criteria": report["criteria"],
-                  "student_accuracy": o["student"].get("accuracy"), "teacher_accuracy": o["teacher"].get("accuracy"),
-                  "agreement": o["student"].get("agreement"), "macro_f1": o["student"].get("macro_f1"),
-                  "severe_rate": report["severe"]["rate"], "n": report["evaluation"]["n"],
-                  "p95_ms": (report["latency"].get("student") or {}).get("p95_ms"),
-                  "student_per_1k": report["cost"].get("student_per_1k"),
-                  "unreadable": report.get("unreadable", {}),
-                  "latency_source": latency_source(report["latency"].get("student")),
-                  "holdout_version": report["evaluation"].get("holdout_version"),
-                  "failing": [c["name"] for c in report["criteria"] if c["status"] != gate_check.PASS]})
+def summary(report: EvaluationReport) -> dict:
+    """The figures the evaluation row keeps beside the report, for lists and the portfolio."""
+    student, teacher = report.student, report.teacher
+    speed = report.latency.student_figures
+    return clean({"passed": report.passed, "criteria": [c.as_dict() for c in report.criteria],
+                  "student_accuracy": student.accuracy, "teacher_accuracy": teacher.accuracy,
+                  "agreement": student.agreement, "macro_f1": student.macro_f1,
+                  "severe_rate": report.severe.rate, "n": report.evaluation.n,
+                  "p95_ms": speed.p95_ms, "student_per_1k": report.cost.student_per_1k,
+                  "unreadable": report.unreadable, "latency_source": speed.describe(),
+                  "holdout_version": report.evaluation.holdout_version,
+                  "failing": [c.name for c in report.failing]})

@@ -7,7 +7,6 @@ since been replaced by a newer version.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 
@@ -19,6 +18,7 @@ from core.domain import economics
 from core.domain.errors import GovernanceViolation, InvalidInput, NotFound
 from core.domain.hashing import canonical_json, sha256_hex
 from core.domain.jobs import EvaluateParams
+from core.domain.report import EvaluationReport
 from core.domain.roles import Role
 from core.evaluation.rounds import require_open_round
 from core.gate import gate
@@ -82,8 +82,8 @@ def cost_figures(session: Session, *, project_id: int, latency: dict) -> dict:
         student_ms=st.get("ms_per_example")).as_report()
 
 
-def _write_report(project: Project, report: dict) -> tuple[str, bytes]:
-    body = canonical_json(report).encode("utf-8")
+def _write_report(project: Project, report: EvaluationReport) -> tuple[str, bytes]:
+    body = canonical_json(report.stored_json()).encode("utf-8")
     folder = project_dir(project.id, "evaluations")
     name = f"report-{uuid.uuid4().hex[:12]}.json"
     tmp = folder / f".{name}.tmp"
@@ -93,12 +93,12 @@ def _write_report(project: Project, report: dict) -> tuple[str, bytes]:
 
 
 def record(session: Session, *, actor: User, project: Project, gate_version: GateVersion, predictions: pd.DataFrame,
-           report: dict, summary: dict, source: str, training_run_id: int | None = None,
+           report: EvaluationReport, summary: dict, source: str, training_run_id: int | None = None,
            job_id: int | None = None) -> Evaluation:
     """Store the predictions and the report, and add the Evaluation row and its audit event, in one transaction.
     Refused (RoundClosed) when the round the report was made for was decided meanwhile: a decided round never
     gains an evaluation."""
-    require_open_round(session, project=project, started_in=report["evaluation"]["round"])
+    require_open_round(session, project=project, started_in=report.evaluation.round)
     try:
         preds = store_table(session, project=project, actor=actor, df=predictions, kind=PREDICTIONS_KIND,
                             meta={"source": source, "training_run": training_run_id})
@@ -106,10 +106,10 @@ def record(session: Session, *, actor: User, project: Project, gate_version: Gat
         track_new_file(session, report_path)
         art = register(session, project=project, actor=actor, path=report_path, kind=REPORT_KIND,
                        meta={"source": source})
-        row = Evaluation(project_id=project.id, round=report["evaluation"]["round"], gate_version_id=gate_version.id,
+        row = Evaluation(project_id=project.id, round=report.evaluation.round, gate_version_id=gate_version.id,
                          training_run_id=training_run_id, source=source, job_id=job_id,
                          predictions_artifact_id=preds.id, report_artifact_id=art.id,
-                         report_hash=sha256_hex(body.decode("utf-8")), passed=bool(report["passed"]),
+                         report_hash=sha256_hex(body.decode("utf-8")), passed=report.passed,
                          summary=summary, created_by=actor.id)
         session.add(row)
         session.flush()
@@ -144,15 +144,16 @@ def load_predictions(session: Session, evaluation: Evaluation) -> pd.DataFrame:
     return load_table(session.get(Artifact, evaluation.predictions_artifact_id))
 
 
-def load_report(session: Session, evaluation: Evaluation) -> dict:
-    """The report, refused unless its bytes still hash to the evaluation's report_hash."""
+def load_report(session: Session, evaluation: Evaluation) -> EvaluationReport:
+    """The report, refused unless its bytes still hash to the evaluation's report_hash; the bytes as stored are
+    hashed, then validated into the typed report (an old report's missing parts read as their defaults)."""
     art = session.get(Artifact, evaluation.report_artifact_id)
     verify(art)
     body = path_of(art).read_bytes()
     if sha256_hex(body.decode("utf-8")) != evaluation.report_hash:
         raise GovernanceViolation(f"the report of evaluation #{evaluation.id} no longer matches its recorded hash: "
                                   "restore the original file from backup.")
-    return json.loads(body)
+    return EvaluationReport.model_validate_json(body)
 
 
 def without_confidence(predictions: pd.DataFrame) -> int:

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from core.data import similarity
+from core.domain.report import TeacherBarInfo
 from core.store import vouched
 from core.store.models import Dataset, Project, TeacherRun, User
 from core.teacher import runs as teacher_runs
@@ -42,8 +43,9 @@ class TeacherBar:
         more = f"; and {len(self.refused) - SHOWN} more" if len(self.refused) > SHOWN else ""
         return "; ".join(self.refused[:SHOWN]) + more
 
-    def as_dict(self) -> dict:
-        return {"run": self.run_id, "source": self.source, "refused": self.refused}
+    def info(self) -> TeacherBarInfo:
+        """What the report keeps of the bar: the run, how it is named, why the others were refused."""
+        return TeacherBarInfo(run=self.run_id, source=self.source, refused=list(self.refused))
 
 
 def _utc(when: datetime) -> datetime:

@@ -141,8 +141,9 @@ def get_version(session: Session, *, project: Project, version: int) -> GateVers
     return gate
 
 
-def spec_of(gate: GateVersion) -> dict:
-    return json.loads(gate.spec_json)
+def spec_of(gate: GateVersion) -> GateSpec:
+    """The locked spec, validated from the stored JSON text (which the gate's hash covers and nothing rewrites)."""
+    return GateSpec.model_validate_json(gate.spec_json)
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -170,8 +171,8 @@ class Change:
 
 def diff(old: GateVersion | dict, new: GateVersion | dict) -> list[Change]:
     """Criterion-level differences between two gate specs."""
-    a = _flatten(spec_of(old) if isinstance(old, GateVersion) else old)
-    b = _flatten(spec_of(new) if isinstance(new, GateVersion) else new)
+    a = _flatten(json.loads(old.spec_json) if isinstance(old, GateVersion) else old)
+    b = _flatten(json.loads(new.spec_json) if isinstance(new, GateVersion) else new)
     changes = []
     for path in sorted(a.keys() | b.keys()):
         if path not in b:

@@ -19,6 +19,8 @@ from core.access import separation, visibility
 from core.access.projects import require_role, roles_of
 from core.domain import economics, metrics
 from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
+from core.domain.gate_spec import GateSpec, SliceFloor
+from core.domain.report import EvaluationReport
 from core.domain.roles import Role
 from core.evaluation.runs import (
     get_evaluation,
@@ -42,7 +44,7 @@ THRESHOLD_STEP = 0.01
 # --------------------------------------------------------------------------- reading an evaluation
 
 
-def _gate_spec(session: Session, evaluation: Evaluation) -> dict:
+def _gate_spec(session: Session, evaluation: Evaluation) -> GateSpec:
     return gate.spec_of(vouched.one(session, GateVersion, evaluation.gate_version_id))
 
 
@@ -92,11 +94,11 @@ class Queue:
     total: int  # disagreements before the limit
 
 
-def _in_critical_slice(df: pd.DataFrame, floors: list[dict]) -> pd.Series:
+def _in_critical_slice(df: pd.DataFrame, floors: list[SliceFloor]) -> pd.Series:
     mask = pd.Series(False, index=df.index)
     for f in floors:
-        if f["column"] in df.columns:
-            mask |= df[f["column"]].astype(str) == f["value"]
+        if f.column in df.columns:
+            mask |= df[f.column].astype(str) == f.value
     return mask
 
 
@@ -128,8 +130,8 @@ def disagreement_queue(
     if "top_k_differs" in df.columns:  # an imported ranking: the queries whose top k differs from the teacher's
         differs = df["top_k_differs"].astype(bool)
     out = df[differs].copy()
-    out["critical_slice"] = _in_critical_slice(out, spec.get("slice_floors", []))
-    severe = set(spec.get("severe_errors", {}).get("classes", []))
+    out["critical_slice"] = _in_critical_slice(out, spec.slice_floors)
+    severe = set(spec.severe_errors.classes)
     out["severe_class"] = out["reference"].isin(severe) | out["teacher_label"].isin(severe)
     out = out.sort_values(["critical_slice", "severe_class", "student_confidence"],
                           ascending=[False, False, True], na_position="first", kind="stable")
@@ -152,20 +154,22 @@ class HeatmapRow:
     worst: float  # the most negative gap (0 when none): the ordering key
 
 
-def heatmap_rows(report: dict, *, limit: int = 40) -> list[HeatmapRow]:
+def heatmap_rows(report: EvaluationReport, *, limit: int = 40) -> list[HeatmapRow]:
     """Slices worst first: accuracy and macro-F1 by their gap to the teacher on the same slice; agreement
     (which the teacher has no counterpart for) by its gap to the student's overall agreement."""
-    overall_agreement = (report.get("overall", {}).get("student") or {}).get("agreement")
+    overall_agreement = report.student.agreement
     rows = []
-    for s in report.get("slices", []):
-        stu, tea = s.get("student") or {}, s.get("teacher") or {}
-        gaps = [stu[m] - tea[m] if stu.get(m) is not None and tea.get(m) is not None else None
-                for m in HEATMAP_METRICS[:2]]
-        gaps.append(stu["agreement"] - overall_agreement
-                    if stu.get("agreement") is not None and overall_agreement is not None else None)
+    for s in report.slices:
+        stu, tea = s.student, s.teacher
+        gaps: list[float | None] = []
+        for m in HEATMAP_METRICS[:2]:
+            mine, theirs = getattr(stu, m), getattr(tea, m)
+            gaps.append(mine - theirs if mine is not None and theirs is not None else None)
+        gaps.append(stu.agreement - overall_agreement
+                    if stu.agreement is not None and overall_agreement is not None else None)
         worst = min((g for g in gaps if g is not None), default=0.0)
-        rows.append(HeatmapRow(f"{s['column']}={s['value']} (n={s['n']:,})",
-                               [stu.get(m) for m in HEATMAP_METRICS], gaps, worst))
+        rows.append(HeatmapRow(f"{s.column}={s.value} (n={s.n:,})",
+                               [getattr(stu, m) for m in HEATMAP_METRICS], gaps, worst))
     rows.sort(key=lambda r: r.worst)
     return rows[:limit]
 
@@ -310,14 +314,14 @@ def review_coverage(session: Session, *, project: Project, evaluation_id: int,
     """Reviewed items per critical slice (each slice floor of the gate) against the gate's minimum."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     spec = _gate_spec(session, evaluation)
-    required = int(spec.get("min_reviews_per_critical_slice", 0))
+    required = spec.min_reviews_per_critical_slice
     df = load_predictions(session, evaluation) if predictions is None else predictions
     reviewed = set(_all_verdicts(session, evaluation_id=evaluation.id)["item_id"])
     df = df[df["id"].astype(str).isin(reviewed)]
     out = []
-    for f in spec.get("slice_floors", []):
-        n = int((df[f["column"]].astype(str) == f["value"]).sum()) if f["column"] in df.columns else 0
-        out.append(SliceCoverage(f["column"], f["value"], n, required))
+    for f in spec.slice_floors:
+        n = int((df[f.column].astype(str) == f.value).sum()) if f.column in df.columns else 0
+        out.append(SliceCoverage(f.column, f.value, n, required))
     return out
 
 
@@ -338,11 +342,11 @@ def sign_off(
         raise InvalidInput("a rejection needs a comment: say what must change before you would approve.",
                            field="comment")
     report = load_report(session, evaluation)  # refuses a report changed since it was evaluated
-    student_latency = (report.get("latency") or {}).get("student") or {}
-    declared = student_latency.get("source") == "declared"
+    student_latency = report.latency.student_figures
+    declared = student_latency.source == "declared"
     if approve and declared and not covers_declared_latency:
         raise GovernanceViolation(
-            f"Evaluation #{evaluation.id}'s latency was declared by {student_latency.get('declared_by')}, not "
+            f"Evaluation #{evaluation.id}'s latency was declared by {student_latency.declared_by}, not "
             "measured by Stillroom: approve only if your sign-off covers those figures too (say so explicitly), "
             "or ask the driver to have Stillroom measure the student.")
     if approve:
@@ -375,13 +379,13 @@ def sign_offs(session: Session, *, evaluation_id: int) -> list[SignOff]:
 
 
 def evaluation_costs(session: Session, *, project: Project, evaluation: Evaluation,
-                     report: dict | None = None) -> economics.StudentCost:
+                     report: EvaluationReport | None = None) -> economics.StudentCost:
     """The costs an evaluation is priced with everywhere (its curve, a threshold proposal, the payback): the ones
     its report measured or was given, the teacher's taken from the latest qualification where the report has none."""
     report = load_report(session, evaluation) if report is None else report
     q = qualification.latest(session, project_id=project.id)
-    teacher = ((q.inputs if q else {}) or {}).get("teacher_cost_per_1k")
-    return economics.StudentCost.from_report(report.get("cost"), teacher_per_1k=teacher)
+    teacher = qualification.inputs_of(q).teacher_cost_per_1k if q else None
+    return economics.StudentCost.from_report(report.cost.model_dump(), teacher_per_1k=teacher)
 
 
 def fallback_curve(df: pd.DataFrame, costs: economics.StudentCost | None,

@@ -81,9 +81,9 @@ def get_config(session: Session, *, project_id: int) -> MonitorSettings:
     return MonitorSettings.model_validate(row.settings if row else {})
 
 
-def _gate_spec(session: Session, project_id: int) -> dict:
+def _gate_spec(session: Session, project_id: int) -> gate_spec.GateSpec | None:
     current = gate.current(session, project_id=project_id)
-    return gate.spec_of(current) if current else {}
+    return gate.spec_of(current) if current else None
 
 
 def agreement_floor(session: Session, *, project_id: int, settings: MonitorSettings | None = None) -> float:
@@ -91,8 +91,10 @@ def agreement_floor(session: Session, *, project_id: int, settings: MonitorSetti
     settings = settings or get_config(session, project_id=project_id)
     if settings.agreement_floor is not None:
         return settings.agreement_floor
-    floor = _gate_spec(session, project_id).get("quality_floor") or {}
-    return float(floor["value"]) if floor.get("kind") == gate_spec.FloorKind.ABSOLUTE else DEFAULT_AGREEMENT_FLOOR
+    spec = _gate_spec(session, project_id)
+    if spec is not None and spec.quality_floor.kind == gate_spec.FloorKind.ABSOLUTE:
+        return float(spec.quality_floor.value)
+    return DEFAULT_AGREEMENT_FLOOR
 
 
 def must_escalate(session: Session, *, project_id: int, settings: MonitorSettings | None = None) -> list[str]:
@@ -100,11 +102,13 @@ def must_escalate(session: Session, *, project_id: int, settings: MonitorSetting
     settings = settings or get_config(session, project_id=project_id)
     if settings.must_escalate is not None:
         return settings.must_escalate
-    return sorted((_gate_spec(session, project_id).get("severe_errors") or {}).get("classes", []))
+    spec = _gate_spec(session, project_id)
+    return sorted(spec.severe_errors.classes) if spec else []
 
 
 def p95_target(session: Session, *, project_id: int) -> float | None:
-    return _gate_spec(session, project_id).get("p95_latency_ms")
+    spec = _gate_spec(session, project_id)
+    return spec.p95_latency_ms if spec else None
 
 
 def set_config(session: Session, *, actor: User, project: Project, changes: dict) -> MonitorSettings:

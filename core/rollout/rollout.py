@@ -6,12 +6,13 @@ The current stage is the latest RolloutEvent's (append-only); "off" before any e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 from sqlmodel import Session, col
 
 from core.access.projects import require_role
+from core.domain.criteria import FAIL, NOT_APPLICABLE, PASS, WAITING, Criterion
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.roles import Role
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD, OFF, SHADOW, RolloutState
@@ -20,19 +21,6 @@ from core.review import review
 from core.rollout import config, logs
 from core.store import audit, vouched
 from core.store.models import Evaluation, GateVersion, Project, RolloutEvent, User
-
-# A criterion with too little traffic behind it yet: not a failure, but no advance either.
-WAITING = "WAITING"
-
-
-@dataclass(frozen=True)
-class Criterion:
-    name: str
-    status: str  # PASS, FAIL, WAITING (for traffic), N/A
-    value: float | None
-    threshold: float | None
-    n: int
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,11 +32,11 @@ class AdvanceCheck:
 
     @property
     def passed(self) -> bool:
-        return all(c.status in ("PASS", "N/A") for c in self.criteria)
+        return all(c.status in (PASS, NOT_APPLICABLE) for c in self.criteria)
 
     def as_dict(self) -> dict:
         return {"stage": self.stage, "next_stage": self.next_stage, "n_requests": self.n_requests,
-                "passed": self.passed, "criteria": [asdict(c) for c in self.criteria]}
+                "passed": self.passed, "criteria": [c.as_dict() for c in self.criteria]}
 
 
 # --------------------------------------------------------------------------- reading
@@ -98,32 +86,33 @@ def actions(stage: str, order: list[str]) -> list[str]:
 
 
 def _criterion(name: str, value: float | None, threshold: float, n: int, *, at_most: bool = False,
-               detail: str = "") -> Criterion:
+               detail: str = "", unit: str = "proportion") -> Criterion:
+    how = {"direction": "lower" if at_most else "higher", "unit": unit}
     if value is None and n == 0:
-        return Criterion(name, WAITING, None, threshold, 0, "waiting for traffic")
+        return Criterion(name, WAITING, None, threshold, 0, "waiting for traffic", **how)
     if value is None:
-        return Criterion(name, "FAIL", None, threshold, n, detail or "no measurement")
+        return Criterion(name, FAIL, None, threshold, n, detail or "no measurement", **how)
     ok = value <= threshold if at_most else value >= threshold
-    return Criterion(name, "PASS" if ok else "FAIL", round(float(value), 6), threshold, n, detail)
+    return Criterion(name, PASS if ok else FAIL, round(float(value), 6), threshold, n, detail, **how)
 
 
 def _requests(n: int, needed: int, stage: str) -> Criterion:
     if n >= needed:
-        return Criterion("requests", "PASS", float(n), float(needed), n, f"logged at stage {stage}")
+        return Criterion("requests", PASS, float(n), float(needed), n, f"logged at stage {stage}", unit="count")
     return Criterion("requests", WAITING, float(n), float(needed), n,
-                     f"waiting for traffic: {n:,} of {needed:,} requests logged at stage {stage}")
+                     f"waiting for traffic: {n:,} of {needed:,} requests logged at stage {stage}", unit="count")
 
 
 def _latency(session: Session, project_id: int, traffic: pd.DataFrame) -> Criterion:
     target = config.p95_target(session, project_id=project_id)
     by_student = traffic.loc[traffic["served_by"] == "student", "latency_ms"].dropna()
     if target is None:
-        return Criterion("p95 latency (ms)", "N/A", None, None, len(by_student), "the gate sets no p95 target")
+        return Criterion("p95 latency (ms)", NOT_APPLICABLE, None, None, len(by_student), "the gate sets no p95 target")
     if by_student.empty:
-        return Criterion("p95 latency (ms)", "N/A", None, float(target), 0,
+        return Criterion("p95 latency (ms)", NOT_APPLICABLE, None, float(target), 0,
                          "no request was served by the student at this stage (the teacher serves in shadow)")
     return _criterion("p95 latency (ms)", float(by_student.quantile(0.95)), float(target), len(by_student),
-                      at_most=True, detail="requests served by the student")
+                      at_most=True, detail="requests served by the student", unit="ms")
 
 
 def stage_traffic(session: Session, *, project_id: int, live: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -232,7 +221,7 @@ def advance(session: Session, *, actor: User, project: Project, reason: str = ""
         raise GovernanceViolation(f"The rollout of project {project.name!r} is at {check.stage}, its last stage: "
                                   "there is nothing to advance to.")
     if not check.passed:
-        failing = "; ".join(_describe(c) for c in check.criteria if c.status in ("FAIL", WAITING))
+        failing = "; ".join(_describe(c) for c in check.criteria if c.status in (FAIL, WAITING))
         raise GovernanceViolation(f"Advance from {check.stage} to {check.next_stage} refused: {failing}; "
                                   "let more traffic through this stage or roll back.")
     return _record(session, actor=actor, project=project, action="advance", stage=check.next_stage,
