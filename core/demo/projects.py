@@ -26,9 +26,12 @@ from sqlmodel import Session, select
 
 from core.access import people, projects
 from core.demo import seed as demo
+from core.evaluation import jobs as evaluate_job  # noqa: F401 (registers the "evaluate" job run here)
 from core.gate import gate
 from core.qualify import qualification
 from core.store.models import Project
+from core.teacher import jobs as teacher_job  # noqa: F401 (registers the "teacher-run" job run here)
+from core.training import jobs as train_job  # noqa: F401 (registers the "train" job run here)
 
 REVIEW = "Reseller ticket routing"
 SHIPPED = "Ticket language detection"

@@ -16,6 +16,7 @@ from core.gate import gate
 from core.qualify import qualification
 from core.qualify.qualification import BetterMove
 from core.store import vouched
+from core.store.jobs import JobKind
 from core.store.models import Project, User
 
 
@@ -111,7 +112,7 @@ def seed(session: Session) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- the routing project's data
 
-SETUP_JOB = "demo-setup"
+SETUP_JOB = JobKind.DEMO_SETUP
 PRODUCTION_ROWS = 6_000
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from core.demo.seed import SETUP_JOB
+from core.evaluation import jobs as evaluate_job  # noqa: F401 (registers the "evaluate" job run here)
 from core.store import vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Project, User
+from core.teacher import jobs as teacher_job  # noqa: F401 (registers the "teacher-run" job run here)
+from core.training import jobs as train_job  # noqa: F401 (registers the "train" job run here)
 
 # Shares of the progress bar: teacher training, labelling, the first student, its evaluation.
 SHARES = (0.70, 0.15, 0.08, 0.07)

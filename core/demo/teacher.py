@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from core.domain.errors import InvalidInput
-from core.store.jobs import JobContext, handler
+from core.store.jobs import JobContext, JobKind, handler
 
-JOB_KIND = "demo-teacher"
+JOB_KIND = JobKind.DEMO_TEACHER
 # The teacher learns from its own draw of the generator, not the project's prompt set, so it has
 # never seen the project's holdout (as a teacher trained elsewhere would not have).
 TEACHER_SEED = 20261124

@@ -24,7 +24,7 @@ from core.store.artifacts import data_dir, path_of, project_dir, verify
 from core.store.models import Artifact, GateVersion, Job, Project, Role, TeacherRun, TrainingPoint, TrainingRun, User
 from core.training import pool
 
-JOB_KIND = "train"
+JOB_KIND = jobs.JobKind.TRAIN
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from core.ml.config import FAMILIES, TrainConfig
 from core.store import jobs, vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TrainingRun, User
+from core.training import jobs as train_job  # noqa: F401 (registers the "train" handler the search runs here)
 from core.training import runs
 
-JOB_KIND = "train-search"
+JOB_KIND = jobs.JobKind.TRAIN_SEARCH
 DEFAULT_BUDGET_S = 900.0
 # Candidates within this much of the best validation score (accuracy, else agreement) count as equally good; the
 # fastest of them wins.
