@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from core.domain.errors import StillroomError
@@ -31,3 +34,16 @@ def test_a_kind_is_stored_as_its_plain_name(session, demo, moderation):
     session.expire_all()
     stored = session.get(Job, job.id).kind
     assert type(stored) is str and stored == "evaluate"
+
+
+def test_no_project_module_is_imported_by_string_but_the_cli_commands():
+    """Job handlers (and everything else) are imported by name where they are used, so import-linter sees every
+    dependency; the CLI's lazy command loader is the one place that loads core.cli modules by string."""
+    core = Path(jobs.__file__).resolve().parents[1]
+    by_string = []
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+            if name in ("import_module", "__import__"):
+                by_string.append(str(path.relative_to(core.parent)))
+    assert sorted(set(by_string)) == ["core/cli/base.py"]
