@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from core.demo import tickets as demo_tickets
 from core.demo.seed import SETUP_JOB
+from core.demo.teacher import TEACHER_SEED, default_dir, train_teacher
 from core.evaluation import jobs as evaluate_job  # noqa: F401 (registers the "evaluate" job run here)
-from core.store import vouched
+from core.evaluation import runs as evaluations
+from core.store import jobs, vouched
 from core.store.jobs import JobContext, handler
-from core.store.models import Project, User
+from core.store.models import Job, Project, User
+from core.teacher import filter as tfilter
 from core.teacher import jobs as teacher_job  # noqa: F401 (registers the "teacher-run" job run here)
+from core.teacher import runs as teacher_runs
 from core.training import jobs as train_job  # noqa: F401 (registers the "train" job run here)
+from core.training import runs as training
 
 # Shares of the progress bar: teacher training, labelling, the first student, its evaluation.
 SHARES = (0.70, 0.15, 0.08, 0.07)
@@ -22,15 +28,11 @@ MIN_KEPT = 100
 
 
 def _actor_project(s: Session, ctx: JobContext) -> tuple[User, Project]:
-    from core.store.models import Job
-
     return vouched.one(s, User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
 
 
 def _run_child(ctx: JobContext, job_id: int, start: float, share: float, what: str) -> dict:
     """Run a job this one queued, in this process, its progress drawn on this job's bar."""
-    from core.store import jobs
-
     done = jobs.run(job_id, engine=ctx.engine, on_progress=lambda f, m: ctx.progress(start + share * f, f"{what}: {m}"))
     return jobs.result_or_raise(done)
 
@@ -39,13 +41,6 @@ def _run_child(ctx: JobContext, job_id: int, start: float, share: float, what: s
 def setup_job(ctx: JobContext) -> dict:
     """Train the demo teacher, label the tickets with it and filter its errors, then distil a first student
     and evaluate it, so every role finds something to look at."""
-    from core.demo import tickets as demo_tickets
-    from core.demo.teacher import TEACHER_SEED, default_dir, train_teacher
-    from core.evaluation import runs as evaluations
-    from core.teacher import filter as tfilter
-    from core.teacher import runs as teacher_runs
-    from core.training import runs as training
-
     params = ctx.params
     teach, label, distil, _ = SHARES
     ctx.progress(0.0, "generating the teacher's own tickets", force=True)

@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.demo import tickets as demo_tickets
 from core.domain.errors import InvalidInput
+from core.ml import build
+from core.ml.build import SIZES
+from core.store.artifacts import data_dir
 from core.store.jobs import JobContext, JobKind, handler
 
 JOB_KIND = JobKind.DEMO_TEACHER
@@ -55,8 +59,6 @@ class TeacherResult:
 
 
 def default_dir() -> Path:
-    from core.store.artifacts import data_dir
-
     return data_dir() / "models" / "demo-teacher"
 
 
@@ -86,8 +88,7 @@ def train_teacher(
     """
     import torch
 
-    from core.ml import build
-    from core.ml.students import TransformerStudent
+    from core.ml.students import TransformerStudent  # lazy: imports torch
 
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
@@ -233,9 +234,6 @@ def _save(model, tokenizer, result: TeacherResult, *, meta: dict) -> None:
 @handler(JOB_KIND)
 def demo_teacher_job(ctx: JobContext) -> dict:
     """Generate the teacher's tickets and train it. Params: out_dir, n, seed, epochs, size (all optional)."""
-    from core.demo import tickets as demo_tickets
-    from core.ml.build import SIZES
-
     params = ctx.params
     try:
         n = int(params.get("n", demo_tickets.DEFAULT_N))

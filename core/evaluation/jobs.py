@@ -22,6 +22,7 @@ from core.store import vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
+from core.teacher.local import LocalAdapter
 from core.training import pool
 from core.training import runs as training_runs
 
@@ -36,8 +37,6 @@ def _speed(speed) -> dict:
 def _local_adapter(teacher_run: TeacherRun):
     if teacher_run.adapter != "local" or not (teacher_run.config or {}).get("model_dir"):
         return None
-    from core.teacher.local import LocalAdapter
-
     return LocalAdapter(teacher_runs.resolve_path(teacher_run.config["model_dir"]),
                         batch_size=teacher_run.config.get("batch_size") or 64)
 
@@ -67,7 +66,7 @@ def _baselines(s: Session, project: Project, run: TrainingRun, teacher_run: Teac
 
 def measure_latency(student, adapter, sample: list[str]) -> dict:
     """Single-request p50/p95 and batched throughput on this machine; the teacher only when it runs here."""
-    from core.ml import students
+    from core.ml import students  # lazy: imports torch
 
     return {"student": _speed(students.measure_speed(student, sample, singles=100, rounds=1)),
             "teacher": _speed(students.measure_speed(Timed(adapter), sample, singles=50, rounds=1))

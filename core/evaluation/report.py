@@ -15,6 +15,7 @@ import pandas as pd
 from core.domain import metrics
 from core.domain.gate_spec import GateSpec, Metric
 from core.evaluation import gate_check
+from core.evaluation.latency import describe
 from core.evaluation.teacher_bar import TeacherBar
 
 A, F1, AGREE, EXACT, FIELD = (m.value for m in (Metric.ACCURACY, Metric.MACRO_F1, Metric.AGREEMENT,
@@ -164,8 +165,6 @@ def assemble(scored: Scored, *, spec: GateSpec, evaluation: dict, latency: dict,
 
 def latency_source(student: dict | None) -> str:
     """Where the student's latency came from, in the words every page and the record show."""
-    from core.evaluation.latency import describe
-
     return describe(student)
 
 

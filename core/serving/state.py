@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session
 
+from core.rollout.rollout import state as rollout_state
+
 DEFAULT_TEACHER_SAMPLE_RATE = 0.05
 
 
@@ -28,6 +30,4 @@ def percent_of(stage: str) -> int:
 def state(session: Session, *, project_id: int) -> RolloutState:
     """The stage serving obeys: core.rollout.rollout's, read from the rollout events the audit chain vouches
     for (imported here, not at the top, because that module reads the request log this package writes)."""
-    from core.rollout.rollout import state as rollout_state
-
     return rollout_state(session, project_id=project_id)

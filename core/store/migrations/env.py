@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import core.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from core.store.db import get_engine
 
 target_metadata = SQLModel.metadata
 
@@ -11,8 +12,6 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        from core.store.db import get_engine
-
         with get_engine().connect() as connection:
             _run(connection)
             connection.commit()
