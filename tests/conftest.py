@@ -8,6 +8,8 @@ import shutil
 import pytest
 from sqlmodel import Session
 
+from core.cli.jobs import register_handlers
+
 # Fixtures of the review and decision tests (a gated moderation project and its evaluations).
 pytest_plugins = ["review_helpers"]
 
@@ -16,6 +18,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # A developer's own `stillroom login` token must not decide who the tests act as.
 os.environ.setdefault("STILLROOM_TOKEN_FILE", os.devnull)
+# Tests run jobs with core.store.jobs.run directly: register every kind's handler once, as `stillroom jobs run` does.
+register_handlers()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from core.cli.base import (
     load_mapping,
 )
 from core.decision import portfolio
-from core.demo import seed as demo_mod
 from core.domain import gate_spec
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.gate import gate
@@ -68,6 +67,8 @@ def init(admin_name: str | None, display_name: str | None) -> None:
 def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str, showcase: bool) -> None:
     """Seed the demo (idempotent): people, projects, the routing project's tickets and holdout, and a job
     that trains the demo teacher and labels the tickets with it."""
+    from core.demo import seed as demo_mod  # lazy: init, users and audit need neither the demo nor its scipy
+
     with _session() as session:
         added = demo_mod.seed(session)
     click.echo(f"Demo seeded: {added['people']} people and {added['projects']} projects added.")

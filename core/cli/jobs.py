@@ -11,8 +11,19 @@ from core.cli.base import _actor, _engine, _session, _table, _viewable, cli
 from core.store import jobs
 
 
+def register_handlers() -> None:
+    """Import every module that registers a job handler (each registers its kind with @handler when imported).
+    Here, not at the top: every other command would pay for pandas and scipy."""
+    from core.demo import setup, teacher  # noqa: F401
+    from core.evaluation import jobs as evaluate  # noqa: F401
+    from core.teacher import jobs as teacher_run  # noqa: F401
+    from core.training import jobs as train  # noqa: F401
+    from core.training import search  # noqa: F401
+
+
 def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> None:
     """Run a job in this process, drawing a terminal progress bar as it reports."""
+    register_handlers()
     engine = _engine()
     with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:

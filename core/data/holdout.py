@@ -16,7 +16,7 @@ import pandas as pd
 from sqlmodel import Session, col, select
 
 from core.access.projects import require_role
-from core.data import datasets, similarity
+from core.data import datasets, importer, similarity
 from core.data.datasets import copy_origin
 from core.domain import textsafe
 from core.domain.errors import GovernanceViolation, InvalidInput
@@ -439,8 +439,6 @@ def import_holdout(session: Session, *, actor: User, project: Project, mapping: 
     training row. Nothing is stored when a check fails; leaked training rows are reported, and training refuses
     them until they are dropped."""
     from pathlib import Path
-
-    from core.data import importer
 
     require_role(session, actor=actor, project=project, role=Role.DRIVER, doing="import the holdout")
     existing = get_holdout(session, project_id=project.id)

@@ -19,16 +19,19 @@ from core.domain import economics
 from core.domain.criteria import Criterion
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.gate_spec import GateSpec
+from core.domain.metrics import wilson
 from core.domain.report import EvaluationReport
 from core.domain.requests import DataRequest, SliceWanted
 from core.domain.roles import Role
 from core.domain.stored import stored_json
+from core.evaluation import gate_check
 from core.evaluation.rounds import Choice, closing_decision, current_round, decided_on, decisions
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
 from core.gate import gate
 from core.qualify import qualification
 from core.review import review
 from core.store import audit, vouched
+from core.store.config import get_settings
 from core.store.models import Decision, Evaluation, GateVersion, Project, SignOff, ThresholdProposal, User
 
 # A slice that fails its floor needs more training examples of its kind. Stated heuristic:
@@ -95,8 +98,6 @@ class Margins:
 
     @classmethod
     def from_settings(cls) -> Margins:
-        from core.store.config import get_settings
-
         s = get_settings()
         return cls(points=s.kill_margin_points, ms=s.kill_margin_ms, cost=s.kill_margin_cost)
 
@@ -124,8 +125,6 @@ def _fmt_gain(x: float, unit: str) -> str:
 def _movement(first: dict, last: dict, margins: Margins) -> tuple[bool, str]:
     """Did the criterion improve from ``first`` to ``last`` beyond its margin and the noise of its estimate?
     A criterion that got worse never counts as progress. With the sentence that says why."""
-    from core.domain.metrics import wilson
-
     name = last.get("name")
     if last.get("status") == "INSUFFICIENT DATA" or first.get("value") is None or last.get("value") is None:
         a, b = int(first.get("n") or 0), int(last.get("n") or 0)  # judged by the holdout examples it gained
@@ -159,8 +158,6 @@ def kill_recommendation(
     ``rounds`` holds each round's criteria (oldest first), as in the evaluation report; the defaults come
     from the settings (STILLROOM_KILL_AFTER_ROUNDS, STILLROOM_KILL_MARGIN_POINTS, _MS, _COST).
     """
-    from core.store.config import get_settings
-
     after_rounds = get_settings().kill_after_rounds if after_rounds is None else after_rounds
     margins = Margins.from_settings() if margins is None else margins
     if after_rounds < 1 or len(rounds) < after_rounds:
@@ -192,8 +189,6 @@ def data_request(spec: GateSpec, report: EvaluationReport, *, round_: int) -> Da
     sufficiency rule (``gate_check.slice_sufficient``): too few scored holdout examples asks for HOLDOUT
     examples (the shortfall, min_n - n); a slice under its floor asks for training examples (as many again as
     the holdout holds of it, at least MIN_EXTRA_EXAMPLES)."""
-    from core.evaluation import gate_check
-
     wanted: list[SliceWanted] = []
     for f in spec.slice_floors:
         c = report.slice_criterion(f.column, f.value)

@@ -13,6 +13,8 @@ from sqlmodel import Session
 from core.data import datasets, holdout
 from core.domain.requests import read_data_request
 from core.evaluation.rounds import decisions
+from core.store import vouched
+from core.store.artifacts import load_table
 from core.store.models import Artifact, Decision, HoldoutVersion, Project
 
 TRAINING_OPERATIONS = ("import", "oversample")
@@ -68,9 +70,6 @@ def _training_added(session: Session, project: Project, decision: Decision, colu
 
 def _holdout_added(session: Session, project: Project, decision: Decision, column: str,
                    value: str) -> tuple[int, list[str]]:
-    from core.store import vouched
-    from core.store.artifacts import load_table
-
     total, by = 0, []
     later = vouched.rows(session, HoldoutVersion, HoldoutVersion.project_id == project.id,
                          order_by=HoldoutVersion.version)

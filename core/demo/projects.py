@@ -25,10 +25,26 @@ import pandas as pd
 from sqlmodel import Session, select
 
 from core.access import people, projects
+from core.data import holdout, importer
+from core.decision import decision
 from core.demo import seed as demo
+from core.demo import tickets as demo_tickets
+from core.evaluation import jobs as evaluate_job  # noqa: F401 (registers the "evaluate" job run here)
+from core.evaluation import runs as evaluations
 from core.gate import gate
+from core.ml.config import TrainConfig
+from core.ml.data import KDData
 from core.qualify import qualification
+from core.review import review
+from core.rollout import rollout
+from core.serving.app import ClassifyRequest, classify, load_service
+from core.store import jobs
+from core.store.artifacts import data_dir
 from core.store.models import Project
+from core.teacher import jobs as teacher_job  # noqa: F401 (registers the "teacher-run" job run here)
+from core.teacher import runs as teacher_runs
+from core.training import jobs as train_job  # noqa: F401 (registers the "train" job run here)
+from core.training import runs as training
 
 REVIEW = "Reseller ticket routing"
 SHIPPED = "Ticket language detection"
@@ -57,8 +73,6 @@ class Showcase:
 
 
 def _tickets(n: int, seed: int) -> pd.DataFrame:
-    from core.demo import tickets as demo_tickets
-
     df = demo_tickets.generate(n, seed)
     df["timestamp"] = df["timestamp"].astype(str)
     return df
@@ -99,8 +113,6 @@ def _project(session: Session, name: str, admin) -> Project | None:
 
 def _import(session: Session, project: Project, df: pd.DataFrame, *, reference: str, labels: list[str],
             stratify: str) -> int:
-    from core.data import holdout, importer
-
     dana = people.get_user(session, "dana")
     mapping = {"id": "id", "text": "text", "reference": "resolved", "timestamp": "timestamp",
                "slices": ["queue", "channel", "tier", "language"], "labels": labels}
@@ -117,17 +129,12 @@ def _import(session: Session, project: Project, df: pd.DataFrame, *, reference: 
 
 def _run_job(session: Session, job_id: int, engine) -> dict:
     """Run a queued job here; the caller's session then re-reads what the job changed."""
-    from core.store import jobs
-
     result = jobs.result_or_raise(jobs.run(job_id, engine=engine))
     session.expire_all()
     return result
 
 
 def _train_and_evaluate(session: Session, engine, project: Project, teacher_run_id: int) -> int:
-    from core.evaluation import runs as evaluations
-    from core.training import runs as training
-
     dana = people.get_user(session, "dana")
     run, job = training.start_training(session, actor=dana, project=project, teacher_run_id=teacher_run_id,
                                        config=STUDENT)
@@ -141,8 +148,6 @@ def _train_and_evaluate(session: Session, engine, project: Project, teacher_run_
 
 def _router_outputs(df: pd.DataFrame, seed: int) -> bytes:
     """What an LLM router answered for each ticket: mostly the true queue, a few confusions, with confidence."""
-    from core.demo import tickets as demo_tickets
-
     rng = np.random.default_rng(seed)
     wrong = rng.random(len(df)) < 0.04
     labels = [demo_tickets.CONFUSABLE[q][0] if w else q for q, w in zip(df["queue"], wrong, strict=True)]
@@ -153,9 +158,6 @@ def _router_outputs(df: pd.DataFrame, seed: int) -> bytes:
 
 def seed_review(session: Session, engine, admin) -> int | None:
     """The mid-review project; returns its evaluation's id (None when it existed)."""
-    from core.demo import tickets as demo_tickets
-    from core.teacher import runs as teacher_runs
-
     project = _project(session, REVIEW, admin)
     if project is None:
         return None
@@ -174,8 +176,6 @@ def seed_review(session: Session, engine, admin) -> int | None:
 
 
 def teacher_dir() -> Path:
-    from core.store.artifacts import data_dir
-
     return data_dir() / "models" / "demo-language-teacher"
 
 
@@ -183,9 +183,7 @@ def train_language_teacher(df: pd.DataFrame, out_dir: Path) -> Path:
     """A supervised n-gram language classifier (the 'small' size) on its own tickets, saved as a model dir."""
     import tempfile
 
-    from core.ml import loop, students
-    from core.ml.config import TrainConfig
-    from core.ml.data import KDData
+    from core.ml import loop, students  # lazy: imports torch
 
     labels = list(LANGUAGES)
     y = np.array([labels.index(v) for v in df["language"]], dtype=np.int64)
@@ -201,12 +199,6 @@ def train_language_teacher(df: pd.DataFrame, out_dir: Path) -> Path:
 
 def seed_shipped(session: Session, engine, admin) -> tuple[int, str, int] | None:
     """The shipped project at its 5 % stage: (evaluation id, stage, requests logged); None when it existed."""
-    from core.decision import decision
-    from core.demo import tickets as demo_tickets
-    from core.review import review
-    from core.rollout import rollout
-    from core.teacher import runs as teacher_runs
-
     project = _project(session, SHIPPED, admin)
     if project is None:
         return None
@@ -233,8 +225,6 @@ def seed_shipped(session: Session, engine, admin) -> tuple[int, str, int] | None
 
 def serve(session: Session, *, project: Project, texts: pd.DataFrame) -> int:
     """Answer ``texts`` through the real service (router, student, teacher, request log), in this process."""
-    from core.serving.app import ClassifyRequest, classify, load_service
-
     service = load_service(session, project=project, require_token=False)
     requests = [ClassifyRequest(text=str(r.text), id=f"demo-{r.id}-{service.state.stage}",
                                 slices={"channel": str(r.channel), "tier": str(r.tier)})

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from core.access import people, projects
+from core.data import datasets, dedup, holdout, importer
+from core.demo import tickets as demo_tickets
 from core.gate import gate
 from core.qualify import qualification
 from core.qualify.qualification import BetterMove
-from core.store import vouched
-from core.store.models import Project, User
+from core.store import jobs, vouched
+from core.store.jobs import JobKind
+from core.store.models import Job, Project, User
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def seed(session: Session) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- the routing project's data
 
-SETUP_JOB = "demo-setup"
+SETUP_JOB = JobKind.DEMO_SETUP
 PRODUCTION_ROWS = 6_000
 
 
@@ -127,8 +130,6 @@ def _tickets_parquet(n: int, seed: int) -> bytes:
     """Generated tickets as a file a driver would upload: the agent's resolved queue is the reference."""
     import io
 
-    from core.demo import tickets as demo_tickets
-
     df = demo_tickets.generate(n, seed)
     df["resolved_queue"] = df["queue"]
     buf = io.BytesIO()
@@ -142,9 +143,6 @@ def seed_data(session: Session, *, n: int | None = None) -> DemoData | None:
     Idempotent: nothing happens once the project has data. Seconds of work; the
     teacher is trained by the "demo-setup" job (see ``submit_setup``).
     """
-    from core.data import datasets, dedup, holdout, importer
-    from core.demo import tickets as demo_tickets
-
     project = projects.get_project(session, ROUTING)
     if datasets.list_datasets(session, project_id=project.id):
         return None
@@ -170,10 +168,6 @@ def seed_data(session: Session, *, n: int | None = None) -> DemoData | None:
 
 def submit_setup(session: Session, *, size: str = "teacher", n: int | None = None) -> int | None:
     """Queue the job that trains the demo teacher and runs it over the tickets; None if one exists."""
-    from core.data import datasets
-    from core.store import jobs
-    from core.store.models import Job
-
     project = projects.get_project(session, ROUTING)
     if session.exec(select(Job).where(Job.project_id == project.id, Job.kind == SETUP_JOB,
                                       Job.status != "failed")).first():

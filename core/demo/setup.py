@@ -10,12 +10,21 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session
 
+from core.demo import tickets as demo_tickets
 from core.demo.seed import SETUP_JOB
+from core.demo.teacher import TEACHER_SEED, default_dir, train_teacher
 from core.domain.jobs import EvaluateResult, TrainResult
-from core.store import vouched
+from core.evaluation import jobs as evaluate_job  # noqa: F401 (registers the "evaluate" job run here)
+from core.evaluation import runs as evaluations
+from core.store import jobs, vouched
 from core.store.jobs import JobContext, handler
-from core.store.models import Project, User
+from core.store.models import Job, Project, User
+from core.teacher import filter as tfilter
+from core.teacher import jobs as teacher_job  # noqa: F401 (registers the "teacher-run" job run here)
+from core.teacher import runs as teacher_runs
 from core.teacher.config import TeacherRunResult
+from core.training import jobs as train_job  # noqa: F401 (registers the "train" job run here)
+from core.training import runs as training
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,15 +35,11 @@ MIN_KEPT = 100
 
 
 def _actor_project(s: Session, ctx: JobContext) -> tuple[User, Project]:
-    from core.store.models import Job
-
     return vouched.one(s, User, s.get(Job, ctx.job_id).created_by), s.get(Project, ctx.project_id)
 
 
 def _run_child(ctx: JobContext, job_id: int, start: float, share: float, what: str, result: type[M]) -> M:
     """Run a job this one queued, in this process, its progress drawn on this job's bar; its result typed."""
-    from core.store import jobs
-
     done = jobs.run(job_id, engine=ctx.engine, on_progress=lambda f, m: ctx.progress(start + share * f, f"{what}: {m}"))
     return jobs.result_as(done, result)
 
@@ -61,13 +66,6 @@ class SetupResult(BaseModel):
 def setup_job(ctx: JobContext) -> SetupResult:
     """Train the demo teacher, label the tickets with it and filter its errors, then distil a first student
     and evaluate it, so every role finds something to look at."""
-    from core.demo import tickets as demo_tickets
-    from core.demo.teacher import TEACHER_SEED, default_dir, train_teacher
-    from core.evaluation import runs as evaluations
-    from core.teacher import filter as tfilter
-    from core.teacher import runs as teacher_runs
-    from core.training import runs as training
-
     params = ctx.read(SetupParams)
     teach, label, distil, _ = SHARES
     ctx.progress(0.0, "generating the teacher's own tickets", force=True)

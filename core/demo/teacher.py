@@ -23,18 +23,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from core.demo import tickets as demo_tickets
 from core.domain.errors import InvalidInput
 from core.ml import build
 from core.ml.config import TrainConfig
 from core.ml.data import KDData
-from core.store.jobs import JobContext, handler
+from core.store.jobs import JobContext, JobKind, handler
 from core.teacher.runs import demo_model_dir
 
 if TYPE_CHECKING:
     from core.ml.loop import FitResult
     from core.ml.students import TransformerStudent
-
-JOB_KIND = "demo-teacher"
+JOB_KIND = JobKind.DEMO_TEACHER
 # The teacher learns from its own draw of the generator, not the project's prompt set, so it has
 # never seen the project's holdout (as a teacher trained elsewhere would not have).
 TEACHER_SEED = 20261124
@@ -165,7 +165,7 @@ def _fit(data: KDData, cfg: TrainConfig, work: Path, *, size: str,
     # torch loads here, not when the module is imported: registering the job kind must not cost torch's import.
     import torch
 
-    from core.ml import loop, students
+    from core.ml import loop, students  # lazy: imports torch
 
     train_idx, _ = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
     tokenizer = build.train_tokenizer([data.texts[i] for i in train_idx], max_length=cfg.max_length)
@@ -259,9 +259,6 @@ def _save(model, tokenizer, result: TeacherResult, *, meta: dict) -> None:
 @handler(JOB_KIND, params=DemoTeacherParams, result=DemoTeacherResult)
 def demo_teacher_job(ctx: JobContext) -> DemoTeacherResult:
     """Generate the teacher's tickets and train it. Params: out_dir, n, seed, epochs, size (all optional)."""
-    from core.demo import tickets as demo_tickets
-    from core.ml.build import SIZES
-
     params = ctx.read(DemoTeacherParams)
     n = demo_tickets.DEFAULT_N if params.n is None else params.n
     seed = TEACHER_SEED if params.seed is None else params.seed
@@ -270,8 +267,8 @@ def demo_teacher_job(ctx: JobContext) -> DemoTeacherResult:
         raise InvalidInput(f"job #{ctx.job_id}: n must be at least 100 and epochs 1 to 20, got n={n}, "
                            f"epochs={epochs}.", field="params")
     size = params.size or "teacher"
-    if size not in SIZES:
-        raise InvalidInput(f"job #{ctx.job_id}: size {size!r} is unknown; use one of {', '.join(SIZES)}.",
+    if size not in build.SIZES:
+        raise InvalidInput(f"job #{ctx.job_id}: size {size!r} is unknown; use one of {', '.join(build.SIZES)}.",
                            field="size")
     out_dir = Path(params.out_dir) if params.out_dir else default_dir()
     ctx.progress(0.0, f"generating {n:,} tickets", force=True)

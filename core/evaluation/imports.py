@@ -38,6 +38,7 @@ from core.evaluation import gate_check, report, runs, teacher_bar
 from core.evaluation import latency as latency_mod
 from core.gate import gate
 from core.store.models import Evaluation, Project, User, utcnow
+from core.teacher.local import model_labels
 
 KINDS = ("label", "text", "json", "ranking")
 NDCG_K = 10
@@ -89,8 +90,6 @@ def import_predictions(session: Session, *, actor: User, project: Project, path:
 
 def _require_same_labels(model_dir, answers: pd.Series) -> None:
     """The model timed must be able to give the answers scored: a classifier without one of them is another model."""
-    from core.teacher.local import model_labels
-
     foreign = sorted(set(answers.dropna().astype(str)) - set(model_labels(model_dir)))
     if foreign:
         raise InvalidInput(f"the model in {model_dir} cannot answer {', '.join(map(repr, foreign[:SHOWN]))}, which the "

@@ -23,6 +23,7 @@ from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
 from core.teacher.config import LocalConfig, read_config
+from core.teacher.local import LocalAdapter
 from core.training import pool
 from core.training import runs as training_runs
 
@@ -37,8 +38,6 @@ def _speed(speed) -> dict:
 def _local_adapter(teacher_run: TeacherRun):
     if teacher_run.adapter != "local":
         return None
-    from core.teacher.local import LocalAdapter
-
     config = read_config(teacher_run)
     assert isinstance(config, LocalConfig)  # the adapter column said so, and read_config checked it
     return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64)
@@ -69,7 +68,7 @@ def _baselines(s: Session, project: Project, run: TrainingRun, teacher_run: Teac
 
 def measure_latency(student, adapter, sample: list[str]) -> dict:
     """Single-request p50/p95 and batched throughput on this machine; the teacher only when it runs here."""
-    from core.ml import students
+    from core.ml import students  # lazy: imports torch
 
     return {"student": _speed(students.measure_speed(student, sample, singles=100, rounds=1)),
             "teacher": _speed(students.measure_speed(Timed(adapter), sample, singles=50, rounds=1))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.domain.errors import InvalidInput
 from core.domain.report import LatencyFigures
 from core.domain.validation import parse
+from core.teacher.local import LocalAdapter
 
 SAMPLE = 256  # holdout texts timed in batches; the first 100 also one at a time, as for trained students
 SINGLES = 100
@@ -66,8 +67,7 @@ def declared(figures: Declared | dict, *, recorded_by: str) -> dict:
 
 def measure_local(model_dir: str | Path, texts: list[str]) -> dict:
     """Time a saved classifier here (loaded as the local teacher adapter loads one)."""
-    from core.ml.students import measure_speed
-    from core.teacher.local import LocalAdapter
+    from core.ml.students import measure_speed  # lazy: imports torch
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -97,7 +97,7 @@ def measure_endpoint(url: str, texts: list[str], *, timeout_s: float = ENDPOINT_
     """Time the student's HTTP endpoint from here: the network between is part of what is measured."""
     import httpx
 
-    from core.ml.students import measure_speed
+    from core.ml.students import measure_speed  # lazy: imports torch
 
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(f"{url!r} is not an http(s) URL: give the student's endpoint, e.g. "

@@ -28,7 +28,7 @@ from core.store.artifacts import load_table, path_of, project_dir, register, sto
 from core.store.models import Artifact, Evaluation, GateVersion, Job, Project, TrainingRun, User
 from core.training import pool
 
-JOB_KIND = "evaluate"
+JOB_KIND = jobs.JobKind.EVALUATE
 REPORT_KIND = "evaluation-report"
 PREDICTIONS_KIND = "evaluation-predictions"
 

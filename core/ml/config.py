@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.ml.build import SIZES
+
 FAMILIES = ("transformer", "ngram")
 
 
@@ -72,8 +74,6 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_size(self) -> TrainConfig:
-        from core.ml.build import SIZES
-
         known = NGRAM_SIZES if self.family == "ngram" else {
             **{k: v for k, v in SIZES.items() if k != "teacher"}, "half-teacher": None}
         if self.size not in known and not self.size_overrides:

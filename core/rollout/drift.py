@@ -16,7 +16,7 @@ from sqlmodel import Session
 from core.data import datasets, holdout
 from core.evaluation import rounds
 from core.evaluation.runs import load_predictions
-from core.rollout import config, logs
+from core.rollout import config, logs, rollout
 from core.store.models import Dataset, Evaluation, TeacherRun, TrainingRun
 
 EPSILON = 1e-4  # stands in for an empty bin, so PSI stays finite
@@ -125,8 +125,6 @@ class Reference:
 
 
 def shipped_evaluation(session: Session, *, project_id: int) -> Evaluation | None:
-    from core.rollout import rollout
-
     evaluation_id = rollout.state(session, project_id=project_id).evaluation_id
     if evaluation_id is None:
         shipped = [d for d in rounds.decisions(session, project_id=project_id)

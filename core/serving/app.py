@@ -33,13 +33,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
+from core.access.tokens import active_serve_hashes
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.rollout_state import RolloutState
 from core.evaluation import rounds
 from core.rollout.rollout import state as rollout_state
 from core.serving import router
 from core.serving.requestlog import RequestLog, log_dir
+from core.store.db import get_engine
 from core.store.models import Evaluation, Project, TeacherRun, TrainingRun
+from core.teacher.runs import build_adapter
+from core.training.runs import load_student
 
 DEFAULT_MAX_CHARS = 10_000
 DEFAULT_MAX_CONCURRENCY = 64
@@ -101,7 +105,6 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
                  require_token: bool = True) -> Service:
     """The service for a project in rollout: refused (GovernanceViolation) unless it shipped, a stage is on and,
     with ``require_token``, an operator has created at least one serving token."""
-    from core.access.tokens import active_serve_hashes
     if escalate_to not in ("teacher", "queue"):
         raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
     made = rounds.decisions(session, project_id=project.id)
@@ -138,16 +141,12 @@ def _training_run(session: Session, st: RolloutState) -> TrainingRun:
 
 
 def _load_student(session: Session, run: TrainingRun):
-    from core.training.runs import load_student
-
     student = load_student(session, run)
     student.predict_proba(["warm up"])  # the first call pays for lazy set-up; not a request's latency
     return student
 
 
 def _load_teacher(session: Session, *, project_id: int, run: TrainingRun) -> tuple[Any, list[str], str]:
-    from core.teacher.runs import build_adapter
-
     teacher_run = session.get(TeacherRun, run.teacher_run_id)
     if teacher_run.adapter not in LIVE_ADAPTERS:
         raise GovernanceViolation(
@@ -386,8 +385,6 @@ async def _refresh_loop(service: Service) -> None:
 
 def state_reader(project_id: int) -> Callable[[], RolloutState]:
     """A function that reads the project's rollout state in a fresh session (for the refresh loop)."""
-    from core.store.db import get_engine
-
     def read() -> RolloutState:
         with Session(get_engine()) as session:
             return rollout_state(session, project_id=project_id)
@@ -398,9 +395,6 @@ def state_reader(project_id: int) -> Callable[[], RolloutState]:
 def token_reader(project_id: int) -> Callable[[], frozenset[str]]:
     """A function that reads the project's unrevoked serving tokens in a fresh session (revocation takes effect
     within one refresh period)."""
-    from core.access.tokens import active_serve_hashes
-    from core.store.db import get_engine
-
     def read() -> frozenset[str]:
         with Session(get_engine()) as session:
             return active_serve_hashes(session, project_id=project_id)

@@ -43,6 +43,7 @@ from sqlmodel import Session, col, func, select
 
 from core.domain.hashing import canonical_json, sha256_hex
 from core.store import rowhash
+from core.store.config import get_settings
 from core.store.models import AuditAnchor, AuditEvent, User, id_of
 
 GENESIS_HASH = "0" * 64
@@ -72,8 +73,6 @@ def event_hash(
 
 def audit_key() -> bytes | None:
     """The chain's HMAC key, from STILLROOM_AUDIT_KEY (environment or Streamlit secrets); never in the database."""
-    from core.store.config import get_settings
-
     key = get_settings().audit_key
     return key.get_secret_value().encode("utf-8") if key else None
 
@@ -142,8 +141,6 @@ def _migration_event(session: Session) -> int:
 
 def checkpoint_path(engine: Engine) -> Path | None:
     """The checkpoint file of this database: beside a SQLite file, else under the data directory."""
-    from core.store.config import get_settings
-
     settings = get_settings()
     if settings.audit_checkpoint_file:
         return Path(settings.audit_checkpoint_file)

@@ -1,7 +1,10 @@
 """One settings object, read from the environment (prefix ``STILLROOM_``).
 
 ``DATABASE_URL`` selects the database; by default Stillroom keeps a SQLite file
-under the data directory.
+under the data directory: ``STILLROOM_DATA_DIR`` if set, else the checkout's
+``data/`` when running from one (``make run``, the tests), else ``data/`` in
+the current directory, so an installed Stillroom never writes inside its
+site-packages.
 """
 
 from __future__ import annotations
@@ -16,10 +19,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def default_data_dir() -> Path:
+    """The checkout's data/ when core/ sits in one (its pyproject.toml beside it), else ./data: installed, the
+    package's parent is site-packages, which is no place for a database."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "data"
+    return Path.cwd() / "data"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STILLROOM_", extra="ignore")
 
-    data_dir: Path = Field(default=REPO_ROOT / "data")
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "STILLROOM_DATABASE_URL"),

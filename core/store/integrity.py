@@ -39,6 +39,7 @@ from sqlmodel import Session, SQLModel
 
 from core.domain.errors import GateTampered, RecordTampered
 from core.domain.hashing import canonical_json, sha256_hex
+from core.store.artifacts import data_dir, dir_sha256, file_sha256
 from core.store.audit import (
     ANCHORED_ACTIONS,
     Coverage,
@@ -236,8 +237,6 @@ def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int,
 
 def artifact_problems(engine: Engine) -> list[str]:
     """Every artifact file that is missing or whose SHA-256 changed since it was recorded."""
-    from core.store.artifacts import data_dir, dir_sha256, file_sha256
-
     root = data_dir()
     out = []
     with engine.connect() as conn:

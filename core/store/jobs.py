@@ -2,8 +2,11 @@
 
 A job is a database row; ``run`` executes it in the current process (the CLI
 does this, with a terminal progress bar) and ``start_detached`` starts it in a
-separate process (the app does this, then polls the row). Handlers register
-for a kind and report progress through ``JobContext.progress``.
+separate process (the app does this, then polls the row). Every kind is named
+in ``JobKind``, so ``submit`` checks a kind without importing the package that
+runs it (those sit above store); the owning module registers the kind's handler
+with ``@handler`` when it is imported, and whoever runs jobs imports the modules
+of the kinds it runs (``stillroom jobs run`` imports them all).
 
 A job's events are written in the name of the person who submitted it, so only
 two runners may start it from outside: that person, proven as the CLI proves
@@ -23,6 +26,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
@@ -39,7 +43,21 @@ from core.store.artifacts import data_dir
 from core.store.db import get_engine
 from core.store.models import Job, Project, User, id_of, utcnow
 
+
+class JobKind(StrEnum):
+    """Every kind of job the packages above store run (the value is what a Job row stores). Names only: each
+    owning module registers its kind's handler with ``@handler`` when imported; store imports none of them."""
+
+    TEACHER_RUN = "teacher-run"
+    TRAIN = "train"
+    TRAIN_SEARCH = "train-search"
+    EVALUATE = "evaluate"
+    DEMO_TEACHER = "demo-teacher"
+    DEMO_SETUP = "demo-setup"
+
+
 Handler = Callable[["JobContext"], "BaseModel | dict[str, Any]"]
+# Filled as the owning modules are imported (tests register kinds of their own too).
 HANDLERS: dict[str, Handler] = {}
 # Each kind's typed contract: the params it is submitted with and the result it finishes with (None: untyped).
 PARAMS: dict[str, type[BaseModel] | None] = {}
@@ -108,10 +126,11 @@ def _stored_params(kind: str, params: BaseModel | dict[str, Any]) -> dict[str, A
 
 def submit(session: Session, *, actor: User, project: Project, kind: str,
            params: BaseModel | dict[str, Any]) -> Job:
-    if kind not in HANDLERS:
-        _load_handlers()
-    if kind not in HANDLERS:
-        raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(sorted(HANDLERS))}.", field="kind")
+    """Queue a job of ``kind`` (a ``JobKind``, or a kind whose handler this process registered)."""
+    if kind not in set(JobKind) and kind not in HANDLERS:
+        known = sorted({*JobKind, *HANDLERS})
+        raise InvalidInput(f"unknown job kind {kind!r}: use one of {', '.join(known)}.", field="kind")
+    kind = str(kind)  # the plain value, as the row and its audit event store it
     params = _stored_params(kind, params)
     job = Job(project_id=id_of(project), kind=kind, params=params, created_by=id_of(actor))
     session.add(job)
@@ -136,14 +155,15 @@ def require_runner(session: Session, *, job_id: int, person: User) -> Job:
 def run(job_id: int, *, engine: Engine | None = None,
         on_progress: Callable[[float, str], None] | None = None, credential: str | None = None) -> Job:
     """Run a queued job to completion in this process; returns the finished row. With ``credential`` (the
-    process start_detached started) the job is claimed only if that is its one-time credential."""
-    _load_handlers()
+    process start_detached started) the job is claimed only if that is its one-time credential. The module
+    that registers the job's kind must have been imported first; else the job is left as it was."""
     engine = engine or get_engine()
+    work = _handler_of(engine, job_id)
     job = _claim(engine, job_id, credential)
     ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress)
     status, result, error = "done", {}, ""
     try:
-        result = _stored_result(job.kind, HANDLERS[job.kind](ctx))
+        result = _stored_result(job.kind, work(ctx))
     except StillroomError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 (a job must record why it died)
@@ -157,6 +177,20 @@ def _stored_result(kind: str, result: BaseModel | dict[str, Any] | None) -> dict
     if model is not None:
         result = parse(model, result)
     return stored_json(result) if isinstance(result, BaseModel) else dict(result or {})
+
+
+def _handler_of(engine: Engine, job_id: int) -> Handler:
+    """The handler of the job's kind, refused with the module to import when this process has not imported it."""
+    with Session(engine) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise InvalidInput(f"no job #{job_id}.", field="job")
+        kind = job.kind
+    if kind not in HANDLERS:
+        raise StillroomError(f"no handler for job kind {kind!r} is registered in this process: import the module "
+                             f"that declares @handler({kind!r}) before running job #{job_id} (`stillroom jobs run` "
+                             "imports every one); the job is left as it was.")
+    return HANDLERS[kind]
 
 
 def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
@@ -280,15 +314,6 @@ def list_jobs(session: Session, *, project_id: int, limit: int = 50) -> list[Job
     return list(session.exec(
         select(Job).where(Job.project_id == project_id).order_by(col(Job.id).desc()).limit(limit)
     ).all())
-
-
-def _load_handlers() -> None:
-    """Import the modules that register handlers (kept lazy: they import torch)."""
-    import importlib
-
-    for module in ("core.teacher.jobs", "core.training.jobs", "core.training.search", "core.evaluation.jobs",
-                   "core.demo.teacher", "core.demo.setup"):
-        importlib.import_module(module)
 
 
 def result_or_raise(job: Job) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from core.domain.errors import InvalidInput
 from core.store import integrity
 from core.store.audit import (
     ANCHORED_ACTIONS,
@@ -217,8 +218,6 @@ def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True
 def _expected_head(expect_head: str | None) -> str | None:
     expect = (expect_head or "").strip().lower() or None
     if expect is not None and not re.fullmatch(r"[0-9a-f]{64}", expect):
-        from core.domain.errors import InvalidInput
-
         raise InvalidInput(f"the expected head {expect_head!r} is not a 64-character hex hash: give the full head "
                            "hash as a decision record or an exported checkpoint quotes it.", field="expect_head")
     return expect

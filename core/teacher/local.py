@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.domain.errors import InvalidInput
+from core.ml.build import load_classifier, load_tokenizer
 from core.teacher.outputs import Prediction, Progress, check_labels
 
 STILLROOM_MODEL_FILE = "student.json"  # core.ml.students.STUDENT_FILE, named here to keep torch out
@@ -61,8 +62,6 @@ class LocalAdapter:
 
     def _load(self):
         if self._model is None:
-            from core.ml.build import load_classifier, load_tokenizer
-
             self._tokenizer = load_tokenizer(self.model_dir)
             self._model = load_classifier(self.model_dir).eval()
         return self._model, self._tokenizer
@@ -92,7 +91,7 @@ class LocalAdapter:
 
         if is_stillroom_model(self.model_dir):
             if self._model is None:
-                from core.ml.students import load
+                from core.ml.students import load  # lazy: imports torch
 
                 self._model = load(self.model_dir)
             return self._model.predict_proba(list(texts), batch_size=self.batch_size)

@@ -34,7 +34,7 @@ from core.teacher.config import TeacherRunParams
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
 
-JOB_KIND = "teacher-run"
+JOB_KIND = jobs.JobKind.TEACHER_RUN
 JOB_ADAPTERS = ("local", "http")
 SECRET_WORDS = ("api_key", "apikey", "secret", "password", "token", "authorization", "bearer")
 NOT_SECRET = {"api_key_env", "max_tokens", "top_logprobs"}

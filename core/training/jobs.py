@@ -26,7 +26,7 @@ TRAIN_SHARE = 0.95
 
 @handler(runs.JOB_KIND, params=TrainParams, result=TrainResult)
 def train(ctx: JobContext) -> TrainResult:
-    from core.ml import loop, students
+    from core.ml import loop, students  # lazy: imports torch
 
     run_id = ctx.read(TrainParams).run_id
     with Session(ctx.engine, expire_on_commit=False) as s:
@@ -57,7 +57,7 @@ def train(ctx: JobContext) -> TrainResult:
 
 def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
     """Check the rules again, load the rows, line the curve up with the checkpoints, mark the run running."""
-    from core.ml import loop, students
+    from core.ml import loop, students  # lazy: imports torch
 
     with Session(ctx.engine, expire_on_commit=False) as s:
         run, actor = s.get(TrainingRun, run_id), vouched.one(s, User, actor_id)
@@ -127,7 +127,7 @@ def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
 
 def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: TrainConfig) -> dict:
     """Measure the best checkpoint, record it as an artifact, and mark the run done."""
-    from core.ml import loop, students
+    from core.ml import loop, students  # lazy: imports torch
 
     ctx.progress(TRAIN_SHARE, "measuring the best checkpoint", force=True)
     best = next(h for h in result.history if h.epoch == result.best_epoch)

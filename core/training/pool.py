@@ -61,9 +61,9 @@ def teacher_source(session: Session, *, project: Project, teacher_run_id: int,
 def training_rows(session: Session, *, project: Project, teacher_run: TeacherRun,
                   teacher_filter: TeacherFilter | None = None) -> tuple[KDData, PoolStats]:
     """The distillation rows, refusing when no holdout is fixed or the rows overlap it."""
-    require_holdout(session, project=project)
-    from core.data import holdout as holdout_rules
+    from core.data import holdout as holdout_rules  # lazy: datasketch and scipy (a second), not for every reader
 
+    require_holdout(session, project=project)
     dataset = session.get(Dataset, teacher_run.dataset_id)
     df = load_table(session.get(Artifact, dataset.artifact_id))
     held = holdout_rules.holdout_ids(session, project_id=project.id)

@@ -26,7 +26,7 @@ from core.store.artifacts import data_dir, path_of, project_dir, verify
 from core.store.models import Artifact, GateVersion, Job, Project, TeacherRun, TrainingPoint, TrainingRun, User
 from core.training import pool
 
-JOB_KIND = "train"
+JOB_KIND = jobs.JobKind.TRAIN
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,6 @@ def load_student(session: Session, run: TrainingRun):
     refused (ArtifactTampered) when any file of its model directory changed since training recorded it. A
     transformer answers through its checked TorchScript trace (students.load_for_inference), in evaluation and
     in ``stillroom serve`` alike."""
-    from core.ml import students
+    from core.ml import students  # lazy: imports torch
 
     return students.load_for_inference(path_of(student_artifact(session, run)))

@@ -18,12 +18,14 @@ from core.domain.errors import InvalidInput
 from core.domain.jobs import SearchParams, SearchResult
 from core.domain.validation import parse
 from core.ml.config import FAMILIES, TrainConfig
+from core.ml.init import teacher_config
 from core.store import jobs, vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TrainingRun, User
-from core.training import runs
+from core.training import jobs as train_job  # noqa: F401 (registers the "train" handler the search runs here)
+from core.training import pool, runs
 
-JOB_KIND = "train-search"
+JOB_KIND = jobs.JobKind.TRAIN_SEARCH
 DEFAULT_BUDGET_S = 900.0
 # Candidates within this much of the best validation score (accuracy, else agreement) count as equally good; the
 # fastest of them wins.
@@ -70,9 +72,6 @@ def start_search(session: Session, *, actor: User, project: Project, teacher_run
                  filter_id: int | None = None, budget_s: float = DEFAULT_BUDGET_S,
                  families: tuple[str, ...] = FAMILIES, base: dict | None = None) -> Job:
     """Queue the search as one job (driver only, under a locked gate, with a holdout); the caller runs it."""
-    from core.ml.init import teacher_config
-    from core.training import pool
-
     runs.require_can_train(session, actor=actor, project=project)
     teacher_run, _ = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
                                          filter_id=filter_id)
@@ -198,8 +197,7 @@ def _runs_so_far(session: Session, job: Job) -> list[int]:
 def teacher_val_accuracy(session: Session, *, project: Project, teacher_run_id: int, filter_id: int | None,
                          cfg: TrainConfig) -> float | None:
     """The teacher's accuracy on the validation rows every candidate is judged on (same split, same seed)."""
-    from core.ml import loop
-    from core.training import pool
+    from core.ml import loop  # lazy: imports torch
 
     teacher_run, teacher_filter = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
                                                       filter_id=filter_id)

@@ -5,6 +5,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import core.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from core.store.db import get_engine
 
 target_metadata = SQLModel.metadata
 
@@ -12,8 +13,6 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        from core.store.db import get_engine
-
         with get_engine().connect() as connection:
             _run(connection)
             connection.commit()
