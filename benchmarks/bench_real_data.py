@@ -70,11 +70,13 @@ def split(df, *, seed: int = 7):
 
 def setup(workdir: Path):
     from core.access import people, projects
+    from core.cli.jobs import register_handlers
     from core.demo import seed as demo_mod
     from core.gate import gate
     from core.qualify import qualification
     from core.store import config, db
 
+    register_handlers()  # the jobs this script runs in its own process
     os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'stillroom.db'}"
     os.environ["STILLROOM_DATA_DIR"] = str(workdir)
     config.get_settings.cache_clear()
@@ -175,8 +177,9 @@ def main() -> None:
     session.expire_all()
     report = evaluations.load_report(session, evaluations.get_evaluation(session, project=project,
                                                                           evaluation_id=ev_id))
-    s_acc, t_acc = report["overall"]["student"]["accuracy"], report["overall"]["teacher"]["accuracy"]
-    s_p95, t_p95 = report["latency"]["student"]["p95_ms"], report["latency"]["teacher"]["p95_ms"]
+    s_acc, t_acc = report.student.accuracy, report.teacher.accuracy
+    s_p95 = report.latency.student_figures.p95_ms
+    t_p95 = report.latency.teacher.p95_ms if report.latency.teacher else None
     print(f"\nOn the imported test split ({len(test):,} utterances), evaluation #{ev_id}:")
     figure("teacher accuracy", t_acc, "x")
     figure("student accuracy (recommended run)", s_acc, "x")

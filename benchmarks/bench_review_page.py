@@ -140,7 +140,7 @@ def build_report(df: pd.DataFrame, spec: dict, *, evaluation: dict) -> dict:
 def make_evaluation(session: Session, *, project: Project, actor: User, df: pd.DataFrame) -> Evaluation:
     """Store the predictions Parquet and the report JSON as artifacts and insert the Evaluation row."""
     gv = gate.current(session, project_id=project.id)
-    spec = gate.spec_of(gv)
+    spec = gate.spec_of(gv).model_dump(mode="json")
     pred = artifacts.store_table(session, project=project, actor=actor, df=df, kind="predictions")
     report = build_report(df, spec, evaluation={
         "project_id": project.id, "round": 1, "gate_version": gv.version, "gate_hash": gv.content_hash,
@@ -203,8 +203,8 @@ def naive_queue(engine: Engine, project_id: int, ev_id: int) -> tuple[list[str],
         evaluation = get_evaluation(session, project=session.get(Project, project_id), evaluation_id=ev_id)
         df = load_predictions_of(session, evaluation)
         spec = review._gate_spec(session, evaluation)
-    floors = [(f["column"], f["value"]) for f in spec.get("slice_floors", []) if f["column"] in df.columns]
-    severe = set(spec.get("severe_errors", {}).get("classes", []))
+    floors = [(f.column, f.value) for f in spec.slice_floors if f.column in df.columns]
+    severe = set(spec.severe_errors.classes if spec.severe_errors else [])
     positions = {c: i for i, c in enumerate(df.columns, start=1)}  # itertuples puts the index first
     ref_i, tea_i, stu_i, conf_i = (positions[c] for c in ("reference", "teacher_label", "student_label",
                                                            "student_confidence"))

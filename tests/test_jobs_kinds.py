@@ -21,7 +21,8 @@ def test_every_kind_has_its_handler_once_the_cli_registers_them_and_no_handler_l
 def test_a_kind_whose_module_was_not_imported_is_refused_and_the_job_left_queued(
         session, engine, demo, moderation, monkeypatch):
     monkeypatch.delitem(jobs.HANDLERS, jobs.JobKind.TRAIN)
-    job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=jobs.JobKind.TRAIN, params={})
+    job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=jobs.JobKind.TRAIN,
+                       params={"run_id": 1})
     with pytest.raises(StillroomError, match=r"no handler for job kind 'train' is registered in this process: "
                                              r"import the module that declares @handler\('train'\)"):
         jobs.run(job.id, engine=engine)
@@ -30,7 +31,8 @@ def test_a_kind_whose_module_was_not_imported_is_refused_and_the_job_left_queued
 
 
 def test_a_kind_is_stored_as_its_plain_name(session, demo, moderation):
-    job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=jobs.JobKind.EVALUATE, params={})
+    job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=jobs.JobKind.EVALUATE,
+                       params={"training_run_id": 1})
     session.expire_all()
     stored = session.get(Job, job.id).kind
     assert type(stored) is str and stored == "evaluate"
