@@ -44,7 +44,8 @@ class StillroomGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self.commands and name in LAZY_COMMANDS:
-            # By name, on purpose: the one import of a project module by string in core (tests/test_jobs_kinds.py).
+            # By name, on purpose: the one import of a project module by string in core
+            # (tests/store/test_jobs_kinds.py).
             importlib.import_module(f"core.cli.{LAZY_COMMANDS[name]}")
         return super().get_command(ctx, name)
 

@@ -76,7 +76,7 @@ def init_db(engine: Engine | None = None) -> Engine:
 
 
 # The newest migration's revision: when the database already carries it, start-up
-# skips loading Alembic (about 0.1 s on every CLI call). tests/test_db.py checks it
+# skips loading Alembic (about 0.1 s on every CLI call). tests/store/test_db.py checks it
 # against Alembic's own head, so a new migration cannot forget to move it.
 HEAD_REVISION = "0013"
 

@@ -6,7 +6,7 @@ threshold, rollout stage, token, role, gate or account INSERTed or edited with r
 every ship check, rollout, serving process and identity check, not only reported by ``audit verify`` afterwards.
 Each read costs one ``vouched_ids`` call (two queries), scoped to the projects of the rows it found.
 
-tests/test_vouched_consumers.py fails when code in core/ or pages/ reads a table of ``GOVERNED`` any other way.
+tests/store/test_vouched_consumers.py fails when code in core/ or pages/ reads a table of ``GOVERNED`` any other way.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from core.data import readers
 from core.evaluation import imports
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "byo"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "byo"
 
 
 def _holdout(kind: str) -> pd.DataFrame:

@@ -73,7 +73,7 @@ def test_hashing_featurizer_is_stable_across_processes_and_sensitive_to_words():
     code = ("from core.ml.ngram import HashingFeaturizer as H;"
             f"print(H(2**16).features({text!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123"}, cwd=Path(__file__).resolve().parents[1])
+                         env={"PYTHONHASHSEED": "123"}, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == str(ids)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 # A figure line: the label, then a time in ms or a ratio.
 FIGURE = r"^\s+{label}\s+[\d,]+\.\d+(?: ms|x)\b"

@@ -29,7 +29,7 @@ from core.serving.app import Refused, check_token
 from core.store import vouched
 from core.store.config import get_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- forged rows

@@ -18,7 +18,7 @@ import pytest
 
 from core.store import config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _files(root: Path) -> set[Path]:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from review_helpers import approve, make_evaluation, moderation_predictions, passing_predictions
-from test_byo_scenarios import (  # noqa: F401 (people, people_template, saved_student: fixtures)
+from byo_helpers import (
     _ship,
     exported,
     new_project,
     ok,
-    people,
-    people_template,
     predictions,
     run,
-    saved_student,
     tickets,
     triage_gate,
 )
+from review_helpers import approve, make_evaluation, moderation_predictions, passing_predictions
 
 from core.decision import decision, record
 from core.domain.errors import RoundClosed

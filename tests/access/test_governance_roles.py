@@ -66,7 +66,7 @@ def test_assigning_twice_is_refused(session, demo, empty_project):
 
 def test_removing_a_role_is_audited_and_keeps_the_history(session, demo, empty_project):
     """Removing the driver role lets the person hold validator from now on, but it does not erase what they
-    built: the history rule (tests/test_governance_history_sod.py) still keeps them off their own work."""
+    built: the history rule (tests/access/test_governance_history_sod.py) still keeps them off their own work."""
     projects.assign_role(session, actor=demo["admin"], project=empty_project, username="dana", role="driver")
     projects.remove_role(session, actor=demo["admin"], project=empty_project, username="dana", role="driver")
     projects.assign_role(session, actor=demo["admin"], project=empty_project, username="dana", role="validator")

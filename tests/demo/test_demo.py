@@ -20,7 +20,7 @@ def test_seeding_twice_adds_nothing_the_second_time(session, demo):
 def test_every_demo_person_can_log_in_with_the_readme_password(session, demo):
     for person in demo_data.DEMO_PEOPLE:
         assert people.authenticate(session, username=person.username, password=person.password)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert all(p.password in readme for p in demo_data.DEMO_PEOPLE)
 
 

@@ -13,7 +13,7 @@ from core.domain.errors import InvalidInput
 from core.store import jobs
 
 ROUNDS = 6
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Each process loads everything first, then for every round waits until both are ready and runs that round's job;
 # the handler leaves one line per execution.

@@ -5,19 +5,16 @@ and without that choice the ship refusal names the missing confidence as the cau
 from __future__ import annotations
 
 import pytest
-from sqlmodel import Session, select
-from test_byo_scenarios import (  # noqa: F401 (people, people_template, saved_student: fixtures)
+from byo_helpers import (
     exported,
     new_project,
     ok,
-    people,
-    people_template,
     predictions,
     run,
-    saved_student,
     tickets,
     triage_gate,
 )
+from sqlmodel import Session, select
 
 from core.store import db
 from core.store.models import AuditEvent, ThresholdProposal, User
