@@ -2,8 +2,8 @@
 
 The fixture was written by the code of commit 420f33c (`stillroom init` and `stillroom demo --teacher skip
 --tickets 1000`): schema 0009, checkpoint lines without event ranges, legacy-free row hashes, a project waiting
-on its validator and one shipped and rolled out. Of its artifact files (15 MB) only the evaluation reports are kept, so files are
-not verified here; the rows, events, anchors and checkpoints are.
+on its validator and one shipped and rolled out. Of its artifact files (15 MB) only the evaluation reports are
+kept, so files are not verified here; the rows, events, anchors and checkpoints are.
 """
 
 from __future__ import annotations
