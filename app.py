@@ -7,7 +7,8 @@ import streamlit as st
 from core.access.projects import roles_held
 from core.decision.portfolio import landing_project
 from core.domain.roles import Role
-from pages._ui import current_user, db, esc, visible_projects
+from pages._show import esc
+from pages._ui import current_user, db, visible_projects
 
 st.set_page_config(page_title="Stillroom", page_icon=":material/science:", layout="wide")
 

@@ -9,7 +9,8 @@ from core.data import datasets
 from core.decision import requests as data_requests
 from core.domain.roles import Role
 from core.rollout import redistill
-from pages._ui import db, esc, page_start
+from pages._show import esc
+from pages._ui import db, page_start
 
 
 def data_page(title: str) -> tuple[Project, bool, list]:

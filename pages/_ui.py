@@ -4,40 +4,22 @@ and one way to show what core answered. No business rule lives here: pages ask c
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import pandas as pd
 import streamlit as st
 from sqlmodel import Session
 
 from core.access import session as app_db
 from core.access.people import account, check_session
 from core.access.projects import can_view, projects_for, roles_of
-from core.access.session import Project, User
-from core.domain.criteria import Criterion
+from core.access.session import Job, Project, User
 from core.domain.errors import StillroomError
 from core.domain.roles import Role
-from core.domain.textsafe import safe_frame
 
 T = TypeVar("T")
-
-# Markdown's active characters; user text is shown escaped so a name like
-# "[click](http://x)" or "**boss**" renders as typed, never as a link or markup.
-_MD_ACTIVE = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
-
-
-def esc(text: object) -> str:
-    return _MD_ACTIVE.sub(r"\\\1", str(text))
-
-
-def table(data: pd.DataFrame | list[dict], **kwargs: Any) -> None:
-    """``st.dataframe`` given formula-safe text: its toolbar's CSV download is an export like any other, so a
-    cell a spreadsheet would run carries a leading quote on screen and in the file."""
-    st.dataframe(safe_frame(pd.DataFrame(data)), **kwargs)
 
 
 @st.cache_resource(show_spinner=False)
@@ -151,26 +133,6 @@ def comma_list(text: str) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
-def chart(fig: Any, *, where: Any = st, **layout: Any) -> None:
-    """A plotly figure drawn full width in ``where`` (the page or one of its columns), with the pages' margins
-    unless ``layout`` sets its own."""
-    fig.update_layout(**{"margin": dict(l=10, r=10, t=40, b=10), **layout})
-    where.plotly_chart(fig, width="stretch")
-
-
-def metric_row(figures: dict[str, str], *, where: Any = st) -> None:
-    """Figures side by side, one column each, label above value."""
-    for column, (label, value) in zip(where.columns(len(figures)), figures.items(), strict=True):
-        column.metric(label, value)
-
-
-def side_by_side(*panes: tuple[str, object]) -> None:
-    """Texts next to each other under bold titles, shown as plain text (user text is never markup)."""
-    for column, (title, text) in zip(st.columns(len(panes)), panes, strict=True):
-        column.markdown(f"**{title}**")
-        column.text(str(text or ""))
-
-
 def secret(name: str) -> str | None:
     """A value from Streamlit's secrets, or None when there is no secrets file (it comes from the environment)."""
     try:
@@ -184,8 +146,12 @@ def option_index(options: list[str], guess: str | None) -> int:
     return options.index(guess) if guess in options else 0
 
 
-def short_hash(h: str | None) -> str:
-    return f"{h[:12]}…" if h else ""
+def start_job(job: Job | None) -> None:
+    """Start the job core queued, in its own process, and show the page again with its progress; nothing when
+    core refused it (``act`` has shown why)."""
+    if job is not None:
+        app_db.start_job(job.id)
+        st.rerun()
 
 
 def job_panel(job_id: int, *, label: str = "") -> str:
@@ -221,11 +187,3 @@ def job_panel(job_id: int, *, label: str = "") -> str:
     return job.status
 
 
-def criteria_table(criteria: list[Criterion]) -> None:
-    """An evaluation's gate check, one row per criterion, with where each figure came from."""
-    from core.domain.display import tidy
-
-    rows = [c.as_dict() for c in criteria]
-    if rows:
-        columns = ("status", "name", "value", "threshold", "n", "source", "detail")
-        table(tidy([{k: r[k] for k in columns} for r in rows]), hide_index=True, width="stretch")

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core.access import people, projects
-from pages._ui import act, db, esc, require_user, table
+from pages._show import esc, table
+from pages._ui import act, db, require_user
 
 st.title(":material/person: My account")
 

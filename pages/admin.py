@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.access import people, projects
 from core.domain.roles import Role
-from pages._ui import act, db, require_user, show_flash, table
+from pages._show import table
+from pages._ui import act, db, require_user, show_flash
 
 st.title(":material/group: People & projects")
 show_flash()

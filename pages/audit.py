@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.access.session import verify_record
 from core.access.visibility import audit_scopes, visible_events
-from pages._ui import db, esc, require_user, table, visible_projects
+from pages._show import esc, table
+from pages._ui import db, require_user, visible_projects
 
 st.title(":material/receipt_long: Audit log")
 PAGE = 100

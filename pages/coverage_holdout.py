@@ -9,7 +9,8 @@ import streamlit as st
 from core.data import coverage as cov
 from core.data import holdout, importer
 from pages._datapages import data_page, dataset_names
-from pages._ui import act, db, esc, option_index, require_user, short_hash, table
+from pages._show import esc, short_hash, table
+from pages._ui import act, db, option_index, require_user
 
 project, is_driver, all_sets = data_page(":material/donut_small: Coverage and holdout")
 with db() as session:

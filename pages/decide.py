@@ -9,7 +9,8 @@ from core.decision import decision, record
 from core.domain.display import tidy
 from core.domain.roles import Role
 from core.evaluation import rounds
-from pages._ui import act, criteria_table, current_project, db, esc, require_user, short_hash, show_flash, table
+from pages._show import criteria_table, esc, short_hash, table
+from pages._ui import act, current_project, db, require_user, show_flash
 
 st.title(":material/balance: Decide")
 show_flash()

@@ -15,18 +15,8 @@ from core.domain.roles import Role
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
 from core.training import runs as training
-from pages._ui import (
-    act,
-    criteria_table,
-    current_project,
-    db,
-    esc,
-    job_panel,
-    require_user,
-    short_hash,
-    show_flash,
-    table,
-)
+from pages._show import criteria_table, esc, short_hash, table
+from pages._ui import act, current_project, db, job_panel, require_user, show_flash, start_job
 
 st.title(":material/query_stats: Evaluate")
 show_flash()
@@ -55,9 +45,7 @@ with c1.form("evaluate"):
         with db() as session:
             job = act(lambda: evals.start_evaluation(session, actor=require_user(session), project=project,
                                                      training_run_id=run_id))
-        if job is not None:
-            app_db.start_job(job.id)
-            st.rerun()
+        start_job(job)
 with c2:
     st.markdown("**Bring your own predictions** for the holdout")
     kind = st.selectbox("Output kind", KINDS, format_func={

@@ -14,7 +14,8 @@ from core.domain.gate_spec import FLOOR_MEANING, FloorKind, GateSpec, Metric, Se
 from core.domain.roles import Role
 from core.gate import gate
 from core.qualify import qualification
-from pages._ui import act, comma_list, db, esc, page_start, require_user, short_hash, table
+from pages._show import esc, short_hash, table
+from pages._ui import act, comma_list, db, page_start, require_user
 
 SLICE_COLUMNS = ["column", "value", "floor", "min_n"]
 # The form's labels are the spec's field titles, so core's refusals name the fields as shown here.

@@ -8,7 +8,8 @@ import streamlit as st
 from core.data import datasets, dedup, importer
 from core.data.similarity import DEFAULT_THRESHOLD
 from pages._datapages import data_page, dataset_names
-from pages._ui import act, comma_list, db, option_index, require_user, table
+from pages._show import table
+from pages._ui import act, comma_list, db, option_index, require_user
 
 project, is_driver, all_sets = data_page(":material/upload_file: Import data")
 names = dataset_names(all_sets)

@@ -13,7 +13,8 @@ from core.domain.display import number, tidy
 from core.domain.roles import Role
 from core.rollout import config as mconfig
 from core.rollout import drift, logs, redistill, rollout
-from pages._ui import act, comma_list, current_project, db, esc, require_user, show_flash, table
+from pages._show import esc, table
+from pages._ui import act, comma_list, current_project, db, require_user, show_flash
 
 st.title(":material/traffic: Rollout and monitoring")
 show_flash()

@@ -8,7 +8,8 @@ import streamlit as st
 
 from core.decision.portfolio import STAGES, portfolio
 from core.domain.roles import Role
-from pages._ui import db, esc, require_user, table
+from pages._show import esc, table
+from pages._ui import db, require_user
 
 st.title(":material/dashboard: Portfolio")
 

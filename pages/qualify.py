@@ -12,7 +12,8 @@ from core.domain.errors import StillroomError
 from core.domain.roles import Role
 from core.qualify import qualification as qual
 from core.qualify.qualification import MOVE_LABELS, BetterMove, MoveAnswer, Play, Recommendation
-from pages._ui import act, current_project, db, esc, require_user, show_flash
+from pages._show import esc
+from pages._ui import act, current_project, db, require_user, show_flash
 
 PLAY_HELP = {
     Play.COST: "Cost pressure: the teacher's bill is the problem.",

@@ -7,7 +7,8 @@ import re
 import streamlit as st
 
 from core.decision import record
-from pages._ui import act, current_project, db, esc, require_user
+from pages._show import esc
+from pages._ui import act, current_project, db, require_user
 
 st.title(":material/history_edu: Decision record")
 

@@ -11,7 +11,8 @@ from core.domain.economics import StudentCost, cost_sentence
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
 from core.review import review
-from pages._ui import act, chart, criteria_table, db, esc, page_start, require_user, short_hash, side_by_side, table
+from pages._show import chart, criteria_table, esc, short_hash, side_by_side, table
+from pages._ui import act, db, page_start, require_user
 
 user, project, _ = page_start(":material/rate_review: Review and sign off")
 with db() as session:

@@ -10,7 +10,8 @@ from core.data import datasets
 from core.domain.roles import Role
 from core.teacher import filter as tfilter
 from core.teacher import runs
-from pages._ui import act, chart, comma_list, db, esc, job_panel, metric_row, page_start, require_user, secret, table
+from pages._show import chart, esc, metric_row, table
+from pages._ui import act, comma_list, db, job_panel, page_start, require_user, secret, start_job
 
 user, project, is_driver = page_start(":material/school: Teacher", role=Role.DRIVER)
 with db() as session:
@@ -50,9 +51,7 @@ with tab_run:
                         job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
                                                          dataset_id=ds_id, adapter="local",
                                                          config={"model_dir": model_dir, "batch_size": int(batch)}))
-                    if job is not None:
-                        app_db.start_job(job.id)
-                        st.rerun()
+                    start_job(job)
         elif kind == "http":
             with st.form("http"):
                 c1, c2 = st.columns(2)

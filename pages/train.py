@@ -15,7 +15,8 @@ from core.ml.config import FAMILIES, NGRAM_SIZES, TrainConfig
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
 from core.training import runs, search
-from pages._ui import act, current_project, db, esc, job_panel, require_user, show_flash, table
+from pages._show import esc, table
+from pages._ui import act, current_project, db, job_panel, require_user, show_flash
 
 st.title(":material/model_training: Train students")
 show_flash()

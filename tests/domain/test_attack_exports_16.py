@@ -141,7 +141,7 @@ def test_teacher_outputs_matched_on_the_exported_ids_land_on_the_same_rows(sessi
 
 def test_every_page_table_goes_through_the_formula_safe_helper():
     """Streamlit's table toolbar downloads what the table was given: a page that calls ``st.dataframe`` itself
-    hands it raw text, so only ``pages._ui.table`` may."""
+    hands it raw text, so only ``pages._show.table`` may."""
     import ast
     from pathlib import Path
 
@@ -153,5 +153,5 @@ def test_every_page_table_goes_through_the_formula_safe_helper():
                     and node.func.attr in {"dataframe", "data_editor", "table"}
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "st"):
                 raw.append(f"{path.name}:{node.lineno}")
-    # One call, inside pages._ui.table itself.
-    assert [r.split(":")[0] for r in raw] == ["_ui.py"], f"tables that bypass pages._ui.table: {raw}"
+    # One call, inside pages._show.table itself.
+    assert [r.split(":")[0] for r in raw] == ["_show.py"], f"tables that bypass pages._show.table: {raw}"
