@@ -49,7 +49,7 @@ else:
     c3.metric("Payback", f"{ev.payback_months:.1f} months" if ev.payback_months else "n/a",
               help="Recomputed now from the student's measured cost and the proposed fallback rate.")
     if ev.payback:
-        st.caption(f"Payback window {ev.payback.criterion['status']}: {esc(ev.payback.criterion['detail'])}")
+        st.caption(f"Payback window {ev.payback.criterion.status}: {esc(ev.payback.criterion.detail)}")
     if ev.targets:
         table(tidy([{"Target": t.name, "Measured": t.value, "Target value": t.target,
                             "Met": {True: "yes", False: "no", None: "n/a"}[t.met]} for t in ev.targets]),

@@ -245,7 +245,7 @@ class Payback:
     months: float | None
     blended_per_1k: float | None  # the student's measured cost on the share it serves, the teacher's on the rest
     monthly_saving: float | None
-    criterion: dict  # shaped like a report's criterion: PASS, FAIL or INSUFFICIENT DATA against the window
+    criterion: Criterion  # PASS, FAIL or INSUFFICIENT DATA against the gate's payback window
 
 
 def payback_of(*, inputs: dict, cost: economics.StudentCost, fallback_rate: float | None,
@@ -260,9 +260,9 @@ def payback_of(*, inputs: dict, cost: economics.StudentCost, fallback_rate: floa
                                     ("the qualification's monthly volume", volume),
                                     ("the qualification's build cost", build)) if v is None]
 
-    def judged(status: str, months: float | None, detail: str) -> dict:
-        return {"name": "payback window", "status": status, "value": months, "threshold": window, "n": None,
-                "detail": detail, "direction": "lower", "unit": "months"}
+    def judged(status: str, months: float | None, detail: str) -> Criterion:
+        return Criterion(name="payback window", status=status, value=months, threshold=window, n=None,
+                         detail=detail, direction="lower", unit="months", source=cost.source)
 
     if missing:
         return Payback(None, None, None, judged("INSUFFICIENT DATA", None,
@@ -337,8 +337,8 @@ def ship_blockers(session: Session, *, project: Project, evaluation: Evaluation,
         out.append("no fallback threshold has been proposed for it" + _cause(session, project, evaluation))
     else:
         judged = payback(session, project=project, evaluation=evaluation, report=report).criterion
-        if judged["status"] != "PASS":
-            out.append(f"payback window {judged['status']}: {judged['detail'].rstrip('.')}"
+        if not judged.passed:
+            out.append(f"payback window {judged.status}: {judged.detail.rstrip('.')}"
                        + _cause(session, project, evaluation))
     return out
 

@@ -223,7 +223,7 @@ def _decisions(session: Session, project: Project, names: dict[int, str]) -> Sec
         if report is not None:
             paid = decision.payback(session, project=project, evaluation=shown, report=report).criterion
             s.lines.append(f"Payback of evaluation #{shown.id} at its proposed threshold, computed now "
-                           f"({paid['status']}): {paid['detail']}")
+                           f"({paid.status}): {paid.detail}")
     return s
 
 

@@ -26,17 +26,17 @@ def test_payback_uses_the_measured_cost_and_the_fallback_rate():
     got = decision.payback_of(inputs=INPUTS, cost=_cost(2.0), fallback_rate=0.5, window=6.0)
     assert got.blended_per_1k == pytest.approx(3.0) and got.monthly_saving == pytest.approx(1000.0)
     assert got.months == pytest.approx(10.0)  # the qualification's estimate was 2.8 months
-    assert got.criterion["status"] == "FAIL" and "exceeds the gate's window of 6 months" in got.criterion["detail"]
+    assert got.criterion.status == "FAIL" and "exceeds the gate's window of 6 months" in got.criterion.detail
     within = decision.payback_of(inputs=INPUTS, cost=_cost(2.0), fallback_rate=0.0, window=6.0)
-    assert (within.months, within.criterion["status"]) == (pytest.approx(5.0), "PASS")
+    assert (within.months, within.criterion.status) == (pytest.approx(5.0), "PASS")
 
 
 def test_no_saving_never_pays_back_and_missing_figures_are_insufficient():
     never = decision.payback_of(inputs=INPUTS, cost=_cost(5.0), fallback_rate=0.2, window=12.0)
-    assert never.months is None and never.criterion["status"] == "FAIL" and "never pays back" in \
-        never.criterion["detail"]
+    assert never.months is None and never.criterion.status == "FAIL" and "never pays back" in \
+        never.criterion.detail
     unknown = decision.payback_of(inputs=INPUTS, cost=_cost(0.4), fallback_rate=None, window=12.0)
-    assert unknown.criterion["status"] == "INSUFFICIENT DATA" and "fallback threshold" in unknown.criterion["detail"]
+    assert unknown.criterion.status == "INSUFFICIENT DATA" and "fallback threshold" in unknown.criterion.detail
 
 
 def test_ship_is_refused_when_payback_exceeds_the_gates_window(session, demo, qualified):
