@@ -24,10 +24,11 @@ def esc(text: object) -> str:
     return _MD_ACTIVE.sub(r"\\\1", str(text))
 
 
-def table(data: pd.DataFrame | list[dict], **kwargs: Any) -> None:
-    """``st.dataframe`` given formula-safe text: its toolbar's CSV download is an export like any other, so a
-    cell a spreadsheet would run carries a leading quote on screen and in the file."""
-    st.dataframe(safe_frame(pd.DataFrame(data)), **kwargs)
+def table(data: pd.DataFrame | list[dict], *, where: Any = st, **kwargs: Any) -> None:
+    """``st.dataframe`` (in ``where``: the page or one of its columns) given formula-safe text: its toolbar's
+    CSV download is an export like any other, so a cell a spreadsheet would run carries a leading quote on
+    screen and in the file."""
+    where.dataframe(safe_frame(pd.DataFrame(data)), **kwargs)
 
 
 def chart(fig: Any, *, where: Any = st, **layout: Any) -> None:

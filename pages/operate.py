@@ -9,7 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.access.projects import roles_of
-from core.domain.display import number, tidy
+from core.domain.display import number, tidy, time_bucket
 from core.domain.roles import Role
 from core.rollout import config as mconfig
 from core.rollout import drift, logs, redistill, rollout
@@ -71,7 +71,8 @@ st.subheader("Live traffic")
 if live.empty:
     st.info("No request logged yet: start the rollout and serve the student.")
 else:
-    summary = logs.traffic_summary(live, threshold=state.threshold, must_escalate=state.must_escalate)
+    freq = time_bucket(live["ts"].min(), live["ts"].max())  # the axis follows the span of the data
+    summary = logs.traffic_summary(live, freq, threshold=state.threshold, must_escalate=state.must_escalate)
     o = summary.overall
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Requests", f"{o.get('requests', 0):,}")
@@ -86,7 +87,12 @@ else:
     fig.add_trace(go.Scatter(x=t["bucket"], y=t["p50_ms"], name="p50"), row=2, col=1)
     fig.add_trace(go.Scatter(x=t["bucket"], y=t["p95_ms"], name="p95"), row=2, col=1)
     fig.add_trace(go.Scatter(x=t["bucket"], y=t["agreement"], name="agreement"), row=2, col=2)
-    fig.update_layout(height=520, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)  # a rate: never below 0
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=2, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=2, col=1)
+    fig.update_layout(height=520, showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
+                      title=f"Per {freq} bucket")
     st.plotly_chart(fig, width="stretch")
     c1, c2 = st.columns(2)
     conf = summary.confidence
@@ -95,9 +101,10 @@ else:
     fig.update_layout(title="Student confidence", height=300, margin=dict(l=10, r=10, t=40, b=10))
     c1.plotly_chart(fig, width="stretch")
     if not summary.slices.empty:
-        c2.markdown("**Sampled agreement per slice**")
-        c2.dataframe(tidy(summary.slices), hide_index=True, width="stretch")
-    per_slice = logs.slice_agreement_over_time(live)
+        c2.markdown("**Sampled agreement per slice, all logged traffic** (every stage; the advance check above "
+                    "judges this stage's requests only)")
+        table(tidy(summary.slices), where=c2, hide_index=True, width="stretch")
+    per_slice = logs.slice_agreement_over_time(live, freq)
     if not per_slice.empty:
         fig = go.Figure([go.Scatter(x=part["bucket"], y=part["agreement"], mode="lines+markers", name=name,
                                     customdata=part["asked"], hovertemplate="%{y:.1%} of %{customdata} asked")

@@ -56,3 +56,17 @@ def tidy(data: pd.DataFrame | list[dict[str, Any]], *, digits: int = 3) -> pd.Da
         elif gaps.any() or s.dtype == object:
             df[col] = s.map(lambda v: number(v, digits=digits)).astype(str)
     return df
+
+
+# Bucket widths a time axis may use, narrowest first (pandas offset aliases).
+BUCKETS = ("1s", "5s", "15s", "1min", "5min", "15min", "1h", "6h", "1D", "7D")
+
+
+def time_bucket(start: Any, end: Any, *, at_most: int = 60) -> str:
+    """The narrowest bucket that cuts the span from ``start`` to ``end`` into at most ``at_most`` buckets, so a
+    chart of a minute's traffic has seconds on its axis and a chart of a month has days."""
+    span = pd.Timestamp(end) - pd.Timestamp(start)
+    for freq in BUCKETS:
+        if span / pd.Timedelta(freq) <= at_most:
+            return freq
+    return BUCKETS[-1]

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from core.domain.criteria import FAIL, INSUFFICIENT, NOT_RECORDED, PASS, Criterion
+from core.domain.criteria import FAIL, INSUFFICIENT, NOT_RECORDED, PASS, Criterion, meets
 from core.domain.gate_spec import FloorKind, GateSpec, Metric
 from core.domain.metrics import wilson
 from core.domain.validation import parse
-
-# Scores are ratios of counts: allow for float rounding when a score sits exactly on its floor.
-EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -65,7 +62,7 @@ def _at_least(name: str, value: float | None, threshold: float | None, n: int | 
         missing = "the student's score" if value is None else "the comparison score"
         return Criterion(name, INSUFFICIENT, value, threshold, n,
                          f"{what}: {missing} could not be measured on this holdout (n={n or 0}).")
-    ok = value + EPS >= threshold
+    ok = meets(value, threshold)
     verb = "reaches" if ok else "falls short of"
     return Criterion(name, PASS if ok else FAIL, value, threshold, n,
                      f"{what}: {_fmt(value)} {verb} the floor of {_fmt(threshold)} (n={n}).")
@@ -76,7 +73,7 @@ def _at_most(name: str, value: float | None, limit: float, n: int | None, what: 
     if value is None:
         return Criterion(name, INSUFFICIENT, None, limit, n, f"{what} was not measured, so it cannot be checked.",
                          "lower", kind)
-    ok = value <= limit + EPS
+    ok = meets(value, limit, at_most=True)
     verb = "is within" if ok else "exceeds"
     return Criterion(name, PASS if ok else FAIL, value, limit, n,
                      f"{what} of {_fmt(value)}{unit} {verb} the limit of {_fmt(limit)}{unit}.", "lower", kind)
@@ -214,7 +211,7 @@ def severe(spec: GateSpec, numbers: GateNumbers) -> Criterion:
                          + alarms, "lower")
     rate = k / n
     low, high = (float(x) for x in wilson(k, n))
-    ok = rate <= rule.max_rate + EPS
+    ok = meets(rate, rule.max_rate, at_most=True)
     return Criterion(SEVERE, PASS if ok else FAIL, rate, rule.max_rate, n,
                      f"the student missed or mislabelled {k} of the {n} items whose truth is severe ({names}): "
                      f"a miss rate of {_fmt(rate)} (95 % interval {_fmt(low)} to {_fmt(high)}) "

@@ -6,13 +6,13 @@ The current stage is the latest RolloutEvent's (append-only); "off" before any e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 from sqlmodel import Session, col
 
 from core.access.projects import require_role
-from core.domain.criteria import FAIL, NOT_APPLICABLE, PASS, WAITING, Criterion
+from core.domain.criteria import FAIL, NOT_APPLICABLE, PASS, WAITING, Criterion, meets, proportion
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.roles import Role
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD, OFF, SHADOW, RolloutState
@@ -92,7 +92,7 @@ def _criterion(name: str, value: float | None, threshold: float, n: int, *, at_m
         return Criterion(name, WAITING, None, threshold, 0, "waiting for traffic", **how)
     if value is None:
         return Criterion(name, FAIL, None, threshold, n, detail or "no measurement", **how)
-    ok = value <= threshold if at_most else value >= threshold
+    ok = meets(value, threshold, at_most=at_most)
     return Criterion(name, PASS if ok else FAIL, round(float(value), 6), threshold, n, detail, **how)
 
 
@@ -146,11 +146,23 @@ def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | Non
             detail="under the threshold or a must-escalate label"),
         _latency(session, project_id, traffic),
     ]
-    for row in logs.slice_agreement(traffic).itertuples():
-        if row.asked >= settings.min_slice_requests:
-            criteria.append(_criterion(f"agreement {row.column}={row.value}", row.agreement, floor, row.asked,
-                                       detail=f"slice {row.column}={row.value}"))
+    criteria += slice_criteria(traffic, floor=floor, min_n=settings.min_slice_requests)
     return AdvanceCheck(stage=stage, next_stage=nxt, n_requests=len(traffic), criteria=criteria)
+
+
+def slice_criteria(traffic: pd.DataFrame, *, floor: float, min_n: int) -> list[Criterion]:
+    """Each slice's agreement on the stage's teacher-asked requests, judged by the gate's rule for a slice
+    (``criteria.proportion``: a minimum n, the point estimate against the floor, its Wilson interval shown).
+    A slice short of ``min_n`` is listed as not judged (N/A), so a rare slice neither blocks nor hides."""
+    out = []
+    for row in logs.slice_agreement(traffic).itertuples():
+        asked = int(row.asked)
+        k = int(round(float(row.agreement) * asked)) if asked else 0
+        c = proportion(f"agreement {row.column}={row.value}", k=k, n=asked, threshold=floor, min_n=min_n,
+                       what=f"the student agreed with the teacher on slice {row.column}={row.value}",
+                       short=NOT_APPLICABLE)
+        out.append(replace(c, slice_column=str(row.column), slice_value=str(row.value)))
+    return out
 
 
 # --------------------------------------------------------------------------- operator's steps
