@@ -1,6 +1,7 @@
 """verify checkpoints
 
-Reserved for Issue 18 (verify --since a checkpoint an earlier full verify recorded). Empty until that work fills it, so the chain of revisions stays linear while
+Reserved for Issue 18 (verify --since a checkpoint an earlier full verify recorded). Empty until that work
+fills it, so the chain of revisions stays linear while
 several branches are built at once.
 
 Revision ID: 0014

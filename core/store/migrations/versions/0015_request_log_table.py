@@ -1,6 +1,7 @@
 """request log table
 
-Reserved for Issue 18 (the request log in PostgreSQL for replicas on several hosts). Empty until that work fills it, so the chain of revisions stays linear while
+Reserved for Issue 18 (the request log in PostgreSQL for replicas on several hosts). Empty until that work
+fills it, so the chain of revisions stays linear while
 several branches are built at once.
 
 Revision ID: 0015

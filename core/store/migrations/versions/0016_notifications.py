@@ -1,6 +1,7 @@
 """notifications
 
-Reserved for Issue 19 (notifications, webhooks and the inbox). Empty until that work fills it, so the chain of revisions stays linear while
+Reserved for Issue 19 (notifications, webhooks and the inbox). Empty until that work fills it, so the chain of
+revisions stays linear while
 several branches are built at once.
 
 Revision ID: 0016

@@ -1,6 +1,7 @@
 """login sessions
 
-Reserved for Issue 19 (a login that survives a refresh, ended by logout or a password reset). Empty until that work fills it, so the chain of revisions stays linear while
+Reserved for Issue 19 (a login that survives a refresh, ended by logout or a password reset). Empty until that
+work fills it, so the chain of revisions stays linear while
 several branches are built at once.
 
 Revision ID: 0017
