@@ -205,8 +205,30 @@ def data_request(spec: GateSpec, report: EvaluationReport, *, round_: int) -> Da
                                       for_="training",
                                       why=f"{'n/a' if value is None else f'{value:.3f}'} is under the floor "
                                           f"{f.floor:.3f}"))
+    wanted += _severe_wanted(spec, report)
     failing = [c.name for c in report.failing]
     return DataRequest(round=round_, next_round=round_ + 1, slices=wanted, failing_criteria=failing)
+
+
+def _severe_wanted(spec: GateSpec, report: EvaluationReport) -> list[SliceWanted]:
+    """A failing severe-class criterion is something the driver can act on too: examples whose reference is a
+    severe class, for training when the student misses them (as many again as the holdout holds, at least
+    MIN_EXTRA_EXAMPLES in all), for the holdout when it holds too few to judge the miss rate (the shortfall)."""
+    rule = spec.severe_errors
+    c = next((c for c in report.criteria if c.name == gate_check.SEVERE), None)
+    if not rule.classes or c is None or c.status == gate_check.PASS:
+        return []
+    n, share = int(c.n or 0), len(rule.classes)
+    if not gate_check.slice_sufficient(n, rule.min_n):
+        each, for_ = -(-(rule.min_n - n) // share), "holdout"
+        why = (f"the holdout has {n} items whose truth is a severe class, of the {rule.min_n} the gate needs to "
+               "judge the miss rate: add items with this reference to the holdout")
+    else:
+        each, for_ = -(-max(MIN_EXTRA_EXAMPLES, n) // share), "training"
+        why = (f"the student missed {c.value:.3f} of the severe items against a ceiling of {rule.max_rate:g}: "
+               "add training inputs whose reference is this class")
+    return [SliceWanted(column="reference", value=cls, n=n, status=c.status, more_examples=max(1, each),
+                        for_=for_, why=why) for cls in rule.classes]
 
 
 # --------------------------------------------------------------------------- evidence and decision

@@ -17,9 +17,11 @@ def _iterate(session, demo, project, ev):
 
 def test_moderation_case_iterate_requests_data_for_the_failing_slice(session, demo, gated, failing_eval):
     row = _iterate(session, demo, gated, failing_eval)
-    [wanted] = row.data_request["slices"]
+    [wanted, *severe] = row.data_request["slices"]
     assert (wanted["column"], wanted["value"], wanted["status"], wanted["for"]) == (
         "category", "threat", "FAIL", "training")
+    # the failing severe-class criterion asks for examples whose reference is the class, not nothing
+    assert [(w["column"], w["value"], w["for"]) for w in severe] == [("reference", "threat", "training")]
     assert wanted["more_examples"] == max(decision.MIN_EXTRA_EXAMPLES, 40)
     assert "slice category=threat" in row.data_request["failing_criteria"]
     assert rounds.current_round(session, project_id=gated.id) == 2
