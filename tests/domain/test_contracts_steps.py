@@ -164,12 +164,14 @@ def test_an_iterate_decision_stores_its_request_as_before_and_reads_it_typed(ses
     assert list(stored) == ["round", "next_round", "slices", "failing_criteria"]
     assert list(stored["slices"][0]) == ["column", "value", "n", "status", "more_examples", "for", "why"]
     request = read_data_request(row.data_request, decision_id=row.id)
-    [wanted] = request.slices
+    wanted, severe = request.slices  # the slice under its floor, then the severe class the student misses
     assert (wanted.column, wanted.value, wanted.for_, wanted.more_examples) == (
         "category", "threat", "training", stored["slices"][0]["more_examples"])
+    assert (severe.column, severe.value, severe.for_) == ("reference", "threat", "training")
     assert request == DataRequest.model_validate(stored)
-    [asked] = requests.status(session, project=gated)
+    asked, by_reference = requests.status(session, project=gated)
     assert (asked.column, asked.wanted_for, asked.wanted) == ("category", "training", wanted.more_examples)
+    assert (by_reference.column, by_reference.added, by_reference.met) == ("reference", 0, False)
     _intact(engine)
 
 
