@@ -166,7 +166,7 @@ def job_panel(job_id: int, *, label: str = "") -> str:
             return app_db.job(session, job_id=job_id)
 
     def _draw(job) -> None:
-        title = f"{label or job.kind} · job #{job.id} · {job.status}"
+        title = f"{label or job.kind} · job #{job.id} · {job.status} · {app_db.job_timing(job)}"
         st.progress(job.progress, text=f"{title}: {job.message}" if job.message else title)
         if job.status == "failed":
             st.error(job.error or "The job failed without a message.", icon="⛔")

@@ -47,6 +47,11 @@ def job(session: Session, *, job_id: int) -> Job:
     return jobs.get(session, job_id)
 
 
+def job_timing(job: Job) -> str:
+    """The job's elapsed time and, while it runs, the estimate of what is left (``core.store.jobs.timing``)."""
+    return jobs.timing(job).sentence()
+
+
 def open_jobs(session: Session, *, project_id: int, kinds: Sequence[str], limit: int = 3) -> list[Job]:
     return jobs.open_jobs(session, project_id=project_id, kinds=kinds, limit=limit)
 

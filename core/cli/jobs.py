@@ -26,7 +26,7 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
     register_handlers()
     engine = _engine()
     with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,
-              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}") as bar:
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left {postfix}") as bar:
 
         def on_progress(fraction: float, message: str) -> None:
             bar.update(int(fraction * 1000) - bar.n)
@@ -62,6 +62,6 @@ def jobs_list(project: str) -> None:
     """The project's recent jobs."""
     with _session() as session:
         _, p = _viewable(session, project)
-        rows = [(j.id, j.kind, j.status, f"{j.progress:.0%}", j.message[:50] or j.error[:50])
-                for j in jobs.list_jobs(session, project_id=p.id)]
-    _table(["ID", "KIND", "STATUS", "PROGRESS", "MESSAGE"], rows)
+        rows = [(j.id, j.kind, j.status, f"{j.progress:.0%}", jobs.timing(j).sentence(),
+                 j.message[:50] or j.error[:50]) for j in jobs.list_jobs(session, project_id=p.id)]
+    _table(["ID", "KIND", "STATUS", "PROGRESS", "TIME", "MESSAGE"], rows)

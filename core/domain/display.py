@@ -70,3 +70,4 @@ def time_bucket(start: Any, end: Any, *, at_most: int = 60) -> str:
         if span / pd.Timedelta(freq) <= at_most:
             return freq
     return BUCKETS[-1]
+

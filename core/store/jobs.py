@@ -25,7 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
@@ -331,3 +331,53 @@ def result_as(job: Job, model: type[M]) -> M:
 def params_as(job: Job, model: type[M]) -> M:
     """A job's stored params as ``model`` (RecordTampered naming the field when they no longer fit)."""
     return read_stored(model, job.params, what=f"job #{job.id}'s params")
+
+
+# --------------------------------------------------------------------------- how long
+
+
+MIN_PROGRESS_FOR_ESTIMATE = 0.02  # below this the rate says too little to promise a finish
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long a job has run and, while it runs, about how long is left at the rate its progress moved."""
+
+    elapsed_s: float | None  # None while queued
+    left_s: float | None  # None until the progress gives a rate (or once the job has stopped)
+
+    def sentence(self) -> str:
+        if self.elapsed_s is None:
+            return "not started"
+        left = f", about {duration(self.left_s)} left" if self.left_s is not None else ""
+        return f"{duration(self.elapsed_s)} elapsed{left}"
+
+
+def timing(job: Job, *, now: datetime | None = None) -> Timing:
+    """Elapsed time from the job's start to its end (or ``now``), and the time left at the rate so far: the
+    steps done (its progress) over the time they took, applied to the steps left."""
+    if job.started_at is None:
+        return Timing(None, None)
+    end = _aware(job.finished_at) if job.finished_at else (now or utcnow())
+    elapsed = max(0.0, (end - _aware(job.started_at)).total_seconds())
+    p = float(job.progress or 0.0)
+    if job.status != "running" or p < MIN_PROGRESS_FOR_ESTIMATE or elapsed <= 0:
+        return Timing(elapsed, None)
+    return Timing(elapsed, elapsed * (1.0 - p) / p)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def duration(seconds: float | None) -> str:
+    """A span as people say it: 45s, 3m 05s, 1h 02m (a dash when unknown)."""
+    if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "—"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
