@@ -108,6 +108,8 @@ if last_search is not None:
         st.success(f"Recommended: run #{recommendation.run_id}: " + "; ".join(recommendation.reasons) + ".")
     elif last_search.status == "done":
         st.warning("No recommendation: " + "; ".join(recommendation.reasons) + ".")
+    if recommendation.budget_line:
+        st.caption(esc(recommendation.budget_line + "." + "".join(f" {x}." for x in recommendation.skipped)))
     table(tidy([{
         "Run": c.run_id, "Family": c.family, "Size": c.size, "Learning rate": c.lr, "Status": c.status,
         "Epochs": c.epochs_done, "Agreement with teacher (val)": c.val_agreement, "Accuracy (val)": c.val_accuracy,
@@ -137,8 +139,11 @@ table(tidy([{
     "p95 ms (single)": st.column_config.NumberColumn(format="%.2f")})
 
 by_id = {r.id: r for r in training}
+# Open on the run the search recommends (the one people will ship), else the newest.
+opened = recommendation.run_id if recommendation is not None and recommendation.run_id in by_id else None
 pick = st.selectbox("Loss curve of", list(by_id), format_func=lambda i: f"run #{i} ({by_id[i].family} "
-                    f"{by_id[i].size}, {by_id[i].status})", index=len(by_id) - 1)
+                    f"{by_id[i].size}, {by_id[i].status})" + (", recommended" if i == opened else ""),
+                    index=list(by_id).index(opened) if opened is not None else len(by_id) - 1)
 with db() as session:
     curve = runs.loss_curve(session, run_id=pick)
 if curve.empty:

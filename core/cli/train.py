@@ -106,6 +106,8 @@ def _print_search(job_id: int) -> None:
            [(c.run_id, c.family, c.size, _fmt(c.lr, "g"), c.status, c.epochs_done, _fmt(c.val_agreement, ".3f"),
              _fmt(c.val_accuracy, ".3f"), _fmt(c.retained, ".1%"), _fmt(c.single_p95_ms, ".2f"),
              _fmt(c.params, ","), _fmt(c.seconds, ".0f")) for c in rec.candidates])
+    if rec.budget_line:
+        click.echo(rec.budget_line + "." + "".join(f"\n  {x}." for x in rec.skipped))
     if rec.run_id is None:
         click.echo("No recommendation: " + "; ".join(rec.reasons) + ".")
         return

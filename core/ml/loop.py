@@ -163,6 +163,8 @@ def fit(
             if on_step and log_every and (b + 1) % log_every == 0 and b + 1 < steps_per_epoch:
                 on_step(StepReport(epoch, state.step, running / seen,
                                    ((epoch - 1) * steps_per_epoch + b + 1) / total_steps))
+            if cfg.max_seconds and time.monotonic() - began >= cfg.max_seconds:
+                break  # the time limit ends the epoch here: one transformer epoch can outlast a whole budget
         report = _end_epoch(student, data, encoded, val_idx, cfg, state, epoch, running / max(1, seen), started)
         if not state.stopped and cfg.max_seconds and time.monotonic() - began >= cfg.max_seconds:
             state.stopped, state.stop_reason = True, "time budget"

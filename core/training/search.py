@@ -2,15 +2,17 @@
 time budget, early stopping on validation agreement, and a recommendation with its reasons.
 
 One "train-search" job trains the candidates one after another (each an ordinary TrainingRun with its own
-"train" job, run in this process), cheapest first, and stops starting new ones once the budget is spent; each
-run also gets what is left of the budget as its own limit. The recommendation is a pure function of the
-finished runs, so the page and the CLI recompute it from the database.
+"train" job, run in this process), each family's cheapest first with the families taking turns. Each run gets
+an even share of what is left of the budget as its own limit (the training loop stops mid-epoch at it), and a
+candidate that cannot get the least its family needs is skipped with the reason, so the search ends inside its
+budget and says what it tried and what it skipped. The recommendation is a pure function of the finished runs,
+so the page and the CLI recompute it from the database.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from sqlmodel import Session, col, select
 
@@ -30,6 +32,10 @@ DEFAULT_BUDGET_S = 900.0
 # Candidates within this much of the best validation score (accuracy, else agreement) count as equally good; the
 # fastest of them wins.
 AGREEMENT_TOLERANCE = 0.005
+# Below this many seconds a candidate of the family learns nothing worth comparing, so it is skipped and the
+# search says so; an n-gram candidate is tried on whatever is left (it trains in seconds).
+MIN_SECONDS = {"ngram": 0.0, "transformer": 15.0}
+SHARE_MARGIN = 0.85  # of a candidate's share: room for its final validation pass and latency timing
 
 # The key settings of each family, cheapest first. n-gram: table size and learning rate (the two that moved
 # accuracy on real data); transformer: width, initialised from the teacher's layers where the width allows.
@@ -51,20 +57,23 @@ GRID: dict[str, list[dict]] = {
 
 def candidates(*, families: tuple[str, ...] = FAMILIES, base: dict | None = None,
                teacher_is_transformer: bool = False) -> list[dict]:
-    """The search's configurations in the order they are tried: every n-gram one first (seconds each)."""
+    """The search's configurations in the order they are tried: each family's cheapest first, the families
+    taking turns, so a tight budget still tries a transformer after the first n-gram (seconds each)."""
     unknown = [f for f in families if f not in GRID]
     if unknown or not families:
         raise InvalidInput(f"families {', '.join(unknown) or '(none)'}: choose from {', '.join(GRID)}.",
                            field="families")
-    order = [f for f in ("ngram", "transformer") if f in families]
+    per_family = []
+    for family in (f for f in ("ngram", "transformer") if f in families):
+        kept = [c for c in GRID[family] if c.get("size") != "half-teacher" or teacher_is_transformer]
+        per_family.append(kept)
     out = []
-    for family in order:
-        for cand in GRID[family]:
-            if cand.get("size") == "half-teacher" and not teacher_is_transformer:
-                continue
-            merged = {**(base or {}), **cand}
-            parse(TrainConfig, merged)  # refuse a bad base setting before any job starts
-            out.append(merged)
+    for turn in range(max(map(len, per_family))):
+        for kept in per_family:
+            if turn < len(kept):
+                merged = {**(base or {}), **kept[turn]}
+                parse(TrainConfig, merged)  # refuse a bad base setting before any job starts
+                out.append(merged)
     return out
 
 
@@ -111,6 +120,8 @@ class Recommendation:
     reasons: list[str]
     candidates: list[Candidate] = field(default_factory=list)
     teacher_val_accuracy: float | None = None
+    skipped: list[str] = field(default_factory=list)  # "transformer small: skipped, 8 s of the budget left..."
+    budget_line: str = ""  # "3 trained, 1 skipped, in 118 s of a 120 s budget"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -181,8 +192,14 @@ def search_recommendation(session: Session, *, job: Job) -> Recommendation:
     done = jobs.result_as(job, SearchResult) if job.status == "done" else None
     ids = (done.runs if done else None) or _runs_so_far(session, job)
     trained = [session.get(TrainingRun, i) for i in ids]
-    return recommend([r for r in trained if r is not None],
-                     teacher_val_accuracy=done.teacher_val_accuracy if done else None)
+    rec = recommend([r for r in trained if r is not None],
+                    teacher_val_accuracy=done.teacher_val_accuracy if done else None)
+    if done is None:
+        return rec
+    over = f", {done.elapsed_s - done.budget_s:.0f} s over it" if done.elapsed_s > done.budget_s else ""
+    line = (f"{len(done.runs)} trained, {len(done.skipped)} skipped, in {done.elapsed_s:.0f} s of a "
+            f"{done.budget_s:.0f} s budget{over}")
+    return replace(rec, skipped=list(done.skipped), budget_line=line)
 
 
 def _runs_so_far(session: Session, job: Job) -> list[int]:
@@ -208,6 +225,17 @@ def teacher_val_accuracy(session: Session, *, project: Project, teacher_run_id: 
     return float((data.teacher_label[val_idx][labelled] == ref[labelled]).mean()) if labelled.any() else None
 
 
+def _share(family: str, *, left: float, candidates_left: int) -> tuple[float, str]:
+    """A candidate's own time limit: an even share of what is left of the budget (a cheap candidate that ends
+    early leaves its rest to the next), kept under ``SHARE_MARGIN`` so its last validation pass and its latency
+    timing end inside the budget too; or, when too little is left, why it is skipped."""
+    need = MIN_SECONDS.get(family, 0.0)
+    if left <= 0 or left < need:
+        return 0.0, (f"skipped: {max(0.0, left):.0f} s of the budget left, fewer than the {need:.0f} s a {family} "
+                     "candidate needs" if need else "skipped: the budget was spent")
+    return min(left, max(need, left / candidates_left)) * SHARE_MARGIN, ""
+
+
 @handler(JOB_KIND, params=SearchParams, result=SearchResult)
 def search_job(ctx: JobContext) -> SearchResult:
     params = ctx.read(SearchParams)
@@ -221,14 +249,15 @@ def search_job(ctx: JobContext) -> SearchResult:
     for i, cand in enumerate(plan):
         left = budget - (time.monotonic() - started)
         name = f"{cand['family']} {cand['size']}" + (f" lr {cand['lr']:g}" if cand.get("lr") else "")
-        if left <= 0:
-            skipped.append(name)
+        limit, why_not = _share(cand["family"], left=left, candidates_left=len(plan) - i)
+        if why_not:
+            skipped.append(f"{name}: {why_not}")
             continue
         with Session(ctx.engine, expire_on_commit=False) as s:
             actor, project = vouched.one(s, User, actor.id), s.get(Project, project.id)
             run, job = runs.start_training(s, actor=actor, project=project,
                                            teacher_run_id=params.teacher_run_id,
-                                           filter_id=params.filter_id, config={**cand, "max_seconds": left})
+                                           filter_id=params.filter_id, config={**cand, "max_seconds": limit})
             run.metrics = {**run.metrics, "search_job": ctx.job_id}
             s.add(run)
             s.commit()
@@ -238,7 +267,8 @@ def search_job(ctx: JobContext) -> SearchResult:
     with Session(ctx.engine, expire_on_commit=False) as s:
         rec = recommend([s.get(TrainingRun, i) for i in trained], teacher_val_accuracy=teacher_acc)
     elapsed = round(time.monotonic() - started, 1)
-    ctx.progress(1.0, f"{len(trained)} candidates in {elapsed:.0f} s of a {budget:.0f} s budget; "
-                      f"recommended run #{rec.run_id}", force=True)
+    over = f", {elapsed - budget:.0f} s over it" if elapsed > budget else ""
+    ctx.progress(1.0, f"{len(trained)} candidates trained, {len(skipped)} skipped, in {elapsed:.0f} s of a "
+                      f"{budget:.0f} s budget{over}; recommended run #{rec.run_id}", force=True)
     return SearchResult(runs=trained, skipped=skipped, budget_s=budget, elapsed_s=elapsed,
                         teacher_val_accuracy=teacher_acc, recommended_run=rec.run_id, reasons=rec.reasons)

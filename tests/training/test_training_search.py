@@ -116,7 +116,11 @@ def test_a_spent_budget_starts_no_further_candidate(session, engine, demo, tmp_p
     job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id, budget_s=1)
     done = jobs.run(job.id, engine=engine)
     assert done.status == "done", done.error
-    assert len(done.result["runs"]) == 1 and done.result["skipped"] == ["transformer tiny"]
+    [skipped] = done.result["skipped"]  # and it says why
+    assert len(done.result["runs"]) == 1 and skipped.startswith("transformer tiny: skipped: 0 s of the budget left")
+    rec = search.search_recommendation(session, job=done)
+    assert rec.skipped == [skipped] and rec.budget_line.startswith("1 trained, 1 skipped, in ")
+    assert "s over it" in rec.budget_line  # the fake clock says 5 s of a 1 s budget: the search says so
     session.expire_all()
     first = session.get(TrainingRun, done.result["runs"][0])
     assert 0 < first.config["max_seconds"] <= 1  # its own limit was what was left of the budget
@@ -136,3 +140,37 @@ def test_train_start_without_a_family_runs_the_search_and_prints_the_recommendat
     assert result.exit_code == 0, result.output
     assert "Search of 2 candidates (ngram) within 300 s" in result.stdout
     assert "Recommended: run #" in result.stdout and "RETAINED" in result.stdout
+
+
+def test_the_families_take_turns_so_a_tight_budget_still_tries_a_transformer():
+    order = [(c["family"], c["size"]) for c in search.candidates(teacher_is_transformer=True)]
+    assert order[:2] == [("ngram", "tiny"), ("transformer", "tiny")]
+    assert sorted(order) == sorted((c["family"], c["size"]) for f in search.GRID.values() for c in f)
+
+
+def test_each_candidate_gets_a_share_and_a_transformer_too_short_a_share_is_skipped_with_the_reason():
+    limit, why = search._share("transformer", left=300.0, candidates_left=6)
+    assert why == "" and limit == pytest.approx(50.0 * search.SHARE_MARGIN)
+    limit, why = search._share("transformer", left=9.0, candidates_left=2)
+    assert limit == 0 and why == "skipped: 9 s of the budget left, fewer than the 15 s a transformer candidate needs"
+    limit, why = search._share("ngram", left=9.0, candidates_left=3)  # n-grams train in seconds: always tried
+    assert why == "" and limit == pytest.approx(3.0 * search.SHARE_MARGIN)
+
+
+def test_the_time_limit_stops_training_inside_an_epoch(tmp_path):
+    import numpy as np
+
+    from core.ml import loop, students
+    from core.ml.config import TrainConfig
+
+    texts = [f"ticket {i} about {('billing', 'login')[i % 2]}" for i in range(300)]
+    data = loop.KDData(texts=texts, probs=np.eye(2, dtype=np.float32)[[i % 2 for i in range(300)]],
+                       labels=["billing", "login"], reference=np.full(300, -1))
+
+    # A limit shorter than one batch: the first epoch ends after its first batch (then validates and saves),
+    # where the limit used to be read only between epochs.
+    cfg = TrainConfig(family="ngram", size="tiny", epochs=50, batch_size=4, max_seconds=1e-6)
+    steps = []
+    result = loop.fit(data, cfg, out_dir=tmp_path, on_step=steps.append,
+                      new_student=lambda: students.new_student(cfg, labels=data.labels, texts=data.texts))
+    assert result.epochs_done == 1 and result.stop_reason == "time budget" and steps == []
