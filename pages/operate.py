@@ -8,11 +8,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from core.access import tokens
 from core.access.projects import roles_of
 from core.domain.display import number, tidy, time_bucket
 from core.domain.roles import Role
 from core.rollout import config as mconfig
 from core.rollout import drift, logs, redistill, rollout
+from core.serving import howto
 from pages._show import esc, table
 from pages._ui import act, comma_list, current_project, db, require_user, show_flash
 
@@ -41,8 +43,7 @@ c1.metric("Stage", state.stage if state.stage in (rollout.OFF, "shadow") else f"
 c2.metric("Fallback threshold", number(state.threshold, digits=2) if state.stage != rollout.OFF else "-")
 c3.metric("Teacher sampled", f"{state.teacher_sample_rate:.0%}")
 c4.metric("Must escalate", ", ".join(state.must_escalate) or "none")
-st.caption("Stages: " + " → ".join(stage_list) + ". Serve with `stillroom serve "
-           f"{project.name!r} --port 8700`.")
+st.caption("Stages: " + " → ".join(stage_list) + ".")
 
 if check is not None:
     st.markdown(f"**Advance from {check.stage} to {check.next_stage or '(last stage)'}**: "
@@ -66,6 +67,45 @@ if events:
     table(tidy([{"When (UTC)": f"{e.created_at:%Y-%m-%d %H:%M}", "Action": e.action,
                         "Stage": e.stage, "Threshold": e.threshold, "Reason": e.reason}
                        for e in reversed(events)]), hide_index=True, width="stretch")
+
+st.subheader("Serving")
+st.markdown("Serve the shipped student behind the stage above (clients send a serving token):")
+st.code(howto.serve_command(project.name), language="bash")
+if is_operator:
+    fresh = st.session_state.pop("serve_token_secret", None)
+    if fresh:
+        st.success("The new token is shown only now: copy it into the client's secret store.")
+        st.code(fresh, language=None)
+    with db() as session:
+        serving_tokens = tokens.serve_tokens_for(session, actor=require_user(session), project=project)
+    if serving_tokens:
+        table(tidy([{"Token": t.id, "Name": t.name, "Prefix": t.prefix + "…", "Created (UTC)":
+                     f"{t.created_at:%Y-%m-%d %H:%M}", "Revoked": f"{t.revoked_at:%Y-%m-%d %H:%M}"
+                     if t.revoked_at else ""} for t in serving_tokens]), hide_index=True, width="stretch")
+    c1, c2 = st.columns(2)
+    with c1.form("serve_token_create", clear_on_submit=True):
+        name = st.text_input("New token for (the client that will use it)")
+        if st.form_submit_button("Create serving token"):
+            with db() as session:
+                actor = require_user(session)
+                made = act(lambda: tokens.create_serve_token(session, actor=actor, project=project, name=name))
+            if made is not None:
+                st.session_state["serve_token_secret"] = made.secret
+                st.rerun()
+    live_tokens = {t.id: f"#{t.id} {t.name}" for t in serving_tokens if t.revoked_at is None}
+    with c2.form("serve_token_revoke"):
+        victim = st.selectbox("Token to revoke", list(live_tokens), format_func=live_tokens.get, index=None,
+                              placeholder="choose a token")
+        revoke = st.form_submit_button("Revoke", disabled=not live_tokens)
+    if revoke and victim is None:
+        c2.error("Choose the token to revoke first.")
+    elif revoke:
+        with db() as session:
+            actor = require_user(session)
+            act(lambda: tokens.revoke_serve_token(session, actor=actor, project=project, token_id=victim),
+                lambda row: f"Serving token #{row.id} revoked: the service refuses it within seconds.", rerun=True)
+    st.markdown(f"Then call it (the token in `${howto.TOKEN_VARIABLE}`):")
+    st.code(howto.curl_example(), language="bash")
 
 st.subheader("Live traffic")
 if live.empty:

@@ -113,6 +113,12 @@ def serve_tokens(session: Session, *, project_id: int, include_revoked: bool = T
     return vouched.rows(session, AccessToken, *where, order_by=col(AccessToken.id))
 
 
+def serve_tokens_for(session: Session, *, actor: User, project: Project) -> list[AccessToken]:
+    """The project's serving tokens, for its operators only (the page and the CLI list them through this)."""
+    require_role(session, actor=actor, project=project, role=Role.OPERATOR, doing="list serving tokens")
+    return serve_tokens(session, project_id=project.id)
+
+
 def active_serve_hashes(session: Session, *, project_id: int) -> frozenset[str]:
     """What the serving process checks each request's token against (re-read while it runs)."""
     return frozenset(t.token_hash for t in serve_tokens(session, project_id=project_id, include_revoked=False))

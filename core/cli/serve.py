@@ -81,8 +81,7 @@ def serve_token_list(project: str) -> None:
     """PROJECT's serving tokens (prefix only; the secrets are not stored)."""
     with _session() as session:
         actor, proj = _viewable(session, project)
-        require_role(session, actor=actor, project=proj, role=Role.OPERATOR, doing="list serving tokens")
-        rows = tokens.serve_tokens(session, project_id=proj.id)
+        rows = tokens.serve_tokens_for(session, actor=actor, project=proj)
         _table(["id", "name", "prefix", "created by", "created", "revoked"],
                [[t.id, t.name, t.prefix + "...", _username(session, t.user_id),
                  t.created_at.isoformat(timespec="seconds"),
