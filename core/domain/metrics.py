@@ -29,6 +29,20 @@ def truth_of(frame: pd.DataFrame) -> pd.Series:
     return reference.where(reference.notna(), frame["teacher_label"].astype(object))
 
 
+def same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """``a == b`` row by row as Python objects compare (a missing value equals nothing), without turning two
+    Arrow string columns into a million Python objects first (the common case: labels read from Parquet)."""
+    if a.dtype == b.dtype and isinstance(a.dtype, pd.StringDtype):
+        return np.asarray((a == b).fillna(False), dtype=bool)
+    return np.asarray(a.astype(object) == b.astype(object), dtype=bool)
+
+
+def matches_truth(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Whether ``column`` gives each row's truth (``truth_of``'s rule): ``column == truth_of(frame)``, faster."""
+    has_ref = frame["reference"].notna().to_numpy()
+    return np.where(has_ref, same(frame[column], frame["reference"]), same(frame[column], frame["teacher_label"]))
+
+
 def wilson(k: npt.ArrayLike, n: npt.ArrayLike, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for k successes in n trials (vectorised; NaN where n is 0)."""
     k = np.asarray(k, dtype=np.float64)
