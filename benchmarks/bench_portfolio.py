@@ -3,7 +3,8 @@
 Times the page's whole script run through Streamlit's AppTest (app.py and
 pages/portfolio.py, logged in as the admin, who sees every project), then
 ``core.decision.portfolio.portfolio`` alone, beside the naive N+1 way of
-building the same rows (a few ORM queries per project).
+building the same rows (a few ORM queries per project). Every governance read vouches for its rows (see
+core/store/vouched.py); the table says how much of each figure those checks take, and the machine's load.
 Run: ``.venv/bin/python benchmarks/bench_portfolio.py [--quick] [--strict]``.
 """
 
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import _pages
 import _seed
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -101,18 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         naive = _seed.measure(lambda: naive_rows(engine, uid), repeat, warmup=1)
         if naive.result != core.result or len(core.result) != n_projects:
             raise SystemExit("the naive rows differ from portfolio(): the benchmark compares unlike work.")
-        page = cold = None
+        core_vouching = _pages.vouching_per_call(lambda: fast_rows(engine, uid), repeat)
+        page = cold = page_vouching = None
         if has_page:
             cold = _seed.measure(lambda: page_runner(uid), 1)
             at = cold.result
             check_page(at, n_projects)
             page = _seed.measure(at.run, repeat, warmup=1)
             check_page(at, n_projects)
+            page_vouching = _pages.vouching_per_call(at.run, repeat)
         engine.dispose()
 
     _seed.print_table(
         f"Portfolio: {n_projects} projects, {n_events:,} audit events, as the admin "
-        f"(seeded in {seeded.seconds:.1f} s), median of {repeat} after a warm-up",
+        f"(seeded in {seeded.seconds:.1f} s), median of {repeat} after a warm-up; {_pages.load()}",
         [
             ("measure", "time", "budget", "verdict"),
             _seed.page_row(page, page=PAGE, budget_s=BUDGET_S),
@@ -121,8 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             ("portfolio() alone", _seed.ms(core.median), "", ""),
             ("naive N+1 queries", _seed.ms(naive.median), "", ""),
             ("ratio naive / portfolio()", f"{naive.median / core.median:.1f}x", "", ""),
+            ("ratio page / portfolio()", f"{page.median / core.median:.1f}x" if page else "skipped", "", ""),
+            _pages.vouching_row("vouching checks, per page run", *page_vouching, of=page.median) if page
+            else ("vouching checks, per page run", "skipped", "", ""),
+            _pages.vouching_row("vouching checks in portfolio()", *core_vouching, of=core.median),
         ],
     )
+    print(f"  after: {_pages.load()}")
     return 1 if args.strict and (page is None or page.median >= BUDGET_S) else 0
 
 

@@ -6,7 +6,9 @@ evaluation of 100,000 predictions with 4 slice columns and about 20 % disagreeme
 artifacts (predictions Parquet and report JSON, both hashed), and a few verdicts by two validators.
 Times the page's whole script run through Streamlit's AppTest (app.py, then pages/review.py, logged in as
 the validator ``val``), then core's pieces alone, beside a naive disagreement queue (a row-by-row Python
-loop over ``itertuples`` and ``sorted``) on the same predictions, checked equal to core's queue.
+loop over ``itertuples`` and ``sorted``) on the same predictions, checked equal to core's queue. The page's floor
+is reading its predictions once (hash + Parquet); every governance read vouches for its rows (see
+core/store/vouched.py), and the table says how much of the page those checks take, and the machine's load.
 Run: ``.venv/bin/python benchmarks/bench_review_page.py [--quick] [--strict] [--repeat N]``.
 """
 
@@ -21,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import _pages
 import _seed
 import numpy as np
 import pandas as pd
@@ -282,19 +285,20 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the naive queue differs from disagreement_queue(): the benchmark compares unlike work.")
         crv = _seed.measure(lambda: curve(engine, pid, ev_id), repeat, warmup=1)
         cov = _seed.measure(lambda: coverage(engine, pid, ev_id), repeat, warmup=1)
-        page = cold = None
+        page = cold = page_vouching = None
         if has_page:
             cold = _seed.measure(lambda: page_runner(uid, pid), 1)
             at = cold.result
             check_page(at, total)
             page = _seed.measure(at.run, repeat, warmup=1)
             check_page(at, total)
+            page_vouching = _pages.vouching_per_call(at.run, repeat)
         engine.dispose()
 
     _seed.print_table(
         f"Review page: an evaluation of {n_rows:,} rows, {len(SLICES)} slice columns, {total:,} disagreements "
         f"({total / n_rows:.0%}), as the validator val (seeded in {seeded.best:.1f} s), "
-        f"median of {repeat} after a warm-up",
+        f"median of {repeat} after a warm-up; {_pages.load()}",
         [
             ("measure", "time", "budget", "verdict"),
             _seed.page_row(page, page=PAGE, budget_s=BUDGET_S),
@@ -306,8 +310,12 @@ def main(argv: list[str] | None = None) -> int:
             ("review_coverage() alone", _seed.ms(cov.median), "", ""),
             ("naive queue (itertuples + sorted)", _seed.ms(naive.median), "", ""),
             ("ratio naive / disagreement_queue()", f"{naive.median / core.median:.1f}x", "", ""),
+            ("ratio page / load predictions", f"{page.median / load.median:.1f}x" if page else "skipped", "", ""),
+            _pages.vouching_row("vouching checks, per page run", *page_vouching, of=page.median) if page
+            else ("vouching checks, per page run", "skipped", "", ""),
         ],
     )
+    print(f"  after: {_pages.load()}")
     return 1 if args.strict and (page is None or page.median >= BUDGET_S) else 0
 
 

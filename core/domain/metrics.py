@@ -1,15 +1,17 @@
 """Scores of a student beside its teacher: overall, per class and per slice, with Wilson intervals.
 
-Pure numpy and pandas. The per-slice report groups once per slice column and
-counts with ``np.bincount`` on integer codes, so a million holdout rows and four
-slice columns take well under a second (benchmarks/bench_slice_report.py).
+Pure numpy and pandas. The per-slice report codes each row once and counts with
+one ``np.bincount`` per slice column, so a million holdout rows and four slice
+columns take about as long as reading their strings to integer codes
+(benchmarks/bench_slice_report.py).
 scikit-learn's metrics would do the overall figures, but per slice they cost a
 Python call per group; the tests check these against scikit-learn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,20 @@ def truth_of(frame: pd.DataFrame) -> pd.Series:
     figure judged against "the truth" (severe misses, the fallback curve's accuracy) uses this one rule."""
     reference = frame["reference"].astype(object)
     return reference.where(reference.notna(), frame["teacher_label"].astype(object))
+
+
+def same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """``a == b`` row by row as Python objects compare (a missing value equals nothing), without turning two
+    Arrow string columns into a million Python objects first (the common case: labels read from Parquet)."""
+    if a.dtype == b.dtype and isinstance(a.dtype, pd.StringDtype):
+        return np.asarray((a == b).fillna(False), dtype=bool)
+    return np.asarray(a.astype(object) == b.astype(object), dtype=bool)
+
+
+def matches_truth(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Whether ``column`` gives each row's truth (``truth_of``'s rule): ``column == truth_of(frame)``, faster."""
+    has_ref = frame["reference"].notna().to_numpy()
+    return np.where(has_ref, same(frame[column], frame["reference"]), same(frame[column], frame["teacher_label"]))
 
 
 def wilson(k: npt.ArrayLike, n: npt.ArrayLike, *, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
@@ -111,74 +127,130 @@ def overall(reference: Sequence[Any] | pd.Series, predicted: Sequence[Any] | pd.
 
 def slice_report(frame: pd.DataFrame, *, slices: Sequence[str], reference: str = "reference",
                  student: str = "student_label", teacher: str = "teacher_label", with_f1: bool = True,
-                 labels: Sequence[str] | None = None) -> pd.DataFrame:
+                 labels: Sequence[str] | None = None, joint_cells: int | None = None) -> pd.DataFrame:
     """One row per (slice column, value): n, the student's and teacher's accuracy with Wilson intervals,
     agreement, the student's macro-F1 and the gap (student − teacher accuracy).
 
     ``n_labelled`` rows (with a reference) carry the accuracy figures; ``n_agree`` rows (the teacher answered)
     the agreement. The scoring rule is ``overall``'s: a missing or unreadable prediction counts as wrong.
+    Each row gets one code for everything the figures need (its reference, student and teacher label), so
+    each slice column costs one ``np.bincount`` over (slice value, code); where labels cubed x slice values
+    passes ``joint_cells`` counters (default ``JOINT_CELLS``) it falls back to four bincounts per column.
     """
     (ref, stu, tea), labels = encode(frame[reference], frame[student], frame[teacher], labels=labels)
     k = len(labels)
-    scored = ref >= 0
-    correct = scored & (stu == ref)
-    teacher_correct = scored & (tea == ref)
-    paired = tea >= 0
-    agree = paired & (stu == tea)
-    parts = [_one_column(frame[col], col, scored, correct, teacher_correct, paired, agree,
-                         (ref, stu, k) if with_f1 else None) for col in slices]
-    if not parts:
+    groups = [_groups(frame[col]) for col in slices]
+    if not groups:
         return pd.DataFrame(columns=SLICE_COLUMNS)
+    widest = max(len(names) for _, names in groups)
+    joint = widest * _joint_width(k) <= (JOINT_CELLS if joint_cells is None else joint_cells)
+    tally = _joint_tally(ref, stu, tea, k) if joint else _flag_tally(ref, stu, tea, k)
+    parts = [_one_column(tally(g, len(names)), col, names, with_f1)
+             for col, (g, names) in zip(slices, groups, strict=True)]
     return pd.concat(parts, ignore_index=True)
 
 
 SLICE_COLUMNS = ["column", "value", "n", "n_labelled", "correct", "accuracy", "ci_low", "ci_high", "macro_f1",
                  "n_agree", "agreement", "teacher_correct", "teacher_accuracy", "teacher_ci_low",
                  "teacher_ci_high", "gap"]
+JOINT_CELLS = 1 << 22  # counters in one slice column's joint table (32 MiB of int64) before the fallback
 
 
-def _one_column(values: pd.Series, name: str, scored: np.ndarray, correct: np.ndarray,
-                teacher_correct: np.ndarray, paired: np.ndarray, agree: np.ndarray,
-                f1_parts: tuple[np.ndarray, np.ndarray, int] | None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Tally:
+    """Per slice value: rows, labelled rows, student hits, teacher hits, rows the teacher answered, agreements;
+    per (slice value, label) over labelled rows: student hits and support (true + predicted) for macro-F1."""
+
+    n: np.ndarray
+    n_lab: np.ndarray
+    n_ok: np.ndarray
+    n_tok: np.ndarray
+    n_pair: np.ndarray
+    n_agree: np.ndarray
+    tp: np.ndarray
+    support: np.ndarray
+
+
+def _groups(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer group codes of a slice column; missing values form their own group rather than vanishing."""
     g, uniques = pd.factorize(values, use_na_sentinel=True)
     names = [str(u) for u in uniques]
-    if (g < 0).any():  # missing slice values form their own group rather than vanishing
+    g = np.asarray(g, dtype=np.intp)
+    if len(g) and g.min() < 0:
         g = np.where(g < 0, len(names), g)
         names.append(MISSING_SLICE)
-    n_groups = len(names)
+    return g, names
 
-    def count(mask: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(g if mask is None else g[mask], minlength=n_groups)
 
-    n, n_lab, n_ok, n_tok = count(), count(scored), count(correct), count(teacher_correct)
-    n_pair, n_agree = count(paired), count(agree)
+def _joint_width(k: int) -> int:
+    return (k + 1) ** 3
+
+
+def _joint_tally(ref: np.ndarray, stu: np.ndarray, tea: np.ndarray, k: int) -> Callable[[np.ndarray, int], Tally]:
+    """Code each row once as (reference, student, teacher), each shifted by one so that missing is 0; a slice
+    column is then one bincount over (group, code), and every figure a sum or a diagonal of that small table."""
+    side = k + 1
+    code = ref * side  # in place from here: a million rows make every temporary count
+    code += stu
+    code *= side
+    code += tea
+    code += side * side + side + 1
+    width, label = side**3, np.arange(1, side)
+
+    def tally(g: np.ndarray, n_groups: int) -> Tally:
+        key = g * width
+        key += code
+        table = np.bincount(key, minlength=n_groups * width).reshape(n_groups, side, side, side)
+        pairs = table[:, 1:].sum(axis=3)  # (group, reference, student + 1) over labelled rows
+        tp = pairs[:, label - 1, label]
+        return Tally(n=table.sum(axis=(1, 2, 3)), n_lab=pairs.sum(axis=(1, 2)), n_ok=tp.sum(axis=1),
+                     n_tok=table.sum(axis=2)[:, label, label].sum(axis=1),
+                     n_pair=table[..., 1:].sum(axis=(1, 2, 3)),
+                     n_agree=table.sum(axis=1)[:, label, label].sum(axis=1),
+                     tp=tp, support=pairs.sum(axis=2) + pairs[:, :, 1:].sum(axis=1))
+    return tally
+
+
+def _flag_tally(ref: np.ndarray, stu: np.ndarray, tea: np.ndarray, k: int) -> Callable[[np.ndarray, int], Tally]:
+    """For many labels: five flags in one code (one bincount) and three per-label bincounts (a dump bin k
+    takes the rows that do not count) for macro-F1."""
+    scored, paired = ref >= 0, tea >= 0
+    correct, agree = scored & (stu == ref), paired & (stu == tea)
+    tcorrect = scored & (tea == ref)
+    flags = scored + 2 * correct + 4 * tcorrect + 8 * paired + 16 * agree
+    hits, truths = np.where(correct, ref, k), np.where(scored, ref, k)
+    preds = np.where(scored & (stu >= 0), stu, k)
+
+    def tally(g: np.ndarray, n_groups: int) -> Tally:
+        by_flags = np.bincount(g * 32 + flags, minlength=n_groups * 32).reshape(n_groups, 32)
+        bits = np.arange(32)
+        n_of = [by_flags[:, (bits & (1 << b)) > 0].sum(axis=1) for b in range(5)]
+        per_label = [np.bincount(g * (k + 1) + c, minlength=n_groups * (k + 1)).reshape(n_groups, k + 1)[:, :k]
+                     for c in (hits, truths, preds)]
+        return Tally(n=by_flags.sum(axis=1), n_lab=n_of[0], n_ok=n_of[1], n_tok=n_of[2], n_pair=n_of[3],
+                     n_agree=n_of[4], tp=per_label[0], support=per_label[1] + per_label[2])
+    return tally
+
+
+def _one_column(t: Tally, name: str, names: list[str], with_f1: bool) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
-        acc = np.where(n_lab > 0, n_ok / n_lab, np.nan)
-        tacc = np.where(n_lab > 0, n_tok / n_lab, np.nan)
-        agreement = np.where(n_pair > 0, n_agree / n_pair, np.nan)
-    low, high = wilson(n_ok, n_lab)
-    tlow, thigh = wilson(n_tok, n_lab)
-    f1 = _slice_f1(g, n_groups, scored, *f1_parts) if f1_parts else np.full(n_groups, np.nan)
+        acc = np.where(t.n_lab > 0, t.n_ok / t.n_lab, np.nan)
+        tacc = np.where(t.n_lab > 0, t.n_tok / t.n_lab, np.nan)
+        agreement = np.where(t.n_pair > 0, t.n_agree / t.n_pair, np.nan)
+    low, high = wilson(t.n_ok, t.n_lab)
+    tlow, thigh = wilson(t.n_tok, t.n_lab)
+    f1 = _macro_f1(t.tp, t.support) if with_f1 else np.full(len(names), np.nan)
     return pd.DataFrame({
-        "column": name, "value": names, "n": n, "n_labelled": n_lab, "correct": n_ok, "accuracy": acc,
-        "ci_low": low, "ci_high": high, "macro_f1": f1, "n_agree": n_pair, "agreement": agreement,
-        "teacher_correct": n_tok, "teacher_accuracy": tacc, "teacher_ci_low": tlow, "teacher_ci_high": thigh,
+        "column": name, "value": names, "n": t.n, "n_labelled": t.n_lab, "correct": t.n_ok, "accuracy": acc,
+        "ci_low": low, "ci_high": high, "macro_f1": f1, "n_agree": t.n_pair, "agreement": agreement,
+        "teacher_correct": t.n_tok, "teacher_accuracy": tacc, "teacher_ci_low": tlow, "teacher_ci_high": thigh,
         "gap": acc - tacc,
     })
 
 
-def _slice_f1(g: np.ndarray, n_groups: int, scored: np.ndarray, ref: np.ndarray, stu: np.ndarray,
-              k: int) -> np.ndarray:
-    """Macro-F1 per group from (group, label) counts: one bincount each for hits, truths and predictions
-    (a missing prediction is a miss of its true class, as in ``macro_f1_from_codes``)."""
-    gs, rs, ps = g[scored], ref[scored], stu[scored]
-    size = n_groups * k
-    tp = np.bincount((gs * k + rs)[rs == ps], minlength=size).reshape(n_groups, k)
-    read = ps >= 0
-    support = (np.bincount(gs * k + rs, minlength=size)
-               + np.bincount((gs * k + ps)[read], minlength=size)).reshape(n_groups, k)
+def _macro_f1(tp: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Macro-F1 per group over the labels seen in it (as ``macro_f1_from_codes``; NaN for a group without)."""
     seen = support > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(seen, 2 * tp / support, 0.0)
         return np.where(seen.any(axis=1), f1.sum(axis=1) / seen.sum(axis=1), np.nan)
-

@@ -124,21 +124,38 @@ def disagreement_queue(
             raise InvalidInput(f"slice column {column!r} is not in the evaluation; use one of: {names}.",
                                field="slice")
         df = df[df[column].astype(str) == str(value)]
-    student, teacher, ref = (df[c].astype(object) for c in ("student_label", "teacher_label", "reference"))
-    has_ref = ref.notna()
-    differs = (student != teacher) | (has_ref & ((student != ref) | (teacher != ref)))
-    if "top_k_differs" in df.columns:  # an imported ranking: the queries whose top k differs from the teacher's
-        differs = df["top_k_differs"].astype(bool)
-    out = df[differs].copy()
+    rows = np.flatnonzero(_differs(df))
+    order = _review_order(df, rows, spec)
+    out = df.iloc[order[:limit] if limit is not None else order].copy()  # only the rows shown are copied
     out["critical_slice"] = _in_critical_slice(out, spec.slice_floors)
+    out["severe_class"] = _in_severe_class(out, spec)
+    return Queue(items=out.reset_index(drop=True), total=len(rows))
+
+
+def _differs(df: pd.DataFrame) -> np.ndarray:
+    """Rows where student and teacher differ, or either differs from the reference (a missing answer differs from
+    everything); for an imported ranking, the queries whose top k differs from the teacher's."""
+    if "top_k_differs" in df.columns:
+        return df["top_k_differs"].astype(bool).to_numpy()
+    student, teacher, ref = (df[c] for c in ("student_label", "teacher_label", "reference"))
+    has_ref = ref.notna().to_numpy()
+    return ~metrics.same(student, teacher) | (has_ref & ~(metrics.same(student, ref) & metrics.same(teacher, ref)))
+
+
+def _in_severe_class(df: pd.DataFrame, spec: GateSpec) -> pd.Series:
     severe = set(spec.severe_errors.classes)
-    out["severe_class"] = out["reference"].isin(severe) | out["teacher_label"].isin(severe)
-    out = out.sort_values(["critical_slice", "severe_class", "student_confidence"],
-                          ascending=[False, False, True], na_position="first", kind="stable")
-    total = len(out)
-    if limit is not None:
-        out = out.head(limit)
-    return Queue(items=out.reset_index(drop=True), total=total)
+    return df["reference"].isin(severe) | df["teacher_label"].isin(severe)
+
+
+def _review_order(df: pd.DataFrame, rows: np.ndarray, spec: GateSpec) -> np.ndarray:
+    """Positions of ``rows`` in review order: critical slice first, then severe class, then the least confident
+    (no confidence first); a stable sort of the three keys alone, not of every column."""
+    keys = pd.DataFrame({"critical": _in_critical_slice(df, spec.slice_floors).to_numpy()[rows],
+                         "severe": _in_severe_class(df, spec).to_numpy()[rows],
+                         "confidence": df["student_confidence"].to_numpy()[rows]})
+    ordered = keys.sort_values(["critical", "severe", "confidence"], ascending=[False, False, True],
+                               na_position="first", kind="stable")
+    return rows[ordered.index.to_numpy()]
 
 
 # --------------------------------------------------------------------------- the slice heatmap
@@ -396,8 +413,7 @@ def fallback_curve(df: pd.DataFrame, costs: economics.StudentCost | None,
     if thresholds is None:
         thresholds = np.round(np.arange(0, 1 + THRESHOLD_STEP / 2, THRESHOLD_STEP), 2)
     thresholds = np.asarray(thresholds, dtype=float)
-    truth = metrics.truth_of(df)
-    correct = (df["student_label"].astype(object) == truth).to_numpy()
+    correct = metrics.matches_truth(df, "student_label")
     if "top_k_differs" in df.columns:  # an imported ranking: an item is right when its query's top k is the teacher's
         correct = ~df["top_k_differs"].astype(bool).to_numpy()
     conf = pd.to_numeric(df["student_confidence"], errors="coerce").to_numpy(dtype=float)

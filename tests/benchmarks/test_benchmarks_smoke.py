@@ -40,8 +40,11 @@ def test_audit_verify_benchmark_checks_a_seeded_chain_and_prints_its_figures():
 def test_portfolio_benchmark_renders_the_page_and_prints_its_figures():
     out = run_quick("bench_portfolio.py")
     assert_figures(out, ["page script run (AppTest)", "page script run, slowest", "portfolio() alone",
-                         "naive N+1 queries", "ratio naive / portfolio()"])
+                         "naive N+1 queries", "ratio naive / portfolio()", "ratio page / portfolio()",
+                         "vouching checks, per page run", "vouching checks in portfolio()"])
     assert re.search(r"page script run \(AppTest\)\s+[\d,.]+ ms\s+< 300 ms", out)
+    assert re.search(r"vouching checks in portfolio\(\)\s+[\d,.]+ ms\s+[1-9]\d* checks, \d+% of it", out), out
+    assert "load average" in out
 
 
 @pytest.mark.skipif(not (REPO / "pages" / "review.py").exists(), reason="pages/review.py is not written yet")
@@ -49,8 +52,11 @@ def test_review_page_benchmark_renders_the_page_and_prints_its_figures():
     out = run_quick("bench_review_page.py")
     assert_figures(out, ["page script run (AppTest)", "page script run, slowest", "load predictions (hash + Parquet)",
                          "disagreement_queue() alone", "evaluation_curve() alone", "review_coverage() alone",
-                         "naive queue (itertuples + sorted)", "ratio naive / disagreement_queue()"])
+                         "naive queue (itertuples + sorted)", "ratio naive / disagreement_queue()",
+                         "ratio page / load predictions", "vouching checks, per page run"])
     assert re.search(r"page script run \(AppTest\)\s+[\d,.]+ ms\s+< 1,000 ms", out)
+    assert re.search(r"vouching checks, per page run\s+[\d,.]+ ms\s+[1-9]\d* checks, \d+% of it", out), out
+    assert "load average" in out
 
 
 def test_serve_benchmark_drives_the_real_service_and_prints_its_figures():
