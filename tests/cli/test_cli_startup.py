@@ -94,23 +94,38 @@ def test_stillroom_help_loads_no_command_module():
     assert sorted(m for m in modules if m.startswith("core.cli.")) == ["core.cli.base"]
 
 
+def fresh_database_env(tmp_path: Path) -> dict[str, str]:
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'stillroom.db'}", "STILLROOM_DATA_DIR": str(tmp_path),
+            "STILLROOM_ADMIN_PASSWORD": "startup-test-password", "STILLROOM_TOKEN_FILE": str(tmp_path / "token"),
+            "STILLROOM_TOKEN": "", "STILLROOM_CLI_REQUIRE_TOKEN": "false"}
+
+
+SETUP = [["init", "--admin", "ada"], ["--as", "ada", "projects", "create", "p1"]]
+
+
 def test_commands_that_open_the_database_load_no_model_stack(tmp_path: Path):
     """Each no-model command really runs against a fresh database (a refusal, such as an unqualified project,
     still runs the command's imports)."""
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'stillroom.db'}", "STILLROOM_DATA_DIR": str(tmp_path),
-           "STILLROOM_ADMIN_PASSWORD": "startup-test-password", "STILLROOM_TOKEN_FILE": str(tmp_path / "token"),
-           "STILLROOM_TOKEN": "", "STILLROOM_CLI_REQUIRE_TOKEN": "false"}
-    argvs = [["init", "--admin", "ada"], ["--as", "ada", "projects", "create", "p1"],
-             ["--as", "ada", "whoami"], ["--as", "ada", "users", "list"], ["--as", "ada", "projects", "list"],
+    argvs = [*SETUP, ["--as", "ada", "whoami"], ["--as", "ada", "users", "list"], ["--as", "ada", "projects", "list"],
              ["--as", "ada", "roles", "list", "p1"], ["--as", "ada", "jobs", "list", "p1"],
              ["--as", "ada", "qualify", "show", "p1"], ["--as", "ada", "gate", "history", "p1"],
              ["--as", "ada", "gate", "show", "p1"], ["--as", "ada", "audit", "log"],
              ["audit", "verify", "--no-files"]]
-    results = run_in_one_process(argvs, env)
+    results = run_in_one_process(argvs, fresh_database_env(tmp_path))
     codes = {" ".join(argv): code for argv, code, _ in results}
     assert codes["init --admin ada"] == 0 and codes["--as ada whoami"] == 0 and codes["audit verify --no-files"] == 0
     assert codes["--as ada gate show p1"] == 2  # refused (no gate yet) after its imports ran
     assert first_to_load(results, MODEL_STACK) == []
+
+
+def test_review_decide_and_record_load_no_model(tmp_path: Path):
+    """They read evaluation reports and predictions, which core keeps in pandas (so pandas loads), but never
+    torch, transformers, scikit-learn or scipy."""
+    argvs = [*SETUP, ["--as", "ada", "record", "p1"], ["--as", "ada", "decide", "p1", "--decision", "kill",
+                                                       "--rationale", "r"], ["--as", "ada", "review", "kappa", "1"]]
+    results = run_in_one_process(argvs, fresh_database_env(tmp_path))
+    assert [code for _, code, _ in results] == [0, 0, 0, 3, 2]  # written; refused (no sponsor); no evaluation
+    assert first_to_load(results, tuple(m for m in MODEL_STACK if m != "pandas")) == []
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
