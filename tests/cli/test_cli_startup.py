@@ -182,3 +182,13 @@ def test_a_lazy_module_loads_on_first_use_and_then_answers_like_the_module():
     assert proxy.canonical_json is hashing.canonical_json
     with pytest.raises(AttributeError):
         proxy.no_such_name  # noqa: B018
+
+
+def test_a_database_that_cannot_be_opened_is_still_one_sentence_and_exit_1(tmp_path: Path):
+    """The CLI recognises SQLAlchemy's OperationalError without importing SQLAlchemy up front."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}"}  # a folder: SQLite cannot open it
+    done = subprocess.run([sys.executable, "-m", "core.cli", "--as", "ada", "whoami"], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=120)
+    assert done.returncode == 1
+    said = f"error: the database at sqlite:///{tmp_path} could not be used (unable to open database file)."
+    assert done.stderr.strip() == said
