@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _seed
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 0.3
 PY = [sys.executable]
@@ -68,15 +70,6 @@ def row(label: str, timed: tuple[float, float], floor: tuple[float, float], budg
             f"{cpu / floor[1]:.1f}x", f"< {BUDGET_S * 1000:.0f} ms" if budget else "", verdict)
 
 
-def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(title)
-    for n, r in enumerate(rows):
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  " + "  ".join("-" * w for w in widths))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs each: a smoke run, not a measurement.")
@@ -96,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     header = ("command", "wall", "x python", "cpu", "x python", "budget", "verdict")
-    print_table(
+    _seed.print_table(
         f"CLI start-up: median of {repeat} runs each, as subprocesses; ratios against `python -c pass` "
         f"({python[0] * 1000:.1f} ms) measured in the same run",
         [header, row("floor: python -c pass", python, python, False),
          row("floor: python -c 'import click'", click_floor, python, False),
          *[row(f"stillroom {' '.join(a)}", s, python, True) for a, s in helps]])
     print()
-    print_table(
+    _seed.print_table(
         "Commands that open the database (a fresh SQLite file: one admin, one project)",
         [header, row("floor: import core.store.db + init_db", db_floor, python, False),
          *[row(f"stillroom {' '.join(a)}", s, python, False) for a, s in opens]])
