@@ -12,13 +12,18 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from core.access import people, tokens
-from core.cli.base import _session, cli, token_path
+from core.cli.base import _actor, _session, cli, identity_source, lazy, token_path
 from core.domain.errors import InvalidInput
-from core.store.config import get_settings
+
+if TYPE_CHECKING:  # the imports as mypy and import-linter read them; at run time each loads on first use
+    from core.access import people, tokens
+    from core.store import config
+else:  # lazy: `stillroom whoami --help` loads neither SQLAlchemy nor pydantic
+    people, tokens, config = lazy("core.access.people", "core.access.tokens", "core.store.config")
 
 
 def _client() -> str:
@@ -41,7 +46,7 @@ def write_token(path: Path, secret: str) -> None:
 @click.pass_context
 def login(ctx: click.Context, username: str | None, password_stdin: bool, token_name: str | None) -> None:
     """Prove who you are with your password once; store a personal API token that later commands act with."""
-    username = username or ctx.find_root().obj.get("as") or get_settings().user or getpass.getuser()
+    username = username or ctx.find_root().obj.get("as") or config.get_settings().user or getpass.getuser()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -71,8 +76,6 @@ def logout() -> None:
 @cli.command("whoami")
 def whoami() -> None:
     """The person commands act as, and how that was established."""
-    from core.cli.base import _actor, identity_source
-
     with _session() as session:
         user = _actor(session)
     click.echo(f"{user.username} ({user.display_name}), {identity_source()}")

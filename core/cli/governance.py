@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import yaml
-from sqlmodel import Session
 
-from core.access import people, projects, visibility
 from core.cli.base import (
     _actor,
     _engine,
@@ -19,16 +17,30 @@ from core.cli.base import (
     _viewable,
     _yes,
     cli,
+    lazy,
     load_mapping,
 )
-from core.decision import portfolio
-from core.domain import gate_spec
+from core.domain.choices import Play
 from core.domain.errors import GovernanceViolation, InvalidInput
-from core.gate import gate
-from core.qualify import qualification
-from core.store import audit, integrity, verification
-from core.store.db import session_scope
-from core.store.models import GateVersion, Project
+
+if TYPE_CHECKING:  # the imports as mypy and import-linter read them; at run time each loads on first use
+    import yaml
+    from sqlmodel import Session
+
+    from core.access import people, projects, visibility
+    from core.decision import portfolio
+    from core.domain import gate_spec
+    from core.gate import gate
+    from core.qualify import qualification
+    from core.store import audit, db, integrity, verification
+    from core.store.models import GateVersion, Project
+else:  # lazy: `stillroom audit --help` loads neither SQLAlchemy, the table models nor pandas
+    people, projects, visibility, portfolio, gate_spec, gate, qualification = lazy(
+        "core.access.people", "core.access.projects", "core.access.visibility", "core.decision.portfolio",
+        "core.domain.gate_spec", "core.gate.gate", "core.qualify.qualification")
+    audit, db, integrity, verification = lazy(
+        "core.store.audit", "core.store.db", "core.store.integrity", "core.store.verification")
+    (yaml,) = lazy("yaml")
 
 
 @cli.command()
@@ -43,7 +55,7 @@ def init(admin_name: str | None, display_name: str | None) -> None:
     click.echo(f"Database ready: {engine.url.render_as_string(hide_password=True)}")
     if admin_name is None:
         return
-    with session_scope(engine) as session:
+    with db.session_scope(engine) as session:
         if people.user_count(session) > 0:
             click.echo("The database already has accounts: no admin bootstrapped; use `stillroom users add`.")
             return
@@ -339,7 +351,7 @@ def _template_header() -> str:
 
 
 @gate_group.command("template")
-@click.option("--play", type=click.Choice([p.value for p in qualification.Play]),
+@click.option("--play", type=click.Choice([p.value for p in Play]),
               help="The play (default: the project's qualified play with --project).")
 @click.option("--project", help="Fill targets from this project's latest qualification.")
 def gate_template(play: str | None, project: str | None) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
-from core.cli.base import _actor, _engine, _session, _table, _viewable, cli
-from core.store import jobs
+from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, lazy
+
+if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
+    from core.store import jobs
+else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
+    (jobs,) = lazy("core.store.jobs")
 
 
 def register_handlers() -> None:
@@ -23,6 +27,8 @@ def register_handlers() -> None:
 
 def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> None:
     """Run a job in this process, drawing a terminal progress bar as it reports."""
+    from tqdm import tqdm  # lazy: only a job run here draws a bar (tqdm costs `jobs list` about 0.05 s)
+
     register_handlers()
     engine = _engine()
     with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,

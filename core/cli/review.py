@@ -4,17 +4,24 @@ threshold; the sponsor's ship, iterate or kill; the project's decision record.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from core.access import projects
-from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.decision import decision, record
+from core.cli.base import _actor, _session, _table, _viewable, cli, lazy
+from core.domain.choices import RECORD_FORMATS, VERDICTS, Choice
 from core.domain.errors import InvalidInput, NotFound
-from core.domain.requests import read_data_request
-from core.evaluation import rounds
-from core.review import review
-from core.store.models import Evaluation
+
+if TYPE_CHECKING:  # the imports as mypy and import-linter read them; at run time each loads on first use
+    from core.access import projects
+    from core.decision import decision, record
+    from core.domain import requests
+    from core.review import review
+    from core.store import models
+else:  # lazy: `stillroom review --help` loads neither SQLAlchemy, pydantic nor pandas
+    projects, decision, record, requests, review, models = lazy(
+        "core.access.projects", "core.decision.decision", "core.decision.record", "core.domain.requests",
+        "core.review.review", "core.store.models")
 
 
 def _slice(value: str | None) -> tuple[str, str] | None:
@@ -56,7 +63,7 @@ def review_queue(project: str, evaluation: int, slice_: str | None, limit: int) 
 @click.argument("project")
 @click.argument("evaluation", type=int)
 @click.argument("item")
-@click.option("--verdict", type=click.Choice(review.VERDICTS), required=True)
+@click.option("--verdict", type=click.Choice(VERDICTS), required=True)
 @click.option("--comment", default="", help="What you saw.")
 @click.option("--rating", type=int, help="Your rating of the student's output, 1 to 5.")
 def review_verdict(project: str, evaluation: int, item: str, verdict: str, comment: str,
@@ -74,7 +81,7 @@ def review_verdict(project: str, evaluation: int, item: str, verdict: str, comme
 def review_kappa(evaluation: int) -> None:
     """Cohen's kappa between each pair of validators of EVALUATION."""
     with _session() as session:
-        ev = session.get(Evaluation, evaluation)
+        ev = session.get(models.Evaluation, evaluation)
         if ev is None:
             raise NotFound(f"no evaluation #{evaluation}: check the id.", field="evaluation")
         actor, _ = _viewable(session, str(ev.project_id))
@@ -135,7 +142,7 @@ def review_threshold(project: str, evaluation: int, threshold: float | None, ser
 
 @cli.command("decide")
 @click.argument("project")
-@click.option("--decision", "choice", type=click.Choice([c.value for c in rounds.Choice]), required=True)
+@click.option("--decision", "choice", type=click.Choice([c.value for c in Choice]), required=True)
 @click.option("--evaluation", type=int, help="The evaluation decided on (required to ship or iterate).")
 @click.option("--rationale", required=True, help="Why, in a sentence.")
 def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str) -> None:
@@ -145,10 +152,10 @@ def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str
         row = decision.decide(session, actor=_actor(session), project=p, decision=choice, rationale=rationale,
                               evaluation_id=evaluation)
     click.echo(f"Round {row.round} of {p.name!r}: {row.decision} recorded (decision #{row.id}).")
-    request = read_data_request(row.data_request, decision_id=row.id)
+    request = requests.read_data_request(row.data_request, decision_id=row.id)
     for w in request.slices if request else []:
         click.echo(f"  data request: {w.sentence()}.")
-    if row.decision == rounds.Choice.ITERATE:
+    if row.decision == Choice.ITERATE:
         with _session() as session:
             advice = decision.evidence(session, project=p).kill
         if advice:
@@ -157,7 +164,7 @@ def decide_cmd(project: str, choice: str, evaluation: int | None, rationale: str
 
 @cli.command("record")
 @click.argument("project")
-@click.option("--format", "fmt", type=click.Choice(record.FORMATS), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(RECORD_FORMATS), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 def record_cmd(project: str, fmt: str, out: str | None) -> None:
     """Export PROJECT's decision record as Markdown or one self-contained HTML file."""

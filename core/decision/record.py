@@ -18,6 +18,7 @@ from sqlmodel import Session, col, func, select
 from core.access import visibility
 from core.access.projects import can_view
 from core.decision import decision
+from core.domain.choices import RECORD_FORMATS
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.requests import read_data_request
 from core.domain.textsafe import html_text, markdown_text
@@ -42,7 +43,7 @@ from core.store.models import (
     User,
 )
 
-FORMATS = ("md", "html")
+FORMATS = RECORD_FORMATS
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -150,6 +149,8 @@ class GateSpec(BaseModel):
 
 def field_key(rules: list[str]) -> Callable[[Any], Any]:
     """The comparison key of one field's value under the gate's normalisation rules for that field."""
+    import pandas as pd  # lazy: only scoring fields needs pandas; `stillroom gate show` and the CLI's start do not
+
     def key(value: Any) -> Any:
         if value is None or isinstance(value, bool) or not rules:
             return value

@@ -11,14 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.domain.choices import Play
 from core.domain.stored import read_stored
-
-
-class Play(StrEnum):
-    COST = "cost-pressure"
-    LATENCY = "latency"
-    STABILITY = "stability"
-    SPECIALIZATION = "specialization"
 
 
 class BetterMove(StrEnum):

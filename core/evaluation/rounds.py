@@ -7,20 +7,12 @@ moved. Evaluations are recorded here (step 5a) and decided above (step 5c); both
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from sqlmodel import Session, col
 
+from core.domain.choices import Choice
 from core.domain.errors import RoundClosed
 from core.store import vouched
 from core.store.models import Decision, Project
-
-
-class Choice(StrEnum):
-    SHIP = "ship"
-    ITERATE = "iterate"
-    KILL = "kill"
-
 
 # --------------------------------------------------------------------------- rounds
 

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from core.access import separation, visibility
 from core.access.projects import require_role, roles_of
 from core.domain import economics, metrics
+from core.domain.choices import VERDICTS
 from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied, SeparationOfDuties
 from core.domain.gate_spec import GateSpec, SliceFloor
 from core.domain.report import EvaluationReport
@@ -34,7 +35,6 @@ from core.qualify import qualification
 from core.store import audit, vouched
 from core.store.models import Evaluation, GateVersion, Project, ReviewVerdict, SignOff, ThresholdProposal, User
 
-VERDICTS = ("teacher-right", "student-right", "both-wrong", "ambiguous")
 # Columns of the predictions table that are not slice columns (see the issue-4 contract).
 PREDICTION_COLUMNS = ("id", "text", "reference", "teacher_label", "teacher_confidence",
                       "student_label", "student_confidence", "severe")
