@@ -56,6 +56,7 @@ def _run(make_log: Callable, records: Iterable[dict], acks: Path) -> None:
 def start(make_log: Callable, streams: list[Iterable[dict]], folder: Path) -> list[Writer]:
     """One forked process per stream of records, each opening its own log with ``make_log()``."""
     ctx = multiprocessing.get_context("fork")
+    folder.mkdir(parents=True, exist_ok=True)
     writers = []
     for i, records in enumerate(streams):
         acks = folder / f"acks-{i}.txt"

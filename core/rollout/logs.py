@@ -46,12 +46,11 @@ def day_file(prefix: str, day: str, writer: str) -> str:
     return f"{prefix}-{day}-{writer}.jsonl"
 
 
-def shared_engine() -> Engine | None:
+def shared_url() -> str | None:
     """The database the request log is shared through: the configured one when it is PostgreSQL, else None
     (SQLite, the embedded default: the log stays in the JSONL files beside the artifacts)."""
-    if make_url(get_settings().db_url).get_backend_name() != "postgresql":
-        return None
-    return get_engine()
+    url = get_settings().db_url
+    return url if make_url(url).get_backend_name() == "postgresql" else None
 
 
 def _day_files(folder: Path, start_day: str | None) -> list[Path]:
@@ -124,13 +123,13 @@ def read_log(project_id: int, *, since: datetime | str | None = None) -> LogRead
         frame, cut = _read_file(path)
         frames.append(frame)
         torn += cut
-    engine = shared_engine()
-    rows = _table_records(engine, project_id, start) if engine is not None else []
+    rows = _table_records(get_engine(), project_id, start) if shared_url() is not None else []
     frames.append(pd.DataFrame.from_records(rows))
     if torn:
         log.warning("request log of project %s: skipped %s torn line(s) (a writer killed mid-line)", project_id,
                     torn)
-    return LogRead(frame=_frame([f for f in frames if len(f)], start), torn_lines=torn, files=len(files), table_rows=len(rows))
+    return LogRead(frame=_frame([f for f in frames if len(f)], start), torn_lines=torn, files=len(files),
+                   table_rows=len(rows))
 
 
 def read_requests(project_id: int, *, since: datetime | str | None = None) -> pd.DataFrame:

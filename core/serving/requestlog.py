@@ -11,10 +11,11 @@ Two places, one reader (core.rollout.logs reads their union):
   last line; the reader skips and counts it, and the next process to open that file starts on a fresh line.
 - **The database** (when ``DATABASE_URL`` is PostgreSQL): replicas on several hosts insert into the
   ``request_log`` table in batches (``DatabaseRequestLog``). Batching trades durability for throughput: a
-  replica killed (SIGKILL, a crash, the host lost) loses the requests it answered since its last flush, at
-  most ``batch_size`` records or ``flush_ms`` of traffic. A replica stopped normally (SIGTERM, Ctrl-C: the
-  service closes its logs on shutdown) or exiting flushes everything. ``batch_size=1`` inserts each record
-  before the answer leaves, the file log's guarantee, at one round trip per request.
+  replica killed (SIGKILL, a crash, the host lost) loses the requests it answered and had not yet inserted:
+  normally under one batch (``batch_size`` records or ``flush_ms`` of traffic), more while the database is slow
+  or unreachable (the buffer keeps them for the retry). What was inserted stays. A replica stopped normally
+  (SIGTERM, Ctrl-C: the service closes its logs on shutdown) or exiting flushes everything. ``batch_size=1``
+  inserts each record before the answer leaves, the file log's guarantee, at one round trip per request.
 
 ``open_request_log`` picks between them from the settings.
 """
@@ -35,8 +36,9 @@ from typing import Protocol
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from core.rollout.logs import TRAFFIC, day_file, shared_engine
+from core.rollout.logs import TRAFFIC, day_file, shared_url
 from core.store import artifacts
+from core.store.db import make_engine
 from core.store.models import RequestLogRow, table_of
 
 KEYS = ("ts", "request_id", "input_sha256", "input_chars", "slices", "stage", "served_by", "student_label",
@@ -224,16 +226,22 @@ class DatabaseRequestLog:
             self._wake.notify()
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join()
-        self.flush()
         atexit.unregister(self.close)
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001  (shutting down with the database away: say what is lost, then go)
+            with self._wake:
+                lost, self._buffer = len(self._buffer), []
+                self.dropped += lost
+            log.exception("request log: %s records could not be inserted before shutdown and are lost", lost)
 
 
 def open_request_log(project_id: int, *, prefix: str = TRAFFIC, batch_size: int = BATCH_SIZE,
                      flush_ms: float = FLUSH_MS) -> RequestSink:
     """The request log a serving process writes to: the shared table when the database is PostgreSQL (replicas
     on several hosts), else this host's files under the project's artifacts. One per process."""
-    engine = shared_engine()
-    if engine is not None:
-        return DatabaseRequestLog(engine, project_id=project_id, prefix=prefix, batch_size=batch_size,
+    url = shared_url()
+    if url is not None:  # its own engine, made in the process that writes (never one inherited across a fork)
+        return DatabaseRequestLog(make_engine(url), project_id=project_id, prefix=prefix, batch_size=batch_size,
                                   flush_ms=flush_ms)
     return RequestLog(log_dir(project_id), prefix=prefix)

@@ -12,7 +12,7 @@ import pytest
 from log_writers import endless, start
 
 from core.rollout import logs
-from core.serving.requestlog import RequestLog, host_name, log_dir, open_request_log
+from core.serving.requestlog import DatabaseRequestLog, RequestLog, host_name, log_dir, open_request_log
 
 PROJECT = 11
 
@@ -103,7 +103,5 @@ def test_the_host_name_fits_the_file_pattern(monkeypatch):
 
 @pytest.mark.parametrize("batch_size, flush_ms", [(0, 100.0), (10, 0.0)])
 def test_database_log_refuses_a_batch_it_cannot_keep(batch_size, flush_ms):
-    from core.serving.requestlog import DatabaseRequestLog
-
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         DatabaseRequestLog(None, project_id=1, batch_size=batch_size, flush_ms=flush_ms)  # type: ignore[arg-type]
