@@ -206,15 +206,22 @@ class DatabaseRequestLog:
             conn.execute(insert(table_of(RequestLogRow)), rows)
 
     def _run(self) -> None:
+        failing = False
         while True:
             with self._wake:
-                if not self._closed and len(self._buffer) < self.batch_size:
-                    self._wake.wait(self.flush_ms / 1000)
+                if not self._closed and (failing or len(self._buffer) < self.batch_size):
+                    self._wake.wait(self.flush_ms / 1000)  # after a failure, wait a tick even with a full batch
                 closed = self._closed
             try:
                 self.flush()
             except Exception:  # noqa: BLE001  (the database is away: keep the records, retry on the next tick)
-                log.exception("request log: inserting %s records failed; retrying", len(self._buffer))
+                if not failing:  # once per outage, not once per tick
+                    log.exception("request log: inserting %s records failed; retrying", len(self._buffer))
+                failing = True
+            else:
+                if failing:
+                    log.warning("request log: the database answers again; the buffered records are in")
+                failing = False
             if closed:
                 return
 

@@ -74,3 +74,23 @@ def test_a_database_away_keeps_records_for_the_retry_and_bounds_them(monkeypatch
     assert [r["record"]["request_id"] for r in log._buffer] == ["r2", "r3", "r4"]
     log.close()  # says what is lost instead of raising at shutdown
     assert log.dropped == 5 and log._buffer == []
+
+
+def test_the_flusher_retries_after_an_outage_and_says_so_once(engine, demo, moderation, caplog):
+    log = DatabaseRequestLog(engine, project_id=moderation.id, batch_size=2, flush_ms=20)
+    real, tries = log._insert, []
+
+    def flaky(batch):
+        tries.append(len(batch))
+        if len(tries) <= 3:
+            raise ConnectionError("the database is away")
+        real(batch)
+
+    log._insert = flaky
+    log.write({"request_id": "a"})
+    log.write({"request_id": "b"})  # a full batch: the flusher tries at once, fails, then waits a tick per retry
+    wait_for_rows(engine, 2)
+    log.close()
+    assert len(tries) >= 4 and rows(engine) == 2  # three failures, then the records went in
+    assert len([r for r in caplog.records if "failed; retrying" in r.getMessage()]) == 1
+    assert any("answers again" in r.getMessage() for r in caplog.records)
