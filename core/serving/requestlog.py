@@ -29,7 +29,7 @@ import os
 import re
 import socket
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -86,8 +86,9 @@ class RequestLog:
         self.prefix = prefix
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._key: tuple[str, int] | None = None  # (day, pid) of the open file
         self._fd: int | None = None
+        self._pid = 0  # the process, and the day [_since, _until), the open file is for
+        self._since = self._until = datetime.min
 
     def path_for(self, day: str, pid: int | None = None) -> Path:
         writer = f"{host_name()}-{os.getpid() if pid is None else pid}"
@@ -96,21 +97,21 @@ class RequestLog:
     def write(self, record: dict, *, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         data = _line(record, now)
-        key = (now.strftime("%Y%m%d"), os.getpid())
         with self._lock:
-            if key != self._key or self._fd is None:
-                self._open(key)
+            if self._fd is None or not self._since <= now < self._until or self._pid != os.getpid():
+                self._open(now)
             assert self._fd is not None
             _write_all(self._fd, data)
 
     def sibling(self, prefix: str) -> RequestLog:
         return RequestLog(self.directory, prefix=prefix)
 
-    def _open(self, key: tuple[str, int]) -> None:
+    def _open(self, now: datetime) -> None:
         if self._fd is not None:
             os.close(self._fd)  # after a fork, the child's copy: the parent's stays open
-        self._fd = os.open(self.path_for(*key), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        self._key = key
+        self._since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        self._until, self._pid = self._since + timedelta(days=1), os.getpid()
+        self._fd = os.open(self.path_for(now.strftime("%Y%m%d")), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         _start_on_a_fresh_line(self._fd)
 
     def close(self) -> None:
@@ -118,7 +119,6 @@ class RequestLog:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-                self._key = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
