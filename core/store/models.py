@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, Text, UniqueConstraint
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
@@ -493,6 +493,25 @@ class HoldoutVersion(SQLModel, table=True):
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
 
+
+
+# Issue 18 (replicas on several hosts): the request log in the database, when that database is PostgreSQL.
+class RequestLogRow(SQLModel, table=True):
+    """One request a replica of ``stillroom serve`` answered (kind "requests") or refused ("refused"), inserted
+    in batches (core.serving.requestlog); rollout and monitoring read it beside the JSONL files. Not part of the
+    governance record: neither audited nor append-only (old traffic may be pruned)."""
+
+    __tablename__ = "request_log"
+    __table_args__ = (Index("ix_request_log_project_kind_ts", "project_id", "kind", "ts"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"),
+                                                          primary_key=True))
+    project_id: int = Field(foreign_key="project.id")
+    kind: str = Field(max_length=16)
+    ts: datetime
+    host: str = Field(max_length=255)  # the replica that served it
+    pid: int
+    record: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete

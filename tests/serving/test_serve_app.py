@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 
 from core.domain.rollout_state import RolloutState
 from core.serving.app import Service, build_app
-from core.serving.requestlog import RequestLog
+from core.serving.requestlog import RequestLog, host_name
 from core.teacher.outputs import Prediction
 
 LABELS = ["billing", "technical", "account"]
@@ -136,4 +137,6 @@ def test_the_log_switches_to_a_new_file_each_utc_day(tmp_path):
     log.write({"request_id": "a"}, now=datetime(2025, 1, 1, 23, 59, tzinfo=UTC))
     log.write({"request_id": "b"}, now=datetime(2025, 1, 2, 0, 0, tzinfo=UTC))
     log.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["requests-20250101.jsonl", "requests-20250102.jsonl"]
+    writer = f"{host_name()}-{os.getpid()}"  # one file per process and day (issue 18)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"requests-20250101-{writer}.jsonl",
+                                                          f"requests-20250102-{writer}.jsonl"]
