@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "jobs": "jobs", "data": "data", "teacher": "teacher", "train": "train", "eval": "evaluate",
     "review": "review", "decide": "review", "record": "review", "serve": "serve", "serve-token": "serve",
     "rollout": "monitor", "monitor": "monitor", "login": "auth", "logout": "auth", "whoami": "auth",
+    "inbox": "notify", "webhooks": "notify",
 }
 
 

@@ -8,6 +8,8 @@ import click
 from tqdm import tqdm
 
 from core.cli.base import _actor, _engine, _session, _table, _viewable, cli
+from core.notify.inbox import notify
+from core.notify.rules import Kind
 from core.store import jobs
 
 
@@ -33,6 +35,11 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
             bar.set_postfix_str(message[:60], refresh=False)
 
         job = jobs.run(job_id, engine=engine, on_progress=on_progress, credential=credential)
+    if job.status == "failed":  # told to its submitter: nobody acted, the job did
+        with _session() as session:
+            notify(session, kind=Kind.JOB_FAILED, project_id=job.project_id, actor=None, to=[job.created_by],
+                   job_kind=job.kind, detail=f"{job.kind} job #{job.id}: {job.error[:300]}")
+            session.commit()
     click.echo(f"job #{job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     jobs.result_or_raise(job)
 
