@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from eval_helpers import easy_gate, teacher_run_with_holdout
-from notify_helpers import SECRET_PATH, receiver, wait_until  # noqa: F401 (the fixture)
+from notify_helpers import SECRET_PATH, wait_until
 from sqlmodel import select
 
 from core.access import projects
