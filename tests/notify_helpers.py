@@ -47,17 +47,22 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def receiver(monkeypatch):
-    """A receiver on a free local port whose URL (with a secret in its path) is on STILLROOM_WEBHOOK_URLS, with a
-    short backoff so retries happen within a test."""
-    from core.store import config
-
+def serve() -> tuple[Receiver, ThreadingHTTPServer]:
+    """A receiver listening on a free loopback port, its URL carrying a secret in the path as Slack's do."""
     holder = Receiver(url="")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(holder))
     holder.url = f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return holder, server
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    """A local receiver whose URL is on STILLROOM_WEBHOOK_URLS, with a short backoff so retries happen within a
+    test."""
+    from core.store import config
+
+    holder, server = serve()
     monkeypatch.setenv("STILLROOM_WEBHOOK_URLS", holder.url)
     monkeypatch.setenv("STILLROOM_WEBHOOK_BACKOFF_S", "0.2")
     monkeypatch.setenv("STILLROOM_WEBHOOK_MAX_ATTEMPTS", "3")
