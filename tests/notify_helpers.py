@@ -1,4 +1,5 @@
-"""A real local HTTP receiver for the webhook tests (http.server in a thread), and the allow-list set for it."""
+"""A real local HTTP receiver for the webhook tests (http.server in a thread), and the allow-list set for it.
+A plugin of tests/conftest.py: every test stops the webhook senders it started, since its database goes away."""
 
 from __future__ import annotations
 
@@ -81,3 +82,11 @@ def wait_until(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
             return True
         time.sleep(0.05)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def _stop_webhook_senders():
+    yield
+    from core.notify import delivery
+
+    delivery.stop_all()

@@ -30,6 +30,7 @@ from core.domain.urls import RETRY_STATUS
 from core.notify.rules import Kind, link_of
 from core.notify.webhooks import check_url
 from core.store.config import get_settings
+from core.store.db import get_engine
 from core.store.models import WebhookAttempt, WebhookDelivery, WebhookSubscription, utcnow
 
 log = logging.getLogger(__name__)
@@ -170,10 +171,10 @@ class Sender(threading.Thread):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(name="stillroom-webhooks", daemon=True)
-        self.engine, self.woken = engine, threading.Event()
+        self.engine, self.woken, self.stopping = engine, threading.Event(), False
 
     def run(self) -> None:
-        while True:
+        while not self.stopping:
             self.woken.clear()
             try:
                 deliver_due(self.engine)
@@ -199,6 +200,28 @@ def wake(engine: Engine) -> None:
             sender = _senders[key] = Sender(engine)
             sender.start()
     sender.woken.set()
+
+
+def resume(url: str) -> bool:
+    """Start this process's sender for the database at ``url`` when it has a webhook, so that tries other
+    processes left pending (a job's process that exited before its retry) are made without waiting for a new
+    event here. The app calls it once per server and database."""
+    engine = get_engine(url)
+    with Session(engine) as s:
+        if s.exec(select(WebhookSubscription.id).where(col(WebhookSubscription.removed_at).is_(None))).first() is None:
+            return False
+    wake(engine)
+    return True
+
+
+def stop_all() -> None:
+    """Stop this process's senders (their pending rows stay for the next sender): for tests that drop their
+    database afterwards."""
+    with _lock:
+        for sender in _senders.values():
+            sender.stopping = True
+            sender.woken.set()
+        _senders.clear()
 
 
 def wake_after_commit(session: Session) -> None:

@@ -25,8 +25,7 @@ def recipients(session: Session, *, kind: Kind, project_id: int, actor: User | N
     held = vouched.rows(session, RoleAssignment, RoleAssignment.project_id == project_id) if roles else []
     ids = {r.user_id for r in held if r.role in roles} | set(to)
     ids.discard(actor.id if actor is not None else None)
-    active = session.exec(select(User.id).where(col(User.id).in_(ids), col(User.is_active))).all()
-    return sorted(i for i in active if i is not None)
+    return sorted(id_of(u) for u in vouched.rows(session, User, col(User.id).in_(ids)) if u.is_active)
 
 
 def told(session: Session, *, dedupe: str) -> bool:

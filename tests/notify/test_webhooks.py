@@ -172,3 +172,17 @@ def test_nothing_is_posted_when_the_event_is_rolled_back(session, demo, moderati
     session.rollback()
     assert delivery.deliver_due(session.get_bind()) == 0
     assert receiver.posts == [] and session.exec(select(Notification)).all() == []
+
+
+def test_the_app_resumes_deliveries_another_process_left_pending(session, demo, moderation, receiver, db_url):
+    sub = webhooks.add(session, actor=demo["admin"], url=receiver.url)
+    # As a process that exited before its sender ran would leave it: a committed, pending delivery.
+    session.add(WebhookDelivery(subscription_id=sub.id, kind=Kind.DECISION.value, project_id=moderation.id,
+                                page="record", text="sam decided kill in round 1 for Comment moderation."))
+    session.commit()
+    assert delivery.resume(db_url) is True
+    assert receiver.wait_for(1)[0]["json"]["text"].startswith("sam decided kill")
+
+
+def test_without_a_webhook_the_app_starts_no_sender(session, demo, db_url):
+    assert delivery.resume(db_url) is False
