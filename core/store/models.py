@@ -497,18 +497,25 @@ class HoldoutVersion(SQLModel, table=True):
 # --- Issue 19 (a tool a team lives in): notifications, the inbox and webhooks ----------------------
 
 
-class Notification(SQLModel, table=True):
-    """One person's inbox item: work that became theirs (core.notify). Read marks change; nothing else does."""
+class ToldEvent(SQLModel):
+    """What an inbox item and a webhook delivery both carry: the event's kind, its project and the page that does
+    the work (the link: ?project=<project_id>&page=<page>[&evaluation=<id>]), its sentence, and for a state
+    noticed rather than an act, the key that tells it once."""
 
     id: int | None = Field(default=None, primary_key=True)
-    recipient_id: int = Field(foreign_key="user.id", index=True)
     kind: str = Field(max_length=32)
     project_id: int = Field(foreign_key="project.id", index=True)
-    page: str = Field(max_length=32)  # the link target: ?project=<project_id>&page=<page>[&evaluation=<id>]
+    page: str = Field(max_length=32)
     evaluation_id: int | None = Field(default=None, foreign_key="evaluation.id")
-    text: str = Field(sa_column=Column(Text, nullable=False))
-    dedupe_key: str | None = Field(default=None, max_length=200, index=True)  # a state noticed, told once
+    text: str = Field(sa_type=Text)
+    dedupe_key: str | None = Field(default=None, max_length=200, index=True)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Notification(ToldEvent, table=True):
+    """One person's inbox item: work that became theirs (core.notify). Read marks change; nothing else does."""
+
+    recipient_id: int = Field(foreign_key="user.id", index=True)
     read_at: datetime | None = None
 
 
@@ -529,26 +536,18 @@ class WebhookSubscription(SQLModel, table=True):
     removed_by: int | None = Field(default=None, foreign_key="user.id")
 
 
-class WebhookDelivery(SQLModel, table=True):
+class WebhookDelivery(ToldEvent, table=True):
     """One event on its way to one subscription (the outbox): pending until a 2xx, failed after the last try.
     The body is built from these columns at each try and never stored."""
 
     __tablename__ = "webhook_delivery"
 
-    id: int | None = Field(default=None, primary_key=True)
     subscription_id: int = Field(foreign_key="webhook_subscription.id", index=True)
-    kind: str = Field(max_length=32)
-    project_id: int = Field(foreign_key="project.id")
-    page: str = Field(max_length=32)
-    evaluation_id: int | None = Field(default=None, foreign_key="evaluation.id")
-    text: str = Field(sa_column=Column(Text, nullable=False))
-    dedupe_key: str | None = Field(default=None, max_length=200, index=True)
     status: str = Field(default="pending", max_length=16, index=True)  # pending, delivered, failed
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     last_status_code: int | None = None
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from eval_helpers import easy_gate, teacher_run_with_holdout
+from eval_helpers import gated_routing
 from notify_helpers import SECRET_PATH, wait_until
 from sqlmodel import select
 
@@ -13,7 +13,6 @@ from core.access import projects
 from core.data.holdout import holdout_rows
 from core.domain.errors import GovernanceViolation, PermissionDenied
 from core.evaluation import imports
-from core.gate import gate
 from core.notify import delivery, inbox, webhooks
 from core.notify.rules import Kind
 from core.store import config
@@ -40,10 +39,7 @@ def _signoff_event(session, demo, project) -> None:
 
 @pytest.fixture
 def routing(session, demo, tmp_path):
-    project = projects.get_project(session, "Support ticket routing")
-    teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
-    gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(), reason="a bar for the test data")
-    return project
+    return gated_routing(session, demo=demo, tmp_path=tmp_path)
 
 
 def test_a_webhook_reaches_a_local_receiver_when_an_evaluation_becomes_ready_for_review(
