@@ -172,12 +172,14 @@ class Sender(threading.Thread):
     def __init__(self, engine: Engine) -> None:
         super().__init__(name="stillroom-webhooks", daemon=True)
         self.engine, self.woken, self.stopping = engine, threading.Event(), False
+        self.busy = threading.Lock()  # held while trying: the exit pass waits for a try in flight
 
     def run(self) -> None:
         while not self.stopping:
             self.woken.clear()
             try:
-                deliver_due(self.engine)
+                with self.busy:
+                    deliver_due(self.engine)
                 wait = next_due_in(self.engine)
             except Exception as exc:  # noqa: BLE001 (the database went away: this sender stops, rows stay pending)
                 log.warning("webhook sender stopped: %s", type(exc).__name__)
@@ -231,9 +233,14 @@ def wake_after_commit(session: Session) -> None:
 
 
 def _last_pass() -> None:
-    """At exit, one pass over what is due, so a short CLI process does not leave its first tries unsent."""
+    """At exit, one pass over what is due, so a short CLI process does not leave its first tries unsent; a try in
+    flight is waited for (up to its timeout), not cut off, so the receiver is not sent it twice."""
     for sender in list(_senders.values()):
+        if not sender.busy.acquire(timeout=get_settings().webhook_timeout_s + 1):
+            continue
         try:
             deliver_due(sender.engine)
         except Exception as exc:  # noqa: BLE001 (exiting: say so and leave the rows pending)
             log.warning("webhook deliveries left pending at exit: %s", type(exc).__name__)
+        finally:
+            sender.busy.release()

@@ -3,6 +3,11 @@ the receiver fails (every try logged, never a body), and never to a URL off the 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from eval_helpers import gated_routing
@@ -17,6 +22,8 @@ from core.notify import delivery, inbox, webhooks
 from core.notify.rules import Kind
 from core.store import config
 from core.store.models import AuditEvent, Notification, WebhookAttempt, WebhookDelivery, WebhookSubscription
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _deliveries(session) -> list[WebhookDelivery]:
@@ -182,3 +189,22 @@ def test_the_app_resumes_deliveries_another_process_left_pending(session, demo, 
 
 def test_without_a_webhook_the_app_starts_no_sender(session, demo, db_url):
     assert delivery.resume(db_url) is False
+
+
+def test_a_short_lived_process_posts_before_it_exits(session, demo, moderation, receiver):
+    """A CLI command records its event and exits at once: its exit pass still makes the first try, once."""
+    webhooks.add(session, actor=demo["admin"], url=receiver.url)
+    code = ("from sqlmodel import Session\n"
+            "from core.access import people, projects\n"
+            "from core.notify import inbox\n"
+            "from core.notify.rules import Kind\n"
+            "from core.store.db import get_engine\n"
+            "with Session(get_engine()) as s:\n"
+            "    p = projects.get_project(s, 'Comment moderation')\n"
+            "    inbox.notify(s, kind=Kind.SIGNOFF, project_id=p.id, actor=people.get_user(s, 'val'), detail='ok')\n"
+            "    s.commit()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=REPO,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert len(receiver.posts) == 1  # already there when the process has exited
+    (d,) = _deliveries(session)
+    assert (d.status, d.attempts) == ("delivered", 1)
