@@ -16,6 +16,7 @@ OVERVIEW = [
     st.Page("pages/portfolio.py", title="Portfolio", icon=":material/dashboard:", default=True),
     st.Page("pages/audit.py", title="Audit log", icon=":material/receipt_long:"),
     st.Page("pages/record.py", title="Decision record", icon=":material/history_edu:"),
+    st.Page("pages/inbox.py", title="Inbox", icon=":material/inbox:"),
 ]
 # Section title -> (the roles that see it, its pages). The operator sees the review page too: choosing the
 # fallback threshold is the validator's and the operator's.

@@ -18,6 +18,7 @@ from core.access.projects import can_view, projects_for, roles_of
 from core.access.session import Job, Project, User
 from core.domain.errors import StillroomError
 from core.domain.roles import Role
+from core.notify.delivery import resume
 
 T = TypeVar("T")
 
@@ -26,6 +27,7 @@ T = TypeVar("T")
 def _schema_ready(url: str) -> bool:
     # Cached per database URL: migrations and guards run once per server, not per script run.
     app_db.prepare_database(url)
+    resume(url)  # webhooks that other processes left pending are retried by the server
     return True
 
 

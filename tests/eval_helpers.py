@@ -9,7 +9,9 @@ import pandas as pd
 from sqlmodel import Session
 from teacher_helpers import LABELS, make_dataset
 
+from core.access import projects
 from core.data import holdout
+from core.gate import gate
 from core.store import jobs
 from core.store.models import Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
@@ -58,6 +60,14 @@ def trained_student(session: Session, engine, *, actor: User, project: Project,
     assert done.status == "done", done.error
     session.expire_all()
     return training_runs.get_run(session, run.id)
+
+
+def gated_routing(session: Session, *, demo: dict, tmp_path: Path) -> Project:
+    """The routing project with a holdout and an always-right imported teacher (dana's), its easy gate locked."""
+    project = projects.get_project(session, "Support ticket routing")
+    teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
+    gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(), reason="a bar for the test data")
+    return project
 
 
 def easy_gate(**overrides) -> dict:

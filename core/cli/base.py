@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("governance", "Seed the demo (idempotent): people, projects, the routing project's tickets and "
                            "holdout, and a job that trains the demo teacher and labels the tickets with it."),
     "eval": ("evaluate", "Step 5: score a student on the locked holdout against the gate (driver only)."),
+    "inbox": ("notify", "Your notifications, newest first: work that became yours, each with the app link that does "
+                        "it."),
     "gate": ("governance", "Step 2: the success gate, locked before building."),
     "init": ("governance", "Create or upgrade the database, and optionally bootstrap the first admin."),
     "jobs": ("jobs", "Long work (teacher runs, training) and its progress."),
@@ -55,6 +57,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "teacher": ("teacher", "Step 3: the teacher's outputs on a dataset, combined and filtered (driver only)."),
     "train": ("train", "Step 4: distil students from the teacher's outputs (driver only, under a locked gate)."),
     "users": ("governance", "Manage people (admins only)."),
+    "webhooks": ("notify", "Webhooks (admins): Slack-compatible posts for notifications, to URLs on "
+                           "STILLROOM_WEBHOOK_URLS."),
     "whoami": ("auth", "The person commands act as, and how that was established."),
 }
 LAZY_COMMANDS = {name: module for name, (module, _) in COMMANDS.items()}

@@ -10,9 +10,10 @@ import click
 from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, lazy
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
+    from core.notify import inbox, rules
     from core.store import jobs
 else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
-    (jobs,) = lazy("core.store.jobs")
+    jobs, inbox, rules = lazy("core.store.jobs", "core.notify.inbox", "core.notify.rules")
 
 
 def register_handlers() -> None:
@@ -39,6 +40,11 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
             bar.set_postfix_str(message[:60], refresh=False)
 
         job = jobs.run(job_id, engine=engine, on_progress=on_progress, credential=credential)
+    if job.status == "failed":  # told to its submitter: nobody acted, the job did
+        with _session() as session:
+            inbox.notify(session, kind=rules.Kind.JOB_FAILED, project_id=job.project_id, actor=None,
+                         to=[job.created_by], job_kind=job.kind, detail=f"{job.kind} job #{job.id}: {job.error[:300]}")
+            session.commit()
     click.echo(f"job #{job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     jobs.result_or_raise(job)
 

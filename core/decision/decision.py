@@ -28,6 +28,8 @@ from core.evaluation import gate_check
 from core.evaluation.rounds import Choice, closing_decision, current_round, decided_on, decisions
 from core.evaluation.runs import get_evaluation, list_evaluations, load_report
 from core.gate import gate
+from core.notify.inbox import notify
+from core.notify.rules import Kind
 from core.qualify import qualification
 from core.review import review
 from core.store import audit, vouched
@@ -463,5 +465,7 @@ def _insert(session: Session, *, actor: User, project: Project, row: Decision) -
                                                  "rationale": row.rationale, "evaluation_id": row.evaluation_id,
                                                  "evaluation_hash": row.evaluation_hash,
                                                  "data_request": row.data_request})
+    notify(session, kind=Kind.DECISION, project_id=project.id, actor=actor, evaluation_id=row.evaluation_id,
+           detail=f"{row.decision} in round {row.round}")
     session.commit()
     return row

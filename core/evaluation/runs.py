@@ -22,6 +22,8 @@ from core.domain.report import EvaluationReport
 from core.domain.roles import Role
 from core.evaluation.rounds import require_open_round
 from core.gate import gate
+from core.notify.inbox import notify
+from core.notify.rules import Kind
 from core.qualify import qualification
 from core.store import audit, jobs, vouched
 from core.store.artifacts import load_table, path_of, project_dir, register, store_table, track_new_file, verify
@@ -119,6 +121,8 @@ def record(session: Session, *, actor: User, project: Project, gate_version: Gat
                               "gate_version": gate_version.version, "gate_hash": gate_version.content_hash,
                               "report_hash": row.report_hash, "predictions_sha256": preds.sha256,
                               "passed": row.passed, "failing": summary.get("failing", [])})
+        notify(session, kind=Kind.EVALUATION_READY, project_id=project.id, actor=actor, evaluation_id=row.id,
+               detail=f"round {row.round}, {source}")
         session.commit()
         return row
     except BaseException:

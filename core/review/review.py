@@ -31,6 +31,8 @@ from core.evaluation.runs import (
     without_confidence,
 )
 from core.gate import gate
+from core.notify.inbox import notify
+from core.notify.rules import Kind
 from core.qualify import qualification
 from core.store import audit, vouched
 from core.store.models import Evaluation, GateVersion, Project, ReviewVerdict, SignOff, ThresholdProposal, User
@@ -383,6 +385,8 @@ def sign_off(
                  project_id=project.id, payload={"evaluation_id": evaluation.id, "approve": bool(approve),
                                                  "evaluation_hash": evaluation.report_hash, "comment": comment,
                                                  "covers_declared_latency": row.covers_declared_latency})
+    notify(session, kind=Kind.SIGNOFF, project_id=project.id, actor=actor, evaluation_id=evaluation.id,
+           detail="approved" if approve else "rejected")
     session.commit()
     return row
 

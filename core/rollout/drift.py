@@ -16,8 +16,10 @@ from sqlmodel import Session
 from core.data import datasets, holdout
 from core.evaluation import rounds
 from core.evaluation.runs import load_predictions
+from core.notify.inbox import notice
+from core.notify.rules import Kind
 from core.rollout import config, logs, rollout
-from core.store.models import Dataset, Evaluation, TeacherRun, TrainingRun
+from core.store.models import Dataset, Evaluation, TeacherRun, TrainingRun, utcnow
 
 EPSILON = 1e-4  # stands in for an empty bin, so PSI stays finite
 QUANTILE_BINS = 10
@@ -169,4 +171,14 @@ def drift_report(session: Session, *, project_id: int, since=None,
         if r_values.notna().any():
             labels, r, c = numeric_bins(r_values, c_values)
             features.append(feature_drift(name, "numeric", labels, r, c, warn=warn, alert=alert))
-    return DriftReport(project_id, len(live), warn, alert, ref.source, features)
+    return _alerted(session, DriftReport(project_id, len(live), warn, alert, ref.source, features))
+
+
+def _alerted(session: Session, report: DriftReport) -> DriftReport:
+    """The report, its operators and drivers told when features are at alert: once a day per set of them."""
+    alerts = report.alerts()
+    if alerts:
+        notice(session, kind=Kind.DRIFT_ALERT, project_id=report.project_id,
+               detail=", ".join(f"{f.feature} PSI {f.psi or 0:.3f}" for f in alerts),
+               dedupe=f"drift:{report.project_id}:{utcnow().date()}:{','.join(f.feature for f in alerts)}")
+    return report

@@ -17,6 +17,8 @@ from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.roles import Role
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD, OFF, SHADOW, RolloutState
 from core.evaluation import rounds
+from core.notify.inbox import notice
+from core.notify.rules import Kind
 from core.review import review
 from core.rollout import config, logs
 from core.store import audit, vouched
@@ -147,7 +149,19 @@ def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | Non
         _latency(session, project_id, traffic),
     ]
     criteria += slice_criteria(traffic, floor=floor, min_n=settings.min_slice_requests)
-    return AdvanceCheck(stage=stage, next_stage=nxt, n_requests=len(traffic), criteria=criteria)
+    return _told(session, last, AdvanceCheck(stage=stage, next_stage=nxt, n_requests=len(traffic), criteria=criteria))
+
+
+def _told(session: Session, last: RolloutEvent | None, check: AdvanceCheck) -> AdvanceCheck:
+    """The check, its operators told once per stage when it became ready to advance or fails a criterion."""
+    failing = [c for c in check.criteria if c.status == FAIL]
+    if last is not None and check.next_stage is not None and (check.passed or failing):
+        outcome = "ready" if check.passed else "refused"
+        notice(session, kind=Kind.ROLLOUT_READY if check.passed else Kind.ROLLOUT_REFUSED,
+               project_id=last.project_id, dedupe=f"rollout:{last.id}:{outcome}",
+               detail=f"{check.stage} ({check.n_requests:,} requests)" if check.passed
+               else f"at {check.stage}, " + "; ".join(_describe(c) for c in failing))
+    return check
 
 
 def slice_criteria(traffic: pd.DataFrame, *, floor: float, min_n: int) -> list[Criterion]:

@@ -67,7 +67,16 @@ class Settings(BaseSettings):
     token: str | None = None  # STILLROOM_TOKEN: a CLI token given in the environment
     token_file: Path | None = None  # default: $XDG_CONFIG_HOME/stillroom/token (~/.config/stillroom/token)
 
-    @field_validator("teacher_endpoints", "teacher_key_vars", mode="before")
+    # Issue 19. Webhooks (core.notify) post only to these URLs (comma-separated, exactly as a subscription gives
+    # them; the rule of teacher_endpoints), retried up to webhook_max_attempts times, waiting webhook_backoff_s
+    # and doubling; app_url is the app's address, so a webhook's message links back into it.
+    webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=2.0, ge=0.0, le=3600.0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
+    app_url: str | None = None
+
+    @field_validator("teacher_endpoints", "teacher_key_vars", "webhook_urls", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:
         return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v

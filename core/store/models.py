@@ -513,6 +513,78 @@ class RequestLogRow(SQLModel, table=True):
     pid: int
     record: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
+
+# --- Issue 19 (a tool a team lives in): notifications, the inbox and webhooks ----------------------
+
+
+class ToldEvent(SQLModel):
+    """What an inbox item and a webhook delivery both carry: the event's kind, its project and the page that does
+    the work (the link: ?project=<project_id>&page=<page>[&evaluation=<id>]), its sentence, and for a state
+    noticed rather than an act, the key that tells it once."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    project_id: int = Field(foreign_key="project.id", index=True)
+    page: str = Field(max_length=32)
+    evaluation_id: int | None = Field(default=None, foreign_key="evaluation.id")
+    text: str = Field(sa_type=Text)
+    dedupe_key: str | None = Field(default=None, max_length=200, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Notification(ToldEvent, table=True):
+    """One person's inbox item: work that became theirs (core.notify). Read marks change; nothing else does."""
+
+    recipient_id: int = Field(foreign_key="user.id", index=True)
+    read_at: datetime | None = None
+
+
+class WebhookSubscription(SQLModel, table=True):
+    """An admin's webhook: a URL on STILLROOM_WEBHOOK_URLS and the kinds (and project) it hears about. The URL
+    may carry a secret (a Slack path): it is shown and logged only as ``shown``; removal keeps the row."""
+
+    __tablename__ = "webhook_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    shown: str = Field(max_length=200)  # scheme://host[:port]/… and a fingerprint of the whole URL
+    kinds: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    project_id: int | None = Field(default=None, foreign_key="project.id")  # None: every project
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    removed_at: datetime | None = None
+    removed_by: int | None = Field(default=None, foreign_key="user.id")
+
+
+class WebhookDelivery(ToldEvent, table=True):
+    """One event on its way to one subscription (the outbox): pending until a 2xx, failed after the last try.
+    The body is built from these columns at each try and never stored."""
+
+    __tablename__ = "webhook_delivery"
+
+    subscription_id: int = Field(foreign_key="webhook_subscription.id", index=True)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending, delivered, failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_status_code: int | None = None
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    finished_at: datetime | None = None
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """Each try of a delivery: its status code or a fixed sentence, never the body either way (append-only)."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhook_delivery.id", index=True)
+    attempt: int
+    status_code: int | None = None
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    duration_ms: float = 0.0
+    at: datetime = Field(default_factory=utcnow)
+
+
 # Append-only tables and their unique keys: an INSERT that collides with an
 # existing key is refused too, since INSERT OR REPLACE would otherwise delete
 # the old row without firing a DELETE trigger.
@@ -535,5 +607,6 @@ APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "audit_anchor": (("id",),),
     "login_attempt": (("id",),),
     "holdout_version": (("id",), ("project_id", "version")),
+    "webhook_attempt": (("id",),),
 }
 APPEND_ONLY_TABLES = tuple(APPEND_ONLY_KEYS)

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.domain.errors import GovernanceViolation, InvalidInput, StillroomError
 from core.domain.hashing import canonical_json, sha256_hex
+from core.domain.urls import RETRY_STATUS, Refusal, public_url, refusal
 from core.store.config import get_settings
 from core.teacher.outputs import Prediction, Progress
 
@@ -42,7 +42,6 @@ DEFAULT_TEMPLATE = (
     "Answer with the label only.\n\n"
     "Text: {text}"
 )
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class ChatConfig(BaseModel):
@@ -89,14 +88,6 @@ class ChatConfig(BaseModel):
         return self.prompt_template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
 
 
-def public_url(url: str) -> str:
-    """The URL without user info, query or fragment: what may be recorded."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
 # --------------------------------------------------------------------------- allow-lists
 
 
@@ -118,11 +109,11 @@ def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:
     """
     allowed = {public_url(u) for u in get_settings().teacher_endpoints}
     shown = f"{public_url(base_url)!r}" if source == "--base-url" else f"in ${source}"
-    parts = urlsplit(base_url.strip())
-    if parts.username or parts.password or parts.query or parts.fragment:
+    why = refusal(base_url, allowed)
+    if why == Refusal.SHAPE:
         raise GovernanceViolation(f"the teacher base URL {shown} carries user info, a query or a fragment: give "
                                   "it as scheme://host[:port]/path, exactly as the admin listed it.")
-    if public_url(base_url) not in allowed:
+    if why == Refusal.UNLISTED:
         listed = ", ".join(sorted(allowed)) or "none"
         raise GovernanceViolation(f"the teacher endpoint {shown} is not on the admin's list "
                                   f"(STILLROOM_TEACHER_ENDPOINTS: {listed}): use a listed endpoint, or ask the "

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from eval_helpers import easy_gate, other_drivers_teacher, teacher_run_with_holdout
+from eval_helpers import easy_gate, gated_routing, other_drivers_teacher
 from sqlmodel import select
 
-from core.access import projects
 from core.data.holdout import holdout_rows
 from core.domain.errors import InvalidInput, PermissionDenied
 from core.evaluation import imports, runs
@@ -21,10 +20,7 @@ from core.store.models import Artifact, AuditEvent, Evaluation
 
 @pytest.fixture
 def routing(session, demo, tmp_path):
-    project = projects.get_project(session, "Support ticket routing")
-    teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
-    gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(), reason="a bar for the test data")
-    return project
+    return gated_routing(session, demo=demo, tmp_path=tmp_path)
 
 
 @pytest.fixture
