@@ -12,10 +12,11 @@ from core.access.projects import roles_of
 from core.domain.display import number, tidy
 from core.domain.economics import StudentCost, cost_sentence
 from core.domain.roles import Role
+from core.evaluation import compare
 from core.evaluation import runs as evals
 from core.evaluation.imports import KINDS, import_predictions, notes, overall_metrics
 from core.training import runs as training
-from pages._show import criteria_table, esc, short_hash, table
+from pages._show import chart, criteria_table, esc, short_hash, table
 from pages._ui import act, current_project, db, job_panel, require_user, show_flash, start_job
 
 st.title(":material/query_stats: Evaluate")
@@ -79,6 +80,25 @@ if not evaluations:
 
 labels = {e.id: f"evaluation #{e.id} · round {e.round} · {e.source} · {'PASS' if e.passed else 'FAIL'}"
           for e in evaluations}
+if len(evaluations) > 1:
+    with st.expander("Compare evaluations side by side (rounds, families, sizes)", expanded=False):
+        picked = st.multiselect("Evaluations (the first is the base the changes are measured from)",
+                                list(labels), format_func=labels.get, placeholder="pick two or more")
+        if len(picked) >= 2:
+            with db() as session:
+                side = act(lambda: compare.compare(session, project=project, evaluation_ids=picked))
+            if side is not None:
+                table(side.table(), hide_index=True, width="stretch")
+                slices = [r for r in side.rows if r.kind == "slice"] or side.rows
+                fig = go.Figure([go.Bar(
+                    name=side.labels[e.id], x=[r.name for r in slices],
+                    y=[r.figure(e.id).value for r in slices],
+                    error_y=dict(type="data", symmetric=False, array=[r.figure(e.id).above for r in slices],
+                                 arrayminus=[r.figure(e.id).below for r in slices]))
+                    for e in side.evaluations])
+                chart(fig, barmode="group", height=360, yaxis={"range": [0, 1.02]},
+                      title="Per slice: the student's accuracy with its 95 % interval" if slices is not side.rows
+                      else "Criteria")
 ev_id = st.selectbox("Read", list(labels), format_func=labels.get, index=len(labels) - 1)
 with db() as session:
     ev = evals.get_evaluation(session, project=project, evaluation_id=ev_id)
