@@ -123,8 +123,9 @@ def test_the_data_page_shows_what_the_last_iterate_asked_for_and_whether_it_is_m
     decision.decide(session, actor=demo["sam"], project=project, decision="iterate", evaluation_id=ev.id,
                     rationale="billing cannot be judged yet")
     at = app_as(demo["dana"], page="pages/import_data.py", project_id=project.id)
-    [request] = [w.value for w in at.warning if w.value.startswith("Data request")]
-    assert "queue=billing" in request and "more holdout examples asked in round 1, 0 added" in request
+    requests = [w.value for w in at.warning if w.value.startswith("Data request")]
+    [request] = [r for r in requests if "queue=billing" in r]  # beside it, any failing severe class's ask
+    assert "more holdout examples asked in round 1, 0 added" in request
 
 
 def test_the_driver_extends_the_holdout_on_the_data_page(session, demo):
