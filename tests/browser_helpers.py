@@ -47,7 +47,7 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 class Server:
-    """`streamlit run app.py` on a free loopback port, on its own database and data directory."""
+    """`streamlit run web.py` (the app and its login-cookie routes) on a free loopback port, on its own database and data directory."""
 
     def __init__(self, workdir: Path):
         self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'stillroom.db'}",
@@ -60,7 +60,7 @@ class Server:
     def start(self) -> Server:
         streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
         self.proc = subprocess.Popen(
-            [streamlit, "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+            [streamlit, "run", "web.py", "--server.headless", "true", "--server.address", "127.0.0.1",
              "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

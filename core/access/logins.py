@@ -6,7 +6,8 @@ token set as a signed, expiring, HttpOnly cookie. On a fresh page load the app r
 ``resume`` says who it is. Only SHA-256 digests of the code and the token are stored; the signature
 (HMAC-SHA256 with ``STILLROOM_SESSION_SECRET``, else a random key kept in the data directory) refuses a made-up
 value before the database is asked. Logging out ends one login; a password reset or a deactivation ends every
-login of the account (``end_all``), and the account's session epoch must still match.
+login of the account (``end_all``), and the account's session epoch must still match; a login unused
+for ``session_idle_minutes`` ends too, across refreshes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from core.store.config import get_settings
 from core.store.models import LoginSession, User, id_of, utcnow
 
 COOKIE_NAME = "stillroom_login"
+SEEN_EVERY_S = 60  # how stale a login's seen_at may get (the idle limit is in minutes)
 CODE_TTL_S = 60  # the page claims its cookie at once; a code left unclaimed is useless after this
 _SIGNED = "stillroom-login:"  # the HMAC covers this prefix too, so a signature of another kind never fits
 
@@ -97,9 +99,11 @@ def sign(token: str) -> str:
     return f"{token}.{_signature(token)}"
 
 
-def unsign(value: str | None) -> str | None:
+def unsign(value: object) -> str | None:
     """The token inside a cookie value whose signature holds, else None."""
-    token, _, signature = (value or "").rpartition(".")
+    if not isinstance(value, str):
+        return None
+    token, _, signature = value.rpartition(".")
     if not token or not hmac.compare_digest(signature, _signature(token)):
         return None
     return token
@@ -142,18 +146,38 @@ def _open_row(row: LoginSession | None, now: datetime) -> str | None:
         return "Your login was ended (logged out, or the password was changed or reset): log in again."
     if _aware(row.expires_at) <= now:
         return f"Your login expired after {get_settings().login_lifetime_hours:g} hours: log in again."
+    idle_minutes = get_settings().session_idle_minutes
+    if now - _aware(row.seen_at or row.created_at) > timedelta(minutes=idle_minutes):
+        return f"You were logged out after {idle_minutes:g} minutes without activity: log in again."
     return None
 
 
-def resume(session: Session, *, cookie: str | None, now: datetime | None = None) -> Resumed:
-    """Who the browser's cookie logs in: a signed token of an open, unexpired login of an active account whose
-    password has not changed since."""
+def _still_open(session: Session, row: LoginSession | None, now: datetime) -> str | None:
+    """``_open_row``; a login found idle is ended for good, one in use is marked seen (once a minute at most,
+    so a page's reruns do not each write)."""
+    reason = _open_row(row, now)
+    if row is None:
+        return reason
+    if reason is not None and row.revoked_at is None and _aware(row.expires_at) > now:
+        row.revoked_at = now
+    elif reason is None and now - _aware(row.seen_at or row.created_at) > timedelta(seconds=SEEN_EVERY_S):
+        row.seen_at = now
+    else:
+        return reason
+    session.add(row)
+    session.commit()
+    return reason
+
+
+def resume(session: Session, *, cookie: object, now: datetime | None = None) -> Resumed:
+    """Who the browser's cookie logs in: a signed token of an open, unexpired, recently used login of an active
+    account whose password has not changed since."""
     now = now or utcnow()
     token = unsign(cookie)
     if token is None:
         return Resumed()
     row = session.exec(select(LoginSession).where(LoginSession.token_hash == token_hash(token))).first()
-    reason = _open_row(row, now)
+    reason = _still_open(session, row, now)
     if reason is not None or row is None:
         return Resumed(reason=reason or "")
     user = vouched.get(session, User, row.user_id)  # a forged account row logs nobody in
@@ -163,8 +187,8 @@ def resume(session: Session, *, cookie: str | None, now: datetime | None = None)
 
 
 def check_login(session: Session, *, login_id: int, now: datetime | None = None) -> SessionCheck:
-    """Whether the login a tab runs under is still open (another tab may have logged out)."""
-    reason = _open_row(session.get(LoginSession, login_id), now or utcnow())
+    """Whether the login a tab runs under is still open (another tab may have logged out, or it idled)."""
+    reason = _still_open(session, session.get(LoginSession, login_id), now or utcnow())
     if reason is None:
         return SessionCheck(True)
     return SessionCheck(False, reason or "Your session ended: log in again.")

@@ -456,7 +456,7 @@ class AccessToken(SQLModel, table=True):
 class LoginSession(SQLModel, table=True):
     """A browser login that outlives a refresh (issue 19). The browser holds a random token in a signed HttpOnly
     cookie; only the token's SHA-256 is stored. The page claims the cookie once with a short-lived one-time
-    code (also stored as its SHA-256). Logging out, a password reset or deactivation sets ``revoked_at``."""
+    code (also stored as its SHA-256). Logging out, a password reset, deactivation or idling sets ``revoked_at``."""
 
     __tablename__ = "login_session"
 
@@ -468,6 +468,7 @@ class LoginSession(SQLModel, table=True):
     code_expires_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+    seen_at: datetime | None = None  # the last script run under it (at most a minute stale): the idle limit
     revoked_at: datetime | None = None
 
 

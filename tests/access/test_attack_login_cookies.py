@@ -45,6 +45,7 @@ def test_a_code_claims_its_cookie_once_and_not_after_its_minute(session, demo):
     lambda c: "x" + c,  # another token under the old signature
     lambda c: "",
     lambda c: None,
+    lambda c: [c],  # not text at all
 ])
 def test_an_unsigned_or_forged_cookie_logs_nobody_in(session, demo, forge):
     _, cookie = _cookie(session, demo["val"])
@@ -119,3 +120,14 @@ def test_the_signing_key_comes_from_the_setting_when_given(session, demo, monkey
         assert logins.unsign(logins.sign("t")) == "t"
     finally:
         get_settings.cache_clear()
+
+
+def test_a_login_left_idle_ends_for_good_and_one_in_use_does_not(session, demo):
+    login_id, cookie = _cookie(session, demo["val"])
+    soon = utcnow() + timedelta(minutes=50)
+    assert logins.check_login(session, login_id=login_id, now=soon).ok  # marks it seen
+    assert logins.resume(session, cookie=cookie, now=soon + timedelta(minutes=50)).user is not None
+    back = logins.resume(session, cookie=cookie, now=soon + timedelta(minutes=200))
+    assert back.user is None and "60 minutes without activity" in back.reason
+    assert session.get(LoginSession, login_id).revoked_at is not None
+    assert logins.resume(session, cookie=cookie, now=soon + timedelta(minutes=51)).user is None
