@@ -187,6 +187,22 @@ def show_flash() -> None:
         st.success(message, icon="✅")
 
 
+def link_params(*, project_id: int, evaluation_id: int | None = None) -> dict[str, str]:
+    """The query parameters of a link into the app: the project, and the evaluation where there is one."""
+    params = {"project": str(project_id)}
+    if evaluation_id is not None:
+        params["evaluation"] = str(evaluation_id)
+    return params
+
+
+def linked_index(name: str, options: list, *, default: int) -> int:
+    """Where the option a link names (``?name=value``) sits among a select box's options; ``default`` when the
+    link names none of them (a stale or made-up link opens the page as usual)."""
+    wanted = st.query_params.get(name)
+    texts = [str(o) for o in options]
+    return texts.index(wanted) if wanted in texts else default
+
+
 def comma_list(text: str) -> list[str]:
     """The items of a comma-separated form field, trimmed, blanks left out (core validates them)."""
     return [x.strip() for x in (text or "").split(",") if x.strip()]
