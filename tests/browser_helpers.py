@@ -47,7 +47,8 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 class Server:
-    """`streamlit run web.py` (the app and its login-cookie routes) on a free loopback port, on its own database and data directory."""
+    """`streamlit run web.py` (the app and its login-cookie routes) on a free loopback port, on its own database
+    and data directory."""
 
     def __init__(self, workdir: Path):
         self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'stillroom.db'}",

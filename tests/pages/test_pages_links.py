@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from conftest import good_qualification
 from pages_helpers import APP, app_as, by_label, page_links
 from streamlit.testing.v1 import AppTest
 
+from conftest import good_qualification
 from core.access import logins, projects
 from core.demo import seed as demo_mod
 from core.gate import gate
