@@ -5,28 +5,14 @@ ended login, or a forged one, gets the login page too."""
 from __future__ import annotations
 
 import pytest
-from browser_helpers import FINISHED, chromium_page, demo_server, wait_idle
+from browser_helpers import FINISHED, REVIEW_SEED, chromium_page, demo_server, wait_idle
 
 from core.access import logins
 
 pytestmark = pytest.mark.browser
 
-# The moderation project qualified, its gate locked and an evaluation waiting for val's review.
-SEED = """
-from sqlmodel import Session
-from conftest import good_qualification
-from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
-    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
-"""
+# The review journey's seed (an evaluation of the moderation project waiting for val), and a second one.
+SEED = REVIEW_SEED + "    make_evaluation(s, project=p, actor=demo['dana'], df=moderation_predictions())\n"
 MODERATION, FIRST_EVAL = 2, 1  # ids in the seeded database (routing is project 1)
 
 

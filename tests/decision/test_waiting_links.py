@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from conftest import good_qualification
-
 from core.access import projects
 from core.decision import portfolio
 from core.demo import seed as demo_mod
