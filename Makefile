@@ -19,7 +19,7 @@ install: $(BIN)/stillroom
 run: install
 	$(BIN)/stillroom init
 	$(BIN)/stillroom demo
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/streamlit run web.py --server.port $(PORT)
 
 # Before the tests: lint, the layers of core (import-linter's contracts in pyproject.toml), and types (mypy,
 # strict on core.domain and core.store). Any one failing fails `make test`, and so CI.

@@ -62,7 +62,8 @@ def naive_rows(engine: Engine, user_id: int) -> list[ProjectStatus]:
                 project_id=p.id, name=p.name, stage=stage, status=status, roles=roles,
                 qualification_verdict=q.verdict if q else None, payback_months=q.payback_months if q else None,
                 gate_version=g.version if g else None, gate_hash=g.content_hash if g else None,
-                waiting_on_you=portfolio._waiting(stage, mine, roles, user.is_admin),
+                waiting=portfolio._waiting(stage, mine, roles, user.is_admin, since=portfolio.moved_at(p, q, g),
+                                           created=portfolio.moved_at(p, None, None)),
             ))
     return out
 

@@ -4,6 +4,7 @@ and one way to show what core answered. No business rule lives here: pages ask c
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import TypeVar
 import streamlit as st
 from sqlmodel import Session
 
+from core.access import logins
 from core.access import session as app_db
 from core.access.people import account, check_session
 from core.access.projects import can_view, projects_for, roles_of
@@ -21,6 +23,8 @@ from core.domain.roles import Role
 from core.notify.delivery import resume
 
 T = TypeVar("T")
+# The web server's routes that set and drop the HttpOnly login cookie (web.py).
+CLAIM_ROUTE, FORGET_ROUTE = "/stillroom/login-cookie", "/stillroom/logout-cookie"
 
 
 @st.cache_resource(show_spinner=False)
@@ -39,25 +43,80 @@ def db() -> Iterator[Session]:
         yield session
 
 
-def start_session(user: User) -> None:
-    """Remember who logged in, under which session epoch, and when they were last seen."""
+def start_session(user: User, *, login_id: int | None = None) -> None:
+    """Remember who logged in, under which session epoch and login, and when they were last seen."""
     st.session_state["user_id"] = user.id
     st.session_state["session_epoch"] = user.session_epoch or 0
     st.session_state["last_seen"] = time.time()
+    st.session_state["login_id"] = login_id
+    st.session_state.pop("logged_out", None)
+
+
+def log_in(session: Session, user: User) -> None:
+    """Start the session of a person whose password core just checked, and open the login that outlives a
+    refresh: its one-time code is swapped for the HttpOnly cookie by the page's next run (``cookie_script``)."""
+    opened = logins.open_login(session, user=user)
+    start_session(user, login_id=opened.login_id)
+    st.session_state["login_code"] = opened.code
+
+
+def log_out(session: Session) -> None:
+    """End the login in core (its cookie logs nobody in any more, in any tab) and forget this tab's session."""
+    logins.end_login(session, login_id=st.session_state.get("login_id"))
+    st.session_state.clear()
+    st.session_state["logged_out"] = True  # this tab does not resume from the cookie the browser still holds
+    st.session_state["forget_cookie"] = True
+
+
+def cookie_script() -> None:
+    """Ask the web server (web.py) to set, or to drop, the HttpOnly login cookie; JavaScript never sees the
+    cookie itself, only the one-time code that claims it."""
+    code = st.session_state.pop("login_code", None)
+    if code:
+        body = json.dumps(code)
+        st.html(f"<script>fetch('{CLAIM_ROUTE}', {{method: 'POST', body: {body}, credentials: 'same-origin'}})"
+                f".then(r => {{document.body.dataset.loginCookie = r.ok ? 'set' : 'refused'}})</script>",
+                unsafe_allow_javascript=True)
+    if st.session_state.pop("forget_cookie", None):
+        st.html(f"<script>fetch('{FORGET_ROUTE}', {{method: 'POST', credentials: 'same-origin'}})"
+                ".then(() => {document.body.dataset.loginCookie = 'dropped'})</script>",
+                unsafe_allow_javascript=True)
+
+
+def _resume(session: Session) -> User | None:
+    """The person whose login cookie this browser sent (a refresh, a new tab, a link), if core lets it in."""
+    if st.session_state.get("logged_out"):
+        return None
+    back = logins.resume(session, cookie=st.context.cookies.get(logins.COOKIE_NAME))
+    if back.user is None:
+        if back.reason:
+            st.session_state["logout_reason"] = back.reason
+        return None
+    start_session(back.user, login_id=back.login_id)
+    return back.user
+
+
+def _end(reason: str) -> None:
+    for key in ("user_id", "session_epoch", "last_seen", "login_id"):
+        st.session_state.pop(key, None)
+    st.session_state["logout_reason"] = reason
 
 
 def current_user(session: Session) -> User | None:
-    """The person logged in, if core's session rule (active, same epoch, not idle too long) lets them go on."""
+    """The person logged in, if core's session rules (active, same epoch, not idle too long, the login still
+    open) let them go on; else the person the browser's login cookie names, if core lets it in."""
     uid = st.session_state.get("user_id")
     if uid is None:
-        return None
+        return _resume(session)
     user = account(session, uid)
     check = check_session(user, epoch=st.session_state.get("session_epoch"),
                           last_seen=st.session_state.get("last_seen"), now=time.time())
+    login_id = st.session_state.get("login_id")
+    if check.ok and login_id is not None:
+        check = logins.check_login(session, login_id=login_id)
     if not check.ok:
-        for key in ("user_id", "session_epoch", "last_seen"):
-            st.session_state.pop(key, None)
-        st.session_state["logout_reason"] = check.reason
+        logins.end_login(session, login_id=login_id)  # an idle tab's login must not come back from its cookie
+        _end(check.reason)
         return None
     st.session_state["last_seen"] = time.time()
     return user
@@ -128,6 +187,22 @@ def show_flash() -> None:
     message = st.session_state.pop("flash", None)
     if message:
         st.success(message, icon="✅")
+
+
+def link_params(*, project_id: int, evaluation_id: int | None = None) -> dict[str, str]:
+    """The query parameters of a link into the app: the project, and the evaluation where there is one."""
+    params = {"project": str(project_id)}
+    if evaluation_id is not None:
+        params["evaluation"] = str(evaluation_id)
+    return params
+
+
+def linked_index(name: str, options: list, *, default: int) -> int:
+    """Where the option a link names (``?name=value``) sits among a select box's options; ``default`` when the
+    link names none of them (a stale or made-up link opens the page as usual)."""
+    wanted = st.query_params.get(name)
+    texts = [str(o) for o in options]
+    return texts.index(wanted) if wanted in texts else default
 
 
 def comma_list(text: str) -> list[str]:

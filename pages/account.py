@@ -37,7 +37,8 @@ if submitted:
             def change() -> None:
                 me = people.authenticate(session, username=user.username, password=current_pw,
                                          client=getattr(st.context, "ip_address", None))
-                changed = people.set_password(session, actor=me, username=me.username, password=new_pw)
+                changed = people.set_password(session, actor=me, username=me.username, password=new_pw,
+                                                 keep_login=st.session_state.get("login_id"))
                 # The change ends every other open session; this one carries on under the new epoch.
                 st.session_state["session_epoch"] = changed.session_epoch
             act(change, "Password changed.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.access.people import authenticate
-from pages._ui import act, db, start_session
+from pages._ui import act, db, log_in
 
 st.title(":material/science: Stillroom")
 reason = st.session_state.pop("logout_reason", None)
@@ -23,8 +23,9 @@ if submitted:
         # The browser's address is the client that backoff counts; AppTest and some proxies give none.
         client = getattr(st.context, "ip_address", None)
         user = act(lambda: authenticate(session, username=username, password=password, client=client))
+        if user is not None:
+            log_in(session, user)
     if user is not None:
-        start_session(user)
         st.rerun()
 
 st.caption("Trying the demo? The demo people and their passwords are listed in the README.")

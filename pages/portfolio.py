@@ -9,7 +9,7 @@ import streamlit as st
 from core.decision.portfolio import STAGES, portfolio
 from core.domain.roles import Role
 from pages._show import esc, table
-from pages._ui import db, require_user
+from pages._ui import db, link_params, require_user
 
 st.title(":material/dashboard: Portfolio")
 
@@ -21,7 +21,7 @@ if not rows:
     st.info("No projects to show yet: an admin creates projects and assigns roles on the People & projects page.")
     st.stop()
 
-waiting = [(r, todo) for r in rows for todo in r.waiting_on_you]
+waiting = [(r, todo) for r in rows for todo in r.waiting]
 c1, c2, c3 = st.columns(3)
 c1.metric("Projects", len(rows))
 c2.metric("Waiting on you", len(waiting))
@@ -29,7 +29,10 @@ c3.metric("Gates locked", sum(1 for r in rows if r.gate_version))
 
 st.subheader("Waiting on you")
 if waiting:
-    st.markdown("\n".join(f"- **{esc(todo)}** · {esc(r.name)}" for r, todo in waiting[:50]))
+    for r, todo in waiting[:50]:  # each line opens the page that does it, on its project (and evaluation)
+        st.page_link(f"pages/{todo.page}.py", label=f"**{esc(todo.text)}** · {esc(r.name)}",
+                     icon=":material/arrow_forward:",
+                     query_params=link_params(project_id=r.project_id, evaluation_id=todo.evaluation_id))
     if len(waiting) > 50:
         st.caption(f"…and {len(waiting) - 50} more.")
 else:

@@ -12,7 +12,7 @@ from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
 from core.review import review
 from pages._show import chart, criteria_table, esc, short_hash, side_by_side, table
-from pages._ui import act, db, page_start, require_user
+from pages._ui import act, db, linked_index, page_start, require_user
 
 user, project, _ = page_start(":material/rate_review: Review and sign off")
 with db() as session:
@@ -24,7 +24,8 @@ if not evals:
 
 labels = {e.id: f"evaluation #{e.id} · round {e.round} · {'PASS' if e.passed else 'FAIL'} · "
                 f"{short_hash(e.report_hash)}" for e in evals}
-ev_id = st.selectbox("Evaluation", [e.id for e in evals], format_func=labels.get, index=len(evals) - 1)
+ev_id = st.selectbox("Evaluation", [e.id for e in evals], format_func=labels.get,
+                     index=linked_index("evaluation", [e.id for e in evals], default=len(evals) - 1))
 with db() as session:
     report = act(lambda: evaluations.load_report(session, evaluations.get_evaluation(
         session, project=project, evaluation_id=ev_id)))
@@ -72,7 +73,7 @@ if queue is not None:
     todo = [i for i in queue.items["id"].astype(str) if i not in mine]
     if can_review and todo:
         with st.form("verdict", clear_on_submit=True):
-            item = st.selectbox("Example", todo)
+            item = st.selectbox("Example", todo, index=linked_index("item", todo, default=0))
             row = queue.items[queue.items["id"].astype(str) == item].iloc[0]
             st.text(row["text"])  # user text rendered as text
             st.caption(f"reference: {esc(row['reference'])} · teacher: {esc(row['teacher_label'])} · student: "

@@ -23,6 +23,22 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("STILLROOM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Run in the server's environment: the moderation project qualified, its gate naming the rare "threat"
+# category locked, and an evaluation where aggregate accuracy passes but that category fails its floor.
+REVIEW_SEED = """
+from sqlmodel import Session
+from conftest import good_qualification
+from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
+from core.store.db import get_engine
+from core.access import people, projects
+from core.qualify import qualification
+with Session(get_engine(), expire_on_commit=False) as s:
+    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
+    p = projects.get_project(s, "Comment moderation")
+    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
+    lock_moderation_gate(s, demo, p)
+    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
+"""
 FINISHED = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
@@ -47,7 +63,8 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 class Server:
-    """`streamlit run app.py` on a free loopback port, on its own database and data directory."""
+    """`streamlit run web.py` (the app and its login-cookie routes) on a free loopback port, on its own database
+    and data directory."""
 
     def __init__(self, workdir: Path):
         self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'stillroom.db'}",
@@ -60,7 +77,7 @@ class Server:
     def start(self) -> Server:
         streamlit = shutil.which("streamlit", path=str(Path(sys.executable).parent)) or "streamlit"
         self.proc = subprocess.Popen(
-            [streamlit, "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+            [streamlit, "run", "web.py", "--server.headless", "true", "--server.address", "127.0.0.1",
              "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -47,3 +47,8 @@ def frame_with(at, column: str):
     frames = [d.value for d in at.dataframe if column in d.value.columns]
     assert len(frames) == 1, f"{len(frames)} tables with a {column!r} column"
     return frames[0]
+
+
+def page_links(at) -> list[tuple[str, str, str]]:
+    """Every ``st.page_link`` on the page: (label, the page's address, its query string)."""
+    return [(e.proto.label, e.proto.page, e.proto.query_string) for e in at.get("page_link")]

@@ -6,14 +6,13 @@ the exception (it bootstraps the first admin).
 Logins are throttled per account and per client (``login_*`` settings): after
 too many failures every further try is refused, unchecked, for a delay that
 doubles with each failure; every failed or refused try is stored and audited.
-A password reset moves the account's session epoch, which ends every session
-opened before it; sessions also end after ``session_idle_minutes`` unused.
+A password reset moves the account's session epoch and ends every login
+(``core.access.logins``) opened before it; sessions also end after ``session_idle_minutes`` unused.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -21,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, col, func, select
 
+from core.access.logins import SessionCheck, end_all
 from core.domain.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from core.store import audit, vouched
 from core.store.config import get_settings
@@ -118,6 +118,8 @@ def set_active(session: Session, *, actor: User, username: str, active: bool) ->
         raise InvalidInput("you cannot deactivate your own account: ask another admin.", field="username")
     user.is_active = active
     session.add(user)
+    if not active:
+        end_all(session, user=user)
     audit.record(
         session, actor=actor, action="user.activate" if active else "user.deactivate",
         entity="user", entity_id=user.id, payload={"username": username},
@@ -143,8 +145,10 @@ def set_admin(session: Session, *, actor: User, username: str, admin: bool) -> U
     return user
 
 
-def set_password(session: Session, *, actor: User, username: str, password: str) -> None:
-    """An admin resets anyone's password; a person may change their own."""
+def set_password(session: Session, *, actor: User, username: str, password: str,
+                 keep_login: int | None = None) -> User:
+    """An admin resets anyone's password; a person may change their own. Every login of the account ends, but
+    ``keep_login``: the login of the person changing their own password, in which they carry on."""
     user = get_user(session, username)
     if actor.id != user.id:
         require_admin(actor)
@@ -153,6 +157,7 @@ def set_password(session: Session, *, actor: User, username: str, password: str)
     # Every session opened before this moment ends (the app compares epochs on every run).
     user.session_epoch = (user.session_epoch or 0) + 1
     session.add(user)
+    end_all(session, user=user, keep=keep_login if actor.id == user.id else None)
     # The payload never carries the password or its hash.
     audit.record(
         session, actor=actor, action="user.password", entity="user", entity_id=user.id,
@@ -245,14 +250,6 @@ def authenticate(session: Session, *, username: str, password: str, client: str 
                      payload={"username": user.username})
     _attempt(session, username=name, client=client, succeeded=True, user=user)
     return user
-
-
-@dataclass(frozen=True)
-class SessionCheck:
-    """Whether a browser session may go on; ``reason`` is the sentence shown when it may not."""
-
-    ok: bool
-    reason: str = ""
 
 
 def check_session(user: User | None, *, epoch: int | None, last_seen: float | None, now: float) -> SessionCheck:

@@ -22,6 +22,7 @@ from core.store.models import (
     Evaluation,
     GateVersion,
     Holdout,
+    Project,
     Qualification,
     RedistillRequest,
     RoleAssignment,
@@ -41,6 +42,17 @@ STAGES = (
 )
 
 
+@dataclass(frozen=True)
+class WaitingItem:
+    """One piece of work waiting on the person: what to do, the page that does it (its address in the app, e.g.
+    ``review``), the evaluation it concerns if any, and since when it has waited (the project's last move)."""
+
+    text: str
+    page: str
+    since: datetime
+    evaluation_id: int | None = None
+
+
 @dataclass
 class ProjectStatus:
     project_id: int
@@ -52,7 +64,12 @@ class ProjectStatus:
     payback_months: float | None = None
     gate_version: int | None = None
     gate_hash: str | None = None
-    waiting_on_you: list[str] = field(default_factory=list)
+    waiting: list[WaitingItem] = field(default_factory=list)
+
+    @property
+    def waiting_on_you(self) -> list[str]:
+        """What waits on the person, as the lines the portfolio shows."""
+        return [w.text for w in self.waiting]
 
     @property
     def stage_name(self) -> str:
@@ -74,12 +91,19 @@ class DataState:
     round: int = 1  # the open round
     redistill_id: int | None = None  # an operator's re-distillation request no import has answered yet
     rollout_stage: str = "off"
+    moved_at: datetime | None = None  # the newest of the rows above: when the project last moved
 
 
 def _counts(session: Session, model, project_ids: list[int]) -> dict[int, int]:  # noqa: ANN001
     rows = session.exec(select(model.project_id, func.count()).where(model.project_id.in_(project_ids))
                         .group_by(model.project_id)).all()
     return dict(rows)
+
+
+def _newest(session: Session, model, project_ids: list[int]) -> dict[int, datetime]:  # noqa: ANN001
+    rows = session.exec(select(model.project_id, func.max(model.created_at)).where(model.project_id.in_(project_ids))
+                        .group_by(model.project_id)).all()
+    return {pid: _utc(at) for pid, at in rows}
 
 
 def _latest_by_id(session: Session, model, project_ids: list[int]) -> dict[int, object]:  # noqa: ANN001
@@ -99,13 +123,14 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
     decided = vouched.last_per_project(session, Decision, project_ids, order_by=col(Decision.id))
     redistill = _latest_by_id(session, RedistillRequest, project_ids)
     rollouts = vouched.last_per_project(session, RolloutEvent, project_ids, order_by=col(RolloutEvent.id))
-    newest_data = dict(session.exec(select(Dataset.project_id, func.max(Dataset.created_at))
-                                    .where(Dataset.project_id.in_(project_ids)).group_by(Dataset.project_id)).all())
+    newest = [_newest(session, m, project_ids) for m in (Dataset, Holdout, TeacherRun, TrainingRun)]
     signed: dict[int, int] = {}
+    signed_at: dict[int, datetime] = {}
     if evals:  # only sign-offs the audit chain vouches for count
-        for (eid,) in vouched.values(session, SignOff, SignOff.evaluation_id,
-                                     where=(col(SignOff.evaluation_id).in_([e.id for e in evals.values()]),)):
+        for eid, at in vouched.values(session, SignOff, SignOff.evaluation_id, SignOff.created_at,
+                                      where=(col(SignOff.evaluation_id).in_([e.id for e in evals.values()]),)):
             signed[eid] = signed.get(eid, 0) + 1
+            signed_at[eid] = max(signed_at.get(eid, _utc(at)), _utc(at))
     out = {}
     for pid in project_ids:
         d, e = decided.get(pid), evals.get(pid)
@@ -113,11 +138,15 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
         if e is not None and e.round != open_round:
             e = None  # an evaluation of an earlier round does not count for this one
         r = redistill.get(pid)
-        answered = r is not None and newest_data.get(pid) is not None and _utc(newest_data[pid]) > _utc(r.created_at)
+        newest_data = newest[0].get(pid)
+        answered = r is not None and newest_data is not None and newest_data > _utc(r.created_at)
+        times = [t.get(pid) for t in newest] + [signed_at.get(e.id) if e else None] + [
+            _utc(row.created_at) for row in (e, d, r, rollouts.get(pid)) if row is not None]
         out[pid] = DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0),
                              e.id if e else None, e.passed if e else None, signed.get(e.id, 0) if e else 0,
                              d.decision if d else None, open_round, r.id if r and not answered else None,
-                             rollouts[pid].stage if pid in rollouts else "off")
+                             rollouts[pid].stage if pid in rollouts else "off",
+                             max((t for t in times if t is not None), default=None))
     return out
 
 
@@ -152,30 +181,42 @@ def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataSt
 
 
 def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: bool,
-             d: DataState = DataState()) -> list[str]:
-    todo = []
+             d: DataState = DataState(), *, since: datetime, created: datetime | None = None) -> list[WaitingItem]:
+    """What waits on a person holding ``mine`` on a project at ``stage``, each with the page that does it;
+    ``since`` is when the project last moved, ``created`` when it was made (what an admin's missing roles wait
+    since)."""
+    todo: list[tuple[str, str, int | None]] = []
     if stage == 1 and Role.SPONSOR in mine:
-        todo.append("Qualify the trigger")
+        todo.append(("Qualify the trigger", "qualify", None))
     if stage == 2 and Role.SPONSOR in mine:
-        todo.append("Lock the success gate")
+        todo.append(("Lock the success gate", "gate", None))
     if stage == 3 and Role.DRIVER in mine:
-        todo.append("Import production inputs" if not d.datasets else
-                    "Fix the holdout" if not d.holdout else "Run the teacher")
+        todo.append(("Import production inputs", "import_data", None) if not d.datasets else
+                    ("Fix the holdout", "coverage_holdout", None) if not d.holdout else
+                    ("Run the teacher", "teacher", None))
     if stage == 4 and Role.DRIVER in mine and d.evaluation_id is None:
-        todo.append("Evaluate a student" if d.students else "Train a student")
+        todo.append(("Evaluate a student", "evaluate", None) if d.students else ("Train a student", "train", None))
     if stage == 4 and Role.VALIDATOR in mine and d.evaluation_id is not None:
-        todo.append(f"Review evaluation #{d.evaluation_id}")
+        todo.append((f"Review evaluation #{d.evaluation_id}", "review", d.evaluation_id))
     if stage == 5 and Role.SPONSOR in mine and d.decision not in ("ship", "kill"):
-        todo.append("Decide: ship, iterate or kill")
+        todo.append(("Decide: ship, iterate or kill", "decide", d.evaluation_id))
     if d.decision == "ship" and d.rollout_stage == "off" and Role.OPERATOR in mine:
-        todo.append("Start the rollout in shadow")
+        todo.append(("Start the rollout in shadow", "operate", None))
     if d.redistill_id and Role.DRIVER in mine:
-        todo.append(f"Collect the data of re-distillation request #{d.redistill_id}")
+        todo.append((f"Collect the data of re-distillation request #{d.redistill_id}", "import_data", None))
+    items = [WaitingItem(text, page, since, evaluation_id) for text, page, evaluation_id in todo]
     if is_admin:
         missing = [r.value for r in Role if not roles.get(r.value)]
         if missing:
-            todo.append("Assign " + ", ".join(missing))
-    return todo
+            items.append(WaitingItem("Assign " + ", ".join(missing), "admin", created or since))
+    return items
+
+
+def moved_at(project: Project, q: Qualification | None, g: GateVersion | None, d: DataState = DataState()) -> datetime:
+    """When a project last moved: its newest qualification, gate, data, evaluation, sign-off, decision,
+    rollout or re-distillation request, else its creation (what its waiting work waits since)."""
+    times = [project.created_at, q.recorded_at if q else None, g.locked_at if g else None, d.moved_at]
+    return max(_utc(t) for t in times if t is not None)
 
 
 def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
@@ -202,15 +243,20 @@ def portfolio(session: Session, *, user: User) -> list[ProjectStatus]:
             payback_months=q.payback_months if q else None,
             gate_version=g.version if g else None,
             gate_hash=g.content_hash if g else None,
-            waiting_on_you=_waiting(stage, mine.get(p.id, set()), roles, user.is_admin, data[p.id]),
+            waiting=_waiting(stage, mine.get(p.id, set()), roles, user.is_admin, data[p.id],
+                             since=moved_at(p, q, g, data[p.id]), created=_utc(p.created_at)),
         ))
     return out
 
 
 def landing_project(session: Session, *, user: User) -> int | None:
-    """The project a person lands on after logging in: the furthest along, preferring one with work waiting on
-    them (an empty project someone merely holds a role on is never the first thing they see, if another exists)."""
+    """The project a person lands on after logging in: the one with their oldest waiting item; with nothing
+    waiting, the furthest along (an empty project someone merely holds a role on is never the first thing they
+    see, if another exists)."""
     rows = portfolio(session, user=user)
     if not rows:
         return None
-    return max(rows, key=lambda r: (r.stage, bool(r.waiting_on_you), -r.project_id)).project_id
+    waiting = [(w.since, r.project_id) for r in rows for w in r.waiting]
+    if waiting:
+        return min(waiting)[1]
+    return max(rows, key=lambda r: (r.stage, -r.project_id)).project_id

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     login_lockout_max_s: float = Field(default=900.0, ge=0)
     # A browser session unused for this long is logged out.
     session_idle_minutes: float = Field(default=60.0, gt=0)
+    # Issue 19: a login survives a refresh for this long (an HttpOnly cookie, checked against login_session). Its
+    # signing key: STILLROOM_SESSION_SECRET, else a random key kept in the data directory (core.access.logins).
+    login_lifetime_hours: float = Field(default=12.0, gt=0, le=24 * 90)
+    session_secret: SecretStr | None = None
     # The CLI refuses to act without a personal API token (`stillroom login`, or STILLROOM_TOKEN).
     cli_require_token: bool = False
     token: str | None = None  # STILLROOM_TOKEN: a CLI token given in the environment

@@ -453,6 +453,25 @@ class AccessToken(SQLModel, table=True):
     revoked_by: int | None = Field(default=None, foreign_key="user.id")
 
 
+class LoginSession(SQLModel, table=True):
+    """A browser login that outlives a refresh (issue 19). The browser holds a random token in a signed HttpOnly
+    cookie; only the token's SHA-256 is stored. The page claims the cookie once with a short-lived one-time
+    code (also stored as its SHA-256). Logging out, a password reset, deactivation or idling sets ``revoked_at``."""
+
+    __tablename__ = "login_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    epoch: int = 0  # the account's session epoch when the login opened (a password reset moves it)
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)  # set when the cookie is claimed
+    code_hash: str | None = Field(default=None, max_length=64, unique=True)  # cleared when claimed
+    code_expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    seen_at: datetime | None = None  # the last script run under it (at most a minute stale): the idle limit
+    revoked_at: datetime | None = None
+
+
 # --- Issue 9 (trust you can check): anchors of the audit chain -------------------------------
 
 

@@ -27,7 +27,8 @@ def declared() -> set[str]:
 def imported_top_levels() -> dict[str, str]:
     """Each absolute top-level module imported anywhere (functions included) -> one file that imports it."""
     found: dict[str, str] = {}
-    for path in [*sorted((REPO / "core").rglob("*.py")), *sorted((REPO / "pages").rglob("*.py")), REPO / "app.py"]:
+    for path in [*sorted((REPO / "core").rglob("*.py")), *sorted((REPO / "pages").rglob("*.py")), REPO / "app.py",
+                 REPO / "web.py"]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from pages_helpers import app_as, by_label, texts
+from pages_helpers import app_as, by_label, page_links, texts
 from sqlmodel import select
 
 from core.access import projects
 from core.store.models import AuditEvent
 
 
-def test_portfolio_shows_every_project_its_step_roles_and_what_waits_on_the_sponsor(demo):
+def test_portfolio_shows_every_project_its_step_roles_and_what_waits_on_the_sponsor(demo, session):
     at = app_as(demo["sam"], page="pages/portfolio.py")
     assert texts(at.title) == [":material/dashboard: Portfolio"]
     metrics = {m.label: m.value for m in at.metric}
@@ -22,7 +22,8 @@ def test_portfolio_shows_every_project_its_step_roles_and_what_waits_on_the_spon
     assert by_name.loc["Support ticket routing", "Step"] == "3/5 · Build the data set"
     assert by_name.loc["Comment moderation", "Step"] == "1/5 · Qualify the trigger"
     assert by_name.loc["Support ticket routing", "Driver"] == "dana"
-    assert "Qualify the trigger" in at.markdown[0].value and "Comment moderation" in at.markdown[0].value
+    moderation = projects.get_project(session, "Comment moderation")
+    assert page_links(at) == [("**Qualify the trigger** · Comment moderation", "qualify", f"project={moderation.id}")]
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert chart["data"][0]["x"] == [1, 0, 1, 0, 0]
 
@@ -41,7 +42,7 @@ def test_user_text_is_rendered_as_text_not_markup(demo, session):
     p = projects.create_project(session, actor=demo["admin"], name=evil)
     projects.assign_role(session, actor=demo["admin"], project=p, username="sam", role="sponsor")
     at = app_as(demo["sam"], page="pages/portfolio.py")
-    waiting = at.markdown[0].value
+    waiting = "\n".join(label for label, _, _ in page_links(at))
     assert r"\*\*Loud\*\* \[click\]\(http://evil\.example\)" in waiting.replace(r"\:", ":")
     assert "<script>" not in waiting
     assert evil in at.dataframe[0].value["Project"].tolist()  # tables show the name exactly as typed
