@@ -66,10 +66,12 @@ class Link:
 
     @property
     def query(self) -> str:
-        keys: dict[str, int | str] = {"project": self.project_id, "page": self.page}
+        """The app's deep link, relative to its root: the page's address, then the project (and evaluation) it
+        opens on, as ``app.py`` reads them (``review?project=3&evaluation=7``); the portfolio is the root."""
+        keys: dict[str, int | str] = {"project": self.project_id}
         if self.evaluation_id is not None:
             keys["evaluation"] = self.evaluation_id
-        return "?" + urlencode(keys)
+        return ("" if self.page == "portfolio" else self.page) + "?" + urlencode(keys)
 
     def absolute(self, app_url: str | None) -> str | None:
         return f"{app_url.rstrip('/')}/{self.query}" if app_url else None

@@ -57,7 +57,7 @@ def test_a_webhook_reaches_a_local_receiver_when_an_evaluation_becomes_ready_for
             assert len(posts) == 1 and posts[0]["path"] == SECRET_PATH
             text = posts[0]["json"]["text"]
             assert "of Support ticket routing is ready for your review" in text
-            assert "https://stillroom.example/?project=" in text and "&page=review&evaluation=" in text
+            assert "https://stillroom.example/review?project=" in text and "&evaluation=" in text
 
         with chromium_page(height=2000) as page:
             log_in(page, server.url, "val", "validator-demo-pass")

@@ -32,7 +32,7 @@ def test_a_sign_off_tells_the_sponsor_and_not_the_validator_who_signed(session, 
         f"val approved evaluation #{passing_eval.id} of Comment moderation: the decision is yours."]
     (item,) = inbox.inbox(session, viewer=demo["sam"])
     assert item.link == Link(gated.id, "decide", passing_eval.id)
-    assert item.link.query == f"?project={gated.id}&page=decide&evaluation={passing_eval.id}"
+    assert item.link.query == f"decide?project={gated.id}&evaluation={passing_eval.id}"  # the app's deep link
     assert Kind.SIGNOFF.value not in _kinds(session, demo["val"])
     assert _texts(session, demo["dana"]) == _texts(session, demo["oscar"]) == []
 

@@ -63,7 +63,7 @@ def test_a_webhook_reaches_a_local_receiver_when_an_evaluation_becomes_ready_for
     body = posts[0]["json"]
     assert posts[0]["content_type"] == "application/json"
     assert f"Evaluation #{ev.id} of Support ticket routing is ready for your review" in body["text"]
-    link = f"https://stillroom.example/?project={routing.id}&page=review&evaluation={ev.id}"
+    link = f"https://stillroom.example/review?project={routing.id}&evaluation={ev.id}"
     assert link in body["text"] and f"<{link}|Open in Stillroom>" in body["blocks"][0]["text"]["text"]
     assert body["blocks"][0]["type"] == "section" and body["blocks"][0]["text"]["type"] == "mrkdwn"
     assert wait_until(lambda: _deliveries(session)[0].status == "delivered")
