@@ -128,20 +128,20 @@ def pick_project(page, name: str) -> None:
     wait_idle(page)
 
 
-def run_python(env: dict, code: str) -> None:
+def run_python(env: dict, code: str, *, timeout: float = 120) -> None:
     """Run ``code`` in the server's environment, with the test helpers importable (to seed its database)."""
     env = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=timeout)
 
 
-def demo_server(workdir: Path, *, seed: str | None = None) -> Server:
+def demo_server(workdir: Path, *, seed: str | None = None, seed_timeout: float = 120) -> Server:
     """A started server on a fresh database holding the demo's people and projects (and ``seed``'s data)."""
     require_chromium()
     srv = Server(workdir)
     cli(srv.env, "init")
     cli(srv.env, "demo", "--people-only")
     if seed:
-        run_python(srv.env, seed)
+        run_python(srv.env, seed, timeout=seed_timeout)
     return srv.start()
 
 
