@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.access.session import Project
 from core.domain.economics import StudentCost, cost_sentence
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD
 from core.evaluation import runs as evaluations
@@ -30,28 +31,36 @@ def _show_item(item: stream.StreamItem) -> None:
         st.text("diff: " + item.diff)
 
 
-def _verdict_form(step: stream.StreamStep, at_key: str) -> None:
+def _judge(*, at_key: str, form_key: str, project: Project, evaluation_id: int, item_id: str, verdict: str,
+           after: str | None) -> None:
+    """A verdict button's callback: recorded before the page reruns, so one run shows the next item."""
+    def record():
+        with db() as session:
+            return review.record_verdict(session, actor=require_user(session), project=project,
+                                         evaluation_id=evaluation_id, item_id=item_id, verdict=verdict,
+                                         comment=st.session_state.get(f"{form_key}_comment", ""),
+                                         rating=st.session_state.get(f"{form_key}_rating"))
+    if act(record, lambda v: f"Verdict {v.verdict} on {v.item_id} recorded.") is not None:
+        _go(at_key, after or item_id)  # on to the next unreviewed item
+
+
+def _verdict_form(step: stream.StreamStep, at_key: str, *, project: Project, evaluation_id: int) -> None:
     """Nothing preselected: the verdict is the button pressed (keys 1-4). Keyed on the item, so the rating and
     the comment start empty on the next one and survive a refused verdict."""
     item = step.item
-    with st.form(f"verdict_{at_key}_{item.item_id}"):
-        rating = st.select_slider("Rating of the student's answer (optional)", [None, 1, 2, 3, 4, 5],
-                                  format_func=lambda r: "no rating" if r is None else str(r))
-        comment = st.text_input("Comment (optional)")
-        pressed = [v for v, c in zip(review.VERDICTS, st.columns(len(review.VERDICTS)), strict=True)
-                   if c.form_submit_button(v, shortcut=str(review.VERDICTS.index(v) + 1), width="stretch")]
-    if pressed:
-        def judge():
-            with db() as session:
-                row = review.record_verdict(session, actor=require_user(session), project=project,
-                                            evaluation_id=ev_id, item_id=item.item_id, verdict=pressed[0],
-                                            comment=comment, rating=rating)
-            _go(at_key, step.after_verdict_id or item.item_id)  # on to the next unreviewed item
-            return row
-        act(judge, lambda v: f"Verdict {v.verdict} on {v.item_id} recorded.", rerun=True)
+    form_key = f"verdict_{at_key}_{item.item_id}"
+    with st.form(form_key):
+        st.select_slider("Rating of the student's answer (optional)", [None, 1, 2, 3, 4, 5],
+                         format_func=lambda r: "no rating" if r is None else str(r), key=f"{form_key}_rating")
+        st.text_input("Comment (optional)", key=f"{form_key}_comment")
+        for k, (verdict, column) in enumerate(zip(review.VERDICTS, st.columns(len(review.VERDICTS)), strict=True)):
+            column.form_submit_button(verdict, shortcut=str(k + 1), width="stretch", on_click=_judge, kwargs=dict(
+                at_key=at_key, form_key=form_key, project=project, evaluation_id=evaluation_id,
+                item_id=item.item_id, verdict=verdict, after=step.after_verdict_id))
 
 
-def _review_stream(step: stream.StreamStep, at_key: str, *, can_review: bool) -> None:
+def _review_stream(step: stream.StreamStep, at_key: str, *, project: Project, evaluation_id: int,
+                   can_review: bool) -> None:
     st.progress(step.reviewed_by_you / step.total if step.total else 1.0, text=esc(step.progress()))
     if step.not_in_queue:
         st.warning(f"Item {esc(step.not_in_queue)} is not among these disagreements: showing the next one to "
@@ -71,7 +80,7 @@ def _review_stream(step: stream.StreamStep, at_key: str, *, can_review: bool) ->
     if step.item.your_verdict:
         st.info(f"Your verdict: {esc(step.item.your_verdict)} (verdicts are final).")
     elif can_review:
-        _verdict_form(step, at_key)
+        _verdict_form(step, at_key, project=project, evaluation_id=evaluation_id)
 
 
 user, project, _ = page_start(":material/rate_review: Review and sign off")
@@ -130,7 +139,7 @@ with db() as session:
                                             at=st.session_state.get(at_key), slice=(col, val) if col else None,
                                             predictions=preds))
 if step is not None:
-    _review_stream(step, at_key, can_review=can_review)
+    _review_stream(step, at_key, project=project, evaluation_id=ev_id, can_review=can_review)
 with db() as session:
     queue = act(lambda: review.disagreement_queue(session, project=project, evaluation_id=ev_id,
                                                   slice=(col, val) if col else None, limit=200,
@@ -154,6 +163,9 @@ with db() as session:
 if rated.n:
     st.metric("Human rating of the student's answers", f"{rated.mean:.2f} / 5",
               help=f"{rated.n} ratings: " + ", ".join(f"{k}: {v}" for k, v in rated.counts.items()))
+if step is not None and step.coverage:
+    table(pd.DataFrame([{"Critical slice": f"{c.column}={c.value}", "Reviewed": c.reviewed, "Required": c.required}
+                        for c in step.coverage]), hide_index=True)
 if pairs:
     table(pd.DataFrame([{"Validators": f"{p.validator_a} / {p.validator_b}", "Shared items": p.n_items,
                                 "Cohen's kappa": p.kappa} for p in pairs]), hide_index=True)
