@@ -4,26 +4,13 @@ reject the evaluation; then see ship refused and open the next round with a data
 from __future__ import annotations
 
 import pytest
-from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, wait_idle
+from browser_helpers import chromium_page, demo_server, gated_moderation_seed, go_to, log_in, pick_project, wait_idle
 
 pytestmark = pytest.mark.browser
 
 # Run in the server's environment: the moderation project qualified, its gate naming the rare "threat"
 # category locked, and an evaluation where aggregate accuracy passes but that category fails its floor.
-SEED = """
-from sqlmodel import Session
-from conftest import good_qualification
-from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
-"""
+SEED = gated_moderation_seed("make_evaluation(s, project=p, actor=demo['dana'], df=moderation_predictions())")
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,20 @@ import os
 import time
 
 import pytest
-from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, run_python, wait_idle
+from browser_helpers import (
+    chromium_page,
+    demo_server,
+    gated_moderation_seed,
+    go_to,
+    log_in,
+    pick_project,
+    run_python,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
-SEED = """
-from sqlmodel import Session
-from conftest import good_qualification
-from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
-"""
+SEED = gated_moderation_seed("make_evaluation(s, project=p, actor=demo['dana'], df=moderation_predictions())")
 
 # Checks the database behind the page: 20 verdicts by val, the keys' verdicts in turn, no comment, no rating.
 CHECK = """
