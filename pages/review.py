@@ -1,5 +1,6 @@
-"""Validator, step 4: per-slice results beside the teacher, the disagreement queue, verdicts, the fallback
-threshold and the sign-off. A driver of the project is refused by core whatever this page shows."""
+"""Validator, step 4: per-slice results beside the teacher, the disagreements one at a time (core.review.stream:
+the next unreviewed after each verdict, keys 1-4 and the arrows, nothing preselected), the fallback threshold and
+the sign-off. A driver of the project is refused by core whatever this page shows."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def _review_stream(step: stream.StreamStep, at_key: str, *, project: Project, ev
         return
     if step.done:
         st.success("You have judged every disagreement here.")
-    st.caption(f"Item {step.position:,} of {step.total:,}. Keys: 1-4 record a verdict, ← and → move.")
+    keys = "1-4 record a verdict, ← and → move" if can_review and not step.item.your_verdict else "← and → move"
+    st.caption(f"Item {step.position:,} of {step.total:,}. Keys: {keys}.")
     _show_item(step.item)
     left, right = st.columns(2)
     left.button("Previous", shortcut="Left", on_click=_go, args=(at_key, step.previous_id),
@@ -132,7 +134,7 @@ col = c1.selectbox("Slice column", [None, *slice_cols], format_func=lambda c: "e
 val = c2.selectbox("Value", sorted(preds[col].astype(str).unique()) if col else [], index=0 if col else None,
                    placeholder="every value (pick a slice column first)", disabled=col is None)
 at_key = f"review_at_{ev_id}_{col}_{val}"  # where this validator stands in this stream
-if at_key not in st.session_state and st.query_params.get("item"):  # a deep link opens its item
+if at_key not in st.session_state and st.query_params.get("item") and linked in ("", str(ev_id)):  # a deep link
     st.session_state[at_key] = st.query_params.get("item")
 with db() as session:
     step = act(lambda: stream.review_stream(session, actor=user, project=project, evaluation_id=ev_id,
