@@ -134,6 +134,28 @@ def run_python(env: dict, code: str, *, timeout: float = 120) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=timeout)
 
 
+# The moderation project qualified, its gate naming the rare "threat" category locked; a seed adds its own lines.
+GATED_MODERATION = """
+from sqlmodel import Session
+from conftest import good_qualification
+from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
+from core.store.db import get_engine
+from core.access import people, projects
+from core.qualify import qualification
+with Session(get_engine(), expire_on_commit=False) as s:
+    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
+    p = projects.get_project(s, "Comment moderation")
+    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
+    lock_moderation_gate(s, demo, p)
+"""
+
+
+def gated_moderation_seed(*lines: str) -> str:
+    """Seed code for ``demo_server``: GATED_MODERATION, then ``lines`` run inside its session ``s`` (with ``demo``
+    and the project ``p``)."""
+    return GATED_MODERATION + "".join(f"    {line}\n" for line in lines)
+
+
 def demo_server(workdir: Path, *, seed: str | None = None, seed_timeout: float = 120) -> Server:
     """A started server on a fresh database holding the demo's people and projects (and ``seed``'s data)."""
     require_chromium()

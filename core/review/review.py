@@ -348,7 +348,7 @@ def review_coverage(session: Session, *, project: Project, evaluation_id: int,
 
 
 def sign_off(
-    session: Session, *, actor: User, project: Project, evaluation_id: int, approve: bool, comment: str = "",
+    session: Session, *, actor: User, project: Project, evaluation_id: int, approve: bool | None, comment: str = "",
     covers_declared_latency: bool = False,
 ) -> SignOff:
     """Approve or reject exactly this evaluation, named by the hash of its report. Approving an evaluation whose
@@ -356,6 +356,8 @@ def sign_off(
     vouches for those figures too."""
     evaluation = get_evaluation(session, project=project, evaluation_id=evaluation_id)
     _require_reviewer(session, actor=actor, project=project, evaluation=evaluation, doing="sign off an evaluation")
+    if approve is None:  # the page preselects nothing: a validator's sign-off is always their own choice
+        raise InvalidInput("choose approve or reject: nothing is chosen for you.", field="sign-off")
     comment = (comment or "").strip()
     if not approve and not comment:
         raise InvalidInput("a rejection needs a comment: say what must change before you would approve.",

@@ -230,6 +230,7 @@ def _validator_reviews_proposes_and_approves(page, srv, expect) -> None:
     wait_idle(page)
     # After success the page shows what is now in force.
     expect(page.get_by_text(re.compile(r"Proposed for rollout: threshold 0\.00"))).to_be_visible()
+    page.locator('[data-testid="stRadio"]').filter(has_text="Your sign-off").get_by_text("approve", exact=True).click()
     page.get_by_role("button", name="Sign off evaluation #1").click()
     wait_idle(page)
     expect(page.get_by_text("Evaluation #1 approved").first).to_be_visible()

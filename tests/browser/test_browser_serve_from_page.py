@@ -13,29 +13,24 @@ import time
 
 import httpx
 import pytest
-from browser_helpers import ROOT, chromium_page, demo_server, go_to, log_in, pick_project, wait_idle
+from browser_helpers import (
+    ROOT,
+    chromium_page,
+    demo_server,
+    gated_moderation_seed,
+    go_to,
+    log_in,
+    pick_project,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
 # In the server's environment: the moderation project with a trained n-gram student and a local teacher that
 # answers live, shipped by its sponsor (no rollout yet).
-SEED = """
-import tempfile
-from pathlib import Path
-from sqlmodel import Session
-from conftest import good_qualification
-from review_helpers import lock_moderation_gate
-from serve_helpers import shipped
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    shipped(s, get_engine(), demo, p, Path(tempfile.mkdtemp(dir=Path(get_engine().url.database).parent)))
-"""
+SEED = gated_moderation_seed(
+    "import tempfile; from pathlib import Path; from serve_helpers import shipped",
+    "shipped(s, get_engine(), demo, p, Path(tempfile.mkdtemp(dir=Path(get_engine().url.database).parent)))")
 
 
 def _port() -> int:

@@ -106,6 +106,7 @@ def test_a_validator_approves_declared_latency_only_by_covering_it_on_the_review
                  declared_latency={"p95_ms": 9.0, "declared_by": "Mia Vendor", "method": "k6 runs", "where": "staging"})
     at = app_as(demo["val"], page="pages/review.py", project_id=project.id)
     assert any("declared by Mia Vendor" in w.value for w in at.warning)
+    by_label(at.radio, "Your sign-off").set_value("approve")  # nothing is preselected
     by_label(at.button, f"Sign off evaluation #{ev.id}").click().run()
     assert any("declared by Mia Vendor" in e.value for e in at.error)
     by_label(at.checkbox, "My approval also covers the declared latency figures").check()

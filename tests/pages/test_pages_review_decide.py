@@ -9,7 +9,7 @@ from review_helpers import approve
 from sqlmodel import select
 
 from core.evaluation import rounds
-from core.review import review
+from core.review import review, stream
 from core.store.models import Decision, ReviewVerdict, SignOff
 
 
@@ -26,12 +26,11 @@ def test_the_review_page_shows_the_gate_worst_slices_first_and_the_queue(demo, g
 
 def test_a_validator_records_a_verdict_and_signs_off(demo, session, gated, failing_eval):
     at = app_as(demo["val"], page="pages/review.py", project_id=gated.id)
-    item = by_label(at.selectbox, "Example").value
-    by_label(at.radio, "Verdict").set_value("both-wrong")
-    by_label(at.button, "Record verdict").click().run()
-    assert any(f"Verdict on {item} recorded." in s.value for s in at.success)
+    item = stream.review_stream(session, actor=demo["val"], project=gated, evaluation_id=failing_eval.id).item
+    by_label(at.button, "both-wrong").click().run()
+    assert any(f"Verdict both-wrong on {item.item_id} recorded." in s.value for s in at.success)
     [verdict] = session.exec(select(ReviewVerdict)).all()
-    assert (verdict.item_id, verdict.verdict, verdict.validator_id) == (item, "both-wrong", demo["val"].id)
+    assert (verdict.item_id, verdict.verdict, verdict.validator_id) == (item.item_id, "both-wrong", demo["val"].id)
     by_label(at.radio, "Your sign-off").set_value("reject")
     by_label(at.text_area, "Comment (required to reject)").input("the threat slice fails")
     by_label(at.button, f"Sign off evaluation #{failing_eval.id}").click().run()
