@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,61 +179,88 @@ def require_gate_intact(session: Session, gate: GateVersion) -> GateVersion:
 # --------------------------------------------------------------------------- verify's checks
 
 
-def record_problems(engine: Engine, *, latest: dict[tuple[str, str], tuple[int, str | None]], bad_mac: set[int],
-                    boundary: int) -> list[str]:
+def record_problems(engine: Engine, *, latest: dict[str, dict[str, tuple[int, str | None]]], bad_mac: set[int],
+                    boundary: int, above: dict[str, int] | None = None,
+                    highest: dict[str, int] | None = None) -> list[str]:
     """Every tracked row that differs from the latest event about it, has none, or is gone.
 
-    ``latest`` maps (entity, entity id) to the newest event's id and row hash, as ``verification.verify``'s walk of the
-    chain collected them; ``bad_mac`` holds the events whose HMAC failed.
+    ``latest`` maps entity, then entity id, to the newest event's id and row hash, as ``verification.verify``'s walk
+    of the chain collected them; ``bad_mac`` holds the events whose HMAC failed. With ``above`` (entity -> the
+    table's highest id when a full verify passed; ``verify --since``), only the rows ``latest`` names and those
+    added since are read: ``latest`` then holds the events since that verify. ``highest``, when given, receives
+    each entity's highest row id as read.
     """
-    per_entity: dict[str, dict[str, tuple[int, str]]] = {e: {} for e in TRACKED}
-    for (entity, entity_id), (eid, row_hash) in latest.items():
-        if entity not in per_entity:
-            continue
-        if eid in bad_mac:
-            want = BAD_MAC
-        elif row_hash is None:
-            want = LEGACY if eid <= boundary else UNHASHED
-        else:
-            want = row_hash
-        per_entity[entity][entity_id] = (eid, want)
     out: list[str] = []
     quote = engine.dialect.identifier_preparer.quote
     raw = engine.raw_connection()  # plain driver tuples: every row of every tracked table is hashed here
     try:
         cur = raw.cursor()
         for spec in TRACKED.values():
+            expected = latest.get(spec.entity, {})
             prefix, select_ = select_of(spec, quote)
+            if above is not None:
+                touched = ",".join(str(int(i)) for i in expected if i.isdigit())
+                select_ += f" WHERE id > {int(above.get(spec.entity, 0))}"
+                select_ += f" OR id IN ({touched})" if touched else ""
             cur.execute(select_)
-            rows = {str(r[0]): row_digest(prefix, r) for r in cur.fetchall()}
-            out += _compare(spec, rows, per_entity[spec.entity])
+            rows = cur.fetchall()
+            out += _compare(spec, prefix, rows, expected, bad_mac=bad_mac, boundary=boundary)
+            if highest is not None:
+                highest[spec.entity] = max((int(r[0]) for r in rows), default=0)
         cur.close()
     finally:
         raw.close()
     return out
 
 
-def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int, str]]) -> list[str]:
-    out = []
-    for rid in sorted((r for r, d in rows.items() if expected.get(r, (0, ""))[1] not in (d, LEGACY)), key=int):
-        what = f"{spec.table} #{rid}"
-        if rid not in expected:
-            out.append(f"{what} has no audit event: it was inserted outside Stillroom.")
+def _want(event: tuple[int, str | None], bad_mac: set[int], boundary: int) -> str:
+    """The row hash an event vouches for, or the marker saying why it vouches for none."""
+    eid, row_hash = event
+    if eid in bad_mac:
+        return BAD_MAC
+    if row_hash is None:
+        return LEGACY if eid <= boundary else UNHASHED
+    return row_hash
+
+
+def _compare(spec: Tracked, prefix: bytes, rows: Sequence[Any], expected: dict[str, tuple[int, str | None]],
+             *, bad_mac: set[int], boundary: int) -> list[str]:
+    """One pass over the table's rows: each hashed only when its event vouches for content, not existence."""
+    wrong: list[tuple[int, str, int, str | None]] = []  # (row id, its id as events name it, event, want)
+    present = 0
+    for r in rows:
+        rid = str(r[0])
+        got = expected.get(rid)
+        if got is None:
+            wrong.append((int(rid), rid, 0, None))
             continue
-        eid, want = expected[rid]
-        if want == BAD_MAC:
-            out.append(f"{what}: the event that recorded it (#{eid}) fails its HMAC.")
-        elif want == UNHASHED:
-            out.append(f"{what}: the event that recorded it (#{eid}) carries no row hash: it was not written "
-                       "by Stillroom.")
-        elif want == DELETED:
-            out.append(f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom.")
-        else:
-            out.append(f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom.")
-    for rid, (eid, want) in expected.items():
-        if rid not in rows and want not in (DELETED, LEGACY, UNHASHED, BAD_MAC) and rid.isdigit():
-            out.append(f"{spec.table} #{rid}, recorded by event #{eid}, is gone: it was deleted outside Stillroom.")
+        present += 1
+        want = _want(got, bad_mac, boundary)
+        if want != LEGACY and want != row_digest(prefix, r):
+            wrong.append((int(rid), rid, got[0], want))
+    out = [_row_problem(f"{spec.table} #{rid}", eid, want) for _, rid, eid, want in sorted(wrong)]
+    if present < len(expected):  # some event names a row the table no longer has
+        have = {str(r[0]) for r in rows}
+        for rid, got in expected.items():
+            if rid not in have and _want(got, bad_mac, boundary) not in _NOT_ROWS and rid.isdigit():
+                out.append(f"{spec.table} #{rid}, recorded by event #{got[0]}, is gone: it was deleted outside "
+                           "Stillroom.")
     return out
+
+
+_NOT_ROWS = (DELETED, LEGACY, UNHASHED, BAD_MAC)  # events that vouch for no row's presence
+
+
+def _row_problem(what: str, eid: int, want: str | None) -> str:
+    if want is None:
+        return f"{what} has no audit event: it was inserted outside Stillroom."
+    if want == BAD_MAC:
+        return f"{what}: the event that recorded it (#{eid}) fails its HMAC."
+    if want == UNHASHED:
+        return f"{what}: the event that recorded it (#{eid}) carries no row hash: it was not written by Stillroom."
+    if want == DELETED:
+        return f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom."
+    return f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom."
 
 
 def artifact_problems(engine: Engine) -> list[str]:

@@ -1,0 +1,81 @@
+"""Issue 18: the fast full verify (one inline pass over the events, one over each tracked table) keeps every finding.
+
+The pass asks the checkpoint coverage once per covered stretch, not once per event, hashes each event once, each
+row whose event vouches for its content once, and computes the HMAC from the key's pads hashed once: each shortcut
+is checked here against the definition it replaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from audit_attacks import raw
+from sqlalchemy import text
+from sqlmodel import Session
+
+from core.access import projects
+from core.domain.hashing import sha256_hex
+from core.store import audit, verification
+from core.store.audit import Coverage
+
+
+def test_event_hash_and_mac_are_the_definitions():
+    fields = ("0" * 64, "2026-12-01T00:00:00.000000+00:00", "ada", "", "project.create", "project", "7", "{}")
+    assert audit.event_hash(*fields[:3], None, *fields[4:]) == sha256_hex("\x1f".join(fields))
+    assert audit.event_hash(*fields[:3], 5, *fields[4:], "ab") == sha256_hex("\x1f".join(
+        (*fields[:3], "5", *fields[4:], "ab")))
+    h = "f" * 64
+    for key in (b"k" * 40, b"k" * 64, b"a-key-longer-than-one-block-" * 4):  # short, one block, hashed first
+        assert audit.event_macs(key)(h) == audit.event_mac(key, h) == hmac.new(key, h.encode(), hashlib.sha256
+                                                                               ).hexdigest()
+
+
+def test_covered_to_names_the_end_of_each_covered_stretch():
+    cov = Coverage()
+    cov.add(None, 4, None)  # a line without a range: everything up to event 4
+    cov.add(6, 9, 0)
+    cov.add(12, 12, 0)
+    assert [cov.covered_to(e) for e in (1, 4, 5, 6, 9, 10, 11, 12, 13)] == [4, 4, None, 9, 9, None, None, 12, None]
+    assert all((cov.covered_to(e) is not None) == cov.covers(e) for e in range(0, 15))
+
+
+def _commits(engine, demo, n: int) -> None:
+    for i in range(n):
+        with Session(engine) as s:
+            projects.create_project(s, actor=s.merge(demo["admin"]), name=f"Fast path {i}")
+
+
+def test_every_gap_in_the_coverage_is_reported_not_only_the_first(engine, demo):
+    _commits(engine, demo, 5)
+    path = audit.checkpoint_path(engine)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    dropped = [audit.parse_checkpoint(lines[i], 0) for i in (-4, -2)]  # two commits, not adjacent
+    path.write_text("".join(line for i, line in enumerate(lines) if i - len(lines) not in (-4, -2)), encoding="utf-8")
+    problems = verification.verify(engine, files=False).problems
+    for cp in dropped:
+        first, last = cp["first"], cp["event_id"]
+        which = f"event #{first} was" if first == last else f"events #{first}-#{last} were"
+        assert any(p.startswith(f"{which} appended outside Stillroom") for p in problems), problems
+
+
+def test_a_full_verify_says_how_far_it_reached(engine, demo):
+    _commits(engine, demo, 1)
+    report = verification.verify(engine, files=False)
+    with engine.connect() as conn:
+        last, head = conn.execute(text("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1")).one()
+        projects_top = conn.execute(text("SELECT max(id) FROM project")).scalar()
+        anchor_top = conn.execute(text("SELECT max(id) FROM audit_anchor")).scalar()
+    reached = report.reached
+    assert (reached.event_id, reached.head_hash, reached.count) == (last, head, report.checked)
+    assert reached.row_ids["project"] == projects_top and reached.anchor_id == anchor_top
+    assert reached.file_offset == audit.checkpoint_path(engine).stat().st_size
+
+
+def test_an_edited_row_among_many_is_named_once_in_id_order(engine, demo):
+    _commits(engine, demo, 3)
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(text("SELECT id FROM project ORDER BY id DESC LIMIT 2"))]
+    raw(engine, *(f"UPDATE project SET description = 'edited' WHERE id = {i}" for i in ids))
+    problems = [p for p in verification.verify(engine, files=False).problems if p.startswith("project #")]
+    assert [p.split()[1] for p in problems] == [f"#{i}" for i in sorted(ids)]
