@@ -29,7 +29,10 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Sequence
+import marshal
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -179,37 +182,115 @@ def require_gate_intact(session: Session, gate: GateVersion) -> GateVersion:
 # --------------------------------------------------------------------------- verify's checks
 
 
+Digests = dict[str, list[tuple[Any, str]]]  # entity -> [(row id, content hash)] of every row of its table
+
+
+def row_digests(engine: Engine, *, where: Callable[[Tracked], str] | None = None) -> Digests:
+    """Every tracked table's rows (``where`` narrows each table's SELECT) with their content hashes, read as plain
+    driver tuples: every row of every tracked table is hashed here."""
+    quote = engine.dialect.identifier_preparer.quote
+    out: Digests = {}
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for spec in TRACKED.values():
+            prefix, select_ = select_of(spec, quote)
+            cur.execute(select_ + (where(spec) if where is not None else ""))
+            out[spec.entity] = [(r[0], row_digest(prefix, r)) for r in cur.fetchall()]
+        cur.close()
+    finally:
+        raw.close()
+    return out
+
+
+def row_digests_beside(engine: Engine) -> Callable[[], Digests]:
+    """Start ``row_digests`` in a forked process, on the second core while the caller walks the chain; returns the
+    call that waits for them (and that must be made: it reaps the child). Where a fork is unsafe (threads, another
+    database than a SQLite file, one core) or fails, that call computes them here instead."""
+    if not _can_fork(engine):
+        return lambda: row_digests(engine)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection (never one of the parent's), the result down the pipe, no exit hooks
+        code = 1
+        try:
+            os.close(r)
+            engine.dispose(close=False)
+            with os.fdopen(w, "wb") as out:
+                out.write(marshal.dumps(row_digests(engine)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+
+    def wait() -> Digests:
+        with os.fdopen(r, "rb") as got:
+            data = got.read()
+        _, status = os.waitpid(pid, 0)
+        return marshal.loads(data) if status == 0 and data else row_digests(engine)
+
+    return wait
+
+
+def _can_fork(engine: Engine) -> bool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (hasattr(os, "fork") and cores > 1 and threading.active_count() == 1 and engine.dialect.name == "sqlite"
+            and engine.url.database not in (None, "", ":memory:"))
+
+
 def record_problems(engine: Engine, *, latest: dict[str, dict[str, tuple[int, str | None]]], bad_mac: set[int],
-                    boundary: int, above: dict[str, int] | None = None,
+                    boundary: int, digests: Digests | None = None, above: dict[str, int] | None = None,
                     highest: dict[str, int] | None = None) -> list[str]:
     """Every tracked row that differs from the latest event about it, has none, or is gone.
 
     ``latest`` maps entity, then entity id, to the newest event's id and row hash, as ``verification.verify``'s walk
-    of the chain collected them; ``bad_mac`` holds the events whose HMAC failed. With ``above`` (entity -> the
-    table's highest id when a full verify passed; ``verify --since``), only the rows ``latest`` names and those
-    added since are read: ``latest`` then holds the events since that verify. ``highest``, when given, receives
-    each entity's highest row id as read.
+    of the chain collected them; ``bad_mac`` holds the events whose HMAC failed; ``digests`` the rows, when they were
+    read already (``row_digests_beside``). With ``above`` (entity -> the table's highest id when a full verify
+    passed; ``verify --since``), only the rows ``latest`` names and those added since are read: ``latest`` then
+    holds the events since that verify. ``highest``, when given, receives each entity's highest row id.
     """
+    if digests is None:
+        digests = row_digests(engine, where=None if above is None else lambda spec: _since_where(
+            spec, latest.get(spec.entity, {}), above))
     out: list[str] = []
-    quote = engine.dialect.identifier_preparer.quote
-    raw = engine.raw_connection()  # plain driver tuples: every row of every tracked table is hashed here
-    try:
-        cur = raw.cursor()
-        for spec in TRACKED.values():
-            expected = latest.get(spec.entity, {})
-            prefix, select_ = select_of(spec, quote)
-            if above is not None:
-                touched = ",".join(str(int(i)) for i in expected if i.isdigit())
-                select_ += f" WHERE id > {int(above.get(spec.entity, 0))}"
-                select_ += f" OR id IN ({touched})" if touched else ""
-            cur.execute(select_)
-            rows = cur.fetchall()
-            out += _compare(spec, prefix, rows, expected, bad_mac=bad_mac, boundary=boundary)
-            if highest is not None:
-                highest[spec.entity] = max((int(r[0]) for r in rows), default=0)
-        cur.close()
-    finally:
-        raw.close()
+    for spec in TRACKED.values():
+        pairs = digests.get(spec.entity, [])
+        out += _compare(spec, pairs, latest.get(spec.entity, {}), bad_mac=bad_mac, boundary=boundary)
+        if highest is not None:
+            highest[spec.entity] = int(max((i for i, _ in pairs), default=0))
+    return out
+
+
+def _since_where(spec: Tracked, expected: dict[str, tuple[int, str | None]], above: dict[str, int]) -> str:
+    """The rows added since a full verify, and those the events since name."""
+    touched = ",".join(str(int(i)) for i in expected if i.isdigit())
+    return f" WHERE id > {int(above.get(spec.entity, 0))}" + (f" OR id IN ({touched})" if touched else "")
+
+
+def _compare(spec: Tracked, pairs: list[tuple[Any, str]], expected: dict[str, tuple[int, str | None]], *,
+             bad_mac: set[int], boundary: int) -> list[str]:
+    """One pass over the table's (row id, content hash) pairs against the events that vouch for them."""
+    wrong: list[tuple[int, str, int, str | None]] = []  # (row id, its id as events name it, event, want)
+    present = 0
+    for row_id, digest in pairs:
+        rid = str(row_id)
+        got = expected.get(rid)
+        if got is None:
+            wrong.append((int(rid), rid, 0, None))
+            continue
+        present += 1
+        want = got[1]
+        if want is None or got[0] in bad_mac:  # the usual event carries the row's hash and a good HMAC
+            want = _want(got, bad_mac, boundary)
+        if want != LEGACY and want != digest:
+            wrong.append((int(rid), rid, got[0], want))
+    out = [_row_problem(f"{spec.table} #{rid}", eid, want) for _, rid, eid, want in sorted(wrong)]
+    if present < len(expected):  # some event names a row the table no longer has
+        have = {str(i) for i, _ in pairs}
+        for rid, got in expected.items():
+            if rid not in have and _want(got, bad_mac, boundary) not in _NOT_ROWS and rid.isdigit():
+                out.append(f"{spec.table} #{rid}, recorded by event #{got[0]}, is gone: it was deleted outside "
+                           "Stillroom.")
     return out
 
 
@@ -221,31 +302,6 @@ def _want(event: tuple[int, str | None], bad_mac: set[int], boundary: int) -> st
     if row_hash is None:
         return LEGACY if eid <= boundary else UNHASHED
     return row_hash
-
-
-def _compare(spec: Tracked, prefix: bytes, rows: Sequence[Any], expected: dict[str, tuple[int, str | None]],
-             *, bad_mac: set[int], boundary: int) -> list[str]:
-    """One pass over the table's rows: each hashed only when its event vouches for content, not existence."""
-    wrong: list[tuple[int, str, int, str | None]] = []  # (row id, its id as events name it, event, want)
-    present = 0
-    for r in rows:
-        rid = str(r[0])
-        got = expected.get(rid)
-        if got is None:
-            wrong.append((int(rid), rid, 0, None))
-            continue
-        present += 1
-        want = _want(got, bad_mac, boundary)
-        if want != LEGACY and want != row_digest(prefix, r):
-            wrong.append((int(rid), rid, got[0], want))
-    out = [_row_problem(f"{spec.table} #{rid}", eid, want) for _, rid, eid, want in sorted(wrong)]
-    if present < len(expected):  # some event names a row the table no longer has
-        have = {str(r[0]) for r in rows}
-        for rid, got in expected.items():
-            if rid not in have and _want(got, bad_mac, boundary) not in _NOT_ROWS and rid.isdigit():
-                out.append(f"{spec.table} #{rid}, recorded by event #{got[0]}, is gone: it was deleted outside "
-                           "Stillroom.")
-    return out
 
 
 _NOT_ROWS = (DELETED, LEGACY, UNHASHED, BAD_MAC)  # events that vouch for no row's presence

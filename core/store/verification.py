@@ -247,7 +247,11 @@ def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True
     wanted = {a[1] for a in anchors} | {c["event_id"] for c in checkpoints} | {c["first"] for c in checkpoints}
     walk = _Walk(wanted - {None}, expect, key, track=True, boundary=boundary, stated_boundary=stated,
                  coverage=coverage)
-    chain = _walk(engine, walk)
+    rows = integrity.row_digests_beside(engine)  # every tracked row hashed on the other core meanwhile
+    try:
+        chain = _walk(engine, walk)
+    finally:
+        digests = rows()
     if not chain.ok:
         return AuditReport(chain, [], limits(key), expect, checkpoint_file=str(path) if path else None)
     following = None
@@ -263,7 +267,7 @@ def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True
     problems += _key_problems(walk)
     highest: dict[str, int] = {}
     problems += integrity.record_problems(engine, latest=walk.latest, bad_mac=set(walk.bad_mac), boundary=boundary,
-                                          highest=highest)
+                                          digests=digests, highest=highest)
     if files:
         problems += integrity.artifact_problems(engine)
     reached = Reached(walk.last_id, chain.head_hash, chain.checked, max((a[0] for a in anchors), default=0), offset,
