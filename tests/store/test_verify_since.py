@@ -114,24 +114,19 @@ def test_an_event_forged_after_the_checkpoint_is_caught(engine, demo):
     assert any(f"event #{forged} was appended outside Stillroom" in p for p in problems), problems
 
 
-def test_an_event_edited_after_the_checkpoint_is_caught(engine, demo):
+@pytest.mark.parametrize("how", ["edited", "deleted"])
+def test_an_event_edited_or_deleted_after_the_checkpoint_is_caught(engine, demo, how):
     _record(engine)
     _commit(engine, demo)
     last_id, _ = _head(engine)
-    raw(engine, f"UPDATE audit_event SET actor = 'mallory' WHERE id = {last_id - 1}")
-    problems = _since_problems(engine)
-    assert problems == [f"Audit chain broken at event #{last_id - 1}: its content no longer matches its hash: the row "
-                        "was edited outside Stillroom."]
-
-
-def test_an_event_deleted_after_the_checkpoint_is_caught(engine, demo):
-    _record(engine)
-    _commit(engine, demo)
-    last_id, _ = _head(engine)
-    raw(engine, f"DELETE FROM audit_event WHERE id = {last_id - 1}")
-    problems = _since_problems(engine)
-    assert problems[0].startswith(f"Audit chain broken at event #{last_id}: it does not follow event "
-                                  f"#{last_id - 2}"), problems
+    target = last_id - 1
+    raw(engine, f"UPDATE audit_event SET actor = 'mallory' WHERE id = {target}" if how == "edited"
+        else f"DELETE FROM audit_event WHERE id = {target}")
+    want = {"edited": f"Audit chain broken at event #{target}: its content no longer matches its hash: the row was "
+                      "edited outside Stillroom.",
+            "deleted": f"Audit chain broken at event #{last_id}: it does not follow event #{target - 1}: an event "
+                       "was deleted, inserted or reordered there."}
+    assert _since_problems(engine) == [want[how]]
 
 
 def test_the_checkpoint_event_rewritten_is_caught(engine, demo):
@@ -213,6 +208,25 @@ def test_a_checkpoint_inserted_with_its_own_forged_event_is_caught(engine, demo)
     problems = _since_problems(engine)
     assert any(f"to event #{last_id + 1}: those events were appended outside Stillroom" in p for p in problems), \
         problems
+
+
+def test_under_the_key_a_forged_checkpoint_with_its_event_and_file_line_is_caught(engine, demo, monkeypatch):
+    """Write access to the database and to the checkpoint file, but not the key."""
+    mac_everything(engine, KEY.encode())
+    monkeypatch.setenv("STILLROOM_AUDIT_KEY", KEY)
+    config.get_settings.cache_clear()
+    try:
+        _record(engine)
+        _commit(engine, demo)
+        last_id, last_hash = _head(engine)
+        _forge_record(engine, event_id=last_id, head_hash=last_hash, with_event=True)
+        forged_id, forged_hash = _head(engine)
+        audit.append_checkpoint(audit.checkpoint_path(engine), {"first": forged_id, "event_id": forged_id,
+                                                                "head_hash": forged_hash, "count": forged_id,
+                                                                "legacy": 0})
+        assert any(f"event #{forged_id} carries no HMAC" in p for p in _since_problems(engine))
+    finally:
+        config.get_settings.cache_clear()
 
 
 def test_a_recorded_checkpoint_edited_to_reach_further_is_caught(engine, demo):
