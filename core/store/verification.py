@@ -110,7 +110,7 @@ def _walk(engine: Engine, walk: _Walk, *, after: tuple[int, str] | None = None) 
         if after is None:
             cur.execute(f"{_EVENTS} ORDER BY id")
         else:
-            cur.execute(f"{_EVENTS} WHERE id > ? ORDER BY id", (after[0],))
+            cur.execute(f"{_EVENTS} WHERE id > {int(after[0])} ORDER BY id")  # an int: no paramstyle to pick
         report = _walk_rows(cur, walk, GENESIS_HASH if after is None else after[1],
                             None if after is None else after[0])
         cur.close()
