@@ -203,36 +203,36 @@ def row_digests(engine: Engine, *, where: Callable[[Tracked], str] | None = None
     return out
 
 
-def row_digests_beside(engine: Engine) -> Callable[[], Digests]:
-    """Start ``row_digests`` in a forked process, on the second core while the caller walks the chain; returns the
-    call that waits for them (and that must be made: it reaps the child). Where a fork is unsafe (threads, another
-    database than a SQLite file, one core) or fails, that call computes them here instead."""
-    if not _can_fork(engine):
-        return lambda: row_digests(engine)
+def beside(engine: Engine, job: Callable[[], Any]) -> Callable[[], Any]:
+    """Start ``job`` in a forked process, on the second core while the caller works; returns the call that waits
+    for its result (marshal-able data) and that must be made: it reaps the child. When the child fails, that call
+    runs ``job`` here instead; call it only where ``can_fork``."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its own connection (never one of the parent's), the result down the pipe, no exit hooks
+    if pid == 0:  # the child: its own connections (never one of the parent's), the result down the pipe, no exit hooks
         code = 1
         try:
             os.close(r)
             engine.dispose(close=False)
             with os.fdopen(w, "wb") as out:
-                out.write(marshal.dumps(row_digests(engine)))
+                out.write(marshal.dumps(job()))
             code = 0
         finally:
             os._exit(code)
     os.close(w)
 
-    def wait() -> Digests:
+    def wait() -> Any:
         with os.fdopen(r, "rb") as got:
             data = got.read()
         _, status = os.waitpid(pid, 0)
-        return marshal.loads(data) if status == 0 and data else row_digests(engine)
+        return marshal.loads(data) if status == 0 and data else job()
 
     return wait
 
 
-def _can_fork(engine: Engine) -> bool:
+def can_fork(engine: Engine) -> bool:
+    """Whether ``beside`` is safe and worth it: two cores, one thread (a fork copies no other thread's locks), and a
+    SQLite file (the child opens its own connection to it)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return (hasattr(os, "fork") and cores > 1 and threading.active_count() == 1 and engine.dialect.name == "sqlite"
             and engine.url.database not in (None, "", ":memory:"))
@@ -245,7 +245,7 @@ def record_problems(engine: Engine, *, latest: dict[str, dict[str, tuple[int, st
 
     ``latest`` maps entity, then entity id, to the newest event's id and row hash, as ``verification.verify``'s walk
     of the chain collected them; ``bad_mac`` holds the events whose HMAC failed; ``digests`` the rows, when they were
-    read already (``row_digests_beside``). With ``above`` (entity -> the table's highest id when a full verify
+    read already (beside the walk). With ``above`` (entity -> the table's highest id when a full verify
     passed; ``verify --since``), only the rows ``latest`` names and those added since are read: ``latest`` then
     holds the events since that verify. ``highest``, when given, receives each entity's highest row id.
     """

@@ -1,8 +1,9 @@
 """Issue 18: the fast full verify (one inline pass over the events, one over each tracked table) keeps every finding.
 
 The pass asks the checkpoint coverage once per covered stretch, not once per event, hashes each event once and
-computes the HMAC from the key's pads hashed once; the tracked rows are hashed in a forked process meanwhile (on the
-second core) where that is safe. Each shortcut is checked here against the definition it replaces.
+computes the HMAC from the key's pads hashed once; on two cores a forked process walks the newest events and hashes
+the tracked rows meanwhile, and every report is the one a single walk gives. Each shortcut is checked here against
+the definition it replaces.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from audit_attacks import raw
+import pytest
+from audit_attacks import append_forged, mac_everything, raw
 from sqlalchemy import text
 from sqlmodel import Session
 
 from core.access import projects
 from core.domain.hashing import sha256_hex
-from core.store import audit, integrity, verification
+from core.store import audit, config, integrity, verification
 from core.store.audit import Coverage
 
 
@@ -40,10 +42,10 @@ def test_covered_to_names_the_end_of_each_covered_stretch():
     assert all((cov.covered_to(e) is not None) == cov.covers(e) for e in range(0, 15))
 
 
-def _commits(engine, demo, n: int) -> None:
+def _commits(engine, demo, n: int, name: str = "Fast path") -> None:
     for i in range(n):
         with Session(engine) as s:
-            projects.create_project(s, actor=s.merge(demo["admin"]), name=f"Fast path {i}")
+            projects.create_project(s, actor=s.merge(demo["admin"]), name=f"{name} {i}")
 
 
 def test_every_gap_in_the_coverage_is_reported_not_only_the_first(engine, demo):
@@ -81,19 +83,62 @@ def test_an_edited_row_among_many_is_named_once_in_id_order(engine, demo):
     assert [p.split()[1] for p in problems] == [f"#{i}" for i in sorted(ids)]
 
 
-def test_rows_hashed_in_a_forked_process_give_the_same_findings(engine, demo, monkeypatch):
+def _both_ways(engine, monkeypatch) -> list:
+    """verify's report walked by one process, then split with a forked one (forced on this small chain)."""
+    out = []
+    for fork in (False, True):
+        monkeypatch.setattr(integrity, "can_fork", lambda _engine, fork=fork: fork)
+        monkeypatch.setattr(verification, "_SPLIT_MIN", 0)
+        report = verification.verify(engine, files=False)
+        out.append((report.ok, report.checked, report.head_hash, report.broken_at, report.problem, report.problems,
+                    report.reached))
+    return out
+
+
+def test_rows_hashed_and_events_walked_in_a_forked_process_give_the_same_findings(engine, demo, monkeypatch):
     _commits(engine, demo, 3)
     with engine.connect() as conn:
         top = conn.execute(text("SELECT max(id) FROM project")).scalar()
+    intact = _both_ways(engine, monkeypatch)
+    assert intact[0] == intact[1] and intact[0][0]
     raw(engine, f"UPDATE project SET description = 'edited' WHERE id = {top}",
         f"DELETE FROM project WHERE id = {top - 1}",
         "INSERT INTO project (name, description, created_at) VALUES ('forged', '', '2026-12-01 00:00:00')")
-    found = {}
-    for fork in (True, False):
-        monkeypatch.setattr(integrity, "_can_fork", lambda _engine, fork=fork: fork)
-        found[fork] = verification.verify(engine, files=False).problems
-    assert found[True] == found[False]
-    assert [p.split(",")[0].split(" ")[:2] for p in found[True] if p.startswith("project #")] == [
+    one, split = _both_ways(engine, monkeypatch)
+    assert one == split
+    assert [p.split(",")[0].split(" ")[:2] for p in split[5] if p.startswith("project #")] == [
         ["project", f"#{top}"], ["project", f"#{top + 1}"], ["project", f"#{top - 1}"]]
     with Session(engine) as s:  # the child's exit left the parent's connections working
         assert s.exec(text("SELECT count(*) FROM project")).one()[0] >= 3
+
+
+@pytest.mark.parametrize("where", ["oldest", "newest", "last"])
+@pytest.mark.parametrize("how", ["edited", "deleted", "forged"])
+def test_a_broken_chain_is_named_alike_split_or_not(engine, demo, monkeypatch, where, how):
+    _commits(engine, demo, 4)
+    with engine.connect() as conn:
+        top = conn.execute(text("SELECT max(id) FROM audit_event")).scalar()
+    target = {"oldest": 2, "newest": int(top * verification._SPLIT_AT) + 2, "last": top}[where]
+    if how == "forged":
+        append_forged(engine, action="project.create", entity="project", entity_id="1", project_id=1)
+        if where != "last":  # a genuine commit after it: no pending tail, an uncovered event
+            _commits(engine, demo, 1, name="After the forgery")
+    else:
+        raw(engine, f"UPDATE audit_event SET actor = 'mallory' WHERE id = {target}" if how == "edited"
+            else f"DELETE FROM audit_event WHERE id = {target}")
+    one, split = _both_ways(engine, monkeypatch)
+    assert one == split and not one[0]
+
+
+def test_under_the_key_split_or_not_find_the_same(engine, demo, monkeypatch):
+    _commits(engine, demo, 4)
+    mac_everything(engine, b"k" * 40)
+    monkeypatch.setenv("STILLROOM_AUDIT_KEY", "k" * 40)
+    config.get_settings.cache_clear()
+    try:
+        assert _both_ways(engine, monkeypatch)[1][0]
+        append_forged(engine, action="project.create", entity="project", entity_id="1", project_id=1)
+        one, split = _both_ways(engine, monkeypatch)
+        assert one == split and any("carries no HMAC" in p for p in split[5])
+    finally:
+        config.get_settings.cache_clear()
