@@ -152,17 +152,21 @@ def test_a_row_inserted_after_the_checkpoint_without_an_event_is_caught(engine, 
     assert f"project #{pid} has no audit event: it was inserted outside Stillroom." in _since_problems(engine)
 
 
-def test_under_the_key_an_event_without_its_hmac_after_the_checkpoint_is_caught(engine, demo, monkeypatch):
+@pytest.fixture
+def keyed(engine, monkeypatch):
+    """STILLROOM_AUDIT_KEY set, and every event already written carrying its HMAC under it."""
     mac_everything(engine, KEY.encode())
     monkeypatch.setenv("STILLROOM_AUDIT_KEY", KEY)
     config.get_settings.cache_clear()
-    try:
-        _record(engine)
-        assert verification.verify_since(engine).ok
-        forged = append_forged(engine, action="project.create", entity="project", entity_id="1", project_id=1)
-        assert any(f"event #{forged} carries no HMAC" in p for p in _since_problems(engine))
-    finally:
-        config.get_settings.cache_clear()
+    yield KEY
+    config.get_settings.cache_clear()
+
+
+def test_under_the_key_an_event_without_its_hmac_after_the_checkpoint_is_caught(engine, demo, keyed):
+    _record(engine)
+    assert verification.verify_since(engine).ok
+    forged = append_forged(engine, action="project.create", entity="project", entity_id="1", project_id=1)
+    assert any(f"event #{forged} carries no HMAC" in p for p in _since_problems(engine))
 
 
 def test_a_checkpoint_file_cut_before_the_recorded_offset_is_caught(engine, demo):
@@ -210,23 +214,16 @@ def test_a_checkpoint_inserted_with_its_own_forged_event_is_caught(engine, demo)
         problems
 
 
-def test_under_the_key_a_forged_checkpoint_with_its_event_and_file_line_is_caught(engine, demo, monkeypatch):
+def test_under_the_key_a_forged_checkpoint_with_its_event_and_file_line_is_caught(engine, demo, keyed):
     """Write access to the database and to the checkpoint file, but not the key."""
-    mac_everything(engine, KEY.encode())
-    monkeypatch.setenv("STILLROOM_AUDIT_KEY", KEY)
-    config.get_settings.cache_clear()
-    try:
-        _record(engine)
-        _commit(engine, demo)
-        last_id, last_hash = _head(engine)
-        _forge_record(engine, event_id=last_id, head_hash=last_hash, with_event=True)
-        forged_id, forged_hash = _head(engine)
-        audit.append_checkpoint(audit.checkpoint_path(engine), {"first": forged_id, "event_id": forged_id,
-                                                                "head_hash": forged_hash, "count": forged_id,
-                                                                "legacy": 0})
-        assert any(f"event #{forged_id} carries no HMAC" in p for p in _since_problems(engine))
-    finally:
-        config.get_settings.cache_clear()
+    _record(engine)
+    _commit(engine, demo)
+    last_id, last_hash = _head(engine)
+    _forge_record(engine, event_id=last_id, head_hash=last_hash, with_event=True)
+    forged_id, forged_hash = _head(engine)
+    audit.append_checkpoint(audit.checkpoint_path(engine), {"first": forged_id, "event_id": forged_id,
+                                                            "head_hash": forged_hash, "count": forged_id, "legacy": 0})
+    assert any(f"event #{forged_id} carries no HMAC" in p for p in _since_problems(engine))
 
 
 def test_a_recorded_checkpoint_edited_to_reach_further_is_caught(engine, demo):
