@@ -458,9 +458,22 @@ def audit_group() -> None:
               help="A head hash quoted earlier (a decision record, an exported checkpoint): fails unless it is in "
                    "the chain, and says how many events follow it.")
 @click.option("--no-files", is_flag=True, help="Skip re-hashing every artifact file (the slow part).")
-def audit_verify(expect_head: str | None, no_files: bool) -> None:
+@click.option("--record", is_flag=True,
+              help="When the full check passes, record how far it reached (a verify checkpoint, with its own audit "
+                   "event), for --since.")
+@click.option("--since", metavar="CHECKPOINT",
+              help="Check only what follows a verify checkpoint that a full verify --record wrote ('last' or its "
+                   "number), in milliseconds; nothing before it is checked again. The full check is the default.")
+def audit_verify(expect_head: str | None, no_files: bool, record: bool, since: str | None) -> None:
     """Check the audit chain, its anchors and checkpoints, every recorded row and artifact (exit 3 on a problem)."""
-    report = verification.verify(_engine(), expect_head=expect_head, files=not no_files)
+    engine = _engine()
+    if since is not None and (expect_head is not None or record):
+        raise InvalidInput("--since checks only the events after a verify checkpoint: give --expect-head or "
+                           "--record to the full verify, without --since.", field="since")
+    if since is not None:
+        report = verification.verify_since(engine, since=since)
+    else:
+        report = verification.verify(engine, expect_head=expect_head, files=not no_files)
     # The verdict is one sentence (stderr when it fails); further problems and the limits go to stdout.
     more = report.lines()[1:]
     if not report.ok:
@@ -468,6 +481,10 @@ def audit_verify(expect_head: str | None, no_files: bool) -> None:
             click.echo("\n".join(more))
         raise GovernanceViolation(report.sentence())
     click.echo("\n".join(report.lines()))
+    if record:
+        done = verification.record_verified(engine, report)
+        click.echo(f"Recorded as verify checkpoint #{done.record_id} (event #{done.event_id}): "
+                   "`stillroom audit verify --since last` checks only what follows it.")
 
 
 @audit_group.group("checkpoint")

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +69,8 @@ def event_hash(
     pid = "" if project_id is None else str(project_id)
     fields = (prev_hash, ts, actor, pid, action, entity, entity_id, payload)
     # Events without a row hash (and every event written before it existed) hash exactly as they always did.
-    return sha256_hex("\x1f".join(fields if row_hash is None else (*fields, row_hash)))
+    # hashlib inline rather than ``sha256_hex``: verify calls this once per event, 100,000 times a run.
+    return hashlib.sha256("\x1f".join(fields if row_hash is None else (*fields, row_hash)).encode()).hexdigest()
 
 
 def audit_key() -> bytes | None:
@@ -79,6 +81,24 @@ def audit_key() -> bytes | None:
 
 def event_mac(key: bytes, hash_: str) -> str:
     return hmac.new(key, hash_.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def event_macs(key: bytes) -> Callable[[str], str]:
+    """``event_mac`` under one key, its padded key hashed once (RFC 2104): verify computes one per event, and this
+    costs half of ``hmac.new`` (whose OpenSSL set-up per call dominates for a 64-character message)."""
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def mac(hash_: str) -> str:
+        i = inner.copy()
+        i.update(hash_.encode("ascii"))
+        o = outer.copy()
+        o.update(i.digest())
+        return o.hexdigest()
+
+    return mac
 
 
 def head_hash(session: Session) -> str:
@@ -169,7 +189,7 @@ def append_checkpoint(path: Path, head: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _parse_checkpoint(line: str, n: int) -> dict[str, Any]:
+def parse_checkpoint(line: str, n: int) -> dict[str, Any]:
     """One line as a checkpoint; ValueError, KeyError or TypeError when it is none."""
     cp = json.loads(line)
     out: dict[str, Any] = {"line": n, "event_id": int(cp["event_id"]), "head_hash": str(cp["head_hash"]),
@@ -190,7 +210,7 @@ def read_checkpoints(path: Path | None) -> tuple[list[dict[str, Any]], list[str]
     out, bad = [], []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            out.append(_parse_checkpoint(line, n))
+            out.append(parse_checkpoint(line, n))
         except (ValueError, KeyError, TypeError):
             bad.append(f"line {n} of the checkpoint file {path} is not a checkpoint: the file was edited.")
     return out, bad
@@ -242,6 +262,14 @@ class Coverage:
             if i < j:
                 first, last = min(first, self.starts[i]), max(last, self.ends[j - 1])
             self.starts[i:j], self.ends[i:j] = [first], [last]
+
+    def covered_to(self, event_id: int) -> int | None:
+        """The last event of the covered stretch holding ``event_id`` (None when no line covers it), so a walk in
+        id order asks again only after that event."""
+        if event_id <= self.lenient_to:
+            return self.lenient_to
+        i = bisect.bisect_right(self.starts, event_id) - 1
+        return self.ends[i] if i >= 0 and event_id <= self.ends[i] else None
 
     def covers(self, event_id: int) -> bool:
         """Whether a line vouches that Stillroom wrote the event (the pending tail is not covered)."""
@@ -305,7 +333,7 @@ def _cover_lines(cov: Coverage, lines: bytes) -> None:
             cov.add(int(m[2]), int(m[1]), int(m[3]))
             continue
         try:
-            cp = _parse_checkpoint(line.decode("utf-8", errors="replace"), 0)
+            cp = parse_checkpoint(line.decode("utf-8", errors="replace"), 0)
         except (ValueError, KeyError, TypeError):
             continue
         cov.add(cp["first"], cp["event_id"], cp["legacy"])

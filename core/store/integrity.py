@@ -29,6 +29,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import marshal
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,61 +182,141 @@ def require_gate_intact(session: Session, gate: GateVersion) -> GateVersion:
 # --------------------------------------------------------------------------- verify's checks
 
 
-def record_problems(engine: Engine, *, latest: dict[tuple[str, str], tuple[int, str | None]], bad_mac: set[int],
-                    boundary: int) -> list[str]:
-    """Every tracked row that differs from the latest event about it, has none, or is gone.
+Digests = dict[str, list[tuple[Any, str]]]  # entity -> [(row id, content hash)] of every row of its table
 
-    ``latest`` maps (entity, entity id) to the newest event's id and row hash, as ``verification.verify``'s walk of the
-    chain collected them; ``bad_mac`` holds the events whose HMAC failed.
-    """
-    per_entity: dict[str, dict[str, tuple[int, str]]] = {e: {} for e in TRACKED}
-    for (entity, entity_id), (eid, row_hash) in latest.items():
-        if entity not in per_entity:
-            continue
-        if eid in bad_mac:
-            want = BAD_MAC
-        elif row_hash is None:
-            want = LEGACY if eid <= boundary else UNHASHED
-        else:
-            want = row_hash
-        per_entity[entity][entity_id] = (eid, want)
-    out: list[str] = []
+
+def row_digests(engine: Engine, *, where: Callable[[Tracked], str] | None = None) -> Digests:
+    """Every tracked table's rows (``where`` narrows each table's SELECT) with their content hashes, read as plain
+    driver tuples: every row of every tracked table is hashed here."""
     quote = engine.dialect.identifier_preparer.quote
-    raw = engine.raw_connection()  # plain driver tuples: every row of every tracked table is hashed here
+    out: Digests = {}
+    raw = engine.raw_connection()
     try:
         cur = raw.cursor()
         for spec in TRACKED.values():
             prefix, select_ = select_of(spec, quote)
-            cur.execute(select_)
-            rows = {str(r[0]): row_digest(prefix, r) for r in cur.fetchall()}
-            out += _compare(spec, rows, per_entity[spec.entity])
+            cur.execute(select_ + (where(spec) if where is not None else ""))
+            out[spec.entity] = [(r[0], row_digest(prefix, r)) for r in cur.fetchall()]
         cur.close()
     finally:
         raw.close()
     return out
 
 
-def _compare(spec: Tracked, rows: dict[str, str], expected: dict[str, tuple[int, str]]) -> list[str]:
-    out = []
-    for rid in sorted((r for r, d in rows.items() if expected.get(r, (0, ""))[1] not in (d, LEGACY)), key=int):
-        what = f"{spec.table} #{rid}"
-        if rid not in expected:
-            out.append(f"{what} has no audit event: it was inserted outside Stillroom.")
-            continue
-        eid, want = expected[rid]
-        if want == BAD_MAC:
-            out.append(f"{what}: the event that recorded it (#{eid}) fails its HMAC.")
-        elif want == UNHASHED:
-            out.append(f"{what}: the event that recorded it (#{eid}) carries no row hash: it was not written "
-                       "by Stillroom.")
-        elif want == DELETED:
-            out.append(f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom.")
-        else:
-            out.append(f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom.")
-    for rid, (eid, want) in expected.items():
-        if rid not in rows and want not in (DELETED, LEGACY, UNHASHED, BAD_MAC) and rid.isdigit():
-            out.append(f"{spec.table} #{rid}, recorded by event #{eid}, is gone: it was deleted outside Stillroom.")
+def beside(engine: Engine, job: Callable[[], Any]) -> Callable[[], Any]:
+    """Start ``job`` in a forked process, on the second core while the caller works; returns the call that waits
+    for its result (marshal-able data) and that must be made: it reaps the child. When the child fails, that call
+    runs ``job`` here instead; call it only where ``can_fork``."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connections (never one of the parent's), the result down the pipe, no exit hooks
+        code = 1
+        try:
+            os.close(r)
+            engine.dispose(close=False)
+            with os.fdopen(w, "wb") as out:
+                out.write(marshal.dumps(job()))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+
+    def wait() -> Any:
+        with os.fdopen(r, "rb") as got:
+            data = got.read()
+        _, status = os.waitpid(pid, 0)
+        return marshal.loads(data) if status == 0 and data else job()
+
+    return wait
+
+
+def can_fork(engine: Engine) -> bool:
+    """Whether ``beside`` is safe and worth it: two cores, one thread (a fork copies no other thread's locks), and a
+    SQLite file (the child opens its own connection to it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (hasattr(os, "fork") and cores > 1 and threading.active_count() == 1 and engine.dialect.name == "sqlite"
+            and engine.url.database not in (None, "", ":memory:"))
+
+
+def record_problems(engine: Engine, *, latest: dict[str, dict[str, tuple[int, str | None]]], bad_mac: set[int],
+                    boundary: int, digests: Digests | None = None, above: dict[str, int] | None = None,
+                    highest: dict[str, int] | None = None) -> list[str]:
+    """Every tracked row that differs from the latest event about it, has none, or is gone.
+
+    ``latest`` maps entity, then entity id, to the newest event's id and row hash, as ``verification.verify``'s walk
+    of the chain collected them; ``bad_mac`` holds the events whose HMAC failed; ``digests`` the rows, when they were
+    read already (beside the walk). With ``above`` (entity -> the table's highest id when a full verify
+    passed; ``verify --since``), only the rows ``latest`` names and those added since are read: ``latest`` then
+    holds the events since that verify. ``highest``, when given, receives each entity's highest row id.
+    """
+    if digests is None:
+        digests = row_digests(engine, where=None if above is None else lambda spec: _since_where(
+            spec, latest.get(spec.entity, {}), above))
+    out: list[str] = []
+    for spec in TRACKED.values():
+        pairs = digests.get(spec.entity, [])
+        out += _compare(spec, pairs, latest.get(spec.entity, {}), bad_mac=bad_mac, boundary=boundary)
+        if highest is not None:
+            highest[spec.entity] = int(max((i for i, _ in pairs), default=0))
     return out
+
+
+def _since_where(spec: Tracked, expected: dict[str, tuple[int, str | None]], above: dict[str, int]) -> str:
+    """The rows added since a full verify, and those the events since name."""
+    touched = ",".join(str(int(i)) for i in expected if i.isdigit())
+    return f" WHERE id > {int(above.get(spec.entity, 0))}" + (f" OR id IN ({touched})" if touched else "")
+
+
+def _compare(spec: Tracked, pairs: list[tuple[Any, str]], expected: dict[str, tuple[int, str | None]], *,
+             bad_mac: set[int], boundary: int) -> list[str]:
+    """One pass over the table's (row id, content hash) pairs against the events that vouch for them."""
+    wrong: list[tuple[int, str, int, str | None]] = []  # (row id, its id as events name it, event, want)
+    present = 0
+    for row_id, digest in pairs:
+        rid = str(row_id)
+        got = expected.get(rid)
+        if got is None:
+            wrong.append((int(rid), rid, 0, None))
+            continue
+        present += 1
+        want = got[1]
+        if want is None or got[0] in bad_mac:  # the usual event carries the row's hash and a good HMAC
+            want = _want(got, bad_mac, boundary)
+        if want != LEGACY and want != digest:
+            wrong.append((int(rid), rid, got[0], want))
+    out = [_row_problem(f"{spec.table} #{rid}", eid, want) for _, rid, eid, want in sorted(wrong)]
+    if present < len(expected):  # some event names a row the table no longer has
+        have = {str(i) for i, _ in pairs}
+        for rid, got in expected.items():
+            if rid not in have and _want(got, bad_mac, boundary) not in _NOT_ROWS and rid.isdigit():
+                out.append(f"{spec.table} #{rid}, recorded by event #{got[0]}, is gone: it was deleted outside "
+                           "Stillroom.")
+    return out
+
+
+def _want(event: tuple[int, str | None], bad_mac: set[int], boundary: int) -> str:
+    """The row hash an event vouches for, or the marker saying why it vouches for none."""
+    eid, row_hash = event
+    if eid in bad_mac:
+        return BAD_MAC
+    if row_hash is None:
+        return LEGACY if eid <= boundary else UNHASHED
+    return row_hash
+
+
+_NOT_ROWS = (DELETED, LEGACY, UNHASHED, BAD_MAC)  # events that vouch for no row's presence
+
+
+def _row_problem(what: str, eid: int, want: str | None) -> str:
+    if want is None:
+        return f"{what} has no audit event: it was inserted outside Stillroom."
+    if want == BAD_MAC:
+        return f"{what}: the event that recorded it (#{eid}) fails its HMAC."
+    if want == UNHASHED:
+        return f"{what}: the event that recorded it (#{eid}) carries no row hash: it was not written by Stillroom."
+    if want == DELETED:
+        return f"{what} was removed by event #{eid} but is back: it was re-inserted outside Stillroom."
+    return f"{what} differs from what event #{eid} recorded: it was edited outside Stillroom."
 
 
 def artifact_problems(engine: Engine) -> list[str]:

@@ -491,6 +491,23 @@ class AuditAnchor(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+# Issue 18: how far a full ``audit verify`` reached, so ``audit verify --since`` walks only what follows. Each row
+# is written with its own audit event (a tracked row), so one INSERTed with SQL vouches for nothing.
+class VerifyCheckpoint(SQLModel, table=True):
+    """A full verify that found the record intact up to ``event_id`` (append-only)."""
+
+    __tablename__ = "verify_checkpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int  # the newest event that verify checked
+    head_hash: str = Field(max_length=64)  # its hash
+    count: int  # events up to it
+    anchor_id: int  # the newest anchor row then
+    file_offset: int  # bytes of the checkpoint file read then: --since reads the lines after them
+    row_ids: str = Field(sa_column=Column(Text, nullable=False))  # canonical JSON: entity -> highest row id then
+    verified_at: str = Field(max_length=32)
+
+
 # Issue 10 (students trained elsewhere): the holdout grows only as new fingerprinted versions.
 class HoldoutVersion(SQLModel, table=True):
     """A later version of the project's holdout: every row of the one before plus new rows that were never
@@ -609,6 +626,7 @@ class WebhookAttempt(SQLModel, table=True):
 # the old row without firing a DELETE trigger.
 APPEND_ONLY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "audit_event": (("id",), ("prev_hash",), ("hash",)),
+    "verify_checkpoint": (("id",),),  # issue 18
     "gate_version": (("id",), ("project_id", "version")),
     "qualification": (("id",), ("project_id", "version")),
     "artifact": (("id",),),

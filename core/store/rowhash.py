@@ -68,6 +68,7 @@ _TRACKED = [
     Tracked("redistill_request", models.RedistillRequest),
     Tracked("holdout_version", models.HoldoutVersion),  # issue 10: a later holdout version
 ]
+_TRACKED.append(Tracked("verify_checkpoint", models.VerifyCheckpoint))  # issue 18: how far a full verify reached
 if hasattr(models, "AccessToken"):  # issue 11's bearer tokens: a forged row would be a working credential
     _TRACKED.append(Tracked("access_token", models.AccessToken))
 TRACKED: dict[str, Tracked] = {t.entity: t for t in _TRACKED}

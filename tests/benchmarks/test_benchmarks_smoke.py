@@ -31,7 +31,10 @@ def assert_figures(out: str, labels: list[str]) -> None:
 def test_audit_verify_benchmark_checks_a_seeded_chain_and_prints_its_figures():
     out = run_quick("bench_audit_verify.py")
     assert_figures(out, ["verify(engine)", "naive ORM load + rehash", "ratio naive / verify",
-                         "CLI `stillroom audit verify`", "CLI start-up (audit --help)"])
+                         "CLI `stillroom audit verify`", "CLI start-up (audit --help)",
+                         "floor: read rows, hash each payload", "ratio verify / floor", "verify(engine) under the key",
+                         "verify_since, 101 events after", "CLI `audit verify --since last`"])
+    assert "CLI --since said: Audit chain intact since verify checkpoint #1 " in out and "load average" in out
     # The bulk-seeded chain is one that Stillroom's own CLI accepts.
     assert "CLI said: Audit chain intact: 5000 events verified" in out
 

@@ -147,3 +147,17 @@ def test_rows_changed_behind_their_events_and_a_cut_tail_are_reported_on_postgre
         from core.store import integrity
 
         assert people.get_user(s, "sam").id in integrity.vouched_ids(s, "user")
+
+
+def test_verify_since_a_recorded_full_verify_on_postgres(pg):
+    """Issue 18: --since reads the events after the recorded one and the rows named since, in PostgreSQL's SQL."""
+    recorded = verification.record_verified(pg, verification.verify(pg, files=False))
+    with Session(pg) as s:
+        projects.create_project(s, actor=people.get_user(s, "admin"), name="After the verify")
+    since = verification.verify_since(pg)
+    assert since.ok, since.lines()
+    assert since.since.record_id == recorded.record_id and since.checked >= 2
+    with pg.begin() as conn:
+        conn.execute(text("UPDATE project SET description = 'edited' WHERE name = 'After the verify'"))
+    assert any(p.startswith("project #") and "differs from what event #" in p
+               for p in verification.verify_since(pg).problems)

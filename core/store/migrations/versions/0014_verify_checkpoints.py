@@ -1,16 +1,15 @@
 """verify checkpoints
 
-Reserved for Issue 18 (verify --since a checkpoint an earlier full verify recorded). Empty until that work
-fills it, so the chain of revisions stays linear while
-several branches are built at once.
+issue 18: verify_checkpoint, how far each full `stillroom audit verify` found the record intact, so
+`stillroom audit verify --since last` walks only the events after it.
 
 Revision ID: 0014
 Revises: 0013
 """
 
-import sqlalchemy as sa  # noqa: F401
-import sqlmodel  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0014'
 down_revision = '0013'
@@ -19,8 +18,19 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        'verify_checkpoint',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('event_id', sa.Integer(), nullable=False),
+        sa.Column('head_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column('count', sa.Integer(), nullable=False),
+        sa.Column('anchor_id', sa.Integer(), nullable=False),
+        sa.Column('file_offset', sa.Integer(), nullable=False),
+        sa.Column('row_ids', sa.Text(), nullable=False),
+        sa.Column('verified_at', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('verify_checkpoint')
