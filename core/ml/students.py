@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +42,8 @@ class _Predicting:
 
     labels: list[str]
     module: torch.nn.Module
+    runtime = "eager"  # what computes the logits: core.ml.lean puts a transformer behind onnx or torchscript
+    lean_note = ""  # why a student that could have been lean answers eagerly (core.ml.lean.make_lean)
 
     def encode(self, texts: list[str]) -> list[Any]:
         raise NotImplementedError
@@ -167,65 +168,6 @@ class TransformerStudent(_Predicting):
     def load(cls, path: Path, meta: dict) -> TransformerStudent:
         return cls(model=build.load_classifier(path), tokenizer=build.load_tokenizer(path),
                    max_length=int(meta.get("max_length", 128)))
-
-
-class _Logits(torch.nn.Module):
-    """A BERT classifier as a plain (input_ids, attention_mask) -> logits function, the shape a trace needs."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-class LeanTransformerStudent(TransformerStudent):
-    """The same student behind a frozen TorchScript trace: no Python in transformers' forward per request.
-
-    Traced once at load on a padded two-row batch; the trace carries no shape of its own, so any batch size and
-    length work. ``check`` compares it with the eager model on a few texts and refuses a trace that differs.
-    """
-
-    family = "transformer"
-    lean = True
-
-    def __init__(self, student: TransformerStudent):
-        super().__init__(model=student.module, tokenizer=student.tokenizer, max_length=student.max_length)
-        self.eager = student
-        student.module.eval()
-        rows = student.encode(["a warm-up text for the trace", "short"])
-        batch = student.collate(rows)
-        # transformers' attention reads a shape once while tracing (is_causal, False for an encoder whatever the
-        # length) and warns; torch.jit.freeze warns that it is deprecated in favour of torch.compile, which needs a
-        # compiler toolchain at run time: both warnings are expected here.
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(_Logits(student.module).eval(), (batch["input_ids"], batch["attention_mask"]),
-                                     check_trace=False, strict=False)
-            self.traced = torch.jit.freeze(traced.eval())
-
-    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.traced(batch["input_ids"], batch["attention_mask"])
-
-    def check(self, texts: list[str], *, atol: float = 1e-4) -> float:
-        """The largest difference in probability from the eager model on ``texts``; refused above ``atol``."""
-        diff = float(np.abs(self.predict_proba(texts) - self.eager.predict_proba(texts)).max()) if texts else 0.0
-        if diff > atol:
-            raise InvalidInput(f"the TorchScript trace differs from the model by {diff:.2g} in probability: serve "
-                               "the eager model (lean=False).", field="checkpoint")
-        return diff
-
-
-def load_for_inference(path: Path | str, *, lean: bool = True) -> NgramStudent | TransformerStudent:
-    """A saved student ready to answer: a transformer behind its checked TorchScript trace (``lean``), an n-gram
-    student as it is (already a few array operations per request)."""
-    student = load(path)
-    if not lean or not isinstance(student, TransformerStudent):
-        return student
-    lean_student = LeanTransformerStudent(student)
-    lean_student.check(["a short check", "a somewhat longer text to check the trace with padding in the batch"])
-    return lean_student
 
 
 def new_student(cfg: TrainConfig, *, labels: list[str], texts: list[str], tokenizer_dir: Path | None = None):

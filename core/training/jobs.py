@@ -127,11 +127,11 @@ def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
 
 def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: TrainConfig) -> dict:
     """Measure the best checkpoint, record it as an artifact, and mark the run done."""
-    from core.ml import loop, students  # lazy: imports torch
+    from core.ml import lean, loop, students  # lazy: imports torch
 
     ctx.progress(TRAIN_SHARE, "measuring the best checkpoint", force=True)
     best = next(h for h in result.history if h.epoch == result.best_epoch)
-    student = students.load_for_inference(result.best_dir)  # the path evaluation and serving answer through
+    student = lean.load_for_inference(result.best_dir)  # the path evaluation and serving answer through
     _, val_idx = loop.split_validation(len(data.texts), fraction=cfg.val_fraction, seed=cfg.seed)
     speed = students.measure_speed(student, [data.texts[i] for i in val_idx[:512]], singles=100, rounds=1)
     predicted = _label_counts(student.predict([data.texts[i] for i in val_idx]), data.labels)
@@ -146,6 +146,7 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
             "val_labelled": best.val_labelled, "n_train": result.n_train, "n_val": result.n_val,
             "params": student.n_params, "ms_per_example": speed.ms_per_example,
             "examples_per_s": speed.examples_per_s, "single_p95_ms": speed.single_p95_ms,
+            "runtime": student.runtime, "lean_note": student.lean_note,  # what the speed above was measured on
             "val_predicted": predicted, "val_teacher_labels": taught,
             "stopped_early": result.stopped_early, "model_artifact_id": art.id, "model_sha256": art.sha256,
             "model_path": str(result.best_dir.resolve().relative_to(data_dir())),

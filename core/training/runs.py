@@ -213,8 +213,8 @@ def student_artifact(session: Session, run: TrainingRun) -> Artifact:
 def load_student(session: Session, run: TrainingRun):
     """The finished run's best student as a predictor (``predict_proba(texts)``, ``labels``), hash-checked:
     refused (ArtifactTampered) when any file of its model directory changed since training recorded it. A
-    transformer answers through its checked TorchScript trace (students.load_for_inference), in evaluation and
-    in ``stillroom serve`` alike."""
-    from core.ml import students  # lazy: imports torch
+    transformer answers through its checked ONNX Runtime export (core.ml.lean, eager with a note when the export
+    fails), in evaluation and in ``stillroom serve`` alike."""
+    from core.ml import lean  # lazy: imports torch
 
-    return students.load_for_inference(path_of(student_artifact(session, run)))
+    return lean.load_for_inference(path_of(student_artifact(session, run)))

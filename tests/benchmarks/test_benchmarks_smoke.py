@@ -15,9 +15,9 @@ BENCHMARKS = REPO / "benchmarks"
 FIGURE = r"^\s+{label}\s+[\d,]+\.\d+(?: ms|x)\b"
 
 
-def run_quick(script: str) -> str:
+def run_quick(script: str, *, timeout: int = 240) -> str:
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True,
-                          cwd=REPO, timeout=240)
+                          cwd=REPO, timeout=timeout)
     assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -77,3 +77,16 @@ def test_real_data_benchmark_runs_the_default_flow_on_the_shipped_corpus_and_pri
                          "accuracy retained (student / teacher)", "teacher single-request p95",
                          "student single-request p95", "p95 ratio teacher / student", "teacher training time",
                          "default search time (all candidates)"])
+
+
+@pytest.mark.timeout(960)  # a 4x256 teacher and two students trained on two shared cores
+def test_demo_students_benchmark_times_eager_and_lean_and_checks_lean_answers_against_eager():
+    out = run_quick("bench_demo_students.py", timeout=900)
+    for runtime in ("eager", "onnx", "torchscript"):  # params, accuracy, ratio, ex/s, x, p50, p95, two ratios
+        assert re.search(rf"^transformer-tiny\s+{runtime}\s+[\d,]+\s+[\d.]+\s+[\d.]+\s+[\d,]+\s+[\d.]+x"
+                         rf"\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+x$", out, re.MULTILINE), out
+    for runtime in ("onnx", "torchscript"):
+        assert re.search(rf"transformer-tiny {runtime}: .* same label on 100\.00%.*\(equal within", out), out
+    assert re.search(r"^teacher single-request p95 [\d.]+ ms", out, re.MULTILINE), out
+    assert re.search(r"fastest lean runtime for transformer-tiny: (onnx|torchscript) \([\d.]+x lower p95", out), out
+    assert out.count("load average at") == 2

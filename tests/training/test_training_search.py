@@ -12,7 +12,7 @@ from teacher_helpers import routing
 from core.domain.errors import InvalidInput
 from core.store import jobs
 from core.store.models import TrainingRun
-from core.training import search
+from core.training import runs, search
 
 # One cheap candidate per family, so the test trains in seconds.
 SMALL_GRID = {"ngram": [{"family": "ngram", "size": "tiny", "lr": 0.05, "batch_size": 16}],
@@ -82,6 +82,9 @@ def test_search_trains_both_families_and_recommends_one(session, engine, demo, t
     trained = [session.get(TrainingRun, i) for i in done.result["runs"]]
     assert {r.family for r in trained} == {"ngram", "transformer"} and all(r.status == "done" for r in trained)
     assert all(r.config["stop_on"] == "agreement" for r in trained)
+    # what evaluation and the service load: the transformer through its checked ONNX Runtime export
+    assert {r.family: r.metrics["runtime"] for r in trained} == {"ngram": "eager", "transformer": "onnx"}
+    assert {runs.load_student(session, r).runtime for r in trained} == {"eager", "onnx"}
     rec = search.search_recommendation(session, job=done)
     assert rec.run_id in done.result["runs"] and rec.run_id == done.result["recommended_run"]
     assert done.result["teacher_val_accuracy"] == 1.0  # the imported teacher is always right
