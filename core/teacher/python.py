@@ -24,9 +24,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.domain.errors import GovernanceViolation, InvalidInput
+from core.domain.errors import InvalidInput
 from core.store.config import get_settings
-from core.teacher.outputs import Prediction, Progress
+from core.teacher.outputs import Prediction, Progress, require_listed
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 CALLABLE_SHAPE = re.compile(rf"{_NAME}(\.{_NAME})*:{_NAME}")
@@ -63,12 +63,8 @@ class TeacherAnswer(BaseModel):
 
 def check_allowed(name: str) -> None:
     """GovernanceViolation unless the admin listed ``name`` exactly in STILLROOM_TEACHER_CALLABLES."""
-    allowed = get_settings().teacher_callables
-    if name not in allowed:
-        raise GovernanceViolation(
-            f"the teacher callable {name!r} is not on the admin's list (STILLROOM_TEACHER_CALLABLES: "
-            f"{', '.join(allowed) or 'empty'}): use a listed callable, or ask the admin who runs the server to "
-            "add it.")
+    require_listed(name, what="the teacher callable", setting="STILLROOM_TEACHER_CALLABLES",
+                   allowed=get_settings().teacher_callables)
 
 
 def load_callable(name: str) -> tuple[Callable, str | None]:
