@@ -76,3 +76,15 @@ def test_the_local_teacher_runs_on_the_device_it_is_given(tmp_path, no_gpu):
     np.testing.assert_allclose(LocalAdapter(model_dir).predict_proba(texts), on_cpu, atol=1e-6)  # auto: the CPU
     with pytest.raises(InvalidInput, match="no such CUDA GPU"):
         LocalAdapter(model_dir, device="cuda").predict(texts, labels=LABELS)
+
+
+def test_the_search_and_the_cli_take_the_device_as_a_training_setting():
+    from click.testing import CliRunner
+
+    from core.cli import cli
+    from core.training import search
+
+    with pytest.raises(InvalidInput, match="'gpu' is not a device"):
+        search.candidates(base={"device": "gpu"})
+    assert {c["device"] for c in search.candidates(base={"device": "cpu"})} == {"cpu"}
+    assert "--device" in CliRunner().invoke(cli, ["train", "start", "--help"]).output
