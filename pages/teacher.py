@@ -38,9 +38,10 @@ with tab_run:
     else:
         ds_id = st.selectbox("Inputs", [d.id for d in prompt_sets], format_func=set_names.get,
                              index=len(prompt_sets) - 1)
-        kind = st.radio("Teacher", ["local", "http", "file"], horizontal=True, format_func={
+        kind = st.radio("Teacher", ["local", "http", "python", "file"], horizontal=True, format_func={
             "local": "Local model directory", "http": "OpenAI-compatible endpoint",
-            "file": "Outputs produced elsewhere"}.get, disabled=not is_driver)
+            "python": "Python function (approved)", "file": "Outputs produced elsewhere"}.get,
+            disabled=not is_driver)
         if kind == "local":
             with st.form("local"):
                 model_dir = st.text_input("Model directory (a saved transformers classifier)",
@@ -51,6 +52,23 @@ with tab_run:
                         job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
                                                          dataset_id=ds_id, adapter="local",
                                                          config={"model_dir": model_dir, "batch_size": int(batch)}))
+                    start_job(job)
+        elif kind == "python":
+            with st.form("python"):
+                # Only the callables the admin approved are offered (core checks again, at submit and at run).
+                approved = app_db.settings().teacher_callables
+                name = st.selectbox("Function (approved by the admin)", approved or [None],
+                                    format_func=lambda c: c or "none approved: the admin sets "
+                                                               "STILLROOM_TEACHER_CALLABLES")
+                ds = next(d for d in prompt_sets if d.id == ds_id)
+                labels = st.text_input("Labels it answers with", value=",".join(ds.mapping.get("labels") or []))
+                batch = st.number_input("Batch size", min_value=1, max_value=100_000, value=64)
+                if st.form_submit_button("Start teacher run", type="primary", disabled=not is_driver or not name):
+                    with db() as session:
+                        job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
+                                                         dataset_id=ds_id, adapter="python", config={
+                                                             "callable": name, "labels": comma_list(labels) or None,
+                                                             "batch_size": int(batch)}))
                     start_job(job)
         elif kind == "http":
             with st.form("http"):

@@ -58,16 +58,20 @@ def teacher_group() -> None:
 @teacher_group.command("run")
 @click.argument("project")
 @click.option("--dataset", "dataset_id", type=int, required=True, help="The dataset to answer.")
-@click.option("--adapter", type=click.Choice(["local", "http", "file"]), default="local", show_default=True)
+@click.option("--adapter", type=click.Choice(["local", "http", "python", "file"]), default="local",
+              show_default=True)
 @click.option("--model-dir", type=click.Path(file_okay=False), help="local: a saved classifier's folder.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="local: texts per batch.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="local/python: texts per batch.")
+@click.option("--device", help="local: auto (a GPU when one is present, else the CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--callable", "callable_name",
+              help="python: package.module:function, on the admin's list (STILLROOM_TEACHER_CALLABLES).")
 @click.option("--base-url", help=f"http: the endpoint up to /chat/completions (default ${DEFAULT_BASE_URL_ENV}).")
 @click.option("--base-url-env", default=DEFAULT_BASE_URL_ENV, show_default=True,
               help="http: the variable holding the base URL.")
 @click.option("--model", help="http: the endpoint's model name.")
 @click.option("--api-key-env", default=DEFAULT_API_KEY_ENV, show_default=True,
               help="http: the environment variable holding the API key (the key itself is never recorded).")
-@click.option("--labels", help="http/file: the label set, comma-separated (default: the dataset's).")
+@click.option("--labels", help="http/python/file: the label set, comma-separated (default: the dataset's).")
 @click.option("--prompt-file", type=click.Path(dir_okay=False, exists=True),
               help="http: a prompt template with {labels} and {text}.")
 @click.option("--concurrency", type=int, help="http: requests in flight at once (default 4).")
@@ -97,6 +101,13 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
                 raise InvalidInput("--adapter local needs --model-dir (a saved classifier's folder).",
                                    field="model_dir")
             config = {"model_dir": opts["model_dir"], "batch_size": opts["batch_size"]}
+            if opts["device"]:
+                config["device"] = opts["device"]
+        elif adapter == "python":
+            if not opts["callable_name"]:
+                raise InvalidInput("--adapter python needs --callable (package.module:function).", field="callable")
+            config = {"callable": opts["callable_name"], "batch_size": opts["batch_size"],
+                      "labels": _labels(opts["labels"])}
         else:
             config = _http_config(opts)
             if dry_run:

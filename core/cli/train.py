@@ -52,6 +52,7 @@ def train_group() -> None:
 @click.option("--batch-size", "batch_size", type=int, help="Rows per step.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--seed", type=int, help="Seed of the validation split and the initialisation.")
+@click.option("--device", help="auto (a GPU when one is present, else the CPU; the default), cpu, cuda, cuda:N or mps.")
 @click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
 def train_start(project: str, teacher_run: int, filter_id: int | None, detach: bool, budget_s: float | None,
                 **settings) -> None:

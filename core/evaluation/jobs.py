@@ -40,7 +40,8 @@ def _local_adapter(teacher_run: TeacherRun):
         return None
     config = read_config(teacher_run)
     assert isinstance(config, LocalConfig)  # the adapter column said so, and read_config checked it
-    return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64)
+    return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64,
+                        device=config.device)
 
 
 def teacher_answers(s: Session, teacher_run: TeacherRun, held: pd.DataFrame, adapter) -> pd.DataFrame:

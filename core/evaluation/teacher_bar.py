@@ -24,7 +24,7 @@ from core.store.models import Dataset, Project, TeacherRun, User
 from core.teacher import runs as teacher_runs
 from core.teacher.config import EnsembleConfig, read_config
 
-MADE_HERE = ("local", "http")  # runs Stillroom made itself by asking the teacher
+MADE_HERE = ("local", "http", "python")  # runs Stillroom made itself by asking the teacher
 SHOWN = 3  # refused runs named in a sentence
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.ml.build import SIZES
+from core.ml.device import FIX, NAMES
 
 FAMILIES = ("transformer", "ngram")
 
@@ -69,8 +70,17 @@ class TrainConfig(BaseModel):
     ngram_mode: Literal["mean", "sum"] = "mean"
     # A transformer student of the teacher's width starts from the teacher's layers (core.ml.init).
     init_from_teacher: bool = True
+    # Where to train (core.ml.device.pick): "auto" takes a GPU when one is present, else the CPU.
+    device: str = Field(default="auto", max_length=16, title="Device")
     # Train-loss points logged per epoch for the loss curve (besides one per epoch).
     points_per_epoch: int = Field(default=10, ge=0, le=1000)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not NAMES.fullmatch(value.strip().lower()):
+            raise ValueError(f"device {value!r} is not a device: {FIX}")
+        return value.strip().lower()
 
     @model_validator(mode="after")
     def _known_size(self) -> TrainConfig:

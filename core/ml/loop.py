@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.ml import device as devices
 from core.ml import students
 from core.ml.config import TrainConfig
 from core.ml.data import KDData
@@ -126,6 +127,8 @@ def fit(
     found = checkpoints(out_dir)
     resumed_from = max(found) if found else None
     student = students.load(found[resumed_from]) if found else new_student()
+    device = devices.pick(cfg.device)  # before the optimizer, so its state lives beside the weights
+    student.module.to(device)
     opt = torch.optim.AdamW(student.module.parameters(), lr=cfg.effective_lr, weight_decay=0.01)
     warmup = max(1, total_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -135,8 +138,8 @@ def fit(
         state = _restore(found[resumed_from], opt, sched)
 
     encoded = student.encode(data.texts)
-    probs = torch.from_numpy(data.probs)
-    ref = torch.from_numpy(data.reference)
+    probs = torch.from_numpy(data.probs).to(device)
+    ref = torch.from_numpy(data.reference).to(device)
     log_every = max(1, steps_per_epoch // cfg.points_per_epoch) if cfg.points_per_epoch else 0
 
     began = time.monotonic()
@@ -150,7 +153,7 @@ def fit(
         running, seen = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * bs:(b + 1) * bs]
-            logits = student.logits(student.collate([encoded[i] for i in idx]))
+            logits = student.logits(devices.to(student.collate([encoded[i] for i in idx]), device))
             loss = kd_loss(logits, probs[idx], ref[idx], temperature=cfg.temperature, alpha=cfg.alpha)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -222,9 +225,10 @@ def evaluate(student, data: KDData, idx: np.ndarray, cfg: TrainConfig, *, encode
     student.module.eval()
     chunks = []
     with torch.inference_mode():
+        device = next(student.module.parameters()).device
         for start in range(0, len(idx), 256):
             part = idx[start:start + 256]
-            chunks.append(student.logits(student.collate([encoded[i] for i in part])))
+            chunks.append(student.logits(devices.to(student.collate([encoded[i] for i in part]), device)).cpu())
     logits = torch.cat(chunks)
     probs, ref = torch.from_numpy(data.probs[idx]), torch.from_numpy(data.reference[idx])
     loss = kd_loss(logits, probs, ref, temperature=cfg.temperature, alpha=cfg.alpha).item()
@@ -255,7 +259,7 @@ def _save(out_dir: Path, epoch: int, student, opt, sched, state: _State, cfg: Tr
 
 
 def _restore(ckpt: Path, opt, sched) -> _State:
-    saved = torch.load(ckpt / OPTIMIZER_FILE, weights_only=True)
+    saved = torch.load(ckpt / OPTIMIZER_FILE, weights_only=True, map_location="cpu")  # the optimizer moves it
     opt.load_state_dict(saved["optimizer"])
     sched.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # its key only from these environment variables: set by the admin who runs the server, never by a run.
     teacher_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     teacher_key_vars: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["STILLROOM_TEACHER_API_KEY"])
+    # Issue 20. The Python teacher may run only these callables (exact "package.module:function" names,
+    # comma-separated; empty: none). Checked when a run is submitted and again before the module is imported.
+    teacher_callables: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The local teacher the Teacher page offers first; unset: the one `stillroom demo` trains (core.teacher.runs).
     teacher_model_dir: Path | None = None
     # Login protection: after login_max_failures failed tries (per account and per client, within
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
     app_url: str | None = None
 
-    @field_validator("teacher_endpoints", "teacher_key_vars", "webhook_urls", mode="before")
+    @field_validator("teacher_endpoints", "teacher_key_vars", "teacher_callables", "webhook_urls", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:
         return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v

@@ -33,7 +33,7 @@ from core.domain.errors import GovernanceViolation, InvalidInput, StillroomError
 from core.domain.hashing import canonical_json, sha256_hex
 from core.domain.urls import RETRY_STATUS, Refusal, public_url, refusal
 from core.store.config import get_settings
-from core.teacher.outputs import Prediction, Progress
+from core.teacher.outputs import Prediction, Progress, require_listed
 
 DEFAULT_API_KEY_ENV = "STILLROOM_TEACHER_API_KEY"
 DEFAULT_BASE_URL_ENV = "STILLROOM_TEACHER_BASE_URL"
@@ -93,12 +93,8 @@ class ChatConfig(BaseModel):
 
 def check_key_var(api_key_env: str) -> None:
     """GovernanceViolation unless the admin listed ``api_key_env`` in STILLROOM_TEACHER_KEY_VARS."""
-    allowed = get_settings().teacher_key_vars
-    if api_key_env not in allowed:
-        raise GovernanceViolation(
-            f"the API key variable {api_key_env!r} is not on the admin's list (STILLROOM_TEACHER_KEY_VARS: "
-            f"{', '.join(allowed) or 'empty'}): use a listed variable, or ask the admin who runs the server to "
-            "add it.")
+    require_listed(api_key_env, what="the API key variable", setting="STILLROOM_TEACHER_KEY_VARS",
+                   allowed=get_settings().teacher_key_vars)
 
 
 def check_endpoint(base_url: str, *, source: str = "--base-url") -> str:

@@ -15,6 +15,7 @@ from core.domain.stored import read_stored
 from core.domain.validation import sentence
 from core.store.models import TeacherRun
 from core.teacher.chat import ChatConfig
+from core.teacher.python import PythonConfig
 
 
 class LocalConfig(BaseModel):
@@ -26,6 +27,7 @@ class LocalConfig(BaseModel):
     batch_size: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=1)
     model_sha256: str | None = None
+    device: str | None = None  # "auto", "cpu", "cuda", "cuda:1", "mps" (core.ml.device.pick); None: auto
 
 
 class HttpConfig(ChatConfig):
@@ -53,11 +55,12 @@ class EnsembleConfig(BaseModel):
     runs: list[int]
 
 
-TeacherConfig = Annotated[LocalConfig | HttpConfig | FileConfig | EnsembleConfig, Field(discriminator="adapter")]
-_CONFIG: TypeAdapter[LocalConfig | HttpConfig | FileConfig | EnsembleConfig] = TypeAdapter(TeacherConfig)
+AnyConfig = LocalConfig | HttpConfig | PythonConfig | FileConfig | EnsembleConfig
+TeacherConfig = Annotated[AnyConfig, Field(discriminator="adapter")]
+_CONFIG: TypeAdapter[AnyConfig] = TypeAdapter(TeacherConfig)
 
 
-def read_config(run: TeacherRun) -> LocalConfig | HttpConfig | FileConfig | EnsembleConfig:
+def read_config(run: TeacherRun) -> AnyConfig:
     """The settings a TeacherRun row stores, typed by its adapter (RecordTampered naming the field when the
     stored JSON no longer fits)."""
     return read_stored(_Stored, {"config": {**(run.config or {}), "adapter": run.adapter}},
@@ -75,7 +78,7 @@ class TeacherRunParams(BaseModel):
     """What a teacher-run job is submitted with: the adapter, its prepared settings, the dataset."""
 
     model_config = ConfigDict(extra="forbid")
-    adapter: Literal["local", "http"] = Field(title="Adapter")
+    adapter: Literal["local", "http", "python"] = Field(title="Adapter")
     config: dict[str, Any] = Field(title="Teacher settings")
     dataset_id: int = Field(title="Dataset")
 
@@ -87,7 +90,7 @@ class TeacherRunParams(BaseModel):
             raise ValueError(f"the {self.adapter} teacher's settings: {sentence(dict(exc.errors()[0]))}") from None
         return self
 
-    def teacher_config(self) -> LocalConfig | HttpConfig | FileConfig | EnsembleConfig:
+    def teacher_config(self) -> AnyConfig:
         return _CONFIG.validate_python({**self.config, "adapter": self.adapter})
 
 

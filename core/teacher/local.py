@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.domain.errors import InvalidInput
 from core.ml.build import load_classifier, load_tokenizer
+from core.ml.device import check_name, pick, to
 from core.teacher.outputs import Prediction, Progress, check_labels
 
 STILLROOM_MODEL_FILE = "student.json"  # core.ml.students.STUDENT_FILE, named here to keep torch out
@@ -50,20 +51,24 @@ class LocalAdapter:
 
     name = "local"
 
-    def __init__(self, model_dir: Path | str, *, batch_size: int = 64, max_length: int | None = None):
+    def __init__(self, model_dir: Path | str, *, batch_size: int = 64, max_length: int | None = None,
+                 device: str | None = None):
         if batch_size < 1:
             raise InvalidInput("batch_size: must be at least 1.", field="batch_size")
+        self.device_name = check_name(device)  # a GPU when one is present (core.ml.device), picked at load
         self.model_dir = Path(model_dir)
         self.labels = model_labels(self.model_dir)
         self.batch_size = batch_size
         self.max_length = max_length
         self._model = None
         self._tokenizer = None
+        self._device = None
 
     def _load(self):
         if self._model is None:
+            self._device = pick(self.device_name)
             self._tokenizer = load_tokenizer(self.model_dir)
-            self._model = load_classifier(self.model_dir).eval()
+            self._model = load_classifier(self.model_dir).eval().to(self._device)
         return self._model, self._tokenizer
 
     def _limit(self, model, tokenizer) -> int:
@@ -105,8 +110,8 @@ class LocalAdapter:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 tensors = _pad([ids[i] for i in batch], pad, has_types="token_type_ids" in encoded)
-                logits = model(**tensors).logits
-                out[batch] = torch.softmax(logits.float(), dim=-1).numpy()
+                logits = model(**to(tensors, self._device)).logits
+                out[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 if progress:
                     done = min(start + self.batch_size, len(order))
                     progress(done / len(order), f"{done:,} of {len(order):,} texts")

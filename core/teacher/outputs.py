@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from core.domain.errors import InvalidInput
+from core.domain.errors import GovernanceViolation, InvalidInput
 
 COLUMNS = ("id", "label", "confidence", "probs", "raw")
 Progress = Callable[[float, str], None]
@@ -38,6 +38,14 @@ class Adapter(Protocol):
 
     def predict(self, texts: Sequence[str], *, labels: list[str], progress: Progress | None = None
                 ) -> list[Prediction]: ...
+
+
+def require_listed(value: str, *, what: str, setting: str, allowed: Sequence[str]) -> None:
+    """GovernanceViolation unless the admin listed ``value`` in ``setting`` (an allow-list of teacher settings)."""
+    if value not in allowed:
+        raise GovernanceViolation(
+            f"{what} {value!r} is not on the admin's list ({setting}: {', '.join(allowed) or 'empty'}): use a "
+            "listed one, or ask the admin who runs the server to add it.")
 
 
 def check_labels(labels: Sequence[str], *, where: str = "labels") -> list[str]:

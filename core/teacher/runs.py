@@ -25,17 +25,18 @@ from core.domain.display import tidy
 from core.domain.errors import InvalidInput, NotFound
 from core.domain.roles import Role
 from core.domain.validation import parse
+from core.ml.device import check_name as check_device_name
 from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
 from core.store.config import get_settings
 from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
-from core.teacher import chat, ensemble, files
+from core.teacher import chat, ensemble, files, python
 from core.teacher.config import TeacherRunParams
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
 
 JOB_KIND = jobs.JobKind.TEACHER_RUN
-JOB_ADAPTERS = ("local", "http")
+JOB_ADAPTERS = ("local", "http", "python")
 SECRET_WORDS = ("api_key", "apikey", "secret", "password", "token", "authorization", "bearer")
 NOT_SECRET = {"api_key_env", "max_tokens", "top_logprobs"}
 CONFIDENCE_BINS = [i / 10 for i in range(11)]
@@ -74,10 +75,11 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
     """Validated, secret-free settings for a job of ``adapter`` on ``dataset`` (what the job and the run record)."""
     _reject_secrets(config)
     if adapter == "local":
-        extra = set(config) - {"model_dir", "batch_size", "max_length"}
+        extra = set(config) - {"model_dir", "batch_size", "max_length", "device"}
         if extra or not config.get("model_dir"):
             raise InvalidInput("the local teacher takes model_dir (a saved classifier's folder), and optionally "
-                               "batch_size and max_length.", field="model_dir")
+                               "batch_size, max_length and device.", field="model_dir")
+        check_device_name(config.get("device"))
         path = Path(config["model_dir"]).expanduser()
         model_labels(path)
         for key in ("batch_size", "max_length"):
@@ -96,8 +98,21 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
         if cfg.base_url:
             cfg.base_url = chat.check_endpoint(cfg.base_url)
         return cfg.model_dump()
-    raise InvalidInput(f"adapter {adapter!r}: a job runs local or http; import files with --adapter file and "
+    if adapter == "python":
+        return _python_config(config, dataset=dataset).model_dump(exclude={"adapter", "module_sha256"})
+    raise InvalidInput(f"adapter {adapter!r}: a job runs local, http or python; import files with --adapter file and "
                        "combine runs with `teacher combine`.", field="adapter")
+
+
+def _python_config(config: dict, *, dataset: Dataset) -> python.PythonConfig:
+    """A Python teacher's settings, its callable on the admin's list (checked by name: nothing is imported)."""
+    cfg = parse(python.PythonConfig, {**config, "adapter": "python"})
+    labels = cfg.labels or mapping_of(dataset).labels
+    if not labels:
+        raise InvalidInput(f"dataset #{dataset.id} has no label set: pass the labels the teacher chooses from "
+                           "(--labels a,b,c).", field="labels")
+    python.check_allowed(cfg.callable)
+    return cfg.model_copy(update={"labels": check_labels(labels)})
 
 
 # --------------------------------------------------------------------------- datasets and runs
@@ -198,8 +213,12 @@ def build_adapter(*, adapter: str, config: dict, project_id: int) -> tuple[Adapt
     if adapter == "local":
         path = resolve_path(config["model_dir"])
         local = LocalAdapter(path, batch_size=int(config.get("batch_size", 64)),
-                             max_length=config.get("max_length"))
+                             max_length=config.get("max_length"), device=config.get("device"))
         return local, local.labels, {**config, "model_sha256": dir_sha256(path)}
+    if adapter == "python":
+        cfg = python.PythonConfig(**config)
+        teacher = python.PythonAdapter(cfg, labels=list(cfg.labels or []))  # checks the allow-list again first
+        return teacher, teacher.labels, {**config, "module_sha256": teacher.module_sha256}
     cfg = chat.ChatConfig(**config)
     base_url = cfg.base_url or os.environ.get(cfg.base_url_env, "")
     if not base_url:

@@ -117,3 +117,33 @@ def test_teacher_outputs_made_elsewhere_are_uploaded_and_imported(demo, session)
     [run] = teacher_runs.list_runs(session, project_id=project.id)
     assert (run.adapter, run.n_rows, run.dataset_id, run.config["source"]) == ("file", 2, dataset.id, "vendor.csv")
     assert any(f"Teacher run #{run.id} imported: 2 outputs." in s.value for s in at.success)
+
+
+def test_the_python_teacher_offers_only_the_approved_functions_and_runs_one(demo, session, engine, monkeypatch):
+    import os
+    from pathlib import Path
+
+    from core.store.config import get_settings
+
+    project = routing(session)
+    make_dataset(session, actor=demo["dana"], project=project)
+    monkeypatch.setenv("STILLROOM_TEACHER_CALLABLES", "")
+    get_settings.cache_clear()
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    by_label(at.radio, "Teacher").set_value("python").run()
+    assert by_label(at.selectbox, "Function (approved by the admin)").options == [
+        "none approved: the admin sets STILLROOM_TEACHER_CALLABLES"]
+    assert by_label(at.button, "Start teacher run").disabled
+    # The job runs in its own process: it inherits the list and finds the fixture module on its path.
+    monkeypatch.setenv("STILLROOM_TEACHER_CALLABLES", "teachers_fixture:keyword_rules")
+    tests_dir = str(Path(__file__).parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    get_settings.cache_clear()
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    by_label(at.radio, "Teacher").set_value("python").run()
+    by_label(at.button, "Start teacher run").click().run()
+    assert not at.error, [e.value for e in at.error]
+    [job] = [j for j in jobs.list_jobs(session, project_id=project.id) if j.kind == "teacher-run"]
+    assert wait_for(engine, job.id).status == "done"
+    [run] = teacher_runs.list_runs(session, project_id=project.id)
+    assert (run.adapter, run.config["callable"], run.n_rows) == ("python", "teachers_fixture:keyword_rules", 30)
