@@ -50,7 +50,7 @@ st.caption("Checks every link of the hash chain; the head hashes anchored at eac
            "and every artifact file's SHA-256. It reports tail truncation, forged appends, deleted events, "
            "rewrites, and rows or files changed behind the app. The last lines say what it cannot detect.")
 expected = st.text_input("Expected head hash (optional)", placeholder="a head quoted by a decision record").strip()
-if st.button("Verify the audit chain", icon="🔎"):
+if st.button("Verify the audit chain", icon=":material/manage_search:"):
     report = verify_record(expect_head=expected or None)
     (st.success if report.ok else st.error)(report.sentence())
     for problem in report.problems[1:]:

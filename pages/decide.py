@@ -59,7 +59,7 @@ else:
 if len(ev.rounds) > 1:
     st.plotly_chart(record.rounds_figure(ev.rounds), width="stretch")
 if ev.kill:
-    st.error(f"Stillroom recommends kill: {ev.kill.reason}", icon="🛑")
+    st.error(f"Stillroom recommends kill: {ev.kill.reason}", icon=":material/dangerous:")
 
 if ev.closed_by is not None:
     st.info(f"Round {ev.closed_by.round} was decided {ev.closed_by.decision}: that decision is final, and the "
@@ -80,7 +80,7 @@ with st.form(f"decide_{ev.round}"):
     rationale = st.text_area("Rationale")
     if st.form_submit_button("Record the decision", type="primary"):
         if choice is None:
-            st.error("Choose a decision first: " + ", ".join(choices) + ".", icon="⛔")
+            st.error("Choose a decision first: " + ", ".join(choices) + ".", icon=":material/block:")
             st.stop()
         with db() as session:
             act(lambda: decision.decide(session, actor=require_user(session), project=project, decision=choice,

@@ -36,7 +36,7 @@ with db() as session:
 st.caption(f"Project: {esc(project.name)}. Students learn the teacher's distribution (soft labels) and the "
            "reference where there is one; the holdout is never trained on.")
 if locked is None:
-    st.warning("The gate is not locked: training is refused until the sponsor locks it.", icon="🔒")
+    st.warning("The gate is not locked: training is refused until the sponsor locks it.", icon=":material/lock:")
 else:
     st.caption(f"Training runs under gate v{locked.version} ({locked.content_hash[:12]}…).")
 if not is_driver:
@@ -161,7 +161,7 @@ else:
     st.plotly_chart(fig, width="stretch")
 run = by_id[pick]
 for missing in runs.never_predicted(run):
-    st.warning(missing.sentence(run.id), icon="⚠️")
+    st.warning(missing.sentence(run.id), icon=":material/warning:")
 if run.status == "failed":
     st.error(f"Run #{run.id} failed after {run.epochs_done} epochs; it can resume from its last checkpoint.")
     if st.button("Resume from the last checkpoint", disabled=not is_driver):
