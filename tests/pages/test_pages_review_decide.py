@@ -83,9 +83,14 @@ def test_ship_after_a_passing_evaluation_is_approved(demo, session, gated, passi
 
 def test_the_record_page_offers_markdown_and_html_with_the_chain_head(demo, gated, failing_eval):
     at = app_as(demo["sam"], page="pages/record.py", project_id=gated.id)
-    preview = at.code[0].value
+    assert not at.code  # the preview is rendered, not shown as Markdown source cut at the box's edge
+    [preview] = [m.value for m in at.markdown if m.value.startswith("# Decision record")]
     assert "head" in preview.lower() and gated.name in preview
     assert len(at.get("download_button")) == 2
+    # The evaluation's gate reads as the gate's label, never as its row id (the demo's gates come first).
+    assert failing_eval.gate_version_id != 1 and "gate version id" not in preview
+    row = next(line for line in preview.splitlines() if line.startswith(f"| {failing_eval.id} | 1 |"))
+    assert "| v1 |" in row
 
 
 def test_the_operator_reaches_the_review_page_and_proposes_the_threshold(demo, session, gated, failing_eval):
