@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.access.session import verify_record
 from core.access.visibility import audit_scopes, visible_events
+from core.domain.display import readable
 from pages._show import esc, table
 from pages._ui import db, require_user, visible_projects
 
@@ -41,7 +42,7 @@ if events and page == 1:
                 f"(event #{last.id}, hash `{last.hash[:16]}`)")
 table(pd.DataFrame([{
     "#": e.id, "When (UTC)": e.ts[:19].replace("T", " "), "Who": e.actor, "Action": e.action,
-    "Entity": f"{e.entity} {e.entity_id}", "Details": e.details, "Hash": e.hash[:16],
+    "Entity": f"{e.entity} {e.entity_id}", "Details": readable(e.details), "Hash": e.hash[:16],
 } for e in events]), hide_index=True, width="stretch")
 
 st.subheader("Verify the audit record")

@@ -34,7 +34,7 @@ tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter erro
 
 with tab_run:
     # While a live teacher run is queued or running, starting another is not offered (importing outputs is).
-    running = [job.id for job in open_jobs if job.kind == runs.JOB_KIND]
+    running = [job.id for job in open_jobs if job.kind == runs.JOB_KIND and job.status in ("queued", "running")]
     can_start = is_driver and not running
     if running:
         st.info(f"The teacher is running (job #{running[0]}, progress above): start another live run when it ends.")

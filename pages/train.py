@@ -155,9 +155,12 @@ else:
     fig.add_trace(go.Scatter(x=val["step"], y=val["val_loss"], mode="lines+markers", name="validation loss"))
     fig.add_trace(go.Scatter(x=val["step"], y=val["val_agreement"], mode="lines+markers", yaxis="y2",
                              name="validation agreement with the teacher"))
-    fig.update_layout(title=f"Run #{pick}", height=360, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
-                      yaxis_title="loss", yaxis2=dict(title="agreement", overlaying="y", side="right",
-                                                      range=[0, 1]))
+    # Agreement is a share: a fixed 0-100 % axis in steps of 20 %, padded so a line at 100 % is not drawn on
+    # the plot's edge, and a right margin wide enough for its title.
+    fig.update_layout(title=f"Run #{pick}", height=360, margin=dict(l=10, r=70, t=40, b=10), xaxis_title="step",
+                      yaxis_title="loss", yaxis2=dict(
+                          title=dict(text="agreement", standoff=10), overlaying="y", side="right",
+                          range=[0, 1.02], tick0=0, dtick=0.2, tickformat=".0%", automargin=True))
     st.plotly_chart(fig, width="stretch")
 run = by_id[pick]
 for missing in runs.never_predicted(run):

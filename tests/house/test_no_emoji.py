@@ -38,7 +38,8 @@ def test_no_string_shown_to_people_holds_an_emoji() -> None:
 
 
 def test_the_scan_names_file_and_line_of_each_emoji() -> None:
-    source = 'x = 1  # \u2705 in a comment is not shown\nst.success("done", icon="\u2705")\ny = f"""a\n\u26a0\ufe0f b"""\nz = "plain \u2192 arrow"\n'
+    source = ('x = 1  # \u2705 in a comment is not shown\nst.success("done", icon="\u2705")\n'
+              'y = f"""a\n\u26a0\ufe0f b"""\nz = "plain \u2192 arrow"\n')
     assert emoji_in(source, "pages/x.py") == ['pages/x.py:2: st.success("done", icon="\u2705")',
                                               'pages/x.py:4: \u26a0\ufe0f b"""']
 

@@ -67,6 +67,10 @@ def test_iterate_records_a_data_request_for_the_failing_slice(demo, session, gat
     [d] = rounds.decisions(session, project_id=gated.id)
     assert d.decision == "iterate" and "threat" in json.dumps(d.data_request)
     assert any("Round 1: iterate recorded." in s.value for s in at.success)
+    # The request reads as a table on the page, not as JSON folded to `{...}`.
+    assert not at.json
+    requested = frame_with(at, "More examples")
+    assert any(s.startswith("category=threat") for s in requested["Slice"]), requested
 
 
 def test_ship_after_a_passing_evaluation_is_approved(demo, session, gated, passing_eval):
