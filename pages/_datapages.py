@@ -30,7 +30,7 @@ def data_page(title: str) -> tuple[Project, bool, list]:
     for r in redistill_requests[-3:]:
         wanted = redistill.wanted(r)
         st.warning(f"Re-distillation request #{r.id} from the operator ({r.created_at:%Y-%m-%d}): {esc(r.reason)}"
-                   + (f" Collect: {esc(wanted)}." if wanted else ""), icon="🔁")
+                   + (f" Collect: {esc(wanted)}." if wanted else ""), icon=":material/replay:")
     return project, is_driver, all_sets
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.domain.criteria import Criterion
-from core.domain.display import tidy
+from core.domain.display import numeric, tidy
 from core.domain.textsafe import safe_frame
 
 # Markdown's active characters; user text is shown escaped so a name like
@@ -27,8 +27,12 @@ def esc(text: object) -> str:
 def table(data: pd.DataFrame | list[dict], *, where: Any = st, **kwargs: Any) -> None:
     """``st.dataframe`` (in ``where``: the page or one of its columns) given formula-safe text: its toolbar's
     CSV download is an export like any other, so a cell a spreadsheet would run carries a leading quote on
-    screen and in the file."""
-    where.dataframe(safe_frame(pd.DataFrame(data)), **kwargs)
+    screen and in the file. A column configured as a number (or progress bar) is given as floats, its gaps
+    empty, never as text, which the grid would mark in red as an invalid value."""
+    config = kwargs.get("column_config") or {}
+    numbers = [name for name, c in config.items()
+               if isinstance(c, dict) and (c.get("type_config") or {}).get("type") in ("number", "progress")]
+    where.dataframe(safe_frame(numeric(pd.DataFrame(data), numbers)), **kwargs)
 
 
 def chart(fig: Any, *, where: Any = st, **layout: Any) -> None:

@@ -170,7 +170,7 @@ def act(fn: Callable[[], T], success: str | Callable[[T], str] | None = None, *,
     try:
         result = fn()
     except StillroomError as exc:
-        st.error(str(exc), icon="⛔")
+        st.error(str(exc), icon=":material/error:")
         return None
     message = (success(result) if callable(success) else success) if success else None
     if rerun:
@@ -178,7 +178,7 @@ def act(fn: Callable[[], T], success: str | Callable[[T], str] | None = None, *,
             st.session_state["flash"] = message
         st.rerun()
     if message:
-        st.success(message, icon="✅")
+        st.success(message, icon=":material/check_circle:")
     return result
 
 
@@ -186,7 +186,7 @@ def show_flash() -> None:
     """The success line of the action that caused this rerun, shown once."""
     message = st.session_state.pop("flash", None)
     if message:
-        st.success(message, icon="✅")
+        st.success(message, icon=":material/check_circle:")
 
 
 def link_params(*, project_id: int, evaluation_id: int | None = None) -> dict[str, str]:
@@ -246,7 +246,7 @@ def job_panel(job_id: int, *, label: str = "") -> str:
         title = f"{label or job.kind} · job #{job.id} · {job.status} · {app_db.job_timing(job)}"
         st.progress(job.progress, text=f"{title}: {job.message}" if job.message else title)
         if job.status == "failed":
-            st.error(job.error or "The job failed without a message.", icon="⛔")
+            st.error(job.error or "The job failed without a message.", icon=":material/error:")
 
     job = _read()
     if job.status not in ("queued", "running"):

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.access.session import verify_record
 from core.access.visibility import audit_scopes, visible_events
+from core.domain.display import readable
 from pages._show import esc, table
 from pages._ui import db, require_user, visible_projects
 
@@ -41,7 +42,7 @@ if events and page == 1:
                 f"(event #{last.id}, hash `{last.hash[:16]}`)")
 table(pd.DataFrame([{
     "#": e.id, "When (UTC)": e.ts[:19].replace("T", " "), "Who": e.actor, "Action": e.action,
-    "Entity": f"{e.entity} {e.entity_id}", "Details": e.details, "Hash": e.hash[:16],
+    "Entity": f"{e.entity} {e.entity_id}", "Details": readable(e.details), "Hash": e.hash[:16],
 } for e in events]), hide_index=True, width="stretch")
 
 st.subheader("Verify the audit record")
@@ -50,7 +51,7 @@ st.caption("Checks every link of the hash chain; the head hashes anchored at eac
            "and every artifact file's SHA-256. It reports tail truncation, forged appends, deleted events, "
            "rewrites, and rows or files changed behind the app. The last lines say what it cannot detect.")
 expected = st.text_input("Expected head hash (optional)", placeholder="a head quoted by a decision record").strip()
-if st.button("Verify the audit chain", icon="🔎"):
+if st.button("Verify the audit chain", icon=":material/manage_search:"):
     report = verify_record(expect_head=expected or None)
     (st.success if report.ok else st.error)(report.sentence())
     for problem in report.problems[1:]:

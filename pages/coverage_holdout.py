@@ -36,7 +36,7 @@ with tab_cov:
                 st.markdown("**Slices the locked gate names** (rows outside the holdout against the minimum)")
                 table(pd.DataFrame([{"Slice": f"{f.column}={f.value}", "Rows": f.count,
                                      "In holdout": f.in_holdout, "Minimum": f.min_n,
-                                     "OK": "✅" if f.ok else f"short by {f.short_by:,}"}
+                                     "OK": "yes" if f.ok else f"short by {f.short_by:,}"}
                                     for f in report.floors]), hide_index=True, width="stretch")
             for sentence in report.missing:
                 st.warning(sentence)
@@ -70,7 +70,7 @@ with tab_hold:
                    f"{', '.join(fixed.stratify_by) or 'nothing'}, seed {fixed.seed}, fingerprint "
                    f"`{short_hash(fixed.fingerprint)}`. It never changes (a later version only adds unseen rows); "
                    "training refuses rows that overlap it.",
-                   icon="🔒")
+                   icon=":material/lock:")
         with db() as session:
             later = holdout.versions(session, project_id=project.id)[1:]
         for v in later:

@@ -7,6 +7,7 @@ import streamlit as st
 from core.access.projects import roles_of
 from core.decision import decision, record
 from core.domain.display import tidy
+from core.domain.requests import read_data_request
 from core.domain.roles import Role
 from core.evaluation import rounds
 from pages._show import criteria_table, esc, short_hash, table
@@ -30,8 +31,14 @@ for d in past:
     st.markdown(f"- Round {d.round}: **{d.decision}** by the sponsor on {d.created_at:%Y-%m-%d}"
                 + (f" (evaluation `{short_hash(d.evaluation_hash)}`)" if d.evaluation_hash else "")
                 + f": {esc(d.rationale)}")
-    if d.data_request:
-        st.json(d.data_request, expanded=False)
+    request = read_data_request(d.data_request, decision_id=d.id)
+    if request is not None:  # what the round asked the driver for, open on the page rather than folded JSON
+        if request.slices:
+            table(tidy([{"Slice": f"{w.column}={w.value}", "Status": w.status, "n": w.n,
+                         "More examples": w.more_examples, "For": w.for_, "Why": w.why} for w in request.slices]),
+                  hide_index=True, width="stretch")
+        if request.failing_criteria:
+            st.caption("Failing criteria: " + esc(", ".join(request.failing_criteria)) + ".")
 
 if ev.evaluation is None:
     st.info(f"No evaluation in round {ev.round} yet: the driver evaluates a student on the holdout, then a "
@@ -59,7 +66,7 @@ else:
 if len(ev.rounds) > 1:
     st.plotly_chart(record.rounds_figure(ev.rounds), width="stretch")
 if ev.kill:
-    st.error(f"Stillroom recommends kill: {ev.kill.reason}", icon="🛑")
+    st.error(f"Stillroom recommends kill: {ev.kill.reason}", icon=":material/dangerous:")
 
 if ev.closed_by is not None:
     st.info(f"Round {ev.closed_by.round} was decided {ev.closed_by.decision}: that decision is final, and the "
@@ -80,7 +87,7 @@ with st.form(f"decide_{ev.round}"):
     rationale = st.text_area("Rationale")
     if st.form_submit_button("Record the decision", type="primary"):
         if choice is None:
-            st.error("Choose a decision first: " + ", ".join(choices) + ".", icon="⛔")
+            st.error("Choose a decision first: " + ", ".join(choices) + ".", icon=":material/block:")
             st.stop()
         with db() as session:
             act(lambda: decision.decide(session, actor=require_user(session), project=project, decision=choice,

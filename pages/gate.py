@@ -62,7 +62,7 @@ else:
         f"Gate v{current.version} locked {current.locked_at:%Y-%m-%d %H:%M} UTC · "
         f"hash `{short_hash(current.content_hash)}` · "
         + ("content hash verifies" if ok else "CONTENT HASH DOES NOT VERIFY: the row was changed outside Stillroom"),
-        icon="🔒" if ok else "⚠️")
+        icon=":material/lock:" if ok else ":material/warning:")
     if current.reason:
         st.markdown(f"Reason for this version: {esc(current.reason)}")
     _render_spec(gate.spec_of(current))

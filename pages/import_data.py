@@ -77,7 +77,7 @@ with tab_sets:
         threshold = st.slider("Near-duplicate similarity", dedup.MIN_THRESHOLD, dedup.MAX_THRESHOLD,
                               DEFAULT_THRESHOLD, 0.05, help="Share of shared words above which two texts count "
                               "as near duplicates.")
-        if st.button("Find duplicates", icon="🔍"):
+        if st.button("Find duplicates", icon=":material/search:"):
             with db() as session:
                 st.session_state["dedup_preview"] = (pick, threshold, act(
                     lambda: dedup.preview_dedup(session, project=project, dataset_id=pick, threshold=threshold)))

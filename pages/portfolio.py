@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -47,12 +49,16 @@ standing = pd.DataFrame([{
     "Payback (months)": r.payback_months,
     "Gate": f"v{r.gate_version} · {r.gate_hash[:12]}" if r.gate_version else "",
 } for r in rows])
+# Role columns are often empty, and a column sized to empty cells cuts its own name ("Operato").
+roles = {role.value.capitalize(): st.column_config.TextColumn(width="medium") for role in Role}
 table(standing, hide_index=True, width="stretch",
-      column_config={"Payback (months)": st.column_config.NumberColumn(format="%.1f")})
+      column_config={"Payback (months)": st.column_config.NumberColumn(format="%.1f"), **roles})
 
 counts = [sum(1 for r in rows if r.stage == i) for i in range(1, len(STAGES) + 1)]
 fig = go.Figure(go.Bar(x=counts, y=[f"{i}. {s}" for i, s in enumerate(STAGES, start=1)], orientation="h",
                        marker_color="#4c78a8", text=counts, textposition="auto"))
 fig.update_layout(title="Projects per step", height=260, margin=dict(l=10, r=10, t=40, b=10),
-                  yaxis=dict(autorange="reversed"), xaxis_title="projects")
+                  yaxis=dict(autorange="reversed"),
+                  # Whole projects: integer ticks, never steps of 0.2.
+                  xaxis=dict(title="projects", tickformat="d", dtick=max(1, math.ceil(max(counts) / 8))))
 st.plotly_chart(fig, width="stretch")

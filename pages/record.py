@@ -29,4 +29,6 @@ if markdown is not None and html is not None:
     c2.download_button("Download HTML (self-contained)", html, file_name=f"{slug}-decision-record.html",
                        mime="text/html")
     with st.expander("Preview", expanded=True):
-        st.code(markdown, language="markdown")
+        # Rendered, not shown as source: the record escapes every piece of user text itself, so a name that
+        # looks like markup still reads as typed.
+        st.markdown(markdown)

@@ -33,6 +33,11 @@ run_names = {r.id: f"run #{r.id} · {r.adapter} · dataset #{r.dataset_id} · {r
 tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter errors"], key="teacher_tab")
 
 with tab_run:
+    # While a live teacher run is queued or running, starting another is not offered (importing outputs is).
+    running = [job.id for job in open_jobs if job.kind == runs.JOB_KIND and job.status in ("queued", "running")]
+    can_start = is_driver and not running
+    if running:
+        st.info(f"The teacher is running (job #{running[0]}, progress above): start another live run when it ends.")
     if not prompt_sets:
         st.info("Import inputs on the Import data page first.")
     else:
@@ -47,7 +52,7 @@ with tab_run:
                 model_dir = st.text_input("Model directory (a saved transformers classifier)",
                                           value=runs.offered_model_dir())
                 batch = st.number_input("Batch size", min_value=1, max_value=1024, value=64)
-                if st.form_submit_button("Start teacher run", type="primary", disabled=not is_driver):
+                if st.form_submit_button("Start teacher run", type="primary", disabled=not can_start):
                     with db() as session:
                         job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
                                                          dataset_id=ds_id, adapter="local",
@@ -93,7 +98,7 @@ with tab_run:
                 concurrency = st.slider("Concurrent requests", 1, 32, 4)
                 b1, b2 = st.columns(2)
                 estimate = b1.form_submit_button("Estimate cost (dry run)")
-                start = b2.form_submit_button("Start teacher run", type="primary", disabled=not is_driver)
+                start = b2.form_submit_button("Start teacher run", type="primary", disabled=not can_start)
             config = {"base_url": base_url or None, "model": model, "api_key_env": key_env,
                       "labels": comma_list(labels) or None,
                       "max_cost": max_cost, "price_in_per_1k": price_in, "price_out_per_1k": price_out,

@@ -36,7 +36,7 @@ with db() as session:
 st.caption(f"Project: {esc(project.name)}. Students learn the teacher's distribution (soft labels) and the "
            "reference where there is one; the holdout is never trained on.")
 if locked is None:
-    st.warning("The gate is not locked: training is refused until the sponsor locks it.", icon="🔒")
+    st.warning("The gate is not locked: training is refused until the sponsor locks it.", icon=":material/lock:")
 else:
     st.caption(f"Training runs under gate v{locked.version} ({locked.content_hash[:12]}…).")
 if not is_driver:
@@ -155,13 +155,16 @@ else:
     fig.add_trace(go.Scatter(x=val["step"], y=val["val_loss"], mode="lines+markers", name="validation loss"))
     fig.add_trace(go.Scatter(x=val["step"], y=val["val_agreement"], mode="lines+markers", yaxis="y2",
                              name="validation agreement with the teacher"))
-    fig.update_layout(title=f"Run #{pick}", height=360, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
-                      yaxis_title="loss", yaxis2=dict(title="agreement", overlaying="y", side="right",
-                                                      range=[0, 1]))
+    # Agreement is a share: a fixed 0-100 % axis in steps of 20 %, padded so a line at 100 % is not drawn on
+    # the plot's edge, and a right margin wide enough for its title.
+    fig.update_layout(title=f"Run #{pick}", height=360, margin=dict(l=10, r=70, t=40, b=10), xaxis_title="step",
+                      yaxis_title="loss", yaxis2=dict(
+                          title=dict(text="agreement", standoff=10), overlaying="y", side="right",
+                          range=[0, 1.02], tick0=0, dtick=0.2, tickformat=".0%", automargin=True))
     st.plotly_chart(fig, width="stretch")
 run = by_id[pick]
 for missing in runs.never_predicted(run):
-    st.warning(missing.sentence(run.id), icon="⚠️")
+    st.warning(missing.sentence(run.id), icon=":material/warning:")
 if run.status == "failed":
     st.error(f"Run #{run.id} failed after {run.epochs_done} epochs; it can resume from its last checkpoint.")
     if st.button("Resume from the last checkpoint", disabled=not is_driver):

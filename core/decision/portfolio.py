@@ -15,13 +15,16 @@ from sqlmodel import Session, col, select
 
 from core.access.projects import projects_for, roster
 from core.domain.roles import Role
+from core.domain.rollout_state import SHADOW
 from core.store import vouched
+from core.store.jobs import JobKind
 from core.store.models import (
     Dataset,
     Decision,
     Evaluation,
     GateVersion,
     Holdout,
+    Job,
     Project,
     Qualification,
     RedistillRequest,
@@ -32,6 +35,9 @@ from core.store.models import (
     TrainingRun,
     User,
 )
+
+# Jobs that run the teacher (the demo's background teacher is one too).
+TEACHER_JOBS = (JobKind.TEACHER_RUN.value, JobKind.DEMO_TEACHER.value)
 
 STAGES = (
     "Qualify the trigger",
@@ -91,6 +97,7 @@ class DataState:
     round: int = 1  # the open round
     redistill_id: int | None = None  # an operator's re-distillation request no import has answered yet
     rollout_stage: str = "off"
+    teacher_running: bool = False  # a teacher-run job is queued or running: the teacher is not to be run again
     moved_at: datetime | None = None  # the newest of the rows above: when the project last moved
 
 
@@ -124,6 +131,9 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
     redistill = _latest_by_id(session, RedistillRequest, project_ids)
     rollouts = vouched.last_per_project(session, RolloutEvent, project_ids, order_by=col(RolloutEvent.id))
     newest = [_newest(session, m, project_ids) for m in (Dataset, Holdout, TeacherRun, TrainingRun)]
+    teaching = set(session.exec(select(Job.project_id).where(
+        col(Job.project_id).in_(project_ids), col(Job.kind).in_(TEACHER_JOBS),
+        col(Job.status).in_(("queued", "running")))).all())
     signed: dict[int, int] = {}
     signed_at: dict[int, datetime] = {}
     if evals:  # only sign-offs the audit chain vouches for count
@@ -145,9 +155,14 @@ def _data_states(session: Session, project_ids: list[int]) -> dict[int, DataStat
         out[pid] = DataState(sets.get(pid, 0), bool(holdouts.get(pid)), runs.get(pid, 0), students.get(pid, 0),
                              e.id if e else None, e.passed if e else None, signed.get(e.id, 0) if e else 0,
                              d.decision if d else None, open_round, r.id if r and not answered else None,
-                             rollouts[pid].stage if pid in rollouts else "off",
+                             rollouts[pid].stage if pid in rollouts else "off", pid in teaching,
                              max((t for t in times if t is not None), default=None))
     return out
+
+
+def _rollout_words(stage: str) -> str:
+    """"off", "in shadow", or "at 5 %": a stage as a person reads it."""
+    return f"at {stage} %" if stage.isdigit() else "in shadow" if stage == SHADOW else stage
 
 
 def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataState()) -> tuple[int, str]:
@@ -161,7 +176,7 @@ def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataSt
     if d.decision in ("ship", "kill"):
         shipped = f"{'Shipped' if d.decision == 'ship' else 'Killed'} in round {d.round}"
         if d.decision == "ship":
-            shipped += f"; rollout {'off' if d.rollout_stage == 'off' else 'at ' + d.rollout_stage}"
+            shipped += f"; rollout {_rollout_words(d.rollout_stage)}"
         if d.redistill_id:
             return 5, f"{shipped}; re-distillation requested (#{d.redistill_id})"
         return 5, shipped
@@ -176,7 +191,8 @@ def _stage(q: Qualification | None, g: GateVersion | None, d: DataState = DataSt
     if not d.holdout:
         return 3, f"{gate_part}; {round_part}data imported, holdout not fixed"
     if not d.teacher_runs:
-        return 3, f"{gate_part}; {round_part}holdout fixed, no teacher outputs yet"
+        teacher = "the teacher is running" if d.teacher_running else "no teacher outputs yet"
+        return 3, f"{gate_part}; {round_part}holdout fixed, {teacher}"
     return 4, f"{gate_part}; {round_part}teacher outputs ready; {d.students} student(s) trained"
 
 
@@ -191,9 +207,12 @@ def _waiting(stage: int, mine: set[str], roles: dict[str, list[str]], is_admin: 
     if stage == 2 and Role.SPONSOR in mine:
         todo.append(("Lock the success gate", "gate", None))
     if stage == 3 and Role.DRIVER in mine:
-        todo.append(("Import production inputs", "import_data", None) if not d.datasets else
-                    ("Fix the holdout", "coverage_holdout", None) if not d.holdout else
-                    ("Run the teacher", "teacher", None))
+        if not d.datasets:
+            todo.append(("Import production inputs", "import_data", None))
+        elif not d.holdout:
+            todo.append(("Fix the holdout", "coverage_holdout", None))
+        elif not d.teacher_running:  # a run under way is not work waiting on the driver
+            todo.append(("Run the teacher", "teacher", None))
     if stage == 4 and Role.DRIVER in mine and d.evaluation_id is None:
         todo.append(("Evaluate a student", "evaluate", None) if d.students else ("Train a student", "train", None))
     if stage == 4 and Role.VALIDATOR in mine and d.evaluation_id is not None:

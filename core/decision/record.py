@@ -122,12 +122,17 @@ def _data(session: Session, project: Project) -> Section:
     return s
 
 
+def _gate_labels(session: Session, project: Project) -> dict[int | None, str]:
+    """Each gate version's row id to the label people know it by ("v1"), as the gate section shows it."""
+    return {g.id: f"v{g.version}" for g in gate.history(session, project_id=project.id)}
+
+
 def _training(session: Session, project: Project) -> Section:
-    runs = _rows(session, TrainingRun, project.id)
+    runs, labels = _rows(session, TrainingRun, project.id), _gate_labels(session, project)
     return Section("Training runs", tables=[Table(
-        ["run", "family", "size", "status", "epochs", "best val loss", "val agreement", "gate version id"],
+        ["run", "family", "size", "status", "epochs", "best val loss", "val agreement", "gate version"],
         [[r.id, r.family, r.size, r.status, r.epochs_done, r.best_val_loss, r.metrics.get("val_agreement"),
-          r.gate_version_id] for r in runs])])
+          labels.get(r.gate_version_id)] for r in runs])])
 
 
 def _report_intact(evaluation: Evaluation, art: Artifact | None) -> bool:
@@ -139,9 +144,10 @@ def _evaluations(session: Session, project: Project, evs: list[Evaluation]) -> S
     s = Section("Evaluations")
     named = {d.evaluation_id: f"{d.decision} (decision #{d.id})"
              for d in rounds.decisions(session, project_id=project.id) if d.evaluation_id is not None}
-    s.tables.append(Table(["evaluation", "round", "source", "gate version id", "report hash", "report intact",
+    labels = _gate_labels(session, project)
+    s.tables.append(Table(["evaluation", "round", "source", "gate version", "report hash", "report intact",
                            "passed", "decided"],
-                          [[e.id, e.round, e.source, e.gate_version_id, e.report_hash,
+                          [[e.id, e.round, e.source, labels.get(e.gate_version_id), e.report_hash,
                             _report_intact(e, session.get(Artifact, e.report_artifact_id)), e.passed,
                             named.get(e.id)]
                            for e in evs]))

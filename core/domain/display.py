@@ -6,6 +6,7 @@ the digits a person can use, so 0.30000000000000004 reads 0.3.
 
 from __future__ import annotations
 
+import json
 import math
 from numbers import Integral, Real
 from typing import Any
@@ -56,6 +57,40 @@ def tidy(data: pd.DataFrame | list[dict[str, Any]], *, digits: int = 3) -> pd.Da
         elif gaps.any() or s.dtype == object:
             df[col] = s.map(lambda v: number(v, digits=digits)).astype(str)
     return df
+
+
+def numeric(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``df`` with ``columns`` as floats, every gap (a dash, None, text) a NaN: what a number column of a table
+    needs, since a number column given text marks each such cell as an invalid value."""
+    out = df.copy()
+    for name in columns:
+        if name in out.columns:
+            text = out[name].map(lambda v: v.replace(",", "") if isinstance(v, str) else v)
+            out[name] = pd.to_numeric(text, errors="coerce").astype(float)
+    return out
+
+
+def readable(value: object, *, digits: int = 3) -> str:
+    """A JSON-like value (a dict, a list, or their JSON text) as "key: value" text a person reads, numbers
+    rounded: {"n": 3, "share": 0.30000000000000004} reads "n: 3; share: 0.3"."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_part(v, digits)}" for k, v in value.items())
+    return _part(value, digits)
+
+
+def _part(value: object, digits: int) -> str:
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k}: {_part(v, digits)}" for k, v in value.items()) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(_part(v, digits) for v in value) + "]"
+    if isinstance(value, str):
+        return value
+    return number(value, digits=digits)
 
 
 # Bucket widths a time axis may use, narrowest first (pandas offset aliases).

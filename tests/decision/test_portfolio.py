@@ -1,5 +1,7 @@
 """The portfolio: stage in the cadence, roles, and what waits on whom."""
 
+import json
+
 from conftest import good_qualification
 from core.access import projects
 from core.decision import portfolio
@@ -91,4 +93,43 @@ def test_a_shipped_project_waits_on_its_operator_to_start_the_rollout(session, d
     assert "Shipped in round 1; rollout off" in row.status
     rollout.start(session, actor=demo["oscar"], project=gated, reason="go")
     row = _row(session, demo["oscar"], gated.name)
-    assert row.waiting_on_you == [] and "rollout at shadow" in row.status
+    assert row.waiting_on_you == [] and "rollout in shadow" in row.status
+
+
+def test_a_rollout_stage_reads_as_a_percentage(session, demo, gated):
+    from monitor_helpers import ship, traffic, write_log
+
+    from core.rollout import rollout
+
+    ship(session, demo, gated)
+    rollout.start(session, actor=demo["oscar"], project=gated, reason="go")
+    write_log(gated.id, traffic(240, stage="shadow"))
+    rollout.advance(session, actor=demo["oscar"], project=gated, reason="shadow looks good")
+    status = _row(session, demo["oscar"], gated.name).status
+    assert status.endswith("rollout at 5 %"), status
+
+
+def test_the_teacher_is_not_asked_for_while_its_job_is_queued_or_running(session, demo, tmp_path):
+    from data_helpers import import_rows, routing, ticket_rows
+
+    from core.data import holdout
+    from core.teacher import runs
+
+    dana = demo["dana"]
+    project = routing(session)
+    ds = import_rows(session, dana, ticket_rows(100))
+    holdout.fix_holdout(session, actor=dana, project=project, dataset_id=ds.id, fraction=0.2)
+    labels = sorted({r["label"] for r in ticket_rows(100)})  # a queued job needs a model folder, not a model
+    (tmp_path / "config.json").write_text(json.dumps({"id2label": dict(enumerate(labels))}), encoding="utf-8")
+    job = runs.start_run(session, actor=dana, project=project, dataset_id=ds.id, adapter="local",
+                         config={"model_dir": str(tmp_path), "batch_size": 16})
+    row = _row(session, dana, project.name)
+    assert row.waiting_on_you == [] and "the teacher is running" in row.status
+    job.status = "running"
+    session.add(job)
+    session.commit()
+    assert _row(session, dana, project.name).waiting_on_you == []
+    job.status = "failed"  # a failed run waits on the driver again
+    session.add(job)
+    session.commit()
+    assert _row(session, dana, project.name).waiting_on_you == ["Run the teacher"]

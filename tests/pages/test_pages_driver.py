@@ -96,6 +96,38 @@ def test_training_starts_as_a_job_and_the_page_shows_the_run_and_its_loss_curve(
     assert [t["name"] for t in curve["data"]] == ["training loss", "validation loss",
                                                    "validation agreement with the teacher"]
     assert len(curve["data"][0]["x"]) >= 2
+    # Agreement on a fixed percent axis every 20 %, padded above 100 %, with room on the right for its title.
+    agreement = curve["layout"]["yaxis2"]
+    assert (agreement["range"], agreement["tick0"], agreement["dtick"], agreement["tickformat"]) == (
+        [0, 1.02], 0, 0.2, ".0%")
+    assert agreement["title"]["standoff"] > 0 and curve["layout"]["margin"]["r"] >= 60
+
+
+def test_a_queued_run_shows_empty_numbers_not_invalid_values(demo, session, prepared):
+    project, _, run = prepared
+    runs.start_training(session, actor=demo["dana"], project=project, teacher_run_id=run.id, filter_id=None,
+                        config=dict(FAST))  # queued, never run: no figures yet
+    table = frame_with(app_as(demo["dana"], page="pages/train.py", project_id=project.id), "Family")
+    assert table["Status"].tolist() == ["queued"]
+    for column in ("Agreement with teacher (val)", "Accuracy (val)", "ms/example (batched)", "p95 ms (single)"):
+        # A number column given text ("—") marks the cell as an invalid value: it gets an empty float instead.
+        assert table[column].dtype == "float64" and table[column].isna().all(), column
+
+
+def test_no_second_live_teacher_run_is_offered_while_one_is_queued(demo, session, tmp_path):
+    project = routing(session)
+    dataset = make_dataset(session, actor=demo["dana"], project=project)
+    model_dir = save_tiny_classifier(tmp_path / "teacher")
+    job = teacher_runs.start_run(session, actor=demo["dana"], project=project, dataset_id=dataset.id,
+                                 adapter="local", config={"model_dir": str(model_dir), "batch_size": 16})
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    assert by_label(at.button, "Start teacher run").disabled
+    assert any(f"The teacher is running (job #{job.id}" in i.value for i in at.info)
+    job.status = "failed"
+    session.add(job)
+    session.commit()
+    at = app_as(demo["dana"], page="pages/teacher.py", project_id=project.id)
+    assert not by_label(at.button, "Start teacher run").disabled
 
 
 def test_the_train_page_refuses_before_the_gate_is_locked(demo, session):

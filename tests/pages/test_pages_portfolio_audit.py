@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pages_helpers import app_as, by_label, page_links, texts
 from sqlmodel import select
@@ -55,6 +56,17 @@ def test_audit_page_lists_the_projects_events_and_verifies_the_chain(demo, sessi
     assert {"gate.lock", "qualification.record", "role.assign"} <= set(events["Action"])
     by_label(at.button, "Verify the audit chain").click().run()
     assert at.success[0].value.startswith("Audit chain intact:")
+
+
+def test_audit_details_read_as_key_value_text_with_rounded_numbers(demo, session):
+    routing = projects.get_project(session, "Support ticket routing")
+    at = app_as(demo["sam"], page="pages/audit.py", project_id=routing.id)
+    events = at.dataframe[0].value
+    details = events["Details"].tolist()
+    assert not [d for d in details if d.startswith("{") or '"' in d]  # no raw JSON
+    assert not [d for d in details if re.search(r"\d\.\d{4,}", d)]  # no float noise: at most 3 decimals
+    qualified = events.loc[events["Action"] == "qualification.record", "Details"].iloc[0]
+    assert re.search(r"(^|; )verdict: proceed(;|$)", qualified), qualified
 
 
 def test_audit_page_reports_a_row_edited_outside_the_app(demo, engine, session):

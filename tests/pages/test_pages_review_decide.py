@@ -66,6 +66,10 @@ def test_iterate_records_a_data_request_for_the_failing_slice(demo, session, gat
     [d] = rounds.decisions(session, project_id=gated.id)
     assert d.decision == "iterate" and "threat" in json.dumps(d.data_request)
     assert any("Round 1: iterate recorded." in s.value for s in at.success)
+    # The request reads as a table on the page, not as JSON folded to `{...}`.
+    assert not at.json
+    requested = frame_with(at, "More examples")
+    assert any(s.startswith("category=threat") for s in requested["Slice"]), requested
 
 
 def test_ship_after_a_passing_evaluation_is_approved(demo, session, gated, passing_eval):
@@ -82,9 +86,14 @@ def test_ship_after_a_passing_evaluation_is_approved(demo, session, gated, passi
 
 def test_the_record_page_offers_markdown_and_html_with_the_chain_head(demo, gated, failing_eval):
     at = app_as(demo["sam"], page="pages/record.py", project_id=gated.id)
-    preview = at.code[0].value
+    assert not at.code  # the preview is rendered, not shown as Markdown source cut at the box's edge
+    [preview] = [m.value for m in at.markdown if m.value.startswith("# Decision record")]
     assert "head" in preview.lower() and gated.name in preview
     assert len(at.get("download_button")) == 2
+    # The evaluation's gate reads as the gate's label, never as its row id (the demo's gates come first).
+    assert failing_eval.gate_version_id != 1 and "gate version id" not in preview
+    row = next(line for line in preview.splitlines() if line.startswith(f"| {failing_eval.id} | 1 |"))
+    assert "| v1 |" in row
 
 
 def test_the_operator_reaches_the_review_page_and_proposes_the_threshold(demo, session, gated, failing_eval):
