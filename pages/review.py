@@ -190,7 +190,7 @@ if proposals:
     st.success(f"Proposed for rollout: threshold {p.threshold:.2f}{chosen} ({p.created_at:%Y-%m-%d %H:%M} UTC); the "
                f"student serves {p.served_share:.1%}, the teacher answers {p.fallback_rate:.1%}"
                + (f", {stream.counted(len(proposals) - 1, 'earlier proposal')}." if len(proposals) > 1 else "."),
-               icon="🎚️")
+               icon=":material/tune:")
 else:
     st.info("No threshold proposed yet: the rollout cannot start without one.")
 if no_confidence:
@@ -214,7 +214,8 @@ with st.form(f"threshold_{len(proposals)}"):
 
 st.subheader("Sign-off")
 for s in signed:
-    st.markdown(f"- {'✅ approved' if s.approve else '❌ rejected'} {s.created_at:%Y-%m-%d %H:%M} UTC, hash "
+    outcome = ":material/check_circle: approved" if s.approve else ":material/cancel: rejected"
+    st.markdown(f"- {outcome} {s.created_at:%Y-%m-%d %H:%M} UTC, hash "
                 f"`{short_hash(s.evaluation_hash)}`" + (f": {esc(s.comment)}" if s.comment else ""))
 student_latency = report.latency.student_figures
 with st.form("signoff"):  # nothing preselected; keyed on the sign-offs, so the comment empties after one
