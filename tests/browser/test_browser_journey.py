@@ -85,8 +85,9 @@ def test_four_roles_take_a_project_from_qualification_to_shadow_in_the_browser(j
 
 def _sponsor_qualifies_and_locks_the_gate(page, srv, expect) -> None:
     log_in(page, srv.url, "sam", "sponsor-demo-pass")
-    # Lands on the project with work in it, not the empty one.
-    expect(page.get_by_role("combobox", name="Project")).to_have_value("Support ticket routing")
+    # Lands on the project with his oldest waiting item: Comment moderation has waited for its qualification
+    # since the demo made it (tests/pages/test_pages_shell.py checks the same landing).
+    expect(page.get_by_role("combobox", name="Project")).to_have_value("Comment moderation")
     go_to(page, "Success gate")  # the demo's locked gate names the rare queue: as typed, no stray backslash
     severe = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Severe classes").first
     expect(severe).to_contain_text("legal_compliance")
