@@ -1,14 +1,17 @@
 """The HTTP service behind ``stillroom serve``: the shipped student, the teacher as fallback, every request logged.
 
-Starlette on uvicorn: one event loop answers the student inline (a fraction of a millisecond) and hands teacher
-calls to the thread pool, so a slow teacher never holds up confident student answers.
+Starlette on uvicorn, one Service per worker process (core/serving/worker.py starts them): each event loop answers
+an n-gram student inline (a few hundredths of a millisecond through its numpy forward pass) and hands model calls
+that take longer, a transformer student's and the teacher's, to a worker thread, in micro-batches when requests
+arrive together (core/serving/batching.py), so a slow teacher never holds up confident student answers.
+``POST /v1/classify`` runs on plain ASGI, the rest of the app (``/health``, 404, 405, the lifespan) on Starlette.
 
 Before a request takes one of the ``max_concurrency`` slots it must show a serving token (``Authorization: Bearer``,
 checked against the SHA-256s of the project's unrevoked tokens) and its body must arrive whole within
 ``read_timeout_s`` and ``max_body_bytes``: an oversized Content-Length is refused unread, a chunked body is
 refused as soon as it passes the cap, and a slow client is cut off at the deadline, so neither memory nor the
-slots can be held by a client. Every refusal is counted (``/health``) and written to ``refused-YYYYMMDD.jsonl``
-beside the request log, never into it.
+slots can be held by a client. Every refusal is counted (``/health``, per worker) and written to
+``refused-YYYYMMDD.jsonl`` beside the request log, never into it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ with h11's limit on the request head kept (httptools alone accepts headers, and 
 
 from __future__ import annotations
 
-import logging
+import inspect
 import os
 import sys
 from typing import Literal
@@ -42,7 +42,10 @@ from core.store.models import Project
 OPTIONS_VAR = "STILLROOM_SERVE_OPTIONS"  # how the command passes its options to the worker processes
 MAX_HEAD_BYTES = 16 * 1024  # the request line and headers of one request, as h11 allowed before
 STARTUP_FAILURE = 3  # uvicorn's supervisor stops, rather than restarts, a worker that exits with this code
-_log = logging.getLogger(__name__)
+# How long uvicorn's supervisor waits for a worker's answer to its ping before it kills the worker as hung and
+# starts another. Its default, 5 s, is shorter than loading torch and two models takes on a busy machine (the
+# loading holds the interpreter the ping thread needs): the workers were killed and restarted without end.
+HEALTHCHECK_S = 120
 
 
 class ServeOptions(BaseModel):
@@ -153,5 +156,8 @@ def run(options: ServeOptions, *, host: str, port: int) -> None:
     os.environ[OPTIONS_VAR] = options.model_dump_json()
     # timeout_keep_alive closes idle connections; the body deadline and size cap are enforced by the app; no
     # access log (the request log is the record, and a line per request costs a tenth of the throughput).
+    supervision = ({"timeout_worker_healthcheck": HEALTHCHECK_S}
+                   if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters else {})
     uvicorn.run("core.serving.worker:worker_app", factory=True, workers=options.workers, host=host, port=port,
-                http=CappedHttpTools, loop="auto", log_level="warning", access_log=False, timeout_keep_alive=5)
+                http=CappedHttpTools, loop="auto", log_level="warning", access_log=False, timeout_keep_alive=5,
+                **supervision)
