@@ -283,7 +283,8 @@ def _row(name: str, r: dict) -> str:
 
 def _batches(r: dict) -> str:
     mb = r["health"].get("micro_batching", {})
-    return ", ".join(f"{k} mean batch {v['mean']:.1f} (largest {v['largest']})" for k, v in mb.items()) or "none"
+    return ", ".join(f"{k} mean batch {v['mean']:.1f} (largest {v['largest']})" for k, v in mb.items()
+                     if v["calls"]) or "no batches"
 
 
 def report(results: dict, *, client_label: str, workers: int, connections: int, seconds: float,
@@ -359,7 +360,7 @@ def main() -> None:
                 ("tf_batch", transformer, "100", 0.0, alone, (), True),
                 ("tf_one", transformer, "100", 0.0, alone, ("--micro-batch", "1"), True)]
         for key, evaluation, stage, threshold, settings, extra, singles in plan:
-            if args.quick and key in ("no_auth", "routed_1"):
+            if args.quick and key in ("no_auth", "routed", "routed_1"):
                 continue
             set_config(session, actor=demo["oscar"], project=project, changes=settings)
             start_stage(session, actor=demo["oscar"], evaluation=evaluation, stage=stage, threshold=threshold)
