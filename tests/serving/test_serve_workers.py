@@ -8,26 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import Server, shipped, start_stage
+from serve_helpers import Server
 
 from core.access import tokens
-
-
-@pytest.fixture
-def in_rollout(session, engine, demo, gated, tmp_path):
-    ev = shipped(session, engine, demo, gated, tmp_path)
-    start_stage(session, actor=demo["oscar"], evaluation=ev, stage="100", threshold=0.0,
-                settings={"teacher_sample_rate": 0.0, "must_escalate": []})
-    return gated
-
-
-def _serve(project: str, *args: str) -> Server:
-    server = Server(project, args=args)
-    try:
-        return server.wait(timeout=240)
-    except AssertionError:
-        server.stop()
-        raise
 
 
 def _parent_of(pid: int) -> int:
@@ -56,7 +39,7 @@ def _until_both(server: Server, headers: dict, *, status: int, rounds: int = 400
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_two_workers_are_two_processes_of_the_command_and_both_answer(session, demo, in_rollout):
-    server = _serve(in_rollout.name, "--workers", "2")
+    server = Server(in_rollout.name, args=("--workers", "2")).wait(timeout=240)
     try:
         seen = _until_both(server, server.headers, status=200)
         pids = {pid for pid, code in seen if code == 200}
@@ -72,7 +55,7 @@ def test_two_workers_are_two_processes_of_the_command_and_both_answer(session, d
 def test_a_revoked_token_stops_working_in_every_worker(session, demo, in_rollout):
     made = tokens.create_serve_token(session, actor=demo["oscar"], project=in_rollout, name="revoked-later")
     mine = {"Authorization": f"Bearer {made.secret}"}
-    server = _serve(in_rollout.name, "--workers", "2", "--refresh-seconds", "0.3")
+    server = Server(in_rollout.name, args=("--workers", "2", "--refresh-seconds", "0.3")).wait(timeout=240)
     try:
         before = _until_both(server, mine, status=200)
         tokens.revoke_serve_token(session, actor=demo["oscar"], project=in_rollout, token_id=made.row.id)
