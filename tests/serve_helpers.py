@@ -111,7 +111,8 @@ def serve_token(project: str, *, actor: str = "oscar") -> str:
 class Server:
     """``python -m core.cli --as NAME serve PROJECT`` on a free loopback port, waited for until /health answers.
 
-    Unless ``args`` holds ``--no-auth``, a serving token is created first; ``headers`` carries it.
+    Unless ``args`` holds ``--no-auth``, a serving token is created first; ``headers`` carries it. One worker
+    process unless ``args`` names ``--workers`` (the per-process counts of /health are then the service's).
     """
 
     def __init__(self, project: str, *, actor: str = "oscar", args: tuple[str, ...] = (), env: dict | None = None):
@@ -119,7 +120,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = None if "--no-auth" in args else serve_token(project, actor=actor)
         self.headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        cmd = [sys.executable, "-m", "core.cli", "--as", actor, "serve", project, "--port", str(self.port), *args]
+        workers = () if "--workers" in args else ("--workers", "1")
+        cmd = [sys.executable, "-m", "core.cli", "--as", actor, "serve", project, "--port", str(self.port), *workers,
+               *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
 

@@ -26,35 +26,40 @@ from core.serving import app as serving
               type=click.FloatRange(0.05, 600), help="Seconds a client has to send its whole body (else 408).")
 @click.option("--escalate-to", type=click.Choice(["teacher", "queue"]), default="teacher", show_default=True,
               help="Who answers must-escalate labels: the teacher, or a person's queue.")
+@click.option("--workers", type=click.IntRange(1, 512), default=None,
+              help="Worker processes on the port, each with its own models [default: the number of cores].")
+@click.option("--micro-batch", default=serving.DEFAULT_MICRO_BATCH, show_default=True, type=click.IntRange(1, 1024),
+              help="Most requests a transformer student (or a local teacher) answers in one call; 1 calls the "
+                   "model once per request. An n-gram student always answers each request inline.")
+@click.option("--batch-wait-ms", default=serving.DEFAULT_BATCH_WAIT_MS, show_default=True,
+              type=click.FloatRange(0, 1000), help="How long the first request of a batch waits for company.")
+@click.option("--refresh-seconds", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="How often each worker re-reads the rollout stage and the serving tokens (a revoked token "
+                   "stops working within this time).")
 @click.option("--no-auth", is_flag=True,
               help="Accept requests without a serving token. Local development only: anyone who reaches the port "
                    "can then add traffic to the log that rollout advances are judged on.")
 def serve(project: str, host: str, port: int, max_concurrency: int, max_chars: int, max_body_bytes: int | None,
-          read_timeout: float, escalate_to: str, no_auth: bool) -> None:
+          read_timeout: float, escalate_to: str, workers: int | None, micro_batch: int, batch_wait_ms: float,
+          refresh_seconds: float, no_auth: bool) -> None:
     """Serve PROJECT's shipped student at its rollout stage (operator only; refused when the rollout is off)."""
-    import uvicorn
+    from core.serving import worker  # lazy: loads the HTTP server, which the other commands never need
 
     with _session() as session:
         actor, proj = _viewable(session, project)
         require_role(session, actor=actor, project=proj, role=Role.OPERATOR, doing="serve the student")
-        service = serving.load_service(session, project=proj, escalate_to=escalate_to,
-                                       max_concurrency=max_concurrency, max_chars=max_chars,
-                                       require_token=not no_auth)
-    service.refresh = serving.state_reader(proj.id)
-    service.read_timeout_s = read_timeout
-    if max_body_bytes is not None:
-        service.max_body_bytes = max_body_bytes
+        state, _, run = serving.check_servable(session, project=proj, require_token=not no_auth)
+    options = worker.ServeOptions(
+        project_id=proj.id, workers=workers or worker.default_workers(), escalate_to=escalate_to,
+        max_concurrency=max_concurrency, max_chars=max_chars, max_body_bytes=max_body_bytes,
+        read_timeout_s=read_timeout, require_token=not no_auth, refresh_s=refresh_seconds, micro_batch=micro_batch,
+        batch_wait_ms=batch_wait_ms)
     if no_auth:
         click.echo("WARNING: --no-auth: every client that reaches this port is served and logged as traffic "
                    "without a token. Use it for local development only.", err=True)
-    else:
-        service.refresh_tokens = serving.token_reader(proj.id)
-    click.echo(f"serving {proj.name!r} at stage {service.state.stage} (student of training run "
-               f"#{service.model['training_run_id']}, {service.model['teacher']} teacher) on http://{host}:{port}",
-               err=True)
-    # timeout_keep_alive closes idle connections; the body deadline and size cap are enforced by the app.
-    uvicorn.run(serving.build_app(service), host=host, port=port, log_level="warning", access_log=False,
-                timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024)
+    click.echo(f"serving {proj.name!r} at stage {state.stage} (student of training run #{run.id}, {run.family}) "
+               f"on http://{host}:{port} with {options.workers} worker process(es)", err=True)
+    worker.run(options, host=host, port=port)
 
 
 @cli.group("serve-token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import zlib
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,3 +85,49 @@ class NgramClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return self.out(self.bag(ids, offsets))
+
+
+class ArrayNgram:
+    """A trained n-gram student's forward pass in numpy, for serving one request at a time.
+
+    The same probabilities as the torch module (float32 throughout) without torch's fixed cost per call, about
+    0.2 ms of the 0.25 ms a served request took: a lookup of the request's rows, their mean, one small matrix
+    product. Built from a loaded student (``featurizer``, ``module``, ``labels``) and read-only after that.
+    """
+
+    family = "ngram"
+
+    def __init__(self, *, featurizer: HashingFeaturizer, module: NgramClassifier, labels: list[str]):
+        self.featurizer, self.labels = featurizer, list(labels)
+        self.mode = module.bag.mode
+        with torch.no_grad():
+            self.embedding = module.bag.weight.detach().cpu().numpy().copy()
+            self.weight_t = module.out.weight.detach().cpu().numpy().T.copy()  # (dim, labels)
+            self.bias = module.out.bias.detach().cpu().numpy().copy()
+        self._ones = np.ones(4096, dtype=np.float32)
+
+    @classmethod
+    def of(cls, student) -> ArrayNgram:
+        return cls(featurizer=student.featurizer, module=student.module, labels=student.labels)
+
+    def _bag(self, ids: list[int]) -> np.ndarray:
+        if not ids:  # an EmbeddingBag's empty bag is zeros, whatever the mode
+            return np.zeros(self.embedding.shape[1], dtype=np.float32)
+        rows = self.embedding.take(np.array(ids, dtype=np.intp), axis=0)
+        if self.mode == "max":
+            return rows.max(axis=0)
+        total = self._ones[:len(ids)] @ rows if len(ids) <= len(self._ones) else rows.sum(axis=0)  # dot: faster
+        return total * np.float32(1 / len(ids)) if self.mode == "mean" else total
+
+    def predict_proba(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (rows aligned with ``texts``, columns with ``labels``); ``batch_size`` is ignored."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        bags = np.empty((len(texts), self.embedding.shape[1]), dtype=np.float32)
+        for i, text in enumerate(texts):
+            bags[i] = self._bag(self.featurizer.features(text))
+        logits = bags @ self.weight_t + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits

@@ -1,24 +1,29 @@
 """The HTTP service behind ``stillroom serve``: the shipped student, the teacher as fallback, every request logged.
 
-Starlette on uvicorn: one event loop answers the student inline (a fraction of a millisecond) and hands teacher
-calls to the thread pool, so a slow teacher never holds up confident student answers.
+Starlette on uvicorn, one Service per worker process (core/serving/worker.py starts them): each event loop answers
+an n-gram student inline (a few hundredths of a millisecond through its numpy forward pass) and hands model calls
+that take longer, a transformer student's and the teacher's, to a worker thread, in micro-batches when requests
+arrive together (core/serving/batching.py), so a slow teacher never holds up confident student answers.
+``POST /v1/classify`` runs on plain ASGI, the rest of the app (``/health``, 404, 405, the lifespan) on Starlette.
 
 Before a request takes one of the ``max_concurrency`` slots it must show a serving token (``Authorization: Bearer``,
 checked against the SHA-256s of the project's unrevoked tokens) and its body must arrive whole within
 ``read_timeout_s`` and ``max_body_bytes``: an oversized Content-Length is refused unread, a chunked body is
 refused as soon as it passes the cap, and a slow client is cut off at the deadline, so neither memory nor the
-slots can be held by a client. Every refusal is counted (``/health``) and written to ``refused-YYYYMMDD.jsonl``
-beside the request log, never into it.
+slots can be held by a client. Every refusal is counted (``/health``, per worker) and written to
+``refused-YYYYMMDD.jsonl`` beside the request log, never into it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
+import os
 import random
+import secrets
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -32,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.access.tokens import active_serve_hashes
 from core.domain.errors import GovernanceViolation, InvalidInput
@@ -39,15 +45,19 @@ from core.domain.rollout_state import RolloutState
 from core.evaluation import rounds
 from core.rollout.rollout import state as rollout_state
 from core.serving import router
+from core.serving.batching import Batcher
 from core.serving.requestlog import RequestLog, log_dir
 from core.store.db import get_engine
 from core.store.models import Evaluation, Project, TeacherRun, TrainingRun
 from core.teacher.runs import build_adapter
-from core.training.runs import load_student
+from core.training.runs import load_student, student_artifact
 
 DEFAULT_MAX_CHARS = 10_000
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_READ_TIMEOUT_S = 10.0
+DEFAULT_MICRO_BATCH = 32  # texts per model call at most (1: one call per request)
+DEFAULT_BATCH_WAIT_MS = 2.0  # how long the first text of a batch waits for company
+MAX_ACCEPTED_HEADERS = 1024  # valid Authorization headers remembered per worker (one per client token)
 
 
 def default_max_body_bytes(max_chars: int) -> int:
@@ -89,6 +99,18 @@ class Service:
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     refused: Counter = field(default_factory=Counter)  # "400", "401", ... or "disconnected" -> requests turned away
     refused_log: RequestLog | None = None  # default: refused-YYYYMMDD.jsonl beside the request log
+    # Micro-batching (core.serving.batching): None answers each request with its own model call. A transformer
+    # student and a local teacher get one when --micro-batch > 1; an n-gram student always answers inline.
+    student_batcher: Batcher | None = None
+    teacher_batcher: Batcher | None = None
+    workers: int = 1  # processes serving this port (each holds its own Service)
+    # Request ids when the client sends none: a random prefix per process and a counter, unique across workers
+    # and a tenth of uuid4's cost (no system call per request).
+    id_prefix: str = field(default_factory=lambda: secrets.token_hex(8))
+    id_counter: Any = field(default_factory=itertools.count)
+    # Authorization headers that passed, each with the set of token hashes it passed against: a header is hashed
+    # again as soon as the refresh loop replaces the set, so a revoked token is refused from the next refresh on.
+    accepted_headers: dict[str | None, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_body_bytes is None:
@@ -96,17 +118,23 @@ class Service:
         if self.refused_log is None:
             self.refused_log = RequestLog(self.log.directory, prefix="refused")
 
+    def new_request_id(self) -> str:
+        return f"{self.id_prefix}{next(self.id_counter):016x}"
+
+    def batching(self) -> dict:
+        """What /health shows of micro-batching: per model, the calls made and the texts they answered."""
+        return {name: b.stats.as_dict() | {"max_batch": b.max_batch, "max_wait_ms": b.max_wait_s * 1000}
+                for name, b in (("student", self.student_batcher), ("teacher", self.teacher_batcher)) if b}
+
 
 # --------------------------------------------------------------------------- loading
 
 
-def load_service(session: Session, *, project: Project, escalate_to: str = "teacher",
-                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, max_chars: int = DEFAULT_MAX_CHARS,
-                 require_token: bool = True) -> Service:
-    """The service for a project in rollout: refused (GovernanceViolation) unless it shipped, a stage is on and,
-    with ``require_token``, an operator has created at least one serving token."""
-    if escalate_to not in ("teacher", "queue"):
-        raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
+def check_servable(session: Session, *, project: Project, require_token: bool = True
+                   ) -> tuple[RolloutState, frozenset[str] | None, TrainingRun]:
+    """The rollout state, the accepted token hashes and the student's training run of a project that may be
+    served: refused (GovernanceViolation) unless it shipped, a stage is on and, with ``require_token``, an
+    operator has created at least one serving token. Loads no model (``serve`` checks before starting workers)."""
     made = rounds.decisions(session, project_id=project.id)
     if not made or made[-1].decision != "ship":
         raise GovernanceViolation(f"project {project.name!r} has no ship decision: only a shipped student is served.")
@@ -120,13 +148,45 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
                                   "service: create one with `stillroom serve-token create` (or pass --no-auth "
                                   "for local development only).")
     run = _training_run(session, st)
-    student = _load_student(session, run)
+    _live_teacher_run(session, run)
+    student_artifact(session, run)  # hash-checked: a changed model file is refused before any worker loads it
+    return st, hashes, run
+
+
+def load_service(session: Session, *, project: Project, escalate_to: str = "teacher",
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, max_chars: int = DEFAULT_MAX_CHARS,
+                 require_token: bool = True, micro_batch: int = 1,
+                 batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS) -> Service:
+    """The service for a project in rollout (``check_servable`` first), its student and teacher loaded; with
+    ``micro_batch`` > 1 a transformer student and a local teacher answer concurrent requests in batches."""
+    if escalate_to not in ("teacher", "queue"):
+        raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
+    st, hashes, run = check_servable(session, project=project, require_token=require_token)
+    student = _inline_ngram(_load_student(session, run))
     teacher, labels, teacher_name = _load_teacher(session, project_id=project.id, run=run)
-    return Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
-                   log=RequestLog(log_dir(project.id)), escalate_to=escalate_to, max_concurrency=max_concurrency,
-                   max_chars=max_chars, model={"training_run_id": run.id, "family": run.family, "size": run.size,
-                                               "labels": list(student.labels), "teacher": teacher_name},
-                   token_hashes=hashes)
+    service = Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
+                      log=RequestLog(log_dir(project.id)), escalate_to=escalate_to, max_concurrency=max_concurrency,
+                      max_chars=max_chars, model={"training_run_id": run.id, "family": run.family,
+                                                  "size": run.size, "labels": list(student.labels),
+                                                  "teacher": teacher_name},
+                      token_hashes=hashes)
+    if micro_batch > 1:
+        wait_s = batch_wait_ms / 1000
+        if run.family != "ngram":
+            service.student_batcher = Batcher(student.predict_proba, max_batch=micro_batch, max_wait_s=wait_s)
+        if teacher_name == "local":  # an http teacher is one call per text anyway: batching would queue them
+            service.teacher_batcher = Batcher(lambda texts: teacher.predict(texts, labels=labels),
+                                              max_batch=micro_batch, max_wait_s=wait_s)
+    return service
+
+
+def _inline_ngram(student):
+    """An n-gram student answers through its numpy forward pass (the same probabilities, a fifth of the time)."""
+    if getattr(student, "family", None) != "ngram":
+        return student
+    from core.ml.ngram import ArrayNgram  # lazy: imports torch, which the CLI must not load before serving
+
+    return ArrayNgram.of(student)
 
 
 def _training_run(session: Session, st: RolloutState) -> TrainingRun:
@@ -146,12 +206,17 @@ def _load_student(session: Session, run: TrainingRun):
     return student
 
 
-def _load_teacher(session: Session, *, project_id: int, run: TrainingRun) -> tuple[Any, list[str], str]:
+def _live_teacher_run(session: Session, run: TrainingRun) -> TeacherRun:
     teacher_run = session.get(TeacherRun, run.teacher_run_id)
     if teacher_run.adapter not in LIVE_ADAPTERS:
         raise GovernanceViolation(
             f"the student learned from teacher run #{teacher_run.id}, a {teacher_run.adapter} teacher that cannot "
             "answer live requests: serve a student distilled from a local or http teacher.")
+    return teacher_run
+
+
+def _load_teacher(session: Session, *, project_id: int, run: TrainingRun) -> tuple[Any, list[str], str]:
+    teacher_run = _live_teacher_run(session, run)
     adapter, labels, _ = build_adapter(adapter=teacher_run.adapter, config=teacher_run.config, project_id=project_id)
     if teacher_run.adapter == "local":
         adapter.predict(["warm up"], labels=labels)  # loads the model now, once, not on the first request
@@ -205,20 +270,33 @@ def _ask_teacher(service: Service, text: str):
     return service.teacher.predict([text], labels=service.teacher_labels)[0]
 
 
+async def _student_probs(service: Service, text: str):
+    """The student's probabilities for one text: inline (a fraction of a millisecond), or in a micro-batch."""
+    if service.student_batcher is None:
+        return service.student.predict_proba([text])[0]
+    return await service.student_batcher(text)
+
+
+async def _teacher_answer(service: Service, text: str):
+    if service.teacher_batcher is None:
+        return await run_in_threadpool(_ask_teacher, service, text)
+    return await service.teacher_batcher(text)
+
+
 async def classify(service: Service, req: ClassifyRequest) -> tuple[dict, int]:
     """Route one request, answer it, log it; the log line is written before the answer leaves."""
     start = time.perf_counter()
     st = service.state
-    probs = service.student.predict_proba([req.text])[0]
+    probs = await _student_probs(service, req.text)
     k = int(probs.argmax())
     s_label, s_conf = service.student.labels[k], float(probs[k])
-    request_id = req.id or uuid.uuid4().hex
+    request_id = req.id or service.new_request_id()
     decision = router.route(st, bucket=router.bucket(req.id or req.text), student_label=s_label,
                             student_confidence=s_conf, draw=service.rng.random(), escalate_to=service.escalate_to)
     teacher = None
     if decision.ask_teacher:
         try:
-            teacher = await run_in_threadpool(_ask_teacher, service, req.text)
+            teacher = await _teacher_answer(service, req.text)
         except Exception as exc:  # noqa: BLE001  (a failing teacher must not lose the request's log line)
             if decision.served_by == "teacher":
                 _write(service, req, request_id, s_label, s_conf, decision, None, start)
@@ -262,38 +340,50 @@ class Refused(Exception):
 
 def check_token(service: Service, authorization: str | None) -> None:
     """Refused(401) unless the Authorization header carries one of the project's unrevoked serving tokens."""
-    if service.token_hashes is None:
+    hashes = service.token_hashes
+    if hashes is None:
         return
+    accepted = getattr(service, "accepted_headers", None)
+    if accepted is not None and accepted.get(authorization) is hashes:
+        return  # this header passed against this very set of hashes: no need to hash it again
     scheme, _, secret = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Refused(401, "authorization", "send a serving token as 'Authorization: Bearer TOKEN' (an operator "
                                             "creates one with `stillroom serve-token create`).")
-    if hashlib.sha256(secret.strip().encode("utf-8")).hexdigest() not in service.token_hashes:
+    if hashlib.sha256(secret.strip().encode("utf-8")).hexdigest() not in hashes:
         raise Refused(401, "authorization", "the serving token is unknown or revoked: ask the operator for a "
                                             "valid one.")
+    if accepted is not None and len(accepted) < MAX_ACCEPTED_HEADERS:
+        accepted[authorization] = hashes  # only accepted headers are kept: a stream of forged ones cannot grow it
 
 
-async def read_body(service: Service, request: Request) -> bytes:
-    """The whole body, or Refused: 413 past ``max_body_bytes`` (from Content-Length unread, or while streaming),
-    408 when it has not arrived within ``read_timeout_s``."""
+async def read_body(service: Service, receive: Receive, declared: str | None) -> bytes:
+    """The whole body from the ASGI ``receive``, or Refused: 413 past ``max_body_bytes`` (from the declared
+    Content-Length unread, or while streaming), 408 when it has not arrived within ``read_timeout_s``;
+    ClientDisconnect when the client hangs up first."""
     cap = service.max_body_bytes
-    declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > cap:
         raise Refused(413, "body", f"the body is {int(declared):,} bytes, over the {cap:,} accepted: field text "
                                    f"may hold at most {service.max_chars:,} characters.")
     chunks, size = [], 0
     try:
         async with asyncio.timeout(service.read_timeout_s):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > cap:
                     raise Refused(413, "body", f"the body passed {cap:,} bytes: field text may hold at most "
                                                f"{service.max_chars:,} characters.")
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise Refused(408, "body", f"the body did not arrive within {service.read_timeout_s:g} s: send the "
                                    "whole request at once.") from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def note_refusal(service: Service, request: Request, status: int | None, fld: str, sentence: str) -> None:
@@ -315,38 +405,73 @@ def refuse(service: Service, request: Request, status: int | None, fld: str, sen
     return JSONResponse({"error": sentence, "field": fld}, status_code=status, headers=headers)
 
 
-def build_app(service: Service) -> Starlette:
-    limit = asyncio.Semaphore(service.max_concurrency)
+_to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode  # JSONResponse's
+
+
+async def _send_json(send: Send, body: dict, status: int) -> None:
+    """What JSONResponse sends, without building one (the hot path answers thousands of these a second)."""
+    data = _to_json(body).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class ClassifyEndpoint:
+    """``POST /v1/classify`` on plain ASGI: the hot path reads the two headers it needs from the scope and
+    answers without Starlette's Request and Response objects (a sizeable share of a request's cost at thousands
+    a second); the rare refusals still build them."""
+
+    def __init__(self, service: Service):
+        self.service = service
+        self.limit = asyncio.Semaphore(service.max_concurrency)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service = self.service
+        authorization = declared = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
+        try:
+            check_token(service, authorization)
+            # Read before taking a slot: a slow or oversized body can hold neither a slot nor memory.
+            raw = await read_body(service, receive, declared)
+        except Refused as exc:
+            return await refuse(service, Request(scope), exc.status, exc.field, exc.sentence)(scope, receive, send)
+        except ClientDisconnect:
+            return await refuse(service, Request(scope), None, "body",
+                                "the client disconnected before sending the whole body.")(scope, receive, send)
+        if self.limit.locked():
+            return await refuse(service, Request(scope), 503, "service",
+                                f"the service is answering {service.max_concurrency} requests already: retry "
+                                "shortly.")(scope, receive, send)
+        async with self.limit:
+            parsed = _parse(raw, service.max_chars)
+            if isinstance(parsed, JSONResponse):
+                problem = json.loads(parsed.body)
+                note_refusal(service, Request(scope), 400, problem["field"], problem["error"])
+                return await parsed(scope, receive, send)
+            body, status = await classify(service, parsed)
+            if status != 200:
+                note_refusal(service, Request(scope), status, "teacher", body["error"])
+        await _send_json(send, body, status)
+
+
+def build_app(service: Service) -> ASGIApp:
+    """The service's ASGI app: ``POST /v1/classify`` goes straight to its endpoint, everything else (``/health``,
+    404, 405, the lifespan that runs the refresh loop) through Starlette."""
+    endpoint = ClassifyEndpoint(service)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "project_id": service.project_id, "stage": service.state.stage,
                              "percent": service.state.percent, "model": service.model,
                              "auth": service.token_hashes is not None,
                              "refused": dict(sorted(service.refused.items())),
-                             "uptime_s": round(time.monotonic() - service.started, 3)})
-
-    async def classify_endpoint(request: Request) -> Response:
-        try:
-            check_token(service, request.headers.get("authorization"))
-            # Read before taking a slot: a slow or oversized body can hold neither a slot nor memory.
-            raw = await read_body(service, request)
-        except Refused as exc:
-            return refuse(service, request, exc.status, exc.field, exc.sentence)
-        except ClientDisconnect:
-            return refuse(service, request, None, "body", "the client disconnected before sending the whole body.")
-        if limit.locked():
-            return refuse(service, request, 503, "service", f"the service is answering {service.max_concurrency} "
-                                                            "requests already: retry shortly.")
-        async with limit:
-            parsed = _parse(raw, service.max_chars)
-            if isinstance(parsed, JSONResponse):
-                problem = json.loads(parsed.body)
-                note_refusal(service, request, 400, problem["field"], problem["error"])
-                return parsed
-            body, status = await classify(service, parsed)
-            if status != 200:
-                note_refusal(service, request, status, "teacher", body["error"])
-            return JSONResponse(body, status_code=status)
+                             "uptime_s": round(time.monotonic() - service.started, 3),
+                             # Each worker process answers for itself: its pid, its counts, its batches.
+                             "worker_pid": os.getpid(), "workers": service.workers,
+                             "micro_batching": service.batching()})
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -356,11 +481,23 @@ def build_app(service: Service) -> Starlette:
         finally:
             if task:
                 task.cancel()
+            for batcher in (service.student_batcher, service.teacher_batcher):
+                if batcher is not None:
+                    batcher.close()
             service.log.close()
             service.refused_log.close()
 
-    return Starlette(routes=[HttpRoute("/health", health, methods=["GET"]),
-                             HttpRoute("/v1/classify", classify_endpoint, methods=["POST"])], lifespan=lifespan)
+    # An endpoint that is not a function is an ASGI app to Starlette: the route gives other methods their 405.
+    routes = Starlette(routes=[HttpRoute("/health", health, methods=["GET"]),
+                               HttpRoute("/v1/classify", endpoint, methods=["POST"])], lifespan=lifespan)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/classify" and scope["method"] == "POST":
+            await endpoint(scope, receive, send)
+        else:
+            await routes(scope, receive, send)
+
+    return app
 
 
 async def _refresh_loop(service: Service) -> None:

@@ -8,20 +8,11 @@ import socket
 import time
 
 import httpx
-import pytest
-from serve_helpers import Server, shipped, start_stage
+from serve_helpers import Server
 
 from core.serving.requestlog import log_dir
 
 CAP = 4096  # --max-body-bytes for these tests: small, so no test sends much
-
-
-@pytest.fixture
-def in_rollout(session, engine, demo, gated, tmp_path):
-    ev = shipped(session, engine, demo, gated, tmp_path)
-    start_stage(session, actor=demo["oscar"], evaluation=ev, stage="100", threshold=0.0,
-                settings={"teacher_sample_rate": 0.0, "must_escalate": []})
-    return gated
 
 
 def _serve(project: str, *args: str) -> Server:
