@@ -74,10 +74,11 @@ def readable(value: object, *, digits: int = 3) -> str:
     """A JSON-like value (a dict, a list, or their JSON text) as "key: value" text a person reads, numbers
     rounded: {"n": 3, "share": 0.30000000000000004} reads "n: 3; share: 0.3"."""
     if isinstance(value, str):
+        text = value
         try:
-            value = json.loads(value)
+            value = json.loads(text)
         except ValueError:
-            return value
+            return text
     if isinstance(value, dict):
         return "; ".join(f"{k}: {_part(v, digits)}" for k, v in value.items())
     return _part(value, digits)

@@ -46,7 +46,7 @@ from core.evaluation import rounds
 from core.rollout.rollout import state as rollout_state
 from core.serving import router
 from core.serving.batching import Batcher
-from core.serving.requestlog import RequestLog, log_dir
+from core.serving.requestlog import RequestSink, open_request_log
 from core.store.db import get_engine
 from core.store.models import Evaluation, Project, TeacherRun, TrainingRun
 from core.teacher.runs import build_adapter
@@ -83,7 +83,7 @@ class Service:
     student: Any  # predict_proba(texts) and .labels (core.ml.students)
     teacher: Any  # a core.teacher adapter: predict(texts, labels=) -> [Prediction]
     teacher_labels: list[str]
-    log: RequestLog
+    log: RequestSink
     escalate_to: Literal["teacher", "queue"] = "teacher"
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_chars: int = DEFAULT_MAX_CHARS
@@ -98,7 +98,7 @@ class Service:
     max_body_bytes: int | None = None  # default: default_max_body_bytes(max_chars)
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     refused: Counter = field(default_factory=Counter)  # "400", "401", ... or "disconnected" -> requests turned away
-    refused_log: RequestLog | None = None  # default: refused-YYYYMMDD.jsonl beside the request log
+    refused_log: RequestSink | None = None  # default: the refused requests, wherever the request log goes
     # Micro-batching (core.serving.batching): None answers each request with its own model call. A transformer
     # student and a local teacher get one when --micro-batch > 1; an n-gram student always answers inline.
     student_batcher: Batcher | None = None
@@ -116,7 +116,7 @@ class Service:
         if self.max_body_bytes is None:
             self.max_body_bytes = default_max_body_bytes(self.max_chars)
         if self.refused_log is None:
-            self.refused_log = RequestLog(self.log.directory, prefix="refused")
+            self.refused_log = self.log.sibling("refused")
 
     def new_request_id(self) -> str:
         return f"{self.id_prefix}{next(self.id_counter):016x}"
@@ -165,7 +165,7 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
     student = _inline_ngram(_load_student(session, run))
     teacher, labels, teacher_name = _load_teacher(session, project_id=project.id, run=run)
     service = Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
-                      log=RequestLog(log_dir(project.id)), escalate_to=escalate_to, max_concurrency=max_concurrency,
+                      log=open_request_log(project.id), escalate_to=escalate_to, max_concurrency=max_concurrency,
                       max_chars=max_chars, model={"training_run_id": run.id, "family": run.family,
                                                   "size": run.size, "labels": list(student.labels),
                                                   "teacher": teacher_name},
