@@ -13,7 +13,7 @@ from core.cli.jobs import register_handlers
 # Fixtures of the review and decision tests (a gated moderation project and its evaluations), and the
 # bring-your-own scenarios' (people, people_template, saved_student), shared by the evaluation and decision tests;
 # the notification tests' local webhook receiver (notify_helpers).
-pytest_plugins = ["review_helpers", "byo_helpers", "notify_helpers"]
+pytest_plugins = ["review_helpers", "byo_helpers", "notify_helpers", "serve_helpers"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

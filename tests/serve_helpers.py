@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from eval_helpers import teacher_run_with_holdout, trained_student
 from review_helpers import approve, build_report, passing_predictions, recorded
 from sqlmodel import Session
@@ -151,3 +152,13 @@ class Server:
                 self.proc.wait()
         for stream in (self.proc.stdout, self.proc.stderr):
             stream.close()
+
+
+@pytest.fixture
+def in_rollout(session, engine, demo, gated, tmp_path):
+    """The gated project shipped and at stage 100 with the student answering everything (threshold 0, no
+    teacher sample, nothing escalated)."""
+    ev = shipped(session, engine, demo, gated, tmp_path)
+    start_stage(session, actor=demo["oscar"], evaluation=ev, stage="100", threshold=0.0,
+                settings={"teacher_sample_rate": 0.0, "must_escalate": []})
+    return gated

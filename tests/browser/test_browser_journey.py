@@ -88,6 +88,7 @@ def _sponsor_qualifies_and_locks_the_gate(page, srv, expect) -> None:
     # Lands on the project with his oldest waiting item: Comment moderation has waited for its qualification
     # since the demo made it (tests/pages/test_pages_shell.py checks the same landing).
     expect(page.get_by_role("combobox", name="Project")).to_have_value("Comment moderation")
+    pick_project(page, "Support ticket routing")
     go_to(page, "Success gate")  # the demo's locked gate names the rare queue: as typed, no stray backslash
     severe = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Severe classes").first
     expect(severe).to_contain_text("legal_compliance")
