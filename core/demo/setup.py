@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from core.demo import tickets as demo_tickets
 from core.demo.seed import SETUP_JOB
-from core.demo.teacher import TEACHER_SEED, default_dir, train_teacher
+from core.demo.teacher import TEACHER_SEED, THREADS, default_dir, deterministic, train_teacher
 from core.domain.jobs import EvaluateResult, TrainResult
 from core.evaluation import jobs as evaluate_job  # noqa: F401 (registers the "evaluate" job run here)
 from core.evaluation import runs as evaluations
@@ -65,8 +65,16 @@ class SetupResult(BaseModel):
 @handler(SETUP_JOB, params=SetupParams, result=SetupResult)
 def setup_job(ctx: JobContext) -> SetupResult:
     """Train the demo teacher, label the tickets with it and filter its errors, then distil a first student
-    and evaluate it, so every role finds something to look at."""
+    and evaluate it, so every role finds something to look at.
+
+    All of it on one thread with torch's deterministic algorithms, so the evaluation (the README's story of
+    the demo, checked by tests/demo/test_demo_story.py) comes out the same on every run and machine."""
     params = ctx.read(SetupParams)
+    with deterministic(THREADS):
+        return _setup(ctx, params)
+
+
+def _setup(ctx: JobContext, params: SetupParams) -> SetupResult:
     teach, label, distil, _ = SHARES
     ctx.progress(0.0, "generating the teacher's own tickets", force=True)
     tickets = demo_tickets.generate(params.n or demo_tickets.DEFAULT_N, TEACHER_SEED)
