@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="2,000 tickets, a 1x128 teacher and one student epoch: a smoke run")
     args = parser.parse_args()
-    teacher_size = "small" if args.quick else "teacher"
+    teacher_size = "small" if args.quick else "teacher-4x256"
     if args.quick:
         args.n, args.speed_rows, args.singles = 2000, 256, 100
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-demo-"))

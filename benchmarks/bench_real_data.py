@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the default training search")
     parser.add_argument("--teacher-epochs", type=int, default=6)
-    parser.add_argument("--teacher-size", default="teacher")
+    parser.add_argument("--teacher-size", default="teacher-4x256")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for everything (1: steadier figures on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="six topics, tiny teacher, tiny search: a smoke run")

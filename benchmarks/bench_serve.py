@@ -351,7 +351,7 @@ def main() -> None:
         script.write_text(WRK_LUA)
         client = Wrk(wrk, script) if wrk else PyClient()
         label = "wrk (C, same machine)" if wrk else "Python asyncio client (same cores)"
-        size = args.teacher_size or ("small" if args.quick else "teacher")
+        size = args.teacher_size or ("small" if args.quick else "teacher-4x256")
         session, demo, project, ngram, transformer = setup(Path(tmp), n_tickets=600 if args.quick else 3000,
                                                            teacher_size=size)
         loads = [os.getloadavg()]

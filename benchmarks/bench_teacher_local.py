@@ -35,7 +35,7 @@ def save_teacher(path: Path, texts: list[str]) -> Path:
     from core.ml.build import build_classifier, train_tokenizer
 
     tokenizer = train_tokenizer(texts, vocab_size=4000, max_length=128)
-    model = build_classifier("teacher", labels=LABELS, vocab_size=len(tokenizer), max_length=128)
+    model = build_classifier("teacher-4x256", labels=LABELS, vocab_size=len(tokenizer), max_length=128)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

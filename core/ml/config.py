@@ -85,7 +85,7 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _known_size(self) -> TrainConfig:
         known = NGRAM_SIZES if self.family == "ngram" else {
-            **{k: v for k, v in SIZES.items() if k != "teacher"}, "half-teacher": None}
+            **{k: v for k, v in SIZES.items() if not k.startswith("teacher")}, "half-teacher": None}
         if self.size not in known and not self.size_overrides:
             raise ValueError(f"size {self.size!r} is not a {self.family} size: use one of {', '.join(known)}")
         allowed = SIZE_FIELDS[self.family]
