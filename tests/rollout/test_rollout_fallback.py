@@ -9,14 +9,11 @@ import json
 
 import httpx
 import pytest
-from eval_helpers import teacher_run_with_holdout, trained_student
+from fallback_helpers import ship_file_student
 from monitor_helpers import traffic, write_log
-from review_helpers import approve
-from serve_helpers import evaluation_of
 from sqlmodel import select
 from teacher_helpers import FakeChatServer
 
-from core.decision import decision
 from core.domain.errors import GovernanceViolation, InvalidInput, PermissionDenied, RecordTampered
 from core.rollout import config, fallback, rollout
 from core.serving import app as serving
@@ -29,12 +26,7 @@ OFF_LIST = "https://llm.example/v1"
 @pytest.fixture
 def file_shipped(session, engine, demo, gated, tmp_path):
     """The gated project shipped on a student trained from an imported (file) teacher run."""
-    file_run = teacher_run_with_holdout(session, actor=demo["dana"], project=gated, tmp_path=tmp_path)
-    run = trained_student(session, engine, actor=demo["dana"], project=gated, teacher_run=file_run)
-    ev = evaluation_of(session, project=gated, actor=demo["dana"], run=run)
-    approve(session, demo, gated, ev, threshold=0.5)
-    decision.decide(session, actor=demo["sam"], project=gated, decision="ship", rationale="passes the gate",
-                    evaluation_id=ev.id)
+    ship_file_student(session, engine, demo, gated, tmp_path)
     return gated
 
 
