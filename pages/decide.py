@@ -10,6 +10,7 @@ from core.domain.display import tidy
 from core.domain.requests import read_data_request
 from core.domain.roles import Role
 from core.evaluation import rounds
+from core.rollout import fallback
 from pages._show import criteria_table, esc, short_hash, table
 from pages._ui import act, current_project, db, require_user, show_flash
 
@@ -22,6 +23,8 @@ with db() as session:
     is_sponsor = Role.SPONSOR in roles_of(session, project_id=project.id, user_id=user.id)
     ev = act(lambda: decision.evidence(session, project=project))
     past = rounds.decisions(session, project_id=project.id)
+    target = act(lambda: fallback.of_evaluation(session, evaluation_id=ev.evaluation.id)) if (
+        ev is not None and ev.evaluation is not None) else None
 if ev is None:
     st.stop()
 
@@ -55,6 +58,8 @@ else:
     c2.metric("Fallback threshold", f"{ev.threshold.threshold:.2f}" if ev.threshold else "none proposed")
     c3.metric("Payback", f"{ev.payback_months:.1f} months" if ev.payback_months else "n/a",
               help="Recomputed now from the student's measured cost and the proposed fallback rate.")
+    if target is not None:  # what answers behind the student once it ships
+        (st.info if target.ready else st.warning)(f"Fallback target: {esc(target.sentence())}")
     if ev.payback:
         st.caption(f"Payback window {ev.payback.criterion.status}: {esc(ev.payback.criterion.detail)}")
     if ev.targets:

@@ -13,7 +13,7 @@ from core.access.projects import roles_of
 from core.domain.display import number, tidy, time_bucket
 from core.domain.roles import Role
 from core.rollout import config as mconfig
-from core.rollout import drift, logs, redistill, rollout
+from core.rollout import drift, fallback, logs, redistill, rollout
 from core.serving import howto
 from pages._show import esc, table
 from pages._ui import act, comma_list, current_project, db, require_user, show_flash
@@ -32,6 +32,9 @@ with db() as session:
     live = logs.read_requests(project.id)  # read once: the advance check, the charts and drift use it
     check = rollout.check_advance(session, project_id=project.id, live=live) if state.stage != rollout.OFF else None
     requests_ = list(reversed(redistill.list_redistill(session, project.id)))
+    target = act(lambda: rollout.fallback_target(session, project_id=project.id))
+# A file teacher's student starts only once its operator chose what answers behind it (core refuses it anyway).
+start_blocked = state.stage == rollout.OFF and target is not None and not target.ready
 
 st.caption(f"Project: {esc(project.name)}. Shadow first; each stage advances only on what the logged traffic "
            "shows; the teacher answers below the confidence threshold and for must-escalate answers.")
@@ -45,6 +48,9 @@ c3.metric("Teacher sampled", f"{state.teacher_sample_rate:.0%}")
 c4.metric("Must escalate", ", ".join(state.must_escalate) or "none")
 st.caption("Stages: " + " → ".join(stage_list) + ".")
 
+if target is not None:
+    (st.caption if target.ready else st.warning)(f"Fallback target: {esc(target.sentence())}")
+
 if check is not None:
     st.markdown(f"**Advance from {check.stage} to {check.next_stage or '(last stage)'}**: "
                 f"{check.n_requests:,} requests logged at this stage")
@@ -57,7 +63,10 @@ with st.form(f"rollout_{state.stage}"):
     action = st.radio("Action", rollout.actions(state.stage, stage_list), horizontal=True, format_func={
         "start": "Start in shadow", "advance": "Advance one stage", "rollback": "Roll back"}.get)
     reason = st.text_input("Reason" + (" (required to roll back)" if state.stage != rollout.OFF else ""))
-    if st.form_submit_button("Apply", type="primary", disabled=not is_operator):
+    if start_blocked:
+        st.caption("Start is disabled until a fallback target is chosen (below): the student's teacher cannot "
+                   "answer live requests.")
+    if st.form_submit_button("Apply", type="primary", disabled=not is_operator or start_blocked):
         with db() as session:
             actor = require_user(session)
             do = {"start": rollout.start, "advance": rollout.advance, "rollback": rollout.rollback}[action]
@@ -68,7 +77,27 @@ if events:
                         "Stage": e.stage, "Threshold": e.threshold, "Reason": e.reason}
                        for e in reversed(events)]), hide_index=True, width="stretch")
 
+if target is not None and target.kind != fallback.TEACHER:
+    st.subheader("Fallback target")
+    st.caption("The student learned from a teacher that cannot answer live requests: choose what answers what "
+               "the student does not, a chat endpoint on the admin's list or a person's queue.")
+    with st.form("fallback_target"):
+        kind = st.radio("Fallback target", [fallback.QUEUE, fallback.ENDPOINT], horizontal=True, index=None,
+                        format_func={fallback.QUEUE: "A person's queue",
+                                     fallback.ENDPOINT: "A live endpoint on the admin's list"}.get)
+        c1, c2 = st.columns(2)
+        endpoint = c1.text_input("Endpoint URL (for an endpoint)")
+        model = c2.text_input("Model (for an endpoint)")
+        if st.form_submit_button("Choose the fallback target", disabled=not is_operator):
+            choice = {"kind": kind} if kind != fallback.ENDPOINT else {
+                "kind": kind, "endpoint": endpoint.strip() or None, "model": model.strip() or None}
+            with db() as session:
+                act(lambda: fallback.choose(session, actor=require_user(session), project=project, choice=choice),
+                    lambda c: f"Fallback target chosen: {c.kind}.", rerun=True)
+
 st.subheader("Serving")
+if target is not None and not target.ready:
+    st.warning("`stillroom serve` refuses this project until a fallback target is chosen.")
 st.markdown("Serve the shipped student behind the stage above (clients send a serving token):")
 st.code(howto.serve_command(project.name), language="bash")
 if is_operator:

@@ -8,6 +8,7 @@ import streamlit as st
 from core.access import session as app_db
 from core.data import datasets
 from core.domain.roles import Role
+from core.rollout import fallback
 from core.teacher import filter as tfilter
 from core.teacher import runs
 from pages._show import chart, esc, metric_row, table
@@ -139,6 +140,8 @@ with tab_runs:
               column_config={"Agrees with reference": three_places, "Mean confidence": three_places})
         pick = st.selectbox("Look at", [r.id for r in teacher_runs], format_func=run_names.get,
                             index=len(teacher_runs) - 1)
+        if not fallback.answers_live(next(r.adapter for r in teacher_runs if r.id == pick)):
+            st.caption(f":material/warning: {fallback.FILE_TEACHER_CAPTION}")
         with db() as session:
             summary = act(lambda: runs.summarize(session, run=runs.get_run(session, pick)))
         if summary is not None:

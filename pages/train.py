@@ -12,6 +12,7 @@ from core.domain.roles import Role
 from core.gate import gate
 from core.ml.build import SIZES
 from core.ml.config import FAMILIES, NGRAM_SIZES, TrainConfig
+from core.rollout import fallback
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
 from core.training import runs, search
@@ -53,6 +54,8 @@ with st.expander("Start a training run", expanded=not training):
     else:
         names = {r.id: f"run #{r.id} · {r.adapter} · {r.n_rows:,} outputs" for r in t_runs}
         t_id = st.selectbox("Teacher run", [r.id for r in t_runs], format_func=names.get, index=len(t_runs) - 1)
+        if not fallback.answers_live(next(r.adapter for r in t_runs if r.id == t_id)):
+            st.caption(f":material/warning: {fallback.FILE_TEACHER_CAPTION}")
         mine = [f for f in filters if f.teacher_run_id == t_id]
         f_id = st.selectbox("Filtered outputs", [None] + [f.id for f in mine], format_func=lambda i: (
             "all readable outputs" if i is None else

@@ -6,7 +6,7 @@ import click
 
 from core.cli.base import _session, _table, _viewable, cli
 from core.domain.requests import read_redistill
-from core.rollout import config, drift, logs, redistill, rollout
+from core.rollout import config, drift, fallback, logs, redistill, rollout
 
 
 def _fmt(x, spec: str = ".3f") -> str:
@@ -58,6 +58,35 @@ def rollout_rollback(project: str, reason: str, to: str) -> None:
         actor, p = _viewable(session, project)
         row = rollout.rollback(session, actor=actor, project=p, reason=reason, to=to)
     click.echo(f"Rolled back from {row.criteria.get('from')} to {row.stage}.")
+
+
+@rollout_group.command("fallback")
+@click.argument("project")
+@click.option("--endpoint", help="A chat endpoint on the admin's list (STILLROOM_TEACHER_ENDPOINTS), e.g. "
+                                 "https://llm.example/v1.")
+@click.option("--model", help="The model the endpoint serves (with --endpoint).")
+@click.option("--api-key-env", default=None, help="The listed variable holding the endpoint's key.")
+@click.option("--queue", is_flag=True, help="A person's queue answers what the student does not.")
+def rollout_fallback(project: str, endpoint: str | None, model: str | None, api_key_env: str | None,
+                     queue: bool) -> None:
+    """Show PROJECT's fallback target, or choose one for a student whose teacher cannot answer live."""
+    with _session() as session:
+        actor, p = _viewable(session, project)
+        if queue or endpoint or model:
+            if queue == bool(endpoint):
+                raise click.UsageError("give either --queue or --endpoint URL --model NAME.")
+            choice = {"kind": "queue"} if queue else {"kind": "endpoint", "endpoint": endpoint, "model": model}
+            fallback.choose(session, actor=actor, project=p, choice={
+                **choice, **({"api_key_env": api_key_env} if api_key_env else {})})
+        target = rollout.fallback_target(session, project_id=p.id)
+        chosen = config.get_config(session, project_id=p.id).fallback
+    if target is not None:
+        click.echo(target.sentence())
+    elif chosen is not None:
+        click.echo(f"Fallback target chosen: {chosen.kind}{' ' + chosen.endpoint if chosen.endpoint else ''} "
+                   "(used when a student of a file teacher ships).")
+    else:
+        click.echo("No shipped student yet, and no fallback target chosen.")
 
 
 @rollout_group.command("status")

@@ -35,6 +35,9 @@ class RolloutState:
     teacher_sample_rate: float  # share of confident requests the teacher is still asked about
     training_run_id: int | None = None
     evaluation_id: int | None = None
+    # "queue" when nothing answers live behind the student (a file teacher's student whose operator chose a
+    # person's queue): every answer the student does not give goes to the queue; else "teacher".
+    fallback: str = "teacher"
     percent: int = field(init=False)  # share of traffic offered to the student; 0 in shadow and off
 
     def __post_init__(self) -> None:

@@ -5,6 +5,8 @@ Stored values override the defaults; every change is validated as a whole and au
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import Session, col
 
@@ -16,10 +18,33 @@ from core.domain.validation import parse
 from core.gate import gate
 from core.store import audit, vouched
 from core.store.models import MonitorConfig, Project, User, utcnow
+from core.teacher.chat import DEFAULT_API_KEY_ENV
 
 DEFAULT_STAGES = ("shadow", "5", "25", "100")
 # Without an absolute quality floor in the gate, live agreement with the teacher must stay at this level.
 DEFAULT_AGREEMENT_FLOOR = 0.95
+ENDPOINT, QUEUE = "endpoint", "queue"
+
+
+class FallbackChoice(BaseModel):
+    """The operator's fallback target for a student whose teacher cannot answer live (core.rollout.fallback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["endpoint", "queue"] = Field(title="Fallback target")
+    endpoint: str | None = Field(default=None, max_length=2000, title="Endpoint URL")
+    model: str | None = Field(default=None, max_length=200, title="Model")
+    api_key_env: str = Field(default=DEFAULT_API_KEY_ENV, title="API key variable")
+
+    @model_validator(mode="after")
+    def _complete(self) -> FallbackChoice:
+        if self.kind == ENDPOINT and not (self.endpoint or "").strip():
+            raise ValueError("an endpoint fallback needs the endpoint URL, e.g. https://llm.example/v1")
+        if self.kind == ENDPOINT and not (self.model or "").strip():
+            raise ValueError("an endpoint fallback needs the model the endpoint serves, e.g. gpt-4o-mini")
+        if self.kind == QUEUE and (self.endpoint or self.model):
+            raise ValueError("a queue fallback takes no endpoint or model")
+        return self
 
 
 class MonitorSettings(BaseModel):
@@ -37,6 +62,8 @@ class MonitorSettings(BaseModel):
     min_requests: int = Field(default=200, ge=1, le=10**9, title="Fewest requests per stage")
     min_slice_requests: int = Field(default=30, ge=1, le=10**9, title="Fewest requests per slice")
     must_escalate: list[str] | None = Field(default=None, title="Must-escalate labels")
+    # Set only through core.rollout.fallback.choose, which checks the endpoint against the admin's list.
+    fallback: FallbackChoice | None = Field(default=None, title="Fallback target")
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -118,6 +145,16 @@ def set_config(session: Session, *, actor: User, project: Project, changes: dict
     if unknown:
         raise InvalidInput(f"unknown monitoring setting {unknown[0]!r}: use one of "
                            f"{', '.join(MonitorSettings.model_fields)}.", field=unknown[0])
+    if "fallback" in changes:
+        raise InvalidInput("the fallback target is not a monitoring setting: choose it with `stillroom rollout "
+                           "fallback` or the Rollout page's Fallback target form, which check the admin's list.",
+                           field="fallback")
+    return save(session, actor=actor, project=project, changes=changes, action="monitor.config")
+
+
+def save(session: Session, *, actor: User, project: Project, changes: dict, action: str) -> MonitorSettings:
+    """Validate ``changes`` over the stored settings, store the whole and audit it as ``action`` (the caller
+    checked the actor's role and anything the settings' own validation cannot, such as an allow-list)."""
     row = _row(session, project_id=project.id)
     merged = parse(MonitorSettings, {**(row.settings if row else {}), **changes})
     stored = merged.model_dump(exclude_defaults=True)
@@ -127,7 +164,7 @@ def set_config(session: Session, *, actor: User, project: Project, changes: dict
         row.settings, row.updated_by, row.updated_at = stored, actor.id, utcnow()
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, action="monitor.config", entity="monitor_config", entity_id=row.id,
+    audit.record(session, actor=actor, action=action, entity="monitor_config", entity_id=row.id,
                  project_id=project.id, payload={"changes": changes, "settings": merged.model_dump()})
     session.commit()
     return merged

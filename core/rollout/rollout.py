@@ -20,7 +20,7 @@ from core.evaluation import rounds
 from core.notify.inbox import notice
 from core.notify.rules import Kind
 from core.review import review
-from core.rollout import config, logs
+from core.rollout import config, fallback, logs
 from core.store import audit, vouched
 from core.store.models import Evaluation, GateVersion, Project, RolloutEvent, User
 
@@ -74,7 +74,25 @@ def state(session: Session, *, project_id: int) -> RolloutState:
         must_escalate=config.must_escalate(session, project_id=project_id, settings=settings),
         teacher_sample_rate=settings.teacher_sample_rate,
         training_run_id=last.training_run_id if last else None, evaluation_id=last.evaluation_id if last else None,
+        fallback=fallback.QUEUE if _fallback_of(session, project_id, last) == fallback.QUEUE else "teacher",
     )
+
+
+def _fallback_of(session: Session, project_id: int, last: RolloutEvent | None) -> str | None:
+    target = fallback.of_run(session, project_id=project_id, training_run_id=last.training_run_id) if last else None
+    return target.kind if target else None
+
+
+def fallback_target(session: Session, *, project_id: int) -> fallback.Fallback | None:
+    """The fallback of the student in rollout, else of the one its sponsor last decided to ship (None: no trained
+    student to serve yet)."""
+    last = _last(session, project_id)
+    if last is not None and last.training_run_id is not None:
+        return fallback.of_run(session, project_id=project_id, training_run_id=last.training_run_id)
+    done = rounds.decisions(session, project_id=project_id)
+    if done and done[-1].decision == rounds.Choice.SHIP:
+        return fallback.of_evaluation(session, evaluation_id=done[-1].evaluation_id)
+    return None
 
 
 # --------------------------------------------------------------------------- criteria
@@ -137,10 +155,12 @@ def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | Non
     floor = config.agreement_floor(session, project_id=project_id, settings=settings)
     threshold = last.threshold if last and last.threshold is not None else None
     n_asked = len(logs.asked(traffic))
+    queue = _fallback_of(session, project_id, last) == fallback.QUEUE
     criteria = [
         _requests(len(traffic), settings.min_requests, stage),
-        _criterion("student-teacher agreement", logs.agreement(traffic), floor, n_asked,
-                   detail="on requests the teacher also answered"),
+        _no_live_teacher(floor) if queue else _criterion(
+            "student-teacher agreement", logs.agreement(traffic), floor, n_asked,
+            detail="on requests the teacher also answered"),
         _criterion("fallback rate", logs.fallback_rate(
             traffic, threshold=threshold, must_escalate=config.must_escalate(
                 session, project_id=project_id, settings=settings)),
@@ -148,8 +168,16 @@ def check_advance(session: Session, *, project_id: int, live: pd.DataFrame | Non
             detail="under the threshold or a must-escalate label"),
         _latency(session, project_id, traffic),
     ]
-    criteria += slice_criteria(traffic, floor=floor, min_n=settings.min_slice_requests)
+    criteria += [] if queue else slice_criteria(traffic, floor=floor, min_n=settings.min_slice_requests)
     return _told(session, last, AdvanceCheck(stage=stage, next_stage=nxt, n_requests=len(traffic), criteria=criteria))
+
+
+def _no_live_teacher(floor: float) -> Criterion:
+    """Agreement cannot be measured where a person's queue is the fallback: nothing answers live beside the
+    student (the gate judged it against its file teacher before the ship decision)."""
+    return Criterion("student-teacher agreement", NOT_APPLICABLE, None, floor, 0,
+                     "not measured live: the fallback is a person's queue, so no teacher answers beside the student",
+                     direction="higher", unit="proportion")
 
 
 def _told(session: Session, last: RolloutEvent | None, check: AdvanceCheck) -> AdvanceCheck:
@@ -226,6 +254,8 @@ def start(session: Session, *, actor: User, project: Project, reason: str = "") 
         raise GovernanceViolation(f"Project {project.name!r} cannot roll out: {last}; only a project its sponsor "
                                   "decided to ship can start.")
     evaluation = _intact(session, session.get(Evaluation, done[-1].evaluation_id))
+    fallback.require_ready(fallback.of_evaluation(session, evaluation_id=evaluation.id), project=project,
+                           doing="start its rollout")
     proposals = review.threshold_proposals(session, evaluation_id=evaluation.id)
     if not proposals:
         raise GovernanceViolation(f"Evaluation #{evaluation.id} has no fallback threshold: a validator or operator "

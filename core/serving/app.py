@@ -43,13 +43,13 @@ from core.access.tokens import active_serve_hashes
 from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.rollout_state import RolloutState
 from core.evaluation import rounds
+from core.rollout import fallback
 from core.rollout.rollout import state as rollout_state
 from core.serving import router
 from core.serving.batching import Batcher
 from core.serving.requestlog import RequestSink, open_request_log
 from core.store.db import get_engine
-from core.store.models import Evaluation, Project, TeacherRun, TrainingRun
-from core.teacher.runs import build_adapter
+from core.store.models import Evaluation, Project, TrainingRun
 from core.training.runs import load_student, student_artifact
 
 DEFAULT_MAX_CHARS = 10_000
@@ -63,7 +63,6 @@ MAX_ACCEPTED_HEADERS = 1024  # valid Authorization headers remembered per worker
 def default_max_body_bytes(max_chars: int) -> int:
     """The largest body a text of ``max_chars`` needs: a UTF-8 character is at most 4 bytes, a JSON escape 6."""
     return 8 * max_chars + 4096
-LIVE_ADAPTERS = ("local", "http")
 
 
 class ClassifyRequest(BaseModel):
@@ -148,7 +147,8 @@ def check_servable(session: Session, *, project: Project, require_token: bool = 
                                   "service: create one with `stillroom serve-token create` (or pass --no-auth "
                                   "for local development only).")
     run = _training_run(session, st)
-    _live_teacher_run(session, run)
+    fallback.require_ready(fallback.of_run(session, project_id=project.id, training_run_id=run.id),
+                           project=project, doing="be served")
     student_artifact(session, run)  # hash-checked: a changed model file is refused before any worker loads it
     return st, hashes, run
 
@@ -163,7 +163,7 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
         raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
     st, hashes, run = check_servable(session, project=project, require_token=require_token)
     student = _inline_ngram(_load_student(session, run))
-    teacher, labels, teacher_name = _load_teacher(session, project_id=project.id, run=run)
+    teacher, labels, teacher_name = _load_teacher(session, project=project, run=run)
     service = Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
                       log=open_request_log(project.id), escalate_to=escalate_to, max_concurrency=max_concurrency,
                       max_chars=max_chars, model={"training_run_id": run.id, "family": run.family,
@@ -206,21 +206,13 @@ def _load_student(session: Session, run: TrainingRun):
     return student
 
 
-def _live_teacher_run(session: Session, run: TrainingRun) -> TeacherRun:
-    teacher_run = session.get(TeacherRun, run.teacher_run_id)
-    if teacher_run.adapter not in LIVE_ADAPTERS:
-        raise GovernanceViolation(
-            f"the student learned from teacher run #{teacher_run.id}, a {teacher_run.adapter} teacher that cannot "
-            "answer live requests: serve a student distilled from a local or http teacher.")
-    return teacher_run
-
-
-def _load_teacher(session: Session, *, project_id: int, run: TrainingRun) -> tuple[Any, list[str], str]:
-    teacher_run = _live_teacher_run(session, run)
-    adapter, labels, _ = build_adapter(adapter=teacher_run.adapter, config=teacher_run.config, project_id=project_id)
-    if teacher_run.adapter == "local":
+def _load_teacher(session: Session, *, project: Project, run: TrainingRun) -> tuple[Any, list[str], str]:
+    """The fallback behind the student (core.rollout.fallback): its live teacher, the chosen endpoint, or None
+    for a person's queue; refused while a file teacher's student has none chosen."""
+    adapter, labels, name = fallback.serving_teacher(session, project=project, run=run)
+    if name == "local":
         adapter.predict(["warm up"], labels=labels)  # loads the model now, once, not on the first request
-    return adapter, labels, teacher_run.adapter
+    return adapter, labels, name
 
 
 # --------------------------------------------------------------------------- requests

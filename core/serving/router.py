@@ -31,6 +31,19 @@ def bucket(key: str) -> float:
 def route(state: RolloutState, *, bucket: float, student_label: str, student_confidence: float, draw: float,
           escalate_to: Literal["teacher", "queue"] = "teacher") -> Route:
     """The route for one request; ``draw`` is a uniform [0, 1) number deciding the teacher sample."""
+    found = _route(state, bucket=bucket, student_label=student_label, student_confidence=student_confidence,
+                   draw=draw, escalate_to=escalate_to)
+    if state.fallback != "queue":
+        return found
+    # Nothing answers live behind the student (core.rollout.fallback): a person's queue takes every answer the
+    # student does not give, and no teacher is asked.
+    if found.served_by == "student":
+        return Route("student", False, "confident")
+    return Route("queue", False, found.reason)
+
+
+def _route(state: RolloutState, *, bucket: float, student_label: str, student_confidence: float, draw: float,
+           escalate_to: Literal["teacher", "queue"]) -> Route:
     if state.percent <= 0:  # shadow (and off): the teacher answers everything, the student is only logged
         return Route("teacher", True, "shadow")
     if student_label in state.must_escalate:

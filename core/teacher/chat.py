@@ -197,12 +197,14 @@ class _Budget:
 
 class ResponseCache:
     """Answers on disk, keyed by the sha256 of everything sent that changes the answer (``request_key``); SQLite
-    so an interrupted run keeps what it got."""
+    so an interrupted run keeps what it got. Safe across threads: ``stillroom serve`` asks the teacher from its
+    thread pool, not the thread that opened the cache."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("CREATE TABLE IF NOT EXISTS answer (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
                          "body TEXT NOT NULL, created_at REAL NOT NULL)")
         self._db.commit()
@@ -216,15 +218,17 @@ class ResponseCache:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
-            rows = self._db.execute(f"SELECT key, body FROM answer WHERE key IN ({','.join('?' * len(chunk))})",
-                                    chunk).fetchall()
+            with self._lock:
+                rows = self._db.execute(f"SELECT key, body FROM answer WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk).fetchall()
             found.update((k, json.loads(body)) for k, body in rows)
         return found
 
     def put(self, key: str, model: str, body: dict) -> None:
-        self._db.execute("INSERT OR REPLACE INTO answer VALUES (?, ?, ?, ?)",
-                         (key, model, json.dumps(body), time.time()))
-        self._db.commit()
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO answer VALUES (?, ?, ?, ?)",
+                             (key, model, json.dumps(body), time.time()))
+            self._db.commit()
 
     def close(self) -> None:
         self._db.close()

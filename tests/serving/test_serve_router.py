@@ -83,3 +83,16 @@ def test_a_stage_that_is_not_off_shadow_or_a_whole_percentage_is_refused_not_rea
 
 def test_the_percentage_follows_from_the_stage():
     assert [_state(s).percent for s in ("off", "shadow", "5", "100")] == [0, 0, 5, 100]
+
+
+def test_with_a_queue_fallback_a_person_answers_everything_the_student_does_not_and_no_teacher_is_asked():
+    def queue_state(stage: str) -> RolloutState:
+        return RolloutState(stage=stage, threshold=0.6, must_escalate=["legal"], teacher_sample_rate=0.05,
+                            fallback="queue")
+
+    assert _route(queue_state("shadow")) == Route("queue", False, "shadow")
+    assert _route(queue_state("25"), label="legal", conf=1.0) == Route("queue", False, "must-escalate")
+    assert _route(queue_state("25"), b=50.0) == Route("queue", False, "not-in-percentage")
+    assert _route(queue_state("25"), conf=0.3) == Route("queue", False, "below-threshold")
+    assert _route(queue_state("25"), draw=0.0) == Route("student", False, "confident")  # no teacher to sample
+    assert _route(_state("25"), draw=0.0) == Route("student", True, "sampled")  # a live teacher still is
