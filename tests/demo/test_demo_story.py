@@ -118,3 +118,13 @@ def test_the_demo_teacher_trains_the_same_twice(tmp_path):
     a, b = (build.load_classifier(r.path).state_dict() for r in (first, second))
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert not torch.are_deterministic_algorithms_enabled()  # the process-wide setting is given back
+
+
+def test_the_readme_tells_the_story_the_test_checks():
+    # The story's counts are written once (STORY); the README must say exactly those, so neither drifts alone.
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    legal, severe = STORY["slice queue=legal_compliance: accuracy"], STORY["severe classes missed"]
+    assert f"({legal[1] / legal[2]:.2f}: {legal[1]} of {legal[2]} holdout tickets) misses its 0.9 floor" in readme
+    assert f"missed {severe[1] / severe[2]:.1%} of the time ({severe[1]} of {severe[2]})".replace("%", " %") in readme
