@@ -108,6 +108,9 @@ def wait_idle(page, timeout: float = 30_000) -> None:
 
 
 def log_in(page, url: str, username: str, password: str) -> None:
+    """Log in as ``username`` in a browser that holds no login: the HttpOnly login cookie would otherwise keep the
+    previous person logged in (each person of a journey is someone else at another browser)."""
+    page.context.clear_cookies()
     page.goto(url)
     wait_idle(page)
     page.get_by_role("textbox", name="Username").fill(username)
