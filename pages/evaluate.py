@@ -88,7 +88,7 @@ if len(evaluations) > 1:
             with db() as session:
                 side = act(lambda: compare.compare(session, project=project, evaluation_ids=picked))
             if side is not None:
-                table(side.table(), hide_index=True, width="stretch")
+                table(side.lines(), hide_index=True, width="stretch")
                 slices = [r for r in side.rows if r.kind == "slice"] or side.rows
                 fig = go.Figure([go.Bar(
                     name=side.labels[e.id], x=[r.name for r in slices],

@@ -61,7 +61,7 @@ class Comparison:
     def base_id(self) -> int:
         return int(self.evaluations[0].id or 0)
 
-    def table(self) -> list[dict]:
+    def lines(self) -> list[dict]:
         """One line per row: each evaluation's figure (with its interval) and its change against the base."""
         out = []
         for row in self.rows:

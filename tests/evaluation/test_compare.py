@@ -31,7 +31,7 @@ def test_every_criterion_and_slice_of_both_with_the_change_from_the_base(session
         assert fig.below >= 0 and fig.above >= 0
     assert threat.delta(better.id, worse.id) == pytest.approx(want[better.id].student.accuracy
                                                               - want[worse.id].student.accuracy)
-    line = next(t for t in side.table() if t["Name"] == "category=threat: accuracy")
+    line = next(t for t in side.lines() if t["Name"] == "category=threat: accuracy")
     assert line[f"Δ #{better.id} r1"] == pytest.approx(threat.delta(better.id, worse.id), abs=1e-4)
     assert "[" in line[f"#{worse.id} r1"]  # the interval is shown beside the figure
 

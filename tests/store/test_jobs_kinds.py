@@ -48,4 +48,6 @@ def test_no_project_module_is_imported_by_string_but_the_cli_commands():
             name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
             if name in ("import_module", "__import__"):
                 by_string.append(str(path.relative_to(core.parent)))
-    assert sorted(set(by_string)) == ["core/cli/base.py"]
+    # ...and the Python teacher, whose module is named by the admin's allow-list (STILLROOM_TEACHER_CALLABLES) and
+    # imported only after that check (tests/teacher/test_teacher_python.py attacks it).
+    assert sorted(set(by_string)) == ["core/cli/base.py", "core/teacher/python.py"]
