@@ -23,22 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("STILLROOM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Run in the server's environment: the moderation project qualified, its gate naming the rare "threat"
-# category locked, and an evaluation where aggregate accuracy passes but that category fails its floor.
-REVIEW_SEED = """
-from sqlmodel import Session
-from conftest import good_qualification
-from review_helpers import lock_moderation_gate, make_evaluation, moderation_predictions
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    make_evaluation(s, project=p, actor=demo["dana"], df=moderation_predictions())
-"""
 FINISHED = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
@@ -157,6 +141,11 @@ def gated_moderation_seed(*lines: str) -> str:
     """Seed code for ``demo_server``: GATED_MODERATION, then ``lines`` run inside its session ``s`` (with ``demo``
     and the project ``p``)."""
     return GATED_MODERATION + "".join(f"    {line}\n" for line in lines)
+
+
+# The gated moderation project and an evaluation where aggregate accuracy passes but the rare "threat" category
+# fails its floor.
+REVIEW_SEED = gated_moderation_seed("make_evaluation(s, project=p, actor=demo['dana'], df=moderation_predictions())")
 
 
 def demo_server(workdir: Path, *, seed: str | None = None, seed_timeout: float = 120) -> Server:

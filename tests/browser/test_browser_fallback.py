@@ -4,28 +4,24 @@ as the fallback target, starts in shadow and, on the logged traffic, reaches the
 from __future__ import annotations
 
 import pytest
-from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, run_python, wait_idle
+from browser_helpers import (
+    chromium_page,
+    demo_server,
+    gated_moderation_seed,
+    go_to,
+    log_in,
+    pick_project,
+    run_python,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
 # In the server's environment: the moderation project shipped on a student trained from an imported teacher run.
-SEED = """
-import tempfile
-from pathlib import Path
-from sqlmodel import Session
-from conftest import good_qualification
-from fallback_helpers import ship_file_student
-from review_helpers import lock_moderation_gate
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    ship_file_student(s, get_engine(), demo, p, Path(tempfile.mkdtemp()))
-"""
+SEED = gated_moderation_seed(
+    'import tempfile; from pathlib import Path; from fallback_helpers import ship_file_student',
+    'ship_file_student(s, get_engine(), demo, p, Path(tempfile.mkdtemp()))',
+)
 # Traffic logged in shadow as a queue-fallback service logs it: a person answered, no teacher was asked.
 TRAFFIC = """
 from core.access import projects

@@ -4,26 +4,24 @@ traffic and its drift, advance to the first percentage stage, then roll back wit
 from __future__ import annotations
 
 import pytest
-from browser_helpers import chromium_page, demo_server, go_to, log_in, pick_project, run_python, wait_idle
+from browser_helpers import (
+    chromium_page,
+    demo_server,
+    gated_moderation_seed,
+    go_to,
+    log_in,
+    pick_project,
+    run_python,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
 # In the server's environment: the moderation project shipped on an approved, passing evaluation.
-SEED = """
-from sqlmodel import Session
-from conftest import good_qualification
-from monitor_helpers import ship
-from review_helpers import lock_moderation_gate
-from core.store.db import get_engine
-from core.access import people, projects
-from core.qualify import qualification
-with Session(get_engine(), expire_on_commit=False) as s:
-    demo = {u: people.get_user(s, u) for u in ("admin", "sam", "dana", "val", "oscar")}
-    p = projects.get_project(s, "Comment moderation")
-    qualification.record(s, actor=demo["sam"], project=p, inputs=good_qualification(), verdict="proceed")
-    lock_moderation_gate(s, demo, p)
-    ship(s, demo, p)
-"""
+SEED = gated_moderation_seed(
+    'from monitor_helpers import ship',
+    'ship(s, demo, p)',
+)
 # Traffic logged in shadow: 300 requests, the teacher asked on each, one in ten answered differently.
 TRAFFIC = """
 from core.access import projects
