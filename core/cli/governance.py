@@ -115,7 +115,7 @@ def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str, show
         from core.store import jobs
 
         jobs.start_detached(job_id)
-        click.echo(f"The demo teacher trains in the background as job #{job_id} (about 2-4 minutes on 2 cores); "
+        click.echo(f"The demo teacher trains in the background as job #{job_id} (about 1-2 minutes on 2 cores); "
                    "its progress shows on the Teacher page and in `stillroom --as dana jobs list "
                    f"{demo_mod.ROUTING!r}`.")
 
