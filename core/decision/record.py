@@ -129,7 +129,8 @@ def _gate_labels(session: Session, project: Project) -> dict[int | None, str]:
 
 def _training(session: Session, project: Project) -> Section:
     runs, labels = _rows(session, TrainingRun, project.id), _gate_labels(session, project)
-    return Section("Training runs", tables=[Table(
+    return Section("Training runs", lines=[f"Run #{r.id} trained with {r.metrics['losses']}." for r in runs
+                                           if (r.metrics or {}).get("losses")], tables=[Table(
         ["run", "family", "size", "status", "epochs", "best val loss", "val agreement", "gate version"],
         [[r.id, r.family, r.size, r.status, r.epochs_done, r.best_val_loss, r.metrics.get("val_agreement"),
           labels.get(r.gate_version_id)] for r in runs])])
