@@ -188,3 +188,19 @@ def test_negative_weights_are_refused_with_a_sentence_naming_the_field(field, la
     assert str(refused.value) == f"{label} must be at least 0 (you gave -0.5)."
     assert refused.value.field == field
     assert getattr(parse(TrainConfig, {field: 0.5}), field) == 0.5
+
+
+def test_a_resumed_run_takes_the_projection_back_from_its_checkpoint(tmp_path, monkeypatch):
+    _, tok = save_teacher(tmp_path, layers_=2, hidden=32)
+    made = []
+    real = layers.distiller
+    monkeypatch.setattr(layers, "distiller", lambda *a, **kw: made.append(real(*a, **kw)) or made[-1])
+    c = cfg(hidden_weight=1.0)
+    first = loop.fit(kd_data(), c, out_dir=tmp_path / "run", new_student=lambda: student_of(tok, layers_=1, hidden=16),
+                     teacher_dir=tmp_path)
+    trained = made[0].projection.weight.detach().clone()
+    # The same call again finds the finished checkpoint: nothing left to train, the projection is the saved one.
+    again = loop.fit(kd_data(), c, out_dir=tmp_path / "run", new_student=lambda: pytest.fail("not resumed"),
+                     teacher_dir=tmp_path)
+    assert again.resumed_from == first.epochs_done == 1 and again.losses == first.losses
+    assert torch.equal(made[1].projection.weight, trained)
