@@ -65,7 +65,9 @@ def train_variant(session, engine, *, dana, project, teacher_run: int, size: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher-epochs", type=int, default=6)
+    parser.add_argument("--teacher-epochs", type=int, default=12)
+    parser.add_argument("--teacher-dir", type=Path,
+                        help="keep the trained teacher here, and reuse the one already there (same data)")
     parser.add_argument("--teacher-size", default="teacher-4x256")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of every student (no early stop)")
     parser.add_argument("--seeds", default="1234,7", help="student seeds, comma-separated (same for every variant)")
@@ -95,20 +97,24 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-layers-"))
     engine, session, project, dana = setup(workdir)
-    dataset_id = _import(session, dana=dana, project=project, train=train, test=test)
-    teacher = train_teacher(train, workdir / "teacher", size=args.teacher_size, epochs=args.teacher_epochs,
-                            label_column="topic", eval_fraction=0.1, max_length=64, threads=args.threads)
+    dataset_id, train = _import(session, dana=dana, project=project, train=train, test=test)
+    teacher_dir = args.teacher_dir or workdir / "teacher"
+    if not (teacher_dir / "config.json").is_file():
+        teacher = train_teacher(train, teacher_dir, size=args.teacher_size, epochs=args.teacher_epochs,
+                                label_column="topic", eval_fraction=0.1, max_length=64, threads=args.threads)
+        print(f"Teacher {args.teacher_size} trained in {teacher.seconds:.0f} s ({args.teacher_epochs} epochs at "
+              f"most), saved at {teacher_dir}")
     job = teacher_runs.start_run(session, actor=dana, project=project, dataset_id=dataset_id, adapter="local",
-                                 config={"model_dir": str(teacher.path)})
+                                 config={"model_dir": str(teacher_dir)})
     teacher_run = jobs.result_or_raise(jobs.run(job.id, engine=engine))["teacher_run"]
     texts, gold = test["text"].tolist(), test["topic"].tolist()
-    teacher_labels = LocalAdapter(teacher.path).predict(texts)
+    teacher_labels = LocalAdapter(teacher_dir).predict(texts)
     t_acc = sum(p.label == y for p, y in zip(teacher_labels, gold, strict=True)) / len(texts)
-    print(f"Teacher {args.teacher_size}: holdout accuracy {t_acc:.3f}\n")
+    print(f"Teacher {teacher_dir.name}: holdout accuracy {t_acc:.3f}\n")
 
     scores: dict[str, list[tuple[float, float, float]]] = {}
-    for label, size, extra in variants:
-        for seed in seeds:
+    for seed in seeds:  # every variant once per seed, so a cut-short run still compares like with like
+        for label, size, extra in variants:
             run, student, seconds = train_variant(session, engine, dana=dana, project=project,
                                                   teacher_run=teacher_run, size=size, extra=extra, seed=seed,
                                                   epochs=args.epochs)
@@ -124,9 +130,9 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _import(session, *, dana, project, train, test) -> int:
-    """The training rows and the test split as the holdout; the id of the dataset to train on."""
-    from core.data import holdout, importer
+def _import(session, *, dana, project, train, test):
+    """The training rows and the test split as the holdout: the dataset to train on and its rows (the teacher's)."""
+    from core.data import datasets, holdout, importer
 
     mapping = {"id": "id", "text": "text", "reference": "answer", "slices": ["topic"]}
     dataset = importer.import_dataset(session, actor=dana, project=project, mapping=mapping, data=csv(train),
@@ -135,7 +141,10 @@ def _import(session, *, dana, project, train, test) -> int:
                                       filename="test.csv")
     if imported.leakage.leaked:  # near duplicates of test rows leave the training data, as a driver would drop them
         dataset, _ = holdout.drop_overlap(session, actor=dana, project=project, dataset_id=dataset.id)
-    return dataset.id
+        train = train[train["id"].isin(set(datasets.rows(session, dataset)["id"]))].reset_index(drop=True)
+        print(f"Dropped {imported.leakage.leaked} training rows that nearly duplicate test rows: "
+              f"{len(train):,} left (the teacher's too).")
+    return dataset.id, train
 
 
 def _print_figures(scores: dict, variants: list, t_acc: float) -> None:
