@@ -25,6 +25,9 @@ from core.ml import build, init
 from core.ml.config import TrainConfig
 
 SAMPLE_TEXTS = 64  # texts tokenized by both tokenizers to check that token positions line up
+# Memory for the teacher's states of the rows already seen (reused in later epochs instead of a teacher pass);
+# rows past it are run through the teacher on every pass.
+CACHE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ class LayerDistiller(torch.nn.Module):
         self.teacher = teacher_model.eval().requires_grad_(False)
         self.projection = torch.nn.Linear(*losses.projection) if losses.projection else None
         self.max_positions = int(getattr(teacher_model.config, "max_position_embeddings", 0) or 1 << 30)
+        self._cache: dict[int, tuple[dict, dict]] = {}  # row index -> the teacher's mapped states for that row
+        self._cached_bytes = 0
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return list(self.projection.parameters()) if self.projection is not None else []
@@ -144,23 +149,59 @@ class LayerDistiller(torch.nn.Module):
         return student_model(**batch, output_hidden_states=bool(self.losses.hidden_map),
                              output_attentions=bool(self.losses.attention_map))
 
-    def loss(self, student_out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """hidden_weight · hidden-state MSE + attention_weight · attention MSE, on this batch."""
+    def loss(self, student_out, batch: dict[str, torch.Tensor], rows: list[int] | None = None) -> torch.Tensor:
+        """hidden_weight · hidden-state MSE + attention_weight · attention MSE, on this batch.
+
+        ``rows`` names the batch's rows (their indices in the training data): the teacher's states for a row are
+        then kept after its first pass and reused in later epochs (the teacher is frozen), within CACHE_BYTES.
+        """
         width = min(batch["input_ids"].shape[1], self.max_positions)  # the teacher reads no further
         short = {k: v[:, :width] for k, v in batch.items()}
-        with torch.no_grad():
-            theirs = self.teacher(**short, output_hidden_states=bool(self.losses.hidden_map),
-                                  output_attentions=bool(self.losses.attention_map))
         mask = short["attention_mask"]
+        hidden, attention = self._teacher_states(short, rows)
         total = student_out.logits.new_zeros(())
         if self.losses.hidden_map:
             total = total + self.losses.hidden_weight * hidden_loss(
-                student_out.hidden_states, theirs.hidden_states, self.losses.hidden_map, mask,
-                projection=self.projection)
+                student_out.hidden_states, hidden, self.losses.hidden_map, mask, projection=self.projection)
         if self.losses.attention_map:
             total = total + self.losses.attention_weight * attention_loss(
-                student_out.attentions, theirs.attentions, self.losses.attention_map, mask)
+                student_out.attentions, attention, self.losses.attention_map, mask)
         return total
+
+    def _teacher_states(self, short: dict[str, torch.Tensor], rows: list[int] | None):
+        """({teacher hidden index: (batch, width, dim)}, {teacher layer: (batch, heads, width, width)}), from the
+        cache when every row is in it, else from a teacher pass (whose rows are then cached)."""
+        lengths = short["attention_mask"].sum(dim=1).tolist()
+        if rows is not None and all(r in self._cache for r in rows):
+            return self._assemble([self._cache[r] for r in rows], short["input_ids"].shape[1])
+        with torch.no_grad():
+            out = self.teacher(**short, output_hidden_states=bool(self.losses.hidden_map),
+                               output_attentions=bool(self.losses.attention_map))
+        hidden = {t: out.hidden_states[t] for _, t in self.losses.hidden_map}
+        attention = {t: out.attentions[t] for _, t in self.losses.attention_map}
+        for i, r in enumerate(rows or []):
+            n = int(lengths[i])
+            kept = ({t: h[i, :n].clone() for t, h in hidden.items()},
+                    {t: a[i, :, :n, :n].clone() for t, a in attention.items()})
+            size = sum(x.numel() * x.element_size() for part in kept for x in part.values())
+            if self._cached_bytes + size <= CACHE_BYTES:
+                self._cache[r], self._cached_bytes = kept, self._cached_bytes + size
+        return hidden, attention
+
+    @staticmethod
+    def _assemble(kept: list[tuple[dict, dict]], width: int):
+        """The cached rows padded back into batch tensors (padding is masked out of both losses)."""
+        hidden, attention = {}, {}
+        for t, first in kept[0][0].items():
+            hidden[t] = first.new_zeros((len(kept), width, first.shape[-1]))
+            for i, (states, _) in enumerate(kept):
+                hidden[t][i, :states[t].shape[0]] = states[t]
+        for t, first in kept[0][1].items():
+            attention[t] = first.new_zeros((len(kept), first.shape[0], width, width))
+            for i, (_, maps) in enumerate(kept):
+                n = maps[t].shape[-1]
+                attention[t][i, :, :n, :n] = maps[t]
+        return hidden, attention
 
 
 def hidden_loss(student_states, teacher_states, pairs: list[tuple[int, int]], mask: torch.Tensor,

@@ -161,7 +161,7 @@ def fit(
         for b in range(steps_per_epoch):
             idx = order[b * bs:(b + 1) * bs]
             batch = devices.to(student.collate([encoded[i] for i in idx]), device)
-            loss = batch_loss(student, batch, probs[idx], ref[idx], cfg, distill)
+            loss = batch_loss(student, batch, probs[idx], ref[idx], cfg, distill, rows=idx.tolist())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -193,13 +193,14 @@ def fit(
 
 
 def batch_loss(student, batch: dict[str, torch.Tensor], probs: torch.Tensor, ref: torch.Tensor, cfg: TrainConfig,
-               distill: layers.LayerDistiller | None = None) -> torch.Tensor:
-    """One step's loss: the soft-label loss, plus the weighted layer terms when ``distill`` is given."""
+               distill: layers.LayerDistiller | None = None, *, rows: list[int] | None = None) -> torch.Tensor:
+    """One step's loss: the soft-label loss, plus the weighted layer terms when ``distill`` is given (``rows``:
+    the batch's row indices, under which the teacher's states are kept for later epochs)."""
     if distill is None:
         return kd_loss(student.logits(batch), probs, ref, temperature=cfg.temperature, alpha=cfg.alpha)
     out = distill.forward_student(student.module, batch)
     soft = kd_loss(out.logits, probs, ref, temperature=cfg.temperature, alpha=cfg.alpha)
-    return soft + distill.loss(out, batch)
+    return soft + distill.loss(out, batch, rows)
 
 
 def _end_epoch(student, data: KDData, encoded: list, val_idx: np.ndarray, cfg: TrainConfig, state: _State,

@@ -204,3 +204,27 @@ def test_a_resumed_run_takes_the_projection_back_from_its_checkpoint(tmp_path, m
                      teacher_dir=tmp_path)
     assert again.resumed_from == first.epochs_done == 1 and again.losses == first.losses
     assert torch.equal(made[1].projection.weight, trained)
+
+
+def test_the_teacher_s_states_are_kept_per_row_and_reused_with_the_same_loss(tmp_path):
+    _, tok = save_teacher(tmp_path, layers_=2, hidden=32)
+    student = student_of(tok, layers_=1, hidden=16, heads=1)
+    plan = layers.plan(cfg(hidden_weight=1.0, attention_weight=3.0), student, tmp_path, TEXTS)
+    distill = layers.distiller(plan, tmp_path, student.module, "cpu")
+    passes = []
+    distill.teacher.register_forward_hook(lambda *_: passes.append(1))
+    student.module.eval()
+
+    def loss(rows: list[int], *, cached: bool) -> float:
+        batch = batch_of(student, [TEXTS[r] for r in rows])
+        out = distill.forward_student(student.module, batch)
+        return distill.loss(out, batch, rows if cached else None).item()
+
+    rows = [0, 1, 4, 5]
+    fresh = loss(rows, cached=False)
+    assert loss(rows, cached=True) == pytest.approx(fresh, rel=1e-6) and len(passes) == 2
+    # Later epochs: other batches of the same rows (other padding widths) come from the cache, same loss.
+    assert loss(rows, cached=True) == pytest.approx(fresh, rel=1e-6)
+    short = [5, 0]
+    assert loss(short, cached=True) == pytest.approx(loss(short, cached=False), rel=1e-6)
+    assert len(passes) == 3  # only the uncached call ran the teacher again
