@@ -7,8 +7,10 @@ through the local teacher adapter; then transformer students are trained through
 alone and once with the hidden-state and/or attention losses of core.ml.layers added. Every student is scored on
 the holdout: accuracy against the corpus's labels and agreement with the teacher.
 
-    .venv/bin/python benchmarks/bench_distill_layers.py [--teacher-epochs 6] [--epochs 20] [--seeds 1234,7]
-                                                        [--threads 1] [--quick]
+    .venv/bin/python benchmarks/bench_distill_layers.py [--teacher-epochs 12] [--teacher-dir DIR] [--epochs 20]
+                                  [--seeds 1234,7] [--sizes tiny,half-teacher] [--threads 1] [--quick]
+
+``--teacher-dir`` keeps the trained teacher there and reuses it on the next run (the teacher takes the longest).
 
 ``--quick`` keeps six topics, a tiny teacher and one-epoch students: a smoke run, not figures.
 """
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--teacher-size", default="teacher-4x256")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of every student (no early stop)")
     parser.add_argument("--seeds", default="1234,7", help="student seeds, comma-separated (same for every variant)")
+    parser.add_argument("--sizes", default="tiny,half-teacher", help="student sizes to compare, comma-separated")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for everything (1: steadier figures on a shared machine)")
     parser.add_argument("--quick", action="store_true", help="six topics, tiny teacher, one-epoch students")
@@ -84,7 +87,7 @@ def main() -> None:
     from core.teacher.local import LocalAdapter
 
     df = load_corpus()
-    variants = VARIANTS
+    variants = [v for v in VARIANTS if v[1] in args.sizes.split(",")]
     if args.quick:
         keep = df["topic"].value_counts().index[:6]
         df = df[df["topic"].isin(keep)].groupby("topic", group_keys=False).head(30).reset_index(drop=True)
