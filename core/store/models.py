@@ -45,10 +45,9 @@ def project_of(row: SQLModel) -> int | None:
 
 
 class TableModel(SQLModel):
-    """The base of every table here. Pydantic builds a model's validator and serializer when one is first used
-    rather than when the class is defined: table models are constructed without validation, so a CLI command that
-    reads a few tables skips about a tenth of the cost of defining them all (issue 18;
-    tests/store/test_models_startup.py)."""
+    """The base of every table here. Pydantic builds a model's validator and serializer when one is first used,
+    not when the class is defined: table models are constructed without validation, so start-up skips building
+    them (about a tenth of the cost of defining the tables; issue 18, tests/store/test_startup_cost.py)."""
 
     model_config = SQLModel.model_config | {"defer_build": True}
 
