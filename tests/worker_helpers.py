@@ -25,15 +25,17 @@ WAIT_S = 120.0  # a guard against a hung job on a loaded machine, never a figure
 
 @jobs.handler(KIND)
 def work(ctx: jobs.JobContext) -> dict:
-    """Params: sleep_s (work time), together (wait until that many of its kind run at once), crash (the process
-    dies inside the job), hold (wait until this file exists)."""
+    """Params: sleep_s (work time), together (wait until that many jobs of its group have started), crash (the
+    process dies inside the job), hold (wait until this file exists)."""
     p = ctx.params
     out = Path(os.environ["WORKER_TEST_OUT"])
     _line(out, f"start {ctx.job_id} {os.getpid()}")
     if p.get("crash"):
         os._exit(3)
-    if p.get("together"):
-        _wait_for(lambda: _running(out) >= p["together"], "the other jobs never ran at the same time")
+    if p.get("together"):  # every job of the group has started, so none has ended: they all run at once
+        group = out.with_name(f"group-{p.get('group', 0)}")
+        _line(group, str(ctx.job_id))
+        _wait_for(lambda: len(group.read_text().split()) >= p["together"], "the other jobs never ran at the same time")
     if p.get("hold"):
         _wait_for(lambda: Path(p["hold"]).exists(), "held too long")
     steps = 4
@@ -55,12 +57,6 @@ def _wait_for(ready, why: str) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(why)
         time.sleep(0.05)
-
-
-def _running(out: Path) -> int:
-    lines = [line.split() for line in out.read_text(encoding="utf-8").splitlines()]
-    ends = {(j, pid) for what, j, pid in lines if what == "end"}
-    return sum(1 for what, j, pid in lines if what == "start" and (j, pid) not in ends)
 
 
 def executions(out: Path) -> tuple[Counter, Counter]:
