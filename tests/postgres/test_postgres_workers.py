@@ -57,7 +57,8 @@ def wait_until(done, what: str, procs=()) -> None:
         time.sleep(0.1)
 
 
-def test_two_workers_share_the_queue_and_run_every_job_once(engine, session, demo, moderation, pg_url, tmp_path):
+def test_two_workers_share_the_queue_and_run_every_job_once(engine, session, demo, moderation, pg_url,  # noqa: F811
+                                                           tmp_path):
     out = tmp_path / "executions.txt"
     # Each job waits until four run at once: only two workers with two slots each can run them.
     ids = [hand(session, demo, moderation, together=4, group=n // 4) for n in range(8)]
@@ -73,7 +74,8 @@ def test_two_workers_share_the_queue_and_run_every_job_once(engine, session, dem
     assert all(said_one.count(" done") == 4 for said_one in said), said
 
 
-def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, moderation, pg_url, tmp_path):
+def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, moderation, pg_url,  # noqa: F811
+                                                         tmp_path):
     out, hold = tmp_path / "executions.txt", tmp_path / "go"
     held = hand(session, demo, moderation, hold=str(hold))
     first = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
