@@ -23,11 +23,11 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -37,9 +37,6 @@ from core.store.artifacts import data_dir
 from core.store.config import get_settings
 from core.store.jobs import CREDENTIAL_ENV, timing
 from core.store.models import Job, utcnow
-
-# Candidates a claim looks at before it gives up for this tick (others claimed them first, on SQLite).
-CLAIM_TRIES = 5
 
 
 def worker_id() -> str:
@@ -74,50 +71,86 @@ class QueueRules:
 def claim_next(engine: Engine, *, worker: str, kinds: Sequence[str] | None = None,
                rules: QueueRules | None = None) -> Claim | None:
     """Claim the oldest job handed to workers that is queued, or running under a worker whose heartbeat is stale
-    (a takeover, recorded in the audit chain). None when there is nothing to claim."""
+    (a takeover, recorded in the audit chain); None when there is nothing to claim. A stale job that has used up
+    its claims is left to ``fail_exhausted``."""
     rules = rules or QueueRules.from_settings()
-    for _ in range(CLAIM_TRIES):
-        with Session(engine) as s:
-            job = s.exec(_candidates(engine, kinds, rules)).first()
-            if job is None:
-                return None
-            claim = _take(s, job, worker=worker, rules=rules)
-            s.commit()
-            if claim is not None:
-                return claim
-    return None
+    credential, now = secrets.token_urlsafe(32), utcnow()
+    values = {"status": "running", "worker": worker, "attempts": col(Job.attempts) + 1, "pid": None, "error": "",
+              "runner_hash": token_hash(credential), "heartbeat_at": now,
+              "started_at": func.coalesce(col(Job.started_at), now)}
+    with Session(engine) as s:
+        for _ in range(3 if engine.dialect.name == "sqlite" else 1):
+            row = _claim_one(s, engine, _candidates(kinds, rules, now), values)
+            if row is not None:
+                break
+        if row is None:
+            s.rollback()
+            return None
+        if row.was is not None:  # a queued job has no holder: this one was held by a worker that went quiet
+            _event(s, row.id, row.project_id, "job.takeover",
+                   {"kind": row.kind, "from": row.was, "to": worker, "attempt": row.attempts})
+        s.commit()
+    return Claim(row.id, row.kind, row.attempts, credential, row.was)
 
 
-def _candidates(engine: Engine, kinds: Sequence[str] | None, rules: QueueRules) -> Any:
-    stale = utcnow() - rules.stale_after
-    query = select(Job).where(
+def _candidates(kinds: Sequence[str] | None, rules: QueueRules, now: datetime) -> Any:
+    query: Any = select(col(Job.id).label("pick_id"), col(Job.worker).label("was"),
+                   col(Job.status).label("was_status")).where(
         col(Job.for_workers).is_(True),
-        or_(col(Job.status) == "queued",
-            and_(col(Job.status) == "running", col(Job.worker).is_not(None), col(Job.heartbeat_at) < stale)),
+        or_(col(Job.status) == "queued", and_(_stale(now - rules.stale_after),
+                                              col(Job.attempts) < rules.max_attempts)),
     ).order_by(col(Job.id)).limit(1)
-    if kinds:
-        query = query.where(col(Job.kind).in_(list(kinds)))
-    # PostgreSQL: the row stays locked until this transaction ends, and other workers skip it rather than wait.
-    return query.with_for_update(skip_locked=True) if engine.dialect.name == "postgresql" else query
+    return query.where(col(Job.kind).in_(list(kinds))) if kinds else query
 
 
-def _take(s: Session, job: Job, *, worker: str, rules: QueueRules) -> Claim | None:
-    """Claim ``job`` in a conditional UPDATE (the row as read: another worker that got there first makes it match
-    nothing), or fail it when its workers have died ``max_attempts`` times."""
-    previous, status = job.worker, job.status
-    if status == "running" and job.attempts >= rules.max_attempts:
-        error = (f"the job's worker stopped {job.attempts} times (last {previous}) before it finished: it is not "
-                 f"tried again; find the cause in the workers' logs, then run it again to resume.")
-        if _changed(s, job, status="failed", error=error, finished_at=utcnow(), worker=previous):
-            _event(s, job, "job.failed", {"kind": job.kind, "error": error, "worker": previous})
+def _claim_one(s: Session, engine: Engine, pick: Any, values: dict[str, Any]) -> Any:
+    """The claimed row (id, kind, attempts, project_id and its previous holder ``was``), or None.
+
+    PostgreSQL: one UPDATE over the picked row, locked until the claim commits (other workers skip it rather than
+    wait). SQLite's RETURNING cannot name the picked row's old holder, so there the pick is read first and the
+    UPDATE only changes the row if it is still as read (another worker's claim in between makes it match none)."""
+    returning = (col(Job.id), col(Job.kind), col(Job.attempts), col(Job.project_id))
+    if engine.dialect.name == "postgresql":
+        picked = pick.with_for_update(skip_locked=True).subquery("pick")
+        return s.execute(update(Job).where(col(Job.id) == picked.c.pick_id).values(**values)
+                         .returning(*returning, picked.c.was).execution_options(synchronize_session=False)).first()
+    found = s.execute(pick).first()
+    if found is None:
         return None
-    credential, now, attempt = secrets.token_urlsafe(32), utcnow(), job.attempts + 1
-    if not _changed(s, job, status="running", worker=worker, attempts=attempt, runner_hash=token_hash(credential),
-                    heartbeat_at=now, started_at=job.started_at or now, pid=None, error=""):
-        return None
-    if status == "running":
-        _event(s, job, "job.takeover", {"kind": job.kind, "from": previous, "to": worker, "attempt": attempt})
-    return Claim(int(job.id or 0), job.kind, attempt, credential, previous if status == "running" else None)
+    held = col(Job.worker).is_(None) if found.was is None else col(Job.worker) == found.was
+    row = s.execute(update(Job).where(col(Job.id) == found.pick_id, col(Job.status) == found.was_status, held)
+                    .values(**values).returning(*returning).execution_options(synchronize_session=False)).first()
+    return None if row is None else _Picked(row.id, row.kind, row.attempts, row.project_id, found.was)
+
+
+@dataclass(frozen=True)
+class _Picked:
+    id: int
+    kind: str
+    attempts: int
+    project_id: int
+    was: str | None
+
+
+def _stale(before: datetime) -> Any:
+    return and_(col(Job.status) == "running", col(Job.worker).is_not(None), col(Job.heartbeat_at) < before)
+
+
+def fail_exhausted(engine: Engine, *, rules: QueueRules | None = None) -> list[int]:
+    """Fail every job whose worker went quiet after it had used up its claims, saying why; returns their ids."""
+    rules = rules or QueueRules.from_settings()
+    failed = []
+    with Session(engine) as s:
+        for job in s.exec(select(Job).where(col(Job.for_workers).is_(True), col(Job.attempts) >= rules.max_attempts,
+                                            _stale(utcnow() - rules.stale_after))).all():
+            previous = job.worker
+            error = (f"the job's worker stopped {job.attempts} times (last {previous}) before it finished: it is "
+                     "not tried again; find the cause in the workers' logs, then run it again to resume.")
+            if _changed(s, job, status="failed", error=error, finished_at=utcnow()):
+                _event(s, job.id, job.project_id, "job.failed", {"kind": job.kind, "error": error, "worker": previous})
+                failed.append(int(job.id or 0))
+        s.commit()
+    return failed
 
 
 def _changed(s: Session, job: Job, **values: Any) -> bool:
@@ -129,9 +162,9 @@ def _changed(s: Session, job: Job, **values: Any) -> bool:
     return bool(getattr(s.execute(statement), "rowcount", 0) == 1)
 
 
-def _event(s: Session, job: Job, action: str, payload: dict[str, Any]) -> None:
+def _event(s: Session, job_id: int | None, project_id: int, action: str, payload: dict[str, Any]) -> None:
     # The queue's own decisions, in no person's name (as core.store.jobs.mark_if_dead records a death).
-    audit.record(s, actor="(system)", action=action, entity="job", entity_id=job.id, project_id=job.project_id,
+    audit.record(s, actor="(system)", action=action, entity="job", entity_id=job_id, project_id=project_id,
                  payload=payload)
 
 
@@ -157,12 +190,12 @@ def give_back(engine: Engine, *, job_id: int, worker: str, reason: str, counted:
             error = (f"the job's process stopped {job.attempts} times before it finished ({reason}): it is not "
                      "tried again; find the cause in the worker's log, then run it again to resume.")
             if _changed(s, job, status="failed", error=error, finished_at=utcnow()):
-                _event(s, job, "job.failed", {"kind": job.kind, "error": error, "worker": worker})
+                _event(s, job.id, job.project_id, "job.failed", {"kind": job.kind, "error": error, "worker": worker})
             s.commit()
             return "failed"
         attempts = job.attempts if counted else job.attempts - 1
         if _changed(s, job, status="queued", worker=None, attempts=attempts, pid=None, runner_hash=None):
-            _event(s, job, "job.requeued", {"kind": job.kind, "worker": worker, "reason": reason})
+            _event(s, job.id, job.project_id, "job.requeued", {"kind": job.kind, "worker": worker, "reason": reason})
         s.commit()
         return "queued"
 
@@ -170,10 +203,10 @@ def give_back(engine: Engine, *, job_id: int, worker: str, reason: str, counted:
 # --------------------------------------------------------------------------- the worker process
 
 
-Spawn = Callable[[Claim], subprocess.Popen]
+Spawn = Callable[[Claim], subprocess.Popen[bytes]]
 
 
-def spawn_runner(claim: Claim) -> subprocess.Popen:
+def spawn_runner(claim: Claim) -> subprocess.Popen[bytes]:
     """``stillroom jobs run ID`` for a claimed job, holding the claim's credential; in this process group, so a
     signal to the worker's group reaches it, and its output in the job's log under the data directory."""
     logs = data_dir() / "jobs"
@@ -189,7 +222,7 @@ def spawn_runner(claim: Claim) -> subprocess.Popen:
 @dataclass
 class Running:
     claim: Claim
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     shown: tuple[int, str] = (-1, "")
 
 
@@ -231,6 +264,8 @@ class Worker:
             self._reap()
             if time.monotonic() - self._beat_at >= self.heartbeat_s:
                 heartbeat(self.engine, worker=self.id)
+                for job_id in fail_exhausted(self.engine, rules=self.rules):
+                    self.say(f"job #{job_id} failed: its workers stopped {self.rules.max_attempts} times")
                 self._beat_at = time.monotonic()
             idle = self._fill()
             self._show()

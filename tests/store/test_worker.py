@@ -18,7 +18,7 @@ from core.domain.errors import AuthenticationFailed, InvalidInput
 from core.store import jobs
 from core.store.config import get_settings
 from core.store.models import AuditEvent, Job, utcnow
-from core.store.worker import QueueRules, Worker, claim_next, give_back, heartbeat
+from core.store.worker import QueueRules, Worker, claim_next, fail_exhausted, give_back, heartbeat
 
 RULES = QueueRules(stale_after=timedelta(seconds=30), max_attempts=2)
 
@@ -126,8 +126,11 @@ def test_a_job_whose_workers_keep_dying_fails_with_the_reason(engine, session, d
             s.commit()
         claim = claim_next(engine, worker=f"host-{n}:1:cccccc", rules=RULES)
         assert (claim is None) == (n == RULES.max_attempts)
+    assert row(engine, job_id).status == "running"  # not claimed again: failed by the next worker's check
+    assert fail_exhausted(engine, rules=RULES) == [job_id] and fail_exhausted(engine, rules=RULES) == []
     failed = row(engine, job_id)
     assert failed.status == "failed" and "worker stopped 2 times (last host-1:1:cccccc)" in failed.error
+    assert events(engine, job_id)[-2:] == [("(system)", "job.takeover"), ("(system)", "job.failed")]
 
 
 def test_a_job_run_by_hand_is_never_taken_over(engine, session, demo, moderation):
