@@ -8,7 +8,8 @@ Figures, all in the same run, on the same throwaway PostgreSQL cluster (or DATAB
 - procrastinate (a well-kept PostgreSQL task queue) with two worker processes: its own ``fetch_job`` (a stored
   procedure) and ``finish_job`` on its own tables and connection pool;
 - the same two workers on Stillroom's embedded SQLite file (procrastinate has no SQLite backend).
-Per queue: claims per second over both workers, and each claim's latency (p50, p95). Every job must be claimed
+Per queue: the wall time per claim over both workers (its inverse, claims per second, beside it), and each claim's
+latency (p50, p95). Every job must be claimed
 exactly once; the run stops with an error otherwise. Run: ``.venv/bin/python benchmarks/bench_worker_queue.py
 [--quick]``. Without PostgreSQL's server binaries (initdb, pg_ctl) and no DATABASE_URL, it says so and exits 2.
 """
@@ -208,7 +209,7 @@ def race(target, args: tuple, n: int) -> tuple[float, float, float]:
 
 def show(label: str, figures: tuple[float, float, float]) -> None:
     rate, p50, p95 = figures
-    print(f"  {label + ' claims/s':<58} {rate:>10,.1f}x")
+    print(f"  {label + ' wall per claim':<58} {1000 / rate:>10,.3f} ms  ({rate:,.1f} claims/s, both workers)")
     print(f"  {label + ' claim p50':<58} {p50:>10,.3f} ms")
     print(f"  {label + ' claim p95':<58} {p95:>10,.3f} ms")
 
