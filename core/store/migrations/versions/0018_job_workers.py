@@ -20,16 +20,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('for_workers', sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch_op.add_column(sa.Column('worker', sqlmodel.sql.sqltypes.AutoString(length=96), nullable=True))
-        batch_op.add_column(sa.Column('attempts', sa.Integer(), nullable=False, server_default='0'))
-        batch_op.create_index('ix_job_claim', ['status', 'for_workers'], unique=False)
+    # Plain ADD COLUMN, not a batch: SQLite would rebuild the job table, which other tables reference.
+    op.add_column('job', sa.Column('for_workers', sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column('job', sa.Column('worker', sqlmodel.sql.sqltypes.AutoString(length=96), nullable=True))
+    op.add_column('job', sa.Column('attempts', sa.Integer(), nullable=False, server_default='0'))
+    op.create_index('ix_job_claim', 'job', ['status', 'for_workers'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('job', schema=None) as batch_op:
-        batch_op.drop_index('ix_job_claim')
-        batch_op.drop_column('attempts')
-        batch_op.drop_column('worker')
-        batch_op.drop_column('for_workers')
+    op.drop_index('ix_job_claim', table_name='job')
+    for column in ('attempts', 'worker', 'for_workers'):
+        op.drop_column('job', column)
