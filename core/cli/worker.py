@@ -34,7 +34,14 @@ def _kinds(values: tuple[str, ...]) -> list[str]:
 @click.option("--once", is_flag=True, help="Stop when nothing is left to claim and this worker's jobs have ended.")
 @click.option("--kinds", multiple=True, metavar="KIND[,KIND]", help="Run only these job kinds (default: all).")
 def worker_command(concurrency: int, once: bool, kinds: tuple[str, ...]) -> None:
-    """Run queued jobs handed to workers, on any host that reaches the database and the artifact store."""
+    """Run queued jobs handed to workers, on any host that reaches the database and the artifact store.
+
+    Jobs are handed to workers when STILLROOM_JOB_RUNNER=workers (the app and --detach then start no process).
+    Each job runs in its own `stillroom jobs run` process, in its submitter's name, and the worker prints its
+    progress. A job whose worker stops heartbeating for STILLROOM_WORKER_STALE_S is taken over by another
+    worker and run again (training resumes from its last checkpoint); after STILLROOM_WORKER_MAX_ATTEMPTS
+    claims it fails, saying why. SIGTERM (or Ctrl-C) stops the worker cleanly: its jobs go back to the queue.
+    """
     chosen = _kinds(kinds)
     w = worker.Worker(engine=_engine(), concurrency=concurrency, kinds=chosen, once=once,
                       say=lambda line: click.echo(line))

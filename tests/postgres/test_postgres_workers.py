@@ -12,25 +12,13 @@ import os
 import signal
 import time
 
-import pytest
 import worker_helpers as wh
 from sqlmodel import Session, col, select
 from test_postgres import pg, pg_url  # noqa: F401  (the cluster, and a fresh seeded schema on it)
+from test_postgres_request_log import engine  # noqa: F401  (DATABASE_URL on it: conftest's fixtures run there)
 
 from core.store import jobs, verification
 from core.store.models import AuditEvent, Job
-
-
-@pytest.fixture
-def engine(pg, pg_url, monkeypatch):  # noqa: F811  (conftest's session, demo and moderation then run on PostgreSQL)
-    from core.store import config, db
-
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    config.get_settings.cache_clear()
-    db.get_engine.cache_clear()
-    yield pg
-    db.get_engine.cache_clear()
-    config.get_settings.cache_clear()
 
 
 def settings(pg_url: str, tmp_path) -> dict[str, str]:  # noqa: F811
@@ -43,8 +31,8 @@ def hand(session, demo, project, **params) -> int:
     return jobs.hand_to_workers(job.id).id
 
 
-def statuses(engine, ids: list[int]) -> dict[int, str]:
-    with Session(engine) as s:
+def statuses(db, ids: list[int]) -> dict[int, str]:
+    with Session(db) as s:
         return {j.id: j.status for j in s.exec(select(Job).where(col(Job.id).in_(ids)))}
 
 

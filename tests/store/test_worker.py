@@ -5,6 +5,8 @@ The same rules on a real PostgreSQL server with two worker processes: tests/post
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 from datetime import timedelta
@@ -205,3 +207,24 @@ def test_stale_after_must_span_two_heartbeats(monkeypatch):
     with pytest.raises(ValueError, match="STILLROOM_WORKER_STALE_S .45. must be at least twice"):
         get_settings()
     get_settings.cache_clear()
+
+
+def test_a_jobs_process_ends_when_its_worker_is_killed(engine, db_url, session, demo, moderation, quick, tmp_path):
+    [job_id] = handed(session, demo, moderation, hold=str(tmp_path / "never"))
+    w = wh.start_worker(quick, 1, DATABASE_URL=db_url, STILLROOM_DATA_DIR=str(tmp_path))
+    wh._wait_for(lambda: wh.executions(quick)[0][job_id] == 1, "the worker never started the job")
+    child = int(quick.read_text().split()[2])
+    os.kill(w.pid, signal.SIGKILL)  # the worker alone: its job's process must not run on unsupervised
+    w.wait()
+    wh._wait_for(lambda: not _alive(child), "the job's process outlived its worker")
+    assert row(engine, job_id).status == "running"  # left for another worker to take over once stale
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its new parent to reap it has ended)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    stat = f"/proc/{pid}/stat"
+    return not os.path.exists(stat) or open(stat).read().rsplit(")", 1)[1].split()[0] != "Z"
