@@ -18,7 +18,8 @@ HAS_POSTGRES = all(shutil.which(n) or glob.glob(f"/usr/lib/postgresql/*/bin/{n}"
 def test_worker_queue_benchmark_claims_every_job_once_and_prints_its_figures():
     out = run_quick("bench_worker_queue.py", timeout=400)
     assert_figures(out, ["Stillroom claim-by-UPDATE, PostgreSQL: wall per claim",
-                         "Stillroom claim-by-UPDATE, PostgreSQL: claim p95", "Stillroom, PostgreSQL, finish with its audit event: wall per claim",
+                         "Stillroom claim-by-UPDATE, PostgreSQL: claim p95",
+                         "Stillroom, PostgreSQL, finish with its audit event: wall per claim",
                          "procrastinate 3 (fetch_job/finish_job), PostgreSQL: wall per claim",
                          "ratio Stillroom / procrastinate claims/s",
                          "Stillroom claim-by-UPDATE, SQLite (WAL): wall per claim"])
