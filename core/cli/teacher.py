@@ -8,7 +8,7 @@ import click
 
 from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.cli.jobs import run_with_bar
+from core.cli.jobs import run_with_bar, start_in_background
 from core.domain.errors import InvalidInput
 from core.store import jobs
 from core.teacher import filter as teacher_filter
@@ -121,8 +121,7 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
             click.echo(f"Estimate: {estimate.sentence()}")
     click.echo(f"Teacher run queued as job #{job.id}.")
     if detach:
-        pid = jobs.start_detached(job.id)
-        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job.id)
         return
     run_with_bar(job.id, f"teacher ({adapter})")
     with _session() as session:

@@ -6,7 +6,7 @@ import click
 
 from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.cli.jobs import run_with_bar
+from core.cli.jobs import run_with_bar, start_in_background
 from core.domain.jobs import SearchParams
 from core.ml.config import FAMILIES
 from core.store import jobs
@@ -19,8 +19,7 @@ def _fmt(value, spec: str) -> str:
 
 def _run_or_detach(run_id: int, job_id: int, detach: bool) -> None:
     if detach:
-        pid = jobs.start_detached(job_id)
-        click.echo(f"Job #{job_id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job_id)
         return
     run_with_bar(job_id, f"train run #{run_id}")
     with _session() as session:
@@ -90,8 +89,7 @@ def _search(project: str, teacher_run: int, filter_id: int | None, detach: bool,
     families = " and ".join(dict.fromkeys(c["family"] for c in plan))
     click.echo(f"Search of {len(plan)} candidates ({families}) within {budget:.0f} s queued as job #{job.id}.")
     if detach:
-        pid = jobs.start_detached(job.id)
-        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job.id)
         return
     run_with_bar(job.id, "training search")
     _print_search(job.id)

@@ -34,7 +34,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
@@ -43,7 +42,7 @@ from sqlmodel import Session, SQLModel
 
 from core.domain.errors import GateTampered, RecordTampered
 from core.domain.hashing import canonical_json, sha256_hex
-from core.store.artifacts import data_dir, dir_sha256, file_sha256
+from core.store.artifacts import artifact_store
 from core.store.audit import (
     ANCHORED_ACTIONS,
     Coverage,
@@ -321,15 +320,14 @@ def _row_problem(what: str, eid: int, want: str | None) -> str:
 
 def artifact_problems(engine: Engine) -> list[str]:
     """Every artifact file that is missing or whose SHA-256 changed since it was recorded."""
-    root = data_dir()
+    store = artifact_store()  # the data directory, or the fsspec store a team mounts (issue 20)
     out = []
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id, kind, path, sha256 FROM artifact ORDER BY id").all()
     for aid, kind, rel, sha in rows:
-        path = root / Path(rel)
-        if not path.exists():
+        if not store.exists(rel):
             out.append(f"artifact #{aid} ({kind}) is missing at {rel}: restore it from backup.")
-        elif (dir_sha256(path) if path.is_dir() else file_sha256(path)) != sha:
+        elif store.sha256(rel) != sha:
             out.append(f"artifact #{aid} ({kind}) at {rel} no longer has its recorded SHA-256: it was changed.")
     return out
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
@@ -195,6 +196,8 @@ class Holdout(TableModel, table=True):
 class Job(TableModel, table=True):
     """Long work run outside the UI's script run; pages and the CLI poll its progress."""
 
+    __table_args__ = (Index("ix_job_claim", "status", "for_workers"),)
+
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
     kind: str = Field(max_length=32)  # teacher-run, train, ...
@@ -212,6 +215,12 @@ class Job(TableModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    # Issue 20 (core.store.worker). Handed to `stillroom worker` rather than a process of its own; the worker that
+    # holds it while it runs (host:pid:tag, the fence every write of its runner checks); how many times a worker
+    # claimed it (a job whose workers keep dying fails after STILLROOM_WORKER_MAX_ATTEMPTS).
+    for_workers: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    worker: str | None = Field(default=None, max_length=96)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class TeacherRun(TableModel, table=True):
