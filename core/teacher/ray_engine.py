@@ -14,6 +14,7 @@ installed and see the model directory at the same path (a shared mount).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import re
@@ -22,15 +23,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.domain.errors import InvalidInput, StillroomError
 from core.teacher.outputs import Progress
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from core.teacher.local import LocalAdapter
 
 RAY_MAX_WORKERS = 1024
 DEFAULT_WORKERS = 2
@@ -40,6 +39,20 @@ INSTALL = "pip install 'stillroom[ray]'"
 ADDRESS = re.compile(r"auto|ray://[A-Za-z0-9.\-]+(:\d+)?|[A-Za-z0-9.\-]+:\d+")
 SETTINGS = ("engine", "ray_address", "ray_workers")  # the local teacher's settings this module reads
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding core/, for a local instance's workers
+
+
+class Batched(Protocol):
+    """What a Ray worker runs: the local teacher (core.teacher.local.LocalAdapter), copied to it unloaded."""
+
+    model_dir: Path
+    labels: list[str]
+    batch_size: int
+    device_name: str
+    ray: RayPlan | None
+
+    def load(self) -> None: ...
+
+    def predict_proba(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray: ...
 
 
 class EngineFailed(StillroomError):
@@ -89,7 +102,7 @@ def require_ray() -> None:
                            "teacher with engine 'in-process'.", field="engine")
 
 
-def predict_proba(adapter: LocalAdapter, texts: Sequence[str], *, plan: RayPlan,
+def predict_proba(adapter: Batched, texts: Sequence[str], *, plan: RayPlan,
                   progress: Progress | None = None) -> np.ndarray:
     """``adapter.predict_proba(texts)``, answered by ``plan.workers`` Ray actors; rows in the order of ``texts``."""
     require_ray()
@@ -132,14 +145,15 @@ def connected(plan: RayPlan) -> Iterator[None]:
         ray.shutdown()
 
 
-def _start_workers(ray: Any, adapter: LocalAdapter, plan: RayPlan) -> list[Any]:
+def _start_workers(ray: Any, adapter: Batched, plan: RayPlan) -> list[Any]:
     """``plan.workers`` actors, each loading the model once; CPUs (and GPUs, when the device asks) shared out."""
     resources = ray.cluster_resources()
     cpus = max(1, int(resources.get("CPU", 1)) // plan.workers) if plan.address is None else 1
     gpus = _gpus_per_worker(adapter.device_name, float(resources.get("GPU", 0)), plan.workers)
     worker = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0)(TeacherWorker)
-    return [worker.remote(str(adapter.model_dir), batch_size=adapter.batch_size, max_length=adapter.max_length,
-                          device=adapter.device_name) for _ in range(plan.workers)]
+    in_process = copy.copy(adapter)  # what each worker runs: the same settings, answering in its own process
+    in_process.ray = None
+    return [worker.remote(in_process) for _ in range(plan.workers)]
 
 
 def _gpus_per_worker(device: str, cluster_gpus: float, workers: int) -> float:
@@ -217,13 +231,11 @@ def _first_line(exc: BaseException) -> str:
 class TeacherWorker:
     """One Ray actor: loads the model once when it starts, then answers chunks with the in-process code."""
 
-    def __init__(self, model_dir: str, *, batch_size: int, max_length: int | None, device: str):
-        from core.teacher.local import LocalAdapter  # lazy: runs on the Ray worker, and local imports this module
-
+    def __init__(self, adapter: Batched):
+        self.adapter = adapter
         self.failed: Exception | None = None
         try:
-            self.adapter = LocalAdapter(model_dir, batch_size=batch_size, max_length=max_length, device=device)
-            self.adapter.load()
+            adapter.load()
         except Exception as exc:  # noqa: BLE001 (raised from answer: Ray hands a task's exception back whole,
             self.failed = exc  # while an actor that dies starting up leaves only its traceback's text)
 
