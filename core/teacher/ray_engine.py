@@ -18,6 +18,7 @@ import copy
 import importlib.util
 import os
 import re
+import socket
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ RAY_MAX_WORKERS = 1024
 DEFAULT_WORKERS = 2
 BATCHES_PER_CHUNK = 8  # a chunk is what one worker answers at a time: enough batches to sort by length within
 IN_FLIGHT_PER_WORKER = 2  # chunks queued on each worker, so none waits for the driver between two chunks
+CLIENT_PORT = 10001  # Ray client's port, when a ray:// address names none
+CONNECT_TIMEOUT_S = 5
 INSTALL = "pip install 'stillroom[ray]'"
 ADDRESS = re.compile(r"auto|ray://[A-Za-z0-9.\-]+(:\d+)?|[A-Za-z0-9.\-]+:\d+")
 SETTINGS = ("engine", "ray_address", "ray_workers")  # the local teacher's settings this module reads
@@ -128,6 +131,8 @@ def connected(plan: RayPlan) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    if plan.address:
+        _check_reachable(plan.address)
     try:
         if plan.address is None:
             env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -136,13 +141,29 @@ def connected(plan: RayPlan) -> Iterator[None]:
         else:
             ray.init(address=plan.address.strip(), log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        where = f"the Ray cluster at {plan.address!r}" if plan.address else "a local Ray instance"
-        raise InvalidInput(f"ray_address: {where} could not be reached or started ({_first_line(exc)}): check "
-                           "the address, or leave it out to start a local instance.", field="ray_address") from None
+        if plan.address:
+            raise InvalidInput(f"ray_address: the Ray cluster at {plan.address!r} could not be reached "
+                               f"({_first_line(exc)}): check the address, or leave it out to start a local Ray "
+                               "instance.", field="ray_address") from None
+        raise EngineFailed(f"A local Ray instance could not start ({_first_line(exc)}): check this machine's free "
+                           "memory and temporary space, or give the address of a running cluster.") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """InvalidInput when a cluster's head does not answer within seconds (Ray itself would retry for minutes)."""
+    if address == "auto":  # Ray finds this machine's cluster itself, and says at once when there is none
+        return
+    host, _, port = address.removeprefix("ray://").partition(":")
+    try:
+        socket.create_connection((host, int(port or CLIENT_PORT)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise InvalidInput(f"ray_address: the Ray cluster at {address!r} does not answer ({exc}): check the address "
+                           "and that the cluster is up, or leave it out to start a local Ray instance.",
+                           field="ray_address") from None
 
 
 def _start_workers(ray: Any, adapter: Batched, plan: RayPlan) -> list[Any]:

@@ -71,6 +71,17 @@ def test_cli_engine_ray_records_the_engine_and_gives_the_in_process_outputs(sess
     assert second.stats["label_counts"] == first.stats["label_counts"]
 
 
+@needs_ray
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_a_cluster_that_does_not_answer_is_one_sentence_at_once(address):
+    """Ray itself retries an unreachable head for minutes: the run says so within seconds instead."""
+    with pytest.raises(InvalidInput) as refused:
+        with ray_engine.connected(ray_engine.RayPlan(address=address)):
+            pass
+    assert str(refused.value).startswith(f"ray_address: the Ray cluster at {address!r} does not answer (")
+    assert refused.value.field == "ray_address"
+
+
 @pytest.mark.parametrize(("extra", "said"), [
     (["--ray-workers", "2"], "(ray_address, ray_workers) are settings of the Ray engine: add engine \"ray\""),
     (["--engine", "ray", "--ray-address", "http://head:8265"],
