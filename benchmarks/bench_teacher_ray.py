@@ -50,7 +50,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20_000, help="inputs to classify")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--quick", action="store_true", help="200 inputs in batches of 8 (4 chunks a run): a smoke run, not a measurement")
+    parser.add_argument("--quick", action="store_true",
+                        help="200 inputs in batches of 8 (4 chunks a run): a smoke run, not a measurement")
     args = parser.parse_args()
     if args.quick:
         args.n, args.batch_size = 200, 8
