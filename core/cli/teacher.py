@@ -63,6 +63,13 @@ def teacher_group() -> None:
 @click.option("--model-dir", type=click.Path(file_okay=False), help="local: a saved classifier's folder.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="local/python: texts per batch.")
 @click.option("--device", help="local: auto (a GPU when one is present, else the CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--engine", type=click.Choice(["in-process", "ray"]),
+              help="local: run the batches in this process (the default) or across Ray workers "
+                   "(pip install 'stillroom[ray]').")
+@click.option("--ray-address", help="local, --engine ray: 'auto' or ray://HOST:10001 for a team's cluster "
+                                    "(default: a local Ray instance started for the run).")
+@click.option("--ray-workers", type=int, help="local, --engine ray: Ray workers, each loading the model once "
+                                              "(default 2).")
 @click.option("--callable", "callable_name",
               help="python: package.module:function, on the admin's list (STILLROOM_TEACHER_CALLABLES).")
 @click.option("--base-url", help=f"http: the endpoint up to /chat/completions (default ${DEFAULT_BASE_URL_ENV}).")
@@ -101,8 +108,9 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
                 raise InvalidInput("--adapter local needs --model-dir (a saved classifier's folder).",
                                    field="model_dir")
             config = {"model_dir": opts["model_dir"], "batch_size": opts["batch_size"]}
-            if opts["device"]:
-                config["device"] = opts["device"]
+            for key in ("device", "engine", "ray_address", "ray_workers"):  # core refuses what does not fit
+                if opts[key] is not None:
+                    config[key] = opts[key]
         elif adapter == "python":
             if not opts["callable_name"]:
                 raise InvalidInput("--adapter python needs --callable (package.module:function).", field="callable")
