@@ -48,6 +48,10 @@ class SearchResult(BaseModel):
     teacher_val_accuracy: float | None
     recommended_run: int | None
     reasons: list[str]
+    # Issue 20: the teacher's accuracy where it did not train (the holdout's rows with references), the only
+    # denominator of "accuracy retained"; None where unknown (older searches included).
+    teacher_holdout_accuracy: float | None = None
+    teacher_holdout_rows: int = 0
 
 
 class EvaluateParams(BaseModel):
