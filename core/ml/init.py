@@ -109,7 +109,8 @@ class Encoder:
     files: list[str]
 
     def sentence(self) -> str:
-        shape = f", {self.layers} layers × {self.hidden}" if self.layers and self.hidden else ""
+        plural = "s" if self.layers != 1 else ""
+        shape = f", {self.layers} layer{plural} × {self.hidden}" if self.layers and self.hidden else ""
         return f"pretrained encoder {self.path} ({self.model_type}{shape}, sha256 {self.sha256[:12]}…)"
 
 

@@ -52,7 +52,6 @@ GRID: dict[str, list[dict]] = {
         {"family": "transformer", "size": "small"},
         # Pre-trained here (masked-language modelling on the project's own texts, holdout excluded) before it is
         # distilled: the same size as the from-scratch one above, so the search can say what pre-training bought.
-        # Left out when the team gives an encoder to start from (that candidate comes first instead).
         {"family": "transformer", "size": "small", "domain_pretrain": True},
         # The teacher's width and half its layers, started from the teacher's layers (core.ml.init); only
         # where the teacher is a local transformers model.
@@ -75,8 +74,7 @@ def candidates(*, families: tuple[str, ...] = FAMILIES, base: dict | None = None
                            "out.", field="student_init")
     per_family = []
     for family in (f for f in ("ngram", "transformer") if f in families):
-        kept = [c for c in GRID[family] if (c.get("size") != "half-teacher" or teacher_is_transformer)
-                and not (student_init and c.get("domain_pretrain"))]
+        kept = [c for c in GRID[family] if c.get("size") != "half-teacher" or teacher_is_transformer]
         if family == "transformer" and student_init:
             kept = [{"family": "transformer", "size": PRETRAINED, "student_init": student_init}, *kept]
         per_family.append(kept)

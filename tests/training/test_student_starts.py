@@ -147,7 +147,8 @@ def test_train_start_with_student_init_searches_the_encoder_as_a_candidate_and_p
     teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
     path = save_tiny_encoder(tmp_path / "encoder", texts=ticket_rows()["text"].tolist())
     plan = search.candidates(student_init=str(path))
-    assert [c.get("size") for c in plan] == ["tiny", "pretrained"]  # pre-training here gives way to the encoder
+    assert [c.get("size") for c in plan] == ["tiny", "pretrained", "tiny"]  # the team's encoder is tried first
+    monkeypatch.setattr(search, "GRID", {**search.GRID, "transformer": []})
     result = CliRunner().invoke(cli, ["--as", "dana", "train", "start", project.name, "--teacher-run",
                                       str(teacher.id), "--budget", "300", "--epochs", "1", "--student-init",
                                       str(path)])
