@@ -15,8 +15,13 @@ def save_tiny_encoder(path: Path, *, texts: list[str] | None = None, labels: lis
     """A 2-layer, 32-wide encoder and its tokenizer saved with save_pretrained: a BertForMaskedLM (or DistilBERT
     with ``model_type="distilbert"``), or, given ``labels``, a classifier of another task with its own head."""
     import torch
-    from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification, DistilBertConfig,
-                              DistilBertForMaskedLM)
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForMaskedLM,
+    )
 
     torch.manual_seed(0)
     tokenizer = build.fixed_tokenizer(texts or TEXTS, max_length=32)

@@ -27,6 +27,7 @@ class TrainResult(BaseModel):
     val_agreement: float | None
     val_accuracy: float | None
     model_artifact: int
+    started_from: str | None = None  # config, teacher layers, a pretrained encoder (and its hash), pre-trained here
 
 
 class SearchParams(BaseModel):

@@ -176,10 +176,16 @@ def _local(value: str) -> Path:
         why = f" and this machine is offline ({offline[0]}), so it is not fetched as a hub id" if hub_id else ""
         raise _refuse(value, f"is not a directory{why}: give a local encoder directory (config.json, weights and "
                              "a tokenizer)")
-    from huggingface_hub import snapshot_download  # only where a hub id is given and the machine is online
+    from transformers.utils import cached_file  # only where a hub id is given and the machine is online
 
-    patterns = ["config.json", *WEIGHT_FILES, "model-*.safetensors", "*.safetensors.index.json", *TOKENIZER_FILES]
-    return Path(snapshot_download(value, allow_patterns=patterns))
+    # Each file of a checkpoint lands in the same snapshot directory of the local cache, which is then checked
+    # and hashed like any team's directory (single-file weights: the small encoders students start from).
+    got = [cached_file(value, name, _raise_exceptions_for_missing_entries=False)
+           for name in ("config.json", *WEIGHT_FILES, *TOKENIZER_FILES)]
+    first = next((g for g in got if g), None)
+    if first is None:
+        raise _refuse(value, "is neither a directory here nor a model on the hub: give a local encoder directory")
+    return Path(first).parent
 
 
 def _refuse(value: str, why: str) -> InvalidInput:

@@ -203,10 +203,11 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
         audit.record(s, actor=actor, action="training.finish", entity="training_run", entity_id=run.id,
                      project_id=project.id, payload={"best_epoch": best.epoch, "val_agreement": best.val_agreement,
                                                      "val_accuracy": best.val_accuracy, "model_sha256": art.sha256,
-                                                     "epochs_done": result.epochs_done})
+                                                     "epochs_done": result.epochs_done,
+                                                     "started_from": run.metrics.get("init")})
         s.commit()
     return TrainResult(training_run=run_id, best_epoch=best.epoch, val_agreement=best.val_agreement,
-                       val_accuracy=best.val_accuracy, model_artifact=art.id)
+                       val_accuracy=best.val_accuracy, model_artifact=art.id, started_from=run.metrics.get("init"))
 
 
 def _label_counts(labels: list[str], order: list[str]) -> dict[str, int]:

@@ -11,6 +11,7 @@ import pytest
 from encoder_helpers import save_tiny_encoder
 from eval_helpers import teacher_run_with_holdout, ticket_rows
 from sqlmodel import func, select
+from teacher_helpers import routing
 
 from core.data import holdout
 from core.decision import record
@@ -19,7 +20,6 @@ from core.ml import build, init, loop, pretrain
 from core.store import artifacts, audit, jobs
 from core.store.models import Dataset, Job, TrainingRun
 from core.training import pool, runs, search
-from teacher_helpers import routing
 
 QUICK = {"family": "transformer", "epochs": 1, "batch_size": 16, "max_length": 32}
 
@@ -30,7 +30,9 @@ def _train(session, engine, demo, teacher, config) -> TrainingRun:
     done = jobs.run(job.id, engine=engine)
     assert done.status == "done", done.error
     session.expire_all()
-    return runs.get_run(session, run.id)
+    run = runs.get_run(session, run.id)
+    assert done.result["started_from"] == run.metrics["init"]  # the job's result says it too
+    return run
 
 
 def test_a_run_from_the_teams_encoder_records_the_directory_and_its_hash_everywhere(
