@@ -39,3 +39,14 @@ def save_tiny_encoder(path: Path, *, texts: list[str] | None = None, labels: lis
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return Path(path)
+
+
+def searched(session, engine, *, actor, project, teacher, budget_s: float = 600):
+    """A training search of ``teacher``'s outputs, run here to its end (done, or the test fails with the error)."""
+    from core.store import jobs
+    from core.training import search
+
+    job = search.start_search(session, actor=actor, project=project, teacher_run_id=teacher.id, budget_s=budget_s)
+    done = jobs.run(job.id, engine=engine)
+    assert done.status == "done", done.error
+    return done

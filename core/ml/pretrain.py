@@ -40,13 +40,7 @@ class PretrainReport:
 
 def collate(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-id rows padded to the longest: (input_ids, attention_mask). The one place MLM batches are built."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(r)] = 1
-    return ids, mask
+    return students.pad(rows, pad_id)
 
 
 def mask_tokens(ids: torch.Tensor, special: torch.Tensor, *, mask_id: int, vocab_size: int,

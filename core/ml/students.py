@@ -123,6 +123,18 @@ class NgramStudent(_Predicting):
         return student
 
 
+def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows as (input_ids, attention_mask), padded to the longest row of this batch, not to max_length
+    (dynamic padding: 2.5-4x faster here)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
 class TransformerStudent(_Predicting):
     family = "transformer"
 
@@ -136,13 +148,7 @@ class TransformerStudent(_Predicting):
         return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
 
     def collate(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
-        # Dynamic padding: to the longest row of this batch, not to max_length (2.5-4x faster here).
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, :len(r)] = 1
+        ids, mask = pad(rows, self.pad_id)
         return {"input_ids": ids, "attention_mask": mask}
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -120,11 +120,11 @@ def test_masking_never_chooses_padding_or_special_tokens_and_labels_only_the_cho
 
 def test_pretraining_lowers_the_masked_token_loss_and_saves_an_encoder_a_student_starts_from(tmp_path):
     texts = TEXTS * 4
-    cfg = TrainConfig(family="transformer", domain_pretrain=True, pretrain_steps=40, batch_size=8, max_length=32)
+    cfg = TrainConfig(family="transformer", domain_pretrain=True, pretrain_steps=25, batch_size=8, max_length=32)
     tok = pretrain.tokenizer_for(cfg, encoder_dir=None, teacher_dir=None, texts=texts)
     model = pretrain.mlm_model(cfg, vocab_size=len(tok), encoder_dir=None, teacher_dir=None)
     report = pretrain.pretrain(model, tok, texts, out_dir=tmp_path / "start", cfg=cfg, max_seconds=None)
-    assert report.steps == 40 and report.stop_reason == "max steps" and report.texts == len(texts)
+    assert report.steps == 25 and report.stop_reason == "max steps" and report.texts == len(texts)
     assert report.last_loss < report.first_loss
     assert pretrain.read_report(tmp_path / "start") == report
     assert init.check_encoder(str(tmp_path / "start")).model_type == "bert"

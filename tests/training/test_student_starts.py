@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from encoder_helpers import save_tiny_encoder
+from encoder_helpers import save_tiny_encoder, searched
 from eval_helpers import teacher_run_with_holdout, ticket_rows
 from sqlmodel import func, select
 from teacher_helpers import routing
@@ -103,7 +103,7 @@ def test_no_holdout_text_reaches_a_pretraining_batch_and_pretraining_stays_insid
 
     monkeypatch.setattr(pretrain, "collate", spy)
     run = _train(session, engine, demo, teacher, {**QUICK, "size": "tiny", "domain_pretrain": True,
-                                                  "pretrain_steps": 30, "max_seconds": 600})
+                                                  "pretrain_steps": 15, "max_seconds": 600})
     tok = build.load_tokenizer(runs.checkpoint_path(run) / "start")
     seen = {tok.decode(r, skip_special_tokens=True) for r in batches}
     held = {tok.decode(tok(t, truncation=True, max_length=32)["input_ids"], skip_special_tokens=True)
@@ -111,7 +111,7 @@ def test_no_holdout_text_reaches_a_pretraining_batch_and_pretraining_stays_insid
     assert len(seen) == len(corpus.texts) and not seen & held  # every text reached a batch, no holdout one
     start = run.metrics["start"]
     assert start["kind"] == "pre-trained here" and start["pretrain_texts"] == len(corpus.texts)
-    assert start["pretrain_steps"] == 30 and "30 steps" in run.metrics["init"]
+    assert start["pretrain_steps"] == 15 and "15 steps" in run.metrics["init"]
     # the distillation got what pre-training left of the run's 600 s
     fit_limit = loop.read_state(runs.checkpoint_path(run) / f"epoch-{run.best_epoch}")["config"]["max_seconds"]
     assert fit_limit == pytest.approx(600 - start["pretrain_seconds"])
@@ -123,10 +123,7 @@ def test_the_search_says_what_pretraining_here_bought_against_the_same_size_from
         {**QUICK, "size": "tiny"}, {**QUICK, "size": "tiny", "domain_pretrain": True, "pretrain_steps": 5}]})
     project = routing(session)
     teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
-    job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id,
-                              budget_s=600)
-    done = jobs.run(job.id, engine=engine)
-    assert done.status == "done", done.error
+    done = searched(session, engine, actor=demo["dana"], project=project, teacher=teacher)
     rec = search.search_recommendation(session, job=done)
     scratch, pre = rec.candidates
     assert (scratch.start_kind, pre.start_kind) == ("config", "pre-trained here") and pre.name.endswith("here")

@@ -6,6 +6,7 @@ import types
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from encoder_helpers import searched
 from eval_helpers import teacher_run_with_holdout
 from teacher_helpers import routing
 
@@ -90,10 +91,7 @@ def test_search_trains_both_families_and_recommends_one(session, engine, demo, t
     monkeypatch.setattr(search, "GRID", SMALL_GRID)
     project = routing(session)
     teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
-    job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id,
-                              budget_s=600)
-    done = jobs.run(job.id, engine=engine)
-    assert done.status == "done", done.error
+    done = searched(session, engine, actor=demo["dana"], project=project, teacher=teacher)
     session.expire_all()
     trained = [session.get(TrainingRun, i) for i in done.result["runs"]]
     assert {r.family for r in trained} == {"ngram", "transformer"} and all(r.status == "done" for r in trained)
