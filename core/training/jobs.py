@@ -44,8 +44,7 @@ def train(ctx: JobContext) -> TrainResult:
         out_dir = runs.checkpoint_path(run)
         ctx.progress(TRAIN_SHARE * resumed / cfg.epochs,
                      f"resuming after epoch {resumed}" if resumed else "starting", force=True)
-        start_dir, fit_cfg = (None, cfg) if resumed else _prepare_start(ctx, run_id, cfg, data=data,
-                                                                         tokenizer_dir=tokenizer_dir,
+        start_dir, fit_cfg = (None, cfg) if resumed else _prepare_start(ctx, run_id, cfg, tokenizer_dir=tokenizer_dir,
                                                                          encoder=encoder, out_dir=out_dir)
         result = loop.fit(
             data, fit_cfg, out_dir=out_dir,
@@ -94,7 +93,7 @@ def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
     return data, tokenizer_dir, resumed, encoder
 
 
-def _prepare_start(ctx: JobContext, run_id: int, cfg: TrainConfig, *, data, tokenizer_dir, encoder, out_dir):
+def _prepare_start(ctx: JobContext, run_id: int, cfg: TrainConfig, *, tokenizer_dir, encoder, out_dir):
     """(the directory the student starts from, the settings to distil with): the team's encoder as it is, or,
     with ``domain_pretrain``, pre-trained here first on the project's texts in its share of the time budget (the
     distillation then gets what is left)."""
