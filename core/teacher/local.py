@@ -133,15 +133,12 @@ class LocalAdapter:
 
 
 def _pad(rows: list[list[int]], pad_id: int, *, has_types: bool) -> dict:
-    """Pad a batch to its longest row (dynamic padding)."""
+    """Pad a batch to its longest row (dynamic padding, the students' own), with token types where it takes them."""
     import torch
 
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(r)] = 1
+    from core.ml.students import pad  # lazy: torch, loaded only when the teacher runs
+
+    input_ids, mask = pad(rows, pad_id)
     tensors = {"input_ids": input_ids, "attention_mask": mask}
     if has_types:
         tensors["token_type_ids"] = torch.zeros_like(input_ids)
