@@ -111,16 +111,20 @@ def load_corpus():
     return df[df["topic"].isin(counts[counts >= MIN_PER_TOPIC].index)].reset_index(drop=True)
 
 
-def split(df, *, seed: int = 7):
-    """A fixed-seed 20 % test split per topic, and the rest to train on; ids that never collide."""
-    test = df.groupby("topic", group_keys=False).sample(frac=0.2, random_state=seed)
+def split(df, *, seed: int = 7, by: str = "topic"):
+    """A fixed-seed 20 % test split per value of ``by`` (the label), and the rest to train on; ids that never
+    collide."""
+    test = df.groupby(by, group_keys=False).sample(frac=0.2, random_state=seed)
     train = df.drop(test.index)
-    train = train.assign(id=[f"train-{i:05d}" for i in range(len(train))], answer=train["topic"])
-    test = test.assign(id=[f"test-{i:05d}" for i in range(len(test))], answer=test["topic"])
+    train = train.assign(id=[f"train-{i:05d}" for i in range(len(train))], answer=train[by])
+    test = test.assign(id=[f"test-{i:05d}" for i in range(len(test))], answer=test[by])
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def setup(workdir: Path):
+def setup(workdir: Path, *, name: str = "Chatbot topics",
+          description: str = "Route a chat message to its topic (ChatterBot corpus)."):
+    """A fresh database in ``workdir`` with the demo's people, one project with its roles, qualified, its gate
+    locked: (engine, session, project, the driver)."""
     from core.access import people, projects
     from core.cli.jobs import register_handlers
     from core.demo import seed as demo_mod
@@ -138,8 +142,7 @@ def setup(workdir: Path):
     session = db.Session(engine, expire_on_commit=False)
     demo_mod.seed(session)
     admin = people.get_user(session, "admin")
-    project = projects.create_project(session, actor=admin, name="Chatbot topics",
-                                      description="Route a chat message to its topic (ChatterBot corpus).")
+    project = projects.create_project(session, actor=admin, name=name, description=description)
     for username, role in (("sam", "sponsor"), ("dana", "driver"), ("val", "validator"), ("oscar", "operator")):
         projects.assign_role(session, actor=admin, project=project, username=username, role=role)
     sam = people.get_user(session, "sam")
