@@ -43,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from bench_real_data import QUICK_GRID, csv, figure, setup, split  # noqa: E402
+from bench_real_data import QUICK_GRID, figure, import_split, search_and_recommend, setup, split  # noqa: E402
 
 TEACHER_MODULE = "benchmarks.teachers.lingua_teacher"
 CALLABLES = {"high": f"{TEACHER_MODULE}:identify", "low": f"{TEACHER_MODULE}:identify_low"}
@@ -173,26 +173,15 @@ def run_flow(args, train, test, workdir: Path):
     """Project, imports, the Python teacher run, the default search and the evaluation of its pick, through
     core; returns what the figures need."""
     from benchmarks.teachers import lingua_teacher
-    from core.data import datasets, holdout, importer
     from core.evaluation import runs as evaluations
     from core.store import jobs
     from core.teacher import runs as teacher_runs
     from core.training import runs as training_runs
-    from core.training import search
 
     os.environ["STILLROOM_TEACHER_CALLABLES"] = ",".join(CALLABLES.values())  # the admin's allow-list
     engine, session, project, dana = setup(workdir, name="Language of a chat message",
                                            description="Route a chat message by its language (ChatterBot corpus).")
-    mapping = {"id": "id", "text": "text", "reference": "answer", "slices": ["language"]}
-    dataset = importer.import_dataset(session, actor=dana, project=project, mapping=mapping, data=csv(train),
-                                      filename="train.csv", name="Chat utterances (train)")
-    imported = holdout.import_holdout(session, actor=dana, project=project, mapping=mapping, data=csv(test),
-                                      filename="test.csv")
-    print(imported.sentence())
-    if imported.leakage.leaked:  # near duplicates of test rows leave the training data, as a driver would drop them
-        dataset, _ = holdout.drop_overlap(session, actor=dana, project=project, dataset_id=dataset.id)
-        print(f"Dropped them: dataset #{dataset.id} keeps {dataset.n_rows:,} training rows.")
-    n_train = len(datasets.rows(session, dataset))
+    dataset = import_split(session, actor=dana, project=project, train=train, test=test, label="language")
 
     started = time.monotonic()
     job = teacher_runs.start_run(session, actor=dana, project=project, dataset_id=dataset.id, adapter="python",
@@ -206,20 +195,8 @@ def run_flow(args, train, test, workdir: Path):
           f"{teacher_s:.1f} s; agrees with the corpus's labels on {summary.agreement_with_reference or 0:.3f} of "
           f"them; {summary.label_counts.get(lingua_teacher.UNKNOWN, 0):,} answered unknown.")
 
-    started = time.monotonic()
-    job = search.start_search(session, actor=dana, project=project, teacher_run_id=teacher_run, budget_s=args.budget)
-    done = jobs.run(job.id, engine=engine)
-    search_s = time.monotonic() - started
-    session.expire_all()
-    rec = search.search_recommendation(session, job=done)
-    print("\nCandidates of the default search (validation rows, taken from the training split):")
-    for c in rec.candidates:
-        print(f"    run #{c.run_id} {c.family:<11} {c.size:<12} lr {c.lr or 'default'}: {c.status}, "
-              f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy {c.val_accuracy or 0:.3f}, "
-              f"p95 {c.single_p95_ms or 0:.2f} ms, {c.params or 0:,} params {c.init or ''}")
-    for line in rec.skipped:
-        print(f"    {line}")
-    print(f"Recommended run #{rec.run_id}: {'; '.join(rec.reasons)}. {rec.budget_line}.")
+    rec, search_s = search_and_recommend(session, engine, actor=dana, project=project, teacher_run_id=teacher_run,
+                                         budget_s=args.budget)
 
     job = evaluations.start_evaluation(session, actor=dana, project=project, training_run_id=rec.run_id)
     ev_id = jobs.result_or_raise(jobs.run(job.id, engine=engine))["evaluation"]
@@ -228,7 +205,7 @@ def run_flow(args, train, test, workdir: Path):
     report = evaluations.load_report(session, evaluation)
     run = training_runs.get_run(session, rec.run_id)
     student_dir = str(training_runs.path_of(training_runs.student_artifact(session, run)))
-    flow = {"n_train": n_train, "teacher_s": teacher_s, "search_s": search_s, "evaluation": ev_id,
+    flow = {"teacher_s": teacher_s, "search_s": search_s, "evaluation": ev_id,
             "student_accuracy": report.student.accuracy, "teacher_accuracy": report.teacher.accuracy,
             "student": f"{run.family} {run.size}", "student_p95_eval": report.latency.student_figures.p95_ms,
             "teacher_p95_eval": report.latency.teacher.p95_ms if report.latency.teacher else None,
