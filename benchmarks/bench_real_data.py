@@ -193,13 +193,17 @@ def starts(session, rec, test, size: str) -> None:
               f"{c.val_agreement or 0:.3f}, test accuracy {test_acc:.3f}, {c.epochs_done} epochs{ratio}")
 
 
-def import_split(session, *, actor, project, train, test, label: str = "topic"):
+def import_split(session, *, actor, project, train, test, label: str = "topic", train_answers: bool = True):
     """The training rows imported as a dataset and the test split as the holdout, near duplicates of test rows
-    dropped from the training data as a driver would drop them: the dataset to distil from."""
+    dropped from the training data as a driver would drop them: the dataset to distil from. Without
+    ``train_answers`` the training rows go in as unlabelled text (id and text only): the student learns from the
+    teacher alone."""
     from core.data import holdout, importer
 
     mapping = {"id": "id", "text": "text", "reference": "answer", "slices": [label]}
-    dataset = importer.import_dataset(session, actor=actor, project=project, mapping=mapping, data=csv(train),
+    rows, train_mapping = ((train, mapping) if train_answers
+                           else (train[["id", "text"]], {"id": "id", "text": "text", "slices": []}))
+    dataset = importer.import_dataset(session, actor=actor, project=project, mapping=train_mapping, data=csv(rows),
                                       filename="train.csv", name="Chat utterances (train)")
     imported = holdout.import_holdout(session, actor=actor, project=project, mapping=mapping, data=csv(test),
                                       filename="test.csv")
@@ -227,7 +231,8 @@ def search_and_recommend(session, engine, *, actor, project, teacher_run_id: int
     print("\nCandidates of the default search (validation rows, taken from the training split):")
     for c in rec.candidates:
         print(f"    run #{c.run_id} {c.family:<11} {c.size:<12} lr {c.lr or 'default'}: {c.status}, "
-              f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy {c.val_accuracy or 0:.3f}, "
+              f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy "
+              f"{'n/a' if c.val_accuracy is None else f'{c.val_accuracy:.3f}'}, "
               f"p95 {c.single_p95_ms or 0:.2f} ms, {c.params or 0:,} params, started from: {c.init or 'config'}")
     for line in rec.skipped:
         print(f"    {line}")

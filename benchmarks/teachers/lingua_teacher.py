@@ -15,7 +15,6 @@ gives every language zero (digits, punctuation, emoji, text too short to judge).
 
 from __future__ import annotations
 
-import gc
 from functools import cache
 
 from lingua import Language, LanguageDetector, LanguageDetectorBuilder
@@ -35,12 +34,6 @@ def detector(mode: str = "high") -> LanguageDetector:
     if mode == "low":
         builder = builder.with_low_accuracy_mode()
     return builder.with_preloaded_language_models().build()
-
-
-def release() -> None:
-    """Drop the detectors this process built (their memory goes back once nothing else holds them)."""
-    detector.cache_clear()
-    gc.collect()
 
 
 def answers(texts: list[str], *, mode: str = "high") -> list[str | dict]:

@@ -21,13 +21,17 @@ def test_the_benchmark_distils_lingua_through_the_default_flow_and_prints_every_
     assert re.search(r"ChatterBot corpus, 4 languages: 160 unique utterances, \d+ to train on, \d+ in the imported "
                      r"test split\. Left out \(lingua does not know them\): hinglish .*, oriya ", out), out
     assert "Holdout fixed from the imported test split" in out
-    assert re.search(r"Teacher run #\d+ \(benchmarks\.teachers\.lingua_teacher:identify_low\): \d+ training rows", out)
+    # By default the training rows go in unlabelled: the student learns from the teacher alone.
+    assert "The training rows go in unlabelled" in out
+    assert re.search(r"Teacher run #\d+ \(benchmarks\.teachers\.lingua_teacher:identify_low\): \d+ training rows "
+                     r"answered in [\d.]+ s; imported without their labels", out), out
     assert re.search(r"Recommended run #\d+: ", out) and "Per language on the holdout" in out
     assert_figures(out, ["teacher accuracy (corpus labels)", "student accuracy (corpus labels)",
                          "teacher accuracy, as the evaluation scored it",
                          "student accuracy, as the evaluation scored it", "accuracy retained (student / teacher)",
                          "student agreement with the teacher", "teacher single-text p50", "teacher single-text p95",
-                         "student p95 as the evaluation timed it", "p95 ratio teacher / student",
+                         "teacher p95, evaluation (its callable)", "student p95, evaluation",
+                         "p95 ratio teacher / student",
                          "memory ratio teacher models / student", "memory ratio teacher process / student process",
                          "teacher run over the training rows", "default search time (all candidates)"])
     for label in ("teacher process RSS, models preloaded", "teacher models: RSS after load - before",
