@@ -234,15 +234,18 @@ def accuracy(labels, truth) -> float:
     return float((np.asarray(labels, dtype=object) == np.asarray(truth, dtype=object)).mean())
 
 
-def print_per_language(test, teacher_labels, student_labels) -> None:
+def print_per_language(test, teacher_labels, student_labels) -> tuple[float, float]:
+    """Each language's accuracy for both models; returns their means over languages (every language counts
+    once, however few its utterances)."""
     import pandas as pd
 
     truth = test["language"].to_numpy(dtype=object)
     frame = pd.DataFrame({"language": truth, "teacher": teacher_labels == truth, "student": student_labels == truth})
     table = frame.groupby("language").agg(n=("teacher", "size"), teacher=("teacher", "mean"),
                                           student=("student", "mean")).sort_values("n", ascending=False)
-    print("\nPer language on the holdout (accuracy against the folder's label):")
+    print("\nPer language on the holdout: utterances, teacher / student accuracy against the folder's label")
     print("    " + "  ".join(f"{lang} {int(r.n)} {r.teacher:.2f}/{r.student:.2f}" for lang, r in table.iterrows()))
+    return float(table["teacher"].mean()), float(table["student"].mean())
 
 
 def print_figures(flow: dict, test, teacher: dict, student: dict) -> dict:
@@ -254,7 +257,7 @@ def print_figures(flow: dict, test, teacher: dict, student: dict) -> dict:
     t_acc, s_acc = accuracy(t_labels, truth), accuracy(s_labels, truth)
     if not np.array_equal(preds["student_label"].to_numpy(dtype=object), s_labels):
         print("NOTE: the student's answers in its own process differ from the evaluation's.")
-    print_per_language(test, t_labels, s_labels)
+    t_macro, s_macro = print_per_language(test, t_labels, s_labels)
     t_models = teacher["loaded_mb"] - teacher["runtime_mb"]
     s_models = student["loaded_mb"] - student["runtime_mb"]
     print(f"\nOn the imported holdout ({len(test):,} utterances), evaluation #{flow['evaluation']}; each model "
@@ -265,6 +268,8 @@ def print_figures(flow: dict, test, teacher: dict, student: dict) -> dict:
     if flow["teacher_accuracy"] is not None:
         figure("teacher accuracy, as the evaluation scored it", flow["teacher_accuracy"], "x")
     figure("accuracy retained (student / teacher)", s_acc / t_acc if t_acc else 0.0, "x")
+    figure("teacher accuracy, mean over languages", t_macro, "x")
+    figure("student accuracy, mean over languages", s_macro, "x")
     figure("student agreement with the teacher", accuracy(s_labels, t_labels), "x")
     figure("teacher single-text p50", teacher["p50_ms"], "ms")
     figure("teacher single-text p95", teacher["p95_ms"], "ms")

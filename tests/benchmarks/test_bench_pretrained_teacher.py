@@ -29,6 +29,7 @@ def test_the_benchmark_distils_lingua_through_the_default_flow_and_prints_every_
     assert_figures(out, ["teacher accuracy (corpus labels)", "student accuracy (corpus labels)",
                          "teacher accuracy, as the evaluation scored it",
                          "student accuracy, as the evaluation scored it", "accuracy retained (student / teacher)",
+                         "teacher accuracy, mean over languages", "student accuracy, mean over languages",
                          "student agreement with the teacher", "teacher single-text p50", "teacher single-text p95",
                          "teacher p95, evaluation (its callable)", "student p95, evaluation",
                          "p95 ratio teacher / student",
