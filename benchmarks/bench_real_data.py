@@ -111,16 +111,20 @@ def load_corpus():
     return df[df["topic"].isin(counts[counts >= MIN_PER_TOPIC].index)].reset_index(drop=True)
 
 
-def split(df, *, seed: int = 7):
-    """A fixed-seed 20 % test split per topic, and the rest to train on; ids that never collide."""
-    test = df.groupby("topic", group_keys=False).sample(frac=0.2, random_state=seed)
+def split(df, *, seed: int = 7, by: str = "topic"):
+    """A fixed-seed 20 % test split per value of ``by`` (the label), and the rest to train on; ids that never
+    collide."""
+    test = df.groupby(by, group_keys=False).sample(frac=0.2, random_state=seed)
     train = df.drop(test.index)
-    train = train.assign(id=[f"train-{i:05d}" for i in range(len(train))], answer=train["topic"])
-    test = test.assign(id=[f"test-{i:05d}" for i in range(len(test))], answer=test["topic"])
+    train = train.assign(id=[f"train-{i:05d}" for i in range(len(train))], answer=train[by])
+    test = test.assign(id=[f"test-{i:05d}" for i in range(len(test))], answer=test[by])
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def setup(workdir: Path):
+def setup(workdir: Path, *, name: str = "Chatbot topics",
+          description: str = "Route a chat message to its topic (ChatterBot corpus)."):
+    """A fresh database in ``workdir`` with the demo's people, one project with its roles, qualified, its gate
+    locked: (engine, session, project, the driver)."""
     from core.access import people, projects
     from core.cli.jobs import register_handlers
     from core.demo import seed as demo_mod
@@ -138,8 +142,7 @@ def setup(workdir: Path):
     session = db.Session(engine, expire_on_commit=False)
     demo_mod.seed(session)
     admin = people.get_user(session, "admin")
-    project = projects.create_project(session, actor=admin, name="Chatbot topics",
-                                      description="Route a chat message to its topic (ChatterBot corpus).")
+    project = projects.create_project(session, actor=admin, name=name, description=description)
     for username, role in (("sam", "sponsor"), ("dana", "driver"), ("val", "validator"), ("oscar", "operator")):
         projects.assign_role(session, actor=admin, project=project, username=username, role=role)
     sam = people.get_user(session, "sam")
@@ -190,6 +193,55 @@ def starts(session, rec, test, size: str) -> None:
               f"{c.val_agreement or 0:.3f}, test accuracy {test_acc:.3f}, {c.epochs_done} epochs{ratio}")
 
 
+def import_split(session, *, actor, project, train, test, label: str = "topic", train_answers: bool = True):
+    """The training rows imported as a dataset and the test split as the holdout, near duplicates of test rows
+    dropped from the training data as a driver would drop them: the dataset to distil from. Without
+    ``train_answers`` the training rows go in as unlabelled text (id and text only): the student learns from the
+    teacher alone."""
+    from core.data import holdout, importer
+
+    mapping = {"id": "id", "text": "text", "reference": "answer", "slices": [label]}
+    rows, train_mapping = ((train, mapping) if train_answers
+                           else (train[["id", "text"]], {"id": "id", "text": "text", "slices": []}))
+    dataset = importer.import_dataset(session, actor=actor, project=project, mapping=train_mapping, data=csv(rows),
+                                      filename="train.csv", name="Chat utterances (train)")
+    imported = holdout.import_holdout(session, actor=actor, project=project, mapping=mapping, data=csv(test),
+                                      filename="test.csv")
+    print(imported.sentence())
+    if imported.leakage.leaked:
+        dataset, _ = holdout.drop_overlap(session, actor=actor, project=project, dataset_id=dataset.id)
+        print(f"Dropped them: dataset #{dataset.id} keeps {dataset.n_rows:,} training rows.")
+    return dataset
+
+
+def search_and_recommend(session, engine, *, actor, project, teacher_run_id: int, budget_s: float,
+                         student_init: str | None = None):
+    """The default training search run here, its candidates, recommendation and what each start bought printed:
+    (recommendation, seconds)."""
+    from core.store import jobs
+    from core.training import search
+
+    started = time.monotonic()
+    job = search.start_search(session, actor=actor, project=project, teacher_run_id=teacher_run_id,
+                              budget_s=budget_s, student_init=student_init)
+    done = jobs.run(job.id, engine=engine)
+    search_s = time.monotonic() - started
+    session.expire_all()
+    rec = search.search_recommendation(session, job=done)
+    print("\nCandidates of the default search (validation rows, taken from the training split):")
+    for c in rec.candidates:
+        print(f"    run #{c.run_id} {c.family:<11} {c.size:<12} lr {c.lr or 'default'}: {c.status}, "
+              f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy "
+              f"{'n/a' if c.val_accuracy is None else f'{c.val_accuracy:.3f}'}, "
+              f"p95 {c.single_p95_ms or 0:.2f} ms, {c.params or 0:,} params, started from: {c.init or 'config'}")
+    for line in rec.skipped:
+        print(f"    {line}")
+    print(f"Recommended run #{rec.run_id}: {'; '.join(rec.reasons)}. {rec.budget_line}.")
+    for line in rec.bought:
+        print(f"  {line}")
+    return rec, search_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=900.0, help="seconds for the default training search")
@@ -205,7 +257,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from core.data import datasets, holdout, importer
+    from core.data import datasets
     from core.demo.teacher import train_teacher
     from core.evaluation import runs as evaluations
     from core.store import jobs
@@ -224,16 +276,8 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-real-"))
     engine, session, project, dana = setup(workdir)
-    mapping = {"id": "id", "text": "text", "reference": "answer", "slices": ["topic"]}
-    dataset = importer.import_dataset(session, actor=dana, project=project, mapping=mapping, data=csv(train),
-                                      filename="train.csv", name="Chat utterances (train)")
-    imported = holdout.import_holdout(session, actor=dana, project=project, mapping=mapping, data=csv(test),
-                                      filename="test.csv")
-    print(imported.sentence())
-    if imported.leakage.leaked:  # near duplicates of test rows leave the training data, as a driver would drop them
-        dataset, _ = holdout.drop_overlap(session, actor=dana, project=project, dataset_id=dataset.id)
-        train = train[train["id"].isin(set(datasets.rows(session, dataset)["id"]))].reset_index(drop=True)
-        print(f"Dropped them: dataset #{dataset.id} keeps {dataset.n_rows:,} training rows (the teacher's too).")
+    dataset = import_split(session, actor=dana, project=project, train=train, test=test)
+    train = train[train["id"].isin(set(datasets.rows(session, dataset)["id"]))].reset_index(drop=True)  # teacher's
 
     started = time.monotonic()
     teacher = train_teacher(train, workdir / "teacher", size=args.teacher_size, epochs=args.teacher_epochs,
@@ -246,27 +290,12 @@ def main() -> None:
     compare_size = "tiny" if args.quick else "small"
     encoder, made = None, ""
     if args.init_pretrain_s > 0:
-        started = time.monotonic()
         encoder, made = docstring_encoder(workdir / "docstring-encoder", size=compare_size,
                                           seconds=args.init_pretrain_s, quick=args.quick)
         print(f"Encoder given as --student-init: {made}.")
 
-    started = time.monotonic()
-    job = search.start_search(session, actor=dana, project=project, teacher_run_id=teacher_run,
-                              budget_s=args.budget, student_init=str(encoder) if encoder else None)
-    done = jobs.run(job.id, engine=engine)
-    search_s = time.monotonic() - started
-    session.expire_all()
-    rec = search.search_recommendation(session, job=done)
-    print("\nCandidates of the default search (validation rows, taken from the training split):")
-    for c in rec.candidates:
-        print(f"    run #{c.run_id} {c.family:<11} {c.size:<12} lr {c.lr or 'default'}: {c.status}, "
-              f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy {c.val_accuracy or 0:.3f}, "
-              f"p95 {c.single_p95_ms or 0:.2f} ms, {c.params or 0:,} params, started from: {c.init or 'config'}")
-    reasons = "; ".join(rec.reasons)
-    print(f"Recommended run #{rec.run_id}: {reasons}.")
-    for line in rec.bought:
-        print(f"  {line}")
+    rec, search_s = search_and_recommend(session, engine, actor=dana, project=project, teacher_run_id=teacher_run,
+                                         budget_s=args.budget, student_init=str(encoder) if encoder else None)
     starts(session, rec, test, compare_size)
 
     job = evaluations.start_evaluation(session, actor=dana, project=project, training_run_id=rec.run_id)
