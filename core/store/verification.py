@@ -121,7 +121,7 @@ def _walk(engine: Engine, walk: _Walk, *, after: tuple[int, str] | None = None, 
 
 
 _SPLIT_MIN = 20_000  # events: below this a fork costs more than the second core saves
-_ROW_COST = 0.6  # hashing one tracked row costs about this many event walks (bench_audit_verify)
+_ROW_COST = 0.7  # hashing one tracked row costs about this many event walks (bench_audit_verify)
 _FORK_COST = 4_000  # the child's start (its own connection, the pages it copies), in event walks
 _SPLIT_LIMITS = (0.1, 0.9)  # the share of the events the parent walks, whatever the rows
 
