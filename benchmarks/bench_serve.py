@@ -232,6 +232,34 @@ class BenchServer:
                 self.proc.wait()
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (uvicorn's workers); 0 off Linux.
+    Per request it is steadier than requests/s on a machine that other work shares."""
+    def cpu(p: str) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                children.append(stat.parent.name)
+        except OSError:
+            continue
+    return cpu(str(pid)) + sum(cpu(c) for c in children)
+
+
+def loaded(client, port: int, pid: int, *, token: str | None, connections: int, seconds: float) -> dict:
+    """One load run, with the server's CPU time per request."""
+    before = tree_cpu_s(pid)
+    figures = client.run(port, token=token, connections=connections, seconds=seconds)
+    figures["cpu_us"] = (tree_cpu_s(pid) - before) / max(figures["n"], 1) * 1e6
+    return figures
+
+
 def measure_service(client, project: str, *, args: tuple[str, ...], workers: int, connections: int,
                     seconds: float, singles: bool, directory: Path) -> dict:
     import httpx
@@ -240,7 +268,8 @@ def measure_service(client, project: str, *, args: tuple[str, ...], workers: int
     try:
         client.run(server.port, token=server.token, connections=connections, seconds=min(seconds, 2))  # warm-up
         time.sleep(2)  # the warm-up's last requests, still answered after its client left, must not hold slots
-        figures = {"load": client.run(server.port, token=server.token, connections=connections, seconds=seconds)}
+        figures = {"load": loaded(client, server.port, server.proc.pid, token=server.token, connections=connections,
+                                  seconds=seconds)}
         if singles:
             figures["single"] = client.run(server.port, token=server.token, connections=1, seconds=seconds / 2)
         figures["health"] = httpx.get(f"{server.url}/health", timeout=10).json()
@@ -268,7 +297,7 @@ def measure_bare(client, directory: Path, *, workers: int, connections: int, sec
                 time.sleep(0.1)
         time.sleep(1.0)  # the other workers
         client.run(port, token=None, connections=connections, seconds=min(seconds, 2))
-        return {"load": client.run(port, token=None, connections=connections, seconds=seconds)}
+        return {"load": loaded(client, port, proc.pid, token=None, connections=connections, seconds=seconds)}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -279,8 +308,9 @@ def measure_bare(client, directory: Path, *, workers: int, connections: int, sec
 
 def _row(name: str, r: dict) -> str:
     single = r.get("single")
-    tail = f" {single['p50_ms']:9.2f}ms {single['p95_ms']:9.2f}ms" if single else ""
-    return f"{name:44} {r['load']['rps']:9,.1f} {r['load']['p50_ms']:8.2f}ms {r['load']['p95_ms']:8.2f}ms{tail}"
+    tail = f" {single['p50_ms']:9.2f}ms {single['p95_ms']:9.2f}ms" if single else " " * 24
+    return (f"{name:44} {r['load']['rps']:9,.1f} {r['load']['p50_ms']:8.2f}ms {r['load']['p95_ms']:8.2f}ms{tail}"
+            f" {r['load'].get('cpu_us', 0):10.1f}")
 
 
 def _batches(r: dict) -> str:
@@ -295,7 +325,8 @@ def report(results: dict, *, client_label: str, workers: int, connections: int, 
           f"process(es) on {os.cpu_count()} cores; load generator: {client_label}")
     print(f"load average before {loads[0][0]:.2f} / {loads[0][1]:.2f} / {loads[0][2]:.2f}, after "
           f"{loads[1][0]:.2f} / {loads[1][1]:.2f} / {loads[1][2]:.2f} (os.getloadavg)")
-    print(f"{'configuration':44} {'req/s':>9} {'load p50':>10} {'load p95':>10} {'single p50':>11} {'single p95':>11}")
+    print(f"{'configuration':44} {'req/s':>9} {'load p50':>10} {'load p95':>10} {'single p50':>11} {'single p95':>11} "
+          f"{'server CPU us/request':>10}")
     names = {"bare": "bare uvicorn + Starlette (ceiling)", "student": "student at stage 100",
              "no_auth": "  the same with --no-auth", "routed": "n-gram, default routing, micro-batched",
              "routed_1": "n-gram, default routing, one-by-one",
@@ -310,6 +341,9 @@ def report(results: dict, *, client_label: str, workers: int, connections: int, 
     s, bare = results["student"], results["bare"]
     share = s["load"]["rps"] / bare["load"]["rps"]
     print(f"  ratio student / bare ceiling req/s      {share:.2f} (budget >= 0.50)")
+    if s["load"].get("cpu_us") and bare["load"].get("cpu_us"):
+        print(f"  server CPU per request: student {s['load']['cpu_us']:.1f} us, bare {bare['load']['cpu_us']:.1f} us "
+              f"({s['load']['cpu_us'] / bare['load']['cpu_us']:.2f}x; steadier than req/s on a shared machine)")
     print(f"  ratio student / teacher-only req/s   {s['load']['rps'] / results['shadow']['load']['rps']:.1f}x")
     if "no_auth" in results:
         print(f"  token check: {s['load']['rps'] / results['no_auth']['load']['rps']:.2f}x the req/s without auth")

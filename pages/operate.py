@@ -33,8 +33,9 @@ with db() as session:
     check = rollout.check_advance(session, project_id=project.id, live=live) if state.stage != rollout.OFF else None
     requests_ = list(reversed(redistill.list_redistill(session, project.id)))
     target = act(lambda: rollout.fallback_target(session, project_id=project.id))
-# A file teacher's student starts only once its operator chose what answers behind it (core refuses it anyway).
-start_blocked = state.stage == rollout.OFF and target is not None and not target.ready
+# A file teacher's student starts only once its operator chose what answers behind it: core's sentence, shown.
+start_refusal = (fallback.refusal(target, project=project, doing="start its rollout")
+                 if state.stage == rollout.OFF else None)
 
 st.caption(f"Project: {esc(project.name)}. Shadow first; each stage advances only on what the logged traffic "
            "shows; the teacher answers below the confidence threshold and for must-escalate answers.")
@@ -63,10 +64,9 @@ with st.form(f"rollout_{state.stage}"):
     action = st.radio("Action", rollout.actions(state.stage, stage_list), horizontal=True, format_func={
         "start": "Start in shadow", "advance": "Advance one stage", "rollback": "Roll back"}.get)
     reason = st.text_input("Reason" + (" (required to roll back)" if state.stage != rollout.OFF else ""))
-    if start_blocked:
-        st.caption("Start is disabled until a fallback target is chosen (below): the student's teacher cannot "
-                   "answer live requests.")
-    if st.form_submit_button("Apply", type="primary", disabled=not is_operator or start_blocked):
+    if start_refusal is not None:
+        st.caption(f"Start is disabled until a fallback target is chosen (below). {esc(start_refusal)}")
+    if st.form_submit_button("Apply", type="primary", disabled=not is_operator or start_refusal is not None):
         with db() as session:
             actor = require_user(session)
             do = {"start": rollout.start, "advance": rollout.advance, "rollback": rollout.rollback}[action]

@@ -131,7 +131,7 @@ with db() as session:
 slice_cols = review.slice_columns(preds)
 c1, c2 = st.columns(2)
 col = c1.selectbox("Slice column", [None, *slice_cols], format_func=lambda c: "every slice" if c is None else c)
-val = c2.selectbox("Value", sorted(preds[col].astype(str).unique()) if col else [], index=0 if col else None,
+val = c2.selectbox("Value", review.slice_values(preds, col) if col else [], index=0 if col else None,
                    placeholder="every value (pick a slice column first)", disabled=col is None)
 at_key = f"review_at_{ev_id}_{col}_{val}"  # where this validator stands in this stream
 if at_key not in st.session_state and st.query_params.get("item") and linked in ("", str(ev_id)):  # a deep link

@@ -49,15 +49,23 @@ with tab_run:
             "python": "Python function (approved)", "file": "Outputs produced elsewhere"}.get,
             disabled=not is_driver)
         if kind == "local":
+            engine = st.radio("Run the batches", ["in-process", "ray"], horizontal=True, format_func={
+                "in-process": "In this process", "ray": "Across Ray workers (millions of inputs)"}.get)
             with st.form("local"):
                 model_dir = st.text_input("Model directory (a saved transformers classifier)",
                                           value=runs.offered_model_dir())
                 batch = st.number_input("Batch size", min_value=1, max_value=1024, value=64)
+                config = {"model_dir": model_dir, "batch_size": int(batch)}
+                if engine == "ray":  # core checks the address and that Ray is installed
+                    c1, c2 = st.columns(2)
+                    address = c1.text_input("Ray address", placeholder="empty: a local Ray instance; auto; "
+                                                                        "ray://HOST:10001")
+                    workers = c2.number_input("Ray workers (each loads the model once)", min_value=1, value=2)
+                    config.update(engine="ray", ray_address=address.strip() or None, ray_workers=int(workers))
                 if st.form_submit_button("Start teacher run", type="primary", disabled=not can_start):
                     with db() as session:
                         job = act(lambda: runs.start_run(session, actor=require_user(session), project=project,
-                                                         dataset_id=ds_id, adapter="local",
-                                                         config={"model_dir": model_dir, "batch_size": int(batch)}))
+                                                         dataset_id=ds_id, adapter="local", config=config))
                     start_job(job)
         elif kind == "python":
             with st.form("python"):

@@ -11,7 +11,7 @@ from core.domain.display import tidy
 from core.domain.roles import Role
 from core.gate import gate
 from core.ml.build import SIZES
-from core.ml.config import FAMILIES, NGRAM_SIZES, TrainConfig
+from core.ml.config import FAMILIES, NGRAM_SIZES, PRETRAINED, TrainConfig
 from core.rollout import fallback
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
@@ -66,10 +66,15 @@ with st.expander("Start a training run", expanded=not training):
                     "rising. Stillroom then recommends one, with its reasons.")
         budget = st.number_input("Time budget (seconds)", min_value=60, max_value=7 * 86_400, step=60,
                                  value=int(app_db.settings().train_budget_s))
+        student_init = st.text_input(
+            "Student starts from (encoder directory)", placeholder="optional: /models/minilm-l6",
+            help="A pretrained encoder your team has (BERT, DistilBERT, MiniLM...) with its tokenizer: the search "
+                 "tries a student that is this encoder with a new head; one run uses it with size 'pretrained'.")
         if st.button("Search both families", type="primary", disabled=not is_driver):
             with db() as session:
                 queued = act(lambda: search.start_search(session, actor=require_user(session), project=project,
-                                                         teacher_run_id=t_id, filter_id=f_id, budget_s=budget))
+                                                         teacher_run_id=t_id, filter_id=f_id, budget_s=budget,
+                                                         student_init=student_init))
             if queued is not None:
                 app_db.start_job(queued.id)
                 st.session_state["flash"] = f"Search started as job #{queued.id}."
@@ -77,7 +82,7 @@ with st.expander("Start a training run", expanded=not training):
         st.markdown("**Or one run** of a family and size you choose:")
         family = st.radio("Family", FAMILIES, horizontal=True, format_func={
             "transformer": "small transformer", "ngram": "hashed word and character n-grams (fastest)"}.get)
-        sizes = list(NGRAM_SIZES) if family == "ngram" else [s for s in SIZES if s != "teacher"]
+        sizes = list(NGRAM_SIZES) if family == "ngram" else [*(s for s in SIZES if s != "teacher"), PRETRAINED]
         with st.form("train"):
             c1, c2, c3, c4 = st.columns(4)
             size = c1.selectbox("Size", sizes)
@@ -96,11 +101,16 @@ with st.expander("Start a training run", expanded=not training):
                                             value=defaults.hidden_weight, step=0.5)
             attention_weight = c9.number_input("Attention weight", min_value=0.0, max_value=100.0,
                                                value=defaults.attention_weight, step=0.5)
+            pretrain = st.checkbox("Pre-train on the project's texts first", value=defaults.domain_pretrain,
+                                   disabled=family != "transformer", help="Masked-language modelling on the "
+                                   "project's imported texts (the holdout left out), in a share of the time budget.")
             go_train = st.form_submit_button("Start training", type="primary", disabled=not is_driver)
         if go_train:
             config = {"family": family, "size": size, "epochs": int(epochs), "temperature": temperature,
                       "alpha": alpha, "patience": int(patience), "val_fraction": val_fraction, "seed": int(seed),
-                      "hidden_weight": hidden_weight, "attention_weight": attention_weight}
+                      "hidden_weight": hidden_weight, "attention_weight": attention_weight,
+                      **({"student_init": student_init} if student_init.strip() else {}),
+                      **({"domain_pretrain": True} if pretrain else {})}
             with db() as session:
                 started = act(lambda: runs.start_training(session, actor=require_user(session), project=project,
                                                           teacher_run_id=t_id, filter_id=f_id, config=config))
@@ -117,6 +127,8 @@ if last_search is not None:
         st.success(f"Recommended: run #{recommendation.run_id}: " + "; ".join(recommendation.reasons) + ".")
     elif last_search.status == "done":
         st.warning("No recommendation: " + "; ".join(recommendation.reasons) + ".")
+    for line in recommendation.bought:
+        st.info(esc(f"{line[0].upper()}{line[1:]}."), icon=":material/school:")
     if recommendation.budget_line:
         st.caption(esc(recommendation.budget_line + "." + "".join(f" {x}." for x in recommendation.skipped)))
     table(tidy([{
@@ -141,6 +153,7 @@ table(tidy([{
     "Epochs": c.epochs_done, "Best epoch": c.best_epoch, "Agreement with teacher (val)": c.val_agreement,
     "Accuracy (val)": c.val_accuracy, "ms/example (batched)": c.ms_per_example, "p95 ms (single)": c.single_p95_ms,
     "Teacher run": c.teacher_run_id, "Gate": f"v{c.gate_version}" if c.gate_version else "",
+    "Started from": c.started_from or "",
 } for c in comparison]), hide_index=True, width="stretch", column_config={
     "Agreement with teacher (val)": st.column_config.NumberColumn(format="%.3f"),
     "Accuracy (val)": st.column_config.NumberColumn(format="%.3f"),

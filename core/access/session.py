@@ -56,8 +56,9 @@ def open_jobs(session: Session, *, project_id: int, kinds: Sequence[str], limit:
     return jobs.open_jobs(session, project_id=project_id, kinds=kinds, limit=limit)
 
 
-def start_job(job_id: int) -> int:
-    """Run a queued job in its own process (the page then polls its progress); returns the process id."""
+def start_job(job_id: int) -> int | None:
+    """Run a queued job in its own process (the page then polls its progress); returns the process id, or None
+    when the job is left for `stillroom worker` (STILLROOM_JOB_RUNNER=workers)."""
     return jobs.start_detached(job_id)
 
 

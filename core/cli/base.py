@@ -59,6 +59,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("governance", "Manage people (admins only)."),
     "webhooks": ("notify", "Webhooks (admins): Slack-compatible posts for notifications, to URLs on "
                            "STILLROOM_WEBHOOK_URLS."),
+    "worker": ("worker", "Run queued jobs handed to workers, on any host that reaches the database and the "
+                         "artifact store."),
     "whoami": ("auth", "The person commands act as, and how that was established."),
 }
 LAZY_COMMANDS = {name: module for name, (module, _) in COMMANDS.items()}

@@ -6,7 +6,7 @@ import click
 
 from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.cli.jobs import run_with_bar
+from core.cli.jobs import run_with_bar, start_in_background
 from core.domain.errors import NotFound
 from core.domain.jobs import EvaluateResult
 from core.evaluation import imports, runs
@@ -39,8 +39,7 @@ def eval_start(project: str, run_id: int, detach: bool) -> None:
         job = runs.start_evaluation(session, actor=actor, project=p, training_run_id=run_id)
     click.echo(f"Evaluation of training run #{run_id} queued as job #{job.id}.")
     if detach:
-        pid = jobs.start_detached(job.id)
-        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job.id)
         return
     run_with_bar(job.id, f"evaluate run #{run_id}")
     with _session() as session:

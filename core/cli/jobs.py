@@ -49,6 +49,16 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
     jobs.result_or_raise(job)
 
 
+def start_in_background(job_id: int) -> None:
+    """Start the job in a process of its own, or leave it for the workers (STILLROOM_JOB_RUNNER=workers)."""
+    pid = jobs.start_detached(job_id)
+    if pid is None:
+        click.echo(f"Job #{job_id} is queued for the workers (`stillroom worker` on any host): follow it with "
+                   "`stillroom jobs list`.")
+    else:
+        click.echo(f"Job #{job_id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+
+
 @cli.group("jobs")
 def jobs_group() -> None:
     """Long work (teacher runs, training) and its progress."""

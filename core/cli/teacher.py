@@ -8,7 +8,7 @@ import click
 
 from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.cli.jobs import run_with_bar
+from core.cli.jobs import run_with_bar, start_in_background
 from core.domain.errors import InvalidInput
 from core.store import jobs
 from core.teacher import filter as teacher_filter
@@ -63,6 +63,13 @@ def teacher_group() -> None:
 @click.option("--model-dir", type=click.Path(file_okay=False), help="local: a saved classifier's folder.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="local/python: texts per batch.")
 @click.option("--device", help="local: auto (a GPU when one is present, else the CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--engine", type=click.Choice(["in-process", "ray"]),
+              help="local: run the batches in this process (the default) or across Ray workers "
+                   "(pip install 'stillroom[ray]').")
+@click.option("--ray-address", help="local, --engine ray: 'auto' or ray://HOST:10001 for a team's cluster "
+                                    "(default: a local Ray instance started for the run).")
+@click.option("--ray-workers", type=int, help="local, --engine ray: Ray workers, each loading the model once "
+                                              "(default 2).")
 @click.option("--callable", "callable_name",
               help="python: package.module:function, on the admin's list (STILLROOM_TEACHER_CALLABLES).")
 @click.option("--base-url", help=f"http: the endpoint up to /chat/completions (default ${DEFAULT_BASE_URL_ENV}).")
@@ -101,8 +108,9 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
                 raise InvalidInput("--adapter local needs --model-dir (a saved classifier's folder).",
                                    field="model_dir")
             config = {"model_dir": opts["model_dir"], "batch_size": opts["batch_size"]}
-            if opts["device"]:
-                config["device"] = opts["device"]
+            for key in ("device", "engine", "ray_address", "ray_workers"):  # core refuses what does not fit
+                if opts[key] is not None:
+                    config[key] = opts[key]
         elif adapter == "python":
             if not opts["callable_name"]:
                 raise InvalidInput("--adapter python needs --callable (package.module:function).", field="callable")
@@ -121,8 +129,7 @@ def teacher_run(project: str, dataset_id: int, adapter: str, detach: bool, dry_r
             click.echo(f"Estimate: {estimate.sentence()}")
     click.echo(f"Teacher run queued as job #{job.id}.")
     if detach:
-        pid = jobs.start_detached(job.id)
-        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job.id)
         return
     run_with_bar(job.id, f"teacher ({adapter})")
     with _session() as session:

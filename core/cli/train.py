@@ -6,7 +6,7 @@ import click
 
 from core.access import projects
 from core.cli.base import _actor, _session, _table, _viewable, cli
-from core.cli.jobs import run_with_bar
+from core.cli.jobs import run_with_bar, start_in_background
 from core.domain.jobs import SearchParams
 from core.ml.config import FAMILIES
 from core.store import jobs
@@ -19,8 +19,7 @@ def _fmt(value, spec: str) -> str:
 
 def _run_or_detach(run_id: int, job_id: int, detach: bool) -> None:
     if detach:
-        pid = jobs.start_detached(job_id)
-        click.echo(f"Job #{job_id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job_id)
         return
     run_with_bar(job_id, f"train run #{run_id}")
     with _session() as session:
@@ -29,6 +28,8 @@ def _run_or_detach(run_id: int, job_id: int, detach: bool) -> None:
     click.echo(f"Training run #{run.id} done: best epoch {run.best_epoch} of {run.epochs_done}, validation "
                f"agreement with the teacher {_fmt(m.get('val_agreement'), '.3f')}, accuracy "
                f"{_fmt(m.get('val_accuracy'), '.3f') or 'n/a'}; student saved at {m.get('model_path')}.")
+    if m.get("init"):
+        click.echo(f"Started from: {m['init']}.")
     if m.get("losses"):
         click.echo(f"Losses: {m['losses']}.")
 
@@ -59,6 +60,14 @@ def train_group() -> None:
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--seed", type=int, help="Seed of the validation split and the initialisation.")
 @click.option("--device", help="auto (a GPU when one is present, else the CPU; the default), cpu, cuda, cuda:N or mps.")
+@click.option("--student-init", "student_init", help="A pretrained encoder directory (BERT, DistilBERT, MiniLM... "
+              "with its tokenizer; a hub id where the machine is online) the transformer student starts from, with "
+              "a new head; the search tries it as a candidate.")
+@click.option("--domain-pretrain", "domain_pretrain", is_flag=True, default=None,
+              help="With --family transformer: pre-train the student on the project's own texts (masked-language "
+              "modelling, holdout left out) before distilling.")
+@click.option("--pretrain-share", "pretrain_share", type=float,
+              help="Share of the run's time budget pre-training may take (default 0.3).")
 @click.option("--detach", is_flag=True, help="Run the job in the background instead of here.")
 def train_start(project: str, teacher_run: int, filter_id: int | None, detach: bool, budget_s: float | None,
                 **settings) -> None:
@@ -86,18 +95,19 @@ def _search(project: str, teacher_run: int, filter_id: int | None, detach: bool,
 
     base.pop("family", None)
     base.pop("size", None)
+    base.pop("domain_pretrain", None)  # the search has its own pre-trained-here candidate
+    student_init = base.pop("student_init", None)
     budget = budget_s or get_settings().train_budget_s
     with _session() as session:
         actor = _actor(session)
         p = projects.get_project(session, project)
         job = search.start_search(session, actor=actor, project=p, teacher_run_id=teacher_run,
-                                  filter_id=filter_id, budget_s=budget, base=base)
+                                  filter_id=filter_id, budget_s=budget, base=base, student_init=student_init)
     plan = jobs.params_as(job, SearchParams).candidates
     families = " and ".join(dict.fromkeys(c["family"] for c in plan))
     click.echo(f"Search of {len(plan)} candidates ({families}) within {budget:.0f} s queued as job #{job.id}.")
     if detach:
-        pid = jobs.start_detached(job.id)
-        click.echo(f"Job #{job.id} started in the background (pid {pid}): follow it with `stillroom jobs list`.")
+        start_in_background(job.id)
         return
     run_with_bar(job.id, "training search")
     _print_search(job.id)
@@ -113,6 +123,11 @@ def _print_search(job_id: int) -> None:
            [(c.run_id, c.family, c.size, _fmt(c.lr, "g"), c.status, c.epochs_done, _fmt(c.val_agreement, ".3f"),
              _fmt(c.val_accuracy, ".3f"), _fmt(c.retained, ".1%"), _fmt(c.single_p95_ms, ".2f"),
              _fmt(c.params, ","), _fmt(c.seconds, ".0f")) for c in rec.candidates])
+    for c in rec.candidates:
+        if c.init:
+            click.echo(f"  #{c.run_id} started from: {c.init}.")
+    for line in rec.bought:
+        click.echo(f"  {line[0].upper()}{line[1:]}.")
     if rec.budget_line:
         click.echo(rec.budget_line + "." + "".join(f"\n  {x}." for x in rec.skipped))
     if rec.run_id is None:
@@ -162,6 +177,8 @@ def train_show(run_id: int) -> None:
     click.echo(f"Training run #{run.id}: {run.family} {run.size}, {run.status}, {run.epochs_done} epochs done, "
                f"best epoch {run.best_epoch}.")
     click.echo("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.config.items())))
+    if run.metrics.get("init"):
+        click.echo(f"Started from: {run.metrics['init']}.")
     if run.metrics.get("error"):
         click.echo(f"Error: {run.metrics['error']}")
     epochs = curve[curve["val_loss"].notna()]

@@ -129,11 +129,15 @@ def _gate_labels(session: Session, project: Project) -> dict[int | None, str]:
 
 def _training(session: Session, project: Project) -> Section:
     runs, labels = _rows(session, TrainingRun, project.id), _gate_labels(session, project)
+    # What each student started from (config, teacher layers, a pretrained encoder named by the SHA-256 of its
+    # files, or pre-trained here on N texts for S steps): core.ml.init.StudentStart, recorded by the run.
     return Section("Training runs", lines=[f"Run #{r.id} trained with {r.metrics['losses']}." for r in runs
                                            if (r.metrics or {}).get("losses")], tables=[Table(
-        ["run", "family", "size", "status", "epochs", "best val loss", "val agreement", "gate version"],
+        ["run", "family", "size", "status", "epochs", "best val loss", "val agreement", "gate version",
+         "started from", "encoder sha256"],
         [[r.id, r.family, r.size, r.status, r.epochs_done, r.best_val_loss, r.metrics.get("val_agreement"),
-          labels.get(r.gate_version_id)] for r in runs])])
+          labels.get(r.gate_version_id), r.metrics.get("init"), (r.metrics.get("start") or {}).get("sha256")]
+         for r in runs])])
 
 
 def _report_intact(evaluation: Evaluation, art: Artifact | None) -> bool:

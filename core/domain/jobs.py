@@ -27,6 +27,7 @@ class TrainResult(BaseModel):
     val_agreement: float | None
     val_accuracy: float | None
     model_artifact: int
+    started_from: str | None = None  # config, teacher layers, a pretrained encoder (and its hash), pre-trained here
 
 
 class SearchParams(BaseModel):
@@ -48,6 +49,10 @@ class SearchResult(BaseModel):
     teacher_val_accuracy: float | None
     recommended_run: int | None
     reasons: list[str]
+    # Issue 20: the teacher's accuracy where it did not train (the holdout's rows with references), the only
+    # denominator of "accuracy retained"; None where unknown (older searches included).
+    teacher_holdout_accuracy: float | None = None
+    teacher_holdout_rows: int = 0
 
 
 class EvaluateParams(BaseModel):

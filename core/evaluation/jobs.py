@@ -24,6 +24,7 @@ from core.store.models import Job, Project, TeacherRun, TrainingRun, User
 from core.teacher import runs as teacher_runs
 from core.teacher.config import LocalConfig, read_config
 from core.teacher.local import LocalAdapter
+from core.teacher.python import PythonAdapter, PythonConfig, is_allowed
 from core.training import pool
 from core.training import runs as training_runs
 
@@ -35,22 +36,29 @@ def _speed(speed) -> dict:
             "batch_throughput": speed.examples_per_s, "ms_per_example": speed.ms_per_example}
 
 
-def _local_adapter(teacher_run: TeacherRun):
-    if teacher_run.adapter != "local":
+def _live_teacher(teacher_run: TeacherRun):
+    """The teacher, when it runs here, to answer the holdout now and be timed: a local model, or a Python callable
+    the admin still lists (checked again by PythonAdapter before its module is imported). None for the others,
+    and for a callable taken off the list since its run: then its stored answers stand and nothing runs."""
+    if teacher_run.adapter not in ("local", "python"):
         return None
     config = read_config(teacher_run)
-    assert isinstance(config, LocalConfig)  # the adapter column said so, and read_config checked it
-    return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64,
-                        device=config.device)
+    if isinstance(config, LocalConfig):
+        return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64,
+                            device=config.device)
+    if isinstance(config, PythonConfig) and is_allowed(config.callable):
+        return PythonAdapter(config, labels=list(config.labels or teacher_run.labels))
+    return None
 
 
 def teacher_answers(s: Session, teacher_run: TeacherRun, held: pd.DataFrame, adapter) -> pd.DataFrame:
-    """(teacher_label, teacher_confidence) per holdout row: the local teacher run now, else its stored outputs."""
+    """(teacher_label, teacher_confidence) per holdout row: the teacher run now where it runs here, else its
+    stored outputs. A confidence is the teacher's own (NaN where it gave only a label)."""
     if adapter is not None:
-        probs = adapter.predict_proba(held["text"].astype(str).tolist())
-        best = probs.argmax(axis=1)
-        return pd.DataFrame({"teacher_label": [adapter.labels[i] for i in best],
-                             "teacher_confidence": probs.max(axis=1).astype(float)})
+        answers = adapter.predict(held["text"].astype(str).tolist())
+        return pd.DataFrame({"teacher_label": [a.label for a in answers],
+                             "teacher_confidence": [np.nan if a.confidence is None else float(a.confidence)
+                                                    for a in answers]})
     out = teacher_runs.load_outputs(s, teacher_run).astype({"id": str}).drop_duplicates("id").set_index("id")
     ids = held["id"].astype(str)
     conf = out["confidence"] if "confidence" in out.columns else pd.Series(np.nan, index=out.index)
@@ -68,7 +76,8 @@ def _baselines(s: Session, project: Project, run: TrainingRun, teacher_run: Teac
 
 
 def measure_latency(student, adapter, sample: list[str]) -> dict:
-    """Single-request p50/p95 and batched throughput on this machine; the teacher only when it runs here."""
+    """Single-request p50/p95 and batched throughput on this machine; the teacher only when it runs here (a local
+    model, or a listed Python callable)."""
     from core.ml import students  # lazy: imports torch
 
     return {"student": _speed(students.measure_speed(student, sample, singles=100, rounds=1)),
@@ -94,7 +103,7 @@ def evaluate(ctx: JobContext) -> EvaluateResult:
         student = training_runs.load_student(s, run)
         probs = student.predict_proba(texts)
         ctx.progress(0.35, "the teacher answers the holdout", force=True)
-        adapter = _local_adapter(teacher_run)
+        adapter = _live_teacher(teacher_run)
         teacher = teacher_answers(s, teacher_run, held, adapter)
         ctx.progress(0.55, "training the baselines", force=True)
         base = _baselines(s, project, run, teacher_run, texts)

@@ -43,14 +43,16 @@ class Declared(BaseModel):
 
 
 class Timed:
-    """A local teacher behind ``predict_proba(texts, batch_size=)``, the shape ``measure_speed`` times."""
+    """A teacher that runs here (local, or a Python callable, which answers through ``predict``) behind
+    ``predict_proba(texts, batch_size=)``, the shape ``measure_speed`` times."""
 
     def __init__(self, adapter):
         self.adapter = adapter
 
     def predict_proba(self, texts, *, batch_size: int = 64):
         self.adapter.batch_size = batch_size
-        return self.adapter.predict_proba(texts)
+        answer = getattr(self.adapter, "predict_proba", None) or self.adapter.predict
+        return answer(texts)
 
 
 def _speed(speed, **how) -> dict:

@@ -15,6 +15,7 @@ from core.ml.build import SIZES
 from core.ml.device import FIX, NAMES
 
 FAMILIES = ("transformer", "ngram")
+PRETRAINED = "pretrained"  # the size of a student that starts from an encoder directory (student_init)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ SIZE_FIELDS = {
 # Learning rate and batch size when the request does not set them.
 DEFAULT_LR = {"transformer": 2e-3, "ngram": 1e-2}
 DEFAULT_BATCH = {"transformer": 32, "ngram": 64}
+# A pretrained encoder is fine-tuned, not trained: a rate near BERT's fine-tuning rates keeps what it knows.
+PRETRAINED_LR = 1e-4
 
 
 class TrainConfig(BaseModel):
@@ -79,6 +82,15 @@ class TrainConfig(BaseModel):
     device: str = Field(default="auto", max_length=16, title="Device")
     # Train-loss points logged per epoch for the loss curve (besides one per epoch).
     points_per_epoch: int = Field(default=10, ge=0, le=1000)
+    # Issue 20: where a transformer student starts. A local encoder directory (or a hub id where the machine is
+    # online) with its tokenizer: the student is that encoder with a new head (size "pretrained", its own).
+    student_init: str | None = Field(default=None, min_length=1, max_length=1000,
+                                     title="Student starts from (encoder directory)")
+    # Masked-language-model pre-training on the project's own inputs (holdout excluded) before distilling, in
+    # ``pretrain_share`` of ``max_seconds`` and at most ``pretrain_steps`` steps (core.ml.pretrain).
+    domain_pretrain: bool = Field(default=False, title="Pre-train on the project's texts first")
+    pretrain_share: float = Field(default=0.3, gt=0, le=0.9, title="Share of the time budget for pre-training")
+    pretrain_steps: int = Field(default=2000, ge=1, le=1_000_000, title="Pre-training steps (at most)")
 
     @field_validator("device")
     @classmethod
@@ -87,8 +99,19 @@ class TrainConfig(BaseModel):
             raise ValueError(f"device {value!r} is not a device: {FIX}")
         return value.strip().lower()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrained_size(cls, data):
+        """A student that starts from an encoder directory has that encoder's size: "pretrained" unless given."""
+        if isinstance(data, dict) and data.get("student_init") and not data.get("size"):
+            return {**data, "size": PRETRAINED}
+        return data
+
     @model_validator(mode="after")
     def _known_size(self) -> TrainConfig:
+        self._check_start()
+        if self.size == PRETRAINED:
+            return self
         known = NGRAM_SIZES if self.family == "ngram" else {
             **{k: v for k, v in SIZES.items() if not k.startswith("teacher")}, "half-teacher": None}
         if self.size not in known and not self.size_overrides:
@@ -101,9 +124,25 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"size_overrides.{key} must be at least 1")
         return self
 
+    def _check_start(self) -> None:
+        """Where a student starts: settings that only a transformer takes, and a size that matches its start."""
+        if self.family != "transformer" and (self.student_init or self.domain_pretrain):
+            field = "student_init" if self.student_init else "domain_pretrain"
+            raise ValueError(f"only a transformer student takes {field}: choose family transformer or leave "
+                             f"{field} out")
+        if self.size == PRETRAINED and not self.student_init:
+            raise ValueError(f"size {PRETRAINED!r} is the size of the encoder given as student_init: give the "
+                             "encoder directory, or choose tiny or small")
+        if self.student_init and self.size != PRETRAINED:
+            raise ValueError(f"student_init sets the student's size (the encoder's own): leave size {self.size!r} "
+                             f"out or give {PRETRAINED!r}")
+        if self.student_init and self.size_overrides:
+            raise ValueError("size_overrides do not apply to a student that starts from student_init: leave them "
+                             "out")
+
     @property
     def effective_lr(self) -> float:
-        return self.lr or DEFAULT_LR[self.family]
+        return self.lr or (PRETRAINED_LR if self.student_init else DEFAULT_LR[self.family])
 
     @property
     def effective_batch_size(self) -> int:

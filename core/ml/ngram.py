@@ -105,15 +105,20 @@ class ArrayNgram:
             self.weight_t = module.out.weight.detach().cpu().numpy().T.copy()  # (dim, labels)
             self.bias = module.out.bias.detach().cpu().numpy().copy()
         self._ones = np.ones(4096, dtype=np.float32)
+        # A mean or a sum of rows commutes with the linear layer: each bucket's label scores, computed once (a
+        # smaller table while there are fewer labels than dimensions), and a request sums its rows of those: the
+        # same probabilities to float32 rounding, for less work per request than the bag and the product.
+        narrower = len(self.labels) < self.embedding.shape[1]
+        self.scores = self.embedding @ self.weight_t if self.mode != "max" and narrower else None
 
     @classmethod
     def of(cls, student) -> ArrayNgram:
         return cls(featurizer=student.featurizer, module=student.module, labels=student.labels)
 
-    def _bag(self, ids: list[int]) -> np.ndarray:
+    def _bag(self, ids: list[int], table: np.ndarray) -> np.ndarray:
         if not ids:  # an EmbeddingBag's empty bag is zeros, whatever the mode
-            return np.zeros(self.embedding.shape[1], dtype=np.float32)
-        rows = self.embedding.take(np.array(ids, dtype=np.intp), axis=0)
+            return np.zeros(table.shape[1], dtype=np.float32)
+        rows = table.take(np.array(ids, dtype=np.intp), axis=0)
         if self.mode == "max":
             return rows.max(axis=0)
         total = self._ones[:len(ids)] @ rows if len(ids) <= len(self._ones) else rows.sum(axis=0)  # dot: faster
@@ -123,10 +128,14 @@ class ArrayNgram:
         """Class probabilities (rows aligned with ``texts``, columns with ``labels``); ``batch_size`` is ignored."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        bags = np.empty((len(texts), self.embedding.shape[1]), dtype=np.float32)
-        for i, text in enumerate(texts):
-            bags[i] = self._bag(self.featurizer.features(text))
-        logits = bags @ self.weight_t + self.bias
+        table = self.embedding if self.scores is None else self.scores
+        if len(texts) == 1:  # a served request: one row, fewer array calls
+            bags = self._bag(self.featurizer.features(texts[0]), table)[None]
+        else:
+            bags = np.empty((len(texts), table.shape[1]), dtype=np.float32)
+            for i, text in enumerate(texts):
+                bags[i] = self._bag(self.featurizer.features(text), table)
+        logits = (bags if self.scores is not None else bags @ self.weight_t) + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)

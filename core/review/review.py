@@ -54,6 +54,11 @@ def slice_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in PREDICTION_COLUMNS]
 
 
+def slice_values(df: pd.DataFrame, column: str) -> list[str]:
+    """The values a slice filter on ``column`` can take, as the filter compares them (text)."""
+    return sorted(df[column].astype(str).unique())
+
+
 def _reviewer_problem(session: Session, *, actor: User, project: Project, evaluation: Evaluation,
                       doing: str) -> GovernanceViolation | None:
     # Whoever created any evidence behind the evaluation is refused whatever roles they hold now

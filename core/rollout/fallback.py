@@ -99,15 +99,22 @@ def of_evaluation(session: Session, *, evaluation_id: int | None) -> Fallback | 
     return of_run(session, project_id=evaluation.project_id, training_run_id=evaluation.training_run_id)
 
 
-def require_ready(fallback: Fallback | None, *, project: Project, doing: str) -> None:
-    """GovernanceViolation naming the fix when the student's teacher cannot answer live and none was chosen."""
-    if fallback is not None and not fallback.ready:
-        raise GovernanceViolation(
-            f"Project {project.name!r} cannot {doing}: its student learned from teacher run "
+def refusal(fallback: Fallback | None, *, project: Project, doing: str) -> str | None:
+    """The sentence that refuses ``doing`` while the student's teacher cannot answer live and none was chosen."""
+    if fallback is None or fallback.ready:
+        return None
+    return (f"Project {project.name!r} cannot {doing}: its student learned from teacher run "
             f"#{fallback.teacher_run_id}, a {fallback.teacher_adapter} teacher that cannot answer live requests, "
             "and no fallback target is chosen. An operator chooses one first: `stillroom rollout fallback "
             f"{project.name} --queue` (a person's queue) or `--endpoint URL --model NAME` (an endpoint on the "
             "admin's list), or the Rollout page's Fallback target form.")
+
+
+def require_ready(fallback: Fallback | None, *, project: Project, doing: str) -> None:
+    """GovernanceViolation naming the fix when the student's teacher cannot answer live and none was chosen."""
+    sentence = refusal(fallback, project=project, doing=doing)
+    if sentence is not None:
+        raise GovernanceViolation(sentence)
 
 
 # --------------------------------------------------------------------------- the operator's choice

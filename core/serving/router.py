@@ -24,7 +24,11 @@ class Route:
 
 def bucket(key: str) -> float:
     """A stable position in [0, 100) for a request id or input: the same request always lands the same way."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return bucket_of(hashlib.sha256(key.encode("utf-8")).digest())
+
+
+def bucket_of(digest: bytes) -> float:
+    """``bucket`` from the key's SHA-256 digest (the service hashes the input once, for this and for its log)."""
     return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
 
 
@@ -38,7 +42,7 @@ def route(state: RolloutState, *, bucket: float, student_label: str, student_con
     # Nothing answers live behind the student (core.rollout.fallback): a person's queue takes every answer the
     # student does not give, and no teacher is asked.
     if found.served_by == "student":
-        return Route("student", False, "confident")
+        return CONFIDENT
     return Route("queue", False, found.reason)
 
 
@@ -54,4 +58,7 @@ def _route(state: RolloutState, *, bucket: float, student_label: str, student_co
         return Route("teacher", True, "below-threshold")
     if draw < state.teacher_sample_rate:
         return Route("student", True, "sampled")
-    return Route("student", False, "confident")
+    return CONFIDENT
+
+
+CONFIDENT = Route("student", False, "confident")  # most requests' route, made once (a Route is frozen)

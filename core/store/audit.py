@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, func, select
@@ -106,6 +107,18 @@ def head_hash(session: Session) -> str:
     return last or GENESIS_HASH
 
 
+# Issue 20: the key of the PostgreSQL advisory lock that lets one transaction at a time append to the chain.
+_APPEND_LOCK = 0x57111200
+
+
+def _one_appender(session: Session) -> None:
+    """Hold the chain's append lock until this transaction ends (PostgreSQL). Two transactions that read the same
+    head would both link to it, and one would fail on the unique prev_hash (workers on several hosts finishing
+    jobs at once); SQLite serialises writers already (the change was flushed, so this one holds the write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+
+
 def record(
     session: Session,
     *,
@@ -125,6 +138,7 @@ def record(
     eid = str(entity_id)
     session.flush()  # the change this event records, so its row reads back as stored
     row_hash = rowhash.row_state(session, entity=entity, entity_id=eid)
+    _one_appender(session)
     prev = head_hash(session)
     ts = datetime.now(UTC).isoformat(timespec="microseconds")
     body = canonical_json(payload or {})

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +82,29 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=2.0, ge=0.0, le=3600.0)
     webhook_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
     app_url: str | None = None
+
+    # Issue 20. Where a job started in the background runs: "process" (the default: a process of its own on this
+    # machine, started by whoever starts the job) or "workers" (left queued for `stillroom worker` on any host that
+    # reaches this database; core.store.worker). A worker heartbeats its jobs every worker_heartbeat_s; a job whose
+    # heartbeat is older than worker_stale_s is taken over by another worker and run again (training resumes from
+    # its last checkpoint), at most worker_max_attempts claims in all before it is failed with the reason.
+    job_runner: Literal["process", "workers"] = "process"
+    worker_heartbeat_s: float = Field(default=10.0, gt=0.0, le=3600.0)
+    worker_stale_s: float = Field(default=60.0, gt=0.0, le=86_400.0)
+    worker_max_attempts: int = Field(default=3, ge=1, le=100)
+    worker_poll_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    # Issue 20. Where artifact files live: unset, the data directory on this machine; else an fsspec URL a team
+    # mounts (file:///shared/stillroom, s3://bucket/stillroom with s3fs installed, memory://... in tests). Every
+    # read is still checked against the SHA-256 the database recorded (core.store.artifacts).
+    artifact_store: str | None = None
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> Settings:
+        if self.worker_stale_s < 2 * self.worker_heartbeat_s:
+            raise ValueError(f"STILLROOM_WORKER_STALE_S ({self.worker_stale_s:g}) must be at least twice "
+                             f"STILLROOM_WORKER_HEARTBEAT_S ({self.worker_heartbeat_s:g}): else a live worker's job "
+                             "is taken over between two of its heartbeats")
+        return self
 
     @field_validator("teacher_endpoints", "teacher_key_vars", "teacher_callables", "webhook_urls", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 
+from core.domain.errors import StillroomError
 from core.store.config import get_settings
 from core.store.models import APPEND_ONLY_KEYS, APPEND_ONLY_TABLES
 
@@ -76,7 +77,7 @@ def init_db(engine: Engine | None = None) -> Engine:
 
 
 # The newest migration's revision: when the database already carries it, start-up
-# skips loading Alembic (about 0.1 s on every CLI call). tests/store/test_db.py checks it
+# skips loading Alembic (about 0.1 s on every CLI call; tests/cli/test_cli_startup.py). tests/store/test_db.py checks it
 # against Alembic's own head, so a new migration cannot forget to move it.
 HEAD_REVISION = "0019"
 
@@ -88,14 +89,27 @@ def schema_revision(engine: Engine) -> str | None:
         return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
+class UnknownSchema(StillroomError):
+    """The database carries a schema revision that no migration here made: a newer Stillroom wrote it."""
+
+
 def upgrade_schema(engine: Engine) -> None:
-    if schema_revision(engine) == HEAD_REVISION:
+    """Migrate to HEAD_REVISION. At HEAD (every start-up but the first after an upgrade) this is one query and
+    Alembic is not even imported; a revision no migration here knows is refused with a sentence, unchanged."""
+    stored = schema_revision(engine)
+    if stored == HEAD_REVISION:
         return
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if stored is not None and stored not in {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
+        url = engine.url.render_as_string(hide_password=True)
+        raise UnknownSchema(f"the database at {url} is at schema revision {stored!r}, which this Stillroom does "
+                            f"not know (its newest is {HEAD_REVISION!r}): a newer Stillroom made it. Upgrade "
+                            "Stillroom, or set DATABASE_URL to another database; nothing was changed.")
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -13,6 +13,12 @@ two runners may start it from outside: that person, proven as the CLI proves
 anyone (``require_runner``), or the process ``start_detached`` started for it,
 which holds a one-time credential in its environment (stored hashed, used up
 when the job is claimed).
+
+With ``STILLROOM_JOB_RUNNER=workers`` ``start_detached`` starts no process: it hands the job to the workers
+(``stillroom worker`` on any host, core.store.worker), in the submitter's name and with an audit event. A worker
+runs only jobs handed to it, each in a process that proves itself with a one-time credential the worker minted
+when it claimed the job, and every write of that process is fenced by the worker's id: a job taken over by
+another worker can no longer be finished by the one that lost it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,6 +47,7 @@ from core.domain.stored import read_stored, stored_json
 from core.domain.validation import parse
 from core.store import audit, vouched
 from core.store.artifacts import data_dir
+from core.store.config import get_settings
 from core.store.db import get_engine
 from core.store.models import Job, Project, User, id_of, utcnow
 
@@ -91,6 +99,7 @@ class JobContext:
     engine: Engine
     on_progress: Callable[[float, str], None] | None = None
     min_interval_s: float = 0.5
+    worker: str | None = None  # the worker holding the job (its writes are fenced by it), None when run by hand
     _last: float = field(default=0.0, repr=False)
 
     def progress(self, fraction: float, message: str = "", *, force: bool = False) -> None:
@@ -103,14 +112,29 @@ class JobContext:
             return
         self._last = now
         with Session(self.engine) as s:
-            job = s.get_one(Job, self.job_id)
-            job.progress, job.message, job.heartbeat_at = fraction, message, utcnow()
-            s.add(job)
+            written = cast(CursorResult[Any], s.execute(  # an UPDATE's result is a cursor's, with its row count
+                update(Job).where(*_held(self.job_id, self.worker))
+                .values(progress=fraction, message=message, heartbeat_at=utcnow())
+            )).rowcount
             s.commit()
+        if written != 1 and self.worker is not None:
+            raise JobLost(f"job #{self.job_id} was taken over by another worker after {self.worker} went quiet: "
+                          "this run stops and records nothing more.")
 
     def read(self, model: type[M]) -> M:
         """The job's params as ``model``; RecordTampered naming the field when the stored row no longer fits."""
         return read_stored(model, self.params, what=f"job #{self.job_id}'s params")
+
+
+class JobLost(StillroomError):
+    """The worker that ran this job lost it (its heartbeat went quiet and another worker took it over)."""
+
+
+def _held(job_id: int, worker: str | None) -> list[Any]:
+    """The conditions of a write by the job's runner: for a worker's run, only while that worker still holds it."""
+    if worker is None:
+        return [col(Job.id) == job_id]
+    return [col(Job.id) == job_id, col(Job.worker) == worker, col(Job.status) == "running"]
 
 
 def _stored_params(kind: str, params: BaseModel | dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +184,9 @@ def run(job_id: int, *, engine: Engine | None = None,
     engine = engine or get_engine()
     work = _handler_of(engine, job_id)
     job = _claim(engine, job_id, credential)
-    ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress)
+    if job.worker is not None:
+        _exit_with(os.getppid())
+    ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress, worker=job.worker)
     status, result, error = "done", {}, ""
     try:
         result = _stored_result(job.kind, work(ctx))
@@ -169,7 +195,19 @@ def run(job_id: int, *, engine: Engine | None = None,
     except Exception as exc:  # noqa: BLE001 (a job must record why it died)
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
-    return _finish(engine, job_id, status, result, error)
+    return _finish(engine, job_id, status, result, error, worker=job.worker)
+
+
+def _exit_with(parent: int) -> None:
+    """End this process when the worker that started it is gone (killed, its host's session ended): the worker
+    no longer heartbeats the job, so another worker will take it over, and two runs must not overlap."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(75)  # EX_TEMPFAIL: nothing more is written; the job is taken over once its heartbeat is stale
+
+    threading.Thread(target=watch, name="stillroom-worker-watch", daemon=True).start()
 
 
 def _stored_result(kind: str, result: BaseModel | dict[str, Any] | None) -> dict[str, Any]:
@@ -196,16 +234,23 @@ def _handler_of(engine: Engine, job_id: int) -> Handler:
 def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
     """Mark the job running for this process in one conditional UPDATE: of two processes that try at once,
     exactly one changes the row and runs it; the other is refused. A credential is checked and used up in the
-    same UPDATE."""
-    runnable = [col(Job.id) == job_id, col(Job.status).in_(RUNNABLE)]
-    if credential is not None:
-        runnable.append(col(Job.runner_hash) == token_hash(credential))
+    same UPDATE: the one start_detached gave its process, or the one a worker minted when it claimed the job
+    (core.store.worker), which leaves the job running for that worker."""
     with Session(engine, expire_on_commit=False) as s:
-        now = utcnow()
-        claimed = cast(CursorResult[Any], s.execute(  # an UPDATE's result is a cursor's, with its row count
-            update(Job).where(*runnable)
-            .values(status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="", runner_hash=None)
-        )).rowcount
+        claimed = 0
+        if credential is not None:
+            claimed = _rowcount(s, update(Job).where(
+                col(Job.id) == job_id, col(Job.runner_hash) == token_hash(credential),
+                col(Job.status) == "running", col(Job.worker).is_not(None),
+            ).values(pid=os.getpid(), heartbeat_at=utcnow(), runner_hash=None))
+        if not claimed:
+            runnable = [col(Job.id) == job_id, col(Job.status).in_(RUNNABLE)]
+            if credential is not None:
+                runnable.append(col(Job.runner_hash) == token_hash(credential))
+            now = utcnow()
+            claimed = _rowcount(s, update(Job).where(*runnable).values(
+                status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, error="", runner_hash=None,
+                worker=None))
         s.commit()
         job = s.get(Job, job_id)
         if job is None:
@@ -220,27 +265,45 @@ def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
         return job
 
 
-def _finish(engine: Engine, job_id: int, status: str, result: dict[str, Any], error: str) -> Job:
+def _rowcount(session: Session, statement: Any) -> int:
+    return cast(CursorResult[Any], session.execute(statement)).rowcount  # an UPDATE's result carries its row count
+
+
+def _finish(engine: Engine, job_id: int, status: str, result: dict[str, Any], error: str, *,
+            worker: str | None = None) -> Job:
+    """Record the outcome and its event in the submitter's name; for a worker's run, only while that worker
+    still holds the job (one taken over meanwhile is the new holder's to finish: this run records nothing)."""
     with Session(engine, expire_on_commit=False) as s:
-        job = s.get_one(Job, job_id)
-        job.status, job.result, job.error, job.finished_at = status, result, error, utcnow()
+        values: dict[str, Any] = {"status": status, "result": result, "error": error, "finished_at": utcnow()}
         if status == "done":
-            job.progress = 1.0
-        s.add(job)
+            values["progress"] = 1.0
+        if not _rowcount(s, update(Job).where(*_held(job_id, worker)).values(**values)):
+            s.rollback()
+            return s.get_one(Job, job_id)
+        job = s.get_one(Job, job_id)
         # The finish is recorded even when the author's account was tampered with since (verify reports that).
         actor = vouched.get(s, User, job.created_by) or f"user #{job.created_by}"
+        payload: dict[str, Any] = {"kind": job.kind, "error": error}
+        if worker is not None:
+            payload |= {"worker": worker, "attempt": job.attempts}
         audit.record(s, actor=actor, action=f"job.{status}", entity="job", entity_id=job.id,
-                     project_id=job.project_id, payload={"kind": job.kind, "error": error})
+                     project_id=job.project_id, payload=payload)
         s.commit()
         return job
 
 
-def start_detached(job_id: int, *, extra_env: dict[str, str] | None = None) -> int:
+def start_detached(job_id: int, *, extra_env: dict[str, str] | None = None) -> int | None:
     """Start ``stillroom jobs run ID`` in its own process session; returns its pid.
 
     ``extra_env`` reaches only that process (a teacher's API key, say), never a file or the database; so does
     the job's one-time credential, which lets that process run the job in its submitter's name.
+
+    With ``STILLROOM_JOB_RUNNER=workers`` no process starts (None): the job is handed to the workers
+    (``hand_to_workers``), and ``extra_env`` goes nowhere: a worker reads a teacher's key from its own environment.
     """
+    if get_settings().job_runner == "workers":
+        hand_to_workers(job_id)
+        return None
     credential = _mint_credential(job_id)
     logs = data_dir() / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -251,6 +314,23 @@ def start_detached(job_id: int, *, extra_env: dict[str, str] | None = None) -> i
             start_new_session=True, env={**os.environ, **(extra_env or {}), CREDENTIAL_ENV: credential},
         )
     return proc.pid
+
+
+def hand_to_workers(job_id: int, *, engine: Engine | None = None) -> Job:
+    """Leave a queued (or failed, to resume) job for ``stillroom worker``: any worker may now claim it, and runs
+    it in its submitter's name, so the hand-off is recorded in that name too. Its claim count starts again."""
+    with Session(engine or get_engine(), expire_on_commit=False) as s:
+        handed = _rowcount(s, update(Job).where(col(Job.id) == job_id, col(Job.status).in_(RUNNABLE)).values(
+            status="queued", for_workers=True, worker=None, attempts=0, runner_hash=None, error=""))
+        job = get(s, job_id)
+        if not handed:
+            raise InvalidInput(f"job #{job_id} is {job.status}: only a queued or failed job can be handed to the "
+                               "workers.", field="job")
+        actor = vouched.get(s, User, job.created_by) or f"user #{job.created_by}"
+        audit.record(s, actor=actor, action="job.handoff", entity="job", entity_id=job.id, project_id=job.project_id,
+                     payload={"kind": job.kind})
+        s.commit()
+        return job
 
 
 def _mint_credential(job_id: int) -> str:
@@ -270,8 +350,9 @@ def get(session: Session, job_id: int) -> Job:
 
 
 def mark_if_dead(session: Session, job: Job) -> Job:
-    """A running job whose process is gone and whose heartbeat went quiet has failed."""
-    if job.status != "running" or job.heartbeat_at is None:
+    """A running job whose process is gone and whose heartbeat went quiet has failed. Not a worker's job: its
+    process runs on another host, and when its heartbeat goes quiet another worker takes it over."""
+    if job.status != "running" or job.heartbeat_at is None or job.worker is not None:
         return job
     beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=utcnow().tzinfo)
     if utcnow() - beat > STALE_AFTER and not _alive(job.pid):

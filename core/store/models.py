@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Table, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
@@ -44,7 +45,15 @@ def project_of(row: SQLModel) -> int | None:
     return value
 
 
-class User(SQLModel, table=True):
+class TableModel(SQLModel):
+    """The base of every table here. Pydantic builds a model's validator and serializer when one is first used,
+    not when the class is defined: table models are constructed without validation, so start-up skips building
+    them (about a tenth of the cost of defining the tables; issue 18, tests/store/test_startup_cost.py)."""
+
+    model_config = SQLModel.model_config | {"defer_build": True}
+
+
+class User(TableModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(index=True, unique=True, max_length=64)
     display_name: str = Field(max_length=120)
@@ -56,14 +65,14 @@ class User(SQLModel, table=True):
     session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
-class Project(SQLModel, table=True):
+class Project(TableModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=120)
     description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class RoleAssignment(SQLModel, table=True):
+class RoleAssignment(TableModel, table=True):
     __tablename__ = "role_assignment"
     __table_args__ = (UniqueConstraint("project_id", "user_id", "role"),)
 
@@ -74,7 +83,7 @@ class RoleAssignment(SQLModel, table=True):
     assigned_at: datetime = Field(default_factory=utcnow)
 
 
-class Qualification(SQLModel, table=True):
+class Qualification(TableModel, table=True):
     """One recorded qualification of a project's trigger (append-only)."""
 
     __table_args__ = (UniqueConstraint("project_id", "version"),)
@@ -92,7 +101,7 @@ class Qualification(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow)
 
 
-class GateVersion(SQLModel, table=True):
+class GateVersion(TableModel, table=True):
     """A locked success gate. Rows are inserted locked and never change."""
 
     __tablename__ = "gate_version"
@@ -110,7 +119,7 @@ class GateVersion(SQLModel, table=True):
     locked_at: datetime = Field(default_factory=utcnow)
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(TableModel, table=True):
     """One link of the audit hash chain (append-only)."""
 
     __tablename__ = "audit_event"
@@ -137,7 +146,7 @@ class AuditEvent(SQLModel, table=True):
 # --- Step 3 and 4: data, teacher outputs, training -------------------------------------------
 
 
-class Artifact(SQLModel, table=True):
+class Artifact(TableModel, table=True):
     """A file under the data directory whose SHA-256 the database vouches for (append-only)."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -152,7 +161,7 @@ class Artifact(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Dataset(SQLModel, table=True):
+class Dataset(TableModel, table=True):
     """A version of a project's inputs: imported, or derived from a parent (append-only)."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -169,7 +178,7 @@ class Dataset(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Holdout(SQLModel, table=True):
+class Holdout(TableModel, table=True):
     """The project's held-out set, fixed once before any training (append-only, one per project)."""
 
     id: int | None = Field(default=None, primary_key=True)
@@ -184,8 +193,10 @@ class Holdout(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Job(SQLModel, table=True):
+class Job(TableModel, table=True):
     """Long work run outside the UI's script run; pages and the CLI poll its progress."""
+
+    __table_args__ = (Index("ix_job_claim", "status", "for_workers"),)
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="project.id", index=True)
@@ -204,9 +215,15 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    # Issue 20 (core.store.worker). Handed to `stillroom worker` rather than a process of its own; the worker that
+    # holds it while it runs (host:pid:tag, the fence every write of its runner checks); how many times a worker
+    # claimed it (a job whose workers keep dying fails after STILLROOM_WORKER_MAX_ATTEMPTS).
+    for_workers: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
+    worker: str | None = Field(default=None, max_length=96)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
-class TeacherRun(SQLModel, table=True):
+class TeacherRun(TableModel, table=True):
     """The teacher's full outputs on a dataset (append-only, written when a run completes)."""
 
     __tablename__ = "teacher_run"
@@ -226,7 +243,7 @@ class TeacherRun(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class TeacherFilter(SQLModel, table=True):
+class TeacherFilter(TableModel, table=True):
     """A filtering of teacher outputs by policy, with the counts per reason (append-only)."""
 
     __tablename__ = "teacher_filter"
@@ -242,7 +259,7 @@ class TeacherFilter(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class TrainingRun(SQLModel, table=True):
+class TrainingRun(TableModel, table=True):
     """One student trained by distillation; status and best figures change as it runs."""
 
     __tablename__ = "training_run"
@@ -267,7 +284,7 @@ class TrainingRun(SQLModel, table=True):
     finished_at: datetime | None = None
 
 
-class TrainingPoint(SQLModel, table=True):
+class TrainingPoint(TableModel, table=True):
     """A point of a run's loss curve."""
 
     __tablename__ = "training_point"
@@ -282,7 +299,7 @@ class TrainingPoint(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Evaluation(SQLModel, table=True):
+class Evaluation(TableModel, table=True):
     """A student (trained here or imported predictions) scored on the holdout against the locked gate.
 
     Append-only: the report's hash is what a validator signs off and the sponsor decides on.
@@ -304,7 +321,7 @@ class Evaluation(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class ReviewVerdict(SQLModel, table=True):
+class ReviewVerdict(TableModel, table=True):
     """A validator's verdict on one holdout example of an evaluation (append-only)."""
 
     __tablename__ = "review_verdict"
@@ -321,7 +338,7 @@ class ReviewVerdict(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class SignOff(SQLModel, table=True):
+class SignOff(TableModel, table=True):
     """A validator's approval or rejection of exactly one evaluation, named by its hash (append-only)."""
 
     __tablename__ = "sign_off"
@@ -338,7 +355,7 @@ class SignOff(SQLModel, table=True):
     covers_declared_latency: bool = False
 
 
-class ThresholdProposal(SQLModel, table=True):
+class ThresholdProposal(TableModel, table=True):
     """The confidence threshold proposed for rollout: below it, the teacher answers (append-only)."""
 
     __tablename__ = "threshold_proposal"
@@ -355,7 +372,7 @@ class ThresholdProposal(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Decision(SQLModel, table=True):
+class Decision(TableModel, table=True):
     """The sponsor's ship, iterate or kill for a round, on an evaluation named by its hash (append-only)."""
 
     __table_args__ = (UniqueConstraint("project_id", "round"),)
@@ -372,7 +389,7 @@ class Decision(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class RolloutEvent(SQLModel, table=True):
+class RolloutEvent(TableModel, table=True):
     """An operator's step in a rollout: start a stage, advance, or roll back (append-only).
 
     The current stage is the latest event's; stages are shadow, then percentages of traffic.
@@ -393,7 +410,7 @@ class RolloutEvent(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class MonitorConfig(SQLModel, table=True):
+class MonitorConfig(TableModel, table=True):
     """A project's monitoring thresholds (PSI warn and alert, agreement floor); changes are audited."""
 
     __tablename__ = "monitor_config"
@@ -405,7 +422,7 @@ class MonitorConfig(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class RedistillRequest(SQLModel, table=True):
+class RedistillRequest(TableModel, table=True):
     """An operator's request for a new round drawn from drifted live traffic (append-only)."""
 
     __tablename__ = "redistill_request"
@@ -422,7 +439,7 @@ class RedistillRequest(SQLModel, table=True):
 # --- Issue 11 (attack surface): login attempts, personal API tokens and serving tokens ---------------
 
 
-class LoginAttempt(SQLModel, table=True):
+class LoginAttempt(TableModel, table=True):
     """One login try, by account and by client: what backoff and lockout count (append-only)."""
 
     __tablename__ = "login_attempt"
@@ -435,7 +452,7 @@ class LoginAttempt(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, index=True)
 
 
-class AccessToken(SQLModel, table=True):
+class AccessToken(TableModel, table=True):
     """A bearer secret, stored only as its SHA-256: a person's CLI token (kind "cli") or a project's serving
     token (kind "serve", created by an operator for the clients of ``stillroom serve``)."""
 
@@ -453,7 +470,7 @@ class AccessToken(SQLModel, table=True):
     revoked_by: int | None = Field(default=None, foreign_key="user.id")
 
 
-class LoginSession(SQLModel, table=True):
+class LoginSession(TableModel, table=True):
     """A browser login that outlives a refresh (issue 19). The browser holds a random token in a signed HttpOnly
     cookie; only the token's SHA-256 is stored. The page claims the cookie once with a short-lived one-time
     code (also stored as its SHA-256). Logging out, a password reset, deactivation or idling sets ``revoked_at``."""
@@ -475,7 +492,7 @@ class LoginSession(SQLModel, table=True):
 # --- Issue 9 (trust you can check): anchors of the audit chain -------------------------------
 
 
-class AuditAnchor(SQLModel, table=True):
+class AuditAnchor(TableModel, table=True):
     """The chain's head hash when a gate was locked, a sign-off or a decision recorded (append-only).
 
     ``entity`` "migration" marks where the chain stood when anchors began: events up to it predate them.
@@ -493,7 +510,7 @@ class AuditAnchor(SQLModel, table=True):
 
 # Issue 18: how far a full ``audit verify`` reached, so ``audit verify --since`` walks only what follows. Each row
 # is written with its own audit event (a tracked row), so one INSERTed with SQL vouches for nothing.
-class VerifyCheckpoint(SQLModel, table=True):
+class VerifyCheckpoint(TableModel, table=True):
     """A full verify that found the record intact up to ``event_id`` (append-only)."""
 
     __tablename__ = "verify_checkpoint"
@@ -509,7 +526,7 @@ class VerifyCheckpoint(SQLModel, table=True):
 
 
 # Issue 10 (students trained elsewhere): the holdout grows only as new fingerprinted versions.
-class HoldoutVersion(SQLModel, table=True):
+class HoldoutVersion(TableModel, table=True):
     """A later version of the project's holdout: every row of the one before plus new rows that were never
     training rows (append-only; version 1 is the Holdout row itself)."""
 
@@ -532,7 +549,7 @@ class HoldoutVersion(SQLModel, table=True):
 
 
 # Issue 18 (replicas on several hosts): the request log in the database, when that database is PostgreSQL.
-class RequestLogRow(SQLModel, table=True):
+class RequestLogRow(TableModel, table=True):
     """One request a replica of ``stillroom serve`` answered (kind "requests") or refused ("refused"), inserted
     in batches (core.serving.requestlog); rollout and monitoring read it beside the JSONL files. Not part of the
     governance record: neither audited nor append-only (old traffic may be pruned)."""
@@ -553,7 +570,7 @@ class RequestLogRow(SQLModel, table=True):
 # --- Issue 19 (a tool a team lives in): notifications, the inbox and webhooks ----------------------
 
 
-class ToldEvent(SQLModel):
+class ToldEvent(TableModel):
     """What an inbox item and a webhook delivery both carry: the event's kind, its project and the page that does
     the work (the link: ?project=<project_id>&page=<page>[&evaluation=<id>]), its sentence, and for a state
     noticed rather than an act, the key that tells it once."""
@@ -575,7 +592,7 @@ class Notification(ToldEvent, table=True):
     read_at: datetime | None = None
 
 
-class WebhookSubscription(SQLModel, table=True):
+class WebhookSubscription(TableModel, table=True):
     """An admin's webhook: a URL on STILLROOM_WEBHOOK_URLS and the kinds (and project) it hears about. The URL
     may carry a secret (a Slack path): it is shown and logged only as ``shown``; removal keeps the row."""
 
@@ -607,7 +624,7 @@ class WebhookDelivery(ToldEvent, table=True):
     finished_at: datetime | None = None
 
 
-class WebhookAttempt(SQLModel, table=True):
+class WebhookAttempt(TableModel, table=True):
     """Each try of a delivery: its status code or a fixed sentence, never the body either way (append-only)."""
 
     __tablename__ = "webhook_attempt"

@@ -1,8 +1,9 @@
 """``stillroom audit verify``: the chain's links, its anchors, the checkpoint file, the HMACs, every recorded row
 against its event and every artifact's SHA-256, each problem named in a sentence.
 
-The full check is one pass over the events (each hashed once, in the loop itself); on two cores a forked process
-walks the newest third of them and hashes every tracked row meanwhile. ``record_verified`` keeps how far a full
+The full check is one pass over the events (each hashed once, in the loop itself) and one over each tracked
+table; on two cores a forked process walks the newest events while this one walks the oldest and hashes every
+tracked row. ``record_verified`` keeps how far a full
 check that passed reached, as a row with its own audit event; ``verify_since`` then checks only what follows it
 (``audit verify --since``), in milliseconds, and says that nothing before it was checked again.
 """
@@ -10,10 +11,12 @@ check that passed reached, as a row with its own audit event; ``verify_since`` t
 
 from __future__ import annotations
 
+import gc
 import hmac
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,8 +100,11 @@ class _Walk:
 
 
 _NO_END = 1 << 62
-_EVENTS = ("SELECT id, ts, actor, project_id, action, entity, entity_id, payload, prev_hash, hash, row_hash, mac "
+_EVENTS = ("SELECT id, ts, actor, project_id, action, entity, entity_id, payload, prev_hash, hash, row_hash, {mac} "
            "FROM audit_event")
+# Without a key only whether an event carries an HMAC counts (an old event that does betrays a moved boundary): a
+# 1 instead of its 64 characters, one string fewer per event to read.
+_HAS_MAC = "CASE WHEN mac IS NULL THEN NULL ELSE 1 END"
 
 
 def _walk(engine: Engine, walk: _Walk, *, after: tuple[int, str] | None = None, upto: int | None = None
@@ -108,39 +114,57 @@ def _walk(engine: Engine, walk: _Walk, *, after: tuple[int, str] | None = None, 
     verify's cost)."""
     where = [] if after is None else [f"id > {int(after[0])}"]  # ints: no paramstyle to pick
     where += [] if upto is None else [f"id <= {int(upto)}"]
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute(f"{_EVENTS} {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id")
-        report = _walk_rows(cur, walk, GENESIS_HASH if after is None else after[1],
-                            None if after is None else after[0])
-        cur.close()
-    finally:
-        raw.close()
-    return report
+    select_ = _EVENTS.format(mac="mac" if walk.key is not None else _HAS_MAC)
+    with integrity.scan_cursor(engine) as cur:
+        cur.execute(f"{select_} {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id")
+        return _walk_rows(cur, walk, GENESIS_HASH if after is None else after[1], None if after is None else after[0])
 
 
 _SPLIT_MIN = 20_000  # events: below this a fork costs more than the second core saves
-_SPLIT_AT = 0.62  # the share of the events this process walks; the other walks the rest and hashes every row
+_ROW_COST = 0.7  # hashing one tracked row costs about this many event walks (bench_audit_verify)
+_FORK_COST = 4_000  # the child's start (its own connection, the pages it copies), in event walks
+_SPLIT_LIMITS = (0.1, 0.9)  # the share of the events the parent walks, whatever the rows
+
+
+def _split(engine: Engine, top: int) -> int:
+    """The last event this process walks; a forked one walks the rest. This one also hashes every tracked row, so
+    it takes the oldest events up to where both are expected to finish together."""
+    share = (top + _FORK_COST - _ROW_COST * integrity.tracked_rows(engine)) / (2 * top) if top else 0.5
+    return int(top * min(max(share, _SPLIT_LIMITS[0]), _SPLIT_LIMITS[1]))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while verify runs: the walk keeps a tuple per tracked row, which sets off
+    full collections that find nothing (reference counting frees all of it), 5-10 % of the check."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _walk_and_hash_rows(engine: Engine, fresh: Callable[[], _Walk]) -> tuple[_Walk, ChainReport, integrity.Digests]:
     """verify's pass: the chain walked and every tracked row hashed. On two cores (integrity.can_fork) a forked
-    process walks the newest events and hashes the rows while this one walks the oldest; each event is read and
+    process walks the newest events while this one walks the oldest and hashes the rows; each event is read and
     judged by one of them only, and a join that does not link, or any problem in the newest events, is walked
-    again here, so a report is always the one a single walk gives."""
+    again here, so a report is always the one a single walk gives. Only the newest events' findings cross the
+    pipe (the rows' hashes, the bigger part, stay here)."""
     walk = fresh()
     with engine.connect() as conn:
         top = conn.exec_driver_sql("SELECT max(id) FROM audit_event").scalar() or 0
     if top < _SPLIT_MIN or not integrity.can_fork(engine):
         return walk, _walk(engine, walk), integrity.row_digests(engine)
-    mid = int(top * _SPLIT_AT)
+    mid = _split(engine, top)
     tail = fresh()
-    wait = integrity.beside(engine, lambda: (_tail_walk(engine, tail, mid), integrity.row_digests(engine)))
+    wait = integrity.beside(engine, lambda: _tail_walk(engine, tail, mid))
     try:
         head = _walk(engine, walk, upto=mid)
+        digests = integrity.row_digests(engine) if head.ok else {}
     finally:
-        state, digests = wait()
+        state = wait()
     if head.ok and (chain := _join(walk, head, state)) is not None:
         return walk, chain, digests
     if not head.ok:
@@ -306,6 +330,11 @@ class AuditReport:
 def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True) -> AuditReport:
     """Check the chain's links, its anchors, the checkpoint file, the HMACs (with a key), every recorded row
     against its event and (``files``) every artifact's SHA-256; ``expect_head`` must be a hash in the chain."""
+    with _collector_paused():
+        return _verify(engine, expect_head=expect_head, files=files)
+
+
+def _verify(engine: Engine, *, expect_head: str | None, files: bool) -> AuditReport:
     key = audit_key()
     path = checkpoint_path(engine)
     offset = _file_size(path)  # before reading: a line appended meanwhile is read again by --since, never skipped

@@ -16,6 +16,7 @@ from core.domain.validation import sentence
 from core.store.models import TeacherRun
 from core.teacher.chat import ChatConfig
 from core.teacher.python import PythonConfig
+from core.teacher.ray_engine import RAY_MAX_WORKERS, check_engine
 
 
 class LocalConfig(BaseModel):
@@ -28,6 +29,17 @@ class LocalConfig(BaseModel):
     max_length: int | None = Field(default=None, ge=1)
     model_sha256: str | None = None
     device: str | None = None  # "auto", "cpu", "cuda", "cuda:1", "mps" (core.ml.device.pick); None: auto
+    # Where the batches run: in this process (the default, nothing to install), or across Ray workers, each
+    # loading the model once (core.teacher.ray_engine; `pip install 'stillroom[ray]'`).
+    engine: Literal["in-process", "ray"] = Field(default="in-process", title="Engine")
+    # None: start a local Ray instance for the run and stop it after; "auto" or "ray://host:10001": a cluster.
+    ray_address: str | None = Field(default=None, title="Ray address")
+    ray_workers: int | None = Field(default=None, ge=1, le=RAY_MAX_WORKERS, title="Ray workers")
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> LocalConfig:
+        check_engine(engine=self.engine, address=self.ray_address, workers=self.ray_workers)
+        return self
 
 
 class HttpConfig(ChatConfig):

@@ -14,6 +14,7 @@ from pathlib import Path
 from core.domain.errors import InvalidInput
 from core.ml.build import load_classifier, load_tokenizer
 from core.ml.device import check_name, pick, to
+from core.teacher import ray_engine
 from core.teacher.outputs import Prediction, Progress, check_labels
 
 STILLROOM_MODEL_FILE = "student.json"  # core.ml.students.STUDENT_FILE, named here to keep torch out
@@ -52,7 +53,7 @@ class LocalAdapter:
     name = "local"
 
     def __init__(self, model_dir: Path | str, *, batch_size: int = 64, max_length: int | None = None,
-                 device: str | None = None):
+                 device: str | None = None, ray: ray_engine.RayPlan | None = None):
         if batch_size < 1:
             raise InvalidInput("batch_size: must be at least 1.", field="batch_size")
         self.device_name = check_name(device)  # a GPU when one is present (core.ml.device), picked at load
@@ -60,9 +61,17 @@ class LocalAdapter:
         self.labels = model_labels(self.model_dir)
         self.batch_size = batch_size
         self.max_length = max_length
+        self.ray = ray  # None: batches run in this process; a plan: across Ray workers (core.teacher.ray_engine)
         self._model = None
         self._tokenizer = None
         self._device = None
+
+    def load(self) -> None:
+        """Load the model now rather than at the first batch (each Ray worker does, once, when it starts)."""
+        if is_stillroom_model(self.model_dir):
+            self._load_stillroom()
+        else:
+            self._load()
 
     def _load(self):
         if self._model is None:
@@ -70,6 +79,13 @@ class LocalAdapter:
             self._tokenizer = load_tokenizer(self.model_dir)
             self._model = load_classifier(self.model_dir).eval().to(self._device)
         return self._model, self._tokenizer
+
+    def _load_stillroom(self):
+        if self._model is None:
+            from core.ml.students import load  # lazy: imports torch
+
+            self._model = load(self.model_dir)
+        return self._model
 
     def _limit(self, model, tokenizer) -> int:
         limits = [self.max_length, getattr(model.config, "max_position_embeddings", None)]
@@ -91,15 +107,13 @@ class LocalAdapter:
 
     def predict_proba(self, texts: Sequence[str], *, progress: Progress | None = None):
         """An (n, k) array of probabilities in label order, rows in the order of ``texts``."""
+        if self.ray is not None:  # the workers load the model; this process only sends texts and gathers answers
+            return ray_engine.predict_proba(self, texts, plan=self.ray, progress=progress)
         import numpy as np
         import torch
 
         if is_stillroom_model(self.model_dir):
-            if self._model is None:
-                from core.ml.students import load  # lazy: imports torch
-
-                self._model = load(self.model_dir)
-            return self._model.predict_proba(list(texts), batch_size=self.batch_size)
+            return self._load_stillroom().predict_proba(list(texts), batch_size=self.batch_size)
         model, tokenizer = self._load()
         encoded = tokenizer(list(texts), truncation=True, max_length=self._limit(model, tokenizer))
         ids = encoded["input_ids"]
@@ -119,15 +133,12 @@ class LocalAdapter:
 
 
 def _pad(rows: list[list[int]], pad_id: int, *, has_types: bool) -> dict:
-    """Pad a batch to its longest row (dynamic padding)."""
+    """Pad a batch to its longest row (dynamic padding, the students' own), with token types where it takes them."""
     import torch
 
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, :len(r)] = 1
+    from core.ml.students import pad  # lazy: torch, loaded only when the teacher runs
+
+    input_ids, mask = pad(rows, pad_id)
     tensors = {"input_ids": input_ids, "attention_mask": mask}
     if has_types:
         tensors["token_type_ids"] = torch.zeros_like(input_ids)

@@ -61,6 +61,11 @@ class TeacherAnswer(BaseModel):
     probs: dict[str, float] | None = None
 
 
+def is_allowed(name: str) -> bool:
+    """Whether the admin lists ``name`` in STILLROOM_TEACHER_CALLABLES now (nothing is imported)."""
+    return name in get_settings().teacher_callables
+
+
 def check_allowed(name: str) -> None:
     """GovernanceViolation unless the admin listed ``name`` exactly in STILLROOM_TEACHER_CALLABLES."""
     require_listed(name, what="the teacher callable", setting="STILLROOM_TEACHER_CALLABLES",
@@ -119,13 +124,14 @@ class PythonAdapter:
 
     def __init__(self, config: PythonConfig, *, labels: list[str]):
         self.config, self.labels = config, list(labels)
+        self.batch_size = config.batch_size  # texts per call; latency timing sets it (core.evaluation.latency)
         self.function, self.module_sha256 = load_callable(config.callable)
 
     def predict(self, texts: Sequence[str], *, labels: list[str] | None = None,
                 progress: Progress | None = None) -> list[Prediction]:
         labels = list(labels or self.labels)
         out: list[Prediction] = []
-        size = self.config.batch_size
+        size = self.batch_size
         for start in range(0, len(texts), size):
             batch = list(texts[start:start + size])
             answers = self.function(batch)

@@ -30,8 +30,8 @@ from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
 from core.store.config import get_settings
 from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
-from core.teacher import chat, ensemble, files, python
-from core.teacher.config import TeacherRunParams
+from core.teacher import chat, ensemble, files, python, ray_engine
+from core.teacher.config import LocalConfig, TeacherRunParams
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
 
@@ -75,10 +75,11 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
     """Validated, secret-free settings for a job of ``adapter`` on ``dataset`` (what the job and the run record)."""
     _reject_secrets(config)
     if adapter == "local":
-        extra = set(config) - {"model_dir", "batch_size", "max_length", "device"}
+        extra = set(config) - {"model_dir", "batch_size", "max_length", "device", *ray_engine.SETTINGS}
         if extra or not config.get("model_dir"):
             raise InvalidInput("the local teacher takes model_dir (a saved classifier's folder), and optionally "
-                               "batch_size, max_length and device.", field="model_dir")
+                               "batch_size, max_length, device, engine, ray_address and ray_workers.",
+                               field="model_dir")
         check_device_name(config.get("device"))
         path = Path(config["model_dir"]).expanduser()
         model_labels(path)
@@ -86,6 +87,8 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
             value = config.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InvalidInput(f"{key} {value!r}: give a whole number of at least 1.", field=key)
+        if parse(LocalConfig, config).engine == "ray":  # the engine's settings, then Ray itself, checked now
+            ray_engine.require_ray()
         return {**config, "model_dir": _stored_path(path)}
     if adapter == "http":
         cfg = parse(chat.ChatConfig, config)
@@ -212,9 +215,10 @@ def build_adapter(*, adapter: str, config: dict, project_id: int) -> tuple[Adapt
     """The adapter a job runs, its labels and the settings to record (resolved, still secret-free)."""
     if adapter == "local":
         path = resolve_path(config["model_dir"])
+        plan = ray_engine.plan_of(config)
         local = LocalAdapter(path, batch_size=int(config.get("batch_size", 64)),
-                             max_length=config.get("max_length"), device=config.get("device"))
-        return local, local.labels, {**config, "model_sha256": dir_sha256(path)}
+                             max_length=config.get("max_length"), device=config.get("device"), ray=plan)
+        return local, local.labels, {**config, **ray_engine.recorded(plan), "model_sha256": dir_sha256(path)}
     if adapter == "python":
         cfg = python.PythonConfig(**config)
         teacher = python.PythonAdapter(cfg, labels=list(cfg.labels or []))  # checks the allow-list again first

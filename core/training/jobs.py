@@ -8,11 +8,13 @@ after a crash resumes from the run's last checkpoint.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from sqlmodel import Session, col, delete, select
 
 from core.domain.errors import InvalidInput
 from core.domain.jobs import TrainParams, TrainResult
+from core.ml import init
 from core.ml.config import TrainConfig
 from core.store import audit, vouched
 from core.store.artifacts import data_dir, register
@@ -38,14 +40,16 @@ def train(ctx: JobContext) -> TrainResult:
         actor_id = s.get(Job, ctx.job_id).created_by
     try:
         cfg = TrainConfig(**run.config)
-        data, tokenizer_dir, resumed = _start(ctx, run_id, actor_id, cfg)
+        data, tokenizer_dir, resumed, encoder = _start(ctx, run_id, actor_id, cfg)
         out_dir = runs.checkpoint_path(run)
         ctx.progress(TRAIN_SHARE * resumed / cfg.epochs,
                      f"resuming after epoch {resumed}" if resumed else "starting", force=True)
+        start_dir, fit_cfg = (None, cfg) if resumed else _prepare_start(ctx, run_id, cfg, tokenizer_dir=tokenizer_dir,
+                                                                         encoder=encoder, out_dir=out_dir)
         result = loop.fit(
-            data, cfg, out_dir=out_dir,
+            data, fit_cfg, out_dir=out_dir,
             new_student=lambda: students.new_student(cfg, labels=data.labels, texts=data.texts,
-                                                     tokenizer_dir=tokenizer_dir),
+                                                     tokenizer_dir=tokenizer_dir, start_dir=start_dir),
             on_step=lambda r: _record_step(ctx, run_id, r, cfg),
             on_epoch=lambda r: _record_epoch(ctx, run_id, r, cfg),
             teacher_dir=tokenizer_dir,  # a local transformers teacher can teach its layers too (core.ml.layers)
@@ -71,22 +75,63 @@ def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
         tokenizer_dir = runs.teacher_tokenizer_dir(teacher_run) if cfg.family == "transformer" else None
         found = loop.checkpoints(runs.checkpoint_path(run))
         resumed = max(found) if found else 0
+        # The team's encoder is checked and hashed before anything runs, so the record names the very files.
+        encoder = init.check_encoder(cfg.student_init) if cfg.student_init and not resumed else None
         _align_points(s, run, loop.read_state(found[resumed]) if found else None)
         run.status, run.gate_version_id, run.job_id = "running", gate_version.id, ctx.job_id
         run.metrics = {**{k: v for k, v in (run.metrics or {}).items() if k != "error"}, "rows": asdict(stats),
-                       "tokenizer": _tokenizer_source(cfg, tokenizer_dir),
-                       "init": students.init_plan(cfg, tokenizer_dir).sentence or None}
+                       "tokenizer": _tokenizer_source(cfg, tokenizer_dir)}
+        if not resumed:
+            start = init.planned_start(family=cfg.family, plan=students.init_plan(cfg, tokenizer_dir), encoder=encoder,
+                                       domain_pretrain=cfg.domain_pretrain)
+            run.metrics = {**run.metrics, "init": start.sentence or None, "start": asdict(start)}
         s.add(run)
         audit.record(s, actor=actor, action="training.start", entity="training_run", entity_id=run.id,
                      project_id=project.id, payload={"job": ctx.job_id, "gate_version": gate_version.version,
-                                                     "resumed_after_epoch": resumed, "rows": stats.rows})
+                                                     "resumed_after_epoch": resumed, "rows": stats.rows,
+                                                     "started_from": run.metrics.get("start")})
         s.commit()
-    return data, tokenizer_dir, resumed
+    return data, tokenizer_dir, resumed, encoder
+
+
+def _prepare_start(ctx: JobContext, run_id: int, cfg: TrainConfig, *, tokenizer_dir, encoder, out_dir):
+    """(the directory the student starts from, the settings to distil with): the team's encoder as it is, or,
+    with ``domain_pretrain``, pre-trained here first on the project's texts in its share of the time budget (the
+    distillation then gets what is left)."""
+    from core.ml import pretrain  # lazy: imports torch
+
+    if not cfg.domain_pretrain:
+        return (encoder.path if encoder else None), cfg
+    start_dir = Path(out_dir) / "start"
+    report = pretrain.read_report(start_dir)  # a crash after pre-training keeps it
+    if report is None:
+        with Session(ctx.engine, expire_on_commit=False) as s:
+            run = s.get(TrainingRun, run_id)
+            corpus = pool.pretraining_texts(s, project=s.get(Project, run.project_id))
+        ctx.progress(0.0, f"pre-training on {len(corpus.texts):,} of the project's texts", force=True)
+        enc_dir = encoder.path if encoder else None
+        model_tok = pretrain.tokenizer_for(cfg, encoder_dir=enc_dir, teacher_dir=tokenizer_dir, texts=corpus.texts)
+        model = pretrain.mlm_model(cfg, vocab_size=len(model_tok), encoder_dir=enc_dir, teacher_dir=tokenizer_dir)
+        budget = cfg.max_seconds * cfg.pretrain_share if cfg.max_seconds else None
+        report = pretrain.pretrain(model, model_tok, corpus.texts, out_dir=start_dir, cfg=cfg, max_seconds=budget)
+        if cfg.max_seconds:
+            cfg = cfg.model_copy(update={"max_seconds": max(1.0, cfg.max_seconds - report.seconds)})
+    with Session(ctx.engine) as s:
+        run = s.get(TrainingRun, run_id)
+        start = init.pretrained_start(encoder=encoder, report=report)
+        run.metrics = {**run.metrics, "init": start.sentence, "start": asdict(start)}
+        s.add(run)
+        s.commit()
+    return start_dir, cfg
 
 
 def _tokenizer_source(cfg: TrainConfig, tokenizer_dir) -> str | None:
     if cfg.family != "transformer":
         return None
+    if cfg.student_init:
+        return f"the encoder's own: {cfg.student_init}"
+    if cfg.domain_pretrain and not tokenizer_dir:
+        return "trained on the pre-training texts"
     return f"teacher: {tokenizer_dir}" if tokenizer_dir else "trained on the training rows"
 
 
@@ -159,10 +204,11 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
         audit.record(s, actor=actor, action="training.finish", entity="training_run", entity_id=run.id,
                      project_id=project.id, payload={"best_epoch": best.epoch, "val_agreement": best.val_agreement,
                                                      "val_accuracy": best.val_accuracy, "model_sha256": art.sha256,
-                                                     "epochs_done": result.epochs_done})
+                                                     "epochs_done": result.epochs_done,
+                                                     "started_from": run.metrics.get("init")})
         s.commit()
     return TrainResult(training_run=run_id, best_epoch=best.epoch, val_agreement=best.val_agreement,
-                       val_accuracy=best.val_accuracy, model_artifact=art.id)
+                       val_accuracy=best.val_accuracy, model_artifact=art.id, started_from=run.metrics.get("init"))
 
 
 def _label_counts(labels: list[str], order: list[str]) -> dict[str, int]:

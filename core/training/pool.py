@@ -117,3 +117,40 @@ def _distribution(p, *, n: int, row_id, run_id: int) -> np.ndarray:
                            "numbers (one per label, in the run's label order); fix or re-run the teacher.",
                            field="probs")
     return (arr / arr.sum()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PretrainTexts:
+    """The project's own inputs a student may be pre-trained on (unlabelled; the holdout left out)."""
+
+    texts: list[str]
+    datasets: int  # dataset versions read (prompts and production logs)
+    rows: int  # their rows together
+    holdout_by_id: int  # rows left out because their id is a holdout row's
+    holdout_by_text: int  # rows left out because their text equals or nearly equals a holdout row's
+    duplicates: int  # further rows whose normalised text was already taken
+
+
+def pretraining_texts(session: Session, *, project: Project) -> PretrainTexts:
+    """Every distinct text of the project's imported datasets (prompts and production logs alike) that is not in
+    the holdout: not by id, and not by equal or nearly equal text (the leakage check's normalisation and MinHash
+    threshold), so no holdout text reaches masked-language-model pre-training through another dataset."""
+    from core.data import datasets as project_datasets  # lazy: with holdout_rules, below
+    from core.data import holdout as holdout_rules  # lazy: datasketch and scipy (a second), not for every reader
+    from core.data import similarity  # lazy: pyarrow compute
+
+    require_holdout(session, project=project)
+    found = project_datasets.list_datasets(session, project_id=project.id)
+    frames = [project_datasets.rows(session, d)[["id", "text"]] for d in found]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": [], "text": []})
+    df = df.astype({"id": str, "text": str})
+    held = holdout_rules.holdout_rows(session, project_id=project.id)
+    by_id = df["id"].isin(set(held["id"].astype(str)))
+    rest = df[~by_id].reset_index(drop=True)
+    rest = rest.assign(id=[f"row-{i}" for i in range(len(rest))])  # ids may repeat across datasets
+    leaked = holdout_rules.overlap(held.reset_index(drop=True), rest).leaked_ids if len(rest) else frozenset()
+    kept = rest[~rest["id"].isin(leaked)]
+    distinct = kept.loc[~similarity.normalise(kept["text"]).duplicated()]
+    return PretrainTexts(texts=distinct["text"].tolist(), datasets=len(found), rows=len(df),
+                         holdout_by_id=int(by_id.sum()), holdout_by_text=len(leaked),
+                         duplicates=len(kept) - len(distinct))

@@ -20,6 +20,7 @@ from core.domain.jobs import TrainParams
 from core.domain.roles import Role
 from core.domain.validation import parse
 from core.gate import gate
+from core.ml import init
 from core.ml.config import TrainConfig
 from core.store import audit, jobs, vouched
 from core.store.artifacts import data_dir, path_of, project_dir, verify
@@ -44,6 +45,7 @@ class RunComparison:
     val_accuracy: float | None  # against references, where the validation rows have them
     ms_per_example: float | None  # batched, measured when the run finished
     single_p95_ms: float | None
+    started_from: str | None  # core.ml.init.StudentStart's sentence: config, teacher layers, an encoder, pre-trained
     teacher_run_id: int
     teacher_filter_id: int | None
     gate_version: int | None
@@ -66,6 +68,7 @@ def start_training(
     teacher_run, teacher_filter = pool.teacher_source(session, project=project, teacher_run_id=teacher_run_id,
                                                       filter_id=filter_id)
     pool.require_holdout(session, project=project)
+    encoder = init.check_encoder(cfg.student_init) if cfg.student_init else None  # refused before any row
     run = TrainingRun(
         project_id=project.id, gate_version_id=gate_version.id, teacher_run_id=teacher_run.id,
         teacher_filter_id=teacher_filter.id if teacher_filter else None, family=cfg.family, size=cfg.size,
@@ -76,7 +79,8 @@ def start_training(
     run.checkpoint_dir = str(project_dir(project.id, "training", f"run-{run.id}").relative_to(data_dir()))
     audit.record(session, actor=actor, action="training.submit", entity="training_run", entity_id=run.id,
                  project_id=project.id, payload={"teacher_run": teacher_run.id, "filter": run.teacher_filter_id,
-                                                 "gate_version": gate_version.version, "config": run.config})
+                                                 "gate_version": gate_version.version, "config": run.config,
+                                                 **({"student_init_sha256": encoder.sha256} if encoder else {})})
     job = jobs.submit(session, actor=actor, project=project, kind=JOB_KIND, params=TrainParams(run_id=run.id))
     run.job_id = job.id
     session.add(run)
@@ -130,7 +134,7 @@ def compare_runs(session: Session, *, project_id: int) -> list[RunComparison]:
             run_id=r.id, family=r.family, size=r.size, status=r.status, params=m.get("params"),
             epochs_done=r.epochs_done, best_epoch=r.best_epoch, val_agreement=m.get("val_agreement"),
             val_accuracy=m.get("val_accuracy"), ms_per_example=m.get("ms_per_example"),
-            single_p95_ms=m.get("single_p95_ms"), teacher_run_id=r.teacher_run_id,
+            single_p95_ms=m.get("single_p95_ms"), started_from=m.get("init"), teacher_run_id=r.teacher_run_id,
             teacher_filter_id=r.teacher_filter_id, gate_version=versions.get(r.gate_version_id),
             created_at=r.created_at,
         ))

@@ -64,15 +64,23 @@ def test_review_page_benchmark_renders_the_page_and_prints_its_figures():
 
 def test_serve_benchmark_drives_the_real_service_and_prints_its_figures():
     out = run_quick("bench_serve.py")
-    for label in ("student at stage 100", "teacher-only (stage shadow)"):  # req/s, then four latencies
-        assert re.search(rf"^{re.escape(label)}\s+[\d,]+\.\d(\s+[\d.]+ms){{4}}$", out, re.MULTILINE), out
+    for label in ("student at stage 100", "teacher-only (stage shadow)"):  # req/s, four latencies, server CPU
+        assert re.search(rf"^{re.escape(label)}\s+[\d,]+\.\d(\s+[\d.]+ms){{4}}\s+[\d.]+$", out, re.MULTILINE), out
     assert re.search(r"ratio student / teacher-only req/s\s+[\d.]+x", out), out
 
 
+@pytest.mark.timeout(600)  # a tiny teacher, an encoder pre-trained here and four candidates on shared cores
 def test_real_data_benchmark_runs_the_default_flow_on_the_shipped_corpus_and_prints_its_figures():
-    out = run_quick("bench_real_data.py")
+    out = run_quick("bench_real_data.py", timeout=540)
     assert "in the imported test split" in out and "Holdout fixed from the imported test split" in out
     assert "Recommended run #" in out
+    # issue 20: from scratch, pre-trained here and a pretrained encoder, same size, same run, with ratios
+    assert "Encoder given as --student-init: BERT tiny MLM-pre-trained here on" in out
+    for start in ("from scratch", "pre-trained here", "pretrained encoder"):
+        assert re.search(rf"^  {start}\s+run #\d+: val accuracy [\d.]+, agreement [\d.]+, test accuracy [\d.]+",
+                         out, re.MULTILINE), out
+    assert re.search(r"pre-trained here\s+run #\d+: .*; x[\d.]+ val, x[\d.]+ test$", out, re.MULTILINE), out
+    assert "Load average (1, 5, 15 min): " in out
     assert_figures(out, ["teacher accuracy", "student accuracy (recommended run)",
                          "accuracy retained (student / teacher)", "teacher single-request p95",
                          "student single-request p95", "p95 ratio teacher / student", "teacher training time",

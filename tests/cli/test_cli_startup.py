@@ -12,6 +12,7 @@ import ast
 import importlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,38 @@ def test_commands_that_open_the_database_load_no_model_stack(tmp_path: Path):
     assert codes["init --admin ada"] == 0 and codes["--as ada whoami"] == 0 and codes["audit verify --no-files"] == 0
     assert codes["--as ada gate show p1"] == 2  # refused (no gate yet) after its imports ran
     assert first_to_load(results, MODEL_STACK) == []
+
+
+READS = [["--as", "ada", "whoami"], ["--as", "ada", "users", "list"], ["--as", "ada", "jobs", "list", "p1"],
+         ["--as", "ada", "gate", "history", "p1"], ["--as", "ada", "record", "p1"], ["audit", "verify", "--no-files"]]
+
+
+def test_commands_on_a_database_at_head_do_not_load_alembic(tmp_path: Path):
+    """Issue 18: at HEAD_REVISION start-up is one query; Alembic (and its migration scripts) is not imported. The
+    same commands on a database that is not yet at HEAD do load it, so the check can fail."""
+    env = fresh_database_env(tmp_path)
+    assert [code for _, code, _ in run_in_one_process(SETUP, env)] == [0, 0]
+    results = run_in_one_process(READS, env)
+    assert [code for _, code, _ in results] == [0] * len(READS)
+    assert first_to_load(results, ("alembic",)) == []
+
+    elsewhere = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}  # no schema yet: migrated first
+    [(_, code, modules)] = run_in_one_process([["--as", "ada", "whoami"]], elsewhere)
+    assert code == 2  # migrated, then refused: no such person
+    assert "alembic" in {m.split(".")[0] for m in modules}
+
+
+def test_a_database_made_by_a_newer_stillroom_is_one_sentence_and_exit_1(tmp_path: Path):
+    env = fresh_database_env(tmp_path)
+    assert [code for _, code, _ in run_in_one_process(SETUP[:1], env)] == [0]
+    with sqlite3.connect(tmp_path / "stillroom.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    done = subprocess.run([sys.executable, "-m", "core.cli", "--as", "ada", "whoami"], capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    said = done.stderr.strip()
+    assert said.startswith(f"error: the database at {env['DATABASE_URL']} is at schema revision '0099'")
+    assert said.endswith("nothing was changed.") and "\n" not in said
 
 
 def test_review_decide_and_record_load_no_model(tmp_path: Path):

@@ -24,6 +24,24 @@ def declared() -> set[str]:
     return {_name(r) for r in project["dependencies"]}
 
 
+def optional() -> set[str]:
+    """What an extra a user asks for brings (`pip install 'stillroom[ray]'`); the test extra is no such thing."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
+    return {_name(r) for name, reqs in extras.items() if name != "test" for r in reqs}
+
+
+def top_level_imports() -> dict[str, str]:
+    """Each third-party module imported at a module's top level (not inside a function) -> one file doing so."""
+    found: dict[str, str] = {}
+    for path in [*sorted((REPO / "core").rglob("*.py")), *sorted((REPO / "pages").rglob("*.py"))]:
+        for node in ast.parse(path.read_text(), str(path)).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(REPO)))
+    return found
+
+
 def imported_top_levels() -> dict[str, str]:
     """Each absolute top-level module imported anywhere (functions included) -> one file that imports it."""
     found: dict[str, str] = {}
@@ -42,11 +60,12 @@ def imported_top_levels() -> dict[str, str]:
 
 
 def undeclared() -> list[str]:
-    distributions, wanted = packages_distributions(), declared()
+    """Imports no dependency declares; an extra's package counts as declared where it is imported lazily only."""
+    distributions, wanted, extra, eager = packages_distributions(), declared(), optional(), top_level_imports()
     missing = []
     for module, where in sorted(imported_top_levels().items()):
         dists = {_name(d) for d in distributions.get(module, [])}
-        if not dists & wanted:
+        if not dists & wanted and not (dists & extra and module not in eager):
             missing.append(f"{module} (imported by {where}; distribution {sorted(dists) or 'not installed'})")
     return missing
 
@@ -60,3 +79,9 @@ def test_the_scan_sees_imports_inside_functions_and_names_distributions_not_modu
     assert {"yaml", "sklearn", "torch", "sqlalchemy"} <= set(levels)  # yaml -> PyYAML, sklearn -> scikit-learn
     assert {"core", "os"}.isdisjoint(levels)
     assert {"pyyaml", "scikit-learn", "sqlalchemy"} <= declared()
+
+
+def test_a_package_of_an_extra_is_imported_only_inside_functions():
+    """Ray comes with the `ray` extra: core imports it only where a run asks for it, so the default install runs."""
+    assert "ray" in optional() and "ray" not in declared()
+    assert "ray" in imported_top_levels() and "ray" not in top_level_imports()

@@ -179,3 +179,25 @@ def test_the_python_teacher_offers_only_the_approved_functions_and_runs_one(demo
     assert wait_for(engine, job.id).status == "done"
     [run] = teacher_runs.list_runs(session, project_id=project.id)
     assert (run.adapter, run.config["callable"], run.n_rows) == ("python", "teachers_fixture:keyword_rules", 30)
+
+
+def test_the_train_page_refuses_a_bad_encoder_directory_and_shows_what_each_run_started_from(
+        demo, session, engine, prepared, tmp_path):
+    from encoder_helpers import save_tiny_encoder
+
+    project, _, run = prepared
+    queued = len(jobs.list_jobs(session, project_id=project.id))
+    at = app_as(demo["dana"], page="pages/train.py", project_id=project.id)
+    by_label(at.text_input, "Student starts from (encoder directory)").input(str(tmp_path / "nowhere"))
+    by_label(at.button, "Search both families").click().run()
+    assert any("student_init" in e.value and "is not a directory" in e.value for e in at.error), at.error
+    assert len(jobs.list_jobs(session, project_id=project.id)) == queued  # refused: nothing queued
+    path = save_tiny_encoder(tmp_path / "encoder", texts=ticket_rows()["text"].tolist())
+    started, job = runs.start_training(session, actor=demo["dana"], project=project, teacher_run_id=run.id,
+                                       config={"family": "transformer", "student_init": str(path), "epochs": 1,
+                                               "batch_size": 16, "max_length": 32})
+    assert jobs.run(job.id, engine=engine).status == "done"
+    table = frame_with(app_as(demo["dana"], page="pages/train.py", project_id=project.id), "Started from")
+    [line] = table["Started from"].tolist()
+    assert line.startswith(f"pretrained encoder {path.resolve()} (bert, 2 layers × 32, sha256 ")
+    assert table["Size"].tolist() == ["pretrained"] and started.id == table["Run"].iloc[0]

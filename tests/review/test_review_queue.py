@@ -43,6 +43,20 @@ def test_queue_filters_by_slice_and_limits(session, gated, failing_eval):
     assert len(q.items) <= 3 and (q.items["category"] == "spam").all() and q.total >= len(q.items)
 
 
+def test_every_offered_slice_value_selects_its_rows_even_when_numeric(session, demo, gated):
+    # The page offers review.slice_values; each must select exactly its rows through the queue's own filter,
+    # also for a column the file gave as numbers (the filter compares text).
+    df = moderation_predictions()
+    df["language"] = [i % 3 for i in range(len(df))]
+    ev = make_evaluation(session, project=gated, actor=demo["dana"], df=df)
+    total = review.disagreement_queue(session, project=gated, evaluation_id=ev.id, limit=None).total
+    values = review.slice_values(load_predictions(session, ev), "language")
+    assert values == ["0", "1", "2"]
+    parts = [review.disagreement_queue(session, project=gated, evaluation_id=ev.id, slice=("language", v),
+                                       limit=None).total for v in values]
+    assert sum(parts) == total and all(parts)
+
+
 def test_unknown_slice_column_names_the_choices(session, gated, failing_eval):
     with pytest.raises(InvalidInput, match="category, language"):
         review.disagreement_queue(session, project=gated, evaluation_id=failing_eval.id, slice=("tier", "x"))

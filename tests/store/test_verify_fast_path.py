@@ -1,25 +1,29 @@
 """Issue 18: the fast full verify (one inline pass over the events, one over each tracked table) keeps every finding.
 
 The pass asks the checkpoint coverage once per covered stretch, not once per event, hashes each event once and
-computes the HMAC from the key's pads hashed once; on two cores a forked process walks the newest events and hashes
-the tracked rows meanwhile, and every report is the one a single walk gives. Each shortcut is checked here against
+computes the HMAC from the key's pads hashed once; on two cores a forked process walks the newest events while the
+caller walks the oldest and hashes the tracked rows, and every report is the one a single walk gives. Tables are
+compared with their events in one list comparison when every row is intact, the file is memory-mapped for the
+scans, and the garbage collector pauses meanwhile. Each shortcut is checked here against
 the definition it replaces.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 
 import pytest
-from audit_attacks import append_forged, mac_everything, raw
+from audit_attacks import append_forged, mac_everything, raw, rechain
 from sqlalchemy import text
 from sqlmodel import Session
 
 from core.access import projects
 from core.domain.hashing import sha256_hex
-from core.store import audit, config, integrity, verification
+from core.store import audit, config, integrity, rowhash, verification
 from core.store.audit import Coverage
+from core.store.db import make_engine
 
 
 def test_event_hash_and_mac_are_the_definitions():
@@ -118,7 +122,7 @@ def test_a_broken_chain_is_named_alike_split_or_not(engine, demo, monkeypatch, w
     _commits(engine, demo, 4)
     with engine.connect() as conn:
         top = conn.execute(text("SELECT max(id) FROM audit_event")).scalar()
-    target = {"oldest": 2, "newest": int(top * verification._SPLIT_AT) + 2, "last": top}[where]
+    target = {"oldest": 2, "newest": verification._split(engine, top) + 2, "last": top}[where]
     if how == "forged":
         append_forged(engine, action="project.create", entity="project", entity_id="1", project_id=1)
         if where != "last":  # a genuine commit after it: no pending tail, an uncovered event
@@ -142,3 +146,96 @@ def test_under_the_key_split_or_not_find_the_same(engine, demo, monkeypatch):
         assert one == split and any("carries no HMAC" in p for p in split[5])
     finally:
         config.get_settings.cache_clear()
+
+
+# --------------------------------------------------------------------------- issue 18, the second round
+
+
+def _row_by_row(monkeypatch) -> None:
+    monkeypatch.setattr(integrity, "_all_carried", lambda rows, expected: False)
+
+
+@pytest.mark.parametrize("case", ["gone-unhashed-and-unnamed", "edited", "unhashed", "bad-mac", "legacy", "intact"])
+def test_the_table_wide_comparison_names_what_the_row_by_row_one_names(monkeypatch, case):
+    """The shortcut (every row there with its event's hash, compared as two lists) against the loop it skips, on
+    the shapes that could fool it: equal counts with one row gone and another unnamed, a hash that is None."""
+    spec = rowhash.TRACKED["project"]
+    h = [sha256_hex(str(i)) for i in range(5)]
+    rows = {"1": h[1], "3": h[3]}
+    expected = {"gone-unhashed-and-unnamed": {"1": (10, h[1]), "2": (11, None)},
+                "edited": {"1": (10, h[1]), "3": (12, h[4])}, "unhashed": {"1": (10, h[1]), "3": (12, None)},
+                "bad-mac": {"1": (10, h[1]), "3": (12, h[3])}, "legacy": {"1": (1, h[1]), "3": (2, None)},
+                "intact": {"1": (10, h[1]), "3": (12, h[3])}}[case]
+    kw = {"bad_mac": {12} if case == "bad-mac" else set(), "boundary": 2}
+    fast = integrity._compare(spec, rows, expected, **kw)
+    _row_by_row(monkeypatch)
+    assert fast == integrity._compare(spec, rows, expected, **kw)
+    assert bool(fast) is (case not in ("intact", "legacy")), fast
+
+
+def test_a_full_verify_finds_the_same_with_and_without_the_table_wide_comparison(engine, demo, monkeypatch):
+    _commits(engine, demo, 3)
+    with engine.connect() as conn:
+        top = conn.execute(text("SELECT max(id) FROM project")).scalar()
+    raw(engine, f"DELETE FROM project WHERE id = {top - 1}",  # as many rows as events name, one of them unnamed
+        "INSERT INTO project (name, description, created_at) VALUES ('forged', '', '2026-12-01 00:00:00')")
+    fast = verification.verify(engine, files=False).problems
+    _row_by_row(monkeypatch)
+    assert fast == verification.verify(engine, files=False).problems
+    assert any("has no audit event" in p for p in fast) and any("is gone" in p for p in fast), fast
+
+
+def test_a_scan_maps_the_file_and_gives_the_connection_back_as_it_was(db_url):
+    eng = make_engine(db_url)  # its own pool: the one connection it makes is the one the scan borrows
+    try:
+        with eng.connect() as conn:
+            conn.exec_driver_sql("PRAGMA mmap_size=65536")
+        with integrity.scan_cursor(eng) as cur:
+            cur.execute("PRAGMA mmap_size")
+            assert cur.fetchone()[0] > 65536
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == 65536
+    finally:
+        eng.dispose()
+
+
+def test_verify_pauses_the_garbage_collector_and_leaves_it_as_it_found_it(engine, demo, monkeypatch):
+    seen = []
+    walk = verification._walk
+    monkeypatch.setattr(verification, "_walk", lambda *a, **kw: seen.append(gc.isenabled()) or walk(*a, **kw))
+    assert gc.isenabled()
+    assert verification.verify(engine, files=False).ok
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        verification.verify(engine, files=False)
+        assert not gc.isenabled()  # a caller that paused it itself keeps it paused
+    finally:
+        gc.enable()
+
+
+def test_the_process_that_hashes_the_rows_walks_fewer_of_the_events(engine, demo, monkeypatch):
+    with engine.connect() as conn:
+        tops = [conn.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {spec.table}").scalar()
+                for spec in rowhash.TRACKED.values()]
+    assert integrity.tracked_rows(engine) == sum(tops)
+    shares = []
+    for rows in (0, 50_000, 10**9):
+        monkeypatch.setattr(integrity, "tracked_rows", lambda _engine, rows=rows: rows)
+        shares.append(verification._split(engine, 100_000) / 100_000)
+    assert shares[0] > 0.5 > shares[1] > shares[2] == verification._SPLIT_LIMITS[0]
+
+
+def test_without_a_key_an_hmac_on_an_event_before_the_boundary_is_still_seen(engine, demo):
+    """Unkeyed, the walk reads only whether each event carries an HMAC: enough to catch one on an event that the
+    'migration' anchor places before HMACs existed (a boundary moved over later events)."""
+    _commits(engine, demo, 2)
+    with engine.connect() as conn:
+        event = conn.execute(text("SELECT max(id) FROM audit_event")).scalar()
+    raw(engine, "UPDATE audit_anchor SET event_id = :e, head_hash = (SELECT hash FROM audit_event WHERE id = :e) "
+        "WHERE entity = 'migration'", f"UPDATE audit_event SET mac = '{'ab' * 32}' WHERE id = 1",
+        "UPDATE audit_event SET row_hash = NULL WHERE id = 1", params={"e": event})
+    rechain(engine)
+    problems = verification.verify(engine, files=False).problems
+    assert any(p.startswith("event #1 carries a row hash or HMAC although the 'migration' anchor places it before")
+               for p in problems), problems

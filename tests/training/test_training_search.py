@@ -6,6 +6,7 @@ import types
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from encoder_helpers import searched
 from eval_helpers import teacher_run_with_holdout
 from teacher_helpers import routing
 
@@ -39,8 +40,24 @@ def test_the_fastest_student_within_the_accuracy_tolerance_is_recommended_with_r
     text = " ".join(rec.reasons)
     assert "validation accuracy 0.897, within 0.005 of the best (0.900)" in text
     assert "0.30 ms" in text and "1,000,000 parameters" in text
-    assert "keeps 97.5% of the teacher's validation accuracy" in text
+    # the teacher's 0.92 on the validation rows is where it may have trained: never divided by (issue 20)
+    assert "keeps" not in text and "share of the teacher's accuracy kept: unknown" in text
+    assert rec.candidates[1].retained is None
     assert "left out for lower accuracy: #3 ngram tiny (0.850)" in text  # more agreement, less accuracy
+
+
+def test_retained_is_judged_against_the_teacher_where_it_did_not_train_never_its_training_rows():
+    rows = [run_row(1, "transformer", 0.95, 2.0, 700_000, accuracy=0.913)]
+    # The real-data case: 0.983 on validation rows the teacher trained on, 0.880 on the holdout.
+    rec = search.recommend(rows, teacher_val_accuracy=0.983, teacher_holdout_accuracy=0.880,
+                           teacher_holdout_rows=3080)
+    text = " ".join(rec.reasons)
+    assert rec.candidates[0].retained == pytest.approx(0.913 / 0.880)
+    assert "keeps about 103.8% of the teacher's accuracy where it did not train" in text
+    assert "teacher 0.880 on the holdout's 3,080 rows with references" in text and "92.9" not in text
+    unknown = search.TeacherBar(val_accuracy=0.983)
+    assert unknown.retained(0.913) is None and "unknown" in unknown.sentence(0.913)
+    assert "0.983 on the validation rows is where it may have trained" in unknown.sentence(0.913)
 
 
 def test_without_references_agreement_with_the_teacher_decides():
@@ -74,10 +91,7 @@ def test_search_trains_both_families_and_recommends_one(session, engine, demo, t
     monkeypatch.setattr(search, "GRID", SMALL_GRID)
     project = routing(session)
     teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
-    job = search.start_search(session, actor=demo["dana"], project=project, teacher_run_id=teacher.id,
-                              budget_s=600)
-    done = jobs.run(job.id, engine=engine)
-    assert done.status == "done", done.error
+    done = searched(session, engine, actor=demo["dana"], project=project, teacher=teacher)
     session.expire_all()
     trained = [session.get(TrainingRun, i) for i in done.result["runs"]]
     assert {r.family for r in trained} == {"ngram", "transformer"} and all(r.status == "done" for r in trained)
@@ -88,6 +102,9 @@ def test_search_trains_both_families_and_recommends_one(session, engine, demo, t
     rec = search.search_recommendation(session, job=done)
     assert rec.run_id in done.result["runs"] and rec.run_id == done.result["recommended_run"]
     assert done.result["teacher_val_accuracy"] == 1.0  # the imported teacher is always right
+    # ... and its stored outputs cover the holdout: the bar "retained" divides by is measured there
+    assert done.result["teacher_holdout_accuracy"] == 1.0 and done.result["teacher_holdout_rows"] > 0
+    assert all(c.retained == c.val_accuracy for c in rec.candidates if c.val_accuracy is not None)
     assert any("p95" in r for r in rec.reasons)
 
 

@@ -1,0 +1,92 @@
+"""Issue 20: two `stillroom worker` processes share one queue on a real PostgreSQL server.
+
+Runs on the throwaway cluster of test_postgres.py (skipped without PostgreSQL's server binaries on a developer
+machine, failing in CI, where .ci/run installs them). Each worker is a process of its own (tests/worker_helpers.py)
+whose jobs run in processes of their own, as on separate hosts; every execution of a job is written to a file, so
+the tests count runs rather than trust the rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import worker_helpers as wh
+from sqlmodel import Session, col, select
+from test_postgres import pg, pg_url  # noqa: F401  (the cluster, and a fresh seeded schema on it)
+from test_postgres_request_log import engine  # noqa: F401  (DATABASE_URL on it: conftest's fixtures run there)
+
+from core.store import jobs, verification
+from core.store.models import AuditEvent, Job
+
+
+def settings(pg_url: str, tmp_path) -> dict[str, str]:  # noqa: F811
+    return {"DATABASE_URL": pg_url, "STILLROOM_DATA_DIR": str(tmp_path), "STILLROOM_WORKER_POLL_S": "0.1",
+            "STILLROOM_WORKER_HEARTBEAT_S": "0.5", "STILLROOM_WORKER_STALE_S": "3"}
+
+
+def hand(session, demo, project, **params) -> int:
+    job = jobs.submit(session, actor=demo["dana"], project=project, kind=wh.KIND, params=params)
+    return jobs.hand_to_workers(job.id).id
+
+
+def statuses(db, ids: list[int]) -> dict[int, str]:
+    with Session(db) as s:
+        return {j.id: j.status for j in s.exec(select(Job).where(col(Job.id).in_(ids)))}
+
+
+def wait_until(done, what: str, procs=()) -> None:
+    deadline = time.monotonic() + wh.WAIT_S
+    while not done():
+        for p in procs:
+            assert p.poll() is None, f"a worker ended early: {p.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_two_workers_share_the_queue_and_run_every_job_once(engine, session, demo, moderation, pg_url,  # noqa: F811
+                                                           tmp_path):
+    out = tmp_path / "executions.txt"
+    # Each job waits until four run at once: only two workers with two slots each can run them.
+    ids = [hand(session, demo, moderation, together=4, group=n // 4) for n in range(8)]
+    workers = [wh.start_worker(out, 2, once=True, **settings(pg_url, tmp_path)) for _ in range(2)]
+    said = [w.communicate(timeout=wh.WAIT_S * 2)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], said
+    assert statuses(engine, ids) == {i: "done" for i in ids}, said
+    starts, ends = wh.executions(out)
+    assert starts == ends == {i: 1 for i in ids}, "no job runs twice and none is lost"
+    with Session(engine) as s:
+        holders = {j.worker for j in s.exec(select(Job).where(col(Job.id).in_(ids)))}
+    assert len(holders) == 2, "both workers ran jobs"
+    assert all(said_one.count(" done") == 4 for said_one in said), said
+
+
+def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, moderation, pg_url,  # noqa: F811
+                                                         tmp_path):
+    out, hold = tmp_path / "executions.txt", tmp_path / "go"
+    held = hand(session, demo, moderation, hold=str(hold))
+    first = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
+    wait_until(lambda: wh.executions(out)[0][held] == 1, "the first worker never started the job", [first])
+    with Session(engine) as s:
+        lost_by = s.get_one(Job, held).worker
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its job's process, as when a host dies
+    first.wait()
+    hold.touch()
+    quick = hand(session, demo, moderation)
+    second = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
+    wait_until(lambda: statuses(engine, [held, quick]) == {held: "done", quick: "done"},
+               "the second worker did not finish both jobs", [second])
+    second.send_signal(signal.SIGTERM)
+    said = second.communicate(timeout=60)[0]
+    assert second.returncode == 0, said
+    assert f"job #{held} ({wh.KIND}) claimed, attempt 2, taken over from {lost_by}" in said
+    starts, ends = wh.executions(out)
+    assert (starts[held], ends[held], starts[quick], ends[quick]) == (2, 1, 1, 1)
+    with Session(engine) as s:
+        job = s.get_one(Job, held)
+        actions = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.entity == "job",
+                                                                     AuditEvent.entity_id == str(held)))]
+    assert (job.attempts, job.worker != lost_by) == (2, True)
+    assert actions == ["job.submit", "job.handoff", "job.takeover", "job.done"]
+    assert verification.verify(engine, files=False).ok
