@@ -96,6 +96,11 @@ with st.expander("Start a training run", expanded=not training):
             val_fraction = c6.number_input("Validation share (not the holdout)", min_value=0.01, max_value=0.5,
                                            value=defaults.val_fraction, step=0.05)
             seed = c7.number_input("Seed", min_value=0, value=defaults.seed)
+            c8, c9 = st.columns(2)  # intermediate-layer distillation from a local transformers teacher
+            hidden_weight = c8.number_input("Hidden-state weight", min_value=0.0, max_value=100.0,
+                                            value=defaults.hidden_weight, step=0.5)
+            attention_weight = c9.number_input("Attention weight", min_value=0.0, max_value=100.0,
+                                               value=defaults.attention_weight, step=0.5)
             pretrain = st.checkbox("Pre-train on the project's texts first", value=defaults.domain_pretrain,
                                    disabled=family != "transformer", help="Masked-language modelling on the "
                                    "project's imported texts (the holdout left out), in a share of the time budget.")
@@ -103,6 +108,7 @@ with st.expander("Start a training run", expanded=not training):
         if go_train:
             config = {"family": family, "size": size, "epochs": int(epochs), "temperature": temperature,
                       "alpha": alpha, "patience": int(patience), "val_fraction": val_fraction, "seed": int(seed),
+                      "hidden_weight": hidden_weight, "attention_weight": attention_weight,
                       **({"student_init": student_init} if student_init.strip() else {}),
                       **({"domain_pretrain": True} if pretrain else {})}
             with db() as session:

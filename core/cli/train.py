@@ -30,6 +30,8 @@ def _run_or_detach(run_id: int, job_id: int, detach: bool) -> None:
                f"{_fmt(m.get('val_accuracy'), '.3f') or 'n/a'}; student saved at {m.get('model_path')}.")
     if m.get("init"):
         click.echo(f"Started from: {m['init']}.")
+    if m.get("losses"):
+        click.echo(f"Losses: {m['losses']}.")
 
 
 @cli.group("train")
@@ -49,6 +51,10 @@ def train_group() -> None:
 @click.option("--epochs", type=int, help="Most epochs to train (early stopping may end sooner).")
 @click.option("--temperature", type=float, help="Distillation temperature T.")
 @click.option("--alpha", type=float, help="Weight of the KD term; 1 − alpha weighs cross-entropy on references.")
+@click.option("--hidden-weight", "hidden_weight", type=float, help="Weight of the hidden-state loss against a "
+              "local transformers teacher's layers (TinyBERT; 0, the default, leaves it out).")
+@click.option("--attention-weight", "attention_weight", type=float, help="Weight of the attention-map loss "
+              "against a local transformers teacher's layers (0, the default, leaves it out).")
 @click.option("--patience", type=int, help="Epochs without a rise in validation agreement before stopping.")
 @click.option("--batch-size", "batch_size", type=int, help="Rows per step.")
 @click.option("--lr", type=float, help="Learning rate.")

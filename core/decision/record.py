@@ -131,7 +131,8 @@ def _training(session: Session, project: Project) -> Section:
     runs, labels = _rows(session, TrainingRun, project.id), _gate_labels(session, project)
     # What each student started from (config, teacher layers, a pretrained encoder named by the SHA-256 of its
     # files, or pre-trained here on N texts for S steps): core.ml.init.StudentStart, recorded by the run.
-    return Section("Training runs", tables=[Table(
+    return Section("Training runs", lines=[f"Run #{r.id} trained with {r.metrics['losses']}." for r in runs
+                                           if (r.metrics or {}).get("losses")], tables=[Table(
         ["run", "family", "size", "status", "epochs", "best val loss", "val agreement", "gate version",
          "started from", "encoder sha256"],
         [[r.id, r.family, r.size, r.status, r.epochs_done, r.best_val_loss, r.metrics.get("val_agreement"),

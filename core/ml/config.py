@@ -60,6 +60,11 @@ class TrainConfig(BaseModel):
     lr: float | None = Field(default=None, gt=0, le=1.0)
     temperature: float = Field(default=2.0, gt=0, le=50, title="Temperature T")
     alpha: float = Field(default=0.5, ge=0, le=1, title="α (weight of the KD term)")
+    # Intermediate-layer distillation (core.ml.layers), added to the soft-label loss when the teacher is a local
+    # transformers model and the student uses its tokenizer; 0 leaves the term out. Off by default: on the real
+    # ChatterBot benchmark (benchmarks/bench_distill_layers.py) neither term moved holdout accuracy beyond noise.
+    hidden_weight: float = Field(default=0.0, ge=0, le=100, title="Hidden-state weight")
+    attention_weight: float = Field(default=0.0, ge=0, le=100, title="Attention weight")
     patience: int = Field(default=3, ge=1, le=100, title="Early-stopping patience")
     # What early stopping watches: validation agreement with the teacher (the student's job), or the KD loss.
     stop_on: Literal["agreement", "loss"] = "agreement"

@@ -4,6 +4,8 @@ loss = α·T²·KL(teacher ‖ student at temperature T) + (1 − α)·CE(studen
 
 averaged over rows; a row with no reference (reference index −1) contributes
 only its KD term, so unlabelled traffic trains the student through the teacher.
+With a local transformers teacher, the loop may add intermediate-layer terms (hidden states, attention maps) from
+core.ml.layers; this soft-label loss stays the validation loss either way, so runs compare on one scale.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from core.ml import device as devices
-from core.ml import students
+from core.ml import layers, students
 from core.ml.config import TrainConfig
 from core.ml.data import KDData
 from core.ml.kd import kd_loss
@@ -66,6 +66,7 @@ class FitResult:
     n_train: int
     n_val: int
     stop_reason: str = ""
+    losses: layers.LossPlan = field(default_factory=layers.LossPlan)  # which losses trained the student, and why
 
 
 @dataclass
@@ -111,10 +112,13 @@ def fit(
     new_student: Callable[[], students.Student],
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    teacher_dir: Path | None = None,
 ) -> FitResult:
     """Distil into a student, resuming from the last checkpoint in ``out_dir`` when there is one.
 
-    Each epoch's checkpoint is written before ``on_epoch`` is called, so a crash
+    With ``teacher_dir`` (a local transformers teacher) and hidden-state or attention weights above 0, the
+    teacher runs beside the student and its layers teach the student's (core.ml.layers); the result says which
+    losses were used. Each epoch's checkpoint is written before ``on_epoch`` is called, so a crash
     in the caller's bookkeeping never costs a finished epoch.
     """
     out_dir = Path(out_dir)
@@ -129,13 +133,16 @@ def fit(
     student = students.load(found[resumed_from]) if found else new_student()
     device = devices.pick(cfg.device)  # before the optimizer, so its state lives beside the weights
     student.module.to(device)
-    opt = torch.optim.AdamW(student.module.parameters(), lr=cfg.effective_lr, weight_decay=0.01)
+    losses = layers.plan(cfg, student, teacher_dir, data.texts)
+    distill = layers.distiller(losses, teacher_dir, student.module, device) if losses.layered else None
+    params = [*student.module.parameters(), *(distill.trainable() if distill else [])]
+    opt = torch.optim.AdamW(params, lr=cfg.effective_lr, weight_decay=0.01)
     warmup = max(1, total_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
     state = _State()
     if found:
-        state = _restore(found[resumed_from], opt, sched)
+        state = _restore(found[resumed_from], opt, sched, distill)
 
     encoded = student.encode(data.texts)
     probs = torch.from_numpy(data.probs).to(device)
@@ -153,11 +160,11 @@ def fit(
         running, seen = 0.0, 0
         for b in range(steps_per_epoch):
             idx = order[b * bs:(b + 1) * bs]
-            logits = student.logits(devices.to(student.collate([encoded[i] for i in idx]), device))
-            loss = kd_loss(logits, probs[idx], ref[idx], temperature=cfg.temperature, alpha=cfg.alpha)
+            batch = devices.to(student.collate([encoded[i] for i in idx]), device)
+            loss = batch_loss(student, batch, probs[idx], ref[idx], cfg, distill, rows=idx.tolist())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.module.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             state.step += 1
@@ -171,7 +178,7 @@ def fit(
         report = _end_epoch(student, data, encoded, val_idx, cfg, state, epoch, running / max(1, seen), started)
         if not state.stopped and cfg.max_seconds and time.monotonic() - began >= cfg.max_seconds:
             state.stopped, state.stop_reason = True, "time budget"
-        _save(out_dir, epoch, student, opt, sched, state, cfg)
+        _save(out_dir, epoch, student, opt, sched, state, cfg, distill)
         if on_epoch:
             on_epoch(report)
 
@@ -181,7 +188,19 @@ def fit(
         stopped_early=state.stopped and state.epoch < cfg.epochs,
         history=[EpochReport(**h) for h in state.history], best_dir=found[state.best_epoch],
         resumed_from=resumed_from, n_train=len(train_idx), n_val=len(val_idx), stop_reason=state.stop_reason,
+        losses=losses,
     )
+
+
+def batch_loss(student, batch: dict[str, torch.Tensor], probs: torch.Tensor, ref: torch.Tensor, cfg: TrainConfig,
+               distill: layers.LayerDistiller | None = None, *, rows: list[int] | None = None) -> torch.Tensor:
+    """One step's loss: the soft-label loss, plus the weighted layer terms when ``distill`` is given (``rows``:
+    the batch's row indices, under which the teacher's states are kept for later epochs)."""
+    if distill is None:
+        return kd_loss(student.logits(batch), probs, ref, temperature=cfg.temperature, alpha=cfg.alpha)
+    out = distill.forward_student(student.module, batch)
+    soft = kd_loss(out.logits, probs, ref, temperature=cfg.temperature, alpha=cfg.alpha)
+    return soft + distill.loss(out, batch, rows)
 
 
 def _end_epoch(student, data: KDData, encoded: list, val_idx: np.ndarray, cfg: TrainConfig, state: _State,
@@ -239,14 +258,17 @@ def evaluate(student, data: KDData, idx: np.ndarray, cfg: TrainConfig, *, encode
             "accuracy": accuracy, "labelled": int(labelled.sum())}
 
 
-def _save(out_dir: Path, epoch: int, student, opt, sched, state: _State, cfg: TrainConfig) -> None:
+def _save(out_dir: Path, epoch: int, student, opt, sched, state: _State, cfg: TrainConfig,
+          distill: layers.LayerDistiller | None) -> None:
     """Write epoch-N atomically (a temporary directory renamed), then drop all but the last and the best."""
     tmp = out_dir / f".epoch-{epoch}.tmp"
     final = out_dir / f"epoch-{epoch}"
     shutil.rmtree(tmp, ignore_errors=True)
     student.save(tmp)
+    # The projection is not part of the student (it is dropped after training) but a resumed run needs it.
+    projection = distill.projection.state_dict() if distill and distill.projection is not None else None
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / OPTIMIZER_FILE)
+                "torch_rng": torch.get_rng_state(), "layer_projection": projection}, tmp / OPTIMIZER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps({
         "config": cfg.model_dump(mode="json"), "family": student.family, "labels": student.labels,
         **asdict(state),
@@ -258,8 +280,10 @@ def _save(out_dir: Path, epoch: int, student, opt, sched, state: _State, cfg: Tr
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _restore(ckpt: Path, opt, sched) -> _State:
+def _restore(ckpt: Path, opt, sched, distill: layers.LayerDistiller | None) -> _State:
     saved = torch.load(ckpt / OPTIMIZER_FILE, weights_only=True, map_location="cpu")  # the optimizer moves it
+    if distill is not None and distill.projection is not None and saved.get("layer_projection"):
+        distill.projection.load_state_dict(saved["layer_projection"])
     opt.load_state_dict(saved["optimizer"])
     sched.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])

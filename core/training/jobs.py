@@ -52,6 +52,7 @@ def train(ctx: JobContext) -> TrainResult:
                                                      tokenizer_dir=tokenizer_dir, start_dir=start_dir),
             on_step=lambda r: _record_step(ctx, run_id, r, cfg),
             on_epoch=lambda r: _record_epoch(ctx, run_id, r, cfg),
+            teacher_dir=tokenizer_dir,  # a local transformers teacher can teach its layers too (core.ml.layers)
         )
         return _finish(ctx, run_id, actor_id, result, data, cfg)
     except BaseException as exc:
@@ -194,6 +195,7 @@ def _finish(ctx: JobContext, run_id: int, actor_id: int, result, data, cfg: Trai
             "runtime": student.runtime, "lean_note": student.lean_note,  # what the speed above was measured on
             "val_predicted": predicted, "val_teacher_labels": taught,
             "stopped_early": result.stopped_early, "model_artifact_id": art.id, "model_sha256": art.sha256,
+            "losses": result.losses.sentence,  # which losses trained it (soft labels, layers), and why
             "model_path": str(result.best_dir.resolve().relative_to(data_dir())),
         }
         run.status, run.finished_at = "done", utcnow()
