@@ -20,9 +20,8 @@ import torch
 from core.domain.errors import InvalidInput
 from core.ml import build, init
 from core.ml.config import NGRAM_SIZES, TrainConfig
-from core.ml.ngram import FEATURIZER_VERSION, HashingFeaturizer, NgramClassifier
-
-STUDENT_FILE = "student.json"
+from core.ml.ngram import HashingFeaturizer, NgramClassifier, featurizer_of
+from core.ml.ngram_array import STUDENT_FILE
 
 
 class Student(Protocol):
@@ -115,12 +114,9 @@ class NgramStudent(_Predicting):
     def load(cls, path: Path, meta: dict) -> NgramStudent:
         from safetensors.torch import load_file
 
-        feat = meta["featurizer"]
-        if feat.get("version") != FEATURIZER_VERSION:
-            raise InvalidInput(f"{path} was saved by featuriser version {feat.get('version')}, this code has "
-                               f"{FEATURIZER_VERSION}: retrain the student.", field="checkpoint")
-        student = cls(labels=meta["labels"], buckets=feat["buckets"], dim=meta["dim"], mode=meta["mode"],
-                      char_ngrams=tuple(feat["char_ngrams"]))
+        feat = featurizer_of(meta, path)
+        student = cls(labels=meta["labels"], buckets=feat.buckets, dim=meta["dim"], mode=meta["mode"],
+                      char_ngrams=feat.char_ngrams)
         student.module.load_state_dict(load_file(str(Path(path) / "model.safetensors")))
         return student
 

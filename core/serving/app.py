@@ -49,6 +49,7 @@ from core.rollout.rollout import state as rollout_state
 from core.serving import router
 from core.serving.batching import Batcher
 from core.serving.requestlog import RequestSink, open_request_log
+from core.store.artifacts import path_of
 from core.store.db import get_engine
 from core.store.models import Evaluation, Project, TrainingRun
 from core.training.runs import load_student, student_artifact
@@ -164,7 +165,7 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
     if escalate_to not in ("teacher", "queue"):
         raise InvalidInput(f"escalate_to {escalate_to!r} is neither teacher nor queue.", field="escalate_to")
     st, hashes, run = check_servable(session, project=project, require_token=require_token)
-    student = _inline_ngram(_load_student(session, run))
+    student = _load_student(session, run)
     teacher, labels, teacher_name = _load_teacher(session, project=project, run=run)
     service = Service(project_id=project.id, state=st, student=student, teacher=teacher, teacher_labels=labels,
                       log=open_request_log(project.id), escalate_to=escalate_to, max_concurrency=max_concurrency,
@@ -183,10 +184,12 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
 
 
 def _inline_ngram(student):
-    """An n-gram student answers through its numpy forward pass (the same probabilities, a fifth of the time)."""
+    """An n-gram student loaded with torch, as the service would hold it (its numpy forward pass); kept for
+    benchmarks/bench_pretrained_teacher.py, which times a student directory outside the database. The service
+    itself reads an n-gram student's files without torch (``_load_student``)."""
     if getattr(student, "family", None) != "ngram":
         return student
-    from core.ml.ngram import ArrayNgram  # lazy: imports torch, which the CLI must not load before serving
+    from core.ml.ngram_array import ArrayNgram  # lazy: numpy only
 
     return ArrayNgram.of(student)
 
@@ -203,7 +206,15 @@ def _training_run(session: Session, st: RolloutState) -> TrainingRun:
 
 
 def _load_student(session: Session, run: TrainingRun):
-    student = load_student(session, run)
+    """The run's student, hash-checked. An n-gram student answers through its numpy forward pass (the same
+    probabilities, a fifth of the time), read straight from its files: the serving process never imports torch
+    for it (about 300 MB less resident memory)."""
+    if run.family == "ngram":
+        from core.ml.ngram_array import ArrayNgram  # lazy: numpy only, loaded once the student is known
+
+        student = ArrayNgram.load(path_of(student_artifact(session, run)))
+    else:
+        student = load_student(session, run)
     student.predict_proba(["warm up"])  # the first call pays for lazy set-up; not a request's latency
     return student
 
