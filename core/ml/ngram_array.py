@@ -125,6 +125,17 @@ class ArrayNgram:
         return cls(featurizer=student.featurizer, weights=weights, labels=student.labels,
                    mode=student.module.bag.mode)
 
+    @property
+    def weights_bytes(self) -> int:
+        """The trained weights' bytes (the table, the output layer), as a torch module's parameters count them."""
+        return self.embedding.nbytes + self.weight_t.nbytes + self.bias.nbytes
+
+    @staticmethod
+    def holds_ngram(path: Path | str) -> bool:
+        """Whether ``path`` holds a saved n-gram student (its student.json says so)."""
+        meta = Path(path) / STUDENT_FILE
+        return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("family") == "ngram"
+
     @classmethod
     def load(cls, path: Path | str) -> ArrayNgram:
         """From a directory NgramStudent.save wrote: its student.json and model.safetensors, read as numpy."""
