@@ -131,14 +131,12 @@ def measure_student(texts: list[str], *, student_dir: str) -> dict:
     import gc
 
     bare = rss_mb()
-    from core.ml import lean
-    from core.serving.app import _inline_ngram  # the service's own choice of forward pass
+    from core.serving.app import served_student  # the service's own choice: an n-gram student without torch
 
     runtime = rss_mb()
-    loaded = lean.load_for_inference(student_dir)
-    weights_mb = sum(p.numel() * p.element_size() for p in loaded.module.parameters()) / 2**20
-    served = _inline_ngram(loaded)
-    del loaded
+    served = served_student(Path(student_dir))
+    weights_mb = (getattr(served, "weights_bytes", None)
+                  or sum(p.numel() * p.element_size() for p in served.module.parameters())) / 2**20
     labels = [served.labels[i] for i in served.predict_proba(texts).argmax(axis=1)]
     gc.collect()
     after = rss_mb()

@@ -16,7 +16,7 @@ from core.data.holdout import holdout_rows
 from core.domain.errors import InvalidInput
 from core.domain.jobs import EvaluateParams, EvaluateResult
 from core.evaluation import baselines, report, runs, teacher_bar
-from core.evaluation.latency import Timed
+from core.evaluation.latency import Timed, timing_sample
 from core.gate import gate
 from core.store import vouched
 from core.store.jobs import JobContext, handler
@@ -27,8 +27,6 @@ from core.teacher.local import LocalAdapter
 from core.teacher.python import PythonAdapter, PythonConfig, is_allowed
 from core.training import pool
 from core.training import runs as training_runs
-
-SPEED_SAMPLE = 256  # texts timed for batched throughput; the first 100 also one at a time
 
 
 def _speed(speed) -> dict:
@@ -109,7 +107,7 @@ def evaluate(ctx: JobContext) -> EvaluateResult:
         base = _baselines(s, project, run, teacher_run, texts)
 
         ctx.progress(0.7, "measuring latency", force=True)
-        latency = measure_latency(student, adapter, texts[:SPEED_SAMPLE])
+        latency = measure_latency(student, adapter, timing_sample(texts))
         ctx.progress(0.85, "scoring against the gate", force=True)
         slices = datasets.slice_columns(held)
         predictions = predictions_table(held, slices, teacher, student.labels, probs)

@@ -13,6 +13,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.domain.errors import InvalidInput
@@ -22,7 +23,19 @@ from core.teacher.local import LocalAdapter
 
 SAMPLE = 256  # holdout texts timed in batches; the first 100 also one at a time, as for trained students
 SINGLES = 100
+SAMPLE_SEED = 20  # fixed: every evaluation times the same texts of a given holdout
 ENDPOINT_TIMEOUT_S = 30.0
+
+
+def timing_sample(texts: list[str], *, size: int = SAMPLE, seed: int = SAMPLE_SEED) -> list[str]:
+    """The holdout texts every latency figure is timed on (students and teachers alike, so a p95 ratio compares
+    like with like): a fixed-seed random sample, not the first ``size``. A holdout stored sorted by label would
+    otherwise time one class only (one language's texts, say, whose lengths are not the others'). The sample is
+    in a random order too (a small holdout is all taken, shuffled), so the first ``SINGLES``, timed one at a
+    time, are a random sample as well."""
+    texts = list(texts)
+    picked = np.random.default_rng(seed).permutation(len(texts))[:size]
+    return [texts[i] for i in picked]
 
 
 class Declared(BaseModel):
@@ -76,7 +89,7 @@ def measure_local(model_dir: str | Path, texts: list[str]) -> dict:
         raise InvalidInput(f"{model_dir} is not a directory: give the folder the student was saved to.",
                            field="model_dir")
     adapter = LocalAdapter(path)
-    return _speed(measure_speed(Timed(adapter), texts[:SAMPLE], singles=SINGLES, rounds=1),
+    return _speed(measure_speed(Timed(adapter), timing_sample(texts), singles=SINGLES, rounds=1),
                   how=f"local model directory {path.name}, timed on this machine")
 
 
@@ -107,7 +120,7 @@ def measure_endpoint(url: str, texts: list[str], *, timeout_s: float = ENDPOINT_
     started = time.perf_counter()
     try:
         with httpx.Client(timeout=timeout_s) as client:
-            speed = measure_speed(_Endpoint(url, client), texts[:SAMPLE], singles=SINGLES, rounds=1)
+            speed = measure_speed(_Endpoint(url, client), timing_sample(texts), singles=SINGLES, rounds=1)
     except httpx.HTTPError as exc:
         raise InvalidInput(f"the student's endpoint {url} could not be timed ({type(exc).__name__}): check that it "
                            "is up and reachable from this machine.", field="endpoint") from None

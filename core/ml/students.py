@@ -20,9 +20,8 @@ import torch
 from core.domain.errors import InvalidInput
 from core.ml import build, init
 from core.ml.config import NGRAM_SIZES, TrainConfig
-from core.ml.ngram import FEATURIZER_VERSION, HashingFeaturizer, NgramClassifier
-
-STUDENT_FILE = "student.json"
+from core.ml.ngram import HashingFeaturizer, NgramClassifier, featurizer_of
+from core.ml.ngram_array import STUDENT_FILE
 
 
 class Student(Protocol):
@@ -82,10 +81,12 @@ class _Predicting:
 class NgramStudent(_Predicting):
     family = "ngram"
 
-    def __init__(self, *, labels: list[str], buckets: int, dim: int, mode: str = "mean"):
+    def __init__(self, *, labels: list[str], buckets: int, dim: int, mode: str = "mean",
+                 char_ngrams: tuple[int, ...] | None = None):
         self.labels = list(labels)
         self.dim, self.mode = dim, mode
-        self.featurizer = HashingFeaturizer(buckets)
+        self.featurizer = (HashingFeaturizer(buckets, char_ngrams=tuple(char_ngrams)) if char_ngrams
+                           else HashingFeaturizer(buckets))
         self.module = NgramClassifier(buckets=buckets, dim=dim, num_labels=len(labels), mode=mode)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
@@ -113,12 +114,9 @@ class NgramStudent(_Predicting):
     def load(cls, path: Path, meta: dict) -> NgramStudent:
         from safetensors.torch import load_file
 
-        feat = meta["featurizer"]
-        if feat.get("version") != FEATURIZER_VERSION:
-            raise InvalidInput(f"{path} was saved by featuriser version {feat.get('version')}, this code has "
-                               f"{FEATURIZER_VERSION}: retrain the student.", field="checkpoint")
-        student = cls(labels=meta["labels"], buckets=feat["buckets"], dim=meta["dim"], mode=meta["mode"])
-        student.featurizer.char_ngrams = tuple(feat["char_ngrams"])
+        feat = featurizer_of(meta, path)
+        student = cls(labels=meta["labels"], buckets=feat.buckets, dim=meta["dim"], mode=meta["mode"],
+                      char_ngrams=feat.char_ngrams)
         student.module.load_state_dict(load_file(str(Path(path) / "model.safetensors")))
         return student
 
@@ -191,7 +189,7 @@ def new_student(cfg: TrainConfig, *, labels: list[str], texts: list[str], tokeni
         base = NGRAM_SIZES.get(cfg.size, NGRAM_SIZES["tiny"])
         o = cfg.size_overrides
         return NgramStudent(labels=labels, buckets=o.get("buckets", base.buckets), dim=o.get("dim", base.dim),
-                            mode=cfg.ngram_mode)
+                            mode=cfg.ngram_mode, char_ngrams=tuple(cfg.char_ngrams or ()) or None)
     size = transformer_size(cfg, tokenizer_dir)
     tokenizer = (build.load_tokenizer(tokenizer_dir) if tokenizer_dir
                  else build.train_tokenizer(texts, max_length=cfg.max_length))

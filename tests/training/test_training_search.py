@@ -194,3 +194,20 @@ def test_the_time_limit_stops_training_inside_an_epoch(tmp_path):
     result = loop.fit(data, cfg, out_dir=tmp_path, on_step=steps.append,
                       new_student=lambda: students.new_student(cfg, labels=data.labels, texts=data.texts))
     assert result.epochs_done == 1 and result.stop_reason == "time budget" and steps == []
+
+
+def test_the_search_tries_an_ngram_student_with_character_1_to_4_grams_and_names_it_apart():
+    from core.domain.validation import parse
+    from core.ml import students
+    from core.ml.config import TrainConfig
+
+    plan = search.candidates()
+    chars = [c for c in plan if c.get("char_ngrams")]
+    assert chars == [{"family": "ngram", "size": "tiny", "lr": 0.02, "char_ngrams": [1, 2, 3, 4]}]
+    student = students.new_student(parse(TrainConfig, chars[0]), labels=["a", "b"], texts=["x"])
+    assert student.featurizer.char_ngrams == (1, 2, 3, 4)
+    with_chars = run_row(2, "ngram", 0.95, 0.2, 1_000_000, accuracy=0.97)
+    with_chars.config = {"lr": 0.02, "char_ngrams": [1, 2, 3, 4]}
+    rec = search.recommend([run_row(1, "ngram", 0.90, 0.1, 1_000_000, accuracy=0.90), with_chars])
+    assert [c.name for c in rec.candidates] == ["ngram tiny", "ngram tiny chars 1,2,3,4"]
+    assert rec.run_id == 2 and "#1 ngram tiny (0.900)" in " ".join(rec.reasons)
