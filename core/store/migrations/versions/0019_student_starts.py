@@ -1,6 +1,8 @@
 """student starts
 
-Issue 20: reserved for pretrained / domain pre-trained students and deeper distillation. Empty until that work fills it.
+Issue 20: reserved for pretrained / domain pre-trained students and deeper distillation, which needed no schema
+change after all (what a student started from and which losses it used live in the run's JSON metrics and
+result). Kept as a no-op so the revision chain stays linear.
 
 Revision ID: 0019
 Revises: 0018
