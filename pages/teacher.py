@@ -20,6 +20,7 @@ with db() as session:
     teacher_runs = runs.list_runs(session, project_id=project.id)
     filters = tfilter.list_filters(session, project_id=project.id)
     open_jobs = app_db.open_jobs(session, project_id=project.id, kinds=(runs.JOB_KIND, "demo-setup"))
+    running = runs.live_run_in_progress(session, project_id=project.id)
 
 st.caption(f"Project: {esc(project.name)}. The teacher's full answers are kept: label, probabilities, raw text.")
 if not is_driver:
@@ -35,10 +36,9 @@ tab_run, tab_runs, tab_filter = st.tabs(["Run the teacher", "Runs", "Filter erro
 
 with tab_run:
     # While a live teacher run is queued or running, starting another is not offered (importing outputs is).
-    running = [job.id for job in open_jobs if job.kind == runs.JOB_KIND and job.status in ("queued", "running")]
-    can_start = is_driver and not running
-    if running:
-        st.info(f"The teacher is running (job #{running[0]}, progress above): start another live run when it ends.")
+    can_start = is_driver and running is None
+    if running is not None:
+        st.info(f"The teacher is running (job #{running}, progress above): start another live run when it ends.")
     if not prompt_sets:
         st.info("Import inputs on the Import data page first.")
     else:

@@ -142,6 +142,14 @@ def get_run(session: Session, run_id: int) -> TeacherRun:
     return run
 
 
+def live_run_in_progress(session: Session, *, project_id: int) -> int | None:
+    """The job id of a live teacher run still queued or running, else None: while one is, no second is offered."""
+    for job in jobs.open_jobs(session, project_id=project_id, kinds=(JOB_KIND,)):
+        if job.status in ("queued", "running"):
+            return job.id
+    return None
+
+
 def list_runs(session: Session, *, project_id: int, dataset_id: int | None = None) -> list[TeacherRun]:
     query = select(TeacherRun).where(TeacherRun.project_id == project_id)
     if dataset_id is not None:
