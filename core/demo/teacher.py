@@ -44,7 +44,6 @@ TEACHER_SEED = 20261124
 MAX_ROWS = 16_000
 MAX_LENGTH = 64
 BATCH_SIZE = 32
-DEFAULT_LR = 2e-3
 # One thread: a sum split over more threads is added in another order, so the teacher (and the story its
 # student tells on the holdout) would change with the machine's core count.
 THREADS = 1
@@ -127,7 +126,7 @@ def train_teacher(
     data = KDData(texts=[texts[i] for i in keep], probs=np.eye(len(labels), dtype=np.float32)[y[keep]],
                   reference=y[keep], labels=labels)
     cfg = _config(size, epochs=epochs, seed=seed, max_length=max_length, batch_size=batch_size,
-                  lr=lr or DEFAULT_LR, eval_fraction=eval_fraction)
+                  lr=lr, eval_fraction=eval_fraction)
 
     report(0.0, "training the tokenizer")
     with deterministic(threads or THREADS), tempfile.TemporaryDirectory(prefix="demo-teacher-") as work:
@@ -143,7 +142,7 @@ def train_teacher(
     return result
 
 
-def _config(size: str, *, epochs: int, seed: int, max_length: int, batch_size: int, lr: float,
+def _config(size: str, *, epochs: int, seed: int, max_length: int, batch_size: int, lr: float | None,
             eval_fraction: float) -> TrainConfig:
     """The loop's settings for supervised training: α = 0 (cross-entropy on the references only), every epoch
     run (patience = epochs), the held-out share as its validation split. The size is given by its fields, since

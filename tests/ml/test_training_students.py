@@ -162,3 +162,18 @@ def test_a_time_budget_ends_the_run_after_the_epoch_that_crosses_it(tmp_path):
     cfg = TrainConfig(family="ngram", patience=50, batch_size=32, max_seconds=1e-6)
     result = fit(data, cfg, tmp_path)
     assert (result.epochs_done, result.stop_reason, result.stopped_early) == (1, "time budget", True)
+
+
+def test_a_wide_student_from_scratch_gets_the_lower_rate():
+    """The default rate depends on where a transformer starts and how wide it is; n-gram students keep theirs."""
+    from core.ml.config import DEFAULT_LR, PRETRAINED_LR, WIDE_LR, TrainConfig
+
+    assert TrainConfig(family="transformer", size="small").effective_lr == DEFAULT_LR["transformer"]
+    wide = TrainConfig(family="transformer", size="small", size_overrides={"hidden": 256, "heads": 4})
+    assert wide.effective_lr == WIDE_LR
+    assert TrainConfig(family="transformer", size="half-teacher").effective_lr == DEFAULT_LR["transformer"]
+    assert TrainConfig(family="ngram", size="small").effective_lr == DEFAULT_LR["ngram"]
+    assert TrainConfig(family="ngram", size="small", size_overrides={"dim": 512}).effective_lr == DEFAULT_LR["ngram"]
+    assert TrainConfig(family="transformer", size="small", lr=1e-3,
+                       size_overrides={"hidden": 256, "heads": 4}).effective_lr == 1e-3
+    assert PRETRAINED_LR < WIDE_LR
