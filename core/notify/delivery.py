@@ -25,10 +25,9 @@ from sqlalchemy import event, func, update
 from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, select
 
-from core.domain.errors import GovernanceViolation
 from core.domain.urls import RETRY_STATUS
 from core.notify.rules import Kind, link_of
-from core.notify.webhooks import check_url
+from core.notify.webhooks import listed
 from core.store.config import get_settings
 from core.store.db import get_engine
 from core.store.models import WebhookAttempt, WebhookDelivery, WebhookSubscription, utcnow
@@ -98,9 +97,8 @@ def _try(delivery: WebhookDelivery, subscription: WebhookSubscription) -> tuple[
     """Post once, unless the subscription was removed or its URL left the list meanwhile (final, not sent)."""
     if subscription.removed_at is not None:
         return Outcome(None, "not sent: the subscription was removed", False, False), 0.0
-    try:
-        url = check_url(subscription.url)
-    except GovernanceViolation:
+    url = listed(subscription.url_sha256)
+    if url is None:
         return Outcome(None, "not sent: the URL is no longer on STILLROOM_WEBHOOK_URLS", False, False), 0.0
     start = time.perf_counter()
     outcome = post(url, body(delivery))

@@ -1,7 +1,9 @@
 """The admin's webhook subscriptions. A URL is accepted only when it is on STILLROOM_WEBHOOK_URLS (the rule of
 the teacher's endpoints, core.domain.urls), checked when it is added and again before every send, so a URL the
 admin later takes off the list receives nothing more. A webhook URL often is its own secret (Slack's path), so it
-is shown, logged and audited only as ``shown``: scheme, host and a fingerprint of the whole URL."""
+is shown, logged and audited only as ``shown``: scheme, host and a fingerprint of the whole URL. The database keeps
+only the URL's SHA-256: the sender finds the URL itself on the server's list (``listed``), so a copy of the
+database, a backup or a reader with SQL access learns no webhook secret."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from sqlmodel import Session, col, select
 from core.access.people import require_admin
 from core.domain.errors import GovernanceViolation, NotFound
 from core.domain.hashing import sha256_hex
-from core.domain.urls import refusal
+from core.domain.urls import public_url, refusal
 from core.notify.rules import Kind, parse_kind
 from core.store import audit
 from core.store.config import get_settings
@@ -31,17 +33,31 @@ def shown(url: str) -> str:
 
 
 def check_url(url: str) -> str:
-    """The URL, stripped, or GovernanceViolation unless it is an http(s) URL on STILLROOM_WEBHOOK_URLS. The
-    sentence names the URL only as ``shown`` and never lists the allowed URLs: each may carry a secret."""
+    """The URL as STILLROOM_WEBHOOK_URLS lists it (stripped), or GovernanceViolation unless ``url`` is an http(s)
+    URL on that list. The sentence names the URL only as ``shown`` and never lists the allowed URLs: each may carry
+    a secret."""
     url = (url or "").strip()
     if urlsplit(url).scheme not in ("http", "https"):
         raise GovernanceViolation(f"the webhook URL {shown(url)} is not http or https: give the full URL the "
                                   "receiving service issued.")
-    why = refusal(url, get_settings().webhook_urls)
+    allowed = get_settings().webhook_urls
+    why = refusal(url, allowed)
     if why is not None:
         raise GovernanceViolation(f"the webhook URL {shown(url)} {why.value} (STILLROOM_WEBHOOK_URLS): give it "
                                   "exactly as listed, or ask whoever runs the server to list it.")
-    return url
+    return next(u.strip() for u in allowed if public_url(u) == public_url(url))
+
+
+def listed(url_sha256: str) -> str | None:
+    """The URL on STILLROOM_WEBHOOK_URLS whose SHA-256 is ``url_sha256``, checked as ``check_url`` checks it;
+    None when the admin has taken it off the list (or it never was on this server's)."""
+    for url in get_settings().webhook_urls:
+        if sha256_hex(url.strip()) == url_sha256:
+            try:
+                return check_url(url)
+            except GovernanceViolation:
+                return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,12 +80,12 @@ def add(session: Session, *, actor: User, url: str, kinds: Sequence[str] = (),
     require_admin(actor)
     url = check_url(url)
     chosen = sorted({parse_kind(k).value for k in kinds}) or [k.value for k in Kind]
-    row = WebhookSubscription(url=url, shown=shown(url), kinds=chosen, created_by=id_of(actor),
+    row = WebhookSubscription(url_sha256=sha256_hex(url), shown=shown(url), kinds=chosen, created_by=id_of(actor),
                               project_id=id_of(project) if project is not None else None)
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="webhook.add", entity="webhook", entity_id=row.id,
-                 project_id=row.project_id, payload={"url": row.shown, "url_sha256": sha256_hex(url),
+                 project_id=row.project_id, payload={"url": row.shown, "url_sha256": row.url_sha256,
                                                      "kinds": chosen})
     session.commit()
     return row

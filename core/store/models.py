@@ -594,12 +594,13 @@ class Notification(ToldEvent, table=True):
 
 class WebhookSubscription(TableModel, table=True):
     """An admin's webhook: a URL on STILLROOM_WEBHOOK_URLS and the kinds (and project) it hears about. The URL
-    may carry a secret (a Slack path): it is shown and logged only as ``shown``; removal keeps the row."""
+    may carry a secret (a Slack path), so the database never holds it: only its SHA-256, by which the sender finds
+    it on the server's list at each try, and ``shown``; removal keeps the row."""
 
     __tablename__ = "webhook_subscription"
 
     id: int | None = Field(default=None, primary_key=True)
-    url: str = Field(sa_column=Column(Text, nullable=False))
+    url_sha256: str = Field(max_length=64)  # of the URL as listed on STILLROOM_WEBHOOK_URLS (stripped)
     shown: str = Field(max_length=200)  # scheme://host[:port]/… and a fingerprint of the whole URL
     kinds: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     project_id: int | None = Field(default=None, foreign_key="project.id")  # None: every project
