@@ -17,6 +17,7 @@ class Kind(StrEnum):
     DECISION = "decision.taken"
     ROLLOUT_READY = "rollout.ready"
     ROLLOUT_REFUSED = "rollout.refused"
+    ROLLOUT_MOVED = "rollout.moved"
     DRIFT_ALERT = "drift.alert"
     JOB_FAILED = "job.failed"
 
@@ -40,6 +41,10 @@ RULES: dict[Kind, Rule] = {
     Kind.ROLLOUT_REFUSED: Rule(frozenset({Role.OPERATOR}), "operate",
                                "The rollout of {project} cannot advance: {detail}. Roll back or let more traffic "
                                "through."),
+    # A person moved the rollout (start, advance, rollback): the sponsor who decided to ship, the driver whose
+    # student it is and the other operators learn where live traffic now goes, and why.
+    Kind.ROLLOUT_MOVED: Rule(frozenset({Role.SPONSOR, Role.DRIVER, Role.OPERATOR}), "operate",
+                             "{actor} {detail}."),
     Kind.DRIFT_ALERT: Rule(frozenset({Role.OPERATOR, Role.DRIVER}), "operate",
                            "Live inputs of {project} drifted past the alert line: {detail}."),
     Kind.JOB_FAILED: Rule(frozenset(), "portfolio", "Your job on {project} failed: {detail}."),

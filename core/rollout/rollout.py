@@ -17,7 +17,7 @@ from core.domain.errors import GovernanceViolation, InvalidInput
 from core.domain.roles import Role
 from core.domain.rollout_state import DEFAULT_FALLBACK_THRESHOLD, OFF, SHADOW, RolloutState
 from core.evaluation import rounds
-from core.notify.inbox import notice
+from core.notify.inbox import notice, notify
 from core.notify.rules import Kind
 from core.review import review
 from core.rollout import config, fallback, logs
@@ -226,8 +226,19 @@ def _record(session: Session, *, actor: User, project: Project, action: str, sta
                                                  "evaluation_id": row.evaluation_id,
                                                  "training_run_id": row.training_run_id,
                                                  "threshold": row.threshold})
+    notify(session, kind=Kind.ROLLOUT_MOVED, project_id=project.id, actor=actor, evaluation_id=row.evaluation_id,
+           detail=_moved(action, project=project, stage=stage, criteria=row.criteria, reason=row.reason))
     session.commit()
     return row
+
+
+def _moved(action: str, *, project: Project, stage: str, criteria: dict, reason: str) -> str:
+    """What a rollout step did, in words: "rolled back the rollout of X from canary-5 to off (reason: …)"."""
+    verb = {"start": f"started the rollout of {project.name} in {stage}",
+            "advance": f"advanced the rollout of {project.name} to {stage}",
+            "rollback": f"rolled back the rollout of {project.name} from {criteria.get('from', '?')} to {stage}"}
+    said = verb.get(action, f"moved the rollout of {project.name} to {stage}")
+    return said + (f" (reason: {reason})" if reason else "")
 
 
 def _intact(session: Session, evaluation: Evaluation) -> Evaluation:

@@ -120,6 +120,18 @@ def test_an_advance_refused_by_failing_traffic_is_told_once(session, demo, shipp
     assert len(refused) == 1 and "student-teacher agreement 0.8 vs 0.95" in refused[0]
 
 
+def test_each_rollout_step_tells_sponsor_and_driver_with_the_reason_never_the_operator_who_took_it(
+        session, demo, shipped):
+    rollout.start(session, actor=demo["oscar"], project=shipped, reason="first live traffic")
+    rollout.rollback(session, actor=demo["oscar"], project=shipped, reason="the fallback queue is backed up")
+    for person in ("sam", "dana"):
+        moved = [i.text for i in inbox.inbox(session, viewer=demo[person]) if i.kind == Kind.ROLLOUT_MOVED.value]
+        assert moved == ["oscar rolled back the rollout of Comment moderation from shadow to off (reason: the "
+                         "fallback queue is backed up).",
+                         "oscar started the rollout of Comment moderation in shadow (reason: first live traffic)."]
+    assert Kind.ROLLOUT_MOVED.value not in _kinds(session, demo["oscar"])
+
+
 def test_drift_at_alert_is_told_to_operators_and_drivers_once(session, demo, shipped):
     predictions = load_predictions(session, drift.shipped_evaluation(session, project_id=shipped.id))
     write_log(shipped.id, live_like(predictions, n=400))

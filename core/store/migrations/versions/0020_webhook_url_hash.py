@@ -3,9 +3,10 @@
 A webhook URL often is its own secret (Slack's path). The subscription kept it in clear; now it keeps only the
 URL's SHA-256 (``url_sha256``, the fingerprint its ``webhook.add`` event already recorded) and the sender finds
 the URL itself on STILLROOM_WEBHOOK_URLS at each try. Existing rows are hashed from the URL they held, then the
-URL column is dropped (SQLite 3.35+ and PostgreSQL drop a column in place). A URL stored in another spelling than
-the list's (host case, a trailing slash) is no longer found and sends nothing, saying so: add it again. Downgrading cannot bring the URLs
-back: the column returns empty, and such a subscription sends nothing until it is added again.
+URL column is dropped (SQLite 3.35+ and PostgreSQL drop a column in place). A URL stored in another spelling
+than the list's (host case, a trailing slash) is no longer found and sends nothing, saying so: add it again.
+Downgrading cannot bring the URLs back: the column returns empty, and such a subscription sends nothing until it
+is added again.
 
 Revision ID: 0020
 Revises: 0019
