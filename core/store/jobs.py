@@ -414,6 +414,56 @@ def params_as(job: Job, model: type[M]) -> M:
     return read_stored(model, job.params, what=f"job #{job.id}'s params")
 
 
+# --------------------------------------------------------------------------- what a job is doing
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as the people watching it should read it: its stored status, or ``stalled`` for a worker's job whose
+    heartbeat went quiet. Derived on reading, never stored (the row stays "running" until a worker takes it over
+    or fails it), so every reader (``jobs list``, ``jobs show``, the app's job panel) tells the same truth."""
+
+    status: str  # queued, running, done, failed, or the derived "stalled"
+    note: str = ""  # who holds it and what happens next; "" when the status says it all
+
+    def sentence(self) -> str:
+        return f"{self.status}: {self.note}" if self.note else self.status
+
+
+def worker_stale_after() -> timedelta:
+    """How long a worker's job may go without a heartbeat before it counts as stalled and another worker takes it
+    over (STILLROOM_WORKER_STALE_S; core.store.worker applies the same span in its claim's SQL)."""
+    return timedelta(seconds=get_settings().worker_stale_s)
+
+
+def silent_since(job: Job, *, now: datetime | None = None) -> datetime | None:
+    """When a running worker's job last heartbeated, if that is longer ago than ``worker_stale_after``; else
+    None (the job is not a worker's, not running, or its worker is alive)."""
+    if job.status != "running" or job.worker is None or job.heartbeat_at is None:
+        return None
+    beat = _aware(job.heartbeat_at)
+    return beat if (now or utcnow()) - beat > worker_stale_after() else None
+
+
+def state(job: Job, *, now: datetime | None = None) -> JobState:
+    """What the job is doing, in one sentence a person can act on (see ``JobState``)."""
+    now = now or utcnow()
+    if job.status == "queued" and job.for_workers:
+        return JobState("queued", "for the workers: it starts when a `stillroom worker` claims it")
+    if job.status != "running" or job.worker is None:
+        return JobState(job.status)
+    beat = silent_since(job, now=now)
+    if beat is None:
+        return JobState("running", f"on worker {job.worker}")
+    if job.attempts >= get_settings().worker_max_attempts:
+        then = (f"it has used its {job.attempts} claims, so the next worker to poll fails it, saying why; run it "
+                "again to resume")
+    else:
+        then = "another worker will take it over and run it again (start `stillroom worker` on any host if none runs)"
+    return JobState("stalled", f"worker {job.worker} silent since {beat:%Y-%m-%d %H:%M:%S} UTC "
+                               f"({duration((now - beat).total_seconds())} ago); {then}")
+
+
 # --------------------------------------------------------------------------- how long
 
 
@@ -436,13 +486,15 @@ class Timing:
 
 def timing(job: Job, *, now: datetime | None = None) -> Timing:
     """Elapsed time from the job's start to its end (or ``now``), and the time left at the rate so far: the
-    steps done (its progress) over the time they took, applied to the steps left."""
+    steps done (its progress) over the time they took, applied to the steps left. A stalled job (``state``)
+    promises no finish: nothing is moving it."""
     if job.started_at is None:
         return Timing(None, None)
-    end = _aware(job.finished_at) if job.finished_at else (now or utcnow())
+    now = now or utcnow()
+    end = _aware(job.finished_at) if job.finished_at else now
     elapsed = max(0.0, (end - _aware(job.started_at)).total_seconds())
     p = float(job.progress or 0.0)
-    if job.status != "running" or p < MIN_PROGRESS_FOR_ESTIMATE or elapsed <= 0:
+    if job.status != "running" or p < MIN_PROGRESS_FOR_ESTIMATE or elapsed <= 0 or silent_since(job, now=now):
         return Timing(elapsed, None)
     return Timing(elapsed, elapsed * (1.0 - p) / p)
 

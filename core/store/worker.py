@@ -35,7 +35,7 @@ from core.domain.hashing import token_hash
 from core.store import audit
 from core.store.artifacts import data_dir
 from core.store.config import get_settings
-from core.store.jobs import CREDENTIAL_ENV, timing
+from core.store.jobs import CREDENTIAL_ENV, timing, worker_stale_after
 from core.store.models import Job, utcnow
 
 
@@ -64,8 +64,7 @@ class QueueRules:
 
     @classmethod
     def from_settings(cls) -> QueueRules:
-        settings = get_settings()
-        return cls(timedelta(seconds=settings.worker_stale_s), settings.worker_max_attempts)
+        return cls(worker_stale_after(), get_settings().worker_max_attempts)
 
 
 def claim_next(engine: Engine, *, worker: str, kinds: Sequence[str] | None = None,
@@ -133,6 +132,7 @@ class _Picked:
 
 
 def _stale(before: datetime) -> Any:
+    # The SQL form of core.store.jobs.silent_since: the job a reader sees as "stalled" is the one a worker takes.
     return and_(col(Job.status) == "running", col(Job.worker).is_not(None), col(Job.heartbeat_at) < before)
 
 
