@@ -17,8 +17,10 @@ when the job is claimed).
 With ``STILLROOM_JOB_RUNNER=workers`` ``start_detached`` starts no process: it hands the job to the workers
 (``stillroom worker`` on any host, core.store.worker), in the submitter's name and with an audit event. A worker
 runs only jobs handed to it, each in a process that proves itself with a one-time credential the worker minted
-when it claimed the job, and every write of that process is fenced by the worker's id: a job taken over by
-another worker can no longer be finished by the one that lost it.
+when it claimed the job, and every write of that process is fenced by the worker's id: its progress and finish
+by a conditional UPDATE, and its handler's own rows (a training run's curve and result, an evaluation, teacher
+outputs) by the engine the handler is given (``fenced``), whose every commit first re-claims the job's row. A job
+taken over by another worker can no longer be written to, nor finished, by the one that lost it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from core.domain.errors import AuthenticationFailed, InvalidInput, PermissionDenied, StillroomError
@@ -118,8 +121,7 @@ class JobContext:
             )).rowcount
             s.commit()
         if written != 1 and self.worker is not None:
-            raise JobLost(f"job #{self.job_id} was taken over by another worker after {self.worker} went quiet: "
-                          "this run stops and records nothing more.")
+            raise _lost(self.job_id, self.worker)
 
     def read(self, model: type[M]) -> M:
         """The job's params as ``model``; RecordTampered naming the field when the stored row no longer fits."""
@@ -128,6 +130,37 @@ class JobContext:
 
 class JobLost(StillroomError):
     """The worker that ran this job lost it (its heartbeat went quiet and another worker took it over)."""
+
+
+def _lost(job_id: int, worker: str) -> JobLost:
+    return JobLost(f"job #{job_id} was taken over by another worker after {worker} went quiet: this run stops "
+                   "and records nothing more.")
+
+
+# The execution option of an engine whose sessions write for a worker's job: (job id, the worker holding it).
+FENCE_OPTION = "stillroom_job_fence"
+
+
+def fenced(engine: Engine, *, job_id: int, worker: str) -> Engine:
+    """``engine`` (the same pool) for a worker's run of a job: every session on it commits only while ``worker``
+    still holds the job, so a run that lost its job to another worker changes no row of its handler's (a training
+    run's status and curve, an evaluation, teacher outputs) after the takeover: its commit raises JobLost."""
+    return engine.execution_options(**{FENCE_OPTION: (job_id, worker)})
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _fence(session: OrmSession) -> None:
+    """In the committing transaction, before it commits: claim the job's row for this worker (a conditional
+    UPDATE, which also counts as a heartbeat). A takeover committed first leaves it matching no row (JobLost, and
+    the transaction is rolled back); on PostgreSQL the row stays locked until this commit, so a takeover cannot
+    slip in between (the workers' claim skips locked rows). Sessions on other engines pass untouched."""
+    options = getattr(session.bind, "get_execution_options", None)
+    fence = options().get(FENCE_OPTION) if options is not None else None
+    if fence is None:
+        return
+    job_id, worker = fence
+    if _rowcount(session, update(Job).where(*_held(job_id, worker)).values(heartbeat_at=utcnow())) != 1:
+        raise _lost(job_id, worker)
 
 
 def _held(job_id: int, worker: str | None) -> list[Any]:
@@ -186,7 +219,9 @@ def run(job_id: int, *, engine: Engine | None = None,
     job = _claim(engine, job_id, credential)
     if job.worker is not None:
         _exit_with(os.getppid())
-    ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress, worker=job.worker)
+    # A worker's run writes its handler's rows through a fenced engine: each commit only while it holds the job.
+    work_engine = engine if job.worker is None else fenced(engine, job_id=id_of(job), worker=job.worker)
+    ctx = JobContext(id_of(job), job.project_id, dict(job.params), work_engine, on_progress, worker=job.worker)
     status, result, error = "done", {}, ""
     try:
         result = _stored_result(job.kind, work(ctx))
@@ -265,7 +300,7 @@ def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
         return job
 
 
-def _rowcount(session: Session, statement: Any) -> int:
+def _rowcount(session: OrmSession, statement: Any) -> int:
     return cast(CursorResult[Any], session.execute(statement)).rowcount  # an UPDATE's result carries its row count
 
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import fence_helpers as fh
+import pytest
 import worker_helpers as wh
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 from test_postgres import pg, pg_url  # noqa: F401  (the cluster, and a fresh seeded schema on it)
 from test_postgres_request_log import engine  # noqa: F401  (DATABASE_URL on it: conftest's fixtures run there)
 
 from core.store import jobs, verification
 from core.store.models import AuditEvent, Job
+from core.store.worker import claim_next
 
 
 def settings(pg_url: str, tmp_path) -> dict[str, str]:  # noqa: F811
@@ -90,3 +95,32 @@ def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, 
     assert (job.attempts, job.worker != lost_by) == (2, True)
     assert actions == ["job.submit", "job.handoff", "job.takeover", "job.done"]
     assert verification.verify(engine, files=False).ok
+
+
+def test_a_lost_workers_handler_writes_nothing_after_a_takeover(engine, session, demo, tmp_path,  # noqa: F811
+                                                                monkeypatch):
+    # A real training job: its first worker, alive, is about to write its result when the second takes it over.
+    fh.assert_only_the_new_holders_result(fh.train_taken_over(session, engine, demo=demo, tmp_path=tmp_path,
+                                                               monkeypatch=monkeypatch))
+
+
+def test_no_takeover_slips_in_between_a_fenced_write_and_its_commit(engine, session, demo, moderation):  # noqa: F811
+    held = hand(session, demo, moderation)
+    assert claim_next(engine, worker=fh.FIRST, rules=fh.RULES).job_id == held
+    fh.go_quiet(engine, held)
+    mine = jobs.fenced(engine, job_id=held, worker=fh.FIRST)
+    tried = []
+
+    @event.listens_for(mine, "commit")
+    def take_over_now(_conn) -> None:  # the fence has claimed the job's row; the commit is next
+        with ThreadPoolExecutor(1) as pool:  # another worker, on a connection of its own
+            tried.append(pool.submit(claim_next, engine, worker=fh.SECOND, rules=fh.RULES).result(timeout=60))
+
+    fh.renamed(mine, moderation.id, "written while held")
+    assert tried == [None], "the job's row was locked by the committing write: the claim skipped it"
+    assert fh.description(engine, moderation.id) == "written while held"
+    fh.go_quiet(engine, held)  # quiet again: now the takeover goes through, and the first writes nothing more
+    assert claim_next(engine, worker=fh.SECOND, rules=fh.RULES).took_over_from == fh.FIRST
+    with pytest.raises(jobs.JobLost):
+        fh.renamed(jobs.fenced(engine, job_id=held, worker=fh.FIRST), moderation.id, "late")
+    assert fh.description(engine, moderation.id) == "written while held"
