@@ -248,6 +248,8 @@ def job_panel(job_id: int, *, label: str = "") -> str:
         st.progress(job.progress, text=f"{title}: {job.message}" if job.message else title)
         if state.status == "stalled":  # its worker went quiet: say so rather than show it running for ever
             st.warning(state.sentence(), icon=":material/hourglass_disabled:")
+        elif state.note and state.status == "queued":  # left for `stillroom worker`: say one must run
+            st.caption(state.sentence())
         if job.status == "failed":
             st.error(job.error or "The job failed without a message.", icon=":material/error:")
 
