@@ -19,12 +19,16 @@ WORKER = "host-a:1:aaaaaa"
 def test_the_job_panel_shows_a_job_whose_worker_went_quiet_as_stalled(engine, session, demo, moderation):
     job = jobs.submit(session, actor=demo["dana"], project=moderation, kind="demo-setup", params={"dataset_id": 1})
     jobs.hand_to_workers(job.id)
-    assert claim_next(engine, worker=WORKER).job_id == job.id
 
     def panel() -> tuple[list[str], list[str]]:
         at = app_as(demo["dana"], page="pages/teacher.py", project_id=moderation.id)
         bars = [bar.proto.text for bar in at.get("progress")]
-        return [b for b in bars if f"job #{job.id}" in b], [w.value for w in at.warning]
+        return [b for b in bars if f"job #{job.id}" in b], [w.value for w in at.warning] + [c.value for c in at.caption]
+
+    bars, notes = panel()  # no worker has claimed it yet: the panel says one must
+    assert len(bars) == 1 and bars[0].startswith(f"Demo set-up · job #{job.id} · queued · "), bars
+    assert "queued: for the workers: it starts when a `stillroom worker` claims it" in notes
+    assert claim_next(engine, worker=WORKER).job_id == job.id
 
     bars, warnings = panel()
     assert len(bars) == 1 and bars[0].startswith(f"Demo set-up · job #{job.id} · running · "), bars
