@@ -6,9 +6,12 @@ LOCKED`` on PostgreSQL; SQLite's single writer serialises the conditional UPDATE
 each claimed job in a process of its own (``stillroom jobs run ID`` holding a one-time credential, as the app's
 background process does), heartbeats every job it holds in one UPDATE, and notices when one of its processes ends
 without finishing its job. A job whose worker went quiet for ``worker_stale_s`` is taken over by another worker
-and run again from the start of its handler (training resumes from its last checkpoint when the data directory is
-shared); after ``worker_max_attempts`` claims it is failed with a sentence saying so. SIGTERM stops a worker
-cleanly: it claims nothing more, ends its jobs' processes and gives their jobs back to the queue, uncounted.
+and run again from the start of its handler (training resumes from its last recorded checkpoint, fetched from the
+artifact store when that is not the data directory: core.training.checkpoints); after ``worker_max_attempts``
+claims it is failed with a sentence saying so. Until then, whoever reads the job sees it "stalled"
+(core.store.jobs.state), and the worker that lost it can write nothing more (core.store.jobs.fenced). SIGTERM
+stops a worker cleanly: it claims nothing more, ends its jobs' processes and gives their jobs back to the queue,
+uncounted.
 """
 
 from __future__ import annotations
