@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from eval_helpers import FAST, easy_gate, teacher_run_with_holdout
 from sqlalchemy import update
@@ -69,35 +71,47 @@ def train_taken_over(session: Session, engine, *, demo: dict, tmp_path, monkeypa
     gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(), reason="a bar for the test data")
     run, job = training_runs.start_training(session, actor=demo["dana"], project=project,
                                             teacher_run_id=teacher.id, config=FAST)
-    jobs.hand_to_workers(job.id, engine=engine)
+    # Held once it has trained to the end and measured its student: its result is next.
+    first_saw = taken_over_while_held(engine, job.id, monkeypatch, hold=(students, "measure_speed"),
+                                      then=lambda speed: dataclasses.replace(speed, ms_per_example=LOST_MS))
+    return _as_stored(engine, job.id, run.id, first_saw)
+
+
+def taken_over_while_held(engine, job_id: int, monkeypatch, *, hold: tuple[object, str],
+                          then: Callable[[Any], Any] = lambda out: out) -> Job:
+    """The job handed to the workers; FIRST runs it in a thread that is held when it calls ``hold`` (a module and
+    a function's name; ``then`` may change what the call returns, to mark FIRST's write). Meanwhile its heartbeat
+    goes quiet and SECOND takes the job over and finishes it; then FIRST goes on. Returns what FIRST's run
+    returned."""
+    jobs.hand_to_workers(job_id, engine=engine)
     first = claim_next(engine, worker=FIRST, rules=RULES)
-    assert first is not None and first.job_id == job.id
-    measuring, release = threading.Event(), threading.Event()
-    real = students.measure_speed
+    assert first is not None and first.job_id == job_id
+    reached, release = threading.Event(), threading.Event()
+    owner, name = hold
+    real = getattr(owner, name)
 
-    def measure(student, texts, **kw):  # noqa: ANN001, ANN003
-        speed = real(student, texts, **kw)
+    def held(*args, **kw):  # noqa: ANN002, ANN003
         if threading.current_thread().name != "first-holder":
-            return speed
-        measuring.set()  # trained to the end: its result is next
+            return real(*args, **kw)
+        reached.set()
         assert release.wait(WAIT_S), "never released"
-        return dataclasses.replace(speed, ms_per_example=LOST_MS)
+        return then(real(*args, **kw))
 
-    monkeypatch.setattr(students, "measure_speed", measure)
+    monkeypatch.setattr(owner, name, held)
     first_saw: dict[str, Job] = {}
     holder = threading.Thread(name="first-holder", daemon=True, target=lambda: first_saw.update(
-        row=jobs.run(job.id, engine=engine, credential=first.credential)))
+        row=jobs.run(job_id, engine=engine, credential=first.credential)))
     holder.start()
-    assert measuring.wait(WAIT_S), "the first holder never reached its result"
-    go_quiet(engine, job.id)  # its worker went quiet (the holder itself is alive and busy)
+    assert reached.wait(WAIT_S), f"the first holder never reached {name}"
+    go_quiet(engine, job_id)  # its worker went quiet (the holder itself is alive and busy)
     second = claim_next(engine, worker=SECOND, rules=RULES)
     assert second is not None and second.took_over_from == FIRST
-    finished = jobs.run(job.id, engine=engine, credential=second.credential)
+    finished = jobs.run(job_id, engine=engine, credential=second.credential)
     assert finished.status == "done", finished.error
     release.set()
     holder.join(WAIT_S)
     assert not holder.is_alive() and "row" in first_saw
-    return _as_stored(engine, job.id, run.id, first_saw["row"])
+    return first_saw["row"]
 
 
 def _as_stored(engine, job_id: int, run_id: int, first_saw: Job) -> TakenOver:

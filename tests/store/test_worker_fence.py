@@ -8,9 +8,13 @@ from __future__ import annotations
 import fence_helpers as fh
 import pytest
 import worker_helpers as wh
+from sqlmodel import Session, select
+from teacher_helpers import make_dataset, routing, save_tiny_classifier
 
 from core.store import jobs
+from core.store.models import Artifact, Job, TeacherRun
 from core.store.worker import claim_next
+from core.teacher import runs as teacher_runs
 
 RULES = fh.RULES
 
@@ -48,3 +52,23 @@ def test_a_training_job_taken_over_while_its_first_holder_lives_keeps_only_the_n
     fh.assert_only_the_new_holders_result(fh.train_taken_over(session, engine, demo=demo, tmp_path=tmp_path,
                                                                monkeypatch=monkeypatch))
 
+
+
+def test_a_teacher_run_taken_over_while_its_first_holder_lives_records_only_the_new_holders_outputs(
+        engine, session, demo, tmp_path, monkeypatch):
+    project = routing(session)
+    dataset = make_dataset(session, actor=demo["dana"], project=project)
+    model_dir = save_tiny_classifier(tmp_path / "teacher")
+    job = teacher_runs.start_run(session, actor=demo["dana"], project=project, dataset_id=dataset.id,
+                                 adapter="local", config={"model_dir": str(model_dir), "batch_size": 16})
+    # Held with the teacher's answers in hand, about to store them (a table in the store, the run's row).
+    first_saw = fh.taken_over_while_held(engine, job.id, monkeypatch, hold=(teacher_runs, "record_run"))
+    assert (first_saw.status, first_saw.worker) == ("done", fh.SECOND)
+    with Session(engine) as s:
+        recorded = list(s.exec(select(TeacherRun).where(TeacherRun.project_id == project.id)))
+        outputs = list(s.exec(select(Artifact).where(Artifact.kind == "teacher-outputs")))
+        finished = s.get_one(Job, job.id)
+    assert [r.job_id for r in recorded] == [job.id] and finished.result["teacher_run"] == recorded[0].id
+    assert len(outputs) == 1
+    # The first holder's table was written, then deleted when its fenced commit rolled back: no file is orphaned.
+    assert [p.name for p in tmp_path.rglob("teacher-outputs-*.parquet")] == [outputs[0].path.rsplit("/", 1)[1]]
