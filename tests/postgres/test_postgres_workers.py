@@ -22,6 +22,7 @@ from test_postgres import pg, pg_url  # noqa: F401  (the cluster, and a fresh se
 from test_postgres_request_log import engine  # noqa: F401  (DATABASE_URL on it: conftest's fixtures run there)
 
 from core.store import jobs, verification
+from core.store.config import get_settings
 from core.store.models import AuditEvent, Job
 from core.store.worker import claim_next
 
@@ -39,6 +40,11 @@ def hand(session, demo, project, **params) -> int:
 def statuses(db, ids: list[int]) -> dict[int, str]:
     with Session(db) as s:
         return {j.id: j.status for j in s.exec(select(Job).where(col(Job.id).in_(ids)))}
+
+
+def read_state(db, job_id: int) -> jobs.JobState:
+    with Session(db) as s:
+        return jobs.state(s.get_one(Job, job_id))
 
 
 def wait_until(done, what: str, procs=()) -> None:
@@ -68,7 +74,7 @@ def test_two_workers_share_the_queue_and_run_every_job_once(engine, session, dem
 
 
 def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, moderation, pg_url,  # noqa: F811
-                                                         tmp_path):
+                                                         tmp_path, monkeypatch):
     out, hold = tmp_path / "executions.txt", tmp_path / "go"
     held = hand(session, demo, moderation, hold=str(hold))
     first = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
@@ -77,6 +83,13 @@ def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, 
         lost_by = s.get_one(Job, held).worker
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its job's process, as when a host dies
     first.wait()
+    # With no worker left, whoever reads the job learns that it stalled, and who left it (not "running" for ever).
+    for name in ("STILLROOM_WORKER_STALE_S", "STILLROOM_WORKER_HEARTBEAT_S"):  # the reader's rule is the workers'
+        monkeypatch.setenv(name, settings(pg_url, tmp_path)[name])
+    get_settings.cache_clear()
+    wait_until(lambda: read_state(engine, held).status == "stalled", "the dead worker's job never read stalled")
+    assert f"worker {lost_by} silent since " in read_state(engine, held).note
+    get_settings.cache_clear()
     hold.touch()
     quick = hand(session, demo, moderation)
     second = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
