@@ -151,9 +151,10 @@ def fenced(engine: Engine, *, job_id: int, worker: str) -> Engine:
 @event.listens_for(OrmSession, "before_commit")
 def _fence(session: OrmSession) -> None:
     """In the committing transaction, before it commits: claim the job's row for this worker (a conditional
-    UPDATE, which also counts as a heartbeat). A takeover committed first leaves it matching no row (JobLost, and
-    the transaction is rolled back); on PostgreSQL the row stays locked until this commit, so a takeover cannot
-    slip in between (the workers' claim skips locked rows). Sessions on other engines pass untouched."""
+    UPDATE, which also counts as a heartbeat). A takeover committed first leaves it matching no row: JobLost, and
+    nothing of the transaction is committed (its files go too: core.store.artifacts). On PostgreSQL the row stays
+    locked until this commit, so a takeover cannot slip in between (the workers' claim skips locked rows).
+    Sessions on other engines pass untouched."""
     options = getattr(session.bind, "get_execution_options", None)
     fence = options().get(FENCE_OPTION) if options is not None else None
     if fence is None:
