@@ -243,8 +243,13 @@ def job_panel(job_id: int, *, label: str = "") -> str:
             return app_db.job(session, job_id=job_id)
 
     def _draw(job) -> None:
-        title = f"{label or job.kind} · job #{job.id} · {job.status} · {app_db.job_timing(job)}"
+        state = app_db.job_state(job)
+        title = f"{label or job.kind} · job #{job.id} · {state.status} · {app_db.job_timing(job)}"
         st.progress(job.progress, text=f"{title}: {job.message}" if job.message else title)
+        if state.status == "stalled":  # its worker went quiet: say so rather than show it running for ever
+            st.warning(state.sentence(), icon=":material/hourglass_disabled:")
+        elif state.note and state.status == "queued":  # left for `stillroom worker`: say one must run
+            st.caption(state.sentence())
         if job.status == "failed":
             st.error(job.error or "The job failed without a message.", icon=":material/error:")
 

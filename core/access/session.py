@@ -16,7 +16,7 @@ from core.store.models import Job, Project, User
 from core.store.verification import AuditReport, verify
 
 # The rows a page holds and passes back to core: named here so that pages can annotate them.
-__all__ = ["Job", "Project", "Settings", "User", "database_url", "job", "open_jobs", "open_session",
+__all__ = ["Job", "Project", "Settings", "User", "database_url", "job", "job_state", "open_jobs", "open_session",
            "prepare_database", "project_by_id", "settings", "start_job", "verify_record"]
 
 
@@ -50,6 +50,12 @@ def job(session: Session, *, job_id: int) -> Job:
 def job_timing(job: Job) -> str:
     """The job's elapsed time and, while it runs, the estimate of what is left (``core.store.jobs.timing``)."""
     return jobs.timing(job).sentence()
+
+
+def job_state(job: Job) -> jobs.JobState:
+    """What the job is doing as its watchers should read it: its status, or "stalled" when its worker went quiet
+    (``core.store.jobs.state``)."""
+    return jobs.state(job)
 
 
 def open_jobs(session: Session, *, project_id: int, kinds: Sequence[str], limit: int = 3) -> list[Job]:

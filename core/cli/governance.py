@@ -114,10 +114,14 @@ def demo(people_only: bool, teacher: str, n: int | None, teacher_size: str, show
     else:
         from core.store import jobs
 
-        jobs.start_detached(job_id)
-        click.echo(f"The demo teacher trains in the background as job #{job_id} (about 1-2 minutes on 2 cores); "
-                   "its progress shows on the Teacher page and in `stillroom --as dana jobs list "
-                   f"{demo_mod.ROUTING!r}`.")
+        follow = f"its progress shows on the Teacher page and in `stillroom --as dana jobs list {demo_mod.ROUTING!r}`."
+        if jobs.start_detached(job_id) is None:  # STILLROOM_JOB_RUNNER=workers: no process was started here
+            click.echo(f"The demo teacher is queued for the workers as job #{job_id}: it trains only once a "
+                       "`stillroom worker` runs on a host that reaches this database (STILLROOM_JOB_RUNNER=workers); "
+                       f"start one if none runs. {follow[0].upper()}{follow[1:]}")
+        else:
+            click.echo(f"The demo teacher trains in the background as job #{job_id} (about 1-2 minutes on 2 cores); "
+                       f"{follow}")
 
 
 # --------------------------------------------------------------------------- users

@@ -81,9 +81,30 @@ def jobs_run(job_id: int) -> None:
 @jobs_group.command("list")
 @click.argument("project")
 def jobs_list(project: str) -> None:
-    """The project's recent jobs."""
+    """The project's recent jobs; a worker's job whose heartbeat went quiet reads "stalled", with what happens next."""
     with _session() as session:
         _, p = _viewable(session, project)
-        rows = [(j.id, j.kind, j.status, f"{j.progress:.0%}", jobs.timing(j).sentence(),
-                 j.message[:50] or j.error[:50]) for j in jobs.list_jobs(session, project_id=p.id)]
-    _table(["ID", "KIND", "STATUS", "PROGRESS", "TIME", "MESSAGE"], rows)
+        listed = [(j, jobs.state(j)) for j in jobs.list_jobs(session, project_id=p.id)]
+    _table(["ID", "KIND", "STATUS", "PROGRESS", "TIME", "MESSAGE"],
+           [(j.id, j.kind, st.status, f"{j.progress:.0%}", jobs.timing(j).sentence(), j.message[:50] or j.error[:50])
+            for j, st in listed])
+    for j, st in listed:
+        if st.status == "stalled":
+            click.echo(f"Job #{j.id} {st.sentence()}.")
+
+
+@jobs_group.command("show")
+@click.argument("job_id", type=int)
+def jobs_show(job_id: int) -> None:
+    """One job: what it is doing (who holds it, or that its worker went quiet), its progress, time and error."""
+    with _session() as session:
+        job = jobs.get(session, job_id)
+        _viewable(session, str(job.project_id))
+        st = jobs.state(job)
+    click.echo(f"Job #{job.id} ({job.kind}): {st.sentence()}.")
+    click.echo(f"Progress: {job.progress:.0%}" + (f", {job.message}" if job.message else "")
+               + f" · {jobs.timing(job).sentence()}.")
+    if job.for_workers:
+        click.echo(f"Claims by workers: {job.attempts}" + (f", last by {job.worker}" if job.worker else "") + ".")
+    if job.error:
+        click.echo(f"Error: {job.error}")

@@ -39,8 +39,10 @@ def worker_command(concurrency: int, once: bool, kinds: tuple[str, ...]) -> None
     Jobs are handed to workers when STILLROOM_JOB_RUNNER=workers (the app and --detach then start no process).
     Each job runs in its own `stillroom jobs run` process, in its submitter's name, and the worker prints its
     progress. A job whose worker stops heartbeating for STILLROOM_WORKER_STALE_S is taken over by another
-    worker and run again (training resumes from its last checkpoint); after STILLROOM_WORKER_MAX_ATTEMPTS
-    claims it fails, saying why. SIGTERM (or Ctrl-C) stops the worker cleanly: its jobs go back to the queue.
+    worker and run again (training resumes from its last checkpoint, through STILLROOM_ARTIFACT_STORE when the
+    hosts share no data directory); meanwhile `stillroom jobs list` shows it stalled. After
+    STILLROOM_WORKER_MAX_ATTEMPTS claims it fails, saying why. SIGTERM (or Ctrl-C) stops the worker cleanly: its
+    jobs go back to the queue.
     """
     chosen = _kinds(kinds)
     w = worker.Worker(engine=_engine(), concurrency=concurrency, kinds=chosen, once=once,

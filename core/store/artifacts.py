@@ -62,6 +62,14 @@ def _remove_new_files(session: Session) -> None:
             store.remove(rel)
 
 
+@event.listens_for(Session, "after_transaction_end")
+def _remove_unkept_files(session: Session, transaction: Any) -> None:
+    # A transaction that ends neither committed nor rolled back (its session closed after a commit that raised,
+    # such as a fenced one of a worker that lost its job: core.store.jobs.fenced) keeps no file either.
+    if transaction.parent is None:
+        _remove_new_files(session)
+
+
 @dataclass(frozen=True)
 class ArtifactStore:
     """An fsspec filesystem and the root under which an artifact's relative path names its file or directory."""

@@ -17,8 +17,10 @@ when the job is claimed).
 With ``STILLROOM_JOB_RUNNER=workers`` ``start_detached`` starts no process: it hands the job to the workers
 (``stillroom worker`` on any host, core.store.worker), in the submitter's name and with an audit event. A worker
 runs only jobs handed to it, each in a process that proves itself with a one-time credential the worker minted
-when it claimed the job, and every write of that process is fenced by the worker's id: a job taken over by
-another worker can no longer be finished by the one that lost it.
+when it claimed the job, and every write of that process is fenced by the worker's id: its progress and finish
+by a conditional UPDATE, and its handler's own rows (a training run's curve and result, an evaluation, teacher
+outputs) by the engine the handler is given (``fenced``), whose every commit first re-claims the job's row. A job
+taken over by another worker can no longer be written to, nor finished, by the one that lost it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from core.domain.errors import AuthenticationFailed, InvalidInput, PermissionDenied, StillroomError
@@ -118,8 +121,7 @@ class JobContext:
             )).rowcount
             s.commit()
         if written != 1 and self.worker is not None:
-            raise JobLost(f"job #{self.job_id} was taken over by another worker after {self.worker} went quiet: "
-                          "this run stops and records nothing more.")
+            raise _lost(self.job_id, self.worker)
 
     def read(self, model: type[M]) -> M:
         """The job's params as ``model``; RecordTampered naming the field when the stored row no longer fits."""
@@ -128,6 +130,38 @@ class JobContext:
 
 class JobLost(StillroomError):
     """The worker that ran this job lost it (its heartbeat went quiet and another worker took it over)."""
+
+
+def _lost(job_id: int, worker: str) -> JobLost:
+    return JobLost(f"job #{job_id} was taken over by another worker after {worker} went quiet: this run stops "
+                   "and records nothing more.")
+
+
+# The execution option of an engine whose sessions write for a worker's job: (job id, the worker holding it).
+FENCE_OPTION = "stillroom_job_fence"
+
+
+def fenced(engine: Engine, *, job_id: int, worker: str) -> Engine:
+    """``engine`` (the same pool) for a worker's run of a job: every session on it commits only while ``worker``
+    still holds the job, so a run that lost its job to another worker changes no row of its handler's (a training
+    run's status and curve, an evaluation, teacher outputs) after the takeover: its commit raises JobLost."""
+    return engine.execution_options(**{FENCE_OPTION: (job_id, worker)})
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _fence(session: OrmSession) -> None:
+    """In the committing transaction, before it commits: claim the job's row for this worker (a conditional
+    UPDATE, which also counts as a heartbeat). A takeover committed first leaves it matching no row: JobLost, and
+    nothing of the transaction is committed (its files go too: core.store.artifacts). On PostgreSQL the row stays
+    locked until this commit, so a takeover cannot slip in between (the workers' claim skips locked rows).
+    Sessions on other engines pass untouched."""
+    options = getattr(session.bind, "get_execution_options", None)
+    fence = options().get(FENCE_OPTION) if options is not None else None
+    if fence is None:
+        return
+    job_id, worker = fence
+    if _rowcount(session, update(Job).where(*_held(job_id, worker)).values(heartbeat_at=utcnow())) != 1:
+        raise _lost(job_id, worker)
 
 
 def _held(job_id: int, worker: str | None) -> list[Any]:
@@ -186,7 +220,9 @@ def run(job_id: int, *, engine: Engine | None = None,
     job = _claim(engine, job_id, credential)
     if job.worker is not None:
         _exit_with(os.getppid())
-    ctx = JobContext(id_of(job), job.project_id, dict(job.params), engine, on_progress, worker=job.worker)
+    # A worker's run writes its handler's rows through a fenced engine: each commit only while it holds the job.
+    work_engine = engine if job.worker is None else fenced(engine, job_id=id_of(job), worker=job.worker)
+    ctx = JobContext(id_of(job), job.project_id, dict(job.params), work_engine, on_progress, worker=job.worker)
     status, result, error = "done", {}, ""
     try:
         result = _stored_result(job.kind, work(ctx))
@@ -265,7 +301,7 @@ def _claim(engine: Engine, job_id: int, credential: str | None = None) -> Job:
         return job
 
 
-def _rowcount(session: Session, statement: Any) -> int:
+def _rowcount(session: OrmSession, statement: Any) -> int:
     return cast(CursorResult[Any], session.execute(statement)).rowcount  # an UPDATE's result carries its row count
 
 
@@ -414,6 +450,56 @@ def params_as(job: Job, model: type[M]) -> M:
     return read_stored(model, job.params, what=f"job #{job.id}'s params")
 
 
+# --------------------------------------------------------------------------- what a job is doing
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as the people watching it should read it: its stored status, or ``stalled`` for a worker's job whose
+    heartbeat went quiet. Derived on reading, never stored (the row stays "running" until a worker takes it over
+    or fails it), so every reader (``jobs list``, ``jobs show``, the app's job panel) tells the same truth."""
+
+    status: str  # queued, running, done, failed, or the derived "stalled"
+    note: str = ""  # who holds it and what happens next; "" when the status says it all
+
+    def sentence(self) -> str:
+        return f"{self.status}: {self.note}" if self.note else self.status
+
+
+def worker_stale_after() -> timedelta:
+    """How long a worker's job may go without a heartbeat before it counts as stalled and another worker takes it
+    over (STILLROOM_WORKER_STALE_S; core.store.worker applies the same span in its claim's SQL)."""
+    return timedelta(seconds=get_settings().worker_stale_s)
+
+
+def silent_since(job: Job, *, now: datetime | None = None) -> datetime | None:
+    """When a running worker's job last heartbeated, if that is longer ago than ``worker_stale_after``; else
+    None (the job is not a worker's, not running, or its worker is alive)."""
+    if job.status != "running" or job.worker is None or job.heartbeat_at is None:
+        return None
+    beat = _aware(job.heartbeat_at)
+    return beat if (now or utcnow()) - beat > worker_stale_after() else None
+
+
+def state(job: Job, *, now: datetime | None = None) -> JobState:
+    """What the job is doing, in one sentence a person can act on (see ``JobState``)."""
+    now = now or utcnow()
+    if job.status == "queued" and job.for_workers:
+        return JobState("queued", "for the workers: it starts when a `stillroom worker` claims it")
+    if job.status != "running" or job.worker is None:
+        return JobState(job.status)
+    beat = silent_since(job, now=now)
+    if beat is None:
+        return JobState("running", f"on worker {job.worker}")
+    if job.attempts >= get_settings().worker_max_attempts:
+        then = (f"it has used its {job.attempts} claims, so the next worker to poll fails it, saying why; run it "
+                "again to resume")
+    else:
+        then = "another worker will take it over and run it again (start `stillroom worker` on any host if none runs)"
+    return JobState("stalled", f"worker {job.worker} silent since {beat:%Y-%m-%d %H:%M:%S} UTC "
+                               f"({duration((now - beat).total_seconds())} ago); {then}")
+
+
 # --------------------------------------------------------------------------- how long
 
 
@@ -436,13 +522,15 @@ class Timing:
 
 def timing(job: Job, *, now: datetime | None = None) -> Timing:
     """Elapsed time from the job's start to its end (or ``now``), and the time left at the rate so far: the
-    steps done (its progress) over the time they took, applied to the steps left."""
+    steps done (its progress) over the time they took, applied to the steps left. A stalled job (``state``)
+    promises no finish: nothing is moving it."""
     if job.started_at is None:
         return Timing(None, None)
-    end = _aware(job.finished_at) if job.finished_at else (now or utcnow())
+    now = now or utcnow()
+    end = _aware(job.finished_at) if job.finished_at else now
     elapsed = max(0.0, (end - _aware(job.started_at)).total_seconds())
     p = float(job.progress or 0.0)
-    if job.status != "running" or p < MIN_PROGRESS_FOR_ESTIMATE or elapsed <= 0:
+    if job.status != "running" or p < MIN_PROGRESS_FOR_ESTIMATE or elapsed <= 0 or silent_since(job, now=now):
         return Timing(elapsed, None)
     return Timing(elapsed, elapsed * (1.0 - p) / p)
 

@@ -6,9 +6,12 @@ LOCKED`` on PostgreSQL; SQLite's single writer serialises the conditional UPDATE
 each claimed job in a process of its own (``stillroom jobs run ID`` holding a one-time credential, as the app's
 background process does), heartbeats every job it holds in one UPDATE, and notices when one of its processes ends
 without finishing its job. A job whose worker went quiet for ``worker_stale_s`` is taken over by another worker
-and run again from the start of its handler (training resumes from its last checkpoint when the data directory is
-shared); after ``worker_max_attempts`` claims it is failed with a sentence saying so. SIGTERM stops a worker
-cleanly: it claims nothing more, ends its jobs' processes and gives their jobs back to the queue, uncounted.
+and run again from the start of its handler (training resumes from its last recorded checkpoint, fetched from the
+artifact store when that is not the data directory: core.training.checkpoints); after ``worker_max_attempts``
+claims it is failed with a sentence saying so. Until then, whoever reads the job sees it "stalled"
+(core.store.jobs.state), and the worker that lost it can write nothing more (core.store.jobs.fenced). SIGTERM
+stops a worker cleanly: it claims nothing more, ends its jobs' processes and gives their jobs back to the queue,
+uncounted.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from core.domain.hashing import token_hash
 from core.store import audit
 from core.store.artifacts import data_dir
 from core.store.config import get_settings
-from core.store.jobs import CREDENTIAL_ENV, timing
+from core.store.jobs import CREDENTIAL_ENV, timing, worker_stale_after
 from core.store.models import Job, utcnow
 
 
@@ -64,8 +67,7 @@ class QueueRules:
 
     @classmethod
     def from_settings(cls) -> QueueRules:
-        settings = get_settings()
-        return cls(timedelta(seconds=settings.worker_stale_s), settings.worker_max_attempts)
+        return cls(worker_stale_after(), get_settings().worker_max_attempts)
 
 
 def claim_next(engine: Engine, *, worker: str, kinds: Sequence[str] | None = None,
@@ -133,6 +135,7 @@ class _Picked:
 
 
 def _stale(before: datetime) -> Any:
+    # The SQL form of core.store.jobs.silent_since: the job a reader sees as "stalled" is the one a worker takes.
     return and_(col(Job.status) == "running", col(Job.worker).is_not(None), col(Job.heartbeat_at) < before)
 
 

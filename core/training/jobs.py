@@ -20,7 +20,7 @@ from core.store import audit, vouched
 from core.store.artifacts import data_dir, register
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TrainingPoint, TrainingRun, User, utcnow
-from core.training import pool, runs
+from core.training import checkpoints, pool, runs
 
 # Share of the progress bar for the epochs; the rest is measuring and recording the best checkpoint.
 TRAIN_SHARE = 0.95
@@ -73,6 +73,7 @@ def _start(ctx: JobContext, run_id: int, actor_id: int, cfg: TrainConfig):
         ctx.progress(0.0, "loading rows", force=True)
         data, stats = pool.training_rows(s, project=project, teacher_run=teacher_run, teacher_filter=teacher_filter)
         tokenizer_dir = runs.teacher_tokenizer_dir(teacher_run) if cfg.family == "transformer" else None
+        checkpoints.restore(run)  # from the artifact store, when the last epochs ran on another host
         found = loop.checkpoints(runs.checkpoint_path(run))
         resumed = max(found) if found else 0
         # The team's encoder is checked and hashed before anything runs, so the record names the very files.
@@ -165,6 +166,7 @@ def _record_epoch(ctx: JobContext, run_id: int, r, cfg: TrainConfig) -> None:
         if r.improved:
             run.best_epoch, run.best_val_loss = r.epoch, r.val_loss
         run.metrics = {**run.metrics, "last_val_agreement": r.val_agreement, "last_val_loss": r.val_loss}
+        checkpoints.keep(s, run, epoch=r.epoch)  # to the artifact store, so another host can resume from it
         s.add(run)
         s.commit()
     ctx.progress(TRAIN_SHARE * r.epoch / cfg.epochs, f"epoch {r.epoch}/{cfg.epochs} · val loss {r.val_loss:.4f} · "

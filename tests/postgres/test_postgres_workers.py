@@ -11,14 +11,20 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import fence_helpers as fh
+import pytest
 import worker_helpers as wh
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 from test_postgres import pg, pg_url  # noqa: F401  (the cluster, and a fresh seeded schema on it)
 from test_postgres_request_log import engine  # noqa: F401  (DATABASE_URL on it: conftest's fixtures run there)
 
 from core.store import jobs, verification
+from core.store.config import get_settings
 from core.store.models import AuditEvent, Job
+from core.store.worker import claim_next
 
 
 def settings(pg_url: str, tmp_path) -> dict[str, str]:  # noqa: F811
@@ -34,6 +40,11 @@ def hand(session, demo, project, **params) -> int:
 def statuses(db, ids: list[int]) -> dict[int, str]:
     with Session(db) as s:
         return {j.id: j.status for j in s.exec(select(Job).where(col(Job.id).in_(ids)))}
+
+
+def read_state(db, job_id: int) -> jobs.JobState:
+    with Session(db) as s:
+        return jobs.state(s.get_one(Job, job_id))
 
 
 def wait_until(done, what: str, procs=()) -> None:
@@ -63,7 +74,7 @@ def test_two_workers_share_the_queue_and_run_every_job_once(engine, session, dem
 
 
 def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, moderation, pg_url,  # noqa: F811
-                                                         tmp_path):
+                                                         tmp_path, monkeypatch):
     out, hold = tmp_path / "executions.txt", tmp_path / "go"
     held = hand(session, demo, moderation, hold=str(hold))
     first = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
@@ -72,6 +83,13 @@ def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, 
         lost_by = s.get_one(Job, held).worker
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its job's process, as when a host dies
     first.wait()
+    # With no worker left, whoever reads the job learns that it stalled, and who left it (not "running" for ever).
+    for name in ("STILLROOM_WORKER_STALE_S", "STILLROOM_WORKER_HEARTBEAT_S"):  # the reader's rule is the workers'
+        monkeypatch.setenv(name, settings(pg_url, tmp_path)[name])
+    get_settings.cache_clear()
+    wait_until(lambda: read_state(engine, held).status == "stalled", "the dead worker's job never read stalled")
+    assert f"worker {lost_by} silent since " in read_state(engine, held).note
+    get_settings.cache_clear()
     hold.touch()
     quick = hand(session, demo, moderation)
     second = wh.start_worker(out, 1, **settings(pg_url, tmp_path))
@@ -90,3 +108,32 @@ def test_a_killed_workers_job_is_taken_over_by_the_other(engine, session, demo, 
     assert (job.attempts, job.worker != lost_by) == (2, True)
     assert actions == ["job.submit", "job.handoff", "job.takeover", "job.done"]
     assert verification.verify(engine, files=False).ok
+
+
+def test_a_lost_workers_handler_writes_nothing_after_a_takeover(engine, session, demo, tmp_path,  # noqa: F811
+                                                                monkeypatch):
+    # A real training job: its first worker, alive, is about to write its result when the second takes it over.
+    fh.assert_only_the_new_holders_result(fh.train_taken_over(session, engine, demo=demo, tmp_path=tmp_path,
+                                                               monkeypatch=monkeypatch))
+
+
+def test_no_takeover_slips_in_between_a_fenced_write_and_its_commit(engine, session, demo, moderation):  # noqa: F811
+    held = hand(session, demo, moderation)
+    assert claim_next(engine, worker=fh.FIRST, rules=fh.RULES).job_id == held
+    fh.go_quiet(engine, held)
+    mine = jobs.fenced(engine, job_id=held, worker=fh.FIRST)
+    tried = []
+
+    @event.listens_for(mine, "commit")
+    def take_over_now(_conn) -> None:  # the fence has claimed the job's row; the commit is next
+        with ThreadPoolExecutor(1) as pool:  # another worker, on a connection of its own
+            tried.append(pool.submit(claim_next, engine, worker=fh.SECOND, rules=fh.RULES).result(timeout=60))
+
+    fh.renamed(mine, moderation.id, "written while held")
+    assert tried == [None], "the job's row was locked by the committing write: the claim skipped it"
+    assert fh.description(engine, moderation.id) == "written while held"
+    fh.go_quiet(engine, held)  # quiet again: now the takeover goes through, and the first writes nothing more
+    assert claim_next(engine, worker=fh.SECOND, rules=fh.RULES).took_over_from == fh.FIRST
+    with pytest.raises(jobs.JobLost):
+        fh.renamed(jobs.fenced(engine, job_id=held, worker=fh.FIRST), moderation.id, "late")
+    assert fh.description(engine, moderation.id) == "written while held"
