@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 from core.domain.errors import NotFound
 from core.notify import delivery, webhooks
 from core.notify.rules import RULES, Kind, Link, link_of, message
-from core.store import vouched
-from core.store.models import Notification, Project, RoleAssignment, User, WebhookDelivery, id_of, utcnow
+from core.store import jobs, vouched
+from core.store.models import Job, Notification, Project, RoleAssignment, User, WebhookDelivery, id_of, utcnow
 
 
 def recipients(session: Session, *, kind: Kind, project_id: int, actor: User | None,
@@ -58,6 +58,17 @@ def notify(session: Session, *, kind: Kind, project_id: int, actor: User | None,
     if hooks:
         delivery.wake_after_commit(session)
     return rows
+
+
+def _tell_submitter(session: Session, job: Job, error: str) -> None:
+    """A job found failed with no process of its own left to say so (core.store.jobs.noticed_failure): its
+    submitter is told once per claim, however many readers notice."""
+    notify(session, kind=Kind.JOB_FAILED, project_id=job.project_id, actor=None, to=[job.created_by],
+           job_kind=job.kind, detail=f"{job.kind} job #{job.id}: {error[:300].rstrip('.')}",
+           dedupe=f"job:{job.id}:failed:{job.attempts}")
+
+
+jobs.FAILURE_LISTENERS.append(_tell_submitter)
 
 
 def notice(session: Session, *, kind: Kind, project_id: int, detail: str, dedupe: str) -> list[Notification]:

@@ -76,6 +76,17 @@ RESULTS: dict[str, type[BaseModel] | None] = {}
 M = TypeVar("M", bound=BaseModel)
 # A running job whose heartbeat is older than this, and whose process is gone, died.
 STALE_AFTER = timedelta(seconds=60)
+# Called in the noticing transaction when a job is found failed outside any process of its own (its process died,
+# or its workers kept dying): (session, job, error). core.notify registers the submitter's notice here, since the
+# store imports no step above it.
+NoticedFailure = Callable[[Session, Job, str], None]
+FAILURE_LISTENERS: list[NoticedFailure] = []
+
+
+def noticed_failure(session: Session, job: Job, error: str) -> None:
+    """Tell the registered listeners that ``job`` was found failed with ``error`` (the caller commits)."""
+    for listener in FAILURE_LISTENERS:
+        listener(session, job, error)
 # The states a job can be claimed from (a failed job resumes).
 RUNNABLE = ("queued", "failed")
 # Where the process start_detached starts finds its job's one-time credential.
@@ -402,6 +413,7 @@ def mark_if_dead(session: Session, job: Job) -> Job:
             audit.record(session, actor="(system)", action="job.failed", entity="job", entity_id=job.id,
                          project_id=job.project_id,
                          payload={"kind": job.kind, "error": error, "pid": job.pid, "noticed": "process gone"})
+            noticed_failure(session, job, error)
         session.commit()
         session.refresh(job)
     return job

@@ -38,7 +38,7 @@ from core.domain.hashing import token_hash
 from core.store import audit
 from core.store.artifacts import data_dir
 from core.store.config import get_settings
-from core.store.jobs import CREDENTIAL_ENV, timing, worker_stale_after
+from core.store.jobs import CREDENTIAL_ENV, noticed_failure, timing, worker_stale_after
 from core.store.models import Job, utcnow
 
 
@@ -194,6 +194,7 @@ def give_back(engine: Engine, *, job_id: int, worker: str, reason: str, counted:
                      "tried again; find the cause in the worker's log, then run it again to resume.")
             if _changed(s, job, status="failed", error=error, finished_at=utcnow()):
                 _event(s, job.id, job.project_id, "job.failed", {"kind": job.kind, "error": error, "worker": worker})
+                noticed_failure(s, job, error)
             s.commit()
             return "failed"
         attempts = job.attempts if counted else job.attempts - 1

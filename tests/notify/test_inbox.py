@@ -143,3 +143,30 @@ def test_drift_at_alert_is_told_to_operators_and_drivers_once(session, demo, shi
     told = session.exec(select(Notification).where(Notification.kind == Kind.DRIFT_ALERT.value)).all()
     assert {n.recipient_id for n in told} == {demo["oscar"].id, demo["dana"].id}
 
+
+
+def test_a_job_whose_process_died_tells_its_submitter_once_however_many_notice(engine, session, demo, moderation):
+    """Nobody's process is left to say it failed: the reader that notices the death tells the submitter, once."""
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import worker_helpers as wh
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from core.store import jobs
+    from core.store.models import Job, utcnow
+
+    job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=wh.KIND, params={})
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    session.execute(update(Job).where(col(Job.id) == job.id).values(
+        status="running", pid=int(gone.stdout), heartbeat_at=utcnow() - timedelta(hours=1)))
+    session.commit()
+    for _ in range(2):
+        assert jobs.get(session, job.id).status == "failed"
+    failed = [i for i in inbox.inbox(session, viewer=demo["dana"]) if i.kind == Kind.JOB_FAILED.value]
+    assert [i.text for i in failed] == [f"Your job on Comment moderation failed: {wh.KIND} job #{job.id}: The job's "
+                                        "process stopped before it finished: run it again to resume."]
+    assert _texts(session, demo["sam"]) == []
