@@ -11,7 +11,7 @@ core.ml.lean.ATOL), with the ratios to the teacher (served eagerly, as the local
 teacher adapter serves it) that the issue's quality bar asks for (accuracy >= 98 %,
 throughput >= 10x, single-request p95 >= 10x lower), and the machine's load.
 
-    .venv/bin/python benchmarks/bench_demo_students.py [--n 24000] [--out /tmp/bench-demo] [--quick]
+    .venv/bin/python benchmarks/bench_demo_students.py [--n 24000] [--out /tmp/bench-demo] [--reuse] [--quick]
 
 About 6-8 minutes on 2 quiet cores; ``--quick`` runs every step on 2,000 tickets with a 1x128
 teacher and one student epoch, to check the script, not to read figures from.
@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--speed-rows", type=int, default=2000, help="holdout rows timed for throughput")
     parser.add_argument("--singles", type=int, default=500, help="single requests timed for p50/p95")
     parser.add_argument("--out", type=Path, default=None, help="where models go (a temporary folder if unset)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the teacher and students already in --out (training resumes from their "
+                             "checkpoints, so finished ones only load): re-measure quietly without retraining")
     parser.add_argument("--quick", action="store_true",
                         help="2,000 tickets, a 1x128 teacher and one student epoch: a smoke run")
     args = parser.parse_args()
@@ -75,12 +78,16 @@ def main() -> None:
           f"(20 %, stratified by queue); torch threads {torch.get_num_threads()}", flush=True)
 
     t = time.monotonic()
-    result = train_teacher(pool, out / "teacher", epochs=1, seed=args.seed, size=teacher_size,
-                           progress=_Every(0.25))
-    print(f"teacher trained on {result.n_train:,} rows in {time.monotonic() - t:.0f} s "
-          f"(its own 10 % check: {result.accuracy:.4f})", flush=True)
-    teacher = students.TransformerStudent(model=build.load_classifier(result.path),
-                                          tokenizer=build.load_tokenizer(result.path), max_length=64)
+    teacher_dir = out / "teacher"
+    if args.reuse and (teacher_dir / "config.json").is_file():
+        print(f"teacher reused from {teacher_dir} (--reuse)", flush=True)
+    else:
+        result = train_teacher(pool, teacher_dir, epochs=1, seed=args.seed, size=teacher_size,
+                               progress=_Every(0.25))
+        print(f"teacher trained on {result.n_train:,} rows in {time.monotonic() - t:.0f} s "
+              f"(its own 10 % check: {result.accuracy:.4f})", flush=True)
+    teacher = students.TransformerStudent(model=build.load_classifier(teacher_dir),
+                                          tokenizer=build.load_tokenizer(teacher_dir), max_length=64)
     labels = teacher.labels
     index = {label: i for i, label in enumerate(labels)}
     hold = _Holdout(texts=holdout["text"].tolist(), y=holdout["queue"].map(index).to_numpy(),
@@ -98,7 +105,7 @@ def main() -> None:
         cfg = TrainConfig(**{**STUDENTS[name], **({"epochs": 1} if args.quick else {})}, seed=args.seed)
         t = time.monotonic()
         fit = loop.fit(data, cfg, out_dir=out / name, new_student=lambda cfg=cfg: students.new_student(
-            cfg, labels=labels, texts=data.texts, tokenizer_dir=result.path if cfg.family == "transformer" else None))
+            cfg, labels=labels, texts=data.texts, tokenizer_dir=teacher_dir if cfg.family == "transformer" else None))
         print(f"{name}: distilled {fit.epochs_done} epochs on {fit.n_train:,} rows in {time.monotonic() - t:.0f} s "
               f"(best epoch {fit.best_epoch})", flush=True)
         rows += _measure_student(name, students.load(fit.best_dir), hold)
