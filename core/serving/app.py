@@ -456,14 +456,14 @@ async def read_body(service: Service, receive: Receive, declared: str | None, *,
     if declared is not None and declared.strip().isdigit() and int(declared) > cap:
         raise Refused(413, "body", f"the body is {int(declared):,} bytes, over the {cap:,} accepted: field text "
                                    f"may hold at most {service.max_chars:,} characters.")
-    late = Refused(408, "body", f"the body did not arrive within {service.read_timeout_s:g} s: send the whole "
-                                "request at once.")
     if deadlines is None:
         try:
             async with asyncio.timeout(service.read_timeout_s):
                 return await _receive_all(service, receive)
         except TimeoutError:
-            raise late from None
+            raise _late(service) from None
+    if _arrived(receive):  # the server holds the whole body already: reading it cannot wait on the client
+        return await _receive_all(service, receive)
     task = asyncio.current_task()
     assert task is not None
     deadlines.start(task, service.read_timeout_s)
@@ -472,10 +472,22 @@ async def read_body(service: Service, receive: Receive, declared: str | None, *,
     except asyncio.CancelledError:
         if deadlines.end(task):  # cancelled by the deadline, not by the server stopping
             task.uncancel()
-            raise late from None
+            raise _late(service) from None
         raise
     finally:
         deadlines.end(task)
+
+
+def _late(service: Service) -> Refused:
+    return Refused(408, "body", f"the body did not arrive within {service.read_timeout_s:g} s: send the whole "
+                                "request at once.")
+
+
+def _arrived(receive: Receive) -> bool:
+    """Whether uvicorn has the request's whole body already: ``receive`` is its request cycle's method, whose
+    ``more_body`` turns False once the message is complete (and stays True while an ``Expect: 100-continue``
+    client waits). Any other ``receive`` counts as not arrived and gets the deadline."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
 
 
 async def _receive_all(service: Service, receive: Receive) -> bytes:

@@ -236,3 +236,40 @@ def test_a_remembered_header_is_refused_as_soon_as_the_refresh_drops_its_token(t
     with pytest.raises(Refused):
         check_token(svc, "Bearer forged")
     assert "Bearer forged" not in svc.accepted_headers  # a refused header is never remembered
+
+
+class _Cycle:
+    """What uvicorn's request cycle shows: ``more_body`` False once the whole body is in."""
+
+    def __init__(self, *messages: dict, more_body: bool, then_wait: bool = False):
+        self.more_body = more_body
+        self._receive = _receiver(*messages, then_wait=then_wait)
+
+    async def receive(self) -> dict:
+        return await self._receive()
+
+
+class _CountingDeadlines(BodyDeadlines):
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    def start(self, task, timeout_s: float) -> None:
+        self.started += 1
+        super().start(task, timeout_s)
+
+
+def test_a_body_the_server_holds_whole_is_read_without_a_deadline_and_any_other_gets_one():
+    async def go():
+        deadlines = _CountingDeadlines()
+        whole = await read_body(_Service(0.2), _Cycle({"type": "http.request", "body": b"abc"}, more_body=False)
+                                .receive, None, deadlines=deadlines)
+        held_whole = deadlines.started
+        with pytest.raises(Refused) as late:  # still streaming: the deadline cuts it off
+            await read_body(_Service(0.2), _Cycle({"type": "http.request", "body": b"{", "more_body": True},
+                                                  more_body=True, then_wait=True).receive, None, deadlines=deadlines)
+        return whole, held_whole, deadlines.started, late.value
+
+    whole, held_whole, started, late = asyncio.run(go())
+    assert whole == b"abc" and held_whole == 0 and started == 1 and late.status == 408
+    assert not app_mod._arrived(_receiver())  # a receive that is not a request cycle's method: not arrived
