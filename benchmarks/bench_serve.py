@@ -242,6 +242,26 @@ def tree_cpu_s(pid: int) -> float:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    return cpu(str(pid)) + sum(cpu(c) for c in _children(pid))
+
+
+def workers_memory(pid: int) -> list[dict]:
+    """Each worker process of a server (its children, or itself when it has none): resident MB and whether torch's
+    library is mapped into it; empty off Linux."""
+    pids = _children(pid) or [str(pid)]
+    found = []
+    for p in pids:
+        try:
+            rss = next(int(x.split()[1]) for x in Path(f"/proc/{p}/status").read_text().splitlines()
+                       if x.startswith("VmRSS:"))
+            torch = "libtorch" in Path(f"/proc/{p}/maps").read_text()
+        except (OSError, StopIteration):
+            continue
+        found.append({"rss_mb": rss / 1024, "torch": torch})
+    return found
+
+
+def _children(pid: int) -> list[str]:
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -249,7 +269,7 @@ def tree_cpu_s(pid: int) -> float:
                 children.append(stat.parent.name)
         except OSError:
             continue
-    return cpu(str(pid)) + sum(cpu(c) for c in children)
+    return children
 
 
 def loaded(client, port: int, pid: int, *, token: str | None, connections: int, seconds: float) -> dict:
@@ -264,7 +284,9 @@ def measure_service(client, project: str, *, args: tuple[str, ...], workers: int
                     seconds: float, singles: bool, directory: Path) -> dict:
     import httpx
 
+    started = time.monotonic()
     server = BenchServer(project, args=("--workers", str(workers), *args), directory=directory).wait(workers)
+    start_s = time.monotonic() - started
     try:
         client.run(server.port, token=server.token, connections=connections, seconds=min(seconds, 2))  # warm-up
         time.sleep(2)  # the warm-up's last requests, still answered after its client left, must not hold slots
@@ -273,6 +295,7 @@ def measure_service(client, project: str, *, args: tuple[str, ...], workers: int
         if singles:
             figures["single"] = client.run(server.port, token=server.token, connections=1, seconds=seconds / 2)
         figures["health"] = httpx.get(f"{server.url}/health", timeout=10).json()
+        figures["start_s"], figures["memory"] = start_s, workers_memory(server.proc.pid)
     finally:
         server.stop()
     return figures
@@ -344,6 +367,13 @@ def report(results: dict, *, client_label: str, workers: int, connections: int, 
     if s["load"].get("cpu_us") and bare["load"].get("cpu_us"):
         print(f"  server CPU per request: student {s['load']['cpu_us']:.1f} us, bare {bare['load']['cpu_us']:.1f} us "
               f"({s['load']['cpu_us'] / bare['load']['cpu_us']:.2f}x; steadier than req/s on a shared machine)")
+    for key in ("student", "tf_batch"):
+        if results.get(key, {}).get("memory"):
+            mem = results[key]["memory"]
+            sizes = ", ".join(f"{m['rss_mb']:.0f}" for m in mem)
+            print(f"  {names[key].strip()}: every worker answering {results[key]['start_s']:.1f} s after the command "
+                  f"started; workers' resident memory {sizes} MB; torch loaded in {sum(m['torch'] for m in mem)} "
+                  f"of {len(mem)} (a local teacher behind the student, or a torch student, needs it)")
     print(f"  ratio student / teacher-only req/s   {s['load']['rps'] / results['shadow']['load']['rps']:.1f}x")
     if "no_auth" in results:
         print(f"  token check: {s['load']['rps'] / results['no_auth']['load']['rps']:.2f}x the req/s without auth")

@@ -50,6 +50,7 @@ from core.rollout import fallback
 from core.rollout.rollout import state as rollout_state
 from core.serving import router
 from core.serving.batching import Batcher
+from core.serving.inline import InlineNgram
 from core.serving.requestlog import RequestSink, open_request_log
 from core.store.artifacts import path_of
 from core.store.db import get_engine
@@ -107,6 +108,8 @@ class Service:
     # student and a local teacher get one when --micro-batch > 1; an n-gram student always answers inline.
     student_batcher: Batcher | None = None
     teacher_batcher: Batcher | None = None
+    # An n-gram student answered by word-score sums kept per word (core.serving.inline); None: predict_proba.
+    inline: InlineNgram | None = None
     workers: int = 1  # processes serving this port (each holds its own Service)
     # Request ids when the client sends none: a random prefix per process and a counter, unique across workers
     # and a tenth of uuid4's cost (no system call per request).
@@ -174,7 +177,7 @@ def load_service(session: Session, *, project: Project, escalate_to: str = "teac
                       max_chars=max_chars, model={"training_run_id": run.id, "family": run.family,
                                                   "size": run.size, "labels": list(student.labels),
                                                   "teacher": teacher_name},
-                      token_hashes=hashes)
+                      token_hashes=hashes, inline=InlineNgram.of(student))
     if micro_batch > 1:
         wait_s = batch_wait_ms / 1000
         if run.family != "ngram":
@@ -311,11 +314,15 @@ def _ask_teacher(service: Service, text: str):
     return service.teacher.predict([text], labels=service.teacher_labels)[0]
 
 
-async def _student_probs(service: Service, text: str):
-    """The student's probabilities for one text: inline (a fraction of a millisecond), or in a micro-batch."""
+async def _student_answer(service: Service, text: str) -> tuple[str, float]:
+    """The student's label for one text and its probability: inline (a fraction of a millisecond), or in a
+    micro-batch."""
     if service.student_batcher is None:
-        return service.student.predict_proba([text])[0]
-    return await service.student_batcher(text)
+        probs = service.student.predict_proba([text])[0]
+    else:
+        probs = await service.student_batcher(text)
+    k = int(probs.argmax())
+    return service.student.labels[k], float(probs[k])
 
 
 async def _teacher_answer(service: Service, text: str):
@@ -328,9 +335,11 @@ async def classify(service: Service, req: ClassifyRequest | Asked) -> tuple[dict
     """Route one request, answer it, log it; the log line is written before the answer leaves."""
     start = time.perf_counter()
     st = service.state
-    probs = await _student_probs(service, req.text)
-    k = int(probs.argmax())
-    s_label, s_conf = service.student.labels[k], float(probs[k])
+    if service.inline is not None:  # an n-gram student: no await, no array
+        k, s_conf = service.inline.answer(req.text)
+        s_label = service.student.labels[k]
+    else:
+        s_label, s_conf = await _student_answer(service, req.text)
     request_id = req.id or service.new_request_id()
     text_hash = hashlib.sha256(req.text.encode("utf-8"))  # the bucket's key when the client sends no id, and logged
     position = router.bucket_of(text_hash.digest()) if req.id is None else router.bucket(req.id)
@@ -447,14 +456,14 @@ async def read_body(service: Service, receive: Receive, declared: str | None, *,
     if declared is not None and declared.strip().isdigit() and int(declared) > cap:
         raise Refused(413, "body", f"the body is {int(declared):,} bytes, over the {cap:,} accepted: field text "
                                    f"may hold at most {service.max_chars:,} characters.")
-    late = Refused(408, "body", f"the body did not arrive within {service.read_timeout_s:g} s: send the whole "
-                                "request at once.")
     if deadlines is None:
         try:
             async with asyncio.timeout(service.read_timeout_s):
                 return await _receive_all(service, receive)
         except TimeoutError:
-            raise late from None
+            raise _late(service) from None
+    if _arrived(receive):  # the server holds the whole body already: reading it cannot wait on the client
+        return await _receive_all(service, receive)
     task = asyncio.current_task()
     assert task is not None
     deadlines.start(task, service.read_timeout_s)
@@ -463,10 +472,22 @@ async def read_body(service: Service, receive: Receive, declared: str | None, *,
     except asyncio.CancelledError:
         if deadlines.end(task):  # cancelled by the deadline, not by the server stopping
             task.uncancel()
-            raise late from None
+            raise _late(service) from None
         raise
     finally:
         deadlines.end(task)
+
+
+def _late(service: Service) -> Refused:
+    return Refused(408, "body", f"the body did not arrive within {service.read_timeout_s:g} s: send the whole "
+                                "request at once.")
+
+
+def _arrived(receive: Receive) -> bool:
+    """Whether uvicorn has the request's whole body already: ``receive`` is its request cycle's method, whose
+    ``more_body`` turns False once the message is complete (and stays True while an ``Expect: 100-continue``
+    client waits). Any other ``receive`` counts as not arrived and gets the deadline."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
 
 
 async def _receive_all(service: Service, receive: Receive) -> bytes:

@@ -80,13 +80,13 @@ def default_workers() -> int:
 def build_service(options: ServeOptions) -> Service:
     """One worker's Service: its own student, teacher and request log; its own readers of the rollout state and
     the serving tokens, refreshed every ``refresh_s``."""
-    _share_cores(options.workers)
     with Session(get_engine()) as session:
         project = session.get(Project, options.project_id)
         service = load_service(session, project=project, escalate_to=options.escalate_to,
                                max_concurrency=options.max_concurrency, max_chars=options.max_chars,
                                require_token=options.require_token, micro_batch=options.micro_batch,
                                batch_wait_ms=options.batch_wait_ms)
+    _share_cores(options.workers)
     service.workers, service.refresh_s = options.workers, options.refresh_s
     service.read_timeout_s = options.read_timeout_s
     if options.max_body_bytes is not None:
@@ -98,11 +98,12 @@ def build_service(options: ServeOptions) -> Service:
 
 
 def _share_cores(workers: int) -> None:
-    """With several workers, each model computes on its share of the cores: torch's default (every core per
-    process) would have the workers' threads fight over them."""
-    if workers > 1:
-        import torch  # lazy: the CLI imports this module before any model is needed
-
+    """With several workers, each torch model computes on its share of the cores: torch's default (every core
+    per process) would have the workers' threads fight over them. A worker whose models loaded without torch
+    (an n-gram student with an endpoint or a person behind it) is left without it: importing torch only to set
+    its threads would cost each worker about 180 MB and over a second of start-up."""
+    torch = sys.modules.get("torch")
+    if workers > 1 and torch is not None:
         torch.set_num_threads(max(1, default_workers() // workers))
 
 

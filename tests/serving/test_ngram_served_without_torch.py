@@ -58,3 +58,26 @@ def test_serving_loads_an_ngram_run_as_arrays_and_refuses_its_changed_files(sess
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ArtifactTampered):
         app_mod._load_student(session, run)
+
+
+SHARE = """
+import json, sys
+if sys.argv[1] == "torch":
+    import torch
+from core.serving import worker
+worker._share_cores(2)  # what each of two workers does once its models are loaded
+torch = sys.modules.get("torch")
+print(json.dumps({"torch": torch is not None, "threads": torch.get_num_threads() if torch else None,
+                  "share": max(1, worker.default_workers() // 2)}))
+"""
+
+
+@pytest.mark.parametrize("loaded", ["torch", "numpy only"])
+def test_workers_share_the_cores_of_torch_models_and_import_no_torch_for_an_ngram(loaded):
+    done = subprocess.run([sys.executable, "-c", SHARE, loaded], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["torch"] is (loaded == "torch")
+    if loaded == "torch":
+        assert out["threads"] == out["share"]

@@ -206,3 +206,70 @@ def test_an_answer_leaves_in_one_write_and_nothing_is_lost_or_reordered():
         assert t.get_extra_info("peername") == ("127.0.0.1", 1)
 
     asyncio.run(go())
+
+
+def test_a_remembered_header_is_refused_as_soon_as_the_refresh_drops_its_token(tmp_path):
+    import hashlib
+
+    from core.domain.rollout_state import RolloutState
+    from core.serving.app import Service, check_token
+
+    def digest(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    state = RolloutState(stage="100", threshold=0.5, must_escalate=[], teacher_sample_rate=0.0)
+    svc = Service(project_id=1, state=state, student=None, teacher=None, teacher_labels=[], log=RequestLog(tmp_path),
+                  token_hashes=frozenset({digest("kept"), digest("revoked")}))
+    for _ in range(2):  # the second time from the remembered header
+        check_token(svc, "Bearer revoked")
+        check_token(svc, "Bearer kept")
+    assert set(svc.accepted_headers) == {"Bearer revoked", "Bearer kept"}
+    svc.token_hashes = frozenset({digest("kept")})  # what the refresh loop does after a revocation
+    with pytest.raises(Refused) as refused:
+        check_token(svc, "Bearer revoked")
+    assert refused.value.status == 401 and "unknown or revoked" in refused.value.sentence
+    check_token(svc, "Bearer kept")
+    svc.token_hashes = frozenset({digest("kept")})  # an equal set read again: each header is hashed again
+    check_token(svc, "Bearer kept")
+    with pytest.raises(Refused):
+        check_token(svc, "Bearer revoked")
+    with pytest.raises(Refused):
+        check_token(svc, "Bearer forged")
+    assert "Bearer forged" not in svc.accepted_headers  # a refused header is never remembered
+
+
+class _Cycle:
+    """What uvicorn's request cycle shows: ``more_body`` False once the whole body is in."""
+
+    def __init__(self, *messages: dict, more_body: bool, then_wait: bool = False):
+        self.more_body = more_body
+        self._receive = _receiver(*messages, then_wait=then_wait)
+
+    async def receive(self) -> dict:
+        return await self._receive()
+
+
+class _CountingDeadlines(BodyDeadlines):
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    def start(self, task, timeout_s: float) -> None:
+        self.started += 1
+        super().start(task, timeout_s)
+
+
+def test_a_body_the_server_holds_whole_is_read_without_a_deadline_and_any_other_gets_one():
+    async def go():
+        deadlines = _CountingDeadlines()
+        whole = await read_body(_Service(0.2), _Cycle({"type": "http.request", "body": b"abc"}, more_body=False)
+                                .receive, None, deadlines=deadlines)
+        held_whole = deadlines.started
+        with pytest.raises(Refused) as late:  # still streaming: the deadline cuts it off
+            await read_body(_Service(0.2), _Cycle({"type": "http.request", "body": b"{", "more_body": True},
+                                                  more_body=True, then_wait=True).receive, None, deadlines=deadlines)
+        return whole, held_whole, deadlines.started, late.value
+
+    whole, held_whole, started, late = asyncio.run(go())
+    assert whole == b"abc" and held_whole == 0 and started == 1 and late.status == 408
+    assert not app_mod._arrived(_receiver())  # a receive that is not a request cycle's method: not arrived
