@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     import torch
 
 STUDENT_FILE = "student.json"  # a saved student's settings (core.ml.students writes it)
-_WORD = re.compile(r"\w+")
+WORD = re.compile(r"\w+")  # a text's words, lower-cased first (the served inline scorer splits with it too)
+_PAIR_MIX = 0x9E3779B1
+
+
+def pair_bucket(prev: int, word: int, buckets: int) -> int:
+    """The bucket of a word pair, from the two words' CRC-32s: the one rule the featuriser and the served inline
+    scorer (core.serving.inline) share."""
+    return ((prev * _PAIR_MIX) ^ word) % buckets
 # Bumped whenever the features change: a saved model only works with the featuriser it was trained with.
 FEATURIZER_VERSION = 1
 
@@ -57,14 +64,14 @@ class HashingFeaturizer:
         return hit
 
     def features(self, text: str) -> list[int]:
-        words = _WORD.findall(text.lower())
+        words = WORD.findall(text.lower())
         ids: list[int] = []
         prev = None
         for w in words:
             h, word_ids = self._word(w)
             ids.extend(word_ids)
             if prev is not None:
-                ids.append(((prev * 0x9E3779B1) ^ h) % self.buckets)
+                ids.append(pair_bucket(prev, h, self.buckets))
             prev = h
         return ids
 

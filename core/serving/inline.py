@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from core.ml.ngram_array import _WORD, FEATURIZER_VERSION, ArrayNgram, HashingFeaturizer  # _WORD: its words
+from core.ml.ngram_array import FEATURIZER_VERSION, WORD, ArrayNgram, HashingFeaturizer, pair_bucket
 
-KNOWN_FEATURIZER = 1  # the featuriser whose word-pair id ``InlineNgram`` computes (core.ml.ngram_array)
-_PAIR = 0x9E3779B1  # the featuriser's word-pair mix
+KNOWN_FEATURIZER = 1  # the featuriser whose ids ``InlineNgram`` sums: words, their n-grams, word pairs
 PROBES = ("", "a", "please refund the invoice today", "the app crash again since monday 12345",
           "Ünïcödé STRASSE straße café-naïve", "x " * 40, "reset reset reset my password login")
 TOLERANCE = 1e-5  # what the serving tests allow between the served n-gram and its torch module
@@ -82,12 +81,12 @@ class InlineNgram:
         words, pairs, buckets = self._words, self._pairs, self.buckets
         rows: list[tuple[float, ...]] = []
         n, prev = 0, None
-        for word in _WORD.findall(text.lower()):
+        for word in WORD.findall(text.lower()):
             h, total, k = words.get(word) or self._word(word)
             rows.append(total)
             n += k
             if prev is not None:
-                bucket = ((prev * _PAIR) ^ h) % buckets  # the featuriser's id for the word pair
+                bucket = pair_bucket(prev, h, buckets)
                 rows.append(pairs.get(bucket) or self._pair(bucket))
                 n += 1
             prev = h

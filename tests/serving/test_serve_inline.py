@@ -76,8 +76,10 @@ def test_a_student_of_another_model_or_featuriser_keeps_its_own_predict_proba(tm
 
 
 def test_a_word_pair_id_unlike_the_featurisers_is_caught_when_built(tmp_path, monkeypatch):
+    """Both share core.ml.ngram_array.pair_bucket; should the scorer's ids ever differ, the probe check at load
+    hands the student back to its own predict_proba."""
     served = _served(tmp_path)
-    monkeypatch.setattr(inline_mod, "_PAIR", 0x12345)  # the featuriser's rule drifted from this copy of it
+    monkeypatch.setattr(inline_mod, "pair_bucket", lambda prev, word, buckets: (prev ^ word) % buckets)
     assert InlineNgram.of(served) is None
 
 
