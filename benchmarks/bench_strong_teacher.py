@@ -46,9 +46,9 @@ from bench_real_data import QUICK_GRID, figure, import_split, search_and_recomme
 
 GOALS = {"retained": 0.98, "p95": 5.0}
 TEACHER_LR = 5e-4  # 2e-3 (the demo teacher's) made the 4x256 diverge in its second epoch here
-# The layer losses tried against soft labels alone, for the best transformer candidate's settings.
-LAYERED = (("+ hidden states", {"hidden_weight": 1.0}),
-           ("+ hidden states + attention", {"hidden_weight": 1.0, "attention_weight": 1.0}))
+# The losses compared for the best transformer candidate's size and start: soft labels alone, + the teacher's
+# hidden states, + hidden states and attention (hidden_weight, attention_weight).
+LOSSES = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0))
 QUICK_SEARCH = {**QUICK_GRID, "transformer": [*QUICK_GRID["transformer"],
                                               {**QUICK_GRID["transformer"][0], "size": "half-teacher"}]}
 
@@ -108,7 +108,7 @@ def measure(session, *, run_id: int, scored: dict) -> dict:
 
 def retrain(session, engine, *, actor, project, like, extra: dict) -> int:
     """``like``'s run trained again through the product's training run, same settings, seed and time limit, with
-    ``extra`` settings added: its run id."""
+    ``extra`` settings instead: its run id."""
     from core.store import jobs
     from core.training import runs
 
@@ -129,7 +129,8 @@ def rows(session, rec, evaluated: dict) -> list[dict]:
     for run_id, ev in evaluated.items():
         run = runs.get_run(session, run_id)
         c = next((c for c in rec.candidates if c.run_id == run_id), None) or search.recommend([run]).candidates[0]
-        out.append({"run": run_id, "name": c.name, "start": c.start_kind or "config",
+        out.append({"run": run_id, "name": c.name, "start": c.start_kind or "config", "size": c.size,
+                    "weights": (c.hidden_weight, c.attention_weight), "searched": c in rec.candidates,
                     "losses": (run.metrics or {}).get("losses") or "?", "val": c.val_accuracy, "seconds": c.seconds,
                     "epochs": c.epochs_done, "params": c.params, **ev})
     return out
@@ -138,32 +139,35 @@ def rows(session, rec, evaluated: dict) -> list[dict]:
 def print_table(table: list[dict], *, teacher_acc: float) -> None:
     print(f"\nTransformer candidates on the holdout (teacher {teacher_acc:.3f}); the best one through the product's "
           "evaluation, the others measured as it measures a student (the same holdout, teacher answers and timing "
-          "sample; the student through its lean path, the teacher's p95 as the local adapter runs it):")
-    print(f"  {'run':>5}  {'candidate':<32} {'val':>6} {'holdout':>7} {'kept':>7} {'agree':>6} {'p95 ms':>7} "
+          "sample; the student through its lean path, the teacher's p95 as the local adapter runs it); * trained "
+          "after the search, the best one's settings with other losses:")
+    print(f"  {'run':>5}  {'transformer':<34} {'val':>6} {'holdout':>7} {'kept':>7} {'agree':>6} {'p95 ms':>7} "
           f"{'teacher':>8} {'ratio':>6} {'train s':>7} {'ep':>3}  start; losses")
     for r in table:
         kept = r["accuracy"] / teacher_acc if teacher_acc else 0.0
         ratio = r["teacher_p95"] / r["p95"] if r["teacher_p95"] and r["p95"] else 0.0
-        print(f"  #{r['run']:>4}  {r['name'] + r.get('variant', ''):<32} {r['val'] or 0:>6.3f} {r['accuracy']:>7.3f} "
+        name = r["name"].removeprefix("transformer ") + ("" if r["searched"] else " *")
+        print(f"  #{r['run']:>4}  {name:<34} {r['val'] or 0:>6.3f} {r['accuracy']:>7.3f} "
               f"{kept:>6.1%} {r['agreement']:>6.3f} {r['p95']:>7.2f} {r['teacher_p95'] or 0:>8.2f} {ratio:>5.1f}x "
               f"{r['seconds'] or 0:>7.0f} {r['epochs']:>3}  {r['start']}; {r['losses']}")
 
 
 def print_comparisons(table: list[dict], *, best: dict) -> None:
     """From scratch against the other starts (same size where both ran; the teacher's layers against the best
-    from-scratch size), and soft labels alone against the layer losses, as ratios of holdout accuracy."""
-    plain = [r for r in table if not r.get("variant")]
-    scratch = {r["name"]: r for r in plain if r["start"] == "config"}
+    from-scratch size), and soft labels alone against the layer losses for the best one's size and start, as
+    ratios of holdout accuracy and agreement."""
+    plain = [r for r in table if r["weights"] == (0.0, 0.0)]
+    scratch = {r["size"]: r for r in plain if r["start"] == "config"}
     print("\nSame run, ratios of holdout accuracy (and agreement with the teacher):")
     for pre in (r for r in plain if r["start"] == "pre-trained here"):
-        twin = scratch.get(pre["name"].removesuffix(" pre-trained here"))
-        _ratio(f"{pre['name']} / from scratch", pre, twin)
+        _ratio(f"{pre['name']} / from scratch", pre, scratch.get(pre["size"]))
     top = max(scratch.values(), key=lambda r: r["val"] or 0.0, default=None)
     for layers in (r for r in plain if r["start"] == "teacher layers"):
         _ratio(f"{layers['name']} (teacher's layers) / {top['name'] if top else '?'} from scratch", layers, top)
-    for r in table:
-        if r.get("variant"):
-            _ratio(f"{best['name']}{r['variant']} / soft labels alone", r, best)
+    twins = [r for r in table if r["size"] == best["size"] and r["start"] == best["start"]]
+    soft = next((r for r in twins if r["weights"] == (0.0, 0.0)), None)
+    for r in (r for r in twins if r["weights"] != (0.0, 0.0)):
+        _ratio(f"{r['name']} / soft labels alone", r, soft)
 
 
 def _ratio(label: str, row: dict, base: dict | None) -> None:
@@ -238,10 +242,12 @@ def run(args, train, test, workdir: Path) -> None:
                                 for i in finished})
     best = next(r for r in table if r["run"] == best_id)
     like = next(c for c in rec.candidates if c.run_id == best_id)
-    for variant, extra in LAYERED:
-        run_id = retrain(session, engine, actor=dana, project=project, like=like, extra=extra)
-        [row] = rows(session, rec, {run_id: measure(session, run_id=run_id, scored=scored)})
-        table.append({**row, "variant": f", {variant}"})
+    for hidden, attention in LOSSES:  # the best one's size and start with each set of losses, from the search or
+        if not any(r["size"] == best["size"] and r["start"] == best["start"] and r["weights"] == (hidden, attention)
+                   for r in table):  # trained again with the same settings, seed and time limit
+            run_id = retrain(session, engine, actor=dana, project=project, like=like,
+                             extra={"hidden_weight": hidden, "attention_weight": attention})
+            table += rows(session, rec, {run_id: measure(session, run_id=run_id, scored=scored)})
     teacher_acc = best["teacher_accuracy"]
     print_table(table, teacher_acc=teacher_acc)
     print_comparisons(table, best=best)

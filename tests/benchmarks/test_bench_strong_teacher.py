@@ -10,7 +10,7 @@ import pytest
 from test_benchmarks_smoke import assert_figures, run_quick
 
 # run, name, val, holdout, kept %, agreement, p95, teacher p95, ratio, seconds, epochs, then start; losses
-ROW = (r"^  #\s*\d+  transformer {name}\s+[\d.]+\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+\d+"
+ROW = (r"^  #\s*\d+  {name}\s+[\d.]+\s+[\d.]+\s+[\d.]+%\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+\d+"
        r"\s+\d+  {rest}")
 
 
@@ -24,10 +24,11 @@ def test_the_benchmark_evaluates_every_transformer_candidate_and_compares_starts
     assert re.search(ROW.format(name=r"tiny", rest=r"config; soft labels \(T 2, α 0\.5\) alone"), out, re.MULTILINE)
     assert re.search(ROW.format(name=r"tiny pre-trained here", rest="pre-trained here; soft labels"), out, re.MULTILINE)
     assert re.search(ROW.format(name=r"half-teacher", rest="teacher layers; soft labels"), out, re.MULTILINE), out
-    # The best one trained again with the layer losses, same settings: its losses say so.
-    assert re.search(ROW.format(name=r"\S+, \+ hidden states", rest=r"\w[\w ]*; soft labels \(T 2, α 0\.5\) \+ "
+    # The best one trained again with the layer losses (marked *), same settings: its losses say so.
+    best = r"\S+(?: pre-trained here)?"
+    assert re.search(ROW.format(name=rf"{best} \+ hidden states \*", rest=r"[\w ]+; soft labels \(T 2, α 0\.5\) \+ "
                                 r"hidden states \(weight 1;"), out, re.MULTILINE), out
-    assert re.search(ROW.format(name=r"\S+, \+ hidden states \+ attention", rest=r".* \+ attention \(weight 1;"),
+    assert re.search(ROW.format(name=rf"{best} \+ hidden states \+ attention \*", rest=r".* \+ attention \(weight 1;"),
                      out, re.MULTILINE), out
     assert_figures(out, ["transformer tiny pre-trained here / from scratch",
                          "transformer tiny pre-trained here / from scratch, agreement",
@@ -36,6 +37,7 @@ def test_the_benchmark_evaluates_every_transformer_candidate_and_compares_starts
                          "best transformer p95 (lean path)", "p95 ratio teacher / student", "teacher training time",
                          "default search time (all candidates)"])
     assert re.search(r"transformer half-teacher \(teacher's layers\) / transformer \w+ from scratch\s+[\d.]+x", out)
-    assert re.search(r", \+ hidden states \+ attention / soft labels alone\s+[\d.]+x", out), out
+    assert re.search(r"^  transformer \S+.* \+ hidden states \+ attention / soft labels alone\s+[\d.]+x$", out,
+                     re.MULTILINE), out
     assert re.search(r"^Goal \(>= 98% of the teacher's holdout accuracy at >= 5x lower p95\): (met|NOT met) "
                      r"\([\d.]+%, [\d.]+x\); load average [\d.]+", out, re.MULTILINE), out
