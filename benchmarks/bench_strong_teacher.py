@@ -32,6 +32,7 @@ smoke run, not figures.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -49,8 +50,10 @@ TEACHER_LR = 5e-4  # 2e-3 (the demo teacher's) made the 4x256 diverge in its sec
 # The losses compared for the best transformer candidate's size and start: soft labels alone, + the teacher's
 # hidden states, + hidden states and attention (hidden_weight, attention_weight).
 LOSSES = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0))
+# The default grid's transformer kinds, each cheap: from scratch, pre-trained here, half-teacher, + hidden states.
 QUICK_SEARCH = {**QUICK_GRID, "transformer": [*QUICK_GRID["transformer"],
-                                              {**QUICK_GRID["transformer"][0], "size": "half-teacher"}]}
+                                              {**QUICK_GRID["transformer"][0], "size": "half-teacher"},
+                                              {**QUICK_GRID["transformer"][0], "hidden_weight": 1.0}]}
 
 
 def teacher(args, train, workdir: Path) -> tuple[Path, str]:
@@ -59,7 +62,9 @@ def teacher(args, train, workdir: Path) -> tuple[Path, str]:
 
     out = args.teacher_dir or workdir / "teacher"
     if (out / "config.json").is_file():
-        return out, f"reused from {out}"
+        made = json.loads((out / "teacher.json").read_text(encoding="utf-8"))
+        return out, (f"reused from {out} (trained there in {made['seconds']:.0f} s, {made['epochs']} epochs at most, "
+                     f"best epoch's held-out accuracy {made['accuracy']:.3f} on its own 10 % of the training rows)")
     done = train_teacher(train, out, size=args.teacher_size, epochs=args.teacher_epochs, label_column="language",
                          eval_fraction=0.1, max_length=64, threads=args.threads, lr=TEACHER_LR,
                          progress=lambda _, message: print(f"    teacher: {message}", flush=True)
