@@ -35,7 +35,8 @@ def test_the_benchmark_evaluates_every_transformer_candidate_and_compares_starts
                          "transformer tiny pre-trained here / from scratch, agreement",
                          "teacher holdout accuracy", "best transformer holdout accuracy",
                          "accuracy retained (student / teacher)", "teacher p95 (local adapter)",
-                         "best transformer p95 (lean path)", "p95 ratio teacher / student", "teacher training time",
+                         "best transformer p95 (lean path)", "p95 ratio teacher / student",
+                         "p50 ratio teacher / student", "teacher training time (when it was trained)",
                          "default search time (all candidates)"])
     assert re.search(r"transformer half-teacher \(teacher's layers\) / transformer \w+ from scratch\s+[\d.]+x", out)
     assert re.search(r"^  transformer \S+.* \+ hidden states \+ attention / soft labels alone\s+[\d.]+x$", out,
