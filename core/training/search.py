@@ -191,6 +191,11 @@ class Candidate:
                 + layer_words(self.hidden_weight, self.attention_weight))
 
     @property
+    def kind(self) -> str:
+        """The name without the family ("small + hidden states"): the size column of the CLI and the Train page."""
+        return self.name.removeprefix(f"{self.family} ")
+
+    @property
     def layered(self) -> bool:
         return self.hidden_weight > 0 or self.attention_weight > 0
 

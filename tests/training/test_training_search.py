@@ -230,6 +230,7 @@ def test_with_a_local_transformer_teacher_the_search_tries_small_with_hidden_sta
     rec = search.recommend([plain, with_hidden, pre])
     assert [c.name for c in rec.candidates] == ["transformer small", "transformer small + hidden states",
                                                 "transformer small pre-trained here"]
+    assert rec.candidates[1].kind == "small + hidden states"  # the size column of the CLI and the Train page
     assert rec.run_id == 2 and "#1 transformer small (0.900)" in " ".join(rec.reasons)
     # What pre-training bought is judged against the same size with soft labels alone, not the layered one.
     assert rec.bought == ["pre-training here (#3) against the same transformer small without it (#1), on "
