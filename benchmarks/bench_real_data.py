@@ -230,7 +230,8 @@ def search_and_recommend(session, engine, *, actor, project, teacher_run_id: int
     rec = search.search_recommendation(session, job=done)
     print("\nCandidates of the default search (validation rows, taken from the training split):")
     for c in rec.candidates:
-        print(f"    run #{c.run_id} {c.name:<36} lr {c.lr or 'default'}: {c.status}, "
+        print(f"    run #{c.run_id} {c.family:<11} {c.name.removeprefix(c.family + ' '):<12} lr {c.lr or 'default'}: "
+              f"{c.status}, "
               f"{c.epochs_done} epochs, agreement {c.val_agreement or 0:.3f}, accuracy "
               f"{'n/a' if c.val_accuracy is None else f'{c.val_accuracy:.3f}'}, "
               f"p95 {c.single_p95_ms or 0:.2f} ms, {c.params or 0:,} params, started from: {c.init or 'config'}")

@@ -132,7 +132,7 @@ if last_search is not None:
     if recommendation.budget_line:
         st.caption(esc(recommendation.budget_line + "." + "".join(f" {x}." for x in recommendation.skipped)))
     table(tidy([{
-        "Run": c.run_id, "Family": c.family, "Size": c.size, "Learning rate": c.lr, "Status": c.status,
+        "Run": c.run_id, "Family": c.family, "Size": c.kind, "Learning rate": c.lr, "Status": c.status,
         "Epochs": c.epochs_done, "Agreement with teacher (val)": c.val_agreement, "Accuracy (val)": c.val_accuracy,
         "Teacher accuracy kept": c.retained, "p95 ms (single)": c.single_p95_ms, "Parameters": c.params,
         "Seconds": c.seconds, "Started from": c.init or "", "Recommended": c.run_id == recommendation.run_id,

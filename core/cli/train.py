@@ -120,7 +120,7 @@ def _print_search(job_id: int) -> None:
         rec = search.search_recommendation(session, job=jobs.get(session, job_id))
     _table(["RUN", "FAMILY", "SIZE", "LR", "STATUS", "EPOCHS", "AGREEMENT", "ACCURACY", "RETAINED", "P95 MS",
             "PARAMS", "SECONDS"],
-           [(c.run_id, c.family, c.size, _fmt(c.lr, "g"), c.status, c.epochs_done, _fmt(c.val_agreement, ".3f"),
+           [(c.run_id, c.family, c.kind, _fmt(c.lr, "g"), c.status, c.epochs_done, _fmt(c.val_agreement, ".3f"),
              _fmt(c.val_accuracy, ".3f"), _fmt(c.retained, ".1%"), _fmt(c.single_p95_ms, ".2f"),
              _fmt(c.params, ","), _fmt(c.seconds, ".0f")) for c in rec.candidates])
     for c in rec.candidates:

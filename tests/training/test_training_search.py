@@ -211,3 +211,49 @@ def test_the_search_tries_an_ngram_student_with_character_1_to_4_grams_and_names
     rec = search.recommend([run_row(1, "ngram", 0.90, 0.1, 1_000_000, accuracy=0.90), with_chars])
     assert [c.name for c in rec.candidates] == ["ngram tiny", "ngram tiny chars 1,2,3,4"]
     assert rec.run_id == 2 and "#1 ngram tiny (0.900)" in " ".join(rec.reasons)
+
+
+def test_with_a_local_transformer_teacher_the_search_tries_small_with_hidden_states_and_names_it_apart():
+    layered = {"family": "transformer", "size": "small", "hidden_weight": 1.0}
+    assert layered in search.candidates(teacher_is_transformer=True)
+    # Any other teacher has no layers to learn from: neither half-teacher nor the hidden-state candidate is tried.
+    others = search.candidates(teacher_is_transformer=False)
+    assert layered not in others and not any(search.needs_teacher_layers(c) for c in others)
+    assert [c for c in others if c["family"] == "transformer"] == [
+        c for c in search.GRID["transformer"] if not search.needs_teacher_layers(c)]
+    plain, with_hidden, pre = (run_row(i, "transformer", 0.9, 0.5, 400_000, accuracy=a)
+                               for i, a in ((1, 0.90), (2, 0.93), (3, 0.91)))
+    for run in (plain, with_hidden, pre):
+        run.size = "small"
+    with_hidden.config = {"hidden_weight": 1.0}
+    pre.config, pre.metrics = {"domain_pretrain": True}, {**pre.metrics, "start": {"kind": "pre-trained here"}}
+    rec = search.recommend([plain, with_hidden, pre])
+    assert [c.name for c in rec.candidates] == ["transformer small", "transformer small + hidden states",
+                                                "transformer small pre-trained here"]
+    assert rec.candidates[1].kind == "small + hidden states"  # the size column of the CLI and the Train page
+    assert rec.run_id == 2 and "#1 transformer small (0.900)" in " ".join(rec.reasons)
+    # What pre-training bought is judged against the same size with soft labels alone, not the layered one.
+    assert rec.bought == ["pre-training here (#3) against the same transformer small without it (#1), on "
+                          "validation: accuracy 0.910 vs 0.900 (+0.010), agreement 0.900 vs 0.900 (+0.000)"]
+
+
+def test_candidates_within_one_standard_error_of_the_best_count_as_equally_good_and_the_fastest_wins():
+    slow, fast, worse = (run_row(i, "transformer", 0.9, p95, params, accuracy=a)
+                         for i, p95, params, a in ((1, 4.0, 3_000_000, 0.890), (2, 0.3, 400_000, 0.881),
+                                                   (3, 0.2, 100_000, 0.870)))
+    for run in (slow, fast, worse):
+        run.metrics = {**run.metrics, "val_labelled": 1058, "n_val": 1058}
+    # One standard error of 0.890 on 1,058 rows is 0.0096: 0.881 is not told apart from it, 0.870 is.
+    assert search.one_standard_error(0.89, 1058) == pytest.approx(0.00962, abs=1e-5)
+    rec = search.recommend([slow, fast, worse])
+    text = " ".join(rec.reasons)
+    assert rec.run_id == 2
+    assert ("validation accuracy 0.881, within 0.010 of the best (0.890, one standard error of the best score on "
+            "1,058 validation rows: not told apart by it)") in text
+    assert "left out for lower accuracy: #3 transformer tiny (0.870)" in text
+    # Without the row counts (older runs) the fixed margin holds: the best one wins.
+    for run in (slow, fast, worse):
+        run.metrics = {k: v for k, v in run.metrics.items() if k not in ("val_labelled", "n_val")}
+    assert search.recommend([slow, fast, worse]).run_id == 1
+    # Many rows make the error small: the fixed margin is the floor.
+    assert search.one_standard_error(0.89, 10**7) < search.AGREEMENT_TOLERANCE
