@@ -102,6 +102,19 @@ class LeanTransformerStudent(TransformerStudent):
         self._session = onnx_session(export_onnx(student), threads=threads) if runtime == "onnx" else None
         self._traced = trace(student) if runtime == "torchscript" else None
 
+    def predict_proba(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        """As the eager student's; one text through ONNX Runtime goes numpy in, numpy out: torch's fixed costs per
+        call (the module walk, inference mode, tensors) were 0.2 ms of a served request's 0.33 ms on the demo's
+        tiny student, the model itself 0.07 ms."""
+        texts = list(texts)
+        if self._session is None or len(texts) != 1:
+            return super().predict_proba(texts, batch_size=batch_size)
+        ids = np.array(self.encode(texts), dtype=np.int64)
+        logits = self._session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+        logits = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        return logits / logits.sum(axis=1, keepdims=True)
+
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         if self._session is not None:
@@ -116,8 +129,10 @@ class LeanTransformerStudent(TransformerStudent):
         if not texts:
             return 0.0
         diff = 0.0
-        for batch_size in (1, len(texts)):
-            mine, theirs = self.predict_proba(texts, batch_size=batch_size), self.eager.predict_proba(texts)
+        theirs = self.eager.predict_proba(texts)
+        for batch_size in (0, 1, len(texts)):  # 0: each text on its own, as a served request asks
+            mine = (np.concatenate([self.predict_proba([t]) for t in texts]) if batch_size == 0
+                    else self.predict_proba(texts, batch_size=batch_size))
             diff = max(diff, float(np.abs(mine - theirs).max()))
             if diff > atol or (mine.argmax(axis=1) != theirs.argmax(axis=1)).any():
                 raise InvalidInput(f"the {self.runtime} export differs from the model by {diff:.2g} in probability: "
