@@ -25,13 +25,13 @@ from core.store.models import Evaluation, Job
 # ticket may flip, so each count may move by TOLERANCE tickets. The holdout's sizes and every verdict are exact.
 TOLERANCE = 2
 STORY = {
-    "quality floor: accuracy": (PASS, 3812, 3971),  # aggregate accuracy 0.96
-    "slice queue=legal_compliance: accuracy": (FAIL, 52, 67),  # 0.78 against its 0.9 floor
-    "slice tier=enterprise: accuracy": (PASS, 481, 500),
-    "slice language=de: accuracy": (PASS, 376, 393),
-    "severe classes missed": (FAIL, 54, 589),  # 0.092 against the 0.05 ceiling
+    "quality floor: accuracy": (PASS, 3819, 3971),  # aggregate accuracy 0.96
+    "slice queue=legal_compliance: accuracy": (FAIL, 56, 67),  # 0.84 against its 0.9 floor
+    "slice tier=enterprise: accuracy": (PASS, 484, 500),
+    "slice language=de: accuracy": (PASS, 377, 393),
+    "severe classes missed": (FAIL, 49, 589),  # 0.083 against the 0.05 ceiling
 }
-TEACHER_ACCURACY = 0.970  # held out from its own 24,000 tickets
+TEACHER_ACCURACY = 0.973  # held out from its own 24,000 tickets
 
 
 @pytest.fixture(scope="module")
