@@ -76,18 +76,12 @@ def test_a_url_taken_off_the_list_is_not_found_and_nothing_is_sent(session, demo
 def test_migration_0020_hashes_stored_urls_and_drops_them(tmp_path, receiver):
     """A database from before (URLs in clear) upgrades: each row keeps its URL's hash, the column is gone, and
     the subscription still reaches the URL on the list."""
-    from alembic import command
-    from alembic.config import Config
+    from migration_helpers import engine_at
 
-    from core.store.db import MIGRATIONS_DIR, init_db, make_engine
+    from core.store.db import init_db
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    eng = make_engine(url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with eng.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0019")
+    eng = engine_at(url, "0019")
     with eng.begin() as conn:
         conn.execute(text("INSERT INTO user (id, username, display_name, password_hash, is_admin, is_active, "
                           "created_at) VALUES (1, 'ada', 'Ada', '-', 1, 1, '2025-01-01 00:00:00')"))

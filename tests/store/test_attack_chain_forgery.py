@@ -145,17 +145,11 @@ def test_an_anchor_inserted_outside_stillroom_is_a_finding(engine, demo, gated, 
 def legacy(db_url):
     """A database made before row hashes (schema 0004: an admin and a project, their events chained the old way),
     upgraded to today's: migration 0005 anchors the legacy boundary at its second event."""
-    from alembic import command
-    from alembic.config import Config
+    from migration_helpers import engine_at
 
-    from core.store.db import MIGRATIONS_DIR, init_db, make_engine
+    from core.store.db import init_db
 
-    eng = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with eng.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0004")
+    eng = engine_at(db_url, "0004")
     with eng.begin() as conn:
         conn.execute(text("INSERT INTO user (id, username, display_name, password_hash, is_admin, is_active, "
                           "created_at) VALUES (1, 'ada', 'Ada', '-', 1, 1, '2025-01-01 00:00:00')"))
