@@ -20,6 +20,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # A developer's own `stillroom login` token must not decide who the tests act as.
 os.environ.setdefault("STILLROOM_TOKEN_FILE", os.devnull)
+# Commands the tests run as subprocesses run in those processes: no warm daemon outlives a test run, and each
+# daemon test (tests/cli/test_warm.py) turns it on in its own runtime directory and stops it.
+os.environ["STILLROOM_DAEMON"] = "off"
 # Tests run jobs with core.store.jobs.run directly: register every kind's handler once, as `stillroom jobs run` does.
 register_handlers()
 

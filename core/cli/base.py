@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # for mypy and the import contracts; at run time each helper 
 # table without loading any (tests/cli/test_cli_startup.py keeps each line equal to its command's own help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("governance", "The audit hash chain."),
+    "daemon": ("daemon", "The warm background process that starts database commands fast: status, start and stop."),
     "data": ("data", "Step 3: production inputs, deduplication, coverage and the holdout."),
     "decide": ("review", "Record the sponsor's ship, iterate or kill for PROJECT's open round."),
     "demo": ("governance", "Seed the demo (idempotent): people, projects, the routing project's tickets and "
@@ -88,6 +90,17 @@ class LazyModule:
 def lazy(*names: str) -> tuple[LazyModule, ...]:
     """One LazyModule for each dotted module name, in order."""
     return tuple(LazyModule(name) for name in names)
+
+
+def load_lazy_names(module: ModuleType) -> None:
+    """Load every module that `module` names with `lazy` now, skipping those that cannot load here (the warm
+    daemon's preload, core.cli.daemon_loop, which keeps the model stack out)."""
+    for value in list(vars(module).values()):
+        if isinstance(value, LazyModule):
+            try:
+                importlib.import_module(value._name)
+            except ImportError:
+                continue
 
 
 if TYPE_CHECKING:
