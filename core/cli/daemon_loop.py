@@ -35,6 +35,9 @@ _LIBRARIES = ("pandas", "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.sqlit
               "sqlalchemy.dialects.postgresql", "psycopg", "sqlalchemy.dialects.postgresql.psycopg")
 
 
+_TAKEN: list[int] = []  # Daemon._answer's word that a child took the connection and the descriptors
+
+
 @dataclass
 class Running:
     pid: int
@@ -138,27 +141,35 @@ class Daemon:
             if _peer_uid(conn) != os.getuid():
                 conn.close()
                 return
-            request, fds = warm.recv_json(conn, with_fds=3)
-            self._answer(conn, request or {}, fds)
+            request, _ = warm.recv_json(conn)
+            fds = self._answer(conn, request or {})
         except (OSError, ValueError):
+            pass
+        if fds is not _TAKEN:
             _close_all(fds)
             conn.close()
 
-    def _answer(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    def _answer(self, conn: socket.socket, request: dict[str, Any]) -> list[int]:
+        """Answer a request; for a command: ready, then the client's go with its streams, then fork. Returns the
+        descriptors received and still to close, or _TAKEN."""
         kind = request.get("kind")
         if kind == "status":
             warm.send_json(conn, {"status": self.status()})
         elif kind == "stop":
             warm.send_json(conn, {"stopping": True, "running": len(self.running)})
             self._step_aside()
-        elif kind == "run" and len(fds) == 3:
-            refusal = self._refusal(request)
-            if refusal is None:
-                self._fork(conn, request, fds)
-                return
+        elif kind == "run" and (refusal := self._refusal(request)) is not None:
             warm.send_json(conn, {"refused": refusal})
-        _close_all(fds)
-        conn.close()
+        elif kind == "run":
+            warm.send_json(conn, {"ready": True})
+            # The client's word that it still waits, with its streams (5 s at most): a client that gave up meanwhile
+            # runs the command itself, and no descriptor of its was ever held here.
+            go, fds = warm.recv_json(conn, with_fds=3)
+            if go != {"go": True} or len(fds) != 3:
+                return fds
+            self._fork(conn, request, fds)
+            return _TAKEN
+        return []
 
     def status(self) -> dict[str, object]:
         return {"pid": self.pid, "socket": self.path, "started": self.started, "served": self.served,

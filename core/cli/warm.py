@@ -29,7 +29,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
-PROTOCOL = 1
+PROTOCOL = 2
 SWITCH = "STILLROOM_DAEMON"
 IDLE = "STILLROOM_DAEMON_IDLE_S"
 DEFAULT_IDLE_S = 900.0
@@ -38,6 +38,7 @@ DEFAULT_IDLE_S = 900.0
 WARM = frozenset({"audit", "decide", "gate", "inbox", "jobs", "projects", "qualify", "record", "review", "roles",
                   "users", "whoami"})
 WARM_JOBS = frozenset({"list", "show"})
+ANSWER_S = 30.0  # a daemon that takes a command answers at once; one that does not is stuck, and bypassed
 MAX_REQUEST = 4 << 20  # bytes; an environment is a few kB
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 # Variables read by the interpreter at start-up: a daemon serves only clients whose values equal its own.
@@ -208,21 +209,46 @@ def run(argv: list[str]) -> int | None:
     path = socket_path(environ)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     signals = _Forwarder(sock)  # from here on a Ctrl-C is held until it is known where the command runs
-    try:
-        sock.connect(path)
-        send_json(sock, {"kind": "run", "identity": identity(environ), "argv": argv, "env": dict(environ),
-                         "cwd": os.getcwd(), "umask": _umask(), "streams": _stream_settings()}, fds=[0, 1, 2])
-        reply, _ = recv_json(sock)
-    except (OSError, ValueError):
-        reply = None
-    if reply is None or "pid" not in reply:
+    reply = _offer(sock, path, {"kind": "run", "identity": identity(environ), "argv": argv, "env": dict(environ),
+                                "cwd": os.getcwd(), "umask": _umask(), "streams": _stream_settings()})
+    if reply is None or not reply.get("ready"):
         sock.close()
         if reply is None or reply.get("refused"):
             start(path)
         signals.release()  # the command runs here: a held Ctrl-C interrupts it as it would have
         return None
+    try:  # committed: from here the command runs in the daemon or not at all, never twice
+        send_json(sock, {"go": True}, fds=[0, 1, 2])
+        reply, _ = recv_json(sock)
+    except (OSError, ValueError):
+        reply = None
+    if reply is None or "pid" not in reply:
+        sock.close()
+        print("error: the Stillroom daemon took the command but did not start it: nothing ran; run it again "
+              "(STILLROOM_DAEMON=off runs commands without the daemon).", file=sys.stderr)
+        return 1
     signals.forward_held()
     return _wait_for_exit(sock, signals)
+
+
+def _offer(sock: socket.socket, path: str, request: dict[str, object]) -> dict[str, object] | None:
+    """Send the command and wait (ANSWER_S at most) for the daemon to say it is ready to take it: {"ready": true},
+    {"refused": why}, {} when it did not answer in time, or None when there is no daemon to ask. Until the client
+    says go (sending its streams with it), the daemon starts nothing and holds none of the client's descriptors,
+    so a client that gives up here runs the command itself, once, and a pipe it writes to closes when it ends."""
+    try:
+        sock.settimeout(ANSWER_S)
+        sock.connect(path)
+        send_json(sock, request)
+        reply, _ = recv_json(sock)
+        sock.settimeout(None)  # the command itself may take as long as it takes
+        return reply
+    except TimeoutError:
+        print(f"note: the Stillroom daemon did not answer within {ANSWER_S:g} s; the command runs without it.",
+              file=sys.stderr)
+        return {}
+    except (OSError, ValueError):
+        return None
 
 
 class _Forwarder:

@@ -16,54 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from warm_helpers import PASSWORD, REPO, make_env, seen, status, stillroom, wait_until
 
 from core.cli import daemon_loop, warm
-
-REPO = Path(__file__).resolve().parents[2]
-PASSWORD = "correct horse battery staple"
-
-
-def make_env(tmp_path: Path, name: str = "db", **extra: str) -> dict[str, str]:
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run"), "DATABASE_URL": f"sqlite:///{tmp_path / name}.db",
-           "STILLROOM_DATA_DIR": str(tmp_path / name), "STILLROOM_DAEMON": "on", **extra}
-    env.pop("STILLROOM_USER", None)
-    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
-    return env
-
-
-def stillroom(env: dict[str, str], *argv: str, stdin: str | None = None, daemon: bool = True,
-              pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**env, "STILLROOM_DAEMON": "on" if daemon else "off"}
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run([sys.executable, "-m", "core.cli", *argv], input=stdin, capture_output=True, text=True,
-                          cwd=pythonpath or REPO, env=env, timeout=120)
-
-
-def status(env: dict[str, str], pythonpath: Path | None = None) -> dict | None:
-    got = subprocess.run([sys.executable, "-c", "import json, os; from core.cli import warm; "
-                          "print(json.dumps(warm.ask(os.environ, 'status')))"],
-                         capture_output=True, text=True, cwd=pythonpath or REPO, timeout=60,
-                         env={**env, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})})
-    reply = json.loads(got.stdout)
-    return reply["status"] if reply else None
-
-
-def seen(done: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
-    """What a person sees, less the record's generation time."""
-    return done.returncode, re.sub(r"Generated \S+", "Generated (time)", done.stdout), done.stderr
-
-
-def wait_until(check, what: str, limit_s: float = 60):
-    deadline = time.monotonic() + limit_s
-    while not (got := check()):
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-    return got
 
 
 @pytest.fixture
@@ -154,6 +112,26 @@ def test_no_command_runs_on_code_edited_after_the_daemon_started(tmp_path: Path)
         assert stillroom(env, "--as", "ada", "whoami", pythonpath=code).stdout.startswith("EDITED ada")
     finally:
         stillroom(env, "daemon", "stop", pythonpath=code)
+
+
+def test_a_stuck_daemon_is_bypassed_and_never_runs_the_command_too(env):
+    """A daemon that does not answer within ANSWER_S is passed by: the command runs in its own process. When the
+    daemon wakes it finds the request of a client that gave up, and must not run it a second time."""
+    daemon_pid = status(env)["pid"]
+    served = status(env)["served"]
+    client = ("import sys; from core.cli import warm; warm.ANSWER_S = 1; "
+              "sys.argv = ['stillroom', '--as', 'ada', 'users', 'add', 'fay', '--display-name', 'Fay', "
+              "'--password-stdin']; from core.cli import main; main()")
+    os.kill(daemon_pid, signal.SIGSTOP)
+    try:
+        done = subprocess.run([sys.executable, "-c", client], input=PASSWORD + "\n", capture_output=True, text=True,
+                              cwd=REPO, env=env, timeout=120)
+    finally:
+        os.kill(daemon_pid, signal.SIGCONT)
+    assert done.returncode == 0 and "did not answer within 1 s" in done.stderr, done.stderr
+    assert wait_until(lambda: status(env), "the woken daemon")["served"] == served  # it dropped the stale request
+    listed = stillroom(env, "--as", "ada", "users", "list", daemon=False).stdout
+    assert listed.count("fay") == 1
 
 
 def test_a_runtime_directory_others_may_enter_is_not_used(tmp_path: Path):
