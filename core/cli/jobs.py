@@ -10,10 +10,9 @@ import click
 from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, lazy
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
-    from core.notify import inbox, rules
     from core.store import jobs
 else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
-    jobs, inbox, rules = lazy("core.store.jobs", "core.notify.inbox", "core.notify.rules")
+    (jobs,) = lazy("core.store.jobs")
 
 
 def register_handlers() -> None:
@@ -31,6 +30,7 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
     from tqdm import tqdm  # lazy: only a job run here draws a bar (tqdm costs `jobs list` about 0.05 s)
 
     register_handlers()
+    tell_failures()
     engine = _engine()
     with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left {postfix}") as bar:
@@ -39,14 +39,18 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
             bar.update(int(fraction * 1000) - bar.n)
             bar.set_postfix_str(message[:60], refresh=False)
 
+        # A failure is told to the submitter where it is recorded (core.store.jobs.noticed_failure); a run that
+        # lost its job to another worker records none, whatever became of the job after.
         job = jobs.run(job_id, engine=engine, on_progress=on_progress, credential=credential)
-    if job.status == "failed":  # told to its submitter: nobody acted, the job did
-        with _session() as session:
-            inbox.notify(session, kind=rules.Kind.JOB_FAILED, project_id=job.project_id, actor=None,
-                         to=[job.created_by], job_kind=job.kind, detail=f"{job.kind} job #{job.id}: {job.error[:300]}")
-            session.commit()
     click.echo(f"job #{job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     jobs.result_or_raise(job)
+
+
+def tell_failures() -> None:
+    """Register the submitter's notice of a job's failure with the store (core.store.jobs.FAILURE_LISTENERS), in a
+    process that runs or watches jobs: the store imports no step above it, so whoever records a failure there can
+    tell only through what was registered."""
+    from core.notify import inbox  # noqa: F401  # lazy: registers core.notify's listener when imported
 
 
 def start_in_background(job_id: int) -> None:
@@ -97,6 +101,7 @@ def jobs_list(project: str) -> None:
 @click.argument("job_id", type=int)
 def jobs_show(job_id: int) -> None:
     """One job: what it is doing (who holds it, or that its worker went quiet), its progress, time and error."""
+    tell_failures()  # reading the job may find its process dead: that failure is told to its submitter
     with _session() as session:
         job = jobs.get(session, job_id)
         _viewable(session, str(job.project_id))
