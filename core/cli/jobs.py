@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -11,8 +12,9 @@ from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, laz
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
     from core.store import jobs
+    from core.training import checkpoints
 else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
-    (jobs,) = lazy("core.store.jobs")
+    jobs, checkpoints = lazy("core.store.jobs", "core.training.checkpoints")
 
 
 def register_handlers() -> None:
@@ -113,3 +115,17 @@ def jobs_show(job_id: int) -> None:
         click.echo(f"Claims by workers: {job.attempts}" + (f", last by {job.worker}" if job.worker else "") + ".")
     if job.error:
         click.echo(f"Error: {job.error}")
+
+
+@jobs_group.command("sweep-checkpoints")
+@click.option("--grace-hours", type=click.FloatRange(0, 24 * 365), default=1.0, show_default=True,
+              help="Leave copies written more recently than this: a run may be about to record them.")
+def jobs_sweep_checkpoints(grace_hours: float) -> None:
+    """Remove training checkpoint copies in the artifact store that no run records (admins): a worker that died
+    between copying a checkpoint and recording it left them. A recorded copy, or one of a running job, is never
+    removed; each run swept gets an audit event."""
+    with _session() as session:
+        swept = checkpoints.sweep(session, actor=_actor(session), grace=timedelta(hours=grace_hours))
+    click.echo(swept.sentence())
+    for rel in swept.removed:
+        click.echo(f"- {rel}")

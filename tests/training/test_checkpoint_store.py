@@ -1,26 +1,34 @@
 """Issue 20: with an artifact store that is not the data directory, a training job taken over on another host
 resumes from the checkpoint its first worker recorded (core.training.checkpoints), checked against its SHA-256.
+No copy leaks: a worker that lost its job removes the copy it could not record, and `stillroom jobs
+sweep-checkpoints` removes what a dead process left; `stillroom audit verify` checks every recorded copy.
 
 fsspec's memory filesystem stands in for object storage; "another host" is a second, empty data directory. The
 first worker's host dies right after it recorded epoch 3 (its process ends mid-job, as on a lost host)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from datetime import timedelta
 
 import fence_helpers as fh
 import fsspec
 import pytest
+from click.testing import CliRunner
 from eval_helpers import FAST, easy_gate, teacher_run_with_holdout
 from sqlmodel import Session, col, select
 
 from core.access import projects
+from core.cli import cli
+from core.domain.errors import PermissionDenied
 from core.gate import gate
-from core.store import jobs
+from core.store import artifacts, checkpoint_copies, jobs, verification
 from core.store.config import get_settings
-from core.store.models import AuditEvent, Job, TrainingPoint, TrainingRun
-from core.store.worker import claim_next
+from core.store.models import AuditEvent, Job, TrainingPoint, TrainingRun, utcnow
+from core.store.worker import claim_next, give_back
 from core.training import checkpoints
+from core.training import jobs as training_jobs
 from core.training import runs as training_runs
 
 DIES_AFTER = 3
@@ -131,3 +139,108 @@ def test_with_the_default_store_nothing_is_copied_or_recorded(engine, session, d
 
 def recursive_parent(recorded: dict) -> str:
     return recorded["last"]["path"].rsplit("/", 1)[0]
+
+
+def stored_copies(fs, root: str, engine, run_id: int) -> tuple[set[str], set[str]]:
+    """(the copies in the store's folder of the run's checkpoints, the copies its record names)."""
+    with Session(engine) as s:
+        run = s.get_one(TrainingRun, run_id)
+    folder = f"{root}/{checkpoint_copies.stored_dir(run)}"
+    there = {k.rstrip("/").rsplit("/", 1)[1] for k in fs.ls(folder, detail=False)} if fs.exists(folder) else set()
+    return there, {c.path.rsplit("/", 1)[1] for c in checkpoint_copies.recorded(run.metrics).values()}
+
+
+def two_hosts_by_thread(monkeypatch, tmp_path) -> None:
+    """The first holder's thread works in host-a's data directory, every other thread in host-b's (each host's
+    files are its own; the store and the database are shared)."""
+    real = artifacts.get_settings
+
+    def this_host():  # noqa: ANN202
+        host = "host-a" if threading.current_thread().name == "first-holder" else "host-b"
+        return real().model_copy(update={"data_dir": tmp_path / host})
+
+    monkeypatch.setattr(artifacts, "get_settings", this_host)
+
+
+def test_a_worker_that_lost_its_job_before_recording_an_epoch_leaves_no_copy_behind(engine, session, demo, store,
+                                                                                   monkeypatch, tmp_path):
+    fs, root = store
+    project = projects.get_project(session, "Support ticket routing")
+    teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
+    gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(), reason="a bar for the test data")
+    run, job = training_runs.start_training(session, actor=demo["dana"], project=project,
+                                            teacher_run_id=teacher.id, config=FAST)
+    two_hosts_by_thread(monkeypatch, tmp_path)
+    copied: list[str] = []
+    real_upload = artifacts.ArtifactStore.upload
+    monkeypatch.setattr(artifacts.ArtifactStore, "upload", lambda store_, path, rel: (
+        copied.append(rel) if threading.current_thread().name == "first-holder" else None,
+        real_upload(store_, path, rel))[1])
+    # Held when its first epoch is trained, before it records it; meanwhile the job is taken over on another host
+    # and finished there. Then it copies its checkpoint to the store and its fenced commit fails.
+    first_saw = fh.taken_over_while_held(engine, job.id, monkeypatch, hold=(training_jobs, "_record_epoch"))
+    assert (first_saw.status, first_saw.worker) == ("done", fh.SECOND)
+    assert copied, "the first holder never copied its checkpoint"
+    assert [rel for rel in copied if fs.exists(f"{root}/{rel}")] == [], "the lost worker's copy stayed in the store"
+    there, recorded = stored_copies(fs, root, engine, run.id)
+    assert there == recorded and len(recorded) >= 1  # every copy in the store is one the run records
+
+
+def test_the_sweep_removes_only_an_unrecorded_copy_past_its_grace_of_a_job_not_running(engine, session, demo, store,
+                                                                                     monkeypatch, tmp_path):
+    fs, root = store
+    job_id, run_id = first_host_dies(session, engine, demo, tmp_path)
+    _, recorded = stored_copies(fs, root, engine, run_id)
+    with Session(engine) as s:  # what a process that died between copying epoch 4 and recording it left
+        last = s.get_one(TrainingRun, run_id).metrics[checkpoints.KEY]["last"]["path"]
+    orphan = f"{last.rsplit('/', 1)[0]}/epoch-4-0123456789abcdef-deadbeef"
+    fs.cp(f"{root}/{last}", f"{root}/{orphan}", recursive=True)
+    later = utcnow() + timedelta(hours=2)
+    running = checkpoints.sweep(session, actor=demo["admin"], grace=timedelta(hours=1), now=later)
+    assert (running.removed, running.left) == ([], 1)  # its job still runs (stalled): it may yet record it
+    assert give_back(engine, job_id=job_id, worker=fh.FIRST, reason="its host died", counted=False) == "queued"
+    young = checkpoints.sweep(session, actor=demo["admin"], grace=timedelta(hours=1))
+    assert (young.removed, young.left) == ([], 1)  # written within the grace
+    with pytest.raises(PermissionDenied, match="Only an admin sweeps"):
+        checkpoints.sweep(session, actor=demo["dana"], grace=timedelta(0), now=later)
+    assert fs.exists(f"{root}/{orphan}")
+    swept = CliRunner().invoke(cli, ["--as", "admin", "jobs", "sweep-checkpoints", "--grace-hours", "0"])
+    assert swept.exit_code == 0, swept.output
+    assert swept.output.splitlines() == ["Removed 1 checkpoint copy(ies) that no training run records.",
+                                         f"- {orphan}"]
+    there, still_recorded = stored_copies(fs, root, engine, run_id)
+    assert there == still_recorded == recorded  # the recorded copies survive
+    assert checkpoint_copies.copy_problems(engine) == []
+    with Session(engine) as s:
+        (event,) = s.exec(select(AuditEvent).where(AuditEvent.action == "training.checkpoints_swept")).all()
+    assert (event.actor, event.entity_id, orphan in event.payload) == ("admin", str(run_id), True)
+
+
+def checkpoint_problems(engine, *, files: bool = True) -> list[str]:
+    # The test data's dataset was inserted without its event (eval_helpers): only the checkpoints' lines matter here.
+    return [p for p in verification.verify(engine, files=files).problems if "checkpoint" in p]
+
+
+def test_audit_verify_names_the_job_and_the_file_of_a_recorded_copy_changed_in_the_store(engine, session, demo,
+                                                                                       store, tmp_path):
+    fs, root = store
+    job_id, run_id = first_host_dies(session, engine, demo, tmp_path)
+    assert checkpoint_problems(engine) == []
+    with Session(engine) as s:
+        kept = s.get_one(TrainingRun, run_id).metrics[checkpoints.KEY]
+    last = kept["last"]
+    state = next(k for k in fs.find(f"{root}/{last['path']}") if k.endswith("state.json"))
+    fs.pipe_file(state, fs.cat_file(state) + b" ")
+    changed = checkpoint_problems(engine)
+    assert changed and all(last["path"] in p for p in changed), changed  # as last, and as best when it is both
+    assert changed[0] == (f"training run #{run_id} (job #{job_id})'s last checkpoint (epoch {DIES_AFTER}) at "
+                          f"{last['path']} no longer has its recorded SHA-256: it was changed. Restore it from "
+                          "backup, or start a new run.")
+    assert checkpoint_problems(engine, files=False) == []  # the file checks are the part --no-files skips
+    no_files = CliRunner().invoke(cli, ["audit", "verify", "--no-files"])
+    assert last["path"] not in no_files.output
+    assert last["path"] in CliRunner().invoke(cli, ["audit", "verify"]).output
+    fs.rm(f"{root}/{last['path']}", recursive=True)
+    assert checkpoint_problems(engine)[0] == (
+        f"training run #{run_id} (job #{job_id})'s last checkpoint (epoch {DIES_AFTER}) at {last['path']} is "
+        "missing from the artifact store: restore it from backup.")
