@@ -6,8 +6,12 @@ then fails too; the lost run ends "failed" as well, and used to tell the submitt
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import fence_helpers as fh
 import pytest
@@ -24,6 +28,7 @@ from core.store.worker import QueueRules, claim_next, fail_exhausted, give_back
 
 KIND = "test-lost-then-failed"
 RULES = QueueRules(stale_after=timedelta(seconds=30), max_attempts=2)
+REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0  # a guard against a hung thread on a loaded machine, never a figure under test
 
 
@@ -125,3 +130,36 @@ def test_a_job_whose_workers_went_quiet_once_too_often_is_told_once(engine, sess
     assert fail_exhausted(engine, rules=RULES) == [job.id] and fail_exhausted(engine, rules=RULES) == []
     (notice,) = job_failed_notices(session, demo["dana"])
     assert f"job #{job.id}" in notice and "worker stopped 2 times" in notice
+
+
+def found_dead(session, job_id: int, **values) -> None:
+    """The job's process (or worker) went away an hour ago, without a word."""
+    session.execute(update(Job).where(col(Job.id) == job_id).values(
+        status="running", heartbeat_at=utcnow() - timedelta(hours=1), **values))
+    session.commit()
+
+
+@pytest.mark.parametrize("command", ["jobs show", "worker --once"])
+def test_a_command_that_finds_a_job_failed_tells_the_submitter_in_its_own_process(engine, session, demo, moderation,
+                                                                               held, command):
+    # A fresh process, as on a host: what registers the notice is the command's own doing, not this test's imports.
+    job = jobs.submit(session, actor=demo["dana"], project=moderation, kind=KIND, params={})
+    if command == "jobs show":  # run by hand; its process is gone
+        found_dead(session, job.id, pid=dead_pid())
+        argv = ["--as", "dana", "jobs", "show", str(job.id)]
+    else:  # handed to the workers, whose last claim went quiet: the next worker fails it
+        jobs.hand_to_workers(job.id, engine=engine)
+        found_dead(session, job.id, for_workers=True, worker="host-z:1:zzzzzz", attempts=99)
+        argv = ["worker", "--once"]
+    ran = subprocess.run([sys.executable, "-m", "core.cli", *argv], cwd=REPO, capture_output=True, text=True,
+                         timeout=WAIT_S, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert session.get(Job, job.id, populate_existing=True).status == "failed"
+    (notice,) = job_failed_notices(session, demo["dana"])
+    assert f"job #{job.id}" in notice
+
+
+def dead_pid() -> int:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(gone.stdout)
