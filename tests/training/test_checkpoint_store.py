@@ -8,27 +8,24 @@ first worker's host dies right after it recorded epoch 3 (its process ends mid-j
 
 from __future__ import annotations
 
-import threading
-import uuid
 from datetime import timedelta
 
 import fence_helpers as fh
-import fsspec
 import pytest
 from click.testing import CliRunner
 from eval_helpers import FAST, easy_gate, teacher_run_with_holdout
+from fence_helpers import store_elsewhere  # noqa: F401  (the fixture "store": an artifact store elsewhere)
 from sqlmodel import Session, col, select
 
 from core.access import projects
 from core.cli import cli
 from core.domain.errors import PermissionDenied
 from core.gate import gate
-from core.store import artifacts, checkpoint_copies, jobs, verification
+from core.store import checkpoint_copies, jobs, verification
 from core.store.config import get_settings
 from core.store.models import AuditEvent, Job, TrainingPoint, TrainingRun, utcnow
 from core.store.worker import claim_next, give_back
 from core.training import checkpoints
-from core.training import jobs as training_jobs
 from core.training import runs as training_runs
 
 DIES_AFTER = 3
@@ -36,18 +33,6 @@ DIES_AFTER = 3
 
 class HostDied(BaseException):
     """The first worker's host went away: nothing of the job's process runs after it."""
-
-
-@pytest.fixture
-def store(monkeypatch, tmp_path):
-    url = f"memory://team-{uuid.uuid4().hex[:8]}/stillroom"
-    monkeypatch.setenv("STILLROOM_ARTIFACT_STORE", url)
-    monkeypatch.setenv("STILLROOM_DATA_DIR", str(tmp_path / "host-a"))
-    get_settings.cache_clear()
-    fs, root = fsspec.core.url_to_fs(url)
-    yield fs, root
-    fs.rm(root, recursive=True)
-    get_settings.cache_clear()
 
 
 def first_host_dies(session, engine, demo, tmp_path) -> tuple[int, int]:
@@ -141,56 +126,20 @@ def recursive_parent(recorded: dict) -> str:
     return recorded["last"]["path"].rsplit("/", 1)[0]
 
 
-def stored_copies(fs, root: str, engine, run_id: int) -> tuple[set[str], set[str]]:
-    """(the copies in the store's folder of the run's checkpoints, the copies its record names)."""
-    with Session(engine) as s:
-        run = s.get_one(TrainingRun, run_id)
-    folder = f"{root}/{checkpoint_copies.stored_dir(run)}"
-    there = {k.rstrip("/").rsplit("/", 1)[1] for k in fs.ls(folder, detail=False)} if fs.exists(folder) else set()
-    return there, {c.path.rsplit("/", 1)[1] for c in checkpoint_copies.recorded(run.metrics).values()}
-
-
-def two_hosts_by_thread(monkeypatch, tmp_path) -> None:
-    """The first holder's thread works in host-a's data directory, every other thread in host-b's (each host's
-    files are its own; the store and the database are shared)."""
-    real = artifacts.get_settings
-
-    def this_host():  # noqa: ANN202
-        host = "host-a" if threading.current_thread().name == "first-holder" else "host-b"
-        return real().model_copy(update={"data_dir": tmp_path / host})
-
-    monkeypatch.setattr(artifacts, "get_settings", this_host)
-
-
 def test_a_worker_that_lost_its_job_before_recording_an_epoch_leaves_no_copy_behind(engine, session, demo, store,
                                                                                    monkeypatch, tmp_path):
-    fs, root = store
-    project = projects.get_project(session, "Support ticket routing")
-    teacher = teacher_run_with_holdout(session, actor=demo["dana"], project=project, tmp_path=tmp_path)
-    gate.lock(session, actor=demo["sam"], project=project, spec=easy_gate(), reason="a bar for the test data")
-    run, job = training_runs.start_training(session, actor=demo["dana"], project=project,
-                                            teacher_run_id=teacher.id, config=FAST)
-    two_hosts_by_thread(monkeypatch, tmp_path)
-    copied: list[str] = []
-    real_upload = artifacts.ArtifactStore.upload
-    monkeypatch.setattr(artifacts.ArtifactStore, "upload", lambda store_, path, rel: (
-        copied.append(rel) if threading.current_thread().name == "first-holder" else None,
-        real_upload(store_, path, rel))[1])
-    # Held when its first epoch is trained, before it records it; meanwhile the job is taken over on another host
-    # and finished there. Then it copies its checkpoint to the store and its fenced commit fails.
-    first_saw = fh.taken_over_while_held(engine, job.id, monkeypatch, hold=(training_jobs, "_record_epoch"))
-    assert (first_saw.status, first_saw.worker) == ("done", fh.SECOND)
-    assert copied, "the first holder never copied its checkpoint"
-    assert [rel for rel in copied if fs.exists(f"{root}/{rel}")] == [], "the lost worker's copy stayed in the store"
-    there, recorded = stored_copies(fs, root, engine, run.id)
-    assert there == recorded and len(recorded) >= 1  # every copy in the store is one the run records
+    lost = fh.lost_before_recording_an_epoch(session, engine, demo=demo, tmp_path=tmp_path, monkeypatch=monkeypatch,
+                                             store=store)
+    assert lost.copied, "the first holder never copied its checkpoint"
+    assert lost.left == [], "the lost worker's copy stayed in the store"
+    assert lost.there == lost.recorded and len(lost.recorded) >= 1  # every copy in the store is one the run records
 
 
 def test_the_sweep_removes_only_an_unrecorded_copy_past_its_grace_of_a_job_not_running(engine, session, demo, store,
                                                                                      monkeypatch, tmp_path):
     fs, root = store
     job_id, run_id = first_host_dies(session, engine, demo, tmp_path)
-    _, recorded = stored_copies(fs, root, engine, run_id)
+    _, recorded = fh.stored_copies(fs, root, engine, run_id)
     with Session(engine) as s:  # what a process that died between copying epoch 4 and recording it left
         last = s.get_one(TrainingRun, run_id).metrics[checkpoints.KEY]["last"]["path"]
     orphan = f"{last.rsplit('/', 1)[0]}/epoch-4-0123456789abcdef-deadbeef"
@@ -208,7 +157,7 @@ def test_the_sweep_removes_only_an_unrecorded_copy_past_its_grace_of_a_job_not_r
     assert swept.exit_code == 0, swept.output
     assert swept.output.splitlines() == ["Removed 1 checkpoint copy(ies) that no training run records.",
                                          f"- {orphan}"]
-    there, still_recorded = stored_copies(fs, root, engine, run_id)
+    there, still_recorded = fh.stored_copies(fs, root, engine, run_id)
     assert there == still_recorded == recorded  # the recorded copies survive
     assert checkpoint_copies.copy_problems(engine) == []
     with Session(engine) as s:
