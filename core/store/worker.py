@@ -170,7 +170,7 @@ def _changed(s: Session, job: Job, **values: Any) -> bool:
 def _event(s: Session, job_id: int | None, project_id: int, action: str, payload: dict[str, Any]) -> AuditEvent:
     # The queue's own decisions, in no person's name (as core.store.jobs.mark_if_dead records a death).
     return audit.record(s, actor="(system)", action=action, entity="job", entity_id=job_id, project_id=project_id,
-                 payload=payload)
+                        payload=payload)
 
 
 def heartbeat(engine: Engine, *, worker: str) -> int:

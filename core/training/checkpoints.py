@@ -154,8 +154,8 @@ def sweep(session: Session, *, actor: User, grace: timedelta, now: datetime | No
         raise PermissionDenied(f"Only an admin sweeps the artifact store's checkpoint copies; {actor.username} is "
                                "not an admin.")
     if grace < timedelta(0):
-        raise InvalidInput("grace: a span of zero or more (copies written within it are left); give a positive "
-                           "number of hours.", field="grace")
+        raise InvalidInput("grace: copies written within it are left, so it is zero or more; give zero or more "
+                           "hours.", field="grace")
     store = artifact_store()
     if store.local:
         return Swept()  # the default store holds no copies: the checkpoints lie in the data directory

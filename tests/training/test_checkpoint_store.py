@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from core.access import projects
 from core.cli import cli
-from core.domain.errors import PermissionDenied
+from core.domain.errors import InvalidInput, PermissionDenied
 from core.gate import gate
 from core.store import checkpoint_copies, jobs, verification
 from core.store.config import get_settings
@@ -160,6 +160,9 @@ def test_the_sweep_removes_only_an_unrecorded_copy_past_its_grace_of_a_job_not_r
     there, still_recorded = fh.stored_copies(fs, root, engine, run_id)
     assert there == still_recorded == recorded  # the recorded copies survive
     assert checkpoint_copies.copy_problems(engine) == []
+    assert [p for p in verification.verify(engine).problems if "training" in p] == []  # the run's row and events agree
+    with pytest.raises(InvalidInput, match="grace: .* zero or more"):
+        checkpoints.sweep(session, actor=demo["admin"], grace=timedelta(hours=-1))
     with Session(engine) as s:
         (event,) = s.exec(select(AuditEvent).where(AuditEvent.action == "training.checkpoints_swept")).all()
     assert (event.actor, event.entity_id, orphan in event.payload) == ("admin", str(run_id), True)
