@@ -20,6 +20,7 @@ from core.access.projects import can_view, projects_for, roles_of
 from core.access.session import Job, Project, User
 from core.domain.errors import StillroomError
 from core.domain.roles import Role
+from core.notify import inbox as _failures_told  # noqa: F401  (registers the submitter's notice of a job found dead)
 from core.notify.delivery import resume
 
 T = TypeVar("T")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -10,10 +11,10 @@ import click
 from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, lazy
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
-    from core.notify import inbox, rules
     from core.store import jobs
+    from core.training import checkpoints
 else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
-    jobs, inbox, rules = lazy("core.store.jobs", "core.notify.inbox", "core.notify.rules")
+    jobs, checkpoints = lazy("core.store.jobs", "core.training.checkpoints")
 
 
 def register_handlers() -> None:
@@ -31,6 +32,7 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
     from tqdm import tqdm  # lazy: only a job run here draws a bar (tqdm costs `jobs list` about 0.05 s)
 
     register_handlers()
+    tell_failures()
     engine = _engine()
     with tqdm(total=1000, desc=label, unit="‰", leave=True, dynamic_ncols=True,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, {remaining} left {postfix}") as bar:
@@ -39,14 +41,18 @@ def run_with_bar(job_id: int, label: str, *, credential: str | None = None) -> N
             bar.update(int(fraction * 1000) - bar.n)
             bar.set_postfix_str(message[:60], refresh=False)
 
+        # A failure is told to the submitter where it is recorded (core.store.jobs.noticed_failure); a run that
+        # lost its job to another worker records none, whatever became of the job after.
         job = jobs.run(job_id, engine=engine, on_progress=on_progress, credential=credential)
-    if job.status == "failed":  # told to its submitter: nobody acted, the job did
-        with _session() as session:
-            inbox.notify(session, kind=rules.Kind.JOB_FAILED, project_id=job.project_id, actor=None,
-                         to=[job.created_by], job_kind=job.kind, detail=f"{job.kind} job #{job.id}: {job.error[:300]}")
-            session.commit()
     click.echo(f"job #{job.id} {job.status}" + (f": {job.error}" if job.error else "."))
     jobs.result_or_raise(job)
+
+
+def tell_failures() -> None:
+    """Register the submitter's notice of a job's failure with the store (core.store.jobs.FAILURE_LISTENERS), in a
+    process that runs or watches jobs: the store imports no step above it, so whoever records a failure there can
+    tell only through what was registered."""
+    from core.notify import inbox  # noqa: F401  # lazy: registers core.notify's listener when imported
 
 
 def start_in_background(job_id: int) -> None:
@@ -97,6 +103,7 @@ def jobs_list(project: str) -> None:
 @click.argument("job_id", type=int)
 def jobs_show(job_id: int) -> None:
     """One job: what it is doing (who holds it, or that its worker went quiet), its progress, time and error."""
+    tell_failures()  # reading the job may find its process dead: that failure is told to its submitter
     with _session() as session:
         job = jobs.get(session, job_id)
         _viewable(session, str(job.project_id))
@@ -108,3 +115,17 @@ def jobs_show(job_id: int) -> None:
         click.echo(f"Claims by workers: {job.attempts}" + (f", last by {job.worker}" if job.worker else "") + ".")
     if job.error:
         click.echo(f"Error: {job.error}")
+
+
+@jobs_group.command("sweep-checkpoints")
+@click.option("--grace-hours", type=click.FloatRange(0, 24 * 365), default=1.0, show_default=True,
+              help="Leave copies written more recently than this: a run may be about to record them.")
+def jobs_sweep_checkpoints(grace_hours: float) -> None:
+    """Remove training checkpoint copies in the artifact store that no run records (admins): a worker that died
+    between copying a checkpoint and recording it left them. A recorded copy, or one of a running job, is never
+    removed; each run swept gets an audit event."""
+    with _session() as session:
+        swept = checkpoints.sweep(session, actor=_actor(session), grace=timedelta(hours=grace_hours))
+    click.echo(swept.sentence())
+    for rel in swept.removed:
+        click.echo(f"- {rel}")

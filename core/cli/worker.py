@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from core.cli.base import _engine, cli, lazy
+from core.cli.jobs import tell_failures
 from core.domain.errors import InvalidInput
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
@@ -45,6 +46,7 @@ def worker_command(concurrency: int, once: bool, kinds: tuple[str, ...]) -> None
     jobs go back to the queue.
     """
     chosen = _kinds(kinds)
+    tell_failures()  # a job this worker fails (its processes kept dying) is told to its submitter
     w = worker.Worker(engine=_engine(), concurrency=concurrency, kinds=chosen, once=once,
                       say=lambda line: click.echo(line))
     signal.signal(signal.SIGTERM, w.stop)

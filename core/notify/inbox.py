@@ -60,12 +60,13 @@ def notify(session: Session, *, kind: Kind, project_id: int, actor: User | None,
     return rows
 
 
-def _tell_submitter(session: Session, job: Job, error: str) -> None:
-    """A job found failed with no process of its own left to say so (core.store.jobs.noticed_failure): its
-    submitter is told once per claim, however many readers notice."""
+def _tell_submitter(session: Session, job: Job, error: str, failure: int) -> None:
+    """A job failed (core.store.jobs.noticed_failure, in the transaction that records it): its submitter is told
+    once per failure (``failure``, the id of its audit event), whichever process recorded it: nobody acted, the
+    job did."""
     notify(session, kind=Kind.JOB_FAILED, project_id=job.project_id, actor=None, to=[job.created_by],
            job_kind=job.kind, detail=f"{job.kind} job #{job.id}: {error[:300].rstrip('.')}",
-           dedupe=f"job:{job.id}:failed:{job.attempts}")
+           dedupe=f"job:{job.id}:failed:event-{failure}")
 
 
 jobs.FAILURE_LISTENERS.append(_tell_submitter)

@@ -38,7 +38,9 @@ def track_new_file(session: Session, path: Path) -> None:
     session.info.setdefault(_NEW_FILES, []).append(Path(path))
 
 
-def _track_new_key(session: Session, rel: str) -> None:
+def track_new_key(session: Session, rel: str) -> None:
+    """``rel``, just written to a store that is not this disk, is kept only if the session's transaction commits
+    (as track_new_file for a file on this disk)."""
     session.info.setdefault(_NEW_KEYS, []).append(rel)
 
 
@@ -197,7 +199,7 @@ def store_table(
     if store.local:
         track_new_file(session, data_dir() / rel)
     else:
-        _track_new_key(session, rel)
+        track_new_key(session, rel)
     return _record(session, project=project, actor=actor, rel=rel, kind=kind, sha256=hashlib.sha256(body).hexdigest(),
                    n_rows=len(df), n_bytes=len(body), meta=meta)
 
@@ -214,7 +216,7 @@ def register(
     store = artifact_store()
     if not store.local:
         store.upload(path, rel)
-        _track_new_key(session, rel)
+        track_new_key(session, rel)
     return _record(session, project=project, actor=actor, rel=rel, kind=kind,
                    sha256=dir_sha256(path) if is_dir else file_sha256(path), n_rows=n_rows,
                    n_bytes=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if is_dir

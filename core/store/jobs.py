@@ -52,7 +52,7 @@ from core.store import audit, vouched
 from core.store.artifacts import data_dir
 from core.store.config import get_settings
 from core.store.db import get_engine
-from core.store.models import Job, Project, User, id_of, utcnow
+from core.store.models import AuditEvent, Job, Project, User, id_of, utcnow
 
 
 class JobKind(StrEnum):
@@ -76,17 +76,20 @@ RESULTS: dict[str, type[BaseModel] | None] = {}
 M = TypeVar("M", bound=BaseModel)
 # A running job whose heartbeat is older than this, and whose process is gone, died.
 STALE_AFTER = timedelta(seconds=60)
-# Called in the noticing transaction when a job is found failed outside any process of its own (its process died,
-# or its workers kept dying): (session, job, error). core.notify registers the submitter's notice here, since the
-# store imports no step above it.
-NoticedFailure = Callable[[Session, Job, str], None]
+# Called in the transaction that records a job's failure, whoever records it (the job's own run, a reader noticing
+# its process died, a worker whose job ran out of claims): (session, job, error, the id of the failure's audit
+# event). Each failure is recorded by one conditional UPDATE, so each is told once, however many processes saw it
+# (a run that lost its job to another worker records nothing). core.notify registers the submitter's notice here,
+# since the store imports no step above it.
+NoticedFailure = Callable[[Session, Job, str, int], None]
 FAILURE_LISTENERS: list[NoticedFailure] = []
 
 
-def noticed_failure(session: Session, job: Job, error: str) -> None:
-    """Tell the registered listeners that ``job`` was found failed with ``error`` (the caller commits)."""
+def noticed_failure(session: Session, job: Job, error: str, *, failure: AuditEvent) -> None:
+    """Tell the registered listeners that ``job`` failed with ``error``, recorded by the audit event ``failure``
+    in the caller's transaction (the caller commits)."""
     for listener in FAILURE_LISTENERS:
-        listener(session, job, error)
+        listener(session, job, error, id_of(failure))
 # The states a job can be claimed from (a failed job resumes).
 RUNNABLE = ("queued", "failed")
 # Where the process start_detached starts finds its job's one-time credential.
@@ -333,8 +336,10 @@ def _finish(engine: Engine, job_id: int, status: str, result: dict[str, Any], er
         payload: dict[str, Any] = {"kind": job.kind, "error": error}
         if worker is not None:
             payload |= {"worker": worker, "attempt": job.attempts}
-        audit.record(s, actor=actor, action=f"job.{status}", entity="job", entity_id=job.id,
-                     project_id=job.project_id, payload=payload)
+        event = audit.record(s, actor=actor, action=f"job.{status}", entity="job", entity_id=job.id,
+                             project_id=job.project_id, payload=payload)
+        if status == "failed":  # told here, where the failure is recorded: a run that lost its job never is
+            noticed_failure(s, job, error, failure=event)
         s.commit()
         return job
 
@@ -410,10 +415,10 @@ def mark_if_dead(session: Session, job: Job) -> Job:
             .values(status="failed", finished_at=utcnow(), error=error)
         )).rowcount
         if marked == 1:
-            audit.record(session, actor="(system)", action="job.failed", entity="job", entity_id=job.id,
-                         project_id=job.project_id,
-                         payload={"kind": job.kind, "error": error, "pid": job.pid, "noticed": "process gone"})
-            noticed_failure(session, job, error)
+            event = audit.record(session, actor="(system)", action="job.failed", entity="job", entity_id=job.id,
+                                 project_id=job.project_id,
+                                 payload={"kind": job.kind, "error": error, "pid": job.pid, "noticed": "process gone"})
+            noticed_failure(session, job, error, failure=event)
         session.commit()
         session.refresh(job)
     return job

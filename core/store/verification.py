@@ -1,5 +1,6 @@
 """``stillroom audit verify``: the chain's links, its anchors, the checkpoint file, the HMACs, every recorded row
-against its event and every artifact's SHA-256, each problem named in a sentence.
+against its event and every artifact's (and recorded training checkpoint copy's) SHA-256, each problem named in
+a sentence.
 
 The full check is one pass over the events (each hashed once, in the loop itself) and one over each tracked
 table; on two cores a forked process walks the newest events while this one walks the oldest and hashes every
@@ -27,7 +28,7 @@ from sqlmodel import Session
 
 from core.domain.errors import InvalidInput, RecordTampered
 from core.domain.hashing import canonical_json
-from core.store import integrity
+from core.store import checkpoint_copies, integrity
 from core.store.audit import (
     ANCHORED_ACTIONS,
     GENESIS_HASH,
@@ -329,7 +330,8 @@ class AuditReport:
 
 def verify(engine: Engine, *, expect_head: str | None = None, files: bool = True) -> AuditReport:
     """Check the chain's links, its anchors, the checkpoint file, the HMACs (with a key), every recorded row
-    against its event and (``files``) every artifact's SHA-256; ``expect_head`` must be a hash in the chain."""
+    against its event and (``files``) every artifact's and every recorded training checkpoint copy's SHA-256;
+    ``expect_head`` must be a hash in the chain."""
     with _collector_paused():
         return _verify(engine, expect_head=expect_head, files=files)
 
@@ -365,6 +367,7 @@ def _verify(engine: Engine, *, expect_head: str | None, files: bool) -> AuditRep
                                           digests=digests, highest=highest)
     if files:
         problems += integrity.artifact_problems(engine)
+        problems += checkpoint_copies.copy_problems(engine)  # training checkpoints copied to the store (issue 20)
     reached = Reached(walk.last_id, chain.head_hash, chain.checked, max((a[0] for a in anchors), default=0), offset,
                       highest)
     return AuditReport(chain, problems, limits(key), expect, following, str(path) if path else None,

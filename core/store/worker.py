@@ -39,7 +39,7 @@ from core.store import audit
 from core.store.artifacts import data_dir
 from core.store.config import get_settings
 from core.store.jobs import CREDENTIAL_ENV, noticed_failure, timing, worker_stale_after
-from core.store.models import Job, utcnow
+from core.store.models import AuditEvent, Job, utcnow
 
 
 def worker_id() -> str:
@@ -150,7 +150,9 @@ def fail_exhausted(engine: Engine, *, rules: QueueRules | None = None) -> list[i
             error = (f"the job's worker stopped {job.attempts} times (last {previous}) before it finished: it is "
                      "not tried again; find the cause in the workers' logs, then run it again to resume.")
             if _changed(s, job, status="failed", error=error, finished_at=utcnow()):
-                _event(s, job.id, job.project_id, "job.failed", {"kind": job.kind, "error": error, "worker": previous})
+                event = _event(s, job.id, job.project_id, "job.failed",
+                               {"kind": job.kind, "error": error, "worker": previous})
+                noticed_failure(s, job, error, failure=event)
                 failed.append(int(job.id or 0))
         s.commit()
     return failed
@@ -165,10 +167,10 @@ def _changed(s: Session, job: Job, **values: Any) -> bool:
     return bool(getattr(s.execute(statement), "rowcount", 0) == 1)
 
 
-def _event(s: Session, job_id: int | None, project_id: int, action: str, payload: dict[str, Any]) -> None:
+def _event(s: Session, job_id: int | None, project_id: int, action: str, payload: dict[str, Any]) -> AuditEvent:
     # The queue's own decisions, in no person's name (as core.store.jobs.mark_if_dead records a death).
-    audit.record(s, actor="(system)", action=action, entity="job", entity_id=job_id, project_id=project_id,
-                 payload=payload)
+    return audit.record(s, actor="(system)", action=action, entity="job", entity_id=job_id, project_id=project_id,
+                        payload=payload)
 
 
 def heartbeat(engine: Engine, *, worker: str) -> int:
@@ -193,8 +195,9 @@ def give_back(engine: Engine, *, job_id: int, worker: str, reason: str, counted:
             error = (f"the job's process stopped {job.attempts} times before it finished ({reason}): it is not "
                      "tried again; find the cause in the worker's log, then run it again to resume.")
             if _changed(s, job, status="failed", error=error, finished_at=utcnow()):
-                _event(s, job.id, job.project_id, "job.failed", {"kind": job.kind, "error": error, "worker": worker})
-                noticed_failure(s, job, error)
+                event = _event(s, job.id, job.project_id, "job.failed",
+                               {"kind": job.kind, "error": error, "worker": worker})
+                noticed_failure(s, job, error, failure=event)
             s.commit()
             return "failed"
         attempts = job.attempts if counted else job.attempts - 1

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import fence_helpers as fh
 import pytest
 import worker_helpers as wh
+from fence_helpers import store_elsewhere  # noqa: F401  (the fixture "store": an artifact store elsewhere)
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 from test_postgres import pg, pg_url  # noqa: F401  (the cluster, and a fresh seeded schema on it)
@@ -115,6 +116,14 @@ def test_a_lost_workers_handler_writes_nothing_after_a_takeover(engine, session,
     # A real training job: its first worker, alive, is about to write its result when the second takes it over.
     fh.assert_only_the_new_holders_result(fh.train_taken_over(session, engine, demo=demo, tmp_path=tmp_path,
                                                                monkeypatch=monkeypatch))
+
+
+def test_a_lost_worker_leaves_no_checkpoint_copy_behind(engine, session, demo, tmp_path, monkeypatch,  # noqa: F811
+                                                        store):
+    # Its epoch's copy reached the store before its fenced commit failed: the failed commit removes it.
+    lost = fh.lost_before_recording_an_epoch(session, engine, demo=demo, tmp_path=tmp_path, monkeypatch=monkeypatch,
+                                             store=store)
+    assert lost.copied and lost.left == [] and lost.there == lost.recorded
 
 
 def test_no_takeover_slips_in_between_a_fenced_write_and_its_commit(engine, session, demo, moderation):  # noqa: F811
