@@ -101,8 +101,10 @@ def append_events(engine: Engine, n: int) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    # The subprocess finds the seeded database through DATABASE_URL, set by use_temp_database.
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=_seed.REPO_ROOT)
+    # The subprocess finds the seeded database through DATABASE_URL, set by use_temp_database. In its own process
+    # (STILLROOM_DAEMON=off), the slower case: bench_cli_start.py measures the warm daemon beside it.
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=_seed.REPO_ROOT,
+                          env={**os.environ, "STILLROOM_DAEMON": "off"})
     if done.returncode != 0:
         raise SystemExit(f"`stillroom {' '.join(args)}` exited {done.returncode}: {done.stderr.strip()}")
     return done
