@@ -66,7 +66,7 @@ class Daemon:
         """Import what the WARM commands use, and nothing else: no setting is read and no engine made, so no child
         inherits a result. First the database layer and _LIBRARIES; then each core module the WARM command
         modules name, except those that would load the model stack (MODEL_STACK), which a command that needs one
-        imports itself: no numerical library's threads exist in the process that forks."""
+        imports itself: no OpenMP pool exists in the process that forks."""
         from core.cli import base  # noqa: PLC0415  (this process only)
 
         importlib.import_module("core.store.db")
@@ -77,7 +77,7 @@ class Daemon:
                 pass
         self.library_modules = set(sys.modules)
         blocked = {name: sys.modules.get(name) for name in MODEL_STACK}
-        sys.modules.update(dict.fromkeys(MODEL_STACK))  # None: `import pandas` raises ImportError meanwhile
+        sys.modules.update(dict.fromkeys(MODEL_STACK))  # None: `import torch` raises ImportError meanwhile
         try:
             for name in sorted(warm.WARM):
                 base.load_lazy_names(importlib.import_module(f"core.cli.{base.LAZY_COMMANDS[name]}"))
