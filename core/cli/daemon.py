@@ -45,6 +45,8 @@ def daemon_status() -> None:
 def daemon_start() -> None:
     """Start the daemon now (commands start it by themselves when it is not running) and wait until it answers."""
     settings = _settings()
+    if not warm.SUPPORTED:
+        raise click.UsageError("the warm daemon needs Linux (pidfds and SO_PEERCRED); commands run without it here.")
     if not settings.enabled:
         raise click.UsageError(f"{warm.SWITCH} is off: unset it (or set it to on) to use the daemon.")
     problem = warm.private_dir(warm.runtime_dir(os.environ))

@@ -44,6 +44,8 @@ FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 # Variables read by the interpreter at start-up: a daemon serves only clients whose values equal its own.
 _STARTUP_VARS = ("PYTHON", "LC_", "LANG")
 _HEADER = struct.Struct("!I")
+# Linux: the daemon needs pidfds (5.3) and SO_PEERCRED; elsewhere every command runs in its own process.
+SUPPORTED = sys.platform == "linux" and hasattr(os, "pidfd_open") and hasattr(socket, "SO_PEERCRED")
 
 
 class SettingError(ValueError):
@@ -193,7 +195,7 @@ def recv_json(sock: socket.socket, *, with_fds: int = 0) -> tuple[dict[str, obje
 def run(argv: list[str]) -> int | None:
     """The exit code of argv's command when the daemon ran it; None when it must run in this process (not a WARM
     command, the daemon off or unreachable: then it is started for the next one)."""
-    if not wants(argv) or sys.flags.no_site or sys.flags.isolated or sys.warnoptions or sys._xoptions:
+    if not wants(argv) or not SUPPORTED or sys.flags.no_site or sys.flags.isolated or sys.warnoptions or sys._xoptions:
         return None
     environ = os.environ
     try:

@@ -232,6 +232,15 @@ def test_only_short_no_model_commands_go_to_the_daemon(argv: list[str], wanted: 
     assert warm.wants(argv) is wanted
 
 
+def test_where_the_daemon_cannot_run_every_command_runs_in_its_own_process(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(warm, "SUPPORTED", False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    started = []
+    monkeypatch.setattr(warm, "start", started.append)
+    assert warm.run(["--as", "ada", "whoami"]) is None
+    assert started == [] and list(tmp_path.iterdir()) == []  # nothing made, nothing started
+
+
 def test_the_preload_imports_no_model_stack_and_reads_no_setting(tmp_path: Path):
     probe = ("import json, sys; from core.cli import daemon_loop; from core.store import config, db; "
              "d = daemon_loop.Daemon(path='', lock=None, ident={}, stamp=(), idle_s=1); d.preload(); "
