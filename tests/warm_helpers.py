@@ -16,8 +16,11 @@ PASSWORD = "correct horse battery staple"
 
 
 def make_env(tmp_path: Path, name: str = "db", **extra: str) -> dict[str, str]:
+    """The environment of a database under tmp_path with the daemon on in tmp_path's own runtime directory; a
+    daemon a failed test leaves behind exits after 120 s with nothing to do."""
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run"), "DATABASE_URL": f"sqlite:///{tmp_path / name}.db",
-           "STILLROOM_DATA_DIR": str(tmp_path / name), "STILLROOM_DAEMON": "on", **extra}
+           "STILLROOM_DATA_DIR": str(tmp_path / name), "STILLROOM_DAEMON": "on", "STILLROOM_DAEMON_IDLE_S": "120",
+           **extra}
     env.pop("STILLROOM_USER", None)
     (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
     return env
