@@ -92,6 +92,15 @@ def lazy(*names: str) -> tuple[LazyModule, ...]:
     return tuple(LazyModule(name) for name in names)
 
 
+def load_commands(names: Sequence[str]) -> None:
+    """Load these commands' modules and every core module they (and this module) name with `lazy`, skipping those
+    that cannot load here: the warm daemon's preload (core.cli.daemon_loop)."""
+    for name in names:
+        # By name, on purpose, like the command loader below (tests/store/test_jobs_kinds.py).
+        load_lazy_names(importlib.import_module(f"core.cli.{LAZY_COMMANDS[name]}"))
+    load_lazy_names(sys.modules[__name__])
+
+
 def load_lazy_names(module: ModuleType) -> None:
     """Load every module that `module` names with `lazy` now, skipping those that cannot load here (the warm
     daemon's preload, core.cli.daemon_loop, which keeps the model stack out)."""

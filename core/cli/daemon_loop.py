@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import importlib
 import io
 import os
 import selectors
@@ -27,12 +26,28 @@ from core.cli import warm
 # Never loaded by the daemon (tests/cli/test_cli_startup.py keeps the WARM commands themselves free of them): the
 # model stack, whose thread pools (OpenMP) are not safe to fork.
 MODEL_STACK = ("torch", "transformers", "sklearn", "scipy", "onnxruntime")
-# Libraries loaded before the core modules: the engine's dialects and the PostgreSQL driver, which a WARM command
-# reaches only on its first database use, and pandas, in which core keeps the reports and predictions that review,
-# decide and record read (0.3 s of their start otherwise). Forking after numpy and pyarrow load is what every
-# preloading server does; both libraries reset their thread pools in the child (pthread_atfork).
-_LIBRARIES = ("pandas", "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.sqlite.pysqlite",
-              "sqlalchemy.dialects.postgresql", "psycopg", "sqlalchemy.dialects.postgresql.psycopg")
+
+
+def _load_libraries() -> None:
+    """What the WARM commands stand on, loaded before the core modules: the table models, the engine's dialects and
+    the PostgreSQL driver (reached only on a command's first database use), and pandas, in which core keeps the
+    reports and predictions that review, decide and record read (0.3 s of their start otherwise). Forking after
+    numpy and pyarrow load is what every preloading server does; both reset their thread pools in the child
+    (pthread_atfork)."""
+    # Imported here, not at the top: the daemon's alone; the client and every other command never pay for them.
+    import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401, PLC0415
+
+    import core.store.db  # noqa: F401, PLC0415
+
+    try:
+        import pandas  # noqa: F401, PLC0415
+    except ImportError:
+        pass
+    try:
+        import psycopg  # noqa: F401, PLC0415
+        import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401, PLC0415
+    except ImportError:
+        pass
 
 
 _TAKEN: list[int] = []  # Daemon._answer's word that a child took the connection and the descriptors
@@ -69,19 +84,12 @@ class Daemon:
         imports itself: no OpenMP pool exists in the process that forks."""
         from core.cli import base  # noqa: PLC0415  (this process only)
 
-        importlib.import_module("core.store.db")
-        for name in _LIBRARIES:
-            try:
-                importlib.import_module(name)
-            except ImportError:
-                pass
+        _load_libraries()
         self.library_modules = set(sys.modules)
         blocked = {name: sys.modules.get(name) for name in MODEL_STACK}
         sys.modules.update(dict.fromkeys(MODEL_STACK))  # None: `import torch` raises ImportError meanwhile
         try:
-            for name in sorted(warm.WARM):
-                base.load_lazy_names(importlib.import_module(f"core.cli.{base.LAZY_COMMANDS[name]}"))
-            base.load_lazy_names(base)
+            base.load_commands(sorted(warm.WARM))
         finally:
             for name, module in blocked.items():
                 if module is None:
