@@ -44,6 +44,20 @@ def run_by_worker(engine, job_id: int, worker: str) -> Job:
     return jobs.run(job_id, engine=engine, credential=claim.credential)
 
 
+def submitted(session, demo, tmp_path) -> tuple[Job, Path]:
+    """A local run of a freshly saved tiny classifier, submitted from the driver's disk (outside any data dir)."""
+    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
+    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
+    return submit(session, demo, dataset, model_dir), model_dir
+
+
+def failed_on_host_b(engine, job: Job, monkeypatch, tmp_path) -> Job:
+    on_host(monkeypatch, tmp_path, "host-b")
+    failed = run_by_worker(engine, job.id, SECOND)
+    assert failed.status == "failed"
+    return failed
+
+
 def on_host(monkeypatch, tmp_path, name: str) -> Path:
     monkeypatch.setenv("STILLROOM_DATA_DIR", str(tmp_path / name))
     get_settings.cache_clear()
@@ -94,18 +108,14 @@ def test_a_run_submitted_on_one_host_runs_on_another_after_its_directory_is_gone
 
 def test_a_file_changed_in_the_store_fails_the_job_naming_it(engine, session, demo, store, monkeypatch, tmp_path):
     fs, root = store
-    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
-    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
-    job = submit(session, demo, dataset, model_dir)
+    job, model_dir = submitted(session, demo, tmp_path)
     shutil.rmtree(model_dir)
     weights = recorded_file(job, ".safetensors")
     fs.pipe_file(f"{root}/{weights.blob}", b"other weights")
-    host_b = on_host(monkeypatch, tmp_path, "host-b")
-    failed = run_by_worker(engine, job.id, SECOND)
-    assert failed.status == "failed"
+    failed = failed_on_host_b(engine, job, monkeypatch, tmp_path)
     assert f"file {weights.name} was changed in the artifact store" in failed.error
     assert "restore it from backup, or submit the run again" in failed.error
-    assert not files_of(host_b / stored_dirs.CACHE)  # nothing unverified is kept
+    assert not files_of(tmp_path / "host-b" / stored_dirs.CACHE)  # nothing unverified is kept
     with Session(engine) as s:
         assert not s.exec(select(TeacherRun)).all()
 
@@ -113,24 +123,18 @@ def test_a_file_changed_in_the_store_fails_the_job_naming_it(engine, session, de
 def test_a_file_missing_from_the_store_and_the_host_fails_the_job_naming_it(engine, session, demo, store,
                                                                             monkeypatch, tmp_path):
     fs, root = store
-    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
-    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
-    job = submit(session, demo, dataset, model_dir)
+    job, model_dir = submitted(session, demo, tmp_path)
     shutil.rmtree(model_dir)
     config = recorded_file(job, "config.json")
     fs.rm(f"{root}/{config.blob}")
-    on_host(monkeypatch, tmp_path, "host-b")
-    failed = run_by_worker(engine, job.id, SECOND)
-    assert failed.status == "failed"
+    failed = failed_on_host_b(engine, job, monkeypatch, tmp_path)
     assert f"file {config.name} (SHA-256 {config.sha256[:12]}…) is missing at {model_dir}" in failed.error
     assert "is not in the artifact store" in failed.error and "submit the run again" in failed.error
 
 
 def test_with_the_default_store_nothing_is_copied_and_a_file_changed_before_the_run_fails_it(engine, session,
                                                                                           demo, tmp_path):
-    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
-    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
-    job = submit(session, demo, dataset, model_dir)
+    job, model_dir = submitted(session, demo, tmp_path)
     assert job.params["config"]["model_sha256"] == dir_sha256(model_dir)
     assert not (data_dir() / stored_dirs.BLOBS).exists()  # one host: the files stay where the driver keeps them
     with (model_dir / "tokenizer_config.json").open("a") as f:
@@ -142,9 +146,7 @@ def test_with_the_default_store_nothing_is_copied_and_a_file_changed_before_the_
 
 
 def test_a_file_added_beside_the_recorded_ones_is_left_out_of_the_run(engine, session, demo, tmp_path):
-    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
-    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
-    job = submit(session, demo, dataset, model_dir)
+    job, model_dir = submitted(session, demo, tmp_path)
     (model_dir / "added_tokens.json").write_text('{"[NEW]": 999}')
     done = jobs.run(job.id, engine=engine)
     assert done.status == "done", done.error
@@ -154,9 +156,8 @@ def test_a_file_added_beside_the_recorded_ones_is_left_out_of_the_run(engine, se
 
 def test_the_teacher_an_evaluation_runs_is_the_recorded_one_though_the_directory_changed(engine, session, demo,
                                                                                        store, tmp_path):
-    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
-    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
-    done = run_by_worker(engine, submit(session, demo, dataset, model_dir).id, FIRST)
+    job, model_dir = submitted(session, demo, tmp_path)
+    done = run_by_worker(engine, job.id, FIRST)
     run, _ = run_of(engine, done)
     shutil.rmtree(model_dir)
     save_tiny_classifier(model_dir)  # another model, same labels, same place
@@ -165,9 +166,8 @@ def test_the_teacher_an_evaluation_runs_is_the_recorded_one_though_the_directory
 
 
 def test_without_a_copy_a_changed_directory_is_refused_to_the_evaluation(engine, session, demo, tmp_path):
-    model_dir = save_tiny_classifier(tmp_path / "laptop" / "model")
-    dataset = make_dataset(session, actor=demo["dana"], project=routing(session))
-    done = jobs.run(submit(session, demo, dataset, model_dir).id, engine=engine)
+    job, model_dir = submitted(session, demo, tmp_path)
+    done = jobs.run(job.id, engine=engine)
     run, _ = run_of(engine, done)
     (model_dir / "config.json").write_text((model_dir / "config.json").read_text().replace("billing", "refunds"))
     with pytest.raises(ArtifactTampered, match=rf"teacher run #{run.id}'s model directory: file config.json"):
