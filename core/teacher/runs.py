@@ -223,7 +223,8 @@ def build_adapter(*, adapter: str, config: dict, project_id: int) -> tuple[Adapt
         local = LocalAdapter(path, batch_size=int(config.get("batch_size", 64)),
                              max_length=config.get("max_length"), device=config.get("device"), ray=plan)
         return local, local.labels, {**config, **ray_engine.recorded(plan),
-                                     "model_sha256": recorded.model_sha256 or dir_sha256(path)}
+                                     "model_sha256": recorded.model_sha256 if recorded.model_files is not None
+                                     else dir_sha256(path)}
     if adapter == "python":
         cfg = python.PythonConfig(**config)
         teacher = python.PythonAdapter(cfg, labels=list(cfg.labels or []))  # checks the allow-list again first
@@ -347,6 +348,16 @@ def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
                       confidence_bins=CONFIDENCE_BINS, confidence_counts=[int(c) for c in counts],
                       agreement_with_reference=stats.get("agreement_with_reference"),
                       n_with_reference=stats.get("n_with_reference", 0))
+
+
+def settings_text(run: TeacherRun) -> str:
+    """A run's settings on one line ("batch_size=8, model_dir=..."), its recorded files as their count and size."""
+    shown = dict(run.config or {})
+    if isinstance(shown.get("model_files"), list):
+        files = shown["model_files"]
+        size = sum(int(f.get("size") or 0) for f in files if isinstance(f, dict))
+        shown["model_files"] = f"{len(files)} files, {size / 2**20:.1f} MiB"
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
 
 
 def imported_sentence(run: TeacherRun) -> str:
