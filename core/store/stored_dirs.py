@@ -19,13 +19,19 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from core.domain.errors import ArtifactTampered, InvalidInput
 from core.store.artifacts import ArtifactStore, artifact_store, data_dir, file_sha256
+from core.store.models import TeacherRun
 
 BLOBS = "artifacts/by-sha256"  # in the store: one file per distinct content, named by its SHA-256
 CACHE = "cache/dirs"  # in the data directory: fetched directories, one per manifest hash
+# A local teacher run's settings record its directory's files under FILES and, when they were copied to the
+# store, STORED: true (core.teacher.model_files writes them; ``teacher_copy_problems`` checks the copies).
+FILES, STORED = "model_files", "model_stored"
 
 
 class DirFile(BaseModel):
@@ -178,3 +184,32 @@ def _extra(path: Path, names: Iterable[str]) -> str | None:
     known = set(names)
     return next((n for n in sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
                  if n not in known), None)
+
+
+def teacher_copy_problems(engine: Engine) -> list[str]:
+    """Every file of a local teacher run's directory copied to the store that is missing there or whose bytes no
+    longer have the recorded SHA-256, naming the run, its job and the file (part of ``stillroom audit verify``)."""
+    with Session(engine) as s:
+        rows = s.exec(select(col(TeacherRun.id), col(TeacherRun.job_id), col(TeacherRun.config))
+                      .where(col(TeacherRun.adapter) == "local").order_by(col(TeacherRun.id))).all()
+    store = artifact_store()
+    hashed: dict[str, str | None] = {}
+    out: list[str] = []
+    for run_id, job_id, config in rows:
+        if not (config or {}).get(STORED):
+            continue
+        who = f"teacher run #{run_id}" + (f" (job #{job_id})" if job_id is not None else "")
+        try:
+            manifest = DirManifest(files=(config or {}).get(FILES) or ())
+        except ValidationError:
+            out.append(f"{who}'s record of its model directory's files ({FILES!r} in its settings) no longer "
+                       "fits {name, sha256, size}: it was changed; run the teacher again.")
+            continue
+        for f in manifest.files:
+            if f.blob not in hashed:  # a file shared by several runs is read once
+                hashed[f.blob] = store.sha256(f.blob) if store.exists(f.blob) else None
+            if hashed[f.blob] != f.sha256:
+                what = "is missing from" if hashed[f.blob] is None else "was changed in"
+                out.append(f"{who}'s model file {f.name} {what} the artifact store ({f.blob}): restore it from "
+                           "backup, or run the teacher again from a host that has the directory.")
+    return out

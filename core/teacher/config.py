@@ -31,6 +31,7 @@ class LocalConfig(BaseModel):
     model_sha256: str | None = None
     # The directory's files as submitted (core.teacher.model_files); None on runs recorded before they were.
     model_files: list[DirFile] | None = None
+    model_stored: bool = False  # and copied to the artifact store, for a job on another host
     device: str | None = None  # "auto", "cpu", "cuda", "cuda:1", "mps" (core.ml.device.pick); None: auto
     # Where the batches run: in this process (the default, nothing to install), or across Ray workers, each
     # loading the model once (core.teacher.ray_engine; `pip install 'stillroom[ray]'`).

@@ -41,9 +41,11 @@ def snapshot(path: Path) -> dict:
     to the store where another host may run the job). InvalidInput naming model_dir when it is over a limit."""
     limit = int(get_settings().teacher_dir_max_gb * 2**30)
     manifest = stored_dirs.manifest_of(path, max_files=MAX_FILES, max_bytes=limit, field="model_dir")
-    if another_host_may_run():
+    stored = another_host_may_run()
+    if stored:
         stored_dirs.put(manifest, path)
-    return {"model_files": [f.model_dump() for f in manifest.files], "model_sha256": manifest.sha256}
+    return {stored_dirs.FILES: [f.model_dump() for f in manifest.files], "model_sha256": manifest.sha256,
+            **({stored_dirs.STORED: True} if stored else {})}
 
 
 def dir_here(config: LocalConfig, *, what: str) -> Path:

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from teacher_helpers import make_dataset, routing, save_tiny_classifier
 
 from core.domain.errors import ArtifactTampered, InvalidInput, RecordTampered
-from core.store import jobs, stored_dirs
+from core.store import jobs, stored_dirs, verification
 from core.store.artifacts import data_dir, dir_sha256, load_table
 from core.store.config import get_settings
 from core.store.models import Artifact, AuditEvent, Job, TeacherRun
@@ -172,6 +172,26 @@ def test_without_a_copy_a_changed_directory_is_refused_to_the_evaluation(engine,
     (model_dir / "config.json").write_text((model_dir / "config.json").read_text().replace("billing", "refunds"))
     with pytest.raises(ArtifactTampered, match=rf"teacher run #{run.id}'s model directory: file config.json"):
         model_files.of_run(run)
+
+
+def test_audit_verify_names_a_teacher_file_changed_or_missing_in_the_store(engine, session, demo, store, tmp_path):
+    fs, root = store
+    job, model_dir = submitted(session, demo, tmp_path)
+    done = run_by_worker(engine, job.id, FIRST)
+    run, _ = run_of(engine, done)
+    assert run.config[stored_dirs.STORED] is True and not teacher_problems(engine)
+    weights, config = recorded_file(job, ".safetensors"), recorded_file(job, "config.json")
+    fs.pipe_file(f"{root}/{weights.blob}", b"other weights")
+    fs.rm(f"{root}/{config.blob}")
+    assert teacher_problems(engine) == [
+        f"teacher run #{run.id} (job #{job.id})'s model file {config.name} is missing from the artifact store "
+        f"({config.blob}): restore it from backup, or run the teacher again from a host that has the directory.",
+        f"teacher run #{run.id} (job #{job.id})'s model file {weights.name} was changed in the artifact store "
+        f"({weights.blob}): restore it from backup, or run the teacher again from a host that has the directory."]
+
+
+def teacher_problems(engine) -> list[str]:
+    return [p for p in verification.verify(engine).problems if "model file" in p]
 
 
 def test_a_directory_over_the_limit_is_refused_at_submit_and_nothing_is_queued_or_stored(engine, session, demo,
