@@ -2,12 +2,11 @@
 and a student that learns from its layers all use exactly the files the driver submitted, on any host.
 
 When a local run is submitted, its directory's files are listed with their SHA-256 and sizes (the manifest,
-kept in the run's settings and audited with them; its hash is the run's ``model_sha256``). Where another host may
-run the job (``STILLROOM_JOB_RUNNER=workers``, or an artifact store that is not this machine's data directory)
-the files are also copied to the store under their hashes (core.store.stored_dirs). Wherever the directory is
-needed later, ``dir_here`` gives the recorded path when it still holds exactly those files, else a checked copy
-from the store; a file changed or missing in both is refused, naming it. Runs recorded before their files were
-use their path as they always did.
+kept in the run's settings and audited with them; its hash is the run's ``model_sha256``). Where another host
+may run the job (``copied``) the files are also copied to the store under their hashes (core.store.stored_dirs).
+Wherever the directory is needed later, ``dir_here`` gives the recorded path when it still holds exactly those
+files, else a checked copy from the store; a file changed or missing in both is refused, naming it. Runs
+recorded before their files were use their path as they always did.
 """
 
 from __future__ import annotations
@@ -31,9 +30,13 @@ def resolve_path(value: str) -> Path:
     return path if path.is_absolute() else data_dir() / path
 
 
-def another_host_may_run() -> bool:
-    """Whether a job may run where the submitter's files are not: handed to workers, or reading a shared store."""
-    return get_settings().job_runner == "workers" or not artifact_store().local
+def copied(path: Path) -> bool:
+    """Whether a run of the directory at ``path`` copies its files to the store: when the store is not this
+    machine's data directory, and when workers run the jobs and the directory lies outside the data directory (a
+    data directory the workers share already holds one inside it)."""
+    if not artifact_store().local:
+        return True
+    return get_settings().job_runner == "workers" and not path.resolve().is_relative_to(data_dir())
 
 
 def snapshot(path: Path) -> dict:
@@ -41,7 +44,7 @@ def snapshot(path: Path) -> dict:
     to the store where another host may run the job). InvalidInput naming model_dir when it is over a limit."""
     limit = int(get_settings().teacher_dir_max_gb * 2**30)
     manifest = stored_dirs.manifest_of(path, max_files=MAX_FILES, max_bytes=limit, field="model_dir")
-    stored = another_host_may_run()
+    stored = copied(path)
     if stored:
         stored_dirs.put(manifest, path)
     return {stored_dirs.FILES: [f.model_dump() for f in manifest.files], "model_sha256": manifest.sha256,

@@ -145,6 +145,18 @@ def test_with_the_default_store_nothing_is_copied_and_a_file_changed_before_the_
            f"changed at {model_dir} and is not in the artifact store" in failed.error
 
 
+def test_with_workers_and_the_default_store_a_directory_outside_the_data_directory_is_copied_into_it(
+        monkeypatch, tmp_path):
+    monkeypatch.setenv("STILLROOM_JOB_RUNNER", "workers")
+    on_host(monkeypatch, tmp_path, "host-a")
+    outside = save_tiny_classifier(tmp_path / "laptop" / "model")
+    inside = save_tiny_classifier(data_dir() / "models" / "teacher")  # a data directory the workers share
+    assert model_files.snapshot(inside).get(stored_dirs.STORED) is None
+    assert not (data_dir() / stored_dirs.BLOBS).exists()
+    assert model_files.snapshot(outside)[stored_dirs.STORED] is True
+    assert len(files_of(data_dir() / stored_dirs.BLOBS)) == len(files_of(outside))
+
+
 def test_a_file_added_beside_the_recorded_ones_is_left_out_of_the_run(engine, session, demo, tmp_path):
     job, model_dir = submitted(session, demo, tmp_path)
     (model_dir / "added_tokens.json").write_text('{"[NEW]": 999}')
@@ -208,7 +220,8 @@ def test_a_directory_over_the_limit_is_refused_at_submit_and_nothing_is_queued_o
     assert not session.exec(select(Job)).all() and not fs.exists(f"{root}/{stored_dirs.BLOBS}")
 
 
-def test_a_record_whose_files_do_not_give_its_hash_is_refused(tmp_path):
+def test_a_record_whose_files_do_not_give_its_hash_is_refused(monkeypatch, tmp_path):
+    on_host(monkeypatch, tmp_path, "host-a")
     model_dir = save_tiny_classifier(tmp_path / "model")
     files = model_files.snapshot(model_dir)["model_files"]
     forged = LocalConfig(model_dir=str(model_dir), model_files=files, model_sha256="0" * 64)
