@@ -181,7 +181,7 @@ def teacher_show(run_id: int) -> None:
         summary = runs.summarize(session, run=run)
     click.echo(f"Teacher run #{run.id} ({run.adapter}) on dataset #{run.dataset_id}: {summary.n_rows:,} rows, "
                f"{summary.n_unparseable:,} unparseable, {summary.n_with_probs:,} with probabilities.")
-    click.echo("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(run.config.items())))
+    click.echo("Settings: " + runs.settings_text(run))
     _table(["LABEL", "ROWS"], list(summary.label_counts.items()))
     edges = summary.confidence_bins
     _table(["CONFIDENCE", "ROWS"], [(f"{edges[i]:.1f}-{edges[i + 1]:.1f}", n)

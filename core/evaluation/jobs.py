@@ -21,6 +21,7 @@ from core.gate import gate
 from core.store import vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TeacherRun, TrainingRun, User
+from core.teacher import model_files
 from core.teacher import runs as teacher_runs
 from core.teacher.config import LocalConfig, read_config
 from core.teacher.local import LocalAdapter
@@ -42,7 +43,7 @@ def _live_teacher(teacher_run: TeacherRun):
         return None
     config = read_config(teacher_run)
     if isinstance(config, LocalConfig):
-        return LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64,
+        return LocalAdapter(model_files.of_run(teacher_run), batch_size=config.batch_size or 64,
                             device=config.device)
     if isinstance(config, PythonConfig) and is_allowed(config.callable):
         return PythonAdapter(config, labels=list(config.labels or teacher_run.labels))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -113,6 +114,27 @@ class ArtifactStore:
                 self.write_bytes(f"{rel}/{f.relative_to(path).as_posix()}", f.read_bytes())
         else:
             self.write_bytes(rel, path.read_bytes())
+
+    def put_file(self, path: Path, rel: str) -> None:
+        """Stream a local file to ``rel``, whole or not at all (under a temporary name, then moved), without
+        holding it in memory (a model's weights may be gigabytes)."""
+        key = self.key(rel)
+        tmp = f"{key.rsplit('/', 1)[0]}/.{key.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
+        if self.fs is None:
+            Path(key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, key)
+            return
+        self.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.put_file(str(path), tmp)
+        self.fs.mv(tmp, key)
+
+    def get_file(self, rel: str, path: Path) -> None:
+        """Stream ``rel`` to a local file (the caller checks its hash)."""
+        if self.fs is None:
+            shutil.copyfile(self.key(rel), path)
+        else:
+            self.fs.get_file(self.key(rel), str(path))
 
     def remove(self, rel: str) -> None:
         if self.exists(rel):

@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from core.domain.errors import InvalidInput, RecordTampered
 from core.domain.hashing import canonical_json
-from core.store import checkpoint_copies, integrity
+from core.store import checkpoint_copies, integrity, stored_dirs
 from core.store.audit import (
     ANCHORED_ACTIONS,
     GENESIS_HASH,
@@ -368,6 +368,7 @@ def _verify(engine: Engine, *, expect_head: str | None, files: bool) -> AuditRep
     if files:
         problems += integrity.artifact_problems(engine)
         problems += checkpoint_copies.copy_problems(engine)  # training checkpoints copied to the store (issue 20)
+        problems += stored_dirs.teacher_copy_problems(engine)  # local teachers' model files copied there
     reached = Reached(walk.last_id, chain.head_hash, chain.checked, max((a[0] for a in anchors), default=0), offset,
                       highest)
     return AuditReport(chain, problems, limits(key), expect, following, str(path) if path else None,

@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from core.domain.stored import read_stored
 from core.domain.validation import sentence
 from core.store.models import TeacherRun
+from core.store.stored_dirs import DirFile
 from core.teacher.chat import ChatConfig
 from core.teacher.python import PythonConfig
 from core.teacher.ray_engine import RAY_MAX_WORKERS, check_engine
 
 
 class LocalConfig(BaseModel):
-    """A saved classifier run on this machine; ``model_sha256`` is recorded when the run is made."""
+    """A saved classifier; ``model_sha256`` and ``model_files`` are recorded when the run is submitted."""
 
     model_config = ConfigDict(extra="forbid")
     adapter: Literal["local"] = "local"
@@ -28,6 +29,9 @@ class LocalConfig(BaseModel):
     batch_size: int | None = Field(default=None, ge=1)
     max_length: int | None = Field(default=None, ge=1)
     model_sha256: str | None = None
+    # The directory's files as submitted (core.teacher.model_files); None on runs recorded before they were.
+    model_files: list[DirFile] | None = None
+    model_stored: bool = False  # and copied to the artifact store, for a job on another host
     device: str | None = None  # "auto", "cpu", "cuda", "cuda:1", "mps" (core.ml.device.pick); None: auto
     # Where the batches run: in this process (the default, nothing to install), or across Ray workers, each
     # loading the model once (core.teacher.ray_engine; `pip install 'stillroom[ray]'`).

@@ -30,7 +30,7 @@ from core.store import audit, jobs
 from core.store.artifacts import data_dir, dir_sha256, file_sha256, load_table, project_dir, store_table
 from core.store.config import get_settings
 from core.store.models import Artifact, Dataset, Job, Project, TeacherRun, User
-from core.teacher import chat, ensemble, files, python, ray_engine
+from core.teacher import chat, ensemble, files, model_files, python, ray_engine
 from core.teacher.config import LocalConfig, TeacherRunParams
 from core.teacher.local import LocalAdapter, model_labels
 from core.teacher.outputs import Adapter, check_labels, run_stats
@@ -66,11 +66,6 @@ def _stored_path(path: Path) -> str:
         return str(path)
 
 
-def resolve_path(value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else data_dir() / path
-
-
 def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
     """Validated, secret-free settings for a job of ``adapter`` on ``dataset`` (what the job and the run record)."""
     _reject_secrets(config)
@@ -89,7 +84,7 @@ def prepare_config(*, adapter: str, config: dict, dataset: Dataset) -> dict:
                 raise InvalidInput(f"{key} {value!r}: give a whole number of at least 1.", field=key)
         if parse(LocalConfig, config).engine == "ray":  # the engine's settings, then Ray itself, checked now
             ray_engine.require_ray()
-        return {**config, "model_dir": _stored_path(path)}
+        return {**config, "model_dir": _stored_path(path), **model_files.snapshot(path)}
     if adapter == "http":
         cfg = parse(chat.ChatConfig, config)
         labels = cfg.labels or mapping_of(dataset).labels
@@ -222,11 +217,14 @@ def chat_cache(project_id: int) -> chat.ResponseCache:
 def build_adapter(*, adapter: str, config: dict, project_id: int) -> tuple[Adapter, list[str], dict]:
     """The adapter a job runs, its labels and the settings to record (resolved, still secret-free)."""
     if adapter == "local":
-        path = resolve_path(config["model_dir"])
+        recorded = parse(LocalConfig, config)
+        path = model_files.dir_here(recorded, what="the teacher's model directory")  # exactly the files submitted
         plan = ray_engine.plan_of(config)
         local = LocalAdapter(path, batch_size=int(config.get("batch_size", 64)),
                              max_length=config.get("max_length"), device=config.get("device"), ray=plan)
-        return local, local.labels, {**config, **ray_engine.recorded(plan), "model_sha256": dir_sha256(path)}
+        return local, local.labels, {**config, **ray_engine.recorded(plan),
+                                     "model_sha256": recorded.model_sha256 if recorded.model_files is not None
+                                     else dir_sha256(path)}
     if adapter == "python":
         cfg = python.PythonConfig(**config)
         teacher = python.PythonAdapter(cfg, labels=list(cfg.labels or []))  # checks the allow-list again first
@@ -350,6 +348,16 @@ def summarize(session: Session, *, run: TeacherRun) -> RunSummary:
                       confidence_bins=CONFIDENCE_BINS, confidence_counts=[int(c) for c in counts],
                       agreement_with_reference=stats.get("agreement_with_reference"),
                       n_with_reference=stats.get("n_with_reference", 0))
+
+
+def settings_text(run: TeacherRun) -> str:
+    """A run's settings on one line ("batch_size=8, model_dir=..."), its recorded files as their count and size."""
+    shown = dict(run.config or {})
+    if isinstance(shown.get("model_files"), list):
+        files = shown["model_files"]
+        size = sum(int(f.get("size") or 0) for f in files if isinstance(f, dict))
+        shown["model_files"] = f"{len(files)} files, {size / 2**20:.1f} MiB"
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
 
 
 def imported_sentence(run: TeacherRun) -> str:

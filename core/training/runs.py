@@ -25,6 +25,7 @@ from core.ml.config import TrainConfig
 from core.store import audit, jobs, vouched
 from core.store.artifacts import data_dir, path_of, project_dir, verify
 from core.store.models import Artifact, GateVersion, Job, Project, TeacherRun, TrainingPoint, TrainingRun, User
+from core.teacher import model_files
 from core.training import pool
 
 JOB_KIND = jobs.JobKind.TRAIN
@@ -181,7 +182,11 @@ def checkpoint_path(run: TrainingRun) -> Path:
 
 
 def teacher_tokenizer_dir(teacher_run: TeacherRun) -> Path | None:
-    """The local teacher's model directory when it holds a tokenizer (students then share its vocabulary)."""
+    """The local teacher's model directory when it holds a tokenizer (students then share its vocabulary): for a
+    run that recorded its files, exactly those, on any host (core.teacher.model_files)."""
+    recorded = model_files.has_tokenizer(teacher_run) if teacher_run.adapter == "local" else None
+    if recorded is not None:
+        return model_files.of_run(teacher_run) if recorded else None
     for key in ("model_dir", "model_path", "path"):
         value = (teacher_run.config or {}).get(key)
         if not isinstance(value, str) or not value:

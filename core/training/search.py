@@ -25,6 +25,7 @@ from core.ml.init import check_encoder, teacher_config
 from core.store import jobs, vouched
 from core.store.jobs import JobContext, handler
 from core.store.models import Job, Project, TeacherRun, TrainingRun, User
+from core.teacher import model_files
 from core.teacher import runs as teacher_runs
 from core.training import jobs as train_job  # noqa: F401 (registers the "train" handler the search runs here)
 from core.training import pool, runs
@@ -403,7 +404,7 @@ def _local_answers(teacher_run: TeacherRun, texts: list[str]):
 
     config = read_config(teacher_run)
     assert isinstance(config, LocalConfig)  # the adapter column said so, and read_config checked it
-    adapter = LocalAdapter(teacher_runs.resolve_path(config.model_dir), batch_size=config.batch_size or 64,
+    adapter = LocalAdapter(model_files.of_run(teacher_run), batch_size=config.batch_size or 64,
                            device=config.device)
     probs = adapter.predict_proba(texts)
     return np.array([adapter.labels[i] for i in probs.argmax(axis=1)], dtype=object).astype(str)

@@ -41,6 +41,7 @@ def test_run_local_shows_a_bar_and_reports_the_run(session, dataset, model_dir):
     assert listing.exit_code == 0 and "local" in listing.output.splitlines()[1]
     shown = run("teacher", "show", "1", who="sam")
     assert shown.exit_code == 0 and "CONFIDENCE" in shown.output and "billing" in shown.output
+    assert "model_files=4 files, " in shown.output and "MiB, model_sha256=" in shown.output  # counted, not listed
 
 
 def test_run_by_someone_other_than_the_driver_exits_3(session, dataset, model_dir):

@@ -23,7 +23,7 @@ from core.domain.requests import DataRequest, read_data_request
 from core.qualify import qualification
 from core.store import audit, jobs, verification
 from core.store.models import Dataset, Job, Qualification, TeacherRun
-from core.teacher import runs
+from core.teacher import model_files, runs
 from core.teacher.config import (
     EnsembleConfig,
     FileConfig,
@@ -68,11 +68,13 @@ def test_a_teacher_run_job_stores_the_old_bytes_and_reads_back_typed(session, en
     dataset = import_rows(session, demo["dana"], ticket_rows(30))  # recorded with its event, so verify holds
     job = runs.start_run(session, actor=demo["dana"], project=routing(session), dataset_id=dataset.id,
                          adapter="local", config={"model_dir": str(model_dir), "batch_size": 8})
-    old = {"adapter": "local", "config": {"model_dir": str(model_dir), "batch_size": 8}, "dataset_id": dataset.id}
+    recorded = model_files.snapshot(model_dir)  # the directory's files, recorded at submit (issue 20)
+    old = {"adapter": "local", "config": {"model_dir": str(model_dir), "batch_size": 8, **recorded},
+           "dataset_id": dataset.id}
     assert _stored_text(engine, "job", "params", job.id) == json.dumps(old)
     params = jobs.params_as(job, TeacherRunParams)
     assert (params.adapter, params.dataset_id, params.config) == ("local", dataset.id, old["config"])
-    assert params.teacher_config() == LocalConfig(model_dir=str(model_dir), batch_size=8)
+    assert params.teacher_config() == LocalConfig(model_dir=str(model_dir), batch_size=8, **recorded)
 
     done = jobs.run(job.id, engine=engine)
     result = jobs.result_as(done, TeacherRunResult)
