@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,6 +215,38 @@ def test_ctrl_c_in_the_client_reaches_the_command_and_nothing_is_written(env):
     assert client.returncode == 1 and "Aborted" in err, out + err
     assert "dave" not in stillroom(env, "--as", "ada", "users", "list", daemon=False).stdout
     wait_until(lambda: status(env)["running"] == 0, "the command to end")
+
+
+def test_a_password_typed_at_a_terminal_is_not_echoed_through_the_daemon(env):
+    """The child has no controlling terminal of its own: getpass turns echo off on the client's terminal (its stdin)
+    instead. A real pseudo-terminal, typed into as a person would."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the client, on the terminal
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-m", "core.cli", "--as", "ada", "users", "add", "gus",
+                                   "--display-name", "Gus"], env)
+    seen_on_terminal = bytearray()
+
+    def read_until(marker: bytes) -> None:
+        deadline = time.monotonic() + 60
+        while marker not in seen_on_terminal and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen_on_terminal.extend(os.read(fd, 1024))
+                except OSError:
+                    return
+
+    read_until(b"Password for gus")
+    os.write(fd, b"typed-secret-0123456789\r")
+    read_until(b"Repeat")
+    os.write(fd, b"typed-secret-0123456789\r")
+    read_until(b"Created gus")
+    _, code = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(code) == 0, bytes(seen_on_terminal)
+    assert b"Created gus" in seen_on_terminal and b"typed-secret" not in seen_on_terminal
+    assert status(env)["served"] == 1  # it ran in the daemon
+    assert "gus" in stillroom(env, "--as", "ada", "users", "list", daemon=False).stdout
 
 
 def test_a_vanished_client_ends_its_command(env):
