@@ -40,6 +40,7 @@ _log = logging.getLogger(__name__)
 
 BLOBS = "artifacts/by-sha256"  # in the store: one file per distinct content, named by its SHA-256
 CACHE = "cache/dirs"  # in the data directory: fetched directories, one per manifest hash
+LOCKS = "cache/dir-locks"  # in the data directory: one lock file per cached copy a process of the host uses
 # A local teacher run's settings record its directory's files under FILES and, when they were copied to the
 # store, STORED: true (core.teacher.model_files writes them; ``teacher_copy_problems`` checks the copies).
 FILES, STORED = "model_files", "model_stored"
@@ -252,7 +253,8 @@ _HELD: dict[Path, int] = {}  # the cached copies this process uses: a shared loc
 
 
 def _lock_of(cached: Path) -> Path:
-    return cached.with_name(f"{cached.name}.lock")
+    """Its lock file, kept beside the cache (so the cache holds the copies alone): its time is the copy's last use."""
+    return data_dir() / LOCKS / f"{cached.name}.lock"
 
 
 def _use(cached: Path) -> None:
@@ -278,28 +280,36 @@ def prune_cache(*, days: float, now: float | None = None) -> list[str]:
     """Remove this host's cached copies (and copies a killed fetch left half made) unused for more than ``days``,
     but none a process of this host holds (``_use``); returns their names. The store keeps every recorded file, so
     a copy pruned here is fetched again when next needed."""
-    root = data_dir() / CACHE
-    if not root.is_dir():
-        return []
     cutoff = (time.time() if now is None else now) - days * 86400
+    copies, locks = data_dir() / CACHE, data_dir() / LOCKS
+    names = {p.name for p in copies.iterdir() if p.is_dir()} if copies.is_dir() else set()
+    names |= {p.name.removesuffix(".lock") for p in locks.glob("*.lock")} if locks.is_dir() else set()
     removed = []
-    for copy in sorted(p for p in root.iterdir() if p.is_dir()):
-        lock = _lock_of(copy)
+    for name in sorted(names):
+        copy, lock = copies / name, locks / f"{name}.lock"
         if (lock if lock.exists() else copy).stat().st_mtime > cutoff:
             continue
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # a job of this host uses it
-        try:
-            shutil.rmtree(copy, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
-        removed.append(copy.name)
+        had_copy = copy.exists()  # a lock file alone: a fetch that failed, or a copy removed by hand
+        if _remove_unheld(copy, lock) and had_copy:
+            removed.append(name)
     return removed
+
+
+def _remove_unheld(copy: Path, lock: Path) -> bool:
+    """Remove the copy and its lock file unless a process holds it; whether they were removed."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False  # a job of this host uses it
+    try:
+        shutil.rmtree(copy, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    return True
 
 
 # --------------------------------------------------------------------------- stored files no run records

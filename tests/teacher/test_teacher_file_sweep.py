@@ -154,7 +154,7 @@ def test_a_new_cached_copy_prunes_the_stale_ones_and_keeps_the_one_in_use(sessio
     in_use = cached_on_host_b(job, monkeypatch, tmp_path)  # a new copy: the cache is pruned
     assert in_use.parent == stale.parent and in_use.is_dir()
     assert not stale.exists() and fresh.is_dir()  # unused for 30 days, then 1 day (7 by default)
-    age(in_use.with_name(f"{in_use.name}.lock"), days=30)  # last used long ago, but this process holds it
+    age(data_dir() / stored_dirs.LOCKS / f"{in_use.name}.lock", days=30)  # used long ago, but held here
     another = stale_copy("d" * 64, days=30)
     pruned = CliRunner().invoke(cli, ["--as", "admin", "jobs", "sweep-teacher-files", "--cache-days", "7"])
     assert pruned.exit_code == 0, pruned.output
@@ -174,9 +174,9 @@ def test_a_copy_another_process_of_the_host_uses_is_kept_until_it_ends(monkeypat
         cwd=Path(__file__).parents[2])
     try:
         assert user.stdout is not None and user.stdout.readline() == b"held\n"
-        age(copy.with_name(f"{copy.name}.lock"), days=30)
+        age(host / stored_dirs.LOCKS / f"{copy.name}.lock", days=30)
         assert stored_dirs.prune_cache(days=7) == [] and copy.is_dir()  # its job is still running
     finally:
         user.communicate(timeout=60)
     assert stored_dirs.prune_cache(days=7) == [copy.name] and not copy.exists()
-    assert not copy.with_name(f"{copy.name}.lock").exists()
+    assert not (host / stored_dirs.LOCKS / f"{copy.name}.lock").exists()
