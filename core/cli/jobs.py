@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, config, lazy
+from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, lazy
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
-    from core.store import jobs, stored_dirs
+    from core.store import config, jobs, stored_dirs
     from core.training import checkpoints
 else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
-    jobs, checkpoints, stored_dirs = lazy("core.store.jobs", "core.training.checkpoints", "core.store.stored_dirs")
+    jobs, checkpoints, stored_dirs, config = lazy("core.store.jobs", "core.training.checkpoints",
+                                                  "core.store.stored_dirs", "core.store.config")
 
 
 def register_handlers() -> None:
