@@ -347,12 +347,13 @@ def _named(session: Session) -> tuple[set[str], int]:
     named: set[str] = set()
     unread = 0
     for config in configs:
-        files = config.get(FILES) if isinstance(config, dict) else None
-        if files is None:
+        if config is None:  # a job of another kind
             continue
         try:
-            named.update(f.sha256 for f in DirManifest(files=files).files)
-        except ValidationError:
+            files = config.get(FILES)
+            if files is not None:
+                named.update(f.sha256 for f in DirManifest(files=files).files)
+        except (AttributeError, ValidationError):  # changed outside Stillroom: which files it names is unknown
             unread += 1
     return named, unread
 

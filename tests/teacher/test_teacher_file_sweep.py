@@ -24,10 +24,11 @@ from test_teacher_model_files import on_host, submit
 
 from core.cli import cli
 from core.domain.errors import PermissionDenied
-from core.store import stored_dirs
-from core.store.artifacts import data_dir
+from core.store import stored_dirs, sweeping
+from core.store.artifacts import artifact_store, data_dir
 from core.store.models import AuditEvent, Job, utcnow
 from core.store.stored_dirs import DirManifest
+from core.teacher import model_files
 from core.teacher import runs as teacher_runs
 
 LATER = timedelta(hours=2)
@@ -180,3 +181,17 @@ def test_a_copy_another_process_of_the_host_uses_is_kept_until_it_ends(monkeypat
         user.communicate(timeout=60)
     assert stored_dirs.prune_cache(days=7) == [copy.name] and not copy.exists()
     assert not (host / stored_dirs.LOCKS / f"{copy.name}.lock").exists()
+
+
+def test_a_submit_that_reuses_an_old_orphan_file_keeps_it_from_a_sweep_before_it_records_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("STILLROOM_JOB_RUNNER", "workers")
+    on_host(monkeypatch, tmp_path, "host-a")
+    model = save_tiny_classifier(tmp_path / "laptop" / "a")
+    model_files.snapshot(model)  # copied, then the submit failed: orphans
+    blobs = stored_dirs._stored(artifact_store())
+    for rel in blobs:
+        age(data_dir() / rel, days=1)
+    grace_ago = utcnow() - timedelta(hours=1)
+    assert all(sweeping.stale(artifact_store(), rel, before=grace_ago) for rel in blobs)
+    model_files.snapshot(model)  # a new submit finds them stored: it copies none, and has not recorded them yet
+    assert not any(sweeping.stale(artifact_store(), rel, before=grace_ago) for rel in blobs)
