@@ -11,10 +11,11 @@ import click
 from core.cli.base import _actor, _engine, _session, _table, _viewable, cli, lazy
 
 if TYPE_CHECKING:  # the import as mypy and import-linter read it; at run time it loads on first use
-    from core.store import jobs
+    from core.store import config, jobs, stored_dirs
     from core.training import checkpoints
 else:  # lazy: `stillroom jobs --help` loads neither SQLAlchemy nor the table models
-    jobs, checkpoints = lazy("core.store.jobs", "core.training.checkpoints")
+    jobs, checkpoints, stored_dirs, config = lazy("core.store.jobs", "core.training.checkpoints",
+                                                  "core.store.stored_dirs", "core.store.config")
 
 
 def register_handlers() -> None:
@@ -129,3 +130,26 @@ def jobs_sweep_checkpoints(grace_hours: float) -> None:
     click.echo(swept.sentence())
     for rel in swept.removed:
         click.echo(f"- {rel}")
+
+
+@jobs_group.command("sweep-teacher-files")
+@click.option("--grace-hours", type=click.FloatRange(0, 24 * 365), default=1.0, show_default=True,
+              help="Leave stored files written more recently than this: a submit may be about to record them.")
+@click.option("--cache-days", type=click.FloatRange(0, 365 * 100, min_open=True), default=None,
+              help="Also remove this host's cached copies unused for this many days  [default: "
+                   "STILLROOM_DIR_CACHE_DAYS, 7].")
+def jobs_sweep_teacher_files(grace_hours: float, cache_days: float | None) -> None:
+    """Remove local teachers' model files in the artifact store that no run or job records (admins): a submit that
+    failed after copying them left them; a recorded file is never removed, and a sweep that removes any gets an
+    audit event. Then prune this host's cached copies unused for --cache-days (never one a job here uses; each
+    host also prunes its own when it caches a new copy)."""
+    with _session() as session:
+        swept = stored_dirs.sweep(session, actor=_actor(session), grace=timedelta(hours=grace_hours))
+        days = cache_days if cache_days is not None else config.get_settings().dir_cache_days
+    click.echo(swept.sentence())
+    for rel in swept.removed:
+        click.echo(f"- {rel}")
+    pruned = stored_dirs.prune_cache(days=days)
+    click.echo(f"Removed {len(pruned)} cached model director(ies) on this host unused for {days:g} days.")
+    for name in pruned:
+        click.echo(f"- {stored_dirs.CACHE}/{name}")

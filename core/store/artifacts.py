@@ -137,8 +137,14 @@ class ArtifactStore:
             self.fs.get_file(self.key(rel), str(path))
 
     def remove(self, rel: str) -> None:
-        if self.exists(rel):
+        if not self.exists(rel):
+            return
+        if self.fs is not None:
             self.fs.rm(self.key(rel), recursive=True)
+        elif Path(self.key(rel)).is_dir():
+            shutil.rmtree(self.key(rel))
+        else:
+            Path(self.key(rel)).unlink()
 
     def sha256(self, rel: str) -> str:
         """The hash as file_sha256 / dir_sha256 take it of a local copy: a directory's over its files' relative

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # The largest local teacher directory a run may record (core.teacher.model_files): its files are hashed when
     # the run is submitted and, where another host may run it, copied to the artifact store.
     teacher_dir_max_gb: float = Field(default=20.0, gt=0.0)
+    # A host's cached copy of such a directory (core.store.stored_dirs) unused for this many days is removed when
+    # the host caches another.
+    dir_cache_days: float = Field(default=7.0, gt=0.0)
     # Login protection: after login_max_failures failed tries (per account and per client, within
     # login_window_s) each further try waits login_backoff_s, doubling per failure up to login_lockout_max_s.
     login_max_failures: int = Field(default=5, ge=1, le=1000)

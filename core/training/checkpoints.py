@@ -18,19 +18,19 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from core.domain.errors import ArtifactTampered, InvalidInput, PermissionDenied, RecordTampered
-from core.store import audit
+from core.domain.errors import ArtifactTampered, RecordTampered
+from core.store import audit, sweeping
 from core.store.artifacts import ArtifactStore, artifact_store, data_dir, dir_sha256, track_new_key
 from core.store.checkpoint_copies import KEY, CheckpointCopy, recorded, stored_dir
 from core.store.models import Job, TrainingRun, User, utcnow
+from core.store.sweeping import Swept
 
 _PRUNE = "stillroom_checkpoints_to_prune"  # store names to drop once the session that replaced them commits
 
@@ -133,16 +133,7 @@ def _fetch(store: ArtifactStore, run: TrainingRun, copy: CheckpointCopy, local: 
 # --------------------------------------------------------------------------- copies no run records
 
 
-@dataclass(frozen=True)
-class Swept:
-    """What ``sweep`` removed, and how many unrecorded copies it left (too young, or their run's job running)."""
-
-    removed: list[str] = field(default_factory=list)
-    left: int = 0
-
-    def sentence(self) -> str:
-        left = f"; {self.left} left (written within the grace, or their job is running)" if self.left else ""
-        return f"Removed {len(self.removed)} checkpoint copy(ies) that no training run records{left}."
+WHAT = "checkpoint copy(ies) that no training run records"
 
 
 def sweep(session: Session, *, actor: User, grace: timedelta, now: datetime | None = None) -> Swept:
@@ -150,15 +141,10 @@ def sweep(session: Session, *, actor: User, grace: timedelta, now: datetime | No
     ago, of runs whose job is not running (admins; one audit event per run swept). A process that died between
     copying and recording left them; a recorded copy is never removed, and a copy of a running job, or younger
     than the grace, may still be about to be recorded."""
-    if not actor.is_admin:
-        raise PermissionDenied(f"Only an admin sweeps the artifact store's checkpoint copies; {actor.username} is "
-                               "not an admin.")
-    if grace < timedelta(0):
-        raise InvalidInput("grace: copies written within it are left, so it is zero or more; give zero or more "
-                           "hours.", field="grace")
+    sweeping.may_sweep(actor, grace=grace, what="checkpoint copies")
     store = artifact_store()
     if store.local:
-        return Swept()  # the default store holds no copies: the checkpoints lie in the data directory
+        return Swept(WHAT)  # the default store holds no copies: the checkpoints lie in the data directory
     before = (now or utcnow()) - grace
     removed, left = [], 0
     runs = session.exec(select(TrainingRun, Job.status).join(Job, col(TrainingRun.job_id) == col(Job.id),
@@ -171,7 +157,7 @@ def sweep(session: Session, *, actor: User, grace: timedelta, now: datetime | No
                          entity_id=run.id, project_id=run.project_id, payload={"removed": gone})
         removed, left = removed + gone, left + kept
     session.commit()
-    return Swept(removed, left)
+    return Swept(WHAT, removed, left, why_left="written within the grace, or their job is running")
 
 
 def _sweep_run(store: ArtifactStore, run: TrainingRun, *, before: datetime, busy: bool) -> tuple[list[str], int]:
@@ -188,21 +174,10 @@ def _sweep_run(store: ArtifactStore, run: TrainingRun, *, before: datetime, busy
         rel = f"{folder}/{str(key).rstrip('/').rsplit('/', 1)[1]}"
         if rel in keep_paths:
             continue
-        written = _written(store, rel)
-        if busy or written is None or written > before:
+        if busy or not sweeping.stale(store, rel, before=before):
             left += 1
             continue
         store.remove(rel)
         gone.append(rel)
     return gone, left
 
-
-def _written(store: ArtifactStore, rel: str) -> datetime | None:
-    """When the copy's newest file was written; None when the store cannot say (then it is never swept)."""
-    try:
-        times = [store.fs.modified(f) for f in store.fs.find(store.key(rel))]
-    except (NotImplementedError, OSError):
-        return None
-    if not times:
-        return None
-    return max(t if t.tzinfo else t.replace(tzinfo=UTC) for t in times)  # a store that names no zone keeps UTC
