@@ -191,8 +191,8 @@ if report is not None and report.features:
     table(tidy([{"Feature": f.feature, "PSI": f.psi, "Jensen-Shannon": f.js,
                         "Status": f.status, "Live n": f.n_live} for f in report.features]),
                  hide_index=True, width="stretch")
-    worst = max(report.features, key=lambda f: f.psi or 0.0)
-    if worst.bins:
+    worst = report.worst()
+    if worst is not None and worst.bins:
         bins = pd.DataFrame(worst.bins)
         fig = go.Figure([go.Bar(name="training", x=bins["bin"], y=bins["reference_share"]),
                          go.Bar(name="live", x=bins["bin"], y=bins["live_share"])])

@@ -99,6 +99,10 @@ class DriftReport:
     def alerts(self) -> list[FeatureDrift]:
         return [f for f in self.features if f.status == "alert"]
 
+    def worst(self) -> FeatureDrift | None:
+        """The feature with the highest measured PSI (the first on a tie); None when no PSI could be measured."""
+        return max((f for f in self.features if f.psi is not None), key=lambda f: f.psi or 0.0, default=None)
+
 
 def status_of(value: float | None, *, warn: float, alert: float) -> str:
     if value is None:

@@ -66,8 +66,8 @@ def open_redistill(session: Session, *, actor: User, project: Project, reason: s
     if agreement is not None and agreement < floor:
         triggers.append(f"sampled agreement {agreement:.3f} < floor {floor:.3f}")
     if not triggers:
-        top = max((f for f in report.features if f.psi is not None), key=lambda f: f.psi, default=None)
-        worst = f"the highest PSI is {top.psi:.3f} ({top.feature})" if top else "no drift could be measured"
+        top = report.worst()
+        worst = f"the highest PSI is {top.psi or 0:.3f} ({top.feature})" if top else "no drift could be measured"
         said = "no agreement was sampled" if agreement is None else f"sampled agreement is {agreement:.3f}"
         raise GovernanceViolation(
             f"Re-distillation refused for project {project.name!r}: no drift feature is at alert "

@@ -78,3 +78,16 @@ def test_a_surge_of_threats_is_an_alert_with_scipy_figures(session, shipped):
     assert category.status == "alert" and report.status == "alert"
     threat = next(b for b in category.bins if b["bin"] == "threat")
     assert threat["live_share"] == pytest.approx(440 / 800) and threat["reference_n"] == 40
+
+
+def test_the_worst_feature_is_the_highest_measured_psi_and_none_without_one():
+    def feature(name: str, psi: float | None) -> drift.FeatureDrift:
+        return drift.FeatureDrift(feature=name, kind="numeric", psi=psi, js=None, status="ok", n_reference=1,
+                                  n_live=1)
+
+    def report(*features: drift.FeatureDrift) -> drift.DriftReport:
+        return drift.DriftReport(project_id=1, n_live=1, psi_warn=0.1, psi_alert=0.2, reference="test",
+                                 features=list(features))
+
+    assert report(feature("a", None), feature("b", 0.05), feature("c", 0.3), feature("d", 0.3)).worst().feature == "c"
+    assert report(feature("a", None)).worst() is None and report().worst() is None
