@@ -10,8 +10,7 @@ from core.access.projects import roles_of
 from core.domain.display import tidy
 from core.domain.roles import Role
 from core.gate import gate
-from core.ml.build import SIZES
-from core.ml.config import FAMILIES, NGRAM_SIZES, PRETRAINED, TrainConfig
+from core.ml.config import FAMILIES, TrainConfig, student_sizes
 from core.rollout import fallback
 from core.teacher import filter as tfilter
 from core.teacher import runs as teacher_runs
@@ -82,7 +81,7 @@ with st.expander("Start a training run", expanded=not training):
         st.markdown("**Or one run** of a family and size you choose:")
         family = st.radio("Family", FAMILIES, horizontal=True, format_func={
             "transformer": "small transformer", "ngram": "hashed word and character n-grams (fastest)"}.get)
-        sizes = list(NGRAM_SIZES) if family == "ngram" else [*(s for s in SIZES if s != "teacher"), PRETRAINED]
+        sizes = student_sizes(family)
         with st.form("train"):
             c1, c2, c3, c4 = st.columns(4)
             size = c1.selectbox("Size", sizes)

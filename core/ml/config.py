@@ -50,6 +50,14 @@ PRETRAINED_LR = 1e-4
 WIDE_HIDDEN, WIDE_LR = 256, 5e-4
 
 
+def student_sizes(family: str) -> list[str]:
+    """The sizes a person may choose for a student of ``family``: what TrainConfig accepts (besides size overrides),
+    and what the Train page offers. The teachers' sizes are not students'."""
+    if family == "ngram":
+        return list(NGRAM_SIZES)
+    return [*(k for k in SIZES if not k.startswith("teacher")), "half-teacher", PRETRAINED]
+
+
 class TrainConfig(BaseModel):
     """One distillation run's settings; validated into one-sentence errors by core.domain.validation.parse."""
 
@@ -135,8 +143,7 @@ class TrainConfig(BaseModel):
         self._check_start()
         if self.size == PRETRAINED:
             return self
-        known = NGRAM_SIZES if self.family == "ngram" else {
-            **{k: v for k, v in SIZES.items() if not k.startswith("teacher")}, "half-teacher": None}
+        known = student_sizes(self.family)
         if self.size not in known and not self.size_overrides:
             raise ValueError(f"size {self.size!r} is not a {self.family} size: use one of {', '.join(known)}")
         allowed = SIZE_FIELDS[self.family]

@@ -13,7 +13,8 @@ from encoder_helpers import TEXTS, save_tiny_encoder
 from core.domain.errors import InvalidInput
 from core.domain.validation import parse
 from core.ml import init, pretrain, students
-from core.ml.config import PRETRAINED, TrainConfig
+from core.ml.build import SIZES
+from core.ml.config import PRETRAINED, TrainConfig, student_sizes
 
 LABELS = ["billing", "tech", "account"]
 
@@ -139,3 +140,16 @@ def test_pretraining_stops_at_its_time_budget(tmp_path):
     model = pretrain.mlm_model(cfg, vocab_size=len(tok), encoder_dir=None, teacher_dir=None)
     report = pretrain.pretrain(model, tok, TEXTS, out_dir=tmp_path / "start", cfg=cfg, max_seconds=1e-6)
     assert report.steps == 1 and report.stop_reason == "time budget"
+
+
+@pytest.mark.parametrize("family", ["transformer", "ngram"])
+def test_the_sizes_offered_for_a_student_are_exactly_those_its_config_accepts(family: str):
+    """The Train page offers student_sizes(family); every one is accepted, and a teacher's size is refused."""
+    offered = student_sizes(family)
+    for size in offered:
+        extra = {"student_init": "/models/encoder"} if size == PRETRAINED else {}
+        assert TrainConfig(family=family, size=size, **extra).size == size
+    for teacher_size in (s for s in SIZES if s.startswith("teacher")):
+        assert teacher_size not in offered
+        with pytest.raises(ValueError, match="is not a"):
+            TrainConfig(family=family, size=teacher_size)
